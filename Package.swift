@@ -1,0 +1,43 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// One target per concern; imports point downward only (see DESIGN.md in the project's shared notes).
+let package = Package(
+    name: "ChineseCLIP",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "ChineseCLIP", targets: ["ChineseCLIP"]),
+        .executable(name: "cnclip", targets: ["cnclip"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries from the distribution's packages (scripts/install-deps.sh).
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CWebP", pkgConfig: "libwebp", providers: [.apt(["libwebp-dev"])]),
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+
+        .target(name: "Tensors", dependencies: ["COpenBLAS"]),
+        .target(name: "NeuralNet", dependencies: ["Tensors"]),
+        .target(name: "Checkpoints", dependencies: ["Tensors"]),
+        .target(name: "Tokenization", resources: [.copy("Resources/vocab.txt")]),
+        .target(name: "Imaging", dependencies: ["CTurboJPEG", "CPNG", "CWebP"]),
+        .target(name: "ChineseCLIP", dependencies: ["Tensors", "NeuralNet", "Checkpoints", "Tokenization", "Imaging"]),
+        .executableTarget(name: "cnclip", dependencies: [
+            "ChineseCLIP",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"]),
+        .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Checkpoints"]),
+        .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP"]),
+        .testTarget(name: "CLITests", dependencies: ["ChineseCLIP"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

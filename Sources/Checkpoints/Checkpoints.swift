@@ -1,0 +1,1 @@
+// Checkpoints module (work in progress).

@@ -1,0 +1,1 @@
+// ChineseCLIP module (work in progress).

@@ -1,0 +1,153 @@
+// The tensor type: a shape over contiguous, row-major fp32 storage.
+//
+// Storage is a reference type so that views (reshape) and memory-mapped checkpoint weights share bytes
+// without copying; a `Tensor` value never changes the storage it was handed except through the explicit
+// `withUnsafeMutableBufferPointer`, which only code that just allocated the tensor calls.
+
+import Foundation
+
+/// Contiguous fp32 memory owned by the tensor library or borrowed from an owner (a memory map) kept alive with it.
+public final class TensorStorage: @unchecked Sendable {
+    /// First element.
+    public let pointer: UnsafeMutablePointer<Float>
+    /// Number of elements.
+    public let count: Int
+    private let owner: AnyObject?
+    private let owned: Bool
+
+    /// Allocates `count` zeroed elements, 64-byte aligned.
+    public init(count: Int) {
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.count = count
+        self.owner = nil
+        self.owned = true
+    }
+
+    /// Allocates `count` elements without zeroing them; the caller writes every element before reading.
+    public init(uninitializedCount count: Int) {
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.count = count
+        self.owner = nil
+        self.owned = true
+    }
+
+    /// Borrows `count` elements at `pointer`; `owner` (for example a memory map) is retained as long as the storage.
+    public init(borrowing pointer: UnsafeMutablePointer<Float>, count: Int, owner: AnyObject) {
+        self.pointer = pointer
+        self.count = count
+        self.owner = owner
+        self.owned = false
+    }
+
+    deinit {
+        if owned { UnsafeMutableRawPointer(pointer).deallocate() }
+    }
+}
+
+/// An fp32 tensor: `shape` over row-major contiguous `storage` starting at `offset`.
+public struct Tensor: @unchecked Sendable, CustomStringConvertible {
+    /// Dimensions, outermost first (`[batch, seq, width]`).
+    public let shape: [Int]
+    /// The memory the elements live in.
+    public let storage: TensorStorage
+    /// Index of the first element in `storage`.
+    public let offset: Int
+
+    /// Number of elements (product of `shape`; 1 for a scalar).
+    public var count: Int { shape.reduce(1, *) }
+    /// Number of dimensions.
+    public var rank: Int { shape.count }
+
+    /// Wraps existing storage; `offset + count` must not exceed the storage.
+    public init(shape: [Int], storage: TensorStorage, offset: Int = 0) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+        precondition(offset + shape.reduce(1, *) <= storage.count, "shape \(shape) exceeds storage of \(storage.count)")
+        self.shape = shape
+        self.storage = storage
+        self.offset = offset
+    }
+
+    /// A tensor of `shape` filled with `value`.
+    public init(shape: [Int], repeating value: Float = 0) {
+        let n = shape.reduce(1, *)
+        let s = TensorStorage(count: n)
+        if value != 0 { s.pointer.update(repeating: value, count: n) }
+        self.init(shape: shape, storage: s)
+    }
+
+    /// A tensor of `shape` holding `scalars` in row-major order.
+    public init(shape: [Int], scalars: [Float]) {
+        precondition(shape.reduce(1, *) == scalars.count, "shape \(shape) needs \(shape.reduce(1, *)) values, got \(scalars.count)")
+        let s = TensorStorage(uninitializedCount: scalars.count)
+        scalars.withUnsafeBufferPointer { s.pointer.update(from: $0.baseAddress!, count: scalars.count) }
+        self.init(shape: shape, storage: s)
+    }
+
+    /// An uninitialised tensor of `shape`; the caller fills every element.
+    public static func uninitialized(_ shape: [Int]) -> Tensor {
+        Tensor(shape: shape, storage: TensorStorage(uninitializedCount: shape.reduce(1, *)))
+    }
+
+    /// The elements in row-major order.
+    public var scalars: [Float] { Array(UnsafeBufferPointer(start: storage.pointer + offset, count: count)) }
+
+    /// Pointer to the first element (read-only by convention).
+    public var data: UnsafePointer<Float> { UnsafePointer(storage.pointer + offset) }
+
+    /// Mutable pointer to the first element; only for tensors the caller just allocated.
+    public var mutableData: UnsafeMutablePointer<Float> { storage.pointer + offset }
+
+    /// Calls `body` with the elements.
+    public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(start: storage.pointer + offset, count: count))
+    }
+
+    /// Calls `body` with the elements, writable; only for tensors the caller just allocated.
+    public func withUnsafeMutableBufferPointer<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeMutableBufferPointer(start: storage.pointer + offset, count: count))
+    }
+
+    /// The same elements under another shape (no copy); one dimension may be -1.
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        var s = newShape
+        if let i = s.firstIndex(of: -1) {
+            let known = s.enumerated().filter { $0.offset != i }.map(\.element).reduce(1, *)
+            s[i] = known == 0 ? 0 : count / known
+        }
+        precondition(s.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
+        return Tensor(shape: s, storage: storage, offset: offset)
+    }
+
+    /// Rows `start..<end` along the first dimension (no copy).
+    public func rows(_ range: Range<Int>) -> Tensor {
+        precondition(rank >= 1 && range.lowerBound >= 0 && range.upperBound <= shape[0], "rows \(range) out of \(shape)")
+        let inner = shape.dropFirst().reduce(1, *)
+        return Tensor(shape: [range.count] + shape.dropFirst(), storage: storage, offset: offset + range.lowerBound * inner)
+    }
+
+    /// Element at a multi-index (slow; for tests and small reads).
+    public subscript(_ index: Int...) -> Float {
+        precondition(index.count == rank, "index \(index) for shape \(shape)")
+        var flat = 0
+        for (i, d) in zip(index, shape) { precondition(i >= 0 && i < d, "index \(index) out of \(shape)"); flat = flat * d + i }
+        return storage.pointer[offset + flat]
+    }
+
+    /// A fresh copy with its own storage.
+    public func copy() -> Tensor {
+        let t = Tensor.uninitialized(shape)
+        t.mutableData.update(from: data, count: count)
+        return t
+    }
+
+    /// Short description: the shape and the first values.
+    public var description: String {
+        let head = withUnsafeBufferPointer { Array($0.prefix(6)) }
+        return "Tensor\(shape) \(head)\(count > 6 ? "…" : "")"
+    }
+}
