@@ -1,0 +1,99 @@
+// The text tower, mirroring `cn_clip/clip/modeling_bert.py` (`BertModel` without the pooler) so that
+// parameter names are the checkpoint keys under `bert.`. Exact erf GELU, LayerNorm eps 1e-12,
+// token type 0, masked keys biased by -10000 as the reference does.
+
+import NeuralNet
+import Tensors
+
+/// Word + position + token-type embeddings, then LayerNorm.
+public final class BertEmbeddings: Module, @unchecked Sendable {
+    let wordEmbeddings: Embedding, positionEmbeddings: Embedding, tokenTypeEmbeddings: Embedding
+    let layerNorm: LayerNorm
+
+    /// Embedding tables for `config`.
+    public init(_ config: CLIPConfig) {
+        wordEmbeddings = Embedding(config.vocabSize, config.textHiddenSize)
+        positionEmbeddings = Embedding(config.textMaxPositionEmbeddings, config.textHiddenSize)
+        tokenTypeEmbeddings = Embedding(config.textTypeVocabSize, config.textHiddenSize)
+        layerNorm = LayerNorm(config.textHiddenSize, eps: 1e-12)
+        super.init()
+        register("word_embeddings", wordEmbeddings)
+        register("position_embeddings", positionEmbeddings)
+        register("token_type_embeddings", tokenTypeEmbeddings)
+        register("LayerNorm", layerNorm)
+    }
+
+    /// `ids` (`[batch, seq]`, flat) → `[batch, seq, hidden]`.
+    public func callAsFunction(_ ids: [Int32], batch: Int, seq: Int) -> Tensor {
+        let w = wordEmbeddings.weight.value.lastDim
+        let words = wordEmbeddings(ids)
+        let pos = positionEmbeddings.weight.value.rows(0..<seq)
+        let type0 = tokenTypeEmbeddings.weight.value.rows(0..<1).reshaped([w])
+        let x = add(add(words.reshaped([batch, seq, w]), pos), type0)
+        return layerNorm(x)
+    }
+}
+
+/// One encoder layer: self-attention with output LayerNorm, then the GELU feed-forward with output LayerNorm.
+public final class BertLayer: Module, @unchecked Sendable {
+    let query: Linear, key: Linear, value: Linear
+    let attentionOutput: Linear, attentionNorm: LayerNorm
+    let intermediate: Linear, output: Linear, outputNorm: LayerNorm
+    let heads: Int
+
+    /// A layer for `config`.
+    public init(_ config: CLIPConfig) {
+        let h = config.textHiddenSize
+        query = Linear(h, h); key = Linear(h, h); value = Linear(h, h)
+        attentionOutput = Linear(h, h); attentionNorm = LayerNorm(h, eps: 1e-12)
+        intermediate = Linear(h, config.textIntermediateSize)
+        output = Linear(config.textIntermediateSize, h); outputNorm = LayerNorm(h, eps: 1e-12)
+        heads = config.textNumAttentionHeads
+        super.init()
+        let attention = register("attention", Module())
+        let selfAttention = attention.register("self", Module())
+        selfAttention.register("query", query)
+        selfAttention.register("key", key)
+        selfAttention.register("value", value)
+        let attOut = attention.register("output", Module())
+        attOut.register("dense", attentionOutput)
+        attOut.register("LayerNorm", attentionNorm)
+        register("intermediate", Module()).register("dense", intermediate)
+        let out = register("output", Module())
+        out.register("dense", output)
+        out.register("LayerNorm", outputNorm)
+    }
+
+    /// `x [batch, seq, hidden]`, `keyBias [batch, seq]` → `[batch, seq, hidden]`.
+    public func callAsFunction(_ x: Tensor, keyBias: Tensor) -> Tensor {
+        let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
+        let ctx = multiHeadAttention(q: query(x), k: key(x), v: value(x), batch: b, lq: l, lk: l,
+                                     heads: heads, headDim: w / heads, keyBias: keyBias)
+        let a = attentionNorm(add(attentionOutput(ctx), x))
+        return outputNorm(add(output(gelu(intermediate(a))), a))
+    }
+}
+
+/// BERT without the pooler: embeddings and encoder layers.
+public final class BertModel: Module, @unchecked Sendable {
+    let embeddings: BertEmbeddings
+    let layers: ModuleList<BertLayer>
+
+    /// A BERT for `config`.
+    public init(_ config: CLIPConfig) {
+        embeddings = BertEmbeddings(config)
+        layers = ModuleList((0..<config.textNumHiddenLayers).map { _ in BertLayer(config) })
+        super.init()
+        register("embeddings", embeddings)
+        register("encoder", Module()).register("layer", layers)
+    }
+
+    /// Token ids (flat `[batch, seq]`) with attention on ids ≠ `padId` → last hidden states `[batch, seq, hidden]`.
+    public func callAsFunction(_ ids: [Int32], batch: Int, seq: Int, padId: Int32 = 0) -> Tensor {
+        precondition(ids.count == batch * seq, "BertModel: \(ids.count) ids for [\(batch), \(seq)]")
+        let bias = Tensor(shape: [batch, seq], scalars: ids.map { $0 == padId ? -10000 : 0 })
+        var x = embeddings(ids, batch: batch, seq: seq)
+        for layer in layers.items { x = layer(x, keyBias: bias) }
+        return x
+    }
+}

@@ -1,0 +1,70 @@
+// The whole model, mirroring `cn_clip/clip/model.py`'s `CLIP`: `visual`, `bert`, `text_projection`, `logit_scale`.
+
+import NeuralNet
+import Tensors
+
+/// Chinese-CLIP: an image tower and a BERT text tower projected into one embedding space.
+public final class CLIP: Module, @unchecked Sendable {
+    /// The configuration it was built from.
+    public let config: CLIPConfig
+    /// The image tower (`visual.*`).
+    public let visual: any ImageEncoder
+    /// The text tower (`bert.*`).
+    public let bert: BertModel
+    /// `[text_hidden, embed]`.
+    public let textProjection: Parameter
+    /// Scalar; the similarity scale is its exponential.
+    public let logitScale: Parameter
+
+    /// A model of `config` with zeroed weights (load a checkpoint next).
+    public init(_ config: CLIPConfig) {
+        self.config = config
+        switch config.visionLayers {
+        case .resnet(let layers):
+            visual = ModifiedResNet(layers: layers, outputDim: config.embedDim, heads: config.visionWidth * 32 / config.visionHeadWidth,
+                                    inputResolution: config.imageResolution, width: config.visionWidth)
+        case .transformer(let layers):
+            let patch = config.visionPatchSize ?? 16
+            visual = VisualTransformer(inputResolution: config.imageResolution, patchSize: patch, width: config.visionWidth,
+                                       layers: layers, heads: config.visionWidth / config.visionHeadWidth, outputDim: config.embedDim)
+        }
+        bert = BertModel(config)
+        textProjection = Parameter(shape: [config.textHiddenSize, config.embedDim])
+        logitScale = Parameter(shape: [])
+        super.init()
+        register("text_projection", textProjection)
+        register("logit_scale", logitScale)
+        register("visual", visual)
+        register("bert", bert)
+    }
+
+    /// Unnormalised image features: images `[batch, 3, res, res]` → `[batch, embed]` (`encode_image`).
+    public func encodeImage(_ images: Tensor) -> Tensor { visual(images) }
+
+    /// Unnormalised text features: token ids `[batch, context]` (flat, 0 = padding) → `[batch, embed]` (`encode_text`).
+    public func encodeText(_ ids: [Int32], batch: Int) -> Tensor {
+        guard batch > 0 else { return Tensor(shape: [0, config.embedDim]) }
+        let seq = ids.count / batch
+        let hidden = bert(ids, batch: batch, seq: seq)  // [batch, seq, hidden]
+        let w = hidden.lastDim
+        let cls = Tensor.uninitialized([batch, w])
+        for i in 0..<batch { (cls.mutableData + i * w).update(from: hidden.data + i * seq * w, count: w) }
+        return matmul(cls, textProjection.value)
+    }
+
+    /// `exp(logit_scale)`.
+    public var similarityScale: Float { logitScale.value.data[0].exp() }
+
+    /// `logit_scale.exp() * normalize(image) @ normalize(text).T` → `[images, texts]` (`get_similarity`'s `logits_per_image`;
+    /// its transpose is `logits_per_text`). Features are `[n, embed]`, normalised or not.
+    public func similarity(imageFeatures: Tensor, textFeatures: Tensor) -> Tensor {
+        scaled(matmulTransposed(l2Normalized(imageFeatures), l2Normalized(textFeatures)), by: similarityScale)
+    }
+}
+
+extension Float {
+    /// e raised to this value.
+    fileprivate func exp() -> Float { Float(Foundation.exp(Double(self))) }
+}
+
+import Foundation

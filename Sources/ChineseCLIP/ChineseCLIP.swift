@@ -1,1 +1,0 @@
-// ChineseCLIP module (work in progress).

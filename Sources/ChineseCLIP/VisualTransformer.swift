@@ -1,0 +1,150 @@
+// The ViT image tower, mirroring `cn_clip/clip/model.py` (`VisualTransformer`, `Transformer`,
+// `ResidualAttentionBlock`) so that parameter names are the checkpoint keys under `visual.`.
+
+import NeuralNet
+import Tensors
+
+/// An image tower: images `[batch, 3, res, res]` → features `[batch, embed]` (unnormalised).
+public protocol ImageEncoder: Module {
+    /// Input side in pixels.
+    var inputResolution: Int { get }
+    /// Encodes preprocessed images `[batch, 3, res, res]` → `[batch, embed]`.
+    func callAsFunction(_ images: Tensor) -> Tensor
+}
+
+/// `nn.MultiheadAttention` with packed input projection: `in_proj_weight [3w, w]`, `in_proj_bias [3w]`, `out_proj`.
+public final class MultiheadAttention: Module, @unchecked Sendable {
+    /// `[3·width, width]`: query, key, value projections stacked.
+    public let inProjWeight: Parameter
+    /// `[3·width]`.
+    public let inProjBias: Parameter
+    /// `width → width`.
+    public let outProj: Linear
+    /// Number of heads.
+    public let heads: Int
+
+    /// Attention over `width` features split into `heads` heads.
+    public init(width: Int, heads: Int) {
+        inProjWeight = Parameter(shape: [3 * width, width])
+        inProjBias = Parameter(shape: [3 * width])
+        outProj = Linear(width, width)
+        self.heads = heads
+        super.init()
+        register("in_proj_weight", inProjWeight)
+        register("in_proj_bias", inProjBias)
+        register("out_proj", outProj)
+    }
+
+    /// Self-attention: `x [batch, seq, width]` → `[batch, seq, width]`.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
+        let qkv = linear(x, weight: inProjWeight.value, bias: inProjBias.value)  // [b, l, 3w]
+        let att = multiHeadAttention(q: qkv, qOffset: 0, k: qkv, kOffset: w, v: qkv, vOffset: 2 * w,
+                                     batch: b, lq: l, lk: l, heads: heads, headDim: w / heads)
+        return outProj(att)
+    }
+}
+
+/// `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))` with a QuickGELU MLP of 4× width.
+public final class ResidualAttentionBlock: Module, @unchecked Sendable {
+    /// Self-attention.
+    public let attn: MultiheadAttention
+    /// Pre-attention norm.
+    public let ln1: LayerNorm
+    /// `c_fc`: width → 4·width.
+    public let cFc: Linear
+    /// `c_proj`: 4·width → width.
+    public let cProj: Linear
+    /// Pre-MLP norm.
+    public let ln2: LayerNorm
+
+    /// A block of `width` with `heads` heads.
+    public init(width: Int, heads: Int) {
+        attn = MultiheadAttention(width: width, heads: heads)
+        ln1 = LayerNorm(width)
+        cFc = Linear(width, 4 * width)
+        cProj = Linear(4 * width, width)
+        ln2 = LayerNorm(width)
+        super.init()
+        register("attn", attn)
+        register("ln_1", ln1)
+        let mlp = register("mlp", Module())
+        mlp.register("c_fc", cFc)
+        mlp.register("c_proj", cProj)
+        register("ln_2", ln2)
+    }
+
+    /// `x [batch, seq, width]` → `[batch, seq, width]`.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let h = add(x, attn(ln1(x)))
+        return add(h, cProj(quickGelu(cFc(ln2(h)))))
+    }
+}
+
+/// The vision transformer: patch embedding, class token, positional embedding, blocks, `ln_post`, `proj`.
+public final class VisualTransformer: Module, ImageEncoder, @unchecked Sendable {
+    /// Input side in pixels.
+    public let inputResolution: Int
+    /// Patch side.
+    public let patchSize: Int
+    /// Token width.
+    public let width: Int
+    /// `[width, 3, patch, patch]`, no bias.
+    public let conv1: Conv2d
+    /// `[width]`.
+    public let classEmbedding: Parameter
+    /// `[grid² + 1, width]`.
+    public let positionalEmbedding: Parameter
+    /// Norm before the blocks.
+    public let lnPre: LayerNorm
+    /// The residual blocks (`transformer.resblocks.N`).
+    public let blocks: ModuleList<ResidualAttentionBlock>
+    /// Norm of the class token.
+    public let lnPost: LayerNorm
+    /// `[width, output]`.
+    public let proj: Parameter
+
+    /// A ViT with the reference's constructor arguments.
+    public init(inputResolution: Int, patchSize: Int, width: Int, layers: Int, heads: Int, outputDim: Int) {
+        self.inputResolution = inputResolution
+        self.patchSize = patchSize
+        self.width = width
+        let grid = inputResolution / patchSize
+        conv1 = Conv2d(3, width, kernel: patchSize, stride: patchSize)
+        classEmbedding = Parameter(shape: [width])
+        positionalEmbedding = Parameter(shape: [grid * grid + 1, width])
+        lnPre = LayerNorm(width)
+        blocks = ModuleList((0..<layers).map { _ in ResidualAttentionBlock(width: width, heads: heads) })
+        lnPost = LayerNorm(width)
+        proj = Parameter(shape: [width, outputDim])
+        super.init()
+        register("class_embedding", classEmbedding)
+        register("positional_embedding", positionalEmbedding)
+        register("proj", proj)
+        register("conv1", conv1)
+        register("ln_pre", lnPre)
+        register("transformer", Module()).register("resblocks", blocks)
+        register("ln_post", lnPost)
+    }
+
+    /// Images `[batch, 3, res, res]` → features `[batch, output]`.
+    public func callAsFunction(_ images: Tensor) -> Tensor {
+        precondition(images.rank == 4 && images.shape[1] == 3 && images.shape[2] == inputResolution && images.shape[3] == inputResolution,
+                     "VisualTransformer expects [batch, 3, \(inputResolution), \(inputResolution)], got \(images.shape)")
+        let b = images.shape[0]
+        let p = patches(images, size: patchSize)                                    // [b, grid², 3·p·p]
+        let emb = linear(p, weight: conv1.weight.value.reshaped([width, -1]), bias: nil)  // [b, grid², width]
+        let g = emb.shape[1], l = g + 1
+        let tokens = Tensor.uninitialized([b, l, width])
+        for i in 0..<b {
+            let dst = tokens.mutableData + i * l * width
+            dst.update(from: classEmbedding.value.data, count: width)
+            (dst + width).update(from: emb.data + i * g * width, count: g * width)
+        }
+        var x = lnPre(add(tokens, positionalEmbedding.value))
+        for block in blocks.items { x = block(x) }
+        let cls = Tensor.uninitialized([b, width])
+        for i in 0..<b { (cls.mutableData + i * width).update(from: x.data + i * l * width, count: width) }
+        return matmul(lnPost(cls), proj.value)
+    }
+}

@@ -1,0 +1,116 @@
+// Modules with a dotted parameter tree, so that parameter names are the reference checkpoint keys
+// (`visual.transformer.resblocks.0.attn.in_proj_weight`) and loading can be strict.
+
+import Tensors
+
+/// A named tensor owned by a module: a learnable parameter or a buffer (BatchNorm running statistics).
+public final class Parameter: @unchecked Sendable {
+    /// The current value; its shape never changes after construction.
+    public var value: Tensor
+    /// True for buffers: saved and loaded like parameters, never trained.
+    public let isBuffer: Bool
+
+    /// A parameter of `shape`, zero-filled until loaded or initialised.
+    public init(shape: [Int], isBuffer: Bool = false) {
+        self.value = Tensor(shape: shape)
+        self.isBuffer = isBuffer
+    }
+}
+
+/// Why a state dict does not fit a module.
+public enum StateDictError: Error, CustomStringConvertible, Equatable {
+    /// The module has a parameter the state dict lacks.
+    case missingKey(String)
+    /// The state dict has a key the module does not know.
+    case unexpectedKey(String)
+    /// The key exists with another shape.
+    case shapeMismatch(key: String, expected: [Int], found: [Int])
+
+    /// A message naming the key at fault.
+    public var description: String {
+        switch self {
+        case .missingKey(let k): return "missing key '\(k)' in the checkpoint"
+        case .unexpectedKey(let k): return "unexpected key '\(k)' in the checkpoint (the model has no such parameter)"
+        case .shapeMismatch(let k, let e, let f): return "key '\(k)' has shape \(f), the model expects \(e)"
+        }
+    }
+}
+
+/// Base class of every layer: registers parameters and children under the reference's names.
+open class Module: @unchecked Sendable {
+    private var ownParameters: [(String, Parameter)] = []
+    private var children: [(String, Module)] = []
+
+    /// An empty module.
+    public init() {}
+
+    /// Registers `child` under `name` and returns it.
+    @discardableResult
+    public func register<M: Module>(_ name: String, _ child: M) -> M {
+        children.append((name, child))
+        return child
+    }
+
+    /// Registers an existing parameter or buffer under `name` and returns it.
+    @discardableResult
+    public func register(_ name: String, _ p: Parameter) -> Parameter {
+        ownParameters.append((name, p))
+        return p
+    }
+
+    /// Creates and registers a parameter of `shape` under `name`.
+    public func parameter(_ name: String, _ shape: [Int]) -> Parameter {
+        let p = Parameter(shape: shape)
+        ownParameters.append((name, p))
+        return p
+    }
+
+    /// Creates and registers a buffer of `shape` under `name`.
+    public func buffer(_ name: String, _ shape: [Int]) -> Parameter {
+        let p = Parameter(shape: shape, isBuffer: true)
+        ownParameters.append((name, p))
+        return p
+    }
+
+    /// Every parameter and buffer with its dotted name, in registration order (PyTorch's `state_dict` order).
+    public func namedParameters(prefix: String = "") -> [(String, Parameter)] {
+        var all = ownParameters.map { (prefix + $0.0, $0.1) }
+        for (name, child) in children { all += child.namedParameters(prefix: prefix + name + ".") }
+        return all
+    }
+
+    /// Fills every parameter from `stateDict`, strictly: every parameter present with its shape, no key left over.
+    public func load(stateDict: [String: Tensor]) throws {
+        let named = namedParameters()
+        var known = Set<String>()
+        for (name, p) in named {
+            known.insert(name)
+            guard let t = stateDict[name] else { throw StateDictError.missingKey(name) }
+            // A 0-d scalar and a 1-element vector are the same value (`logit_scale` is saved as either).
+            let sameShape = t.shape == p.value.shape || (t.count == 1 && p.value.count == 1)
+            guard sameShape else { throw StateDictError.shapeMismatch(key: name, expected: p.value.shape, found: t.shape) }
+            p.value = t.shape == p.value.shape ? t : t.reshaped(p.value.shape)
+        }
+        if let extra = stateDict.keys.sorted().first(where: { !known.contains($0) }) {
+            throw StateDictError.unexpectedKey(extra)
+        }
+    }
+
+    /// The current values by dotted name.
+    public func stateDict() -> [String: Tensor] {
+        Dictionary(uniqueKeysWithValues: namedParameters().map { ($0.0, $0.1.value) })
+    }
+}
+
+/// A container whose children are named `0`, `1`, … (PyTorch's `nn.Sequential` / `nn.ModuleList`).
+public final class ModuleList<Element: Module>: Module, @unchecked Sendable {
+    /// The children in order.
+    public let items: [Element]
+
+    /// Registers `items` under their indices.
+    public init(_ items: [Element]) {
+        self.items = items
+        super.init()
+        for (i, m) in items.enumerated() { register(String(i), m) }
+    }
+}

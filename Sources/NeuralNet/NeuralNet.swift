@@ -1,1 +1,0 @@
-// NeuralNet module (work in progress).

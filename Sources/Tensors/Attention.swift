@@ -1,0 +1,42 @@
+// Multi-head scaled dot-product attention that reads each head straight out of the projection outputs
+// (BLAS row strides), so no permuted copies of q, k and v are made.
+
+import Foundation
+
+/// Multi-head attention, `softmax(q kᵀ / sqrt(d) + bias) v` per head.
+/// - Parameters:
+///   - q: `[batch, lq, qStride]` buffer whose first `heads * d` columns (from `qOffset`) are the queries.
+///   - k, v: `[batch, lk, stride]` buffers likewise (they may be the same packed `[.., 3·width]` tensor).
+///   - keyBias: optional `[batch, lk]` additive bias per key (BERT's `(1 - mask) * -10000`).
+/// - Returns: `[batch, lq, heads * d]`.
+public func multiHeadAttention(q: Tensor, qOffset: Int = 0, k: Tensor, kOffset: Int = 0, v: Tensor, vOffset: Int = 0,
+                               batch: Int, lq: Int, lk: Int, heads: Int, headDim d: Int,
+                               keyBias: Tensor? = nil) -> Tensor {
+    let qs = q.lastDim, ks = k.lastDim, vs = v.lastDim
+    precondition(q.count == batch * lq * qs && k.count == batch * lk * ks && v.count == batch * lk * vs,
+                 "attention: q \(q.shape) k \(k.shape) v \(v.shape) for batch \(batch), lq \(lq), lk \(lk)")
+    precondition(qOffset + heads * d <= qs && kOffset + heads * d <= ks && vOffset + heads * d <= vs, "attention: heads exceed width")
+    if let keyBias { precondition(keyBias.count == batch * lk, "attention: key bias \(keyBias.shape)") }
+    let width = heads * d
+    let out = Tensor.uninitialized([batch, lq, width])
+    let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(1, lq * lk))
+    defer { scores.deallocate() }
+    let scale = 1 / Float(d).squareRoot()
+    for b in 0..<batch {
+        for h in 0..<heads {
+            let qp = q.data + b * lq * qs + qOffset + h * d
+            let kp = k.data + b * lk * ks + kOffset + h * d
+            let vp = v.data + b * lk * vs + vOffset + h * d
+            BLAS.gemm(transB: true, m: lq, n: lk, k: d, alpha: scale, a: qp, lda: qs, b: kp, ldb: ks,
+                      c: scores, ldc: lk)
+            if let keyBias {
+                let kb = keyBias.data + b * lk
+                for i in 0..<lq { for j in 0..<lk { scores[i * lk + j] += kb[j] } }
+            }
+            softmaxRowsInPlace(scores, rows: lq, cols: lk)
+            BLAS.gemm(m: lq, n: d, k: lk, a: scores, lda: lk, b: vp, ldb: vs,
+                      c: out.mutableData + b * lq * width + h * d, ldc: width)
+        }
+    }
+    return out
+}

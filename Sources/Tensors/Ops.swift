@@ -1,0 +1,192 @@
+// Forward kernels for the primitives the models use. Each allocates its output; none mutates its inputs.
+// Backward rules (training) attach to these same primitives.
+
+import Foundation
+
+// MARK: - Shape helpers
+
+extension Tensor {
+    /// Size of the last dimension (1 for a scalar).
+    @inlinable public var lastDim: Int { shape.last ?? 1 }
+    /// Number of rows when the tensor is viewed as `[rows, lastDim]`.
+    @inlinable public var rowCount: Int { lastDim == 0 ? 0 : count / lastDim }
+}
+
+// MARK: - Matrix products
+
+/// `x @ weight.T + bias`: `x [..., in]`, `weight [out, in]`, `bias [out]` → `[..., out]` (PyTorch's `nn.Linear`).
+public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+    precondition(weight.rank == 2 && weight.shape[1] == x.lastDim, "linear: x \(x.shape) vs weight \(weight.shape)")
+    let m = x.rowCount, k = x.lastDim, n = weight.shape[0]
+    let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [n])
+    if let bias {
+        precondition(bias.count == n, "linear: bias \(bias.shape) for \(n) outputs")
+        let o = out.mutableData, b = bias.data
+        for i in 0..<m { (o + i * n).update(from: b, count: n) }
+    }
+    BLAS.gemm(transB: true, m: m, n: n, k: k, a: x.data, lda: k, b: weight.data, ldb: k,
+              beta: bias == nil ? 0 : 1, c: out.mutableData, ldc: n)
+    return out
+}
+
+/// `a @ b`: `a [..., m, k]` (leading dimensions flattened into rows), `b [k, n]` → `[..., n]`.
+public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
+    precondition(b.rank == 2 && b.shape[0] == a.lastDim, "matmul: \(a.shape) @ \(b.shape)")
+    let m = a.rowCount, k = a.lastDim, n = b.shape[1]
+    let out = Tensor.uninitialized(Array(a.shape.dropLast()) + [n])
+    BLAS.gemm(m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: n, c: out.mutableData, ldc: n)
+    return out
+}
+
+/// `a @ b.T`: `a [m, k]`, `b [n, k]` → `[m, n]`.
+public func matmulTransposed(_ a: Tensor, _ b: Tensor) -> Tensor {
+    precondition(a.rank == 2 && b.rank == 2 && a.shape[1] == b.shape[1], "matmulTransposed: \(a.shape) @ \(b.shape).T")
+    let m = a.shape[0], k = a.shape[1], n = b.shape[0]
+    let out = Tensor.uninitialized([m, n])
+    BLAS.gemm(transB: true, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: k, c: out.mutableData, ldc: n)
+    return out
+}
+
+/// The transpose of a matrix: `[m, n]` → `[n, m]`.
+public func transposed(_ x: Tensor) -> Tensor {
+    precondition(x.rank == 2, "transposed: rank \(x.rank)")
+    let m = x.shape[0], n = x.shape[1]
+    let out = Tensor.uninitialized([n, m])
+    let s = x.data, d = out.mutableData
+    for i in 0..<m { for j in 0..<n { d[j * m + i] = s[i * n + j] } }
+    return out
+}
+
+// MARK: - Elementwise
+
+/// Applies `f` to every element.
+@inlinable
+public func map(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
+    let out = Tensor.uninitialized(x.shape)
+    let s = x.data, d = out.mutableData
+    for i in 0..<x.count { d[i] = f(s[i]) }
+    return out
+}
+
+/// `a + b` for tensors of one shape, or `b` broadcast over the leading dimensions of `a` (`b` of shape `a.shape.suffix`).
+public func add(_ a: Tensor, _ b: Tensor) -> Tensor {
+    precondition(b.count > 0 && a.count % b.count == 0 && Array(a.shape.suffix(b.rank)) == b.shape,
+                 "add: \(a.shape) + \(b.shape)")
+    let out = Tensor.uninitialized(a.shape)
+    let n = b.count, x = a.data, y = b.data, d = out.mutableData
+    var i = 0
+    while i < a.count {
+        for j in 0..<n { d[i + j] = x[i + j] + y[j] }
+        i += n
+    }
+    return out
+}
+
+/// `x * s`.
+public func scaled(_ x: Tensor, by s: Float) -> Tensor { map(x) { $0 * s } }
+
+/// ReLU: `max(x, 0)`.
+public func relu(_ x: Tensor) -> Tensor { map(x) { $0 > 0 ? $0 : 0 } }
+
+/// Exact GELU, `x * 0.5 * (1 + erf(x / sqrt(2)))`, as BERT's `gelu`.
+public func gelu(_ x: Tensor) -> Tensor {
+    let out = Tensor.uninitialized(x.shape)
+    let s = x.data, d = out.mutableData
+    parallelFor(x.count, cost: 16) { r in
+        for i in r { let v = s[i]; d[i] = v * 0.5 * (1 + erff(v * 0.70710678118654752)) }
+    }
+    return out
+}
+
+/// QuickGELU, `x * sigmoid(1.702 * x)`, as CLIP's vision tower.
+public func quickGelu(_ x: Tensor) -> Tensor {
+    let out = Tensor.uninitialized(x.shape)
+    let s = x.data, d = out.mutableData
+    parallelFor(x.count, cost: 16) { r in
+        for i in r { let v = s[i]; d[i] = v / (1 + expf(-1.702 * v)) }
+    }
+    return out
+}
+
+// MARK: - Normalisation
+
+/// Layer normalisation over the last dimension: `x [..., n]`, `weight [n]`, `bias [n]`.
+public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) -> Tensor {
+    let n = x.lastDim
+    precondition(weight.count == n && bias.count == n, "layerNorm: \(x.shape) with weight \(weight.shape)")
+    let out = Tensor.uninitialized(x.shape)
+    let s = x.data, d = out.mutableData, w = weight.data, b = bias.data
+    parallelFor(x.rowCount, cost: 4 * n) { rows in
+        for r in rows {
+            let xi = s + r * n, yo = d + r * n
+            var mean: Float = 0
+            for j in 0..<n { mean += xi[j] }
+            mean /= Float(n)
+            var variance: Float = 0
+            for j in 0..<n { let c = xi[j] - mean; variance += c * c }
+            variance /= Float(n)
+            let inv = 1 / (variance + eps).squareRoot()
+            for j in 0..<n { yo[j] = (xi[j] - mean) * inv * w[j] + b[j] }
+        }
+    }
+    return out
+}
+
+/// Each row divided by its L2 norm: `x [..., n]`.
+public func l2Normalized(_ x: Tensor) -> Tensor {
+    let n = x.lastDim
+    let out = Tensor.uninitialized(x.shape)
+    let s = x.data, d = out.mutableData
+    for r in 0..<x.rowCount {
+        var ss: Float = 0
+        for j in 0..<n { ss += s[r * n + j] * s[r * n + j] }
+        let norm = ss.squareRoot()
+        for j in 0..<n { d[r * n + j] = s[r * n + j] / norm }
+    }
+    return out
+}
+
+/// Softmax over the last dimension.
+public func softmax(_ x: Tensor) -> Tensor {
+    let out = x.copy()
+    softmaxRowsInPlace(out.mutableData, rows: x.rowCount, cols: x.lastDim)
+    return out
+}
+
+/// Softmax of each row of a `[rows, cols]` buffer, in place.
+@inlinable
+public func softmaxRowsInPlace(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+    for r in 0..<rows {
+        let row = p + r * cols
+        var m = -Float.infinity
+        for j in 0..<cols { m = max(m, row[j]) }
+        var sum: Float = 0
+        for j in 0..<cols { let e = expf(row[j] - m); row[j] = e; sum += e }
+        let inv = 1 / sum
+        for j in 0..<cols { row[j] *= inv }
+    }
+}
+
+// MARK: - Lookup and concatenation
+
+/// Rows of `table [vocab, width]` picked by `ids` → `[ids.count, width]`; an id out of range is a precondition failure.
+public func embedding(_ table: Tensor, ids: [Int32]) -> Tensor {
+    let w = table.lastDim, v = table.shape[0]
+    let out = Tensor.uninitialized([ids.count, w])
+    for (i, id) in ids.enumerated() {
+        precondition(id >= 0 && Int(id) < v, "embedding: id \(id) outside vocabulary of \(v)")
+        (out.mutableData + i * w).update(from: table.data + Int(id) * w, count: w)
+    }
+    return out
+}
+
+/// Concatenation along the first dimension.
+public func concatenateRows(_ parts: [Tensor]) -> Tensor {
+    precondition(!parts.isEmpty, "concatenateRows: nothing to join")
+    let inner = Array(parts[0].shape.dropFirst())
+    for p in parts { precondition(Array(p.shape.dropFirst()) == inner, "concatenateRows: \(p.shape) vs \(inner)") }
+    let out = Tensor.uninitialized([parts.reduce(0) { $0 + $1.shape[0] }] + inner)
+    var at = out.mutableData
+    for p in parts { at.update(from: p.data, count: p.count); at += p.count }
+    return out
+}
