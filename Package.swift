@@ -35,7 +35,7 @@ let package = Package(
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Checkpoints"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP"]),
         .testTarget(name: "CLITests", dependencies: ["ChineseCLIP"]),
     ],
