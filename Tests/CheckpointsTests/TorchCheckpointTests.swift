@@ -116,7 +116,8 @@ final class TorchCheckpointTests: XCTestCase {
                 XCTAssertEqual(Int(bitPattern: UnsafeRawPointer(x.data)) % 64, 0, "recent torch aligns storages to 64 bytes: \(key)")
                 weakMap = map
             }
-            XCTAssertNotNil(weakMap)
+            // Swift may release `sd` right after its last use; keep it alive across this check.
+            withExtendedLifetime(sd) { XCTAssertNotNil(weakMap) }
         }
         XCTAssertNil(weakMap, "the mapping must go away with the last tensor borrowing it")
     }
