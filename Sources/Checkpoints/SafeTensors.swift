@@ -1,0 +1,294 @@
+// safetensors read (memory-mapped, zero-copy fp32) and write (fp32 and int64).
+//
+// Layout: an 8-byte little-endian header length N, N bytes of JSON `{name: {dtype, shape, data_offsets:
+// [begin, end]}, "__metadata__": {str: str}}`, then the data; offsets are relative to the data start.
+// Validation follows the reference implementation: tensors, sorted by offset, must tile the data with no
+// gap or overlap, each exactly as long as its shape and dtype say. The writer reproduces the reference
+// `save_file` byte for byte: tensors ordered by element size (larger first) then name, header JSON in that
+// order without spaces, padded with spaces to a multiple of 8 bytes.
+
+import Foundation
+import Tensors
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A memory-mapped safetensors file: its header and the tensors it holds.
+public final class SafeTensorsFile: @unchecked Sendable {
+    /// Dtype, shape and byte range of one stored tensor.
+    public struct Info: Sendable, Equatable {
+        /// Stored element type.
+        public let dtype: CheckpointDType
+        /// Dimensions, outermost first.
+        public let shape: [Int]
+        /// Byte range within the data section.
+        public let range: Range<Int>
+    }
+
+    /// The mapped file.
+    public let file: MappedFile
+    /// The `__metadata__` map, if the header has one.
+    public let metadata: [String: String]?
+    /// Tensor names in data order (the order the writer laid them out).
+    public let keys: [String]
+    /// Header entries by name.
+    public let infos: [String: Info]
+    private let dataStart: Int
+
+    /// Maximum header size the reference implementation accepts (100 MB), guarding against garbage lengths.
+    static let maxHeader = 100_000_000
+
+    /// Maps `url` and validates its header; throws `badSafetensorsHeader` / `badTensor` naming the file and key.
+    public init(url: URL) throws {
+        file = try MappedFile(url: url)
+        let path = file.path
+        let bytes = file.bytes
+        guard bytes.count >= 8 else {
+            throw CheckpointError.badSafetensorsHeader(file: path, reason: "file is \(bytes.count) bytes, shorter than the 8-byte header length")
+        }
+        let n64 = ByteReader(bytes: bytes).u64(0)
+        guard n64 <= UInt64(Self.maxHeader) else {
+            throw CheckpointError.badSafetensorsHeader(file: path, reason: "header length \(n64) exceeds the \(Self.maxHeader)-byte limit")
+        }
+        let n = Int(n64)
+        guard n >= 2, n <= bytes.count - 8 else {
+            throw CheckpointError.badSafetensorsHeader(file: path, reason: "header length \(n) does not fit a file of \(bytes.count) bytes")
+        }
+        let headerBytes = UnsafeRawBufferPointer(rebasing: bytes[8..<(8 + n)])
+        guard headerBytes[0] == UInt8(ascii: "{") else {
+            throw CheckpointError.badSafetensorsHeader(file: path, reason: "header does not start with '{'")
+        }
+        let json: Any
+        do {
+            json = try JSONSerialization.jsonObject(with: Data(headerBytes), options: [])
+        } catch {
+            throw CheckpointError.badSafetensorsHeader(file: path, reason: "header is not valid JSON (\(error.localizedDescription))")
+        }
+        guard let top = json as? [String: Any] else {
+            throw CheckpointError.badSafetensorsHeader(file: path, reason: "header is not a JSON object")
+        }
+        dataStart = 8 + n
+        let dataCount = bytes.count - dataStart
+        var meta: [String: String]?
+        var infos: [String: Info] = [:]
+        for (key, value) in top {
+            if key == "__metadata__" {
+                guard let m = value as? [String: Any] else {
+                    throw CheckpointError.badSafetensorsHeader(file: path, reason: "__metadata__ is not an object")
+                }
+                var strings: [String: String] = [:]
+                for (k, v) in m {
+                    guard let s = v as? String else {
+                        throw CheckpointError.badSafetensorsHeader(file: path, reason: "__metadata__ value for '\(k)' is not a string")
+                    }
+                    strings[k] = s
+                }
+                meta = strings
+                continue
+            }
+            guard let entry = value as? [String: Any] else {
+                throw CheckpointError.badTensor(file: path, key: key, reason: "header entry is not an object")
+            }
+            guard let dt = entry["dtype"] as? String else { throw CheckpointError.badTensor(file: path, key: key, reason: "no dtype") }
+            guard let dtype = CheckpointDType(safetensors: dt) else {
+                throw CheckpointError.badTensor(file: path, key: key, reason: "dtype '\(dt)' is not supported")
+            }
+            guard let shape = Self.ints(entry["shape"]), shape.allSatisfy({ $0 >= 0 }) else {
+                throw CheckpointError.badTensor(file: path, key: key, reason: "shape is not a list of non-negative integers")
+            }
+            guard let offs = Self.ints(entry["data_offsets"]), offs.count == 2, offs[0] >= 0, offs[0] <= offs[1] else {
+                throw CheckpointError.badTensor(file: path, key: key, reason: "data_offsets is not [begin, end] with 0 <= begin <= end")
+            }
+            guard offs[1] <= dataCount else {
+                throw CheckpointError.badTensor(file: path, key: key, reason: "data_offsets \(offs) run past the data section (\(dataCount) bytes)")
+            }
+            let (count, overflow) = shape.reduce((1, false)) { acc, d in
+                let (p, o) = acc.0.multipliedReportingOverflow(by: d); return (p, acc.1 || o)
+            }
+            guard !overflow, count * dtype.byteSize == offs[1] - offs[0] else {
+                throw CheckpointError.badTensor(file: path, key: key, reason: "shape \(shape) of \(dt) needs \(overflow ? "too many" : String(count * dtype.byteSize)) bytes, data_offsets \(offs) give \(offs[1] - offs[0])")
+            }
+            infos[key] = Info(dtype: dtype, shape: shape, range: offs[0]..<offs[1])
+        }
+        let ordered = infos.sorted { ($0.value.range.lowerBound, $0.value.range.upperBound, $0.key) < ($1.value.range.lowerBound, $1.value.range.upperBound, $1.key) }
+        var end = 0
+        for (key, info) in ordered {
+            guard info.range.lowerBound == end else {
+                let what = info.range.lowerBound < end ? "overlaps the previous tensor, which ends at \(end)" : "leaves a gap after byte \(end)"
+                throw CheckpointError.badTensor(file: path, key: key, reason: "data_offsets [\(info.range.lowerBound), \(info.range.upperBound)] \(what)")
+            }
+            end = info.range.upperBound
+        }
+        guard end == dataCount else {
+            throw CheckpointError.badSafetensorsHeader(file: path, reason: "tensors cover \(end) bytes of a \(dataCount)-byte data section")
+        }
+        metadata = meta
+        keys = ordered.map(\.key)
+        self.infos = infos
+    }
+
+    private static func ints(_ v: Any?) -> [Int]? {
+        guard let a = v as? [Any] else { return nil }
+        var out: [Int] = []
+        for x in a {
+            // JSONSerialization gives NSNumber; a Bool or fractional number is not an integer.
+            guard let n = x as? NSNumber, String(cString: n.objCType) != "c", n.doubleValue == n.doubleValue.rounded(),
+                  let i = Int(exactly: n.doubleValue) else { return nil }
+            out.append(i)
+        }
+        return out
+    }
+
+    /// The tensor `key`: fp32 borrows the map when aligned, other dtypes are converted.
+    public func tensor(_ key: String) throws -> CheckpointTensor {
+        guard let info = infos[key] else { throw CheckpointError.missingKey(file: file.path, key: key) }
+        let start = dataStart + info.range.lowerBound
+        let bytes = UnsafeRawBufferPointer(rebasing: file.bytes[start..<(dataStart + info.range.upperBound)])
+        return try TensorBuild.make(bytes: bytes, dtype: info.dtype, offset: 0, shape: info.shape,
+                                    stride: TensorBuild.contiguousStrides(info.shape), mapping: file, sharedStorage: nil,
+                                    file: file.path, key: key)
+    }
+
+    /// All tensors in data order.
+    public func stateDict() throws -> StateDict {
+        var sd = StateDict(source: file.path)
+        for k in keys { sd[k] = try tensor(k) }
+        return sd
+    }
+}
+
+/// Reading and writing safetensors files.
+public enum SafeTensors {
+    /// All tensors of the safetensors file at `url`, in data order.
+    public static func read(_ url: URL) throws -> StateDict {
+        try SafeTensorsFile(url: url).stateDict()
+    }
+
+    /// Writes `tensors` (floating as F32, integer as I64) with optional `metadata`, atomically (temp file + rename).
+    public static func write(_ tensors: StateDict, metadata: [String: String]? = nil, to url: URL) throws {
+        try write(tensors.entries.map { ($0.key, $0.value) }, metadata: metadata, to: url)
+    }
+
+    /// Writes fp32 `tensors` by name with optional `metadata`, atomically.
+    public static func write(_ tensors: [String: Tensor], metadata: [String: String]? = nil, to url: URL) throws {
+        try write(tensors.map { ($0.key, CheckpointTensor($0.value)) }, metadata: metadata, to: url)
+    }
+
+    /// The header bytes (length prefix included) and data order for `tensors`, as the reference writer lays them out.
+    static func layout(_ tensors: [(String, CheckpointTensor)], metadata: [String: String]?, path: String) throws -> (header: [UInt8], order: [(String, CheckpointTensor)]) {
+        var seen = Set<String>()
+        for (k, _) in tensors {
+            guard seen.insert(k).inserted else { throw CheckpointError.typeMismatch(file: path, key: k, reason: "appears twice") }
+            guard k != "__metadata__" else { throw CheckpointError.typeMismatch(file: path, key: k, reason: "is reserved for metadata") }
+        }
+        func stored(_ t: CheckpointTensor) -> CheckpointDType { t.isFloatingPoint ? .float32 : .int64 }
+        let order = tensors.sorted { a, b in
+            let (x, y) = (stored(a.1).byteSize, stored(b.1).byteSize)
+            return x != y ? x > y : a.0 < b.0
+        }
+        var json = "{"
+        var first = true
+        if let metadata {
+            json += "\"__metadata__\":{"
+            json += metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(separator: ",")
+            json += "}"
+            first = false
+        }
+        var offset = 0
+        for (k, t) in order {
+            let dt = stored(t)
+            let size = t.count * dt.byteSize
+            if !first { json += "," }
+            first = false
+            json += "\(jsonString(k)):{\"dtype\":\"\(dt.safetensorsName)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}"
+            offset += size
+        }
+        json += "}"
+        var header = Array(json.utf8)
+        header.append(contentsOf: repeatElement(UInt8(ascii: " "), count: (8 - header.count % 8) % 8))
+        return (withUnsafeBytes(of: UInt64(header.count).littleEndian, Array.init) + header, order)
+    }
+
+    /// Writes `tensors` in the given key set (order is normalised) with optional `metadata`, atomically.
+    public static func write(_ tensors: [(String, CheckpointTensor)], metadata: [String: String]? = nil, to url: URL) throws {
+        let path = url.path
+        let (header, order) = try layout(tensors, metadata: metadata, path: path)
+        try AtomicFile.write(to: url) { out in
+            try header.withUnsafeBytes { try out($0) }
+            for (_, t) in order {
+                switch t.values {
+                case .float(let x):
+                    try x.withUnsafeBufferPointer { try out(UnsafeRawBufferPointer($0)) }
+                case .integer(let v):
+                    try v.map { $0.littleEndian }.withUnsafeBytes { try out($0) }
+                }
+            }
+        }
+    }
+
+    /// JSON string literal as serde_json writes it: `"` and `\` escaped, control characters escaped, the rest verbatim UTF-8.
+    static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            default:
+                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// Writes a file through a temporary sibling and `rename`, so readers never see a half-written file.
+enum AtomicFile {
+    /// Calls `body` with a function that appends bytes; on success renames into `url`, on failure removes the temporary.
+    static func write(to url: URL, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+        let path = url.path
+        let dir = url.deletingLastPathComponent().path
+        let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        guard fd >= 0 else { throw CheckpointError.io(file: path, reason: "cannot create temporary file \(tmp): \(String(cString: strerror(errno)))") }
+        var ok = false
+        defer {
+            if !ok { close(fd); unlink(tmp) }
+        }
+        try body { buf in
+            var done = 0
+            while done < buf.count {
+                let n = systemWrite(fd, buf.baseAddress! + done, min(buf.count - done, 1 << 30))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw CheckpointError.io(file: path, reason: "write failed: \(String(cString: strerror(errno)))")
+                }
+                done += n
+            }
+        }
+        guard fsync(fd) == 0 else { throw CheckpointError.io(file: path, reason: "fsync failed: \(String(cString: strerror(errno)))") }
+        guard close(fd) == 0 else {
+            ok = true
+            unlink(tmp)
+            throw CheckpointError.io(file: path, reason: "close failed: \(String(cString: strerror(errno)))")
+        }
+        ok = true
+        guard rename(tmp, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(tmp)
+            throw CheckpointError.io(file: path, reason: "cannot rename \(tmp) into place: \(reason)")
+        }
+    }
+}
+
+#if canImport(Glibc)
+private let systemWrite = Glibc.write
+#elseif canImport(Darwin)
+private let systemWrite = Darwin.write
+#endif
