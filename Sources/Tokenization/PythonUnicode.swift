@@ -17,6 +17,13 @@ struct PythonUnicode: Sendable {
         minor = version.minor
     }
 
+    /// Swift's tables (Unicode 17.0 in Swift 6.3) changed two long-assigned characters, found by comparing
+    /// every code point with the reference: U+0295 ʕ went from Ll (cased) to Lo in 17.0, and U+1171E AHOM
+    /// CONSONANT SIGN MEDIAL RA from Mn (case-ignorable, stripped as an accent) to Mc. Pythons up to 3.13
+    /// (Unicode 15.1) see the old values; for U+1171E the change is assumed to be 17.0 as well (unverified).
+    @inline(__always)
+    private var seesPre17Values: Bool { major < 17 }
+
     /// Whether the scalar was assigned in the frozen Unicode version.
     @inline(__always)
     func isAssigned(_ s: Unicode.Scalar) -> Bool {
@@ -27,7 +34,12 @@ struct PythonUnicode: Sendable {
     /// The general category as Python's `unicodedata.category` would report it (nil stands for `Cn`).
     @inline(__always)
     func category(_ s: Unicode.Scalar) -> Unicode.GeneralCategory? {
-        isAssigned(s) ? s.properties.generalCategory : nil
+        guard isAssigned(s) else { return nil }
+        if seesPre17Values {
+            if s.value == 0x295 { return .lowercaseLetter }
+            if s.value == 0x1171E { return .nonspacingMark }
+        }
+        return s.properties.generalCategory
     }
 
     /// BERT's `_is_control`: categories Cc and Cf, except tab, newline and carriage return.
@@ -136,6 +148,13 @@ struct PythonUnicode: Sendable {
         return j == scalars.count || !isCased(scalars[j])
     }
 
-    private func isCased(_ s: Unicode.Scalar) -> Bool { isAssigned(s) && s.properties.isCased }
-    private func isCaseIgnorable(_ s: Unicode.Scalar) -> Bool { isAssigned(s) && s.properties.isCaseIgnorable }
+    private func isCased(_ s: Unicode.Scalar) -> Bool {
+        if s.value == 0x295 && seesPre17Values { return true }
+        return isAssigned(s) && s.properties.isCased
+    }
+
+    private func isCaseIgnorable(_ s: Unicode.Scalar) -> Bool {
+        if s.value == 0x1171E && seesPre17Values { return true }
+        return isAssigned(s) && s.properties.isCaseIgnorable
+    }
 }

@@ -105,6 +105,31 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(t.wordPieces("\u{D55C}"), ["[UNK]"])
     }
 
+    // MARK: - Unicode-version edge cases (expected values observed from the reference under Python 3.11/3.12)
+
+    func testControlsJoinNeighboursAndLineSeparatorsSplit() throws {
+        let t = try Tokenizer.bundled()
+        XCTAssertEqual(t.wordPieces("Ab\u{0B}cd"), ["abc", "##d"])
+        XCTAssertEqual(t.wordPieces("Ab\u{2028}cd"), ["ab", "cd"])
+    }
+
+    /// Characters whose properties Swift's newer tables changed keep their Unicode 14 behaviour.
+    func testCharactersChangedAfterUnicode14KeepReferenceBehaviour() throws {
+        let t = try Tokenizer.bundled()
+        XCTAssertEqual(t.wordPieces("Ab\u{1171E}cd"), ["abc", "##d"])
+        XCTAssertEqual(t.wordPieces("\u{391}\u{1171E}\u{3A3} a"), ["α", "##ς", "a"])
+        XCTAssertEqual(Tokenizer.prepareCaption("A\u{295}\u{3A3}"), "a\u{295}\u{3C2}")
+    }
+
+    /// A code point assigned after the frozen version is unassigned to that Python, so it stays put:
+    /// U+11B00 DEVANAGARI HEAD MARK (Po) arrived in Unicode 15.0, so only Python 3.12+ splits on it.
+    func testUnicodeVersionGatesNewerCharacters() throws {
+        let py311 = try Tokenizer.bundled()
+        let py312 = try Tokenizer(vocabularyURL: Tokenizer.bundledVocabularyURL(), unicodeVersion: (15, 0))
+        XCTAssertEqual(py311.wordPieces("Ab\u{11B00}cd"), ["[UNK]"])
+        XCTAssertEqual(py312.wordPieces("Ab\u{11B00}cd"), ["ab", "[UNK]", "cd"])
+    }
+
     // MARK: - Caption preprocessing
 
     func testPrepareCaptionLowercasesAndMapsCurlyQuotes() {
