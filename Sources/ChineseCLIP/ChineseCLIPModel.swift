@@ -1,0 +1,136 @@
+// The library's front door: a loaded model with its tokenizer and preprocessing, giving the reference's
+// features and similarities for images and texts. Thread-safe: encoding reads the weights and never writes them.
+
+import Foundation
+import Imaging
+import Tensors
+import Tokenization
+
+/// A Chinese-CLIP model ready to encode images and texts as `cn_clip` does.
+public final class ChineseCLIPModel: @unchecked Sendable {
+    /// The network.
+    public let clip: CLIP
+    /// The reference tokenizer.
+    public let tokenizer: Tokenizer
+
+    /// The configuration.
+    public var config: CLIPConfig { clip.config }
+    /// Input image side (the model's `image_resolution`).
+    public var resolution: Int { config.imageResolution }
+
+    /// Wraps a built model and a tokenizer.
+    public init(clip: CLIP, tokenizer: Tokenizer) {
+        self.clip = clip
+        self.tokenizer = tokenizer
+    }
+
+    /// Loads `checkpoint` (`.pt`, `.safetensors`, or a Hugging Face directory) into a model of `config`.
+    /// The vocabulary is the bundled one unless `vocabularyPath` is given.
+    public convenience init(checkpoint: URL, config: CLIPConfig, vocabularyPath: String? = nil) throws {
+        let clip = try CLIP.load(checkpoint: checkpoint, config: config)
+        try self.init(clip: clip, tokenizer: Self.tokenizer(vocabularyPath))
+    }
+
+    /// Loads a checkpoint with the `VISION@TEXT` preset pair (the reference's `--vision-model` / `--text-model`).
+    public convenience init(checkpoint: URL, visionModel: String, textModel: String, vocabularyPath: String? = nil) throws {
+        try self.init(checkpoint: checkpoint, config: ModelPresets.config(vision: visionModel, text: textModel),
+                      vocabularyPath: vocabularyPath)
+    }
+
+    /// Loads a Hugging Face `ChineseCLIPModel` directory, its config taken from its `config.json`.
+    public convenience init(huggingFaceDirectory dir: URL, vocabularyPath: String? = nil) throws {
+        let config = try CLIPConfig.huggingFace(contentsOf: dir.appendingPathComponent("config.json"))
+        try self.init(checkpoint: dir, config: config, vocabularyPath: vocabularyPath)
+    }
+
+    /// Loads a released model (`ViT-B-16`, …) from the download cache (`cnclip download NAME` puts it there).
+    public convenience init(released name: String, cacheDirectory: URL = CheckpointDownloader.defaultCacheDirectory,
+                            vocabularyPath: String? = nil) throws {
+        guard let model = ModelPresets.released(named: name) else {
+            throw CLIPError.unknownModel(name: name, known: ModelPresets.released.map(\.name))
+        }
+        let path = CheckpointDownloader(cacheDirectory: cacheDirectory).cachedPath(for: model)
+        guard FileManager.default.fileExists(atPath: path.path) else {
+            throw CLIPError.io(path: path.path, reason: "checkpoint of \(name) not downloaded; run `cnclip download \(name)` first")
+        }
+        try self.init(checkpoint: path, config: ModelPresets.config(named: model.structure), vocabularyPath: vocabularyPath)
+    }
+
+    /// The bundled reference vocabulary's tokenizer.
+    public static func bundledTokenizer() throws -> Tokenizer { try tokenizer(nil) }
+
+    static func tokenizer(_ path: String?) throws -> Tokenizer {
+        do { return try path.map { try Tokenizer(vocabularyPath: $0) } ?? Tokenizer.bundled() } catch {
+            throw CLIPError.io(path: path ?? "vocab.txt", reason: "\(error)")
+        }
+    }
+
+    // MARK: Images
+
+    /// Preprocesses images as `image_transform(resolution)` does → `[n, 3, res, res]`.
+    public func preprocess(_ images: [Image]) -> Tensor {
+        Tensor(shape: [images.count, 3, resolution, resolution], scalars: Image.preprocessBatch(images, resolution: resolution))
+    }
+
+    /// Image features `[n, embed]` for decoded images, L2-normalised unless `normalized` is false.
+    public func encodeImages(_ images: [Image], normalized: Bool = true, batchSize: Int = 8) -> Tensor {
+        encodeInBatches(images.count, batchSize: batchSize, normalized: normalized) { range in
+            clip.encodeImage(preprocess(Array(images[range])))
+        }
+    }
+
+    /// Image features `[n, embed]` for image files; a file that cannot be read or decoded is an error naming it.
+    public func encodeImageFiles(_ paths: [String], normalized: Bool = true, batchSize: Int = 8) throws -> Tensor {
+        let images = try paths.map { path -> Image in
+            do { return try Image(contentsOfFile: path) } catch { throw CLIPError.io(path: path, reason: "\(error)") }
+        }
+        return encodeImages(images, normalized: normalized, batchSize: batchSize)
+    }
+
+    /// Image features `[n, embed]` for already preprocessed images `[n, 3, res, res]`.
+    public func encodeImages(preprocessed: Tensor, normalized: Bool = true) -> Tensor {
+        let f = clip.encodeImage(preprocessed)
+        return normalized ? l2Normalized(f) : f
+    }
+
+    // MARK: Texts
+
+    /// Token ids `[n, contextLength]` as `clip.tokenize` makes them.
+    public func tokenize(_ texts: [String], contextLength: Int = 52) -> [Int32] {
+        tokenizer.tokenizeFlat(texts, contextLength: contextLength)
+    }
+
+    /// Text features `[n, embed]`, L2-normalised unless `normalized` is false.
+    public func encodeTexts(_ texts: [String], contextLength: Int = 52, normalized: Bool = true, batchSize: Int = 32) -> Tensor {
+        encodeInBatches(texts.count, batchSize: batchSize, normalized: normalized) { range in
+            clip.encodeText(tokenize(Array(texts[range]), contextLength: contextLength), batch: range.count)
+        }
+    }
+
+    /// Text features `[n, embed]` for token ids (flat `[n, context]`, 0 = padding).
+    public func encodeTexts(tokens: [Int32], count: Int, normalized: Bool = true) -> Tensor {
+        let f = clip.encodeText(tokens, batch: count)
+        return normalized ? l2Normalized(f) : f
+    }
+
+    // MARK: Similarity
+
+    /// `get_similarity`: `logits_per_image [images, texts]` and `logits_per_text [texts, images]`.
+    public func similarity(imageFeatures: Tensor, textFeatures: Tensor) -> (logitsPerImage: Tensor, logitsPerText: Tensor) {
+        let perImage = clip.similarity(imageFeatures: imageFeatures, textFeatures: textFeatures)
+        return (perImage, transposed(perImage))
+    }
+
+    private func encodeInBatches(_ n: Int, batchSize: Int, normalized: Bool, _ encode: (Range<Int>) -> Tensor) -> Tensor {
+        guard n > 0 else { return Tensor(shape: [0, config.embedDim]) }
+        var parts: [Tensor] = []
+        var start = 0
+        while start < n {
+            let end = min(n, start + max(1, batchSize))
+            parts.append(encode(start..<end))
+            start = end
+        }
+        let all = parts.count == 1 ? parts[0] : concatenateRows(parts)
+        return normalized ? l2Normalized(all) : all
+    }
+}

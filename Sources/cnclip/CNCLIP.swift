@@ -1,0 +1,30 @@
+// The `cnclip` command line: one file per subcommand, flags spelled as the reference scripts spell them.
+
+import ArgumentParser
+import ChineseCLIP
+import Foundation
+
+@main
+struct CNCLIP: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cnclip",
+        abstract: "Chinese-CLIP in Swift: the same features as cn-clip from its own checkpoints, without Python.",
+        discussion: """
+        Start with `cnclip models` to see the model names, `cnclip download ViT-B-16` to fetch a released
+        checkpoint, then `cnclip similarity --model ViT-B-16 --image cat.jpg --text 猫 --text 狗`.
+        """,
+        subcommands: [Models.self, Download.self, Encode.self, Similarity.self, Bench.self])
+}
+
+/// Writes `message` to standard error.
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+/// Turns a library error into the CLI's one-line message and non-zero exit.
+func reported<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as CLIPError {
+        printError("error: \(e.description)")
+        throw ExitCode.failure
+    }
+}
