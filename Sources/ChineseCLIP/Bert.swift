@@ -64,12 +64,14 @@ public final class BertLayer: Module, @unchecked Sendable {
         out.register("LayerNorm", outputNorm)
     }
 
-    /// `x [batch, seq, hidden]`, `keyBias [batch, seq]` → `[batch, seq, hidden]`.
-    public func callAsFunction(_ x: Tensor, keyBias: Tensor) -> Tensor {
+    /// `x [batch, seq, hidden]`, `keyBias [batch, seq]` → `[batch, seq, hidden]`; with `firstTokenOnly`,
+    /// `[batch, 1, hidden]` for `[CLS]` alone (rows are independent after attention, so it is the same value).
+    public func callAsFunction(_ x: Tensor, keyBias: Tensor, firstTokenOnly: Bool = false) -> Tensor {
         let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
-        let ctx = multiHeadAttention(q: query(x), k: key(x), v: value(x), batch: b, lq: l, lk: l,
+        let q = query(firstTokenOnly ? firstRows(x) : x)
+        let ctx = multiHeadAttention(q: q, k: key(x), v: value(x), batch: b, lq: q.shape[1], lk: l,
                                      heads: heads, headDim: w / heads, keyBias: keyBias)
-        let a = attentionNorm(add(attentionOutput(ctx), x))
+        let a = attentionNorm(add(attentionOutput(ctx), firstTokenOnly ? firstRows(x) : x))
         return outputNorm(add(output(gelu(intermediate(a))), a))
     }
 }
@@ -88,12 +90,15 @@ public final class BertModel: Module, @unchecked Sendable {
         register("encoder", Module()).register("layer", layers)
     }
 
-    /// Token ids (flat `[batch, seq]`) with attention on ids ≠ `padId` → last hidden states `[batch, seq, hidden]`.
-    public func callAsFunction(_ ids: [Int32], batch: Int, seq: Int, padId: Int32 = 0) -> Tensor {
+    /// Token ids (flat `[batch, seq]`) with attention on ids ≠ `padId` → last hidden states `[batch, seq, hidden]`,
+    /// or `[batch, 1, hidden]` (the `[CLS]` position) with `clsOnly`, skipping the last layer's other rows.
+    public func callAsFunction(_ ids: [Int32], batch: Int, seq: Int, padId: Int32 = 0, clsOnly: Bool = false) -> Tensor {
         precondition(ids.count == batch * seq, "BertModel: \(ids.count) ids for [\(batch), \(seq)]")
         let bias = Tensor(shape: [batch, seq], scalars: ids.map { $0 == padId ? -10000 : 0 })
         var x = embeddings(ids, batch: batch, seq: seq)
-        for layer in layers.items { x = layer(x, keyBias: bias) }
-        return x
+        for (i, layer) in layers.items.enumerated() {
+            x = layer(x, keyBias: bias, firstTokenOnly: clsOnly && i == layers.items.count - 1)
+        }
+        return clsOnly && layers.items.isEmpty ? firstRows(x) : x
     }
 }

@@ -45,11 +45,8 @@ public final class CLIP: Module, @unchecked Sendable {
     public func encodeText(_ ids: [Int32], batch: Int) -> Tensor {
         guard batch > 0 else { return Tensor(shape: [0, config.embedDim]) }
         let seq = ids.count / batch
-        let hidden = bert(ids, batch: batch, seq: seq)  // [batch, seq, hidden]
-        let w = hidden.lastDim
-        let cls = Tensor.uninitialized([batch, w])
-        for i in 0..<batch { (cls.mutableData + i * w).update(from: hidden.data + i * seq * w, count: w) }
-        return matmul(cls, textProjection.value)
+        let cls = bert(ids, batch: batch, seq: seq, clsOnly: true)  // [batch, 1, hidden]
+        return matmul(cls.reshaped([batch, cls.lastDim]), textProjection.value)
     }
 
     /// `exp(logit_scale)`.

@@ -35,12 +35,20 @@ public final class MultiheadAttention: Module, @unchecked Sendable {
         register("out_proj", outProj)
     }
 
-    /// Self-attention: `x [batch, seq, width]` → `[batch, seq, width]`.
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    /// Self-attention: `x [batch, seq, width]` → `[batch, seq, width]`, or `[batch, 1, width]` for the first
+    /// query only when `firstQueryOnly` (rows are independent, so the result for it is the same).
+    public func callAsFunction(_ x: Tensor, firstQueryOnly: Bool = false) -> Tensor {
         let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
         let qkv = linear(x, weight: inProjWeight.value, bias: inProjBias.value)  // [b, l, 3w]
-        let att = multiHeadAttention(q: qkv, qOffset: 0, k: qkv, kOffset: w, v: qkv, vOffset: 2 * w,
+        let att: Tensor
+        if firstQueryOnly {
+            let q = firstRows(qkv)  // [b, 1, 3w]: its first w columns are the query
+            att = multiHeadAttention(q: q, qOffset: 0, k: qkv, kOffset: w, v: qkv, vOffset: 2 * w,
+                                     batch: b, lq: 1, lk: l, heads: heads, headDim: w / heads)
+        } else {
+            att = multiHeadAttention(q: qkv, qOffset: 0, k: qkv, kOffset: w, v: qkv, vOffset: 2 * w,
                                      batch: b, lq: l, lk: l, heads: heads, headDim: w / heads)
+        }
         return outProj(att)
     }
 }
@@ -74,9 +82,10 @@ public final class ResidualAttentionBlock: Module, @unchecked Sendable {
         register("ln_2", ln2)
     }
 
-    /// `x [batch, seq, width]` → `[batch, seq, width]`.
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        let h = add(x, attn(ln1(x)))
+    /// `x [batch, seq, width]` → `[batch, seq, width]`; with `firstTokenOnly`, `[batch, 1, width]` for the
+    /// class token alone (what the last block of an encoder needs).
+    public func callAsFunction(_ x: Tensor, firstTokenOnly: Bool = false) -> Tensor {
+        let h = add(firstTokenOnly ? firstRows(x) : x, attn(ln1(x), firstQueryOnly: firstTokenOnly))
         return add(h, cProj(quickGelu(cFc(ln2(h)))))
     }
 }
@@ -142,9 +151,8 @@ public final class VisualTransformer: Module, ImageEncoder, @unchecked Sendable 
             (dst + width).update(from: emb.data + i * g * width, count: g * width)
         }
         var x = lnPre(add(tokens, positionalEmbedding.value))
-        for block in blocks.items { x = block(x) }
-        let cls = Tensor.uninitialized([b, width])
-        for i in 0..<b { (cls.mutableData + i * width).update(from: x.data + i * l * width, count: width) }
+        for (i, block) in blocks.items.enumerated() { x = block(x, firstTokenOnly: i == blocks.items.count - 1) }
+        let cls = firstRows(x).reshaped([b, width])
         return matmul(lnPost(cls), proj.value)
     }
 }

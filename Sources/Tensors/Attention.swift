@@ -19,23 +19,23 @@ public func multiHeadAttention(q: Tensor, qOffset: Int = 0, k: Tensor, kOffset: 
     if let keyBias { precondition(keyBias.count == batch * lk, "attention: key bias \(keyBias.shape)") }
     let width = heads * d
     let out = Tensor.uninitialized([batch, lq, width])
-    let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(1, lq * lk))
-    defer { scores.deallocate() }
     let scale = 1 / Float(d).squareRoot()
-    for b in 0..<batch {
-        for h in 0..<heads {
+    // Heads are independent: split them across threads, each with its own scores buffer and single-threaded GEMMs.
+    parallelFor(batch * heads, cost: 2 * lq * lk * d) { items in
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(1, lq * lk))
+        defer { scores.deallocate() }
+        for item in items {
+            let b = item / heads, h = item % heads
             let qp = q.data + b * lq * qs + qOffset + h * d
             let kp = k.data + b * lk * ks + kOffset + h * d
             let vp = v.data + b * lk * vs + vOffset + h * d
-            BLAS.gemm(transB: true, m: lq, n: lk, k: d, alpha: scale, a: qp, lda: qs, b: kp, ldb: ks,
-                      c: scores, ldc: lk)
+            BLAS.sgemm(false, true, lq, lk, d, scale, qp, qs, kp, ks, 0, scores, lk)
             if let keyBias {
                 let kb = keyBias.data + b * lk
                 for i in 0..<lq { for j in 0..<lk { scores[i * lk + j] += kb[j] } }
             }
             softmaxRowsInPlace(scores, rows: lq, cols: lk)
-            BLAS.gemm(m: lq, n: d, k: lk, a: scores, lda: lk, b: vp, ldb: vs,
-                      c: out.mutableData + b * lq * width + h * d, ldc: width)
+            BLAS.sgemm(false, false, lq, d, lk, 1, scores, lk, vp, vs, 0, out.mutableData + b * lq * width + h * d, width)
         }
     }
     return out

@@ -103,7 +103,7 @@ public func quickGelu(_ x: Tensor) -> Tensor {
     let out = Tensor.uninitialized(x.shape)
     let s = x.data, d = out.mutableData
     parallelFor(x.count, cost: 16) { r in
-        for i in r { let v = s[i]; d[i] = v / (1 + expf(-1.702 * v)) }
+        mapVectorized(s + r.lowerBound, d + r.lowerBound, count: r.count) { v in v / (1 + exp(-1.702 * v)) }
     }
     return out
 }
@@ -160,8 +160,9 @@ public func softmaxRowsInPlace(_ p: UnsafeMutablePointer<Float>, rows: Int, cols
         let row = p + r * cols
         var m = -Float.infinity
         for j in 0..<cols { m = max(m, row[j]) }
+        mapVectorized(row, row, count: cols) { v in exp(v - m) }
         var sum: Float = 0
-        for j in 0..<cols { let e = expf(row[j] - m); row[j] = e; sum += e }
+        for j in 0..<cols { sum += row[j] }
         let inv = 1 / sum
         for j in 0..<cols { row[j] *= inv }
     }
@@ -177,6 +178,16 @@ public func embedding(_ table: Tensor, ids: [Int32]) -> Tensor {
         precondition(id >= 0 && Int(id) < v, "embedding: id \(id) outside vocabulary of \(v)")
         (out.mutableData + i * w).update(from: table.data + Int(id) * w, count: w)
     }
+    return out
+}
+
+/// The first position of each sequence: `[batch, seq, width]` → `[batch, 1, width]`.
+public func firstRows(_ x: Tensor) -> Tensor {
+    precondition(x.rank == 3, "firstRows: \(x.shape)")
+    let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
+    if l == 1 { return x }
+    let out = Tensor.uninitialized([b, 1, w])
+    for i in 0..<b { (out.mutableData + i * w).update(from: x.data + i * l * w, count: w) }
     return out
 }
 

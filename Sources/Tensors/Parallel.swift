@@ -3,14 +3,14 @@
 import Dispatch
 import Foundation
 
-/// How many threads the non-BLAS kernels split their work over (defaults to the active processor count).
+/// How many threads every kernel, BLAS products included, splits its work over (defaults to the active processor count).
 public enum ComputeThreads {
     nonisolated(unsafe) private static var value = ProcessInfo.processInfo.activeProcessorCount
 
     /// The current thread count.
     public static var count: Int { value }
 
-    /// Sets the thread count for our kernels and for OpenBLAS.
+    /// Sets the thread count.
     public static func set(_ n: Int) {
         value = max(1, n)
         BLAS.setThreads(value)

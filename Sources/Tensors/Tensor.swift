@@ -18,7 +18,7 @@ public final class TensorStorage: @unchecked Sendable {
     /// Allocates `count` zeroed elements, 64-byte aligned.
     public init(count: Int) {
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        let raw = StoragePool.allocate(bytes)
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
         self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         self.count = count
@@ -29,7 +29,7 @@ public final class TensorStorage: @unchecked Sendable {
     /// Allocates `count` elements without zeroing them; the caller writes every element before reading.
     public init(uninitializedCount count: Int) {
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        let raw = StoragePool.allocate(bytes)
         self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         self.count = count
         self.owner = nil
@@ -45,7 +45,46 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     deinit {
-        if owned { UnsafeMutableRawPointer(pointer).deallocate() }
+        if owned { StoragePool.release(UnsafeMutableRawPointer(pointer), bytes: max(count, 1) * MemoryLayout<Float>.stride) }
+    }
+}
+
+/// Reuses large buffers: a forward pass frees and allocates the same sizes over and over, and fresh large
+/// allocations come from the kernel as zeroed pages, whose faults cost more than the arithmetic of small layers.
+enum StoragePool {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var free: [Int: [UnsafeMutableRawPointer]] = [:]
+    nonisolated(unsafe) private static var cachedBytes = 0
+    /// Buffers smaller than this go straight to malloc, which handles them well.
+    static let minimumBytes = 1 << 16
+    /// At most this much memory is kept for reuse.
+    static let limitBytes = 1 << 28
+
+    static func allocate(_ bytes: Int) -> UnsafeMutableRawPointer {
+        if bytes >= minimumBytes {
+            lock.lock()
+            if let p = free[bytes]?.popLast() {
+                cachedBytes -= bytes
+                lock.unlock()
+                return p
+            }
+            lock.unlock()
+        }
+        return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+    }
+
+    static func release(_ p: UnsafeMutableRawPointer, bytes: Int) {
+        if bytes >= minimumBytes {
+            lock.lock()
+            if cachedBytes + bytes <= limitBytes {
+                free[bytes, default: []].append(p)
+                cachedBytes += bytes
+                lock.unlock()
+                return
+            }
+            lock.unlock()
+        }
+        p.deallocate()
     }
 }
 
