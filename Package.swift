@@ -31,13 +31,16 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Test helpers (a loopback HTTP server); not a product.
+        .target(name: "TestSupport", path: "Sources/TestSupport"),
+
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
-        .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP"]),
-        .testTarget(name: "CLITests", dependencies: ["ChineseCLIP"]),
+        .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["cnclip", "ChineseCLIP", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -61,7 +61,7 @@ public final class ChineseCLIPModel: @unchecked Sendable {
 
     static func tokenizer(_ path: String?) throws -> Tokenizer {
         do { return try path.map { try Tokenizer(vocabularyPath: $0) } ?? Tokenizer.bundled() } catch {
-            throw CLIPError.io(path: path ?? "vocab.txt", reason: "\(error)")
+            throw CLIPError.invalidInput("\(error)")  // a TokenizerError's message names the vocabulary file
         }
     }
 
@@ -82,7 +82,8 @@ public final class ChineseCLIPModel: @unchecked Sendable {
     /// Image features `[n, embed]` for image files; a file that cannot be read or decoded is an error naming it.
     public func encodeImageFiles(_ paths: [String], normalized: Bool = true, batchSize: Int = 8) throws -> Tensor {
         let images = try paths.map { path -> Image in
-            do { return try Image(contentsOfFile: path) } catch { throw CLIPError.io(path: path, reason: "\(error)") }
+            // An ImageError's message already names the file.
+            do { return try Image(contentsOfFile: path) } catch { throw CLIPError.invalidInput("\(error)") }
         }
         return encodeImages(images, normalized: normalized, batchSize: batchSize)
     }

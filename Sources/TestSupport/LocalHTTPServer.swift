@@ -6,17 +6,20 @@ import Foundation
 import Glibc
 #endif
 
-final class LocalHTTPServer: @unchecked Sendable {
-    let port: UInt16
+/// A loopback HTTP file server for tests (never part of the shipped library).
+public final class LocalHTTPServer: @unchecked Sendable {
+    /// The port it listens on.
+    public let port: UInt16
     private let listener: Int32
     private let files: [String: Data]
     private let lock = NSLock()
     private var cutFirstAfter: Int?
-    private(set) var rangeRequests: [String] = []
+    /// The `Range:` headers received, in order.
+    public private(set) var rangeRequests: [String] = []
     private var stopped = false
 
     /// Serves `files` (path → bytes); the first response is cut after `cutFirstAfter` body bytes if given.
-    init(files: [String: Data], cutFirstAfter: Int? = nil) throws {
+    public init(files: [String: Data], cutFirstAfter: Int? = nil) throws {
         self.files = files
         self.cutFirstAfter = cutFirstAfter
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -36,9 +39,11 @@ final class LocalHTTPServer: @unchecked Sendable {
         Thread.detachNewThread { [self] in serve() }
     }
 
-    var baseURL: String { "http://127.0.0.1:\(port)" }
+    /// `http://127.0.0.1:PORT`.
+    public var baseURL: String { "http://127.0.0.1:\(port)" }
 
-    func stop() {
+    /// Stops accepting connections.
+    public func stop() {
         lock.lock(); stopped = true; lock.unlock()
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
