@@ -74,10 +74,17 @@ public func add(_ a: Tensor, _ b: Tensor) -> Tensor {
                  "add: \(a.shape) + \(b.shape)")
     let out = Tensor.uninitialized(a.shape)
     let n = b.count, x = a.data, y = b.data, d = out.mutableData
-    var i = 0
-    while i < a.count {
-        for j in 0..<n { d[i + j] = x[i + j] + y[j] }
-        i += n
+    parallelFor(a.count / n, cost: n) { rows in
+        for r in rows {
+            let xr = x + r * n, dr = d + r * n
+            var j = 0
+            while j + 8 <= n {
+                let v = UnsafeRawPointer(xr + j).loadUnaligned(as: SIMD8<Float>.self) + UnsafeRawPointer(y + j).loadUnaligned(as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(dr + j).storeBytes(of: v, as: SIMD8<Float>.self)
+                j += 8
+            }
+            while j < n { dr[j] = xr[j] + y[j]; j += 1 }
+        }
     }
     return out
 }
@@ -119,14 +126,18 @@ public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) -> 
     parallelFor(x.rowCount, cost: 4 * n) { rows in
         for r in rows {
             let xi = s + r * n, yo = d + r * n
-            var mean: Float = 0
-            for j in 0..<n { mean += xi[j] }
-            mean /= Float(n)
-            var variance: Float = 0
-            for j in 0..<n { let c = xi[j] - mean; variance += c * c }
-            variance /= Float(n)
+            let mean = sum(xi, count: n) / Float(n)
+            // Two passes (mean, then centred squares), as PyTorch does, for the same rounding behaviour.
+            let variance = sumOfSquares(xi, count: n, minus: mean) / Float(n)
             let inv = 1 / (variance + eps).squareRoot()
-            for j in 0..<n { yo[j] = (xi[j] - mean) * inv * w[j] + b[j] }
+            var j = 0
+            while j + 8 <= n {
+                let v = (UnsafeRawPointer(xi + j).loadUnaligned(as: SIMD8<Float>.self) - mean) * inv
+                let y = v * UnsafeRawPointer(w + j).loadUnaligned(as: SIMD8<Float>.self) + UnsafeRawPointer(b + j).loadUnaligned(as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(yo + j).storeBytes(of: y, as: SIMD8<Float>.self)
+                j += 8
+            }
+            while j < n { yo[j] = (xi[j] - mean) * inv * w[j] + b[j]; j += 1 }
         }
     }
     return out
@@ -158,13 +169,16 @@ public func softmax(_ x: Tensor) -> Tensor {
 public func softmaxRowsInPlace(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
     for r in 0..<rows {
         let row = p + r * cols
-        var m = -Float.infinity
-        for j in 0..<cols { m = max(m, row[j]) }
+        let m = maximum(row, count: cols)
         mapVectorized(row, row, count: cols) { v in exp(v - m) }
-        var sum: Float = 0
-        for j in 0..<cols { sum += row[j] }
-        let inv = 1 / sum
-        for j in 0..<cols { row[j] *= inv }
+        let inv = 1 / sum(row, count: cols)
+        var j = 0
+        while j + 8 <= cols {
+            let v = UnsafeRawPointer(row + j).loadUnaligned(as: SIMD8<Float>.self) * inv
+            UnsafeMutableRawPointer(row + j).storeBytes(of: v, as: SIMD8<Float>.self)
+            j += 8
+        }
+        while j < cols { row[j] *= inv; j += 1 }
     }
 }
 

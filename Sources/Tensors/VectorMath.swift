@@ -48,3 +48,44 @@ public func mapVectorized(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePoint
         for j in 0..<(count - i) { dst[i + j] = out[j] }
     }
 }
+
+/// Sum of `count` floats (eight partial sums, so the loop vectorises).
+@inlinable
+public func sum(_ p: UnsafePointer<Float>, count: Int) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= count { acc += UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self); i += 8 }
+    var total = acc.sum()
+    while i < count { total += p[i]; i += 1 }
+    return total
+}
+
+/// Sum of `(p[i] - shift)²` over `count` floats.
+@inlinable
+public func sumOfSquares(_ p: UnsafePointer<Float>, count: Int, minus shift: Float) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= count {
+        let c = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self) - shift
+        acc += c * c
+        i += 8
+    }
+    var total = acc.sum()
+    while i < count { let c = p[i] - shift; total += c * c; i += 1 }
+    return total
+}
+
+/// Largest of `count` floats (-infinity for none).
+@inlinable
+public func maximum(_ p: UnsafePointer<Float>, count: Int) -> Float {
+    var acc = SIMD8<Float>(repeating: -.infinity)
+    var i = 0
+    while i + 8 <= count {
+        let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)
+        acc = acc.replacing(with: v, where: v .> acc)
+        i += 8
+    }
+    var m = acc.max()
+    while i < count { m = Swift.max(m, p[i]); i += 1 }
+    return m
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Benchmarks our engine against the reference (cn-clip on PyTorch CPU) side by side, alternating runs so
+# that the noise of a shared host falls on both, and writes the table into BENCHMARKS.md.
+# usage: scripts/bench-vs-reference.sh [ROUNDS]       (default 3 rounds of each configuration)
+# env:   CNCLIP_REF_VENV  the reference environment (default ~/.cache/cnclip-ref/venv; made by
+#                         ../shared/reference/setup_ref_env.sh when missing)
+#        THREADS          threads for both engines (default 2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+threads=${THREADS:-2}
+venv=${CNCLIP_REF_VENV:-$HOME/.cache/cnclip-ref/venv}
+ref_dir=../shared/reference
+if [ ! -x "$venv/bin/python" ]; then
+  [ -f "$ref_dir/setup_ref_env.sh" ] || { echo "no reference environment at $venv and no $ref_dir/setup_ref_env.sh" >&2; exit 1; }
+  bash "$ref_dir/setup_ref_env.sh" "$venv"
+fi
+scripts/install-deps.sh
+swift build -c release --product cnclip >/dev/null
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+configs=("--img-batch 8 --txt-batch 32 --ctx 52" "--img-batch 1 --txt-batch 1 --ctx 52")
+for r in $(seq "$rounds"); do
+  for c in "${configs[@]}"; do
+    echo "round $r: $c" >&2
+    # shellcheck disable=SC2086
+    (cd /tmp && "$venv/bin/python" "$OLDPWD/$ref_dir/bench_torch.py" ViT-B-16 RoBERTa-wwm-ext-base-chinese $c --threads "$threads" 2>/dev/null | tail -n 1 | sed "s/^/ref|$c|/") >> "$out"
+    # shellcheck disable=SC2086
+    .build/release/cnclip bench $c --threads "$threads" | sed "s/^/swift|$c|/" >> "$out"
+  done
+done
+python3 - "$out" "$threads" "$rounds" <<'PY'
+import json, statistics, sys, datetime, platform, subprocess, re
+rows = {}
+for line in open(sys.argv[1]):
+    engine, cfg, js = line.rstrip("\n").split("|", 2)
+    rows.setdefault((cfg, engine), []).append(json.loads(js))
+def med(cfg, engine, key):
+    return statistics.median(r[key] for r in rows[(cfg, engine)])
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
+torch = rows[next(k for k in rows if k[1] == "ref")][0].get("torch", "?")
+lines = [f"Measured {datetime.date.today()} on {cpu}, {sys.argv[2]} threads each, median of {sys.argv[3]} alternating rounds",
+         f"(each round: one warm-up, median of 5 runs). Reference: cn-clip 1.6.0 on PyTorch {torch} (`bench_torch.py`);",
+         "ours: `cnclip bench`. Model ViT-B-16@RoBERTa-wwm-ext-base-chinese, random weights, texts padded to 52 tokens.",
+         "Command: `scripts/bench-vs-reference.sh`", "",
+         "| configuration | metric | reference | ours | ratio |", "| --- | --- | ---: | ---: | ---: |"]
+for cfg in dict.fromkeys(k[0] for k in rows):
+    b = re.search(r"--img-batch (\d+) --txt-batch (\d+)", cfg)
+    for key, name in (("img_per_s", f"images/s (batch {b.group(1)})"), ("txt_per_s", f"texts/s (batch {b.group(2)})"), ("peak_rss_mb", "peak RSS, MB")):
+        ref, ours = med(cfg, "ref", key), med(cfg, "swift", key)
+        lines.append(f"| {cfg} | {name} | {ref:.2f} | {ours:.2f} | {ours / ref:.2f}× |")
+table = "\n".join(lines)
+print(table)
+try:
+    doc = open("BENCHMARKS.md").read()
+except FileNotFoundError:
+    doc = "# Benchmarks\n\n<!-- bench-vs-reference:begin -->\n<!-- bench-vs-reference:end -->\n"
+begin, end = "<!-- bench-vs-reference:begin -->", "<!-- bench-vs-reference:end -->"
+head, rest = doc.split(begin, 1)
+tail = rest.split(end, 1)[1]
+open("BENCHMARKS.md.tmp", "w").write(head + begin + "\n" + table + "\n" + end + tail)
+import os; os.replace("BENCHMARKS.md.tmp", "BENCHMARKS.md")
+PY
