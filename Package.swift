@@ -34,8 +34,8 @@ let package = Package(
         // Test helpers (a loopback HTTP server); not a product.
         .target(name: "TestSupport", path: "Sources/TestSupport"),
 
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
-        .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"]),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "Checkpoints"]),
+        .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Checkpoints"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),

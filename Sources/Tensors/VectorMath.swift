@@ -2,12 +2,14 @@
 // reference's own libm differs from ours by as much), and several times faster than calling `expf` per element.
 
 /// `e^x` for eight lanes: range reduction `x = n·ln2 + r` with |r| ≤ ln2/2, a degree-7 Taylor polynomial for
-/// `e^r` (relative error < 1e-7), and `2^n` assembled in the exponent bits. Inputs are clamped to ±87.3.
+/// `e^r` (relative error < 1e-7), and `2^n` applied as two powers of two built in the exponent bits, so results
+/// underflow through subnormals to 0 and overflow to +inf as `expf` does.
 @inlinable
 public func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
     // `replacing(with:where:)` compiles to compare-and-blend; the generic `clamped` does not inline.
-    var clamped = x.replacing(with: -87.3, where: x .< -87.3)
-    clamped = clamped.replacing(with: 87.3, where: clamped .> 87.3)
+    // The clamp only keeps n within [-150, 128]: e^-104 already rounds to 0 and e^89 to inf.
+    var clamped = x.replacing(with: -104, where: x .< -104)
+    clamped = clamped.replacing(with: 89, where: clamped .> 89)
     // Round to nearest with the 1.5·2^23 trick (no SSE4.1 `roundps` needed).
     let magic = SIMD8<Float>(repeating: 12_582_912)
     let shifted = clamped * 1.442_695_04 + magic
@@ -23,8 +25,13 @@ public func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
     p = p * r + 1
     p = p * r + 1
     // The integer n sits in the low mantissa bits of `shifted`: no float→int conversion (slow generic code in Swift).
-    let bits = (unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
-    return p * unsafeBitCast(bits, to: SIMD8<Float>.self)
+    let n32 = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
+    // 2^n as 2^(n/2)·2^(n - n/2): each factor is a normal float for every n in range, and the last product
+    // rounds once into the subnormals (or to inf) where e^x leaves the normal range.
+    let half = n32 &>> 1
+    let low = unsafeBitCast((half &+ 127) &<< 23, to: SIMD8<Float>.self)
+    let high = unsafeBitCast((n32 &- half &+ 127) &<< 23, to: SIMD8<Float>.self)
+    return (p * low) * high
 }
 
 /// `e^x` for one value through the vector routine (for loop tails).

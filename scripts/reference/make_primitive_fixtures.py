@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+torch.set_num_threads(1)  # the same sums in the same order on any machine
 g = torch.Generator().manual_seed(1129)
 r = lambda *s: torch.randn(*s, generator=g)
 t = {}
@@ -50,6 +51,87 @@ w, b, rm, rv = r(3), r(3), r(3) * 0.1, torch.rand(3, generator=g) + 0.5
 case("batch_norm", F.batch_norm(x, rm, rv, w, b, training=False, eps=1e-5), x=x, weight=w, bias=b, running_mean=rm, running_var=rv)
 table = r(10, 6)
 ids = torch.tensor([3, 0, 9, 3, 1])
-case("embedding", F.embedding(ids, table), table=table, ids=ids.to(torch.float32))
+case("embedding", F.embedding(ids, table), table=table, ids=ids)
+
+# --- Layouts and sizes the cases above do not reach ---------------------------------------------------
+x, w = r(3, 5, 7), r(4, 7)
+case("linear_no_bias", F.linear(x, w), x=x, weight=w)
+a, bt = r(9, 20), r(11, 20)
+case("matmul_transposed", a @ bt.T, a=a, b=bt)
+x = r(7, 13)
+case("transposed", x.T, x=x)
+x = r(5, 3, 4)
+case("rows", x[1:4], x=x)
+case("first_rows", x[:, :1, :], x=x)
+parts = [r(2, 3, 4), r(1, 3, 4), r(3, 3, 4)]
+case("concatenate_rows", torch.cat(parts, 0), a=parts[0], b=parts[1], c=parts[2])
+a, b = r(3, 4, 5), r(5)
+case("add_broadcast", a + b, a=a, b=b)
+b2 = r(3, 4, 5)
+case("add_same_shape", a + b2, a=a, b=b2)
+case("scaled", a * -0.37, x=a)
+# exp across its whole fp32 range (underflow to subnormals and 0 below about -87, inf above about 88.72),
+# 1003 values so the 8-lane loop has a tail; the special values are at the end.
+x = torch.cat([torch.linspace(-100, 100, 995), torch.tensor([-1e4, -104.0, -87.4, -87.3, 88.7, 88.8, 0.0, 1e-7])])
+case("exp", torch.exp(x), x=x)
+x = torch.linspace(-120, 120, 1001)
+case("quick_gelu_wide", x * torch.sigmoid(1.702 * x), x=x)
+# Softmax with BERT's -10000 on masked entries, rows of 13 (not a multiple of 8); the last row fully masked.
+x = r(4, 13) * 3
+x[0, 9:] -= 10000.0
+x[1, :1] -= 10000.0
+x[3, :] = -10000.0
+case("softmax_masked", torch.softmax(x, dim=-1), x=x)
+x = r(3, 77) * 5
+case("softmax_wide", torch.softmax(x, dim=-1), x=x)
+
+# Attention on packed projections: self-attention reading q, k, v from one [B, L, 3W] tensor (ViT's in_proj)
+def mha(q, k, v, H, D, bias=None):
+    B, Lq, Lk = q.shape[0], q.shape[1], k.shape[1]
+    sq = q.reshape(B, Lq, H, D).permute(0, 2, 1, 3)
+    sk = k.reshape(B, Lk, H, D).permute(0, 2, 1, 3)
+    sv = v.reshape(B, Lk, H, D).permute(0, 2, 1, 3)
+    s = sq @ sk.transpose(-1, -2) / D ** 0.5
+    if bias is not None:
+        s = s + bias[:, None, None, :]
+    return (torch.softmax(s, -1) @ sv).permute(0, 2, 1, 3).reshape(B, Lq, H * D)
+B, L, H, D = 2, 5, 2, 8
+W = H * D
+qkv = r(B, L, 3 * W)
+case("attention_packed", mha(qkv[..., :W], qkv[..., W:2 * W], qkv[..., 2 * W:], H, D), qkv=qkv)
+# ... and cross-attention with lq != lk: q at column 5 of a [B, lq, W + 9] buffer, k and v packed in a
+# [B, lk, 2W] buffer (v at column W), a key mask; big enough (B·H·2·lq·lk·D ≥ 32768) to split heads over threads.
+B, Lq, Lk, H, D = 2, 12, 20, 4, 16
+W = H * D
+qbuf, kv = r(B, Lq, W + 9), r(B, Lk, 2 * W)
+mask = torch.ones(B, Lk)
+mask[0, 15:] = 0
+kb = (1 - mask) * -10000.0
+case("attention_cross", mha(qbuf[..., 5:5 + W], kv[..., :W], kv[..., W:], H, D, kb), q=qbuf, kv=kv, key_bias=kb)
+
+# Convolutions: a 3x2 kernel on a 7x10 image, a strided 1x1 (im2col path, not the direct one), and one
+# big enough (oc·pixels·kdim ≥ 2^21) that the GEMM is split across threads.
+x, w = r(2, 3, 7, 10), r(4, 3, 3, 2)
+case("conv3x2_s2_p1", F.conv2d(x, w, stride=2, padding=1), x=x, weight=w)
+w = r(5, 3, 1, 1)
+case("conv1x1_s2", F.conv2d(x, w, stride=2), x=x, weight=w)
+x, w = r(1, 16, 24, 20), r(32, 16, 3, 3) * 0.2
+case("conv3x3_big", F.conv2d(x, w, padding=1), x=x, weight=w)
+# Patch rows as a stride-p convolution reads them, on a 10x13 image (the ragged edge is dropped).
+x = r(2, 3, 10, 13)
+case("patches4", F.unfold(x, 4, stride=4).transpose(1, 2), x=x)
+
+# GEMMs above 2^21 multiply-adds, which are split across threads: m < 32·threads splits the columns of C
+# (n = 150 is not a multiple of 16), m ≥ 32·threads splits the rows.
+a, b = r(60, 240), r(240, 150)
+case("gemm_columns", a @ b, a=a, b=b)
+x, w, bias = r(60, 240), r(150, 240), r(150)
+case("linear_columns", F.linear(x, w, bias), x=x, weight=w, bias=bias)
+a, b = r(100, 240), r(240, 90)
+case("gemm_rows", a @ b, a=a, b=b)
+x, w, bias = r(100, 240), r(90, 240), r(90)
+case("linear_rows", F.linear(x, w, bias), x=x, weight=w, bias=bias)
+at, bt = r(240, 100), r(90, 240)
+case("gemm_rows_transposed", at.T @ bt.T, a=at, b=bt)
 save_file(t, sys.argv[1])
 print(f"{len(t)} tensors written to {sys.argv[1]}")
