@@ -1,5 +1,6 @@
 // The whole model, mirroring `cn_clip/clip/model.py`'s `CLIP`: `visual`, `bert`, `text_projection`, `logit_scale`.
 
+import Foundation
 import NeuralNet
 import Tensors
 
@@ -64,7 +65,6 @@ extension Float {
     fileprivate func exp() -> Float { Float(Foundation.exp(Double(self))) }
 }
 
-import Foundation
 
 extension CLIP {
     /// Fills every weight with deterministic random values (normal, std 0.02; norms' scales 1, biases and means 0,

@@ -80,20 +80,23 @@ open class Module: @unchecked Sendable {
     }
 
     /// Fills every parameter from `stateDict`, strictly: every parameter present with its shape, no key left over.
+    /// Nothing is assigned unless everything fits, so a failed load leaves the module as it was.
     public func load(stateDict: [String: Tensor]) throws {
         let named = namedParameters()
-        var known = Set<String>()
+        var values: [Tensor] = []
+        values.reserveCapacity(named.count)
         for (name, p) in named {
-            known.insert(name)
             guard let t = stateDict[name] else { throw StateDictError.missingKey(name) }
             // A 0-d scalar and a 1-element vector are the same value (`logit_scale` is saved as either).
             let sameShape = t.shape == p.value.shape || (t.count == 1 && p.value.count == 1)
             guard sameShape else { throw StateDictError.shapeMismatch(key: name, expected: p.value.shape, found: t.shape) }
-            p.value = t.shape == p.value.shape ? t : t.reshaped(p.value.shape)
+            values.append(t.shape == p.value.shape ? t : t.reshaped(p.value.shape))
         }
+        let known = Set(named.map(\.0))
         if let extra = stateDict.keys.sorted().first(where: { !known.contains($0) }) {
             throw StateDictError.unexpectedKey(extra)
         }
+        for ((_, p), v) in zip(named, values) { p.value = v }
     }
 
     /// The current values by dotted name.
