@@ -26,8 +26,10 @@ let package = Package(
         .target(name: "Tokenization", resources: [.copy("Resources/vocab.txt")]),
         .target(name: "Imaging", dependencies: ["CTurboJPEG", "CPNG", "CWebP"]),
         .target(name: "ChineseCLIP", dependencies: ["Tensors", "NeuralNet", "Checkpoints", "Tokenization", "Imaging"]),
+        .target(name: "Datasets", dependencies: ["ChineseCLIP", "Checkpoints", "CLMDB"]),
+        .target(name: "Retrieval", dependencies: ["Datasets"]),
         .executableTarget(name: "cnclip", dependencies: [
-            "ChineseCLIP",
+            "ChineseCLIP", "Datasets", "Retrieval",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -40,6 +42,8 @@ let package = Package(
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP", "TestSupport"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport"]),
+        .testTarget(name: "RetrievalTests", dependencies: ["Retrieval", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["cnclip", "ChineseCLIP", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
