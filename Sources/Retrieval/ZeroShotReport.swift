@@ -5,6 +5,9 @@
 
 import ChineseCLIP
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import NeuralNet
 import Tensors
 
@@ -88,11 +91,13 @@ public struct ElevaterSubmission: Sendable {
         do {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             try Data(jsonString().utf8).write(to: tmp)
-            if FileManager.default.fileExists(atPath: url.path) {
-                _ = try FileManager.default.replaceItemAt(url, withItemAt: tmp)
-            } else {
-                try FileManager.default.moveItem(at: tmp, to: url)
+            // rename(2) replaces an existing file atomically (FileManager.replaceItemAt is unreliable on Linux).
+            guard rename(tmp.path, url.path) == 0 else {
+                throw ZeroShotError.io(path: path, reason: "cannot write: \(String(cString: strerror(errno)))")
             }
+        } catch let e as ZeroShotError {
+            try? FileManager.default.removeItem(at: tmp)
+            throw e
         } catch {
             try? FileManager.default.removeItem(at: tmp)
             throw ZeroShotError.io(path: path, reason: "cannot write: \(error.localizedDescription)")
