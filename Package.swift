@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "Imaging", dependencies: ["CTurboJPEG", "CPNG", "CWebP"]),
         .target(name: "ChineseCLIP", dependencies: ["Tensors", "NeuralNet", "Checkpoints", "Tokenization", "Imaging"]),
         .target(name: "Datasets", dependencies: ["ChineseCLIP", "Checkpoints", "CLMDB"]),
-        .target(name: "Retrieval", dependencies: ["Datasets"]),
+        .target(name: "Retrieval", dependencies: ["Datasets"], resources: [.copy("Resources/zeroshot_templates.json")]),
         .executableTarget(name: "cnclip", dependencies: [
             "ChineseCLIP", "Datasets", "Retrieval",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

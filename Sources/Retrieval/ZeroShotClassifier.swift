@@ -1,0 +1,161 @@
+// Zero-shot classification as `zeroshot_evaluation.py` computes it: a class's weight is the renormalised mean of
+// its L2-normalised prompt embeddings; an image's class probabilities are softmax(100 · normalised feature · W);
+// top-1 accuracy counts images whose most probable class is their folder's class.
+
+import ChineseCLIP
+import Foundation
+import Imaging
+import Tensors
+import Tokenization
+
+/// Class weights built from prompt templates: one unit vector per class.
+public struct ZeroShotClassifier: Sendable {
+    /// The fixed logit scale of the reference's evaluation (it does not use the model's `logit_scale`).
+    public static let logitScale: Float = 100
+
+    /// The class names, in class-index order.
+    public let classNames: [String]
+    /// `[classes, embed]`: row `c` is class `c`'s weight (the reference stacks them as columns).
+    public let weights: Tensor
+
+    /// Wraps existing class weights `[classes, embed]`.
+    public init(classNames: [String], weights: Tensor) {
+        precondition(weights.rank == 2 && weights.shape[0] == classNames.count, "weights must be [classes, embed]")
+        self.classNames = classNames
+        self.weights = weights
+    }
+
+    /// Builds the weights: for each class, every template filled with its name and passed through the reference's
+    /// text preparation (lower-case, curly quotes → `"`), encoded, normalised, averaged and normalised again.
+    /// `progress` is called with (classes done, classes).
+    public init(model: ChineseCLIPModel, classNames: [String], templates: [String], contextLength: Int = 52,
+                progress: ((Int, Int) -> Void)? = nil) {
+        precondition(!templates.isEmpty, "at least one template is needed")
+        let dim = model.config.embedDim
+        let out = Tensor(shape: [classNames.count, dim])
+        let w = out.mutableData
+        for (c, name) in classNames.enumerated() {
+            let prompts = templates.map { Tokenizer.prepareCaption(ZeroShotTemplates.prompt($0, label: name)) }
+            let features = model.encodeTexts(prompts, contextLength: contextLength, normalized: true, batchSize: 64)
+            let f = features.data
+            // Mean over the prompts, in fp32 as torch's `mean(dim=0)` is.
+            for j in 0..<dim {
+                var s: Float = 0
+                for t in 0..<prompts.count { s += f[t * dim + j] }
+                w[c * dim + j] = s / Float(prompts.count)
+            }
+            progress?(c + 1, classNames.count)
+        }
+        self.init(classNames: classNames, weights: l2Normalized(out))
+    }
+
+    /// Class probabilities `[n, classes]` for L2-normalised image features `[n, embed]`:
+    /// `softmax((100 · features) @ weightsᵀ)`, scaling before the product as the reference does.
+    public func probabilities(imageFeatures: Tensor) -> Tensor {
+        softmax(matmulTransposed(scaled(imageFeatures, by: Self.logitScale), weights))
+    }
+}
+
+/// Probabilities, targets and top-1 accuracy of one zero-shot evaluation.
+public struct ZeroShotResult: Sendable {
+    /// `[images, classes]` class probabilities, one row per image in dataset order (or `--index` order).
+    public let probabilities: Tensor
+    /// The class index of each row.
+    public let targets: [Int]
+    /// Images whose most probable class is their own, counted over the whole dataset.
+    public let correct: Int
+    /// Images evaluated (before any reordering).
+    public let total: Int
+
+    /// Wraps computed values.
+    public init(probabilities: Tensor, targets: [Int], correct: Int, total: Int) {
+        self.probabilities = probabilities
+        self.targets = targets
+        self.correct = correct
+        self.total = total
+    }
+
+    /// `correct / total`, the reference's `zeroshot-top1` (a fraction, not a percentage).
+    public var top1: Double { total == 0 ? 0 : Double(correct) / Double(total) }
+
+    /// The rows picked by `index` (the reference's `outputs[index]`: any order, repeats allowed, negative values
+    /// count from the end). Accuracy stays that of the whole dataset, as in the reference.
+    public func reordered(by index: [Int], indexFile: String) throws -> ZeroShotResult {
+        let n = probabilities.shape[0], k = probabilities.shape[1]
+        let out = Tensor(shape: [index.count, k])
+        var targets: [Int] = []
+        for (r, i) in index.enumerated() {
+            guard i >= -n && i < n else {
+                throw ZeroShotError.index(path: indexFile, reason: "entry \(r) is \(i), outside the \(n) predictions")
+            }
+            let row = i < 0 ? n + i : i
+            (out.mutableData + r * k).update(from: probabilities.data + row * k, count: k)
+            targets.append(self.targets[row])
+        }
+        return ZeroShotResult(probabilities: out, targets: targets, correct: correct, total: total)
+    }
+
+    /// The index of each row's largest probability (the first one on a tie).
+    public static func argmax(_ probabilities: Tensor) -> [Int] {
+        let n = probabilities.shape[0], k = probabilities.shape[1]
+        let p = probabilities.data
+        return (0..<n).map { r in
+            var best = 0
+            for c in 1..<max(k, 1) where p[r * k + c] > p[r * k + best] { best = c }
+            return best
+        }
+    }
+}
+
+/// Runs a zero-shot evaluation over a dataset.
+public enum ZeroShotEvaluation {
+    /// Reads a `--index` file: a JSON list of integers.
+    public static func readIndex(contentsOfFile path: String) throws -> [Int] {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw ZeroShotError.index(path: path, reason: "cannot be read")
+        }
+        // JSONDecoder refuses booleans and fractional numbers, as torch's integer indexing does.
+        do { return try JSONDecoder().decode([Int].self, from: data) } catch {
+            throw ZeroShotError.index(path: path, reason: "not a JSON list of integers")
+        }
+    }
+
+    /// Encodes the dataset's images in batches of `batchSize` (each decoded and converted to RGB, then preprocessed
+    /// as `image_transform`), classifies them and counts top-1 hits. `progress` gets (images done, images).
+    /// A file that cannot be decoded stops the run with an error naming it.
+    public static func run(model: ChineseCLIPModel, dataset: ZeroShotDataset, classifier: ZeroShotClassifier,
+                           batchSize: Int = 64, progress: ((Int, Int) -> Void)? = nil) throws -> ZeroShotResult {
+        let samples = dataset.samples
+        let k = classifier.classNames.count
+        let all = Tensor(shape: [samples.count, k])
+        var correct = 0
+        var start = 0
+        let step = max(1, batchSize)
+        while start < samples.count {
+            let end = min(samples.count, start + step)
+            let batch = Array(samples[start..<end])
+            let images = try decode(batch.map(\.path))
+            let features = model.encodeImages(images, normalized: true, batchSize: batch.count)
+            let probs = classifier.probabilities(imageFeatures: features)
+            (all.mutableData + start * k).update(from: probs.data, count: batch.count * k)
+            for (pred, sample) in zip(ZeroShotResult.argmax(probs), batch) where pred == sample.classIndex { correct += 1 }
+            start = end
+            progress?(end, samples.count)
+        }
+        return ZeroShotResult(probabilities: all, targets: samples.map(\.classIndex), correct: correct, total: samples.count)
+    }
+
+    /// Decodes files in parallel; the first failure in file order is the one reported.
+    private static func decode(_ paths: [String]) throws -> [Image] {
+        final class Slots: @unchecked Sendable { var items: [Result<Image, Error>?] = [] }
+        let slots = Slots()
+        slots.items = Array(repeating: nil, count: paths.count)
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: paths.count) { i in
+            let r = Result { try ZeroShotDataset.loadImage(path: paths[i]) }
+            lock.lock(); slots.items[i] = r; lock.unlock()
+        }
+        return try slots.items.map { try $0!.get() }
+    }
+}

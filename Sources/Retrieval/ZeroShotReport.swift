@@ -1,0 +1,187 @@
+// What zero-shot evaluation writes and prints, byte for byte as the reference does: the ELEVATER submission
+// (`json.dumps` with every float rounded to 6 decimals, default separators, ASCII escapes) and the
+// `zeroshot-top1: <Python float repr>` result line. Python's float repr and `round` are reproduced here because
+// the files are compared as text by users' tooling.
+
+import ChineseCLIP
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import NeuralNet
+import Tensors
+
+/// The ELEVATER benchmark submission `zeroshot_evaluation.py` writes to `{save_dir}/{dataset}.json`.
+public struct ElevaterSubmission: Sendable {
+    /// `"CN-CLIP-" + vision model name`.
+    public var modelName: String
+    /// The `--dataset` name.
+    public var datasetName: String
+    /// Always 0 for zero-shot.
+    public var numTrainableParams = 0
+    /// Parameters of the whole model (buffers excluded, as `model.parameters()`).
+    public var numParams: Int
+    /// Parameters of the image tower.
+    public var numVisualParams: Int
+    /// Same as ``numParams`` in the reference.
+    public var numBackboneParams: Int
+    /// Always 0 (zero-shot).
+    public var nShot = 0
+    /// Always `[123]` in the reference.
+    public var rndSeeds = [123]
+    /// Class probabilities `[images, classes]`.
+    public var predictions: Tensor
+
+    /// A submission for `model` on `dataset` with `predictions` `[images, classes]`.
+    public init(model: ChineseCLIPModel, visionModelName: String, datasetName: String, predictions: Tensor) {
+        let counts = Self.parameterCounts(model.clip)
+        self.modelName = "CN-CLIP-" + visionModelName
+        self.datasetName = datasetName
+        self.numParams = counts.total
+        self.numVisualParams = counts.visual
+        self.numBackboneParams = counts.total
+        self.predictions = predictions
+    }
+
+    /// Learnable parameter counts (all, and under `visual.`), as `sum(x.numel() for x in m.parameters())`.
+    public static func parameterCounts(_ clip: CLIP) -> (total: Int, visual: Int) {
+        var total = 0, visual = 0
+        for (name, p) in clip.namedParameters() where !p.isBuffer {
+            total += p.value.count
+            if name.hasPrefix("visual.") { visual += p.value.count }
+        }
+        return (total, visual)
+    }
+
+    /// The file's text: `json.dumps` of the dict in the reference's key order, floats rounded to 6 decimals.
+    public func jsonString() -> String {
+        let n = predictions.rank == 2 ? predictions.shape[0] : 0, k = predictions.rank == 2 ? predictions.shape[1] : 0
+        let p = predictions.data
+        var rows: [String] = []
+        rows.reserveCapacity(n)
+        for r in 0..<n {
+            let values = (0..<k).map { PythonFormat.jsonFloat(PythonFormat.round(Double(p[r * k + $0]), digits: 6)) }
+            rows.append("[" + values.joined(separator: ", ") + "]")
+        }
+        let fields: [(String, String)] = [
+            ("model_name", PythonFormat.jsonString(modelName)),
+            ("dataset_name", PythonFormat.jsonString(datasetName)),
+            ("num_trainable_params", String(numTrainableParams)),
+            ("num_params", String(numParams)),
+            ("num_visual_params", String(numVisualParams)),
+            ("num_backbone_params", String(numBackboneParams)),
+            ("n_shot", String(nShot)),
+            ("rnd_seeds", "[" + rndSeeds.map(String.init).joined(separator: ", ") + "]"),
+            ("predictions", "[[" + rows.joined(separator: ", ") + "]]"),
+        ]
+        return "{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}"
+    }
+
+    /// Where the reference writes it: `os.path.join(saveDir, dataset + ".json")`.
+    public static func path(saveDir: String, dataset: String) -> String {
+        saveDir.isEmpty ? dataset + ".json" : joinPath(saveDir, dataset + ".json")
+    }
+
+    /// Writes ``jsonString()`` to `path` through a temporary file and a rename, creating missing folders,
+    /// so a failed run never leaves a partial file.
+    public func write(to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent()
+        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        do {
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            try Data(jsonString().utf8).write(to: tmp)
+            // rename(2) replaces an existing file atomically (FileManager.replaceItemAt is unreliable on Linux).
+            guard rename(tmp.path, url.path) == 0 else {
+                throw ZeroShotError.io(path: path, reason: "cannot write: \(String(cString: strerror(errno)))")
+            }
+        } catch let e as ZeroShotError {
+            try? FileManager.default.removeItem(at: tmp)
+            throw e
+        } catch {
+            try? FileManager.default.removeItem(at: tmp)
+            throw ZeroShotError.io(path: path, reason: "cannot write: \(error.localizedDescription)")
+        }
+    }
+}
+
+/// The reference's printed result: `zeroshot-top1: <repr of the fraction>`.
+public func zeroShotResultLine(top1: Double) -> String {
+    "zeroshot-top1: " + PythonFormat.repr(top1)
+}
+
+/// Python's float formatting and rounding, for outputs that must match the reference as text.
+public enum PythonFormat {
+    /// `repr(x)` / `str(x)`: the shortest digits that round-trip, in fixed notation when the decimal exponent is
+    /// in [-4, 16), else `d.ddde±XX`.
+    public static func repr(_ x: Double) -> String {
+        if x.isNaN { return "nan" }
+        if x.isInfinite { return x < 0 ? "-inf" : "inf" }
+        // Swift's description also gives the shortest round-tripping digits (closest on a tie, as Python);
+        // only the layout differs, so take its digits and lay them out Python's way.
+        let (negative, digits, point) = shortestDigits(x)
+        let sign = negative ? "-" : ""
+        if digits.isEmpty { return sign + "0.0" }
+        if point > -4 && point <= 16 {
+            if point <= 0 { return sign + "0." + String(repeating: "0", count: -point) + digits }
+            if point >= digits.count { return sign + digits + String(repeating: "0", count: point - digits.count) + ".0" }
+            let i = digits.index(digits.startIndex, offsetBy: point)
+            return sign + digits[..<i] + "." + digits[i...]
+        }
+        let exp = point - 1
+        let mantissa = digits.count == 1 ? digits : String(digits.prefix(1)) + "." + digits.dropFirst()
+        return sign + mantissa + "e" + (exp < 0 ? "-" : "+") + (abs(exp) < 10 ? "0" : "") + String(abs(exp))
+    }
+
+    /// A float as `json.dumps` writes it (`NaN`, `Infinity`, `-Infinity` for the non-finite).
+    public static func jsonFloat(_ x: Double) -> String {
+        if x.isNaN { return "NaN" }
+        if x.isInfinite { return x < 0 ? "-Infinity" : "Infinity" }
+        return repr(x)
+    }
+
+    /// `round(x, digits)`: correctly rounded to the nearest multiple of 10^-digits, ties to even on the exact
+    /// binary value (glibc's printf rounds the exact value the same way).
+    public static func round(_ x: Double, digits: Int) -> Double {
+        guard x.isFinite else { return x }
+        return Double(String(format: "%.\(digits)f", x)) ?? x
+    }
+
+    /// A JSON string literal as `json.dumps` writes it with `ensure_ascii=True`.
+    public static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for u in s.utf16 {
+            switch u {
+            case 0x22: out += "\\\""
+            case 0x5C: out += "\\\\"
+            case 0x0A: out += "\\n"
+            case 0x0D: out += "\\r"
+            case 0x09: out += "\\t"
+            case 0x08: out += "\\b"
+            case 0x0C: out += "\\f"
+            case 0x20...0x7E: out.unicodeScalars.append(Unicode.Scalar(UInt8(u)))
+            default: out += String(format: "\\u%04x", u)
+            }
+        }
+        return out + "\""
+    }
+
+    /// Sign, significant digits (no leading/trailing zeros) and decimal point position: x = 0.DIGITS × 10^point.
+    static func shortestDigits(_ x: Double) -> (negative: Bool, digits: String, point: Int) {
+        var text = x.description
+        let negative = text.hasPrefix("-")
+        if negative { text.removeFirst() }
+        var exponent = 0
+        if let e = text.firstIndex(where: { $0 == "e" || $0 == "E" }) {
+            exponent = Int(text[text.index(after: e)...]) ?? 0
+            text = String(text[..<e])
+        }
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        let intPart = String(parts[0]), fracPart = parts.count > 1 ? String(parts[1]) : ""
+        var digits = Substring(intPart + fracPart)
+        var point = intPart.count + exponent
+        while digits.first == "0" { digits.removeFirst(); point -= 1 }
+        while digits.last == "0" { digits.removeLast() }
+        return (negative, String(digits), point)
+    }
+}

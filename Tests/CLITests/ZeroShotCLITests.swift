@@ -1,0 +1,159 @@
+import Foundation
+import XCTest
+
+/// `cnclip zeroshot-eval` end to end: the reference's printed result, its ELEVATER file, and clean failures.
+final class ZeroShotCLITests: XCTestCase {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures")
+    var zeroshot: URL { Self.fixtures.appendingPathComponent("zeroshot") }
+
+    /// See ZeroShotTests.tolerance: fp32 noise amplified by the fixed logit scale 100.
+    static let tolerance = 5e-6
+
+    struct Result { var status: Int32; var stdout: String; var stderr: String }
+
+    /// Runs the `cnclip` built beside this test bundle.
+    func cnclip(_ args: [String]) throws -> Result {
+        let p = Process()
+        p.executableURL = Bundle.main.bundleURL.appendingPathComponent("cnclip")
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    func tempDir() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zs-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        return dir
+    }
+
+    /// The reference's command line from make_fixtures.py, with our --config supplying vit-tiny's structure.
+    func args(datapath: String? = nil, labelFile: String? = nil, saveDir: String, dataset: String) -> [String] {
+        let models = Self.fixtures.appendingPathComponent("models")
+        return ["zeroshot-eval", "--datapath", datapath ?? zeroshot.appendingPathComponent("test").path,
+                "--label-file", labelFile ?? zeroshot.appendingPathComponent("label_cn.txt").path,
+                "--save-dir", saveDir, "--dataset", dataset, "--img-batch-size", "4", "--context-length", "52",
+                "--num-workers", "0", "--resume", models.appendingPathComponent("vit-tiny.pt").path,
+                "--vision-model", "ViT-B-32", "--text-model", "RBT3-chinese",
+                "--config", models.appendingPathComponent("vit-tiny.json").path]
+    }
+
+    func testPrintsAndWritesWhatTheReferenceDoes() throws {
+        let save = try tempDir()
+        for dataset in ["fixture-objects", "food-101"] {
+            let r = try cnclip(args(saveDir: save.path, dataset: dataset))
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stdout.hasPrefix("Params:\n"), r.stdout)
+            XCTAssertTrue(r.stdout.contains("torch.Size([13, 3])\n"))
+            let expected = try String(contentsOf: zeroshot.appendingPathComponent("\(dataset).stdout.txt"), encoding: .utf8)
+            XCTAssertEqual(r.stdout.components(separatedBy: "Result:\n").last, expected, dataset)
+
+            let written = try String(contentsOf: save.appendingPathComponent("\(dataset).json"), encoding: .utf8)
+            let reference = try String(contentsOf: zeroshot.appendingPathComponent("\(dataset).json"), encoding: .utf8)
+            let marker = "\"predictions\": "
+            XCTAssertEqual(written.components(separatedBy: marker).first, reference.components(separatedBy: marker).first)
+            let a = try JSONSerialization.jsonObject(with: Data(written.utf8)) as! [String: Any]
+            let e = try JSONSerialization.jsonObject(with: Data(reference.utf8)) as! [String: Any]
+            XCTAssertEqual(Set(a.keys), Set(e.keys))
+            let pa = a["predictions"] as! [[[Double]]], pe = e["predictions"] as! [[[Double]]]
+            XCTAssertEqual(pa[0].map(\.count), pe[0].map(\.count))
+            let worst = zip(pa[0], pe[0]).flatMap { zip($0, $1).map { abs($0 - $1) } }.max() ?? 1
+            XCTAssertLessThanOrEqual(worst, Self.tolerance, dataset)
+        }
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: save.path)),
+                       ["fixture-objects.json", "food-101.json"], "no temporary files left")
+    }
+
+    func testEmptyFlagValueAsTheRunScriptPassesIt() throws {
+        let save = try tempDir()
+        // zeroshot_eval.sh writes `--index=${index}` with index usually empty; argparse reads that as "".
+        let r = try cnclip(args(saveDir: save.path, dataset: "food-101") + ["--index="])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("  index: \n"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: save.appendingPathComponent("food-101.json").path))
+    }
+
+    func testRunScriptCallsCnclipAsTheReferenceScriptCallsPython() throws {
+        // run_scripts/zeroshot_eval.sh with the reference's positional arguments; CNCLIP points at a wrapper that adds
+        // --config, since vit-tiny is no preset (the reference run lent it the names ViT-B-32 / RBT3-chinese too).
+        let root = try tempDir()
+        let datasets = root.appendingPathComponent("datasets/fixture-objects")
+        try FileManager.default.createDirectory(at: datasets, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(at: datasets.appendingPathComponent("test"),
+                                                   withDestinationURL: zeroshot.appendingPathComponent("test"))
+        try FileManager.default.copyItem(at: zeroshot.appendingPathComponent("label_cn.txt"),
+                                         to: datasets.appendingPathComponent("label_cn.txt"))
+        let binary = Bundle.main.bundleURL.appendingPathComponent("cnclip").path
+        let config = Self.fixtures.appendingPathComponent("models/vit-tiny.json").path
+        let wrapper = root.appendingPathComponent("cnclip-wrapper")
+        try Data("#!/bin/bash\nexec '\(binary)' \"$@\" --config '\(config)'\n".utf8).write(to: wrapper)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: wrapper.path)
+
+        let script = Self.fixtures.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("run_scripts/zeroshot_eval.sh").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [script, "0", root.path, "fixture-objects", "ViT-B-32", "RBT3-chinese",
+                       Self.fixtures.appendingPathComponent("models/vit-tiny.pt").path]
+        p.environment = ProcessInfo.processInfo.environment.merging(["CNCLIP": wrapper.path]) { $1 }
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, stdout)
+        let expected = try String(contentsOf: zeroshot.appendingPathComponent("fixture-objects.stdout.txt"), encoding: .utf8)
+        XCTAssertEqual(stdout.components(separatedBy: "Result:\n").last, expected)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: root.appendingPathComponent("save_predictions/fixture-objects.json").path))
+    }
+
+    func assertFails(_ r: Result, mentioning text: String, save: URL, file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertNotEqual(r.status, 0, file: file, line: line)
+        XCTAssertTrue(r.stderr.contains(text), "stderr: \(r.stderr)", file: file, line: line)
+        XCTAssertFalse(r.stdout.contains("Result:"), file: file, line: line)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: save.path), [], "nothing written", file: file, line: line)
+    }
+
+    func testMissingLabelFile() throws {
+        let save = try tempDir()
+        let missing = save.appendingPathComponent("nope/label_cn.txt").path
+        try assertFails(try cnclip(args(labelFile: missing, saveDir: save.path, dataset: "x")), mentioning: missing, save: save)
+    }
+
+    func testLabelCountDiffersFromFolderCount() throws {
+        let save = try tempDir(), work = try tempDir()
+        let labels = work.appendingPathComponent("two.txt")
+        try Data("猫\n汽车\n".utf8).write(to: labels)
+        try assertFails(try cnclip(args(labelFile: labels.path, saveDir: save.path, dataset: "x")),
+                        mentioning: "\(labels.path): 2 labels, but", save: save)
+    }
+
+    /// A copy of the fixture test set in a temporary folder, to break.
+    func copyOfTestSet() throws -> URL {
+        let dir = try tempDir().appendingPathComponent("test")
+        try FileManager.default.copyItem(at: zeroshot.appendingPathComponent("test"), to: dir)
+        return dir
+    }
+
+    func testEmptyClassFolder() throws {
+        let save = try tempDir(), data = try copyOfTestSet()
+        for f in try FileManager.default.contentsOfDirectory(atPath: data.appendingPathComponent("001").path) {
+            try FileManager.default.removeItem(at: data.appendingPathComponent("001/\(f)"))
+        }
+        try assertFails(try cnclip(args(datapath: data.path, saveDir: save.path, dataset: "x")),
+                        mentioning: "no image file in the class folder(s) 001", save: save)
+    }
+
+    func testUnreadableImageIsNamed() throws {
+        let save = try tempDir(), data = try copyOfTestSet()
+        let bad = data.appendingPathComponent("002/rgba.png")
+        try Data("truncated".utf8).write(to: bad)
+        try assertFails(try cnclip(args(datapath: data.path, saveDir: save.path, dataset: "x")), mentioning: bad.path, save: save)
+    }
+}
