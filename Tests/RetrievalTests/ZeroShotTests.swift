@@ -11,11 +11,12 @@ final class ZeroShotTests: XCTestCase {
         .appendingPathComponent("Fixtures")
     var zeroshot: URL { Self.fixtures.appendingPathComponent("zeroshot") }
 
-    /// Predictions may differ from the reference's by this much after both are rounded to 6 decimals.
-    /// Not 1e-6: probabilities are softmax(100 · cosine), so a cosine error of 1e-8 already moves them by ~2e-6.
-    /// Measured on these fixtures: the reference's own fp32 run lies 1.9e-6 from the same maths in fp64, and ours
-    /// 2.0e-6 from the reference; only a bit-identical fp32 op order could get under 1e-6.
-    static let tolerance = 5e-6
+    /// Predictions may differ from the reference's by two units of the 6th decimal after both are rounded.
+    /// The fixtures README asks for 1e-6, which the reference itself does not meet: the same reference maths
+    /// with image batch 1 instead of 4 moves two predictions by 2e-6 (scripts/reference/probe_zeroshot_reproducibility.py).
+    /// Probabilities are softmax(100 · cosine): a cosine change of one fp32 ulp moves them by ~2e-6.
+    /// The tiny slack only absorbs the binary representation of 2e-6 between two 6-decimal numbers.
+    static let tolerance = 2e-6 + 1e-12
 
     func tempDir() throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zs-\(UUID().uuidString)")
@@ -217,7 +218,7 @@ final class ZeroShotTests: XCTestCase {
         let data = try ZeroShotDataset(imageFolder: zeroshot.appendingPathComponent("test").path)
         let labels = try ZeroShotDataset.readLabels(contentsOfFile: zeroshot.appendingPathComponent("label_cn.txt").path)
         try data.checkLabels(labels, labelFile: "label_cn.txt")
-        for (dataset, batch) in [("fixture-objects", 4), ("food-101", 5)] {
+        for (dataset, batch) in [("fixture-objects", 4), ("food-101", 4)] {  // the fixture's --img-batch-size
             let classifier = ZeroShotClassifier(model: clip, classNames: labels,
                                                 templates: try ZeroShotTemplates.templates(forDataset: dataset))
             let result = try ZeroShotEvaluation.run(model: clip, dataset: data, classifier: classifier, batchSize: batch)
