@@ -7,8 +7,8 @@ final class ZeroShotCLITests: XCTestCase {
         .appendingPathComponent("Fixtures")
     var zeroshot: URL { Self.fixtures.appendingPathComponent("zeroshot") }
 
-    /// See ZeroShotTests.tolerance: fp32 noise amplified by the fixed logit scale 100.
-    static let tolerance = 5e-6
+    /// Two units of the 6th decimal: the reference's own spread across batch sizes (see ZeroShotTests.tolerance).
+    static let tolerance = 2e-6 + 1e-12
 
     struct Result { var status: Int32; var stdout: String; var stderr: String }
 
