@@ -16,6 +16,7 @@ public final class BertEmbeddings: Module, @unchecked Sendable {
         positionEmbeddings = Embedding(config.textMaxPositionEmbeddings, config.textHiddenSize)
         tokenTypeEmbeddings = Embedding(config.textTypeVocabSize, config.textHiddenSize)
         layerNorm = LayerNorm(config.textHiddenSize, eps: 1e-12)
+        dropout = Dropout(Float(config.textHiddenDropoutProb), seed: 0x6E6D)
         super.init()
         register("word_embeddings", wordEmbeddings)
         register("position_embeddings", positionEmbeddings)
@@ -23,14 +24,17 @@ public final class BertEmbeddings: Module, @unchecked Sendable {
         register("LayerNorm", layerNorm)
     }
 
+    /// Dropout after the LayerNorm (`hidden_dropout_prob`; active in training mode only).
+    let dropout: Dropout
+
     /// `ids` (`[batch, seq]`, flat) → `[batch, seq, hidden]`.
-    public func callAsFunction(_ ids: [Int32], batch: Int, seq: Int) -> Tensor {
+    public func callAsFunction(_ ids: [Int32], batch: Int, seq: Int) -> Variable {
         let w = wordEmbeddings.weight.value.lastDim
-        let words = wordEmbeddings(ids)
-        let pos = positionEmbeddings.weight.value.rows(0..<seq)
-        let type0 = tokenTypeEmbeddings.weight.value.rows(0..<1).reshaped([w])
+        let words: Variable = wordEmbeddings(ids)
+        let pos = positionEmbeddings.weight.variable.rows(0..<seq)                // position ids 0..<seq
+        let type0 = tokenTypeEmbeddings.weight.variable.rows(0..<1).reshaped([w])  // token type 0 everywhere
         let x = add(add(words.reshaped([batch, seq, w]), pos), type0)
-        return layerNorm(x)
+        return dropout(layerNorm(x))
     }
 }
 
@@ -40,6 +44,10 @@ public final class BertLayer: Module, @unchecked Sendable {
     let attentionOutput: Linear, attentionNorm: LayerNorm
     let intermediate: Linear, output: Linear, outputNorm: LayerNorm
     let heads: Int
+    /// Dropout after the attention output and after the feed-forward output (`hidden_dropout_prob`).
+    let attentionDropout: Dropout, outputDropout: Dropout
+    /// `attention_probs_dropout_prob`, applied to attention probabilities in training mode.
+    let attentionProbsDropout: Float
 
     /// A layer for `config`.
     public init(_ config: CLIPConfig) {
@@ -49,6 +57,9 @@ public final class BertLayer: Module, @unchecked Sendable {
         intermediate = Linear(h, config.textIntermediateSize)
         output = Linear(config.textIntermediateSize, h); outputNorm = LayerNorm(h, eps: 1e-12)
         heads = config.textNumAttentionHeads
+        attentionDropout = Dropout(Float(config.textHiddenDropoutProb), seed: 0xA77E)
+        outputDropout = Dropout(Float(config.textHiddenDropoutProb), seed: 0x0B7)
+        attentionProbsDropout = Float(config.textAttentionProbsDropoutProb)
         super.init()
         let attention = register("attention", Module())
         let selfAttention = attention.register("self", Module())
@@ -66,13 +77,16 @@ public final class BertLayer: Module, @unchecked Sendable {
 
     /// `x [batch, seq, hidden]`, `keyBias [batch, seq]` → `[batch, seq, hidden]`; with `firstTokenOnly`,
     /// `[batch, 1, hidden]` for `[CLS]` alone (rows are independent after attention, so it is the same value).
-    public func callAsFunction(_ x: Tensor, keyBias: Tensor, firstTokenOnly: Bool = false) -> Tensor {
+    public func callAsFunction(_ x: Variable, keyBias: Tensor, firstTokenOnly: Bool = false) -> Variable {
         let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
+        // Dropout of attention probabilities is not implemented: refuse rather than train a different model.
+        precondition(!isTraining || attentionProbsDropout == 0,
+                     "BERT training with attention_probs_dropout_prob = \(attentionProbsDropout) is not supported yet (set it to 0)")
         let q = query(firstTokenOnly ? firstRows(x) : x)
         let ctx = multiHeadAttention(q: q, k: key(x), v: value(x), batch: b, lq: q.shape[1], lk: l,
                                      heads: heads, headDim: w / heads, keyBias: keyBias)
-        let a = attentionNorm(add(attentionOutput(ctx), firstTokenOnly ? firstRows(x) : x))
-        return outputNorm(add(output(gelu(intermediate(a))), a))
+        let a = attentionNorm(add(attentionDropout(attentionOutput(ctx)), firstTokenOnly ? firstRows(x) : x))
+        return outputNorm(add(outputDropout(output(gelu(intermediate(a)))), a))
     }
 }
 
@@ -92,7 +106,7 @@ public final class BertModel: Module, @unchecked Sendable {
 
     /// Token ids (flat `[batch, seq]`) with attention on ids ≠ `padId` → last hidden states `[batch, seq, hidden]`,
     /// or `[batch, 1, hidden]` (the `[CLS]` position) with `clsOnly`, skipping the last layer's other rows.
-    public func callAsFunction(_ ids: [Int32], batch: Int, seq: Int, padId: Int32 = 0, clsOnly: Bool = false) -> Tensor {
+    public func callAsFunction(_ ids: [Int32], batch: Int, seq: Int, padId: Int32 = 0, clsOnly: Bool = false) -> Variable {
         precondition(ids.count == batch * seq, "BertModel: \(ids.count) ids for [\(batch), \(seq)]")
         let bias = Tensor(shape: [batch, seq], scalars: ids.map { $0 == padId ? -10000 : 0 })
         var x = embeddings(ids, batch: batch, seq: seq)

@@ -77,6 +77,9 @@ public struct Variable: @unchecked Sendable, CustomStringConvertible {
     /// Dimensions of the value.
     public var shape: [Int] { value.shape }
 
+    /// Number of dimensions of the value.
+    public var rank: Int { value.rank }
+
     /// The value without its graph (PyTorch's `detach`).
     public var detached: Variable { Variable(value) }
 
