@@ -22,6 +22,7 @@ public final class BertEmbeddings: Module, @unchecked Sendable {
         register("position_embeddings", positionEmbeddings)
         register("token_type_embeddings", tokenTypeEmbeddings)
         register("LayerNorm", layerNorm)
+        register("dropout", dropout)  // no parameters; registered so that `train()` reaches it
     }
 
     /// Dropout after the LayerNorm (`hidden_dropout_prob`; active in training mode only).
@@ -46,8 +47,8 @@ public final class BertLayer: Module, @unchecked Sendable {
     let heads: Int
     /// Dropout after the attention output and after the feed-forward output (`hidden_dropout_prob`).
     let attentionDropout: Dropout, outputDropout: Dropout
-    /// `attention_probs_dropout_prob`, applied to attention probabilities in training mode.
-    let attentionProbsDropout: Float
+    /// `attention_probs_dropout_prob`, applied to attention probabilities in training mode (its generator seeds each call's masks).
+    let attentionProbsDropout: Dropout
 
     /// A layer for `config`.
     public init(_ config: CLIPConfig) {
@@ -59,32 +60,34 @@ public final class BertLayer: Module, @unchecked Sendable {
         heads = config.textNumAttentionHeads
         attentionDropout = Dropout(Float(config.textHiddenDropoutProb), seed: 0xA77E)
         outputDropout = Dropout(Float(config.textHiddenDropoutProb), seed: 0x0B7)
-        attentionProbsDropout = Float(config.textAttentionProbsDropoutProb)
+        attentionProbsDropout = Dropout(Float(config.textAttentionProbsDropoutProb), seed: 0xA7B5)
         super.init()
         let attention = register("attention", Module())
         let selfAttention = attention.register("self", Module())
         selfAttention.register("query", query)
         selfAttention.register("key", key)
         selfAttention.register("value", value)
+        selfAttention.register("dropout", attentionProbsDropout)
         let attOut = attention.register("output", Module())
         attOut.register("dense", attentionOutput)
         attOut.register("LayerNorm", attentionNorm)
+        attOut.register("dropout", attentionDropout)
         register("intermediate", Module()).register("dense", intermediate)
         let out = register("output", Module())
         out.register("dense", output)
         out.register("LayerNorm", outputNorm)
+        out.register("dropout", outputDropout)
     }
 
     /// `x [batch, seq, hidden]`, `keyBias [batch, seq]` → `[batch, seq, hidden]`; with `firstTokenOnly`,
     /// `[batch, 1, hidden]` for `[CLS]` alone (rows are independent after attention, so it is the same value).
     public func callAsFunction(_ x: Variable, keyBias: Tensor, firstTokenOnly: Bool = false) -> Variable {
         let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
-        // Dropout of attention probabilities is not implemented: refuse rather than train a different model.
-        precondition(!isTraining || attentionProbsDropout == 0,
-                     "BERT training with attention_probs_dropout_prob = \(attentionProbsDropout) is not supported yet (set it to 0)")
         let q = query(firstTokenOnly ? firstRows(x) : x)
+        let probsDropout = isTraining && attentionProbsDropout.p > 0
+            ? AttentionDropout(p: attentionProbsDropout.p, seed: attentionProbsDropout.nextSeed()) : nil
         let ctx = multiHeadAttention(q: q, k: key(x), v: value(x), batch: b, lq: q.shape[1], lk: l,
-                                     heads: heads, headDim: w / heads, keyBias: keyBias)
+                                     heads: heads, headDim: w / heads, keyBias: keyBias, dropout: probsDropout)
         let a = attentionNorm(add(attentionDropout(attentionOutput(ctx)), firstTokenOnly ? firstRows(x) : x))
         return outputNorm(add(outputDropout(output(gelu(intermediate(a)))), a))
     }

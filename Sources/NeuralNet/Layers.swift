@@ -169,6 +169,9 @@ public final class Dropout: Module, @unchecked Sendable {
         super.init()
     }
 
+    /// A fresh seed from this layer's generator (for masks drawn inside a kernel, such as attention dropout).
+    public func nextSeed() -> UInt64 { rng.next() }
+
     /// Reseeds the mask generator.
     public func seed(_ seed: UInt64) { rng = SplitMix64(seed: seed) }
 

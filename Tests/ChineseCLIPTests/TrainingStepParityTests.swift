@@ -77,6 +77,30 @@ final class TrainingStepParityTests: XCTestCase {
         XCTAssertEqual(groups[0].parameters.count + groups[1].parameters.count, model.trainableParameters().count)
     }
 
+    /// With BERT dropout on, training-mode forwards are random (and differ from evaluation), evaluation mode is
+    /// exactly inference, and every parameter still gets a gradient.
+    func testDropoutOnlyInTraining() throws {
+        var config = try CLIPConfig.load(contentsOf: fixtures.appendingPathComponent("models/vit-tiny.json"))
+        config.textHiddenDropoutProb = 0.1
+        config.textAttentionProbsDropoutProb = 0.1
+        let model = CLIP(config)
+        let initial = try loadFixture("training/init.safetensors")
+        try model.load(stateDict: Dictionary(uniqueKeysWithValues: initial.entries.map { ($0.key, $0.value.tensor.copy()) }))
+        let data = try batch()
+        let inference = model.encodeText(data.tokens, batch: data.count)
+        model.train()
+        model.requireGradients()
+        let first = model.textFeatures(data.tokens, batch: data.count), second = model.textFeatures(data.tokens, batch: data.count)
+        XCTAssertNotEqual(first.value.scalars, second.value.scalars)
+        XCTAssertNotEqual(first.value.scalars, inference.scalars)
+        let l = loss(model, data)
+        l.backward()
+        for (name, p) in model.trainableParameters() { XCTAssertNotNil(p.grad, "no gradient for \(name)") }
+        model.eval()
+        model.requireGradients(false)
+        XCTAssertEqual(model.encodeText(data.tokens, batch: data.count).scalars, inference.scalars)
+    }
+
     func testCosineSchedule() {
         let o = expected.optimizer
         let schedule = CosineSchedule(baseLearningRate: o.lr, warmupSteps: o.warmup, totalSteps: o.total_steps)

@@ -198,6 +198,29 @@ final class GradientParityTests: XCTestCase {
         }
     }
 
+    /// Dropout of attention probabilities (BERT training) has no PyTorch counterpart with the same random
+    /// stream; its masks are a pure function of the seed, so finite differences check its backward exactly.
+    func testAttentionDropoutFiniteDifferences() {
+        let c = "attention"
+        let kb = GradGolden.tensor("attention.key_bias")
+        let inputs = ["q", "k", "v"].map { GradGolden.tensor("\(c).in.\($0)") }
+        let drop = AttentionDropout(p: 0.3, seed: 42)
+        let f: ([Variable]) -> Variable = {
+            multiHeadAttention(q: $0[0], k: $0[1], v: $0[2], batch: 2, lq: 6, lk: 6, heads: 3, headDim: 4, keyBias: kb, dropout: drop)
+        }
+        finiteDifferences(c + " with dropout", inputs: inputs, names: ["q", "k", "v"], g: GradGolden.tensor("\(c).g"), kink: false,
+                          file: #filePath, line: #line, f)
+        // The same seed gives the same masks; another seed other masks; p = 0 is exactly the plain kernel.
+        let constants = inputs.map { Variable($0) }
+        XCTAssertEqual(f(constants).value.scalars, f(constants).value.scalars)
+        let other = multiHeadAttention(q: constants[0], k: constants[1], v: constants[2], batch: 2, lq: 6, lk: 6, heads: 3, headDim: 4,
+                                       keyBias: kb, dropout: AttentionDropout(p: 0.3, seed: 43))
+        XCTAssertNotEqual(f(constants).value.scalars, other.value.scalars)
+        let none = multiHeadAttention(q: constants[0], k: constants[1], v: constants[2], batch: 2, lq: 6, lk: 6, heads: 3, headDim: 4,
+                                      keyBias: kb, dropout: AttentionDropout(p: 0, seed: 43))
+        assertClose(none.value, GradGolden.tensor("\(c).out"), "attention with p = 0")
+    }
+
     // MARK: - Lookup, views, concatenation
 
     /// Id 3 appears three times: its row accumulates three gradients.

@@ -141,6 +141,67 @@ public func batchNormTrainingBackward(_ x: Tensor, weight: Tensor, mean: [Float]
 
 // MARK: - Attention
 
+/// Dropout of attention probabilities (BERT's `attention_probs_dropout_prob`): probability `p`, and a seed from
+/// which each head's mask is a pure function, so the backward pass regenerates the forward's mask exactly.
+public struct AttentionDropout: Sendable {
+    /// Probability of zeroing a probability.
+    public let p: Float
+    /// Seed of this call's masks.
+    public let seed: UInt64
+
+    /// Dropout with probability `p` and masks drawn from `seed`.
+    public init(p: Float, seed: UInt64) {
+        precondition(p >= 0 && p < 1, "attention dropout: p = \(p) outside [0, 1)")
+        self.p = p
+        self.seed = seed
+    }
+
+    /// Multiplies the `[lq, lk]` probabilities of head `item` (batch·heads + head) by its mask: 0 with
+    /// probability `p`, else `1/(1-p)` (SplitMix64 stream of `seed` and `item`).
+    func apply(to probabilities: UnsafeMutablePointer<Float>, count: Int, item: Int) {
+        var state = seed ^ (UInt64(item) &* 0xD1B5_4A32_D192_ED03)
+        let keep = 1 / (1 - p)
+        for i in 0..<count {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            z ^= z >> 31
+            let u = Float(z >> 40) * 0x1p-24  // uniform in [0, 1)
+            probabilities[i] *= u < p ? 0 : keep
+        }
+    }
+}
+
+/// Multi-head attention with dropout on the probabilities (training): `softmax(q kᵀ / sqrt(d) + bias) ∘ mask @ v`,
+/// buffers and offsets as `multiHeadAttention` → `[batch, lq, heads·d]`.
+public func multiHeadAttention(q: Tensor, qOffset: Int, k: Tensor, kOffset: Int, v: Tensor, vOffset: Int,
+                               batch: Int, lq: Int, lk: Int, heads: Int, headDim d: Int, keyBias: Tensor?,
+                               dropout: AttentionDropout) -> Tensor {
+    let qs = q.lastDim, ks = k.lastDim, vs = v.lastDim, width = heads * d
+    let out = Tensor.uninitialized([batch, lq, width])
+    let scale = 1 / Float(d).squareRoot()
+    parallelFor(batch * heads, cost: 2 * lq * lk * d) { items in
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(1, lq * lk))
+        defer { scores.deallocate() }
+        for item in items {
+            let b = item / heads, h = item % heads
+            let qp = q.data + b * lq * qs + qOffset + h * d
+            let kp = k.data + b * lk * ks + kOffset + h * d
+            let vp = v.data + b * lk * vs + vOffset + h * d
+            BLAS.sgemm(false, true, lq, lk, d, scale, qp, qs, kp, ks, 0, scores, lk)
+            if let keyBias {
+                let kb = keyBias.data + b * lk
+                for i in 0..<lq { for j in 0..<lk { scores[i * lk + j] += kb[j] } }
+            }
+            softmaxRowsInPlace(scores, rows: lq, cols: lk)
+            dropout.apply(to: scores, count: lq * lk, item: item)
+            BLAS.sgemm(false, false, lq, d, lk, 1, scores, lk, vp, vs, 0, out.mutableData + b * lq * width + h * d, width)
+        }
+    }
+    return out
+}
+
 /// Gradients of `multiHeadAttention` w.r.t. its q, k and v buffers (same shapes and offsets as the forward),
 /// added into `dq`, `dk`, `dv` (zeroed by the caller; any may alias another when the inputs were one tensor,
 /// since each head writes only its own columns). A nil destination is not computed.
@@ -150,7 +211,7 @@ public func batchNormTrainingBackward(_ x: Tensor, weight: Tensor, mean: [Float]
 /// one `q kᵀ` product and a softmax, and the forward kernel stays exactly the inference kernel.
 public func multiHeadAttentionBackward(q: Tensor, qOffset: Int, k: Tensor, kOffset: Int, v: Tensor, vOffset: Int,
                                        batch: Int, lq: Int, lk: Int, heads: Int, headDim d: Int, keyBias: Tensor?,
-                                       gradient g: Tensor,
+                                       dropout: AttentionDropout? = nil, gradient g: Tensor,
                                        dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutablePointer<Float>?,
                                        dv: UnsafeMutablePointer<Float>?) {
     let qs = q.lastDim, ks = k.lastDim, vs = v.lastDim, width = heads * d
@@ -158,7 +219,10 @@ public func multiHeadAttentionBackward(q: Tensor, qOffset: Int, k: Tensor, kOffs
     parallelFor(batch * heads, cost: 6 * lq * lk * d) { items in
         let p = UnsafeMutablePointer<Float>.allocate(capacity: max(1, lq * lk))
         let dp = UnsafeMutablePointer<Float>.allocate(capacity: max(1, lq * lk))
-        defer { p.deallocate(); dp.deallocate() }
+        // With dropout: the mask (regenerated from the seed) and the dropped probabilities P ∘ M.
+        let mask = dropout == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: max(1, lq * lk))
+        let dropped = dropout == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: max(1, lq * lk))
+        defer { p.deallocate(); dp.deallocate(); mask?.deallocate(); dropped?.deallocate() }
         for item in items {
             let b = item / heads, h = item % heads
             let qp = q.data + b * lq * qs + qOffset + h * d
@@ -172,11 +236,19 @@ public func multiHeadAttentionBackward(q: Tensor, qOffset: Int, k: Tensor, kOffs
                 for i in 0..<lq { for j in 0..<lk { p[i * lk + j] += kb[j] } }
             }
             softmaxRowsInPlace(p, rows: lq, cols: lk)
-            // dV += Pᵀ dO
-            if let dv { BLAS.sgemm(true, false, lk, d, lq, 1, p, lk, gp, width, 1, dv + b * lk * vs + vOffset + h * d, vs) }
+            var used = UnsafePointer(p)
+            if let dropout, let mask, let dropped {
+                mask.update(repeating: 1, count: lq * lk)
+                dropout.apply(to: mask, count: lq * lk, item: item)
+                for i in 0..<(lq * lk) { dropped[i] = p[i] * mask[i] }
+                used = UnsafePointer(dropped)
+            }
+            // dV += (P ∘ M)ᵀ dO
+            if let dv { BLAS.sgemm(true, false, lk, d, lq, 1, used, lk, gp, width, 1, dv + b * lk * vs + vOffset + h * d, vs) }
             guard dq != nil || dk != nil else { continue }
-            // dP = dO Vᵀ; dS = P ∘ (dP − rowsum(dP ∘ P)) (softmax backward); the key bias is a constant.
+            // dP = (dO Vᵀ) ∘ M; dS = P ∘ (dP − rowsum(dP ∘ P)) (softmax backward); the key bias is a constant.
             BLAS.sgemm(false, true, lq, lk, d, 1, gp, width, vp, vs, 0, dp, lk)
+            if let mask { for i in 0..<(lq * lk) { dp[i] *= mask[i] } }
             for i in 0..<lq {
                 let pr = p + i * lk, dr = dp + i * lk
                 var dot: Float = 0

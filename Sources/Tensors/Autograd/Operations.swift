@@ -240,13 +240,18 @@ public func crossEntropy(_ logits: Variable, targets: [Int]) -> Variable {
 
 // MARK: - Attention
 
-/// Multi-head attention on variables, as `multiHeadAttention` on tensors (same buffers, offsets, key bias).
-/// q, k and v may be the same variable (a packed `[batch, seq, 3·width]` projection); the key bias is a constant.
+/// Multi-head attention on variables, as `multiHeadAttention` on tensors (same buffers, offsets, key bias) →
+/// `[batch, lq, heads·d]`. q, k and v may be the same variable (a packed `[batch, seq, 3·width]` projection); the
+/// key bias is a constant. `dropout` (training) drops attention probabilities; nil or p = 0 is the inference kernel.
 public func multiHeadAttention(q: Variable, qOffset: Int = 0, k: Variable, kOffset: Int = 0, v: Variable, vOffset: Int = 0,
                                batch: Int, lq: Int, lk: Int, heads: Int, headDim d: Int,
-                               keyBias: Tensor? = nil) -> Variable {
-    let out = multiHeadAttention(q: q.value, qOffset: qOffset, k: k.value, kOffset: kOffset, v: v.value, vOffset: vOffset,
-                                 batch: batch, lq: lq, lk: lk, heads: heads, headDim: d, keyBias: keyBias)
+                               keyBias: Tensor? = nil, dropout: AttentionDropout? = nil) -> Variable {
+    let dropout = (dropout?.p ?? 0) > 0 ? dropout : nil
+    let out = dropout.map {
+        multiHeadAttention(q: q.value, qOffset: qOffset, k: k.value, kOffset: kOffset, v: v.value, vOffset: vOffset,
+                           batch: batch, lq: lq, lk: lk, heads: heads, headDim: d, keyBias: keyBias, dropout: $0)
+    } ?? multiHeadAttention(q: q.value, qOffset: qOffset, k: k.value, kOffset: kOffset, v: v.value, vOffset: vOffset,
+                            batch: batch, lq: lq, lk: lk, heads: heads, headDim: d, keyBias: keyBias)
     return Variable.record(out, inputs: [q, k, v]) { g in
         // One zeroed gradient buffer per distinct input; an input passed twice shares its buffer (each head
         // writes disjoint columns), and its later positions return nil so it is not counted twice.
@@ -260,7 +265,7 @@ public func multiHeadAttention(q: Variable, qOffset: Int = 0, k: Variable, kOffs
         func dst(_ i: Int) -> UnsafeMutablePointer<Float>? { inputs[i].requiresGrad ? buffers[owner[i]]!.mutableData : nil }
         multiHeadAttentionBackward(q: q.value, qOffset: qOffset, k: k.value, kOffset: kOffset, v: v.value, vOffset: vOffset,
                                    batch: batch, lq: lq, lk: lk, heads: heads, headDim: d, keyBias: keyBias,
-                                   gradient: g, dq: dst(0), dk: dst(1), dv: dst(2))
+                                   dropout: dropout, gradient: g, dq: dst(0), dk: dst(1), dv: dst(2))
         return buffers
     }
 }
