@@ -16,21 +16,26 @@ public final class BertEmbeddings: Module, @unchecked Sendable {
         positionEmbeddings = Embedding(config.textMaxPositionEmbeddings, config.textHiddenSize)
         tokenTypeEmbeddings = Embedding(config.textTypeVocabSize, config.textHiddenSize)
         layerNorm = LayerNorm(config.textHiddenSize, eps: 1e-12)
+        dropout = Dropout(Float(config.textHiddenDropoutProb), seed: 0x6E6D)
         super.init()
         register("word_embeddings", wordEmbeddings)
         register("position_embeddings", positionEmbeddings)
         register("token_type_embeddings", tokenTypeEmbeddings)
         register("LayerNorm", layerNorm)
+        register("dropout", dropout)  // no parameters; registered so that `train()` reaches it
     }
 
+    /// Dropout after the LayerNorm (`hidden_dropout_prob`; active in training mode only).
+    let dropout: Dropout
+
     /// `ids` (`[batch, seq]`, flat) → `[batch, seq, hidden]`.
-    public func callAsFunction(_ ids: [Int32], batch: Int, seq: Int) -> Tensor {
+    public func callAsFunction(_ ids: [Int32], batch: Int, seq: Int) -> Variable {
         let w = wordEmbeddings.weight.value.lastDim
-        let words = wordEmbeddings(ids)
-        let pos = positionEmbeddings.weight.value.rows(0..<seq)
-        let type0 = tokenTypeEmbeddings.weight.value.rows(0..<1).reshaped([w])
+        let words: Variable = wordEmbeddings(ids)
+        let pos = positionEmbeddings.weight.variable.rows(0..<seq)                // position ids 0..<seq
+        let type0 = tokenTypeEmbeddings.weight.variable.rows(0..<1).reshaped([w])  // token type 0 everywhere
         let x = add(add(words.reshaped([batch, seq, w]), pos), type0)
-        return layerNorm(x)
+        return dropout(layerNorm(x))
     }
 }
 
@@ -40,6 +45,10 @@ public final class BertLayer: Module, @unchecked Sendable {
     let attentionOutput: Linear, attentionNorm: LayerNorm
     let intermediate: Linear, output: Linear, outputNorm: LayerNorm
     let heads: Int
+    /// Dropout after the attention output and after the feed-forward output (`hidden_dropout_prob`).
+    let attentionDropout: Dropout, outputDropout: Dropout
+    /// `attention_probs_dropout_prob`, applied to attention probabilities in training mode (its generator seeds each call's masks).
+    let attentionProbsDropout: Dropout
 
     /// A layer for `config`.
     public init(_ config: CLIPConfig) {
@@ -49,30 +58,38 @@ public final class BertLayer: Module, @unchecked Sendable {
         intermediate = Linear(h, config.textIntermediateSize)
         output = Linear(config.textIntermediateSize, h); outputNorm = LayerNorm(h, eps: 1e-12)
         heads = config.textNumAttentionHeads
+        attentionDropout = Dropout(Float(config.textHiddenDropoutProb), seed: 0xA77E)
+        outputDropout = Dropout(Float(config.textHiddenDropoutProb), seed: 0x0B7)
+        attentionProbsDropout = Dropout(Float(config.textAttentionProbsDropoutProb), seed: 0xA7B5)
         super.init()
         let attention = register("attention", Module())
         let selfAttention = attention.register("self", Module())
         selfAttention.register("query", query)
         selfAttention.register("key", key)
         selfAttention.register("value", value)
+        selfAttention.register("dropout", attentionProbsDropout)
         let attOut = attention.register("output", Module())
         attOut.register("dense", attentionOutput)
         attOut.register("LayerNorm", attentionNorm)
+        attOut.register("dropout", attentionDropout)
         register("intermediate", Module()).register("dense", intermediate)
         let out = register("output", Module())
         out.register("dense", output)
         out.register("LayerNorm", outputNorm)
+        out.register("dropout", outputDropout)
     }
 
     /// `x [batch, seq, hidden]`, `keyBias [batch, seq]` → `[batch, seq, hidden]`; with `firstTokenOnly`,
     /// `[batch, 1, hidden]` for `[CLS]` alone (rows are independent after attention, so it is the same value).
-    public func callAsFunction(_ x: Tensor, keyBias: Tensor, firstTokenOnly: Bool = false) -> Tensor {
+    public func callAsFunction(_ x: Variable, keyBias: Tensor, firstTokenOnly: Bool = false) -> Variable {
         let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
         let q = query(firstTokenOnly ? firstRows(x) : x)
+        let probsDropout = isTraining && attentionProbsDropout.p > 0
+            ? AttentionDropout(p: attentionProbsDropout.p, seed: attentionProbsDropout.nextSeed()) : nil
         let ctx = multiHeadAttention(q: q, k: key(x), v: value(x), batch: b, lq: q.shape[1], lk: l,
-                                     heads: heads, headDim: w / heads, keyBias: keyBias)
-        let a = attentionNorm(add(attentionOutput(ctx), firstTokenOnly ? firstRows(x) : x))
-        return outputNorm(add(output(gelu(intermediate(a))), a))
+                                     heads: heads, headDim: w / heads, keyBias: keyBias, dropout: probsDropout)
+        let a = attentionNorm(add(attentionDropout(attentionOutput(ctx)), firstTokenOnly ? firstRows(x) : x))
+        return outputNorm(add(outputDropout(output(gelu(intermediate(a)))), a))
     }
 }
 
@@ -92,7 +109,7 @@ public final class BertModel: Module, @unchecked Sendable {
 
     /// Token ids (flat `[batch, seq]`) with attention on ids ≠ `padId` → last hidden states `[batch, seq, hidden]`,
     /// or `[batch, 1, hidden]` (the `[CLS]` position) with `clsOnly`, skipping the last layer's other rows.
-    public func callAsFunction(_ ids: [Int32], batch: Int, seq: Int, padId: Int32 = 0, clsOnly: Bool = false) -> Tensor {
+    public func callAsFunction(_ ids: [Int32], batch: Int, seq: Int, padId: Int32 = 0, clsOnly: Bool = false) -> Variable {
         precondition(ids.count == batch * seq, "BertModel: \(ids.count) ids for [\(batch), \(seq)]")
         let bias = Tensor(shape: [batch, seq], scalars: ids.map { $0 == padId ? -10000 : 0 })
         var x = embeddings(ids, batch: batch, seq: seq)

@@ -43,11 +43,35 @@ public final class CLIP: Module, @unchecked Sendable {
     public func encodeImage(_ images: Tensor) -> Tensor { visual(images) }
 
     /// Unnormalised text features: token ids `[batch, context]` (flat, 0 = padding) → `[batch, embed]` (`encode_text`).
-    public func encodeText(_ ids: [Int32], batch: Int) -> Tensor {
-        guard batch > 0 else { return Tensor(shape: [0, config.embedDim]) }
+    public func encodeText(_ ids: [Int32], batch: Int) -> Tensor { textFeatures(ids, batch: batch).value }
+
+    /// `encode_image` on variables: images `[batch, 3, res, res]` → `[batch, embed]`, recording gradients for
+    /// parameters that require them (training).
+    public func imageFeatures(_ images: Variable) -> Variable { visual.forward(images) }
+
+    /// `encode_text` on variables: token ids `[batch, context]` (flat, 0 = padding) → `[batch, embed]`; the
+    /// `[CLS]` output of BERT (its last layer computed for that row alone) @ `text_projection`.
+    public func textFeatures(_ ids: [Int32], batch: Int) -> Variable {
+        guard batch > 0 else { return Variable(Tensor(shape: [0, config.embedDim])) }
         let seq = ids.count / batch
         let cls = bert(ids, batch: batch, seq: seq, clsOnly: true)  // [batch, 1, hidden]
-        return matmul(cls.reshaped([batch, cls.lastDim]), textProjection.value)
+        return matmul(cls.reshaped([batch, cls.shape[2]]), textProjection.variable)
+    }
+
+    /// The reference's `forward(image, text)`: L2-normalised image features `[batch, embed]`, L2-normalised text
+    /// features `[batch, embed]` (token ids flat `[batch, context]`), and `logit_scale.exp()` `[]`.
+    public func forward(images: Variable, texts ids: [Int32], textBatch: Int)
+        -> (imageFeatures: Variable, textFeatures: Variable, logitScale: Variable) {
+        (l2Normalized(imageFeatures(images)), l2Normalized(textFeatures(ids, batch: textBatch)), exp(logitScale.variable))
+    }
+
+    /// The contrastive loss of the reference's training step on one process: the mean of the image→text and
+    /// text→image cross-entropies over `scale · img @ txt.T` (`[batch, batch]`), pairs on the diagonal.
+    public static func contrastiveLoss(imageFeatures: Variable, textFeatures: Variable, logitScale: Variable) -> Variable {
+        let perImage = scaled(matmulTransposed(imageFeatures, textFeatures), by: logitScale)  // [images, texts]
+        let perText = scaled(matmulTransposed(textFeatures, imageFeatures), by: logitScale)   // [texts, images]
+        let targets = Array(0..<imageFeatures.shape[0])
+        return scaled(add(crossEntropy(perImage, targets: targets), crossEntropy(perText, targets: targets)), by: 0.5)
     }
 
     /// `exp(logit_scale)`.

@@ -34,7 +34,7 @@ public final class Bottleneck: Module, @unchecked Sendable {
     }
 
     /// `x [n, inplanes, h, w]` → `[n, planes·4, h/stride, w/stride]`.
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    public func callAsFunction(_ x: Variable) -> Variable {
         var out = bn1(conv1(x), relu: true)
         out = bn2(conv2(out), relu: true)
         if stride > 1 { out = avgPool2d(out, kernel: stride) }
@@ -68,23 +68,13 @@ public final class AttentionPool2d: Module, @unchecked Sendable {
     }
 
     /// `x [n, c, h, w]` → `[n, output]`.
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    public func callAsFunction(_ x: Variable) -> Variable {
         let (n, c, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
         let l = hw + 1
         // NCHW → [n, hw+1, c] with the spatial mean first, then the positional embedding.
-        let tokens = Tensor.uninitialized([n, l, c])
-        for i in 0..<n {
-            let src = x.data + i * c * hw, dst = tokens.mutableData + i * l * c
-            for ch in 0..<c {
-                var sum: Float = 0
-                for p in 0..<hw { let v = src[ch * hw + p]; dst[(p + 1) * c + ch] = v; sum += v }
-                dst[ch] = sum / Float(hw)
-            }
-        }
-        let t = add(tokens, positionalEmbedding.value)
-        let first = Tensor.uninitialized([n, 1, c])
-        for i in 0..<n { (first.mutableData + i * c).update(from: t.data + i * l * c, count: c) }
-        let q = qProj(first), k = kProj(t), v = vProj(t)
+        let t = add(spatialTokens(x), positionalEmbedding.variable)
+        // Only the mean token's query is used.
+        let q = qProj(firstRows(t)), k = kProj(t), v = vProj(t)
         let att = multiHeadAttention(q: q, k: k, v: v, batch: n, lq: 1, lk: l, heads: heads, headDim: c / heads)
         return cProj(att.reshaped([n, c]))
     }
@@ -128,7 +118,11 @@ public final class ModifiedResNet: Module, ImageEncoder, @unchecked Sendable {
     }
 
     /// Images `[batch, 3, res, res]` → features `[batch, output]`.
-    public func callAsFunction(_ images: Tensor) -> Tensor {
+    public func callAsFunction(_ images: Tensor) -> Tensor { forward(Variable(images)).value }
+
+    /// Images `[batch, 3, res, res]` → features `[batch, output]`, recording gradients for parameters that require
+    /// them; BatchNorm uses batch statistics (and updates its running ones) in training mode.
+    public func forward(_ images: Variable) -> Variable {
         precondition(images.rank == 4 && images.shape[1] == 3 && images.shape[2] == inputResolution && images.shape[3] == inputResolution,
                      "ModifiedResNet expects [batch, 3, \(inputResolution), \(inputResolution)], got \(images.shape)")
         var x = bn1(conv1(images), relu: true)

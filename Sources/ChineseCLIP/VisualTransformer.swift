@@ -10,6 +10,8 @@ public protocol ImageEncoder: Module {
     var inputResolution: Int { get }
     /// Encodes preprocessed images `[batch, 3, res, res]` → `[batch, embed]`.
     func callAsFunction(_ images: Tensor) -> Tensor
+    /// Encodes images `[batch, 3, res, res]` → `[batch, embed]`, recording gradients for parameters that require them.
+    func forward(_ images: Variable) -> Variable
 }
 
 /// `nn.MultiheadAttention` with packed input projection: `in_proj_weight [3w, w]`, `in_proj_bias [3w]`, `out_proj`.
@@ -37,10 +39,10 @@ public final class MultiheadAttention: Module, @unchecked Sendable {
 
     /// Self-attention: `x [batch, seq, width]` → `[batch, seq, width]`, or `[batch, 1, width]` for the first
     /// query only when `firstQueryOnly` (rows are independent, so the result for it is the same).
-    public func callAsFunction(_ x: Tensor, firstQueryOnly: Bool = false) -> Tensor {
+    public func callAsFunction(_ x: Variable, firstQueryOnly: Bool = false) -> Variable {
         let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
-        let qkv = linear(x, weight: inProjWeight.value, bias: inProjBias.value)  // [b, l, 3w]
-        let att: Tensor
+        let qkv = linear(x, weight: inProjWeight.variable, bias: inProjBias.variable)  // [b, l, 3w]
+        let att: Variable
         if firstQueryOnly {
             let q = firstRows(qkv)  // [b, 1, 3w]: its first w columns are the query
             att = multiHeadAttention(q: q, qOffset: 0, k: qkv, kOffset: w, v: qkv, vOffset: 2 * w,
@@ -84,7 +86,7 @@ public final class ResidualAttentionBlock: Module, @unchecked Sendable {
 
     /// `x [batch, seq, width]` → `[batch, seq, width]`; with `firstTokenOnly`, `[batch, 1, width]` for the
     /// class token alone (what the last block of an encoder needs).
-    public func callAsFunction(_ x: Tensor, firstTokenOnly: Bool = false) -> Tensor {
+    public func callAsFunction(_ x: Variable, firstTokenOnly: Bool = false) -> Variable {
         let h = add(firstTokenOnly ? firstRows(x) : x, attn(ln1(x), firstQueryOnly: firstTokenOnly))
         return add(h, cProj(quickGelu(cFc(ln2(h)))))
     }
@@ -137,22 +139,22 @@ public final class VisualTransformer: Module, ImageEncoder, @unchecked Sendable 
     }
 
     /// Images `[batch, 3, res, res]` → features `[batch, output]`.
-    public func callAsFunction(_ images: Tensor) -> Tensor {
+    public func callAsFunction(_ images: Tensor) -> Tensor { forward(Variable(images)).value }
+
+    /// Images `[batch, 3, res, res]` → features `[batch, output]`, recording gradients for parameters that require them.
+    /// The last block computes the class token alone: no other row of it reaches the output, in training or not.
+    public func forward(_ images: Variable) -> Variable {
         precondition(images.rank == 4 && images.shape[1] == 3 && images.shape[2] == inputResolution && images.shape[3] == inputResolution,
                      "VisualTransformer expects [batch, 3, \(inputResolution), \(inputResolution)], got \(images.shape)")
         let b = images.shape[0]
-        let p = patches(images, size: patchSize)                                    // [b, grid², 3·p·p]
-        let emb = linear(p, weight: conv1.weight.value.reshaped([width, -1]), bias: nil)  // [b, grid², width]
-        let g = emb.shape[1], l = g + 1
-        let tokens = Tensor.uninitialized([b, l, width])
-        for i in 0..<b {
-            let dst = tokens.mutableData + i * l * width
-            dst.update(from: classEmbedding.value.data, count: width)
-            (dst + width).update(from: emb.data + i * g * width, count: g * width)
-        }
-        var x = lnPre(add(tokens, positionalEmbedding.value))
+        // The stride-p convolution as patch rows @ the flattened kernel (same products, no column buffer).
+        let p = patches(images, size: patchSize)                                        // [b, grid², 3·p·p]
+        let emb = linear(p, weight: conv1.weight.variable.reshaped([width, -1]), bias: nil)  // [b, grid², width]
+        let cls = repeated(classEmbedding.variable.reshaped([1, width]), count: b)       // [b, 1, width]
+        let tokens = concatenate([cls, emb], axis: 1)                                     // [b, grid² + 1, width]
+        var x = lnPre(add(tokens, positionalEmbedding.variable))
         for (i, block) in blocks.items.enumerated() { x = block(x, firstTokenOnly: i == blocks.items.count - 1) }
-        let cls = firstRows(x).reshaped([b, width])
-        return matmul(lnPost(cls), proj.value)
+        let first = firstRows(x).reshaped([b, width])
+        return matmul(lnPost(first), proj.variable)
     }
 }

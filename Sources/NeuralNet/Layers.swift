@@ -20,6 +20,9 @@ public final class Linear: Module, @unchecked Sendable {
 
     /// `x [..., in]` → `[..., out]`.
     public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight.value, bias: bias?.value) }
+
+    /// `x [..., in]` → `[..., out]`, recording gradients for whatever requires them.
+    public func callAsFunction(_ x: Variable) -> Variable { linear(x, weight: weight.variable, bias: bias?.variable) }
 }
 
 /// `nn.LayerNorm` over the last dimension: `weight [n]`, `bias [n]`.
@@ -43,6 +46,9 @@ public final class LayerNorm: Module, @unchecked Sendable {
 
     /// `x [..., n]` → `[..., n]`.
     public func callAsFunction(_ x: Tensor) -> Tensor { layerNorm(x, weight: weight.value, bias: bias.value, eps: eps) }
+
+    /// `x [..., n]` → `[..., n]`, recording gradients for whatever requires them.
+    public func callAsFunction(_ x: Variable) -> Variable { layerNorm(x, weight: weight.variable, bias: bias.variable, eps: eps) }
 }
 
 /// `nn.Embedding`: `weight [count, width]`.
@@ -59,6 +65,9 @@ public final class Embedding: Module, @unchecked Sendable {
 
     /// `ids` → `[ids.count, width]`.
     public func callAsFunction(_ ids: [Int32]) -> Tensor { embedding(weight.value, ids: ids) }
+
+    /// `ids` → `[ids.count, width]`; the table's gradient scatter-adds into the rows picked.
+    public func callAsFunction(_ ids: [Int32]) -> Variable { embedding(weight.variable, ids: ids) }
 }
 
 /// `nn.Conv2d` without bias (every convolution in the reference models): `weight [out, in, k, k]`.
@@ -81,9 +90,13 @@ public final class Conv2d: Module, @unchecked Sendable {
 
     /// `x [n, in, h, w]` → `[n, out, h', w']`.
     public func callAsFunction(_ x: Tensor) -> Tensor { conv2d(x, weight: weight.value, stride: stride, padding: padding) }
+
+    /// `x [n, in, h, w]` → `[n, out, h', w']`, recording gradients for whatever requires them.
+    public func callAsFunction(_ x: Variable) -> Variable { conv2d(x, weight: weight.variable, stride: stride, padding: padding) }
 }
 
-/// `nn.BatchNorm2d` in inference mode: `weight`, `bias`, buffers `running_mean`, `running_var` (all `[c]`).
+/// `nn.BatchNorm2d`: `weight`, `bias`, buffers `running_mean`, `running_var` (all `[c]`). Evaluation mode uses the
+/// running statistics; training mode the batch's, updating the running ones as PyTorch (momentum 0.1, unbiased variance).
 public final class BatchNorm2d: Module, @unchecked Sendable {
     /// `[c]`.
     public let weight: Parameter
@@ -95,6 +108,9 @@ public final class BatchNorm2d: Module, @unchecked Sendable {
     public let runningVar: Parameter
     /// Added to the variance.
     public let eps: Float
+
+    /// Weight of the batch statistics in the running ones after each training batch.
+    public let momentum: Float = 0.1
 
     /// Batch norm over `c` channels.
     public init(_ c: Int, eps: Float = 1e-5) {
@@ -114,5 +130,55 @@ public final class BatchNorm2d: Module, @unchecked Sendable {
     public func callAsFunction(_ x: Tensor, relu: Bool = false) -> Tensor {
         batchNorm2d(x, weight: weight.value, bias: bias.value, runningMean: runningMean.value,
                     runningVar: runningVar.value, eps: eps, relu: relu)
+    }
+
+    /// `x [n, c, h, w]` normalised (batch statistics in training mode, running ones otherwise), then ReLU if asked.
+    /// In training mode the running statistics are updated.
+    public func callAsFunction(_ x: Variable, relu: Bool = false) -> Variable {
+        let w = weight.variable, b = bias.variable
+        if !isTraining && !x.requiresGrad && !w.requiresGrad && !b.requiresGrad {
+            // Inference: the fused kernel, nothing recorded.
+            return Variable(callAsFunction(x.value, relu: relu))
+        }
+        let y: Variable
+        if isTraining {
+            let r = batchNorm2dTraining(x, weight: w, bias: b, eps: eps)
+            let updated = updateRunningStatistics(mean: runningMean.value, variance: runningVar.value, batchMean: r.mean,
+                                                  batchVariance: r.variance, count: x.value.count / x.shape[1], momentum: momentum)
+            runningMean.value = updated.mean
+            runningVar.value = updated.variance
+            y = r.output
+        } else {
+            y = batchNorm2d(x, weight: w, bias: b, runningMean: runningMean.value, runningVar: runningVar.value, eps: eps)
+        }
+        return relu ? Tensors.relu(y) : y
+    }
+}
+
+/// `nn.Dropout`: in training mode zeroes each element with probability `p` (scaling the rest by `1/(1-p)`),
+/// drawing from its own seeded generator; the identity in evaluation mode or when `p == 0`.
+public final class Dropout: Module, @unchecked Sendable {
+    /// Probability of zeroing an element.
+    public let p: Float
+    private var rng: SplitMix64
+
+    /// A dropout layer with probability `p` whose masks come from a generator seeded with `seed`.
+    public init(_ p: Float, seed: UInt64 = 0) {
+        self.p = p
+        self.rng = SplitMix64(seed: seed)
+        super.init()
+    }
+
+    /// A fresh seed from this layer's generator (for masks drawn inside a kernel, such as attention dropout).
+    public func nextSeed() -> UInt64 { rng.next() }
+
+    /// Reseeds the mask generator.
+    public func seed(_ seed: UInt64) { rng = SplitMix64(seed: seed) }
+
+    /// `x` (any shape) with dropout applied in training mode.
+    public func callAsFunction(_ x: Variable) -> Variable {
+        // Evaluation (and p = 0) never touches the generator, so inference stays free of shared mutable state.
+        guard isTraining && p > 0 else { return x }
+        return dropout(x, p: p, training: true, using: &rng)
     }
 }

@@ -10,11 +10,33 @@ public final class Parameter: @unchecked Sendable {
     /// True for buffers: saved and loaded like parameters, never trained.
     public let isBuffer: Bool
 
+    /// The autograd leaf while the parameter requires a gradient (training); nil in inference.
+    public private(set) var node: GradNode?
+
     /// A parameter of `shape`, zero-filled until loaded or initialised.
     public init(shape: [Int], isBuffer: Bool = false) {
         self.value = Tensor(shape: shape)
         self.isBuffer = isBuffer
     }
+
+    /// Whether forwards record operations on this parameter so that `backward()` fills `grad` (never for buffers).
+    public var requiresGrad: Bool {
+        get { node != nil }
+        set {
+            precondition(!newValue || !isBuffer, "a buffer cannot require a gradient")
+            if newValue != (node != nil) { node = newValue ? GradNode(leafShape: value.shape) : nil }
+        }
+    }
+
+    /// The value as an autograd variable: a leaf when the parameter requires a gradient, else a constant
+    /// (so inference records nothing).
+    public var variable: Variable { Variable(value, node: node) }
+
+    /// The gradient accumulated by `backward()` since the last `zeroGrad()`, shaped as `value`.
+    public var grad: Tensor? { node?.grad }
+
+    /// Forgets the accumulated gradient.
+    public func zeroGrad() { node?.zeroGrad() }
 }
 
 /// Why a state dict does not fit a module.
@@ -41,8 +63,34 @@ open class Module: @unchecked Sendable {
     private var ownParameters: [(String, Parameter)] = []
     private var children: [(String, Module)] = []
 
+    /// True in training mode (batch statistics in BatchNorm, active dropout); false (evaluation) by default.
+    public private(set) var isTraining = false
+
     /// An empty module.
     public init() {}
+
+    /// Switches this module and every descendant to training (`true`) or evaluation mode, as PyTorch's `train()`.
+    public func train(_ on: Bool = true) {
+        isTraining = on
+        for (_, child) in children { child.train(on) }
+    }
+
+    /// Switches to evaluation mode (PyTorch's `eval()`).
+    public func eval() { train(false) }
+
+    /// The learnable parameters (buffers excluded) with their dotted names, in registration order
+    /// (PyTorch's `named_parameters`).
+    public func trainableParameters() -> [(String, Parameter)] { namedParameters().filter { !$0.1.isBuffer } }
+
+    /// Makes every learnable parameter require (or stop requiring) a gradient.
+    public func requireGradients(_ on: Bool = true) {
+        for (_, p) in trainableParameters() { p.requiresGrad = on }
+    }
+
+    /// Forgets every accumulated gradient (PyTorch's `zero_grad(set_to_none=True)`).
+    public func zeroGrad() {
+        for (_, p) in trainableParameters() { p.zeroGrad() }
+    }
 
     /// Registers `child` under `name` and returns it.
     @discardableResult

@@ -1,0 +1,128 @@
+// Tape autograd: a `Variable` is a tensor value plus, when some input requires a gradient, the node that
+// records how it was made. Nothing is recorded when no input requires a gradient, so inference (whose
+// parameters are constants) allocates no nodes, shares nothing mutable and runs the same kernels as before.
+//
+// The "tape" is the graph itself: each node keeps its parents and a closure that maps the gradient of its
+// output to gradients of its inputs. `backward()` orders the nodes reachable from the root topologically
+// (depth-first) and runs the closures in reverse, summing gradients of values used more than once.
+
+import Foundation
+
+/// A node of the autograd graph: a leaf that accumulates a gradient, or the record of one operation.
+public final class GradNode: @unchecked Sendable {
+    /// The nodes of the inputs that require a gradient (nil for constant inputs), in the operation's input order.
+    let parents: [GradNode?]
+    /// Maps the gradient of the output to one gradient per input (nil where not needed); nil for leaves.
+    let backwardRule: ((Tensor) -> [Tensor?])?
+    /// Shape of the value this node stands for; a gradient always has it.
+    let shape: [Int]
+    /// The accumulated gradient: kept on leaves after `backward()`, dropped from intermediate nodes once used.
+    public internal(set) var grad: Tensor?
+
+    /// A leaf of `shape` (a trainable tensor) with no gradient yet.
+    public init(leafShape shape: [Int]) {
+        self.parents = []
+        self.backwardRule = nil
+        self.shape = shape
+    }
+
+    init(shape: [Int], parents: [GradNode?], rule: @escaping (Tensor) -> [Tensor?]) {
+        self.shape = shape
+        self.parents = parents
+        self.backwardRule = rule
+    }
+
+    /// True for leaves (nodes not produced by an operation).
+    public var isLeaf: Bool { backwardRule == nil }
+
+    /// Forgets the accumulated gradient.
+    public func zeroGrad() { grad = nil }
+
+    /// Adds `g` to the accumulated gradient (a new tensor: a gradient handed out by a rule may be shared).
+    func accumulate(_ g: Tensor) {
+        precondition(g.shape == shape || g.count == shape.reduce(1, *), "gradient \(g.shape) for a value of \(shape)")
+        let g = g.shape == shape ? g : g.reshaped(shape)
+        grad = grad.map { add($0, g) } ?? g
+    }
+}
+
+/// A tensor in an autograd computation: its value and, if it requires a gradient, its graph node.
+public struct Variable: @unchecked Sendable, CustomStringConvertible {
+    /// The value.
+    public let value: Tensor
+    /// The graph node; nil for constants (nothing upstream requires a gradient).
+    public let node: GradNode?
+
+    /// A constant: operations on constants alone record nothing.
+    public init(_ value: Tensor) {
+        self.value = value
+        self.node = nil
+    }
+
+    /// `value` standing for `node` (a leaf or an operation's output).
+    public init(_ value: Tensor, node: GradNode?) {
+        self.value = value
+        self.node = node
+    }
+
+    /// A new trainable leaf holding `value`; after `backward()` its gradient is in `grad`.
+    public static func leaf(_ value: Tensor) -> Variable { Variable(value, node: GradNode(leafShape: value.shape)) }
+
+    /// Whether a gradient flows to this value.
+    public var requiresGrad: Bool { node != nil }
+
+    /// The accumulated gradient (leaves, after `backward()`), same shape as `value`.
+    public var grad: Tensor? { node?.grad }
+
+    /// Dimensions of the value.
+    public var shape: [Int] { value.shape }
+
+    /// Number of dimensions of the value.
+    public var rank: Int { value.rank }
+
+    /// The value without its graph (PyTorch's `detach`).
+    public var detached: Variable { Variable(value) }
+
+    /// Short description: the value and whether it requires a gradient.
+    public var description: String { "Variable(\(value)\(requiresGrad ? ", requires grad" : ""))" }
+
+    /// The output of an operation on `inputs`: recorded with `rule` only when some input requires a gradient.
+    /// `rule` receives the output's gradient and returns one gradient per input (nil for inputs without one).
+    public static func record(_ value: Tensor, inputs: [Variable], rule: @escaping (Tensor) -> [Tensor?]) -> Variable {
+        guard inputs.contains(where: { $0.node != nil }) else { return Variable(value) }
+        return Variable(value, node: GradNode(shape: value.shape, parents: inputs.map(\.node), rule: rule))
+    }
+
+    /// Back-propagates from this scalar (one element) with seed gradient 1, accumulating into every leaf reached.
+    public func backward() {
+        precondition(value.count == 1, "backward() needs a scalar, got \(value.shape); use backward(seed:)")
+        backward(seed: Tensor(shape: value.shape, repeating: 1))
+    }
+
+    /// Back-propagates `seed` (the gradient of some scalar w.r.t. this value, same shape) through the graph.
+    public func backward(seed: Tensor) {
+        guard let root = node else { return }
+        precondition(seed.count == value.count, "backward: seed \(seed.shape) for \(value.shape)")
+        // Reverse topological order by an iterative depth-first search (models are deep enough to make
+        // recursion a risk), visiting each node once.
+        var order: [GradNode] = []
+        var visited = Set<ObjectIdentifier>()
+        var stack: [(GradNode, Bool)] = [(root, false)]
+        while let (n, expanded) = stack.popLast() {
+            if expanded { order.append(n); continue }
+            if !visited.insert(ObjectIdentifier(n)).inserted { continue }
+            stack.append((n, true))
+            for p in n.parents { if let p, !visited.contains(ObjectIdentifier(p)) { stack.append((p, false)) } }
+        }
+        root.accumulate(seed)
+        for n in order.reversed() {
+            guard let rule = n.backwardRule else { continue }
+            guard let g = n.grad else { continue }
+            // An intermediate gradient is needed only by this rule: free it now.
+            n.grad = nil
+            let grads = rule(g)
+            precondition(grads.count == n.parents.count, "backward rule returned \(grads.count) gradients for \(n.parents.count) inputs")
+            for (p, pg) in zip(n.parents, grads) { if let p, let pg { p.accumulate(pg) } }
+        }
+    }
+}
