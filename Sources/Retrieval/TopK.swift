@@ -1,0 +1,280 @@
+// Top-k retrieval as `make_topk_predictions.py` / `make_topk_predictions_tr.py` do it, without their cost.
+//
+// The reference scores one query at a time (`query @ gallery_block.T`, float32, MKL on the CPU), turns the
+// scores to Python floats and takes `sorted(..., key=score, reverse=True)[:k]`: descending score, and as
+// Python's sort is stable even when reversed, equal scores keep gallery file order. We compute the same
+// float32 scores with blocked GEMM (a block of queries × a block of gallery rows at a time, never the whole
+// score matrix) and keep each query's best k in a bounded heap ordered by (score desc, gallery index asc),
+// which selects exactly what the stable sort's first k are.
+//
+// What we guarantee, and what we cannot:
+// - Equal features give equal scores (each score is one dot product whose summation order does not depend on
+//   where the row sits: OpenBLAS's kernels accumulate along k the same way for every column; the tests pin
+//   this for every column position and block size), so exact ties keep file order as in the reference.
+// - Rankings do not depend on `--eval-batch-size` or the thread count.
+// - A float32 dot product's rounding depends on its summation order, which differs between MKL, OpenBLAS and
+//   our blocking (about 25% of scores differ from the reference's in the last bit, at most ~2 ulp). Two
+//   *different* gallery items whose scores are that close (|Δ| ≲ 1e-7 for unit features) may therefore be
+//   ranked in the other order than the reference ranks them. Everything farther apart ranks identically.
+// - NaN scores (NaN in a feature): Python's sort gives an order that depends on where the NaN sits; we rank a
+//   NaN below every number. Not parity.
+
+import Foundation
+import Tensors
+
+/// How to run a top-k search.
+public struct TopKOptions: Sendable {
+    /// How many predictions per query (`--top-k`); negative values behave as Python's `[:k]` slice does.
+    public var k: Int
+    /// Gallery rows scored per block (`--eval-batch-size`, the reference's "image-side batch size").
+    public var galleryBlockRows: Int
+    /// Queries scored per block (bounded so a score block stays within `scoreBlockBytes`).
+    public var queryBlockRows: Int?
+    /// The largest score block held at once, in bytes.
+    public var scoreBlockBytes: Int
+
+    /// Options with the reference's defaults (`--top-k 10`, `--eval-batch-size 32768`).
+    public init(k: Int = 10, galleryBlockRows: Int = 32768, queryBlockRows: Int? = nil, scoreBlockBytes: Int = 64 << 20) {
+        self.k = k; self.galleryBlockRows = galleryBlockRows; self.queryBlockRows = queryBlockRows; self.scoreBlockBytes = scoreBlockBytes
+    }
+
+    /// How many items Python's `sorted(...)[:k]` keeps out of `n`.
+    public func keep(of n: Int) -> Int { k >= 0 ? min(k, n) : max(0, n + k) }
+}
+
+/// Each query's best k so far, as flat arrays (`[queries, k]`), kept as min-heaps whose root is the worst entry.
+public struct TopKAccumulator {
+    /// Entries kept per query.
+    public let k: Int
+    /// Queries.
+    public let queries: Int
+    var scores: [Float]
+    var indices: [Int]
+    var filled: [Int]
+
+    /// An empty accumulator for `queries` queries keeping `k` entries each.
+    public init(queries: Int, k: Int) {
+        self.k = k; self.queries = queries
+        scores = [Float](repeating: 0, count: queries * max(k, 0))
+        indices = [Int](repeating: 0, count: queries * max(k, 0))
+        filled = [Int](repeating: 0, count: queries)
+    }
+
+    /// Offers a `[rows, cols]` score block (row stride `ldc`) for queries `q0..<q0+rows` and gallery rows
+    /// `g0..<g0+cols`. Blocks must arrive in increasing gallery order, so a later equal score never displaces an
+    /// earlier one (the stable sort's rule).
+    public mutating func offer(scores block: UnsafePointer<Float>, ldc: Int, rows: Int, cols: Int, q0: Int, g0: Int) {
+        let k = self.k
+        guard k > 0 else { return }
+        scores.withUnsafeMutableBufferPointer { sp in
+            indices.withUnsafeMutableBufferPointer { ip in
+                filled.withUnsafeMutableBufferPointer { fp in
+                    let sp = sp, ip = ip, fp = fp
+                    parallelFor(rows, cost: cols) { range in
+                        for r in range {
+                            let q = q0 + r
+                            let hs = sp.baseAddress! + q * k, hi = ip.baseAddress! + q * k
+                            var n = fp[q]
+                            let row = block + r * ldc
+                            var c = 0
+                            // Fill phase.
+                            while n < k && c < cols {
+                                let s = row[c]
+                                Self.push(hs, hi, &n, s.isNaN ? -.infinity : s, g0 + c)
+                                c += 1
+                            }
+                            var worst = n > 0 ? hs[0] : -.infinity
+                            while c < cols {
+                                let s = row[c]
+                                // Strictly greater: an equal score from a later row ranks after the kept one.
+                                if s > worst {
+                                    Self.replaceRoot(hs, hi, k, s, g0 + c)
+                                    worst = hs[0]
+                                }
+                                c += 1
+                            }
+                            fp[q] = n
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// True when entry a ranks below entry b (lower score, or equal score and later row).
+    @inline(__always) static func worse(_ sa: Float, _ ia: Int, _ sb: Float, _ ib: Int) -> Bool {
+        sa < sb || (sa == sb && ia > ib)
+    }
+
+    @inline(__always) static func push(_ hs: UnsafeMutablePointer<Float>, _ hi: UnsafeMutablePointer<Int>, _ n: inout Int, _ s: Float, _ idx: Int) {
+        var c = n
+        n += 1
+        while c > 0 {
+            let parent = (c - 1) / 2
+            if worse(s, idx, hs[parent], hi[parent]) { hs[c] = hs[parent]; hi[c] = hi[parent]; c = parent } else { break }
+        }
+        hs[c] = s; hi[c] = idx
+    }
+
+    @inline(__always) static func replaceRoot(_ hs: UnsafeMutablePointer<Float>, _ hi: UnsafeMutablePointer<Int>, _ n: Int, _ s: Float, _ idx: Int) {
+        var c = 0
+        while true {
+            let l = 2 * c + 1
+            if l >= n { break }
+            var m = l
+            let r = l + 1
+            if r < n && worse(hs[r], hi[r], hs[l], hi[l]) { m = r }
+            if worse(hs[m], hi[m], s, idx) { hs[c] = hs[m]; hi[c] = hi[m]; c = m } else { break }
+        }
+        hs[c] = s; hi[c] = idx
+    }
+
+    /// Query `q`'s kept gallery indices, best first (score descending, file order among equal scores).
+    public func ranked(_ q: Int) -> [Int] {
+        let n = filled[q]
+        var pairs = (0..<n).map { (scores[q * k + $0], indices[q * k + $0]) }
+        pairs.sort { Self.worse($1.0, $1.1, $0.0, $0.1) }
+        return pairs.map { $0.1 }
+    }
+
+    /// Query `q`'s kept scores, best first.
+    public func rankedScores(_ q: Int) -> [Float] {
+        let n = filled[q]
+        var pairs = (0..<n).map { (scores[q * k + $0], indices[q * k + $0]) }
+        pairs.sort { Self.worse($1.0, $1.1, $0.0, $0.1) }
+        return pairs.map { $0.0 }
+    }
+}
+
+/// The blocked top-k search: queries held in memory, the gallery arriving in blocks.
+public enum TopKSearch {
+    /// Scores one gallery block `[count, dim]` against all queries `[queries, dim]` and offers the scores to `acc`.
+    /// `g0` is the block's first gallery row; blocks must come in file order.
+    public static func accumulate(queries: UnsafeBufferPointer<Float>, queryCount: Int, dim: Int,
+                                  gallery: UnsafeBufferPointer<Float>, galleryCount: Int, g0: Int,
+                                  options: TopKOptions, into acc: inout TopKAccumulator) {
+        guard queryCount > 0, galleryCount > 0, acc.k > 0 else { return }
+        let qb = max(1, min(queryCount, options.queryBlockRows ?? max(1, options.scoreBlockBytes / 4 / galleryCount)))
+        var scores = [Float](repeating: 0, count: qb * galleryCount)
+        scores.withUnsafeMutableBufferPointer { sp in
+            var q0 = 0
+            while q0 < queryCount {
+                let rows = min(qb, queryCount - q0)
+                if dim == 0 {
+                    for t in 0..<(rows * galleryCount) { sp[t] = 0 }
+                } else {
+                    // scores[rows, galleryCount] = queries[q0..<q0+rows] @ gallery.T
+                    BLAS.gemm(transB: true, m: rows, n: galleryCount, k: dim,
+                              a: queries.baseAddress! + q0 * dim, lda: dim,
+                              b: gallery.baseAddress!, ldb: dim,
+                              c: sp.baseAddress!, ldc: galleryCount)
+                }
+                acc.offer(scores: sp.baseAddress!, ldc: galleryCount, rows: rows, cols: galleryCount, q0: q0, g0: g0)
+                q0 += rows
+            }
+        }
+    }
+
+    /// Ranks an in-memory gallery for in-memory queries; returns each query's gallery indices, best first.
+    public static func search(queries: [Float], gallery: [Float], dim: Int, options: TopKOptions) -> [[Int]] {
+        let nq = dim == 0 ? 0 : queries.count / dim, ng = dim == 0 ? 0 : gallery.count / dim
+        var acc = TopKAccumulator(queries: nq, k: options.keep(of: ng))
+        queries.withUnsafeBufferPointer { qp in
+            gallery.withUnsafeBufferPointer { gp in
+                var g0 = 0
+                let block = max(1, options.galleryBlockRows)
+                while g0 < ng {
+                    let n = min(block, ng - g0)
+                    accumulate(queries: qp, queryCount: nq, dim: dim,
+                               gallery: UnsafeBufferPointer(rebasing: gp[(g0 * dim)..<((g0 + n) * dim)]), galleryCount: n, g0: g0,
+                               options: options, into: &acc)
+                    g0 += n
+                }
+            }
+        }
+        return (0..<nq).map { acc.ranked($0) }
+    }
+}
+
+/// Which way a prediction file goes.
+public enum RetrievalDirection: Sendable {
+    /// Text → image (`make_topk_predictions.py`): queries are texts, the gallery images.
+    case textToImage
+    /// Image → text (`make_topk_predictions_tr.py`): queries are images, the gallery texts.
+    case imageToText
+
+    /// The query side's id key.
+    public var queryKey: String { self == .textToImage ? "text_id" : "image_id" }
+    /// The gallery side's id key.
+    public var galleryKey: String { self == .textToImage ? "image_id" : "text_id" }
+    /// The predictions' list key.
+    public var predictionsKey: String { self == .textToImage ? "image_ids" : "text_ids" }
+}
+
+/// Writes a top-k prediction file from two feature files, as the reference scripts do, streaming the gallery.
+public enum TopKPredictions {
+    /// Progress: gallery bytes parsed and scored so far, of the total.
+    public typealias Progress = (_ done: Int64, _ total: Int64) -> Void
+
+    /// Reads all queries, streams the gallery file in blocks of `options.galleryBlockRows`, and writes
+    /// `{"<query key>": id, "<predictions key>": [ids]}` lines (Python `json.dumps` text) to `output` atomically.
+    public static func run(imageFeatures: String, textFeatures: String, direction: RetrievalDirection,
+                           options: TopKOptions, output: String, progress: Progress? = nil) throws {
+        guard options.galleryBlockRows > 0 else { throw RetrievalError.invalidArgument("--eval-batch-size must be positive") }
+        let (queryPath, galleryPath) = direction == .textToImage ? (textFeatures, imageFeatures) : (imageFeatures, textFeatures)
+        let queries = try FeatureFileReader(path: queryPath, idKey: direction.queryKey).readAll()
+        let gallery = try FeatureFileReader(path: galleryPath, idKey: direction.galleryKey, dim: queries.count > 0 ? queries.dim : nil)
+        // Gallery ids are all kept (the output names them); features only one block at a time.
+        var galleryIDs: [String] = []
+        // Python's [:k] on a list of n items: know n only at the end, so keep max(k, 0) now and trim later for k < 0.
+        let keepNow = options.k >= 0 ? options.k : Int.max
+        var acc: TopKAccumulator?
+        var blocks: [FeatureBlock] = []  // only used when k < 0 (we must see n first)
+        while let block = try gallery.nextBlock(maxRows: options.galleryBlockRows) {
+            let g0 = galleryIDs.count
+            galleryIDs += block.ids
+            if keepNow == Int.max { blocks.append(block); continue }
+            if acc == nil { acc = TopKAccumulator(queries: queries.count, k: keepNow) }
+            queries.values.withUnsafeBufferPointer { qp in
+                block.values.withUnsafeBufferPointer { gp in
+                    TopKSearch.accumulate(queries: qp, queryCount: queries.count, dim: block.dim, gallery: gp,
+                                          galleryCount: block.count, g0: g0, options: options, into: &acc!)
+                }
+            }
+            progress?(gallery.bytesRead, gallery.fileSize)
+        }
+        if keepNow == Int.max {
+            // Negative k: `[:k]` drops the last |k| of n; rank with k = n + k.
+            let keep = options.keep(of: galleryIDs.count)
+            acc = TopKAccumulator(queries: queries.count, k: keep)
+            for b in blocks {
+                queries.values.withUnsafeBufferPointer { qp in
+                    b.values.withUnsafeBufferPointer { gp in
+                        TopKSearch.accumulate(queries: qp, queryCount: queries.count, dim: b.dim, gallery: gp, galleryCount: b.count,
+                                              g0: b.lines[0] - 1, options: options, into: &acc!)
+                    }
+                }
+            }
+        }
+        let result = acc ?? TopKAccumulator(queries: queries.count, k: 0)
+        let head1 = Array("{\(quoted(direction.queryKey)): ".utf8), head2 = Array(", \(quoted(direction.predictionsKey)): [".utf8)
+        let gids = galleryIDs.map { Array($0.utf8) }
+        try AtomicFile.write(path: output) { sink in
+            var line = [UInt8]()
+            for q in 0..<queries.count {
+                line.removeAll(keepingCapacity: true)
+                line += head1
+                line += Array(queries.ids[q].utf8)
+                line += head2
+                for (r, g) in result.ranked(q).enumerated() {
+                    if r > 0 { line += [0x2C, 0x20] }
+                    line += gids[g]
+                }
+                line += Array("]}\n".utf8)
+                try sink.write(line)
+            }
+        }
+    }
+
+    static func quoted(_ s: String) -> String { var o = [UInt8](); appendASCIIString(s, into: &o); return String(decoding: o, as: UTF8.self) }
+}
