@@ -8,14 +8,15 @@
 // which selects exactly what the stable sort's first k are.
 //
 // What we guarantee, and what we cannot:
-// - Equal features give equal scores (each score is one dot product whose summation order does not depend on
-//   where the row sits: OpenBLAS's kernels accumulate along k the same way for every column; the tests pin
-//   this for every column position and block size), so exact ties keep file order as in the reference.
-// - Rankings do not depend on `--eval-batch-size` or the thread count.
-// - A float32 dot product's rounding depends on its summation order, which differs between MKL, OpenBLAS and
-//   our blocking (about 25% of scores differ from the reference's in the last bit, at most ~2 ulp). Two
-//   *different* gallery items whose scores are that close (|Δ| ≲ 1e-7 for unit features) may therefore be
-//   ranked in the other order than the reference ranks them. Everything farther apart ranks identically.
+// - The GEMM's float32 scores only filter: OpenBLAS gives two identical gallery rows different last bits
+//   depending on the shape of the call and how it is split over threads (the tests caught this), so a pair that
+//   may enter the top k (its GEMM score within a proven error bound of the k-th) is scored again canonically:
+//   the exact dot product rounded once to float (`canonicalDot`). Equal features therefore get equal scores and
+//   exact ties keep file order, and rankings do not depend on `--eval-batch-size`, blocking or thread count.
+// - The reference's float32 MKL scores differ from the exact ones by up to ~2 ulp (on the fixture 34% of its
+//   scores equal the canonical ones, the rest differ by 1 ulp). Two *different* gallery items whose scores are
+//   that close (|Δ| ≲ 1e-7 for unit features) may be ranked the other way round than the reference ranks them.
+//   Everything farther apart ranks identically. scripts/bench-topk.sh counts such differences at scale.
 // - NaN scores (NaN in a feature): Python's sort gives an order that depends on where the NaN sits; we rank a
 //   NaN below every number. Not parity.
 
@@ -62,8 +63,10 @@ public struct TopKAccumulator {
 
     /// Offers a `[rows, cols]` score block (row stride `ldc`) for queries `q0..<q0+rows` and gallery rows
     /// `g0..<g0+cols`. Blocks must arrive in increasing gallery order, so a later equal score never displaces an
-    /// earlier one (the stable sort's rule).
-    public mutating func offer(scores block: UnsafePointer<Float>, ldc: Int, rows: Int, cols: Int, q0: Int, g0: Int) {
+    /// earlier one (the stable sort's rule). With `refine`, the block's scores are only a filter and each
+    /// candidate's kept score is `refine`'s canonical one; without it the block's scores are kept as they are.
+    public mutating func offer(scores block: UnsafePointer<Float>, ldc: Int, rows: Int, cols: Int, q0: Int, g0: Int,
+                               refine: CanonicalScores? = nil) {
         let k = self.k
         guard k > 0 else { return }
         scores.withUnsafeMutableBufferPointer { sp in
@@ -76,22 +79,32 @@ public struct TopKAccumulator {
                             let hs = sp.baseAddress! + q * k, hi = ip.baseAddress! + q * k
                             var n = fp[q]
                             let row = block + r * ldc
-                            var c = 0
-                            // Fill phase.
-                            while n < k && c < cols {
-                                let s = row[c]
-                                Self.push(hs, hi, &n, s.isNaN ? -.infinity : s, g0 + c)
-                                c += 1
-                            }
-                            var worst = n > 0 ? hs[0] : -.infinity
-                            while c < cols {
-                                let s = row[c]
-                                // Strictly greater: an equal score from a later row ranks after the kept one.
-                                if s > worst {
-                                    Self.replaceRoot(hs, hi, k, s, g0 + c)
-                                    worst = hs[0]
+                            var worst = n == k ? hs[0] : -.infinity
+                            if let refine {
+                                let qb = refine.queryBound[q]
+                                for c in 0..<cols {
+                                    if n < k {
+                                        let d = refine.score(q, c)
+                                        Self.push(hs, hi, &n, d.isNaN ? -.infinity : d, g0 + c)
+                                        if n == k { worst = hs[0] }
+                                    } else if row[c] + qb * refine.galleryNorm[c] >= worst {
+                                        // Within the GEMM's error bound of the k-th: decide on the canonical score.
+                                        let d = refine.score(q, c)
+                                        if d > worst { Self.replaceRoot(hs, hi, k, d, g0 + c); worst = hs[0] }
+                                    }
                                 }
-                                c += 1
+                            } else {
+                                for c in 0..<cols {
+                                    let s = row[c]
+                                    if n < k {
+                                        Self.push(hs, hi, &n, s.isNaN ? -.infinity : s, g0 + c)
+                                        if n == k { worst = hs[0] }
+                                    } else if s > worst {
+                                        // Strictly greater: an equal score from a later row ranks after the kept one.
+                                        Self.replaceRoot(hs, hi, k, s, g0 + c)
+                                        worst = hs[0]
+                                    }
+                                }
                             }
                             fp[q] = n
                         }
@@ -146,14 +159,71 @@ public struct TopKAccumulator {
     }
 }
 
+/// The canonical score of a (query, gallery row) pair and the bound that lets a GEMM score stand in for it.
+///
+/// The canonical score is the exact dot product (float products are exact in double; summed in double in a
+/// fixed order) rounded once to float: it depends only on the two features, never on blocking, threads or BLAS
+/// kernels (OpenBLAS gives identical rows different last bits depending on the call's shape). A float32 GEMM
+/// score `s` of the same pair satisfies |s - exact| <= (dim + 1) * 2^-24 * |q| * |g| whatever its summation
+/// order, so `s + queryBound[q] * galleryNorm[g] < k-th canonical score` proves the pair cannot enter the top k.
+public struct CanonicalScores {
+    /// Queries, `[queries, dim]`.
+    public let queries: UnsafePointer<Float>
+    /// The gallery block, `[cols, dim]`.
+    public let gallery: UnsafePointer<Float>
+    /// Feature length.
+    public let dim: Int
+    /// Per query: `(dim + 8) * 2^-24 * |q|` (with slack for the norm's own rounding).
+    public let queryBound: UnsafePointer<Float>
+    /// Per gallery row of the block: `|g|`.
+    public let galleryNorm: UnsafePointer<Float>
+
+    /// The canonical score of query `q` and block row `c`.
+    @inline(__always) public func score(_ q: Int, _ c: Int) -> Float {
+        canonicalDot(queries + q * dim, gallery + c * dim, dim)
+    }
+}
+
+/// `Float(exact dot product)`: float products are exact in double; four fixed partial sums keep it deterministic.
+@inline(__always) public func canonicalDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    var i = 0
+    while i + 4 <= n {
+        s0 += Double(a[i]) * Double(b[i]); s1 += Double(a[i + 1]) * Double(b[i + 1])
+        s2 += Double(a[i + 2]) * Double(b[i + 2]); s3 += Double(a[i + 3]) * Double(b[i + 3])
+        i += 4
+    }
+    while i < n { s0 += Double(a[i]) * Double(b[i]); i += 1 }
+    return Float((s0 + s1) + (s2 + s3))
+}
+
+/// Euclidean norms of `count` rows of length `dim`, rounded up slightly so the bound stays a bound.
+func rowNorms(_ p: UnsafePointer<Float>, count: Int, dim: Int) -> [Float] {
+    var out = [Float](repeating: 0, count: count)
+    out.withUnsafeMutableBufferPointer { o in
+        let o = o
+        parallelFor(count, cost: dim) { range in
+            for r in range {
+                var s = 0.0
+                for i in 0..<dim { let x = Double(p[r * dim + i]); s += x * x }
+                o[r] = Float(s.squareRoot() * (1 + 1e-6)) + Float.leastNormalMagnitude
+            }
+        }
+    }
+    return out
+}
+
 /// The blocked top-k search: queries held in memory, the gallery arriving in blocks.
 public enum TopKSearch {
     /// Scores one gallery block `[count, dim]` against all queries `[queries, dim]` and offers the scores to `acc`.
     /// `g0` is the block's first gallery row; blocks must come in file order.
+    /// `queryBounds` are `queryBounds(queries:count:dim:)` of the queries (computed once by the caller).
     public static func accumulate(queries: UnsafeBufferPointer<Float>, queryCount: Int, dim: Int,
                                   gallery: UnsafeBufferPointer<Float>, galleryCount: Int, g0: Int,
-                                  options: TopKOptions, into acc: inout TopKAccumulator) {
+                                  options: TopKOptions, queryBounds: [Float]? = nil, into acc: inout TopKAccumulator) {
         guard queryCount > 0, galleryCount > 0, acc.k > 0 else { return }
+        let bounds = dim == 0 ? [] : queryBounds ?? Self.queryBounds(queries: queries.baseAddress!, count: queryCount, dim: dim)
+        let gNorms = dim == 0 ? [] : rowNorms(gallery.baseAddress!, count: galleryCount, dim: dim)
         let qb = max(1, min(queryCount, options.queryBlockRows ?? max(1, options.scoreBlockBytes / 4 / galleryCount)))
         var scores = [Float](repeating: 0, count: qb * galleryCount)
         scores.withUnsafeMutableBufferPointer { sp in
@@ -169,10 +239,28 @@ public enum TopKSearch {
                               b: gallery.baseAddress!, ldb: dim,
                               c: sp.baseAddress!, ldc: galleryCount)
                 }
-                acc.offer(scores: sp.baseAddress!, ldc: galleryCount, rows: rows, cols: galleryCount, q0: q0, g0: g0)
+                if dim == 0 {
+                    acc.offer(scores: sp.baseAddress!, ldc: galleryCount, rows: rows, cols: galleryCount, q0: q0, g0: g0)
+                    q0 += rows
+                    continue
+                }
+                bounds.withUnsafeBufferPointer { bp in
+                    gNorms.withUnsafeBufferPointer { np in
+                        let refine = CanonicalScores(queries: queries.baseAddress!, gallery: gallery.baseAddress!, dim: dim,
+                                                     queryBound: bp.baseAddress!, galleryNorm: np.baseAddress!)
+                        acc.offer(scores: sp.baseAddress!, ldc: galleryCount, rows: rows, cols: galleryCount, q0: q0, g0: g0, refine: refine)
+                    }
+                }
                 q0 += rows
             }
         }
+    }
+
+    /// Per query `(dim + 8) * 2^-24 * |q|`: with a gallery row's norm, the most a float32 GEMM score can differ
+    /// from the canonical score.
+    public static func queryBounds(queries: UnsafePointer<Float>, count: Int, dim: Int) -> [Float] {
+        let c = Float(dim + 8) * Float(1.0 / 16_777_216.0)
+        return rowNorms(queries, count: count, dim: dim).map { $0 * c }
     }
 
     /// Ranks an in-memory gallery for in-memory queries; returns each query's gallery indices, best first.
@@ -180,6 +268,7 @@ public enum TopKSearch {
         let nq = dim == 0 ? 0 : queries.count / dim, ng = dim == 0 ? 0 : gallery.count / dim
         var acc = TopKAccumulator(queries: nq, k: options.keep(of: ng))
         queries.withUnsafeBufferPointer { qp in
+            let bounds = nq > 0 && dim > 0 ? queryBounds(queries: qp.baseAddress!, count: nq, dim: dim) : []
             gallery.withUnsafeBufferPointer { gp in
                 var g0 = 0
                 let block = max(1, options.galleryBlockRows)
@@ -216,21 +305,46 @@ public enum TopKPredictions {
     /// Progress: gallery bytes parsed and scored so far, of the total.
     public typealias Progress = (_ done: Int64, _ total: Int64) -> Void
 
+    /// Seconds spent in each phase of a run.
+    public struct Timings: Sendable {
+        /// Reading and parsing the query file.
+        public var parseQueries = 0.0
+        /// Reading and parsing the gallery file.
+        public var parseGallery = 0.0
+        /// GEMM, selection and canonical rescoring.
+        public var score = 0.0
+        /// Writing the prediction file.
+        public var write = 0.0
+    }
+
     /// Reads all queries, streams the gallery file in blocks of `options.galleryBlockRows`, and writes
     /// `{"<query key>": id, "<predictions key>": [ids]}` lines (Python `json.dumps` text) to `output` atomically.
+    @discardableResult
     public static func run(imageFeatures: String, textFeatures: String, direction: RetrievalDirection,
-                           options: TopKOptions, output: String, progress: Progress? = nil) throws {
+                           options: TopKOptions, output: String, progress: Progress? = nil) throws -> Timings {
+        var timings = Timings()
+        var clock = DispatchTime.now().uptimeNanoseconds
+        func lap() -> Double {
+            let now = DispatchTime.now().uptimeNanoseconds
+            defer { clock = now }
+            return Double(now - clock) / 1e9
+        }
         guard options.galleryBlockRows > 0 else { throw RetrievalError.invalidArgument("--eval-batch-size must be positive") }
         let (queryPath, galleryPath) = direction == .textToImage ? (textFeatures, imageFeatures) : (imageFeatures, textFeatures)
         let queries = try FeatureFileReader(path: queryPath, idKey: direction.queryKey).readAll()
+        timings.parseQueries = lap()
         let gallery = try FeatureFileReader(path: galleryPath, idKey: direction.galleryKey, dim: queries.count > 0 ? queries.dim : nil)
         // Gallery ids are all kept (the output names them); features only one block at a time.
         var galleryIDs: [String] = []
         // Python's [:k] on a list of n items: know n only at the end, so keep max(k, 0) now and trim later for k < 0.
         let keepNow = options.k >= 0 ? options.k : Int.max
         var acc: TopKAccumulator?
+        let bounds = queries.count > 0 && queries.dim > 0 ? queries.values.withUnsafeBufferPointer {
+            TopKSearch.queryBounds(queries: $0.baseAddress!, count: queries.count, dim: queries.dim)
+        } : []
         var blocks: [FeatureBlock] = []  // only used when k < 0 (we must see n first)
         while let block = try gallery.nextBlock(maxRows: options.galleryBlockRows) {
+            timings.parseGallery += lap()
             let g0 = galleryIDs.count
             galleryIDs += block.ids
             if keepNow == Int.max { blocks.append(block); continue }
@@ -238,11 +352,13 @@ public enum TopKPredictions {
             queries.values.withUnsafeBufferPointer { qp in
                 block.values.withUnsafeBufferPointer { gp in
                     TopKSearch.accumulate(queries: qp, queryCount: queries.count, dim: block.dim, gallery: gp,
-                                          galleryCount: block.count, g0: g0, options: options, into: &acc!)
+                                          galleryCount: block.count, g0: g0, options: options, queryBounds: bounds, into: &acc!)
                 }
             }
+            timings.score += lap()
             progress?(gallery.bytesRead, gallery.fileSize)
         }
+        _ = lap()
         if keepNow == Int.max {
             // Negative k: `[:k]` drops the last |k| of n; rank with k = n + k.
             let keep = options.keep(of: galleryIDs.count)
@@ -251,7 +367,7 @@ public enum TopKPredictions {
                 queries.values.withUnsafeBufferPointer { qp in
                     b.values.withUnsafeBufferPointer { gp in
                         TopKSearch.accumulate(queries: qp, queryCount: queries.count, dim: b.dim, gallery: gp, galleryCount: b.count,
-                                              g0: b.lines[0] - 1, options: options, into: &acc!)
+                                              g0: b.lines[0] - 1, options: options, queryBounds: bounds, into: &acc!)
                     }
                 }
             }
@@ -274,6 +390,9 @@ public enum TopKPredictions {
                 try sink.write(line)
             }
         }
+        timings.score += keepNow == Int.max ? lap() : 0
+        timings.write = lap()
+        return timings
     }
 
     static func quoted(_ s: String) -> String { var o = [UInt8](); appendASCIIString(s, into: &o); return String(decoding: o, as: UTF8.self) }

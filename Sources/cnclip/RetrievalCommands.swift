@@ -49,12 +49,17 @@ struct TopKFlags: ParsableArguments {
         print("Finished loading \(loaded) features.")
         print("Begin to compute top-\(topK) predictions for \(queries)...")
         let progress = ProgressLine(label: "top-\(topK)")
-        try retrievalReported {
+        let timings = try retrievalReported {
             try TopKPredictions.run(imageFeatures: imageFeats, textFeatures: textFeats, direction: direction,
                                     options: TopKOptions(k: topK, galleryBlockRows: evalBatchSize), output: output,
                                     progress: { progress.update($0, $1) })
         }
         progress.finish()
+        if ProcessInfo.processInfo.environment["CNCLIP_TIMINGS"] != nil {
+            // For scripts/bench-topk.sh: phase times on standard error.
+            printError(String(format: "timings: parse queries %.3f s, parse gallery %.3f s, score %.3f s, write %.3f s",
+                              timings.parseQueries, timings.parseGallery, timings.score, timings.write))
+        }
         print("Top-\(topK) predictions are saved in \(output)")
         print("Done!")
     }
