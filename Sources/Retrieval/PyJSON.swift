@@ -24,6 +24,7 @@ public indirect enum PyJSON: Equatable, Sendable {
     /// An object: keys in first-seen order (a repeated key keeps its first position and takes the last value).
     case object([(key: String, value: PyJSON)])
 
+    /// Structural equality (NaN equals NaN here, so parsed documents compare as written).
     public static func == (a: PyJSON, b: PyJSON) -> Bool {
         switch (a, b) {
         case (.null, .null): return true

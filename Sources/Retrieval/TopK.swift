@@ -220,7 +220,8 @@ public enum TopKSearch {
     /// `queryBounds` are `queryBounds(queries:count:dim:)` of the queries (computed once by the caller).
     public static func accumulate(queries: UnsafeBufferPointer<Float>, queryCount: Int, dim: Int,
                                   gallery: UnsafeBufferPointer<Float>, galleryCount: Int, g0: Int,
-                                  options: TopKOptions, queryBounds: [Float]? = nil, into acc: inout TopKAccumulator) {
+                                  options: TopKOptions, queryBounds: [Float]? = nil, into acc: inout TopKAccumulator,
+                                  queriesDone: ((Int) -> Void)? = nil) {
         guard queryCount > 0, galleryCount > 0, acc.k > 0 else { return }
         let bounds = dim == 0 ? [] : queryBounds ?? Self.queryBounds(queries: queries.baseAddress!, count: queryCount, dim: dim)
         let gNorms = dim == 0 ? [] : rowNorms(gallery.baseAddress!, count: galleryCount, dim: dim)
@@ -252,6 +253,7 @@ public enum TopKSearch {
                     }
                 }
                 q0 += rows
+                queriesDone?(q0)
             }
         }
     }
@@ -343,8 +345,15 @@ public enum TopKPredictions {
             TopKSearch.queryBounds(queries: $0.baseAddress!, count: queries.count, dim: queries.dim)
         } : []
         var blocks: [FeatureBlock] = []  // only used when k < 0 (we must see n first)
+        var bytesBefore: Int64 = 0
         while let block = try gallery.nextBlock(maxRows: options.galleryBlockRows) {
             timings.parseGallery += lap()
+            let bytesAfter = gallery.bytesRead, blockBytes = bytesAfter - bytesBefore, before = bytesBefore
+            bytesBefore = bytesAfter
+            // Progress within a block: the fraction of queries scored against it.
+            let report: ((Int) -> Void)? = progress.map { p in
+                { done in p(before + blockBytes * Int64(done) / Int64(max(queries.count, 1)), gallery.fileSize) }
+            }
             let g0 = galleryIDs.count
             galleryIDs += block.ids
             if keepNow == Int.max { blocks.append(block); continue }
@@ -352,7 +361,8 @@ public enum TopKPredictions {
             queries.values.withUnsafeBufferPointer { qp in
                 block.values.withUnsafeBufferPointer { gp in
                     TopKSearch.accumulate(queries: qp, queryCount: queries.count, dim: block.dim, gallery: gp,
-                                          galleryCount: block.count, g0: g0, options: options, queryBounds: bounds, into: &acc!)
+                                          galleryCount: block.count, g0: g0, options: options, queryBounds: bounds, into: &acc!,
+                                          queriesDone: report)
                 }
             }
             timings.score += lap()
