@@ -18,22 +18,34 @@ public enum Base64 {
 
     /// Where `text` stops being valid padded base64, with why; nil when it is valid.
     public static func firstInvalidOffset<C: RandomAccessCollection>(_ text: C) -> (offset: Int, reason: String)? where C.Element == UInt8, C.Index == Int {
+        if let fast = text.withContiguousStorageIfAvailable({ firstInvalidOffset(bytes: $0) }) { return fast }
+        return firstInvalidOffset(bytes: Array(text).withUnsafeBufferPointer { UnsafeBufferPointer(start: $0.baseAddress, count: $0.count) })
+    }
+
+    static func firstInvalidOffset(bytes text: UnsafeBufferPointer<UInt8>) -> (offset: Int, reason: String)? {
         let n = text.count
         if n == 0 { return (0, "(empty)") }
-        var padding = 0
-        let base = text.startIndex
-        for i in 0..<n {
-            let v = table[Int(text[base + i])]
-            if v == 255 { return (i, "(character '\(Character(Unicode.Scalar(text[base + i])))')") }
-            if v == 64 {
-                padding += 1
-                if i < n - 2 { return (i, "('=' before the end)") }
-            } else if padding > 0 {
-                return (i, "(data after '=')")
+        // The table is read through a local pointer: touching the global per byte costs a `swift_once` check each.
+        return table.withUnsafeBufferPointer { t -> (offset: Int, reason: String)? in
+            // The body (all but the last 2 characters) must be alphabet characters: a branch-light scan first.
+            let body = max(0, n - 2)
+            var bad: UInt8 = 0
+            for i in 0..<body { bad |= t[Int(text[i])] & 0xC0 }
+            if bad != 0 {
+                for i in 0..<body where t[Int(text[i])] >= 64 {
+                    let c = Character(Unicode.Scalar(text[i]))
+                    return (i, t[Int(text[i])] == 64 ? "('=' before the end)" : "(character '\(c)')")
+                }
             }
+            var padding = 0
+            for i in body..<n {
+                let v = t[Int(text[i])]
+                if v == 255 { return (i, "(character '\(Character(Unicode.Scalar(text[i])))')") }
+                if v == 64 { padding += 1 } else if padding > 0 { return (i, "(data after '=')") }
+            }
+            if n % 4 != 0 { return (n - 1, "(length \(n) is not a multiple of 4: incorrect padding)") }
+            return nil
         }
-        if n % 4 != 0 { return (n - 1, "(length \(n) is not a multiple of 4: incorrect padding)") }
-        return nil
     }
 
     /// The bytes `text` encodes; throws for text that ``firstInvalidOffset(_:)`` rejects.

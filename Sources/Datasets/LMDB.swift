@@ -25,8 +25,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// Opens (creating the directory if needed) an environment for writing, starting with `mapSize` bytes.
     ///
     /// With `durable` false, commits are not flushed to disk one by one (`MDB_NOSYNC`); call ``sync()`` before
-    /// relying on the data. The dataset builder does so because it writes into a temporary directory that is
-    /// only renamed into place after a final sync, so a crash can never leave a half-written visible dataset.
+    /// relying on the data (for scratch environments that are discarded on failure anyway).
     public convenience init(creatingAt path: String, mapSize: Int = 256 << 20, durable: Bool = true) throws {
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
@@ -209,6 +208,10 @@ public final class LMDBTransaction {
 
 /// Buffers key/value pairs and writes them in batches, one transaction each, so a map that fills mid-batch
 /// can be grown and the whole batch replayed (a failed LMDB transaction cannot be resumed).
+///
+/// When `pipelined`, full batches are committed on a background thread while the caller fills the next one (at
+/// most two batches in flight): parsing and validating input then overlaps with LMDB's copying and writing, which
+/// is what bounds a dataset build. Errors from the background surface at the next `put`, `flush` or `finish`.
 public final class LMDBBatchWriter {
     /// The environment written to.
     public let environment: LMDBEnvironment
@@ -216,22 +219,35 @@ public final class LMDBBatchWriter {
     public let maxEntries: Int
     /// Buffered bytes that force a commit, whatever the entry count.
     public let maxBytes: Int
-    private var bytes: [UInt8] = []
-    private var entries: [(keyStart: Int, keyCount: Int, valueCount: Int)] = []
+    /// Whether batches are committed on a background thread.
+    public let pipelined: Bool
+
+    private final class Batch {
+        var bytes: [UInt8] = []
+        var entries: [(keyStart: Int, keyCount: Int, valueCount: Int)] = []
+    }
+    private var current = Batch()
+    private var spare: [Batch] = []
+    private var failure: Error?
+    private let lock = NSLock()
+    private let queue = DispatchQueue(label: "cnclip.lmdb-writer")
+    private let slots = DispatchSemaphore(value: 2)
 
     /// A writer committing every `maxEntries` entries or `maxBytes` buffered bytes.
-    public init(_ environment: LMDBEnvironment, maxEntries: Int = 1000, maxBytes: Int = 64 << 20) {
+    public init(_ environment: LMDBEnvironment, maxEntries: Int = 1000, maxBytes: Int = 64 << 20, pipelined: Bool = false) {
         self.environment = environment
         self.maxEntries = maxEntries
         self.maxBytes = maxBytes
+        self.pipelined = pipelined
     }
 
     /// Queues `value` under `key`; commits when the batch is full.
     public func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws {
-        entries.append((bytes.count, key.count, value.count))
-        bytes.append(contentsOf: key)
-        bytes.append(contentsOf: value)
-        if entries.count >= maxEntries || bytes.count >= maxBytes { try flush() }
+        let b = current
+        b.entries.append((b.bytes.count, key.count, value.count))
+        b.bytes.append(contentsOf: key)
+        b.bytes.append(contentsOf: value)
+        if b.entries.count >= maxEntries || b.bytes.count >= maxBytes { try flush() }
     }
 
     /// Queues `value` under the UTF-8 bytes of `key`.
@@ -239,19 +255,56 @@ public final class LMDBBatchWriter {
         try Array(key.utf8).withUnsafeBytes { k in try value.withUnsafeBytes { v in try put(k, v) } }
     }
 
-    /// Commits the queued entries.
+    /// Commits the queued entries (hands them to the background thread when pipelined).
     public func flush() throws {
-        guard !entries.isEmpty else { return }
-        try bytes.withUnsafeBytes { all in
+        try rethrowFailure()
+        let b = current
+        guard !b.entries.isEmpty else { return }
+        if !pipelined {
+            try write(b)
+            b.entries.removeAll(keepingCapacity: true)
+            b.bytes.removeAll(keepingCapacity: true)
+            return
+        }
+        slots.wait()
+        lock.lock()
+        current = spare.popLast() ?? Batch()
+        lock.unlock()
+        queue.async { [self] in
+            lock.lock(); let failed = failure != nil; lock.unlock()
+            if !failed {
+                do { try write(b) } catch { lock.lock(); failure = error; lock.unlock() }
+            }
+            b.entries.removeAll(keepingCapacity: true)
+            b.bytes.removeAll(keepingCapacity: true)
+            lock.lock(); spare.append(b); lock.unlock()
+            slots.signal()
+        }
+    }
+
+    /// Commits everything queued and waits until it is written; throws the first error of any batch.
+    public func finish() throws {
+        try flush()
+        queue.sync {}
+        try rethrowFailure()
+    }
+
+    private func rethrowFailure() throws {
+        lock.lock(); defer { lock.unlock() }
+        if let f = failure { throw f }
+    }
+
+    private func write(_ b: Batch) throws {
+        try b.bytes.withUnsafeBytes { all in
             try environment.write { txn in
-                for e in entries {
+                for e in b.entries {
                     let k = UnsafeRawBufferPointer(rebasing: all[e.keyStart..<e.keyStart + e.keyCount])
                     let vs = e.keyStart + e.keyCount
                     try txn.put(k, UnsafeRawBufferPointer(rebasing: all[vs..<vs + e.valueCount]))
                 }
             }
         }
-        entries.removeAll(keepingCapacity: true)
-        bytes.removeAll(keepingCapacity: true)
     }
+
+    deinit { queue.sync {} }
 }

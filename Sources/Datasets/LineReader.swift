@@ -37,9 +37,8 @@ public struct LineReader {
         while true {
             // Find the next newline in the buffered bytes; refill (and grow for very long lines) when there is none.
             let newline: Int? = buffer.withUnsafeBufferPointer { b in
-                var i = start
-                while i < end { if b[i] == 0x0A { return i }; i += 1 }
-                return nil
+                guard start < end, let p = memchr(b.baseAddress! + start, 0x0A, end - start) else { return nil }
+                return b.baseAddress!.distance(to: p.assumingMemoryBound(to: UInt8.self))
             }
             if let nl = newline {
                 number += 1
@@ -120,7 +119,7 @@ public struct ImageTSVReader {
             }
             let id = UnsafeBufferPointer(rebasing: line[..<tab])
             let b64 = UnsafeBufferPointer(rebasing: line[(tab + 1)...])
-            if b64.contains(0x09) {
+            if let p = b64.baseAddress, memchr(p, 0x09, b64.count) != nil {
                 throw DatasetError.malformedLine(file: path, line: number, reason: "more than one tab: expected image_id<TAB>base64")
             }
             if id.isEmpty { throw DatasetError.malformedLine(file: path, line: number, reason: "empty image id") }

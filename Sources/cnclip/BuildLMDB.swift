@@ -27,10 +27,14 @@ struct BuildLMDB: ParsableCommand {
     @Flag(name: [.customLong("check-images"), .customLong("check_images")], help: "Also decode every image and report the first bad one by id and line.")
     var checkImages = false
 
+    @Flag(name: [.customLong("sync")], help: "Flush every commit to disk before going on, as the reference does (crash-safe, slower on large datasets).")
+    var sync = false
+
     func run() throws {
         let splitList = LMDBDatasetBuilder.parseSplits(splits)
         let builder = LMDBDatasetBuilder(dataDirectory: dataDir, lmdbDirectory: lmdbDir)
         builder.checkImages = checkImages
+        builder.syncToDisk = sync
         print("Dataset splits to be processed: \(splitList.joined(separator: ", "))")
         var bars: [String: ProgressLine] = [:]
         var current: String?

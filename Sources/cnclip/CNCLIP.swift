@@ -13,7 +13,7 @@ struct CNCLIP: ParsableCommand {
         Start with `cnclip models` to see the model names, `cnclip download ViT-B-16` to fetch a released
         checkpoint, then `cnclip similarity --model ViT-B-16 --image cat.jpg --text 猫 --text 狗`.
         """,
-        subcommands: [Models.self, Download.self, Encode.self, Similarity.self, Bench.self, BuildLMDB.self])
+        subcommands: [Models.self, Download.self, Encode.self, Similarity.self, Bench.self, BuildLMDB.self, MakeDataset.self, ExtractFeatures.self])
 }
 
 /// Writes `message` to standard error.
