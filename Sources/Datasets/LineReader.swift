@@ -144,26 +144,17 @@ public struct JSONLReader {
     /// Calls `body` with each line's object; invalid JSON or a non-object line is an error naming `file:line`.
     public func forEach(_ body: (_ object: [String: JSONValue], _ line: Int, _ offset: Int64) throws -> Void) throws {
         let path = lines.path
-        let decoder = JSONDecoder()
         try lines.forEachLine { raw, number, offset in
             let line = stripped(raw)
             if line.isEmpty { return }
             let value: JSONValue
-            do { value = try decoder.decode(JSONValue.self, from: Data(buffer: line)) } catch {
-                throw DatasetError.malformedLine(file: path, line: number, reason: "invalid JSON: \(jsonReason(error))")
+            do { value = try JSONValue.parse(line) } catch {
+                throw DatasetError.malformedLine(file: path, line: number, reason: "invalid JSON: \(error)")
             }
             guard case .object(let object) = value else {
                 throw DatasetError.malformedLine(file: path, line: number, reason: "expected a JSON object")
             }
             try body(object, number, offset)
         }
-    }
-
-    private func jsonReason(_ error: Error) -> String {
-        if case DecodingError.dataCorrupted(let c) = error {
-            let underlying = (c.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
-            return underlying ?? c.debugDescription
-        }
-        return "\(error)"
     }
 }
