@@ -68,6 +68,8 @@ public struct DatasetMaker {
     public var jpegQuality = 95
     /// Called after each image with (images done, total).
     public var progress: ((Int, Int) -> Void)?
+    /// Called with the temporary directory when it is created and with nil once it is gone (for signal handlers).
+    public var temporaryDirectoryChanged: ((String?) -> Void)?
 
     /// A maker reading `captionsFile` and `imagesDirectory`, writing into `outputDirectory`.
     public init(imagesDirectory: String, captionsFile: String, outputDirectory: String) {
@@ -203,7 +205,8 @@ public struct DatasetMaker {
         }
         let tmp = (outputDirectory as NSString).appendingPathComponent(".make-dataset-\(getpid())-\(UUID().uuidString.prefix(8)).tmp")
         try? fm.createDirectory(atPath: tmp, withIntermediateDirectories: false)
-        defer { try? fm.removeItem(atPath: tmp) }
+        temporaryDirectoryChanged?(tmp)
+        defer { try? fm.removeItem(atPath: tmp); temporaryDirectoryChanged?(nil) }
         var made: [MadeSplit] = []
         var done = 0
         let active = splits.indices.filter { s in splits[s].ratio > 0 }

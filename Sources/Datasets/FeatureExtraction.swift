@@ -84,6 +84,17 @@ public final class AtomicOutputFile {
     deinit { discard() }
 }
 
+/// A pointer handed to worker threads that each write their own disjoint slice of it.
+struct SendablePointer<T>: @unchecked Sendable { let pointer: UnsafeMutablePointer<T> }
+
+/// The first error recorded by any of several threads.
+final class FirstError: @unchecked Sendable {
+    private let lock = NSLock()
+    private var first: Error?
+    func record(_ e: Error) { lock.lock(); if first == nil { first = e }; lock.unlock() }
+    var error: Error? { lock.lock(); defer { lock.unlock() }; return first }
+}
+
 /// A FIFO of at most `capacity` items between one producer and one consumer thread.
 final class BoundedQueue<T> {
     private var items: [T] = []
@@ -150,24 +161,21 @@ public struct FeatureExtractor {
                 let batch = pending
                 pending.removeAll(keepingCapacity: true)
                 var pixels = [Float](repeating: 0, count: batch.count * plane)
-                var failure: Error?
-                let lock = NSLock()
+                let failure = FirstError()
                 pixels.withUnsafeMutableBufferPointer { out in
-                    let base = out.baseAddress!
+                    let base = SendablePointer(pointer: out.baseAddress!)
                     DispatchQueue.concurrentPerform(iterations: batch.count) { i in
                         do {
                             let data = try Base64.decode(batch[i].base64)
                             let image = try Image(data: Data(data), name: "\(lmdbPath) key '\(batch[i].key)'")
                             let chw = image.preprocess(resolution: resolution)
-                            chw.withUnsafeBufferPointer { (base + i * plane).update(from: $0.baseAddress!, count: plane) }
+                            chw.withUnsafeBufferPointer { (base.pointer + i * plane).update(from: $0.baseAddress!, count: plane) }
                         } catch {
-                            lock.lock()
-                            if failure == nil { failure = DatasetError.badImage(file: lmdbPath, line: nil, id: batch[i].key, reason: "\(error)") }
-                            lock.unlock()
+                            failure.record(DatasetError.badImage(file: lmdbPath, line: nil, id: batch[i].key, reason: "\(error)"))
                         }
                     }
                 }
-                if let failure { _ = queue.put(.failure(failure)); return false }
+                if let error = failure.error { _ = queue.put(.failure(error)); return false }
                 return queue.put(.success((batch.map(\.id), pixels)))
             }
             do {

@@ -59,6 +59,8 @@ public final class LMDBDatasetBuilder {
     public var progress: ((BuildProgress) -> Void)?
     /// The temporary directory of the build in progress (removed when the build ends, whether it succeeds or not).
     public private(set) var temporaryDirectory: String?
+    /// The LMDB directory, while a build that created it is in progress (a failed build removes it again).
+    public private(set) var createdDirectory: String?
 
     /// A builder reading `dataDirectory` and writing into `lmdbDirectory` (default `{dataDirectory}/lmdb`).
     public init(dataDirectory: String, lmdbDirectory: String? = nil) {
@@ -96,6 +98,8 @@ public final class LMDBDatasetBuilder {
             }
         }
         let createdRoot = !fm.fileExists(atPath: lmdbDirectory)
+        if createdRoot { createdDirectory = lmdbDirectory }
+        defer { createdDirectory = nil }
         do {
             try fm.createDirectory(atPath: lmdbDirectory, withIntermediateDirectories: true)
         } catch {

@@ -46,7 +46,12 @@ struct BuildLMDB: ParsableCommand {
             }
             bars[p.file]?.update(p.bytesDone, p.bytesTotal)
         }
-        let cleanup = removeOnSignal { builder.temporaryDirectory }
+        let cleanup = removeOnSignal {
+            // The created LMDB directory goes too (rmdir: only when nothing else is in it).
+            if let tmp = builder.temporaryDirectory { try? FileManager.default.removeItem(atPath: tmp) }
+            if let created = builder.createdDirectory { rmdir(created) }
+            return nil
+        }
         defer { cleanup.forEach { $0.cancel() } }
         let summaries = try reportedDataset { try builder.build(splits: splitList) }
         if let c = current { bars[c]?.finish() }
@@ -64,6 +69,14 @@ func reportedDataset<T>(_ body: () throws -> T) throws -> T {
         printError("error: \(e.description)")
         throw ExitCode.failure
     }
+}
+
+/// A path shared with a signal handler: the temporary output in progress, if any.
+final class PendingPath: @unchecked Sendable {
+    private let lock = NSLock()
+    private var path: String?
+    func set(_ p: String?) { lock.lock(); path = p; lock.unlock() }
+    func get() -> String? { lock.lock(); defer { lock.unlock() }; return path }
 }
 
 /// On SIGINT/SIGTERM, removes the path `path()` names (a temporary output) before exiting with 128+signal,

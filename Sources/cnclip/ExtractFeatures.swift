@@ -92,11 +92,15 @@ struct ExtractFeatures: ParsableCommand {
             throw ExitCode.failure
         }
         var extractor = FeatureExtractor(model: clip)
+        let pending = PendingPath()
+        let cleanup = removeOnSignal { pending.get() }
+        defer { cleanup.forEach { $0.cancel() } }
         try reportedDataset {
             if extractTextFeats {
                 let path = textFeatOutputPath ?? Self.defaultTextOutput(textData)
                 print("Make inference for texts...")
                 let out = try AtomicOutputFile(path: path)
+                pending.set(out.temporaryPath)
                 let bar = ProgressLine(label: "texts")
                 extractor.progress = { done, _ in bar.update(Int64(done), nil, unit: "texts") }
                 let n = try extractor.extractTextFeatures(jsonlPath: textData, batchSize: textBatchSize, contextLength: contextLength) { ids, f in
@@ -110,6 +114,7 @@ struct ExtractFeatures: ParsableCommand {
                 let path = imageFeatOutputPath ?? Self.defaultImageOutput(textData)
                 print("Make inference for images...")
                 let out = try AtomicOutputFile(path: path)
+                pending.set(out.temporaryPath)
                 let bar = ProgressLine(label: "images")
                 extractor.progress = { done, total in bar.update(Int64(done), total.map(Int64.init), unit: "images") }
                 let n = try extractor.extractImageFeatures(lmdbPath: imageData, batchSize: imgBatchSize) { ids, f in

@@ -57,6 +57,10 @@ struct MakeDataset: ParsableCommand {
             maker.seed = seed
             maker.resize = resize
             maker.jpegQuality = jpegQuality
+            let pending = PendingPath()
+            maker.temporaryDirectoryChanged = { pending.set($0) }
+            let cleanup = removeOnSignal { pending.get() }
+            defer { cleanup.forEach { $0.cancel() } }
             let bar = ProgressLine(label: "images")
             maker.progress = { done, total in bar.update(Int64(done), Int64(total), unit: "images") }
             let made = try maker.make()
