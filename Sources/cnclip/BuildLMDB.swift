@@ -8,9 +8,9 @@ struct BuildLMDB: ParsableCommand {
         commandName: "build-lmdb",
         abstract: "Serialize {split}_imgs.tsv and {split}_texts.jsonl into LMDB, as cn-clip's build_lmdb_dataset.py does.",
         discussion: """
-        Writes LMDB_DIR/SPLIT/imgs (key image_id → base64, plus num_images) and LMDB_DIR/SPLIT/pairs (key "0".."N-1" →
+        Writes LMDB_DIR/SPLIT/imgs (key image_id → base64, plus num_images) and LMDB_DIR/SPLIT/pairs (key "0".."N-1" → \
         pickle of (image_id, text_id, text), plus num_samples), with the same keys and values as the reference.
-        Inputs are validated (errors name file:line); everything is built in a temporary directory and renamed into
+        Inputs are validated (errors name file:line); everything is built in a temporary directory and renamed into \
         place at the end, so a failed or interrupted run changes nothing.
         Example: cnclip build-lmdb --data_dir datasets/MUGE --splits train,valid,test
         """)
