@@ -1,0 +1,241 @@
+// Feature extraction as cn-clip's `eval/extract_features.py` does it: image features for every image of an `imgs`
+// LMDB in cursor order, text features for every line of a texts JSONL in file order, L2-normalised, one JSON line
+// each. Images are decoded and preprocessed on worker threads beside the model (a bounded pipeline: at most two
+// batches prepared ahead), so decoding overlaps inference.
+
+import ChineseCLIP
+import Foundation
+import Imaging
+import Tensors
+import Tokenization
+
+/// One line of a feature file, formatted as the reference's `json.dumps({"image_id": id, "feature": [...]})` writes it.
+public enum FeatureLine {
+    /// `{"<idKey>": <id>, "feature": [f0, f1, …]}` with each float32 written as Python's `repr` of its float64 value.
+    ///
+    /// Python prints `float(np.float32(x))` with the shortest repr that round-trips the float64, which is what Swift's
+    /// `Double.description` prints too (same switch to exponent form below 1e-4 and at 1e16, same `e-05` style).
+    public static func format(idKey: String, id: String, feature: UnsafeBufferPointer<Float>) -> String {
+        var line = "{\"\(idKey)\": \(id), \"feature\": ["
+        line.reserveCapacity(24 + feature.count * 22)
+        for (i, f) in feature.enumerated() {
+            if i > 0 { line += ", " }
+            line += pythonFloatRepr(f)
+        }
+        return line + "]}\n"
+    }
+
+    /// Python's `repr(float(x))` for a float32 `x` (`NaN`/`Infinity` as `json.dumps` writes them).
+    public static func pythonFloatRepr(_ f: Float) -> String {
+        if f.isNaN { return "NaN" }
+        if f.isInfinite { return f < 0 ? "-Infinity" : "Infinity" }
+        return Double(f).description
+    }
+}
+
+/// A text file written to a temporary path beside its target and renamed over it only by ``commit()``.
+public final class AtomicOutputFile {
+    /// The final path.
+    public let path: String
+    /// The temporary path written to until ``commit()``.
+    public let temporaryPath: String
+    private var handle: UnsafeMutablePointer<FILE>?
+
+    /// Opens `path.tmp-…` for writing (the directory must exist).
+    public init(path: String) throws {
+        self.path = path
+        let dir = (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        temporaryPath = ((dir.isEmpty ? "." : dir) as NSString).appendingPathComponent(".\(name).\(getpid())-\(UUID().uuidString.prefix(8)).tmp")
+        guard let f = fopen(temporaryPath, "wb") else {
+            throw DatasetError.io(path: path, reason: "cannot create a file beside it: \(String(cString: strerror(errno)))")
+        }
+        setvbuf(f, nil, _IOFBF, 1 << 20)
+        handle = f
+    }
+
+    /// Appends the UTF-8 bytes of `text`.
+    public func write(_ text: String) throws {
+        guard let handle else { throw DatasetError.io(path: path, reason: "written after commit or discard") }
+        var text = text
+        let ok = text.withUTF8 { fwrite($0.baseAddress, 1, $0.count, handle) == $0.count }
+        if !ok { throw DatasetError.io(path: path, reason: "write failed: \(String(cString: strerror(errno)))") }
+    }
+
+    /// Flushes, closes and renames the file into place.
+    public func commit() throws {
+        guard let h = handle else { return }
+        handle = nil
+        let ok = fflush(h) == 0 && fsync(fileno(h)) == 0
+        fclose(h)
+        guard ok, rename(temporaryPath, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporaryPath)
+            throw DatasetError.io(path: path, reason: "cannot write: \(reason)")
+        }
+    }
+
+    /// Closes and deletes the temporary file (nothing is left behind).
+    public func discard() {
+        if let h = handle { fclose(h); handle = nil }
+        unlink(temporaryPath)
+    }
+
+    deinit { discard() }
+}
+
+/// A pointer handed to worker threads that each write their own disjoint slice of it.
+struct SendablePointer<T>: @unchecked Sendable { let pointer: UnsafeMutablePointer<T> }
+
+/// The first error recorded by any of several threads.
+final class FirstError: @unchecked Sendable {
+    private let lock = NSLock()
+    private var first: Error?
+    func record(_ e: Error) { lock.lock(); if first == nil { first = e }; lock.unlock() }
+    var error: Error? { lock.lock(); defer { lock.unlock() }; return first }
+}
+
+/// A FIFO of at most `capacity` items between one producer and one consumer thread.
+final class BoundedQueue<T> {
+    private var items: [T] = []
+    private let capacity: Int
+    private let condition = NSCondition()
+    private var closed = false
+    private(set) var cancelled = false
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// Adds `item`, waiting while full; returns false when the consumer has cancelled.
+    func put(_ item: T) -> Bool {
+        condition.lock(); defer { condition.unlock() }
+        while items.count >= capacity && !cancelled { condition.wait() }
+        if cancelled { return false }
+        items.append(item)
+        condition.broadcast()
+        return true
+    }
+
+    /// No more items will come.
+    func close() { condition.lock(); closed = true; condition.broadcast(); condition.unlock() }
+
+    /// The consumer stops; a waiting producer is released.
+    func cancel() { condition.lock(); cancelled = true; items.removeAll(); condition.broadcast(); condition.unlock() }
+
+    /// The next item, waiting while empty; nil once closed and drained.
+    func take() -> T? {
+        condition.lock(); defer { condition.unlock() }
+        while items.isEmpty && !closed { condition.wait() }
+        if items.isEmpty { return nil }
+        let item = items.removeFirst()
+        condition.broadcast()
+        return item
+    }
+}
+
+/// Computes the features of a dataset's images and texts with a Chinese-CLIP model.
+public struct FeatureExtractor {
+    /// The model.
+    public let model: ChineseCLIPModel
+    /// Called after each batch with (items done, total or nil).
+    public var progress: ((Int, Int?) -> Void)?
+
+    /// An extractor running `model`.
+    public init(model: ChineseCLIPModel) { self.model = model }
+
+    /// Image features of every image in the `imgs` LMDB at `lmdbPath`, in cursor order; calls `write` with each
+    /// batch's ids (the LMDB keys as ints, as the reference's `int(key)`) and L2-normalised features `[n, embed]`.
+    /// Returns the number of images.
+    @discardableResult
+    public func extractImageFeatures(lmdbPath: String, batchSize: Int,
+                                     write: (_ ids: [Int], _ features: Tensor) throws -> Void) throws -> Int {
+        let store = try ImageStore(path: lmdbPath)
+        let resolution = model.resolution
+        let plane = 3 * resolution * resolution
+        typealias Batch = Result<(ids: [Int], pixels: [Float]), Error>
+        let queue = BoundedQueue<Batch>(capacity: 2)
+        let producer = Thread {
+            // Reads the LMDB on this one thread (its read transaction stays on the thread that opened it) and
+            // decodes + preprocesses each batch across the cores.
+            var pending: [(id: Int, key: String, base64: [UInt8])] = []
+            func ship() -> Bool {
+                let batch = pending
+                pending.removeAll(keepingCapacity: true)
+                var pixels = [Float](repeating: 0, count: batch.count * plane)
+                let failure = FirstError()
+                pixels.withUnsafeMutableBufferPointer { out in
+                    let base = SendablePointer(pointer: out.baseAddress!)
+                    DispatchQueue.concurrentPerform(iterations: batch.count) { i in
+                        do {
+                            let data = try Base64.decode(batch[i].base64)
+                            let image = try Image(data: Data(data), name: "\(lmdbPath) key '\(batch[i].key)'")
+                            let chw = image.preprocess(resolution: resolution)
+                            chw.withUnsafeBufferPointer { (base.pointer + i * plane).update(from: $0.baseAddress!, count: plane) }
+                        } catch {
+                            failure.record(DatasetError.badImage(file: lmdbPath, line: nil, id: batch[i].key, reason: "\(error)"))
+                        }
+                    }
+                }
+                if let error = failure.error { _ = queue.put(.failure(error)); return false }
+                return queue.put(.success((batch.map(\.id), pixels)))
+            }
+            do {
+                var stopped = false
+                try store.forEachBase64 { key, b64 in
+                    if stopped { return }
+                    guard let id = Int(key) else {
+                        throw DatasetError.badRecord(path: lmdbPath, key: key, reason: "image ids must be integers (the reference reads int(key))")
+                    }
+                    pending.append((id, key, Array(b64)))
+                    if pending.count == batchSize { stopped = !ship() }
+                }
+                if !stopped && !pending.isEmpty { _ = ship() }
+            } catch {
+                _ = queue.put(.failure(error))
+            }
+            queue.close()
+        }
+        producer.stackSize = 8 << 20
+        producer.start()
+        defer { queue.cancel() }
+        var done = 0
+        while let batch = queue.take() {
+            let (ids, pixels) = try batch.get()
+            let input = Tensor(shape: [ids.count, 3, resolution, resolution], scalars: pixels)
+            try write(ids, model.encodeImages(preprocessed: input, normalized: true))
+            done += ids.count
+            progress?(done, store.count)
+        }
+        return done
+    }
+
+    /// Text features of every line of the texts JSONL at `jsonlPath`, in file order: each text goes through
+    /// `Tokenizer.prepareCaption` (the reference's `_preprocess_text`) and is tokenized at `contextLength`.
+    /// Calls `write` with each batch's `text_id` values and L2-normalised features `[n, embed]`; returns the count.
+    @discardableResult
+    public func extractTextFeatures(jsonlPath: String, batchSize: Int, contextLength: Int,
+                                    write: (_ ids: [JSONValue], _ features: Tensor) throws -> Void) throws -> Int {
+        let reader = JSONLReader(path: jsonlPath)
+        var ids: [JSONValue] = [], texts: [String] = []
+        var done = 0
+        func flush() throws {
+            guard !ids.isEmpty else { return }
+            let tokens = model.tokenize(texts, contextLength: contextLength)
+            try write(ids, model.encodeTexts(tokens: tokens, count: texts.count, normalized: true))
+            done += ids.count
+            progress?(done, nil)
+            ids.removeAll(keepingCapacity: true)
+            texts.removeAll(keepingCapacity: true)
+        }
+        try reader.forEach { object, line, _ in
+            for field in ["text_id", "text"] where object[field] == nil {
+                throw DatasetError.malformedLine(file: jsonlPath, line: line, reason: "field '\(field)' is missing")
+            }
+            ids.append(object["text_id"]!)
+            // The reference applies str() to the text before lower-casing it.
+            texts.append(Tokenizer.prepareCaption(object["text"]!.pythonString))
+            if ids.count == batchSize { try flush() }
+        }
+        try flush()
+        return done
+    }
+}
