@@ -26,10 +26,10 @@ let package = Package(
         .target(name: "Tokenization", resources: [.copy("Resources/vocab.txt")]),
         .target(name: "Imaging", dependencies: ["CTurboJPEG", "CPNG", "CWebP"]),
         .target(name: "ChineseCLIP", dependencies: ["Tensors", "NeuralNet", "Checkpoints", "Tokenization", "Imaging"]),
-        .target(name: "Datasets", dependencies: ["ChineseCLIP", "Checkpoints", "CLMDB"]),
-        .target(name: "Retrieval", dependencies: ["Datasets"], resources: [.copy("Resources/zeroshot_templates.json")]),
+        .target(name: "Datasets", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "Tensors", "Tokenization", "CLMDB"]),
+        .target(name: "Retrieval", dependencies: ["Datasets", "ChineseCLIP", "Imaging", "NeuralNet", "Tensors", "Tokenization"], resources: [.copy("Resources/zeroshot_templates.json")]),
         .executableTarget(name: "cnclip", dependencies: [
-            "ChineseCLIP", "Datasets", "Retrieval",
+            "ChineseCLIP", "Datasets", "Retrieval", "NeuralNet", "Tensors",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -37,14 +37,14 @@ let package = Package(
         .target(name: "TestSupport", path: "Sources/TestSupport"),
 
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "Checkpoints"]),
-        .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Checkpoints"]),
-        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"]),
+        .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Tensors", "Checkpoints"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
-        .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP", "TestSupport"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport"]),
-        .testTarget(name: "RetrievalTests", dependencies: ["Retrieval", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["cnclip", "ChineseCLIP", "TestSupport"]),
+        .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "TestSupport"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Checkpoints", "Imaging"]),
+        .testTarget(name: "RetrievalTests", dependencies: ["Retrieval", "ChineseCLIP", "Tensors"]),
+        .testTarget(name: "CLITests", dependencies: ["cnclip", "ChineseCLIP", "Imaging", "Tokenization", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

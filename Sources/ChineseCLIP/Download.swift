@@ -113,7 +113,7 @@ final class HTTPFileFetcher: NSObject, URLSessionDataDelegate, @unchecked Sendab
                 // The server sent the whole file: start over.
                 received = 0
                 total = http.expectedContentLength >= 0 ? http.expectedContentLength : nil
-                FileManager.default.createFile(atPath: destination.path, contents: nil)
+                _ = FileManager.default.createFile(atPath: destination.path, contents: nil)
                 handle = try FileHandle(forWritingTo: destination)
             default:
                 failure = CLIPError.io(path: url.absoluteString, reason: "HTTP status \(http.statusCode)")
