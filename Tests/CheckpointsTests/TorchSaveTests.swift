@@ -5,7 +5,7 @@
 //   CNCLIP_TORCH_SAVE_OUT=/tmp/ts swift test -c release --filter TorchSaveTests
 //   python scripts/reference/check_torch_save_compat.py /tmp/ts/every_kind.pt   (and zip64.pt, training.pt)
 // The script loads each file with torch.load(weights_only=True), weights_only=False and mmap=True and
-// zipfile.testzip() (CRCs). Result recorded 2025-11-29, torch 2.15.0: all three loads succeed and agree
+// zipfile.testzip() (CRCs). Result recorded 2026-11-29, torch 2.15.0: all three loads succeed and agree
 // for every_kind.pt, zip64.pt (ZIP64 extra fields on every entry) and training.pt; CRCs OK; every entry's
 // data offset is a multiple of 64; the values (float32 bit patterns, int64 values, key order, dict vs
 // OrderedDict, tuples, bytes, 0-d and empty tensors, ints past 2^31) are exactly the ones written here.
@@ -290,7 +290,7 @@ final class TorchSaveTests: XCTestCase {
 extension TorchSaveTests {
     /// Manual: CNCLIP_BIG_SAVE_MB=750 writes a state dict of that size and checks that peak memory grows by
     /// far less than the file (tensors are streamed from their own memory, not copied). Skipped in CI.
-    /// Measured 2025-11-29: 750 MB written in 4.2 s, peak RSS 786 -> 787 MB.
+    /// Measured 2026-11-29: 750 MB written in 4.2 s, peak RSS 786 -> 787 MB.
     func testLargeWriteStreams() throws {
         guard let mb = ProcessInfo.processInfo.environment["CNCLIP_BIG_SAVE_MB"].flatMap(Int.init) else {
             throw XCTSkip("set CNCLIP_BIG_SAVE_MB to run")
