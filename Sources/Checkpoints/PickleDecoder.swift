@@ -446,10 +446,11 @@ private final class PickleVM {
                 let state = try pop()
                 let target = try top()
                 switch target {
-                case .dict(let box):
-                    // A dict subclass's state: merge a dict state, ignore an empty one.
-                    if case .dict(let s) = state { for e in s.entries { try setItem(box, .value(e.key), e.value) } }
-                    else if case .value(.none) = state {} else { throw fail("BUILD on a dict with a non-dict state") }
+                case .dict:
+                    // A dict subclass's BUILD state is its instance attributes (Python's default `__setstate__`
+                    // updates `__dict__`), never its items: `model.state_dict()` pickles its `_metadata`
+                    // attribute this way, and it must not turn into a state-dict key.
+                    break
                 case .value(.tensor):
                     break // Python-side attributes of a tensor do not affect its values.
                 default:

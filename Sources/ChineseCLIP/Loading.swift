@@ -22,7 +22,9 @@ extension CLIP {
             throw CLIPError.io(path: path, reason: "no such file or directory")
         }
         let stateDict: StateDict
-        do { stateDict = try loadStateDict(checkpoint) } catch {
+        do { stateDict = try loadStateDict(checkpoint) } catch let error as CheckpointError {
+            throw CLIPError.invalidInput(error.description)  // its message already names the file
+        } catch {
             throw CLIPError.checkpoint(path: path, reason: "\(error)")
         }
         var tensors: [String: Tensor] = [:]

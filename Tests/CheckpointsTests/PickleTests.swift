@@ -66,6 +66,22 @@ final class PickleTests: XCTestCase {
         }
     }
 
+    /// `model.state_dict()` is an OrderedDict with a `_metadata` attribute, pickled as a BUILD after the items
+    /// (every released cn-clip checkpoint has one); the attribute must not become a key. Bytes from CPython 3.11:
+    /// `d = OrderedDict(a=1, b=2); d._metadata = OrderedDict([("", {"version": 1}), ("visual", {"version": 1})]);
+    /// pickle.dumps(d, protocol=2)`.
+    func testOrderedDictAttributesAreNotItems() throws {
+        let bytes: [UInt8] = [128, 2, 99, 99, 111, 108, 108, 101, 99, 116, 105, 111, 110, 115, 10, 79, 114, 100, 101, 114, 101, 100, 68,
+            105, 99, 116, 10, 113, 0, 41, 82, 113, 1, 40, 88, 1, 0, 0, 0, 97, 113, 2, 75, 1, 88, 1, 0, 0, 0, 98, 113, 3, 75, 2, 117, 125,
+            113, 4, 88, 9, 0, 0, 0, 95, 109, 101, 116, 97, 100, 97, 116, 97, 113, 5, 104, 0, 41, 82, 113, 6, 40, 88, 0, 0, 0, 0, 113, 7,
+            125, 113, 8, 88, 7, 0, 0, 0, 118, 101, 114, 115, 105, 111, 110, 113, 9, 75, 1, 115, 88, 6, 0, 0, 0, 118, 105, 115, 117, 97,
+            108, 113, 10, 125, 113, 11, 104, 9, 75, 1, 115, 117, 115, 98, 46]
+        let value = try PickleDecoder().decode(bytes)
+        guard case .dict(let d) = value else { return XCTFail("not a dict: \(value)") }
+        XCTAssertEqual(d.keys, [.string("a"), .string("b")])
+        XCTAssertEqual(d[.string("b")], .int(2))
+    }
+
     func testLMDBPairRecord() throws {
         let value = try PickleValue.unpickle(Self.cpython[0].1, source: "pairs/0")
         guard case .tuple(let t) = value else { return XCTFail("not a tuple") }

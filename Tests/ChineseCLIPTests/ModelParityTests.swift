@@ -30,6 +30,12 @@ final class ModelParityTests: XCTestCase {
     func testResNetTinyFromTorchCheckpoint() throws { try check("rn-tiny", checkpoint: "rn-tiny.pt", tolerance: 1e-4) }
     func testViTTinyFromHuggingFaceSafetensors() throws { try check("vit-tiny", checkpoint: "vit-tiny.hf.safetensors", tolerance: 1e-4) }
 
+    /// A checkpoint saved as the reference's training loop saves it (`model.state_dict()`: `module.` keys and the
+    /// OrderedDict's `_metadata` attribute), made by scripts/reference/make_state_dict_checkpoint.py.
+    func testCheckpointWithStateDictMetadata() throws {
+        try check("vit-tiny", checkpoint: "../checkpoints/vit-tiny-ddp.pt", tolerance: 1e-4)
+    }
+
     /// fp16 weights: within 5e-3 of the fp32 expectation (fixtures README).
     func testFloat16Checkpoints() throws {
         try check("vit-tiny", checkpoint: "vit-tiny.fp16.pt", tolerance: 5e-3)
