@@ -378,7 +378,8 @@ public final class Trainer {
         var i = 0
         while let b = try loader.next() {
             let (img, txt, s) = model.forward(images: Variable(b.images), texts: b.tokens, textBatch: b.count)
-            let loss = CLIP.contrastiveLoss(imageFeatures: img, textFeatures: txt, logitScale: s).value.data[0]
+            // `scalars` copies: `data` of a temporary would point into storage freed at the end of the statement.
+            let loss = CLIP.contrastiveLoss(imageFeatures: img, textFeatures: txt, logitScale: s).value.scalars[0]
             let acc = inBatchAccuracy(images: img.value, texts: txt.value, scale: s.value.data[0])
             cumulativeLoss += loss * Float(b.count)
             elements += Float(b.count)

@@ -109,7 +109,9 @@ public func writeTrainingCheckpoint(_ snapshot: TrainingSnapshot, to url: URL) t
             meta["optimizer.state.\(i).step"] = String(s.step)
         }
         let groups = o.groups.map { g -> [String: Any] in
-            ["lr": g.lr, "betas": g.betas, "eps": g.eps, "weight_decay": g.weightDecay, "params": g.params]
+            // Numbers as their shortest decimal text: JSON has no inf/nan, and a diverged lr must still be saved.
+            ["lr": g.lr.description, "betas": g.betas.map(\.description), "eps": g.eps.description,
+             "weight_decay": g.weightDecay.description, "params": g.params]
         }
         let json = try JSONSerialization.data(withJSONObject: groups, options: [.sortedKeys])
         meta["optimizer.param_groups"] = String(decoding: json, as: UTF8.self)
@@ -163,11 +165,12 @@ private func readSafeTensorsCheckpoint(_ url: URL) throws -> TrainingSnapshot {
             throw TrainingError.checkpoint(path: path, reason: "metadata 'optimizer.param_groups' is not a list of groups")
         }
         let groups = try raw.map { g -> OptimizerStateDict.Group in
-            guard let lr = g["lr"] as? Double, let betas = g["betas"] as? [Double], let eps = g["eps"] as? Double,
-                  let wd = g["weight_decay"] as? Double, let params = g["params"] as? [Int] else {
+            func number(_ v: Any?) -> Double? { (v as? String).flatMap(Double.init) }
+            guard let lr = number(g["lr"]), let rawBetas = g["betas"] as? [String], let eps = number(g["eps"]),
+                  let wd = number(g["weight_decay"]), let params = g["params"] as? [Int] else {
                 throw TrainingError.checkpoint(path: path, reason: "metadata 'optimizer.param_groups' has a malformed group")
             }
-            return .init(lr: lr, betas: betas, eps: eps, weightDecay: wd, params: params)
+            return .init(lr: lr, betas: rawBetas.compactMap(Double.init), eps: eps, weightDecay: wd, params: params)
         }
         var state: [Int: AdamWParameterState] = [:]
         for (i, m) in moments {
@@ -208,7 +211,7 @@ private func readTorchCheckpoint(_ url: URL) throws -> TrainingSnapshot {
                 throw TrainingError.checkpoint(path: path, reason: "key 'optimizer.state.\(k)' lacks exp_avg/exp_avg_sq")
             }
             // `step` is a 0-d float tensor in torch ≥ 1.12, an int before.
-            let s = v["step"]?.intValue ?? v["step"]?.tensorValue.map { Int($0.tensor.data[0]) }
+            let s = v["step"]?.intValue ?? v["step"]?.tensorValue.map { Int($0.tensor.scalars[0]) }
             guard let s else { throw TrainingError.checkpoint(path: path, reason: "key 'optimizer.state.\(k).step' missing") }
             state[i] = AdamWParameterState(step: s, expAvg: a.copy(), expAvgSq: b.copy())
         }
