@@ -63,7 +63,11 @@ extension PickleValue {
 }
 
 private final class ListBox { var items: [Item] = [] }
-private final class DictBox { var entries: [(key: PickleValue, value: Item)] = []; var index: [String: Int] = [:] }
+private final class DictBox {
+    var entries: [(key: PickleValue, value: Item)] = []
+    var index: [String: Int] = [:]
+    var ordered = false
+}
 
 /// What lives on the VM stack: plain values, mutable containers, and the few non-data objects we allow.
 private enum Item {
@@ -169,6 +173,7 @@ private final class PickleVM {
             guard path.insert(id).inserted else { throw fail("a dict contains itself") }
             defer { path.remove(id) }
             var d = PickleDict()
+            d.isOrderedDict = box.ordered
             for e in box.entries { d[e.key] = try materialize(e.value, &path) }
             return .dict(d)
         case .global(let m, let n): throw fail("the global '\(m).\(n)' is used as a value")
@@ -231,6 +236,7 @@ private final class PickleVM {
         switch (module, name) {
         case ("collections", "OrderedDict"):
             let box = DictBox()
+            box.ordered = true
             if let first = args.first {
                 let pairs: [Item]
                 switch first {
@@ -471,7 +477,10 @@ private final class PickleVM {
     func newObject(_ cls: Item, _ args: Item) throws -> Item {
         guard case .global(let module, let name) = cls else { throw fail("NEWOBJ on something that is not a class") }
         switch (module, name) {
-        case ("collections", "OrderedDict"): return .dict(DictBox())
+        case ("collections", "OrderedDict"):
+            let box = DictBox()
+            box.ordered = true
+            return .dict(box)
         case ("builtins", "set"), ("builtins", "frozenset"): return try call(cls, args)
         default: throw fail("cannot instantiate '\(module).\(name)'")
         }

@@ -88,13 +88,17 @@ public struct PickleDict: Equatable, Sequence, @unchecked Sendable {
     /// The entries in insertion order.
     public private(set) var entries: [(key: PickleValue, value: PickleValue)] = []
     private var stringIndex: [String: Int] = [:]
+    /// True for a `collections.OrderedDict` (what `torch.save` uses for state dicts); writers pickle it as one.
+    /// Not part of equality: Python compares a dict and an OrderedDict by their items.
+    public var isOrderedDict = false
 
     /// An empty dict.
     public init() {}
 
     /// A dict of `entries` in order; a repeated key keeps its first position and its last value, as in Python.
-    public init(_ entries: [(key: PickleValue, value: PickleValue)]) {
+    public init(_ entries: [(key: PickleValue, value: PickleValue)], ordered: Bool = false) {
         for (k, v) in entries { self[k] = v }
+        isOrderedDict = ordered
     }
 
     /// Number of entries.

@@ -129,3 +129,77 @@ extension AdamW {
         name.contains("bn") || name.contains("ln") || name.contains("bias") || name.contains("logit_scale")
     }
 }
+
+// MARK: - Saving and restoring the optimiser state
+
+extension AdamW {
+    /// One parameter's AdamW state: steps taken and the two moment estimates (shaped as the parameter).
+    public struct State {
+        /// Updates applied to this parameter so far (PyTorch's `step`).
+        public var step: Int
+        /// First-moment estimate (`exp_avg`).
+        public var expAvg: Tensor
+        /// Second-moment estimate (`exp_avg_sq`).
+        public var expAvgSq: Tensor
+
+        /// A state of `step` updates with moments `expAvg` and `expAvgSq`.
+        public init(step: Int, expAvg: Tensor, expAvgSq: Tensor) {
+            self.step = step
+            self.expAvg = expAvg
+            self.expAvgSq = expAvgSq
+        }
+    }
+
+    /// The state of every parameter that has taken a step, keyed by its index counting through the groups in
+    /// order — the numbering of PyTorch's `optimizer.state_dict()["state"]`.
+    ///
+    /// The tensors are the optimiser's own buffers (not copies, so that saving a large model does not double
+    /// its memory): `step()` updates them in place, so save them before the next step.
+    public func exportState() -> [Int: State] {
+        var out: [Int: State] = [:]
+        var index = 0
+        for group in groups {
+            for (_, p) in group.parameters {
+                if let s = state[ObjectIdentifier(p)] { out[index] = State(step: s.step, expAvg: s.expAvg, expAvgSq: s.expAvgSq) }
+                index += 1
+            }
+        }
+        return out
+    }
+
+    /// Replaces the state with `saved` (indices as in `exportState`); parameters absent from it start fresh.
+    ///
+    /// The moments are copied, since `step()` updates them in place and loaded tensors may be read-only
+    /// memory maps. Throws naming the index and parameter when an index is unknown or a shape differs.
+    public func importState(_ saved: [Int: State]) throws {
+        let flat = groups.flatMap(\.parameters)
+        if let bad = saved.keys.first(where: { $0 < 0 || $0 >= flat.count }) {
+            throw OptimizerStateError.unknownParameterIndex(bad, parameterCount: flat.count)
+        }
+        var next: [ObjectIdentifier: (step: Int, expAvg: Tensor, expAvgSq: Tensor)] = [:]
+        for (i, s) in saved {
+            let (name, p) = flat[i]
+            for (what, t) in [("exp_avg", s.expAvg), ("exp_avg_sq", s.expAvgSq)] where t.shape != p.value.shape {
+                throw OptimizerStateError.shapeMismatch(index: i, name: name, field: what, expected: p.value.shape, found: t.shape)
+            }
+            next[ObjectIdentifier(p)] = (s.step, s.expAvg.copy(), s.expAvgSq.copy())
+        }
+        state = next
+    }
+}
+
+/// Why a saved optimiser state does not fit an optimiser.
+public enum OptimizerStateError: Error, CustomStringConvertible, Equatable {
+    /// The saved state names a parameter index the optimiser does not have.
+    case unknownParameterIndex(Int, parameterCount: Int)
+    /// A moment's shape differs from its parameter's.
+    case shapeMismatch(index: Int, name: String, field: String, expected: [Int], found: [Int])
+
+    /// A message naming the parameter at fault.
+    public var description: String {
+        switch self {
+        case let .unknownParameterIndex(i, n): return "optimizer state names parameter \(i), but the optimizer has \(n) parameters"
+        case let .shapeMismatch(i, name, field, e, f): return "optimizer state \(i) ('\(name)'): \(field) has shape \(f), the parameter has \(e)"
+        }
+    }
+}

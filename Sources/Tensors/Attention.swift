@@ -8,10 +8,11 @@ import Foundation
 ///   - q: `[batch, lq, qStride]` buffer whose first `heads * d` columns (from `qOffset`) are the queries.
 ///   - k, v: `[batch, lk, stride]` buffers likewise (they may be the same packed `[.., 3·width]` tensor).
 ///   - keyBias: optional `[batch, lk]` additive bias per key (BERT's `(1 - mask) * -10000`).
+///   - dropout: optional dropout of the attention probabilities (training), applied after the softmax.
 /// - Returns: `[batch, lq, heads * d]`.
 public func multiHeadAttention(q: Tensor, qOffset: Int = 0, k: Tensor, kOffset: Int = 0, v: Tensor, vOffset: Int = 0,
                                batch: Int, lq: Int, lk: Int, heads: Int, headDim d: Int,
-                               keyBias: Tensor? = nil) -> Tensor {
+                               keyBias: Tensor? = nil, dropout: AttentionDropout? = nil) -> Tensor {
     let qs = q.lastDim, ks = k.lastDim, vs = v.lastDim
     precondition(q.count == batch * lq * qs && k.count == batch * lk * ks && v.count == batch * lk * vs,
                  "attention: q \(q.shape) k \(k.shape) v \(v.shape) for batch \(batch), lq \(lq), lk \(lk)")
@@ -35,6 +36,7 @@ public func multiHeadAttention(q: Tensor, qOffset: Int = 0, k: Tensor, kOffset: 
                 for i in 0..<lq { for j in 0..<lk { scores[i * lk + j] += kb[j] } }
             }
             softmaxRowsInPlace(scores, rows: lq, cols: lk)
+            dropout?.apply(to: scores, count: lq * lk, item: item)
             BLAS.sgemm(false, false, lq, d, lk, 1, scores, lk, vp, vs, 0, out.mutableData + b * lq * width + h * d, width)
         }
     }

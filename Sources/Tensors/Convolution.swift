@@ -18,29 +18,37 @@ public func conv2d(_ x: Tensor, weight: Tensor, stride: Int = 1, padding: Int = 
         let src = x.data + img * c * h * w
         var colPtr = UnsafePointer(src)
         if let cols {
-            parallelFor(kdim, cost: pixels) { rows in
-                for row in rows {
-                    let ci = row / (kh * kw), ky = (row / kw) % kh, kx = row % kw
-                    let dst = cols + row * pixels
-                    let plane = src + ci * h * w
-                    for oy in 0..<oh {
-                        let iy = oy * stride - padding + ky
-                        let d = dst + oy * ow
-                        if iy < 0 || iy >= h { d.update(repeating: 0, count: ow); continue }
-                        let line = plane + iy * w
-                        for ox in 0..<ow {
-                            let ix = ox * stride - padding + kx
-                            d[ox] = (ix >= 0 && ix < w) ? line[ix] : 0
-                        }
-                    }
-                }
-            }
+            im2col(x, image: img, kh: kh, kw: kw, stride: stride, padding: padding, oh: oh, ow: ow, into: cols)
             colPtr = UnsafePointer(cols)
         }
         BLAS.gemm(m: oc, n: pixels, k: kdim, a: weight.data, lda: kdim, b: colPtr, ldb: pixels,
                   c: out.mutableData + img * oc * pixels, ldc: pixels)
     }
     return out
+}
+
+/// The im2col matrix of image `img` of `x [n, c, h, w]` for a `kh`×`kw` kernel: `[c·kh·kw, oh·ow]` into `cols`.
+func im2col(_ x: Tensor, image img: Int, kh: Int, kw: Int, stride: Int, padding: Int, oh: Int, ow: Int,
+            into cols: UnsafeMutablePointer<Float>) {
+    let (c, h, w) = (x.shape[1], x.shape[2], x.shape[3])
+    let pixels = oh * ow, src = x.data + img * c * h * w
+    parallelFor(c * kh * kw, cost: pixels) { rows in
+        for row in rows {
+            let ci = row / (kh * kw), ky = (row / kw) % kh, kx = row % kw
+            let dst = cols + row * pixels
+            let plane = src + ci * h * w
+            for oy in 0..<oh {
+                let iy = oy * stride - padding + ky
+                let d = dst + oy * ow
+                if iy < 0 || iy >= h { d.update(repeating: 0, count: ow); continue }
+                let line = plane + iy * w
+                for ox in 0..<ow {
+                    let ix = ox * stride - padding + kx
+                    d[ox] = (ix >= 0 && ix < w) ? line[ix] : 0
+                }
+            }
+        }
+    }
 }
 
 /// Non-overlapping patches as rows: `x [n, c, h, w]` → `[n, (h/p)·(w/p), c·p·p]` in the order a stride-`p`

@@ -8,22 +8,8 @@ final class CLITests: XCTestCase {
         .appendingPathComponent("Fixtures")
     var fixtures: URL { Self.fixtures }
 
-    struct Result { var status: Int32; var stdout: String; var stderr: String }
-
     /// Runs the `cnclip` built beside this test bundle.
-    func cnclip(_ args: [String]) throws -> Result {
-        let binary = Bundle.main.bundleURL.appendingPathComponent("cnclip")
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
-    }
+    func cnclip(_ args: [String]) throws -> CommandResult { try runCNCLIP(args) }
 
     var vitArgs: [String] {
         ["--resume", fixtures.appendingPathComponent("models/vit-tiny.pt").path,

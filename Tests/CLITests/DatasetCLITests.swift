@@ -2,6 +2,7 @@ import ChineseCLIP
 import Foundation
 import Imaging
 import Tokenization
+import TestSupport
 import XCTest
 
 /// End-to-end tests of `cnclip build-lmdb`, `make-dataset` and `extract-features` on the built binary.
@@ -11,8 +12,6 @@ final class DatasetCLITests: XCTestCase {
     var fixtures: URL { Self.fixtures }
     var scratch: URL!
 
-    struct Result { var status: Int32; var stdout: String; var stderr: String }
-
     override func setUpWithError() throws {
         scratch = FileManager.default.temporaryDirectory.appendingPathComponent("cnclip-data-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
@@ -21,18 +20,7 @@ final class DatasetCLITests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: scratch) }
 
     /// Runs the `cnclip` built beside this test bundle.
-    func cnclip(_ args: [String]) throws -> Result {
-        let p = Process()
-        p.executableURL = Bundle.main.bundleURL.appendingPathComponent("cnclip")
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
-    }
+    func cnclip(_ args: [String]) throws -> CommandResult { try runCNCLIP(args) }
 
     /// A copy of the fixture dataset (TSV + JSONL, no LMDB) in a fresh directory.
     func fixtureDataset(_ name: String) throws -> URL {

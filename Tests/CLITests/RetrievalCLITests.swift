@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// End-to-end tests of the retrieval subcommands of the built `cnclip`: the files the reference scripts write, byte for byte.
@@ -16,21 +17,8 @@ final class RetrievalCLITests: XCTestCase {
     func path(_ name: String) -> String { tmp.appendingPathComponent(name).path }
     func bytes(_ p: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: p)) }
 
-    struct Result { var status: Int32; var stdout: String; var stderr: String }
-
     /// Runs the `cnclip` built beside this test bundle.
-    func cnclip(_ args: [String]) throws -> Result {
-        let p = Process()
-        p.executableURL = Bundle.main.bundleURL.appendingPathComponent("cnclip")
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
-    }
+    func cnclip(_ args: [String]) throws -> CommandResult { try runCNCLIP(args) }
 
     var feats: [String] { ["--image-feats", eval("valid_imgs.img_feat.jsonl"), "--text-feats", eval("valid_texts.txt_feat.jsonl")] }
 

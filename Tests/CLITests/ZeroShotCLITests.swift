@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// `cnclip zeroshot-eval` end to end: the reference's printed result, its ELEVATER file, and clean failures.
@@ -10,21 +11,8 @@ final class ZeroShotCLITests: XCTestCase {
     /// Two units of the 6th decimal: the reference's own spread across batch sizes (see ZeroShotTests.tolerance).
     static let tolerance = 2e-6 + 1e-12
 
-    struct Result { var status: Int32; var stdout: String; var stderr: String }
-
     /// Runs the `cnclip` built beside this test bundle.
-    func cnclip(_ args: [String]) throws -> Result {
-        let p = Process()
-        p.executableURL = Bundle.main.bundleURL.appendingPathComponent("cnclip")
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
-    }
+    func cnclip(_ args: [String]) throws -> CommandResult { try runCNCLIP(args) }
 
     func tempDir() throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zs-cli-\(UUID().uuidString)")
@@ -89,7 +77,7 @@ final class ZeroShotCLITests: XCTestCase {
                                                    withDestinationURL: zeroshot.appendingPathComponent("test"))
         try FileManager.default.copyItem(at: zeroshot.appendingPathComponent("label_cn.txt"),
                                          to: datasets.appendingPathComponent("label_cn.txt"))
-        let binary = Bundle.main.bundleURL.appendingPathComponent("cnclip").path
+        let binary = builtCNCLIP.path
         let config = Self.fixtures.appendingPathComponent("models/vit-tiny.json").path
         let wrapper = root.appendingPathComponent("cnclip-wrapper")
         try Data("#!/bin/bash\nexec '\(binary)' \"$@\" --config '\(config)'\n".utf8).write(to: wrapper)
@@ -97,23 +85,18 @@ final class ZeroShotCLITests: XCTestCase {
 
         let script = Self.fixtures.deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("run_scripts/zeroshot_eval.sh").path
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = [script, "0", root.path, "fixture-objects", "ViT-B-32", "RBT3-chinese",
-                       Self.fixtures.appendingPathComponent("models/vit-tiny.pt").path]
-        p.environment = ProcessInfo.processInfo.environment.merging(["CNCLIP": wrapper.path]) { $1 }
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0, stdout)
+        let r = try runCommand(URL(fileURLWithPath: "/bin/bash"),
+                               [script, "0", root.path, "fixture-objects", "ViT-B-32", "RBT3-chinese",
+                                Self.fixtures.appendingPathComponent("models/vit-tiny.pt").path],
+                               environment: ["CNCLIP": wrapper.path])
+        let stdout = r.stdout
+        XCTAssertEqual(r.status, 0, stdout + r.stderr)
         let expected = try String(contentsOf: zeroshot.appendingPathComponent("fixture-objects.stdout.txt"), encoding: .utf8)
         XCTAssertEqual(stdout.components(separatedBy: "Result:\n").last, expected)
         XCTAssertTrue(FileManager.default.fileExists(atPath: root.appendingPathComponent("save_predictions/fixture-objects.json").path))
     }
 
-    func assertFails(_ r: Result, mentioning text: String, save: URL, file: StaticString = #filePath, line: UInt = #line) throws {
+    func assertFails(_ r: CommandResult, mentioning text: String, save: URL, file: StaticString = #filePath, line: UInt = #line) throws {
         XCTAssertNotEqual(r.status, 0, file: file, line: line)
         XCTAssertTrue(r.stderr.contains(text), "stderr: \(r.stderr)", file: file, line: line)
         XCTAssertFalse(r.stdout.contains("Result:"), file: file, line: line)

@@ -2,6 +2,7 @@ import Checkpoints
 import Foundation
 import Imaging
 import Tensors
+import TestSupport
 import XCTest
 @testable import ChineseCLIP
 
@@ -19,10 +20,10 @@ final class ModelParityTests: XCTestCase {
         let tokens = expected["tokens"]!.integers!.map { Int32($0) }
         let imageFeatures = model.encodeImage(images)
         let textFeatures = model.encodeText(tokens, batch: expected["tokens"]!.shape[0])
-        assertClose(imageFeatures, try expected.tensor("image_features"), relativeTo: tolerance, "\(checkpoint) image_features", file: file, line: line)
-        assertClose(textFeatures, try expected.tensor("text_features"), relativeTo: tolerance, "\(checkpoint) text_features", file: file, line: line)
+        assertClose(imageFeatures, try expected.tensor("image_features"), tolerance: tolerance, "\(checkpoint) image_features", file: file, line: line)
+        assertClose(textFeatures, try expected.tensor("text_features"), tolerance: tolerance, "\(checkpoint) text_features", file: file, line: line)
         let logits = model.similarity(imageFeatures: imageFeatures, textFeatures: textFeatures)
-        assertClose(logits, try expected.tensor("logits_per_image"), relativeTo: tolerance, "\(checkpoint) logits_per_image", file: file, line: line)
+        assertClose(logits, try expected.tensor("logits_per_image"), tolerance: tolerance, "\(checkpoint) logits_per_image", file: file, line: line)
     }
 
     func testViTTinyFromTorchCheckpoint() throws { try check("vit-tiny", checkpoint: "vit-tiny.pt", tolerance: 1e-4) }
@@ -44,11 +45,11 @@ final class ModelParityTests: XCTestCase {
         let expected = try loadFixture("models/vit-tiny.expected.safetensors")
         let img = try model.encodeImageFiles(names.map { fixtures.appendingPathComponent("images/\($0)").path }, normalized: false, batchSize: 5)
         let txt = model.encodeTexts(texts, normalized: false, batchSize: 5)
-        assertClose(img, try expected.tensor("image_features"), relativeTo: 1e-4, "image features from files")
-        assertClose(txt, try expected.tensor("text_features"), relativeTo: 1e-4, "text features from strings")
+        assertClose(img, try expected.tensor("image_features"), tolerance: 1e-4, "image features from files")
+        assertClose(txt, try expected.tensor("text_features"), tolerance: 1e-4, "text features from strings")
         let (perImage, perText) = model.similarity(imageFeatures: img, textFeatures: txt)
-        assertClose(perImage, try expected.tensor("logits_per_image"), relativeTo: 1e-4, "logits_per_image")
-        assertClose(perText, transposed(try expected.tensor("logits_per_image")), relativeTo: 1e-4, "logits_per_text")
+        assertClose(perImage, try expected.tensor("logits_per_image"), tolerance: 1e-4, "logits_per_image")
+        assertClose(perText, transposed(try expected.tensor("logits_per_image")), tolerance: 1e-4, "logits_per_text")
     }
 
     /// A Hugging Face directory: `config.json` + `model.safetensors`, config taken from the directory.
@@ -68,6 +69,6 @@ final class ModelParityTests: XCTestCase {
         let model = try ChineseCLIPModel(huggingFaceDirectory: dir)
         XCTAssertEqual(model.config.visionHeadWidth, 16)
         let expected = try loadFixture("models/vit-tiny.expected.safetensors")
-        assertClose(model.clip.encodeImage(try expected.tensor("images")), try expected.tensor("image_features"), relativeTo: 1e-4, "HF dir image features")
+        assertClose(model.clip.encodeImage(try expected.tensor("images")), try expected.tensor("image_features"), tolerance: 1e-4, "HF dir image features")
     }
 }

@@ -8,6 +8,7 @@ import ChineseCLIP
 import Foundation
 import NeuralNet
 import Tensors
+import TestSupport
 import XCTest
 
 final class TrainingStepParityTests: XCTestCase {
@@ -62,7 +63,7 @@ final class TrainingStepParityTests: XCTestCase {
         XCTAssertEqual(Set(named.map(\.0)), Set(grads.entries.map(\.key)), "parameters with gradients")
         for (name, p) in named {
             guard let g = p.grad else { XCTFail("no gradient for \(name)"); continue }
-            assertClose(g, try grads.tensor(name).reshaped(g.shape), relativeTo: 1e-4, "grad \(name)")
+            assertClose(g, try grads.tensor(name).reshaped(g.shape), tolerance: 1e-4, "grad \(name)")
         }
     }
 
@@ -130,7 +131,7 @@ final class TrainingStepParityTests: XCTestCase {
         let state = model.stateDict()
         XCTAssertEqual(Set(state.keys), Set(after.entries.map(\.key)))
         for (name, value) in state.sorted(by: { $0.key < $1.key }) {
-            assertClose(value, try after.tensor(name).reshaped(value.shape), relativeTo: 1e-4, "after 5 steps: \(name)")
+            assertClose(value, try after.tensor(name).reshaped(value.shape), tolerance: 1e-4, "after 5 steps: \(name)")
         }
     }
 }

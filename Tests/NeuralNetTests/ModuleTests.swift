@@ -5,6 +5,7 @@ import Checkpoints
 import Foundation
 import NeuralNet
 import Tensors
+import TestSupport
 import XCTest
 
 /// A block as the reference nests them: `ln_1`, `fc`.
@@ -50,22 +51,6 @@ final class ModuleTests: XCTestCase {
     private func input(_ c: String, _ name: String) throws -> Tensor { try Self.golden.tensor("\(c).in.\(name)") }
     private func output(_ c: String) throws -> Tensor { try Self.golden.tensor("\(c).out") }
 
-    /// Every element within 1e-5 × max(1, max |expected|); on failure the first values and the largest difference.
-    private func assertClose(_ actual: Tensor, _ expected: Tensor, _ name: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(actual.shape, expected.shape, "\(name): shape", file: file, line: line)
-        guard actual.shape == expected.shape else { return }
-        let a = actual.scalars, e = expected.scalars
-        let scale = max(1, e.lazy.map(abs).max() ?? 0)
-        var worst: Float = 0, at = -1
-        for i in 0..<e.count where a[i] != e[i] {
-            let d = abs(a[i] - e[i])
-            if !(d <= worst) { worst = d; at = i }
-        }
-        if at >= 0 && !(worst <= 1e-5 * scale) {
-            XCTFail("\(name): max |diff| \(worst) at \(at) (expected \(e[at]), got \(a[at]))\n  expected first: \(e.prefix(8))\n  actual first:   \(a.prefix(8))",
-                    file: file, line: line)
-        }
-    }
 
     // MARK: - The parameter tree
 

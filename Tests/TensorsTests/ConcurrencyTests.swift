@@ -3,6 +3,7 @@
 
 import Foundation
 import Tensors
+import TestSupport
 import XCTest
 
 final class ConcurrencyTests: XCTestCase {

@@ -11,6 +11,7 @@
 import Checkpoints
 import Foundation
 import Tensors
+import TestSupport
 import XCTest
 
 /// The golden gradient cases, read once.

@@ -173,35 +173,6 @@ public struct AttentionDropout: Sendable {
     }
 }
 
-/// Multi-head attention with dropout on the probabilities (training): `softmax(q kᵀ / sqrt(d) + bias) ∘ mask @ v`,
-/// buffers and offsets as `multiHeadAttention` → `[batch, lq, heads·d]`.
-public func multiHeadAttention(q: Tensor, qOffset: Int, k: Tensor, kOffset: Int, v: Tensor, vOffset: Int,
-                               batch: Int, lq: Int, lk: Int, heads: Int, headDim d: Int, keyBias: Tensor?,
-                               dropout: AttentionDropout) -> Tensor {
-    let qs = q.lastDim, ks = k.lastDim, vs = v.lastDim, width = heads * d
-    let out = Tensor.uninitialized([batch, lq, width])
-    let scale = 1 / Float(d).squareRoot()
-    parallelFor(batch * heads, cost: 2 * lq * lk * d) { items in
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(1, lq * lk))
-        defer { scores.deallocate() }
-        for item in items {
-            let b = item / heads, h = item % heads
-            let qp = q.data + b * lq * qs + qOffset + h * d
-            let kp = k.data + b * lk * ks + kOffset + h * d
-            let vp = v.data + b * lk * vs + vOffset + h * d
-            BLAS.sgemm(false, true, lq, lk, d, scale, qp, qs, kp, ks, 0, scores, lk)
-            if let keyBias {
-                let kb = keyBias.data + b * lk
-                for i in 0..<lq { for j in 0..<lk { scores[i * lk + j] += kb[j] } }
-            }
-            softmaxRowsInPlace(scores, rows: lq, cols: lk)
-            dropout.apply(to: scores, count: lq * lk, item: item)
-            BLAS.sgemm(false, false, lq, d, lk, 1, scores, lk, vp, vs, 0, out.mutableData + b * lq * width + h * d, width)
-        }
-    }
-    return out
-}
-
 /// Gradients of `multiHeadAttention` w.r.t. its q, k and v buffers (same shapes and offsets as the forward),
 /// added into `dq`, `dk`, `dv` (zeroed by the caller; any may alias another when the inputs were one tensor,
 /// since each head writes only its own columns). A nil destination is not computed.
@@ -264,29 +235,6 @@ public func multiHeadAttentionBackward(q: Tensor, qOffset: Int, k: Tensor, kOffs
 
 // MARK: - Convolution
 
-/// The im2col matrix of image `img` of `x [n, c, h, w]` for a `kh`×`kw` kernel: `[c·kh·kw, oh·ow]` into `cols`.
-func im2col(_ x: Tensor, image img: Int, kh: Int, kw: Int, stride: Int, padding: Int, oh: Int, ow: Int,
-            into cols: UnsafeMutablePointer<Float>) {
-    let (c, h, w) = (x.shape[1], x.shape[2], x.shape[3])
-    let pixels = oh * ow, src = x.data + img * c * h * w
-    parallelFor(c * kh * kw, cost: pixels) { rows in
-        for row in rows {
-            let ci = row / (kh * kw), ky = (row / kw) % kh, kx = row % kw
-            let dst = cols + row * pixels
-            let plane = src + ci * h * w
-            for oy in 0..<oh {
-                let iy = oy * stride - padding + ky
-                let d = dst + oy * ow
-                if iy < 0 || iy >= h { d.update(repeating: 0, count: ow); continue }
-                let line = plane + iy * w
-                for ox in 0..<ow {
-                    let ix = ox * stride - padding + kx
-                    d[ox] = (ix >= 0 && ix < w) ? line[ix] : 0
-                }
-            }
-        }
-    }
-}
 
 /// Gradients of `conv2d` (no bias) w.r.t. `x [n, c, h, w]` and `weight [oc, c, kh, kw]`; nil where not wanted.
 public func conv2dBackward(_ x: Tensor, weight: Tensor, stride: Int, padding: Int, gradient g: Tensor,

@@ -247,11 +247,8 @@ public func multiHeadAttention(q: Variable, qOffset: Int = 0, k: Variable, kOffs
                                batch: Int, lq: Int, lk: Int, heads: Int, headDim d: Int,
                                keyBias: Tensor? = nil, dropout: AttentionDropout? = nil) -> Variable {
     let dropout = (dropout?.p ?? 0) > 0 ? dropout : nil
-    let out = dropout.map {
-        multiHeadAttention(q: q.value, qOffset: qOffset, k: k.value, kOffset: kOffset, v: v.value, vOffset: vOffset,
-                           batch: batch, lq: lq, lk: lk, heads: heads, headDim: d, keyBias: keyBias, dropout: $0)
-    } ?? multiHeadAttention(q: q.value, qOffset: qOffset, k: k.value, kOffset: kOffset, v: v.value, vOffset: vOffset,
-                            batch: batch, lq: lq, lk: lk, heads: heads, headDim: d, keyBias: keyBias)
+    let out = multiHeadAttention(q: q.value, qOffset: qOffset, k: k.value, kOffset: kOffset, v: v.value, vOffset: vOffset,
+                                 batch: batch, lq: lq, lk: lk, heads: heads, headDim: d, keyBias: keyBias, dropout: dropout)
     return Variable.record(out, inputs: [q, k, v]) { g in
         // One zeroed gradient buffer per distinct input; an input passed twice shares its buffer (each head
         // writes disjoint columns), and its later positions return nil so it is not counted twice.
