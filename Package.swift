@@ -27,9 +27,10 @@ let package = Package(
         .target(name: "Imaging", dependencies: ["CTurboJPEG", "CPNG", "CWebP"]),
         .target(name: "ChineseCLIP", dependencies: ["Tensors", "NeuralNet", "Checkpoints", "Tokenization", "Imaging"]),
         .target(name: "Datasets", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "Tensors", "Tokenization", "CLMDB"]),
+        .target(name: "Training", dependencies: ["Datasets", "ChineseCLIP", "NeuralNet", "Tensors", "Checkpoints", "Imaging", "Tokenization"]),
         .target(name: "Retrieval", dependencies: ["Datasets", "ChineseCLIP", "Imaging", "NeuralNet", "Tensors", "Tokenization"], resources: [.copy("Resources/zeroshot_templates.json")]),
         .executableTarget(name: "cnclip", dependencies: [
-            "ChineseCLIP", "Datasets", "Retrieval", "NeuralNet", "Tensors",
+            "ChineseCLIP", "Datasets", "Retrieval", "NeuralNet", "Tensors", "Training", "Tokenization",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -43,6 +44,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Checkpoints", "Imaging"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "ChineseCLIP", "Checkpoints", "Datasets", "NeuralNet", "Tensors", "Tokenization"]),
         .testTarget(name: "RetrievalTests", dependencies: ["Retrieval", "ChineseCLIP", "Tensors"]),
         .testTarget(name: "CLITests", dependencies: ["cnclip", "ChineseCLIP", "Imaging", "Tokenization", "TestSupport"]),
     ],

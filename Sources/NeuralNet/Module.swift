@@ -120,6 +120,16 @@ open class Module: @unchecked Sendable {
         return p
     }
 
+    /// This module and every descendant with its dotted name ("" for this one), depth first in registration order
+    /// (PyTorch's `named_modules`) — how a trainer finds the dropout layers to reseed.
+    public func namedModules(prefix: String = "") -> [(String, Module)] {
+        var all: [(String, Module)] = [(prefix, self)]
+        for (name, child) in children {
+            all += child.namedModules(prefix: prefix.isEmpty ? name : prefix + "." + name)
+        }
+        return all
+    }
+
     /// Every parameter and buffer with its dotted name, in registration order (PyTorch's `state_dict` order).
     public func namedParameters(prefix: String = "") -> [(String, Parameter)] {
         var all = ownParameters.map { (prefix + $0.0, $0.1) }

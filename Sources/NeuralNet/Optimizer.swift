@@ -79,6 +79,40 @@ public final class AdamW {
     }
 }
 
+/// The AdamW state of one parameter (PyTorch's `optimizer.state[p]`): steps taken and both moments, shaped as it.
+public struct AdamWParameterState {
+    /// Updates applied so far (PyTorch's `step`).
+    public var step: Int
+    /// First moment estimate (`exp_avg`).
+    public var expAvg: Tensor
+    /// Second moment estimate (`exp_avg_sq`).
+    public var expAvgSq: Tensor
+
+    /// A state after `step` updates with moments `expAvg` and `expAvgSq`.
+    public init(step: Int, expAvg: Tensor, expAvgSq: Tensor) {
+        self.step = step
+        self.expAvg = expAvg
+        self.expAvgSq = expAvgSq
+    }
+}
+
+extension AdamW {
+    /// A copy of `parameter`'s state, or nil before its first update (checkpoints save this).
+    public func state(for parameter: Parameter) -> AdamWParameterState? {
+        guard let s = state[ObjectIdentifier(parameter)] else { return nil }
+        return AdamWParameterState(step: s.step, expAvg: s.expAvg.copy(), expAvgSq: s.expAvgSq.copy())
+    }
+
+    /// Replaces `parameter`'s state (nil forgets it), copying the moments so the caller's tensors stay untouched.
+    public func setState(_ newState: AdamWParameterState?, for parameter: Parameter) {
+        let key = ObjectIdentifier(parameter)
+        guard let s = newState else { state[key] = nil; return }
+        precondition(s.expAvg.shape == parameter.value.shape && s.expAvgSq.shape == parameter.value.shape,
+                     "AdamW state of shape \(s.expAvg.shape) for a parameter of \(parameter.value.shape)")
+        state[key] = (s.step, s.expAvg.copy(), s.expAvgSq.copy())
+    }
+}
+
 extension AdamW {
     /// The reference's two groups: weight decay 0 for parameters whose name contains `bn`, `ln`, `bias` or
     /// `logit_scale` (so BERT's `LayerNorm.weight` IS decayed), `weightDecay` for the rest.

@@ -16,7 +16,7 @@ struct CNCLIP: ParsableCommand {
         subcommands: [Models.self, Download.self, Encode.self, Similarity.self, Bench.self,
                       BuildLMDB.self, MakeDataset.self, ExtractFeatures.self,
                       MakeTopKPredictions.self, MakeTopKPredictionsTR.self, TransformIRAnnotationToTR.self,
-                      Evaluation.self, EvaluationTR.self, ZeroShotEval.self])
+                      Evaluation.self, EvaluationTR.self, ZeroShotEval.self, Train.self])
 }
 
 /// Writes `message` to standard error.

@@ -1,0 +1,433 @@
+// `cn_clip/training/main.py` + `train.py` on one process: the epoch loop, the step (with `--accum-freq`
+// feature caching), the schedule, the logit-scale clamp, freeze-vision, validation, logs and checkpoints.
+//
+// Resume loses nothing: the data order is a function of (seed, epoch) as in the reference, and every dropout
+// layer is reseeded before each forward from (seed, step, pass, layer), so a run resumed from the checkpoint of
+// step S replays steps S+1… exactly as the uninterrupted run did. Unlike the reference — which restarts a
+// mid-epoch checkpoint at the next epoch — a checkpoint saved inside an epoch resumes at the batch after it.
+
+import ChineseCLIP
+import Foundation
+import NeuralNet
+import Tensors
+import Tokenization
+
+/// The result of a validation pass (`evaluate()`).
+public struct ValidationResult: Equatable {
+    /// Mean contrastive loss over the (padded) validation set.
+    public var loss: Float
+    /// Fraction of images whose best-scoring text in their batch is their own.
+    public var imageToTextAccuracy: Float
+    /// Fraction of texts whose best-scoring image in their batch is their own.
+    public var textToImageAccuracy: Float
+}
+
+/// What a finished run did.
+public struct TrainingSummary {
+    /// Optimiser steps taken in total (those of the resumed checkpoint included).
+    public var steps: Int
+    /// The loss of every step this run took, in order.
+    public var losses: [Float]
+    /// Every validation result, in order.
+    public var validations: [ValidationResult]
+    /// The checkpoint files written, in order.
+    public var checkpoints: [String]
+    /// The log file, when outputs are on.
+    public var logPath: String?
+    /// The params file, when outputs are on.
+    public var paramsPath: String?
+    /// Whether the run stopped at `Trainer.haltAfterStep` (a simulated kill) rather than finishing.
+    public var halted: Bool
+}
+
+/// Trains a `CLIP` as the reference's `main.py` does.
+public final class Trainer {
+    /// The run's settings.
+    public let options: TrainingOptions
+    /// The model being trained.
+    public let model: CLIP
+    /// Test hook: stop right after this global step (and its step checkpoints), as if the process were killed.
+    public var haltAfterStep: Int?
+    /// Echo log lines to standard error (the reference's stream handler).
+    public var echoLog = true
+    let tokenizer: Tokenizer
+    let optimizerSettings: (lr: Double, beta1: Double, beta2: Double, eps: Double)
+
+    /// A trainer for `config`, its weights initialised randomly from `options.seed` (resume or finetune with `--resume`).
+    public init(options: TrainingOptions, config: CLIPConfig, tokenizer: Tokenizer) throws {
+        try options.validate()
+        self.options = options
+        self.tokenizer = tokenizer
+        self.optimizerSettings = try options.resolvedOptimizerParameters()
+        model = CLIP(config)
+        model.initializeRandomly(seed: UInt64(bitPattern: Int64(options.seed)))
+    }
+
+    var isResNet: Bool { if case .resnet = model.config.visionLayers { return true } else { return false } }
+
+    /// Training mode, with the ResNet's BatchNorm statistics frozen under `--freeze-vision` (`freeze_vision_bn`).
+    func setTrainingMode() {
+        model.train()
+        if options.freezeVision && isResNet { model.visual.eval() }
+    }
+
+    /// Reseeds every dropout layer from (seed, step, pass): the masks of a step never depend on earlier steps.
+    func reseedDropout(_ dropouts: [Dropout], step: Int, pass: Int) {
+        var base = SplitMix64(seed: UInt64(bitPattern: Int64(options.seed)) ^ 0xD5A6_1266_F0C9_392C)
+        let a = base.next() &+ UInt64(step) &* 0x9E37_79B9_7F4A_7C15, b = UInt64(pass) &* 0xC2B2_AE3D_27D4_EB4F
+        for (k, d) in dropouts.enumerated() {
+            var g = SplitMix64(seed: a ^ b ^ (UInt64(k) &* 0x1656_67B1_9E37_79F9))
+            d.seed(g.next())
+        }
+    }
+
+    /// Runs the training; throws `TrainingError` for bad data, flags, checkpoints or a diverged loss.
+    public func run() throws -> TrainingSummary {
+        let o = options
+        if let t = o.threads { ComputeThreads.set(t) }
+        let resolution = model.config.imageResolution
+        let train = try LMDBTrainingDataset(path: o.trainData, split: "train", resolution: resolution,
+                                            contextLength: o.contextLength, tokenizer: tokenizer)
+        guard o.batchSize <= train.sampleCount else {
+            throw TrainingError.invalidOption("--batch-size \(o.batchSize) is larger than the training set (\(train.sampleCount) pairs in \(o.trainData))")
+        }
+        var val: LMDBTrainingDataset?
+        if let v = o.valData {
+            let d = try LMDBTrainingDataset(path: v, split: "val", resolution: resolution, contextLength: o.contextLength, tokenizer: tokenizer)
+            guard o.validBatchSize <= d.sampleCount else {
+                throw TrainingError.invalidOption("--valid-batch-size \(o.validBatchSize) is larger than the validation set (\(d.sampleCount) pairs in \(v))")
+            }
+            val = d
+        }
+        let padded = train.paddedLength(globalBatchSize: o.batchSize)
+        let numBatches = padded / o.batchSize
+        let stepsPerEpoch = numBatches / o.accumFreq
+        guard stepsPerEpoch >= 1 else {
+            throw TrainingError.invalidOption("--accum-freq \(o.accumFreq) exceeds the \(numBatches) batches of an epoch")
+        }
+        let maxSteps: Int, maxEpochs: Int
+        if let m = o.maxSteps {
+            maxSteps = m
+            maxEpochs = (m * o.accumFreq + numBatches - 1) / numBatches
+        } else {
+            maxEpochs = o.maxEpochs
+            maxSteps = stepsPerEpoch * maxEpochs
+        }
+
+        // Outputs.
+        let timeSuffix: String = {
+            let f = DateFormatter()
+            f.locale = Locale(identifier: "en_US_POSIX")
+            f.timeZone = TimeZone(identifier: "UTC")
+            f.dateFormat = "yyyy-MM-dd-HH-mm-ss"
+            return f.string(from: Date())
+        }()
+        let logsDir = o.logs ?? "None"
+        let logPath = TrainingLogFormat.join(logsDir, o.name, "out_\(timeSuffix).log")
+        let checkpointDir = TrainingLogFormat.join(logsDir, o.name, "checkpoints")
+        if o.writesOutputs {
+            do { try FileManager.default.createDirectory(atPath: checkpointDir, withIntermediateDirectories: true) } catch {
+                throw TrainingError.io(path: checkpointDir, reason: "cannot create the checkpoint directory: \(error.localizedDescription)")
+            }
+        }
+        let log = try TrainingLogger(path: o.writesOutputs ? logPath : nil, echo: echoLog)
+        log.info("train LMDB file contains \(train.imageCount) images and \(train.sampleCount) pairs.")
+        if let val { log.info("val LMDB file contains \(val.imageCount) images and \(val.sampleCount) pairs.") }
+
+        // Freeze, groups, schedule.
+        model.requireGradients()
+        if o.freezeVision { for (_, p) in model.visual.trainableParameters() { p.requiresGrad = false } }
+        let named = model.trainableParameters().filter { $0.1.requiresGrad }
+        let exempt = named.filter { AdamW.isExemptFromWeightDecay($0.0) }, decayed = named.filter { !AdamW.isExemptFromWeightDecay($0.0) }
+        let s = optimizerSettings
+        let optimizer = AdamW(groups: [ParameterGroup(parameters: exempt, weightDecay: 0, learningRate: s.lr),
+                                       ParameterGroup(parameters: decayed, weightDecay: o.wd, learningRate: s.lr)],
+                              betas: (s.beta1, s.beta2), eps: s.eps)
+        let schedule = CosineSchedule(baseLearningRate: s.lr, warmupSteps: o.warmup, totalSteps: maxSteps)
+
+        // Params.
+        let params = paramsValues(lr: s.lr, beta1: s.beta1, beta2: s.beta2, eps: s.eps, maxSteps: maxSteps, maxEpochs: maxEpochs,
+                                  logPath: logPath, checkpointDir: checkpointDir)
+        var paramsPath: String?
+        if o.writesOutputs {
+            let path = TrainingLogFormat.join(logsDir, o.name, "params_\(timeSuffix).txt")
+            try atomicWrite(TrainingLogFormat.paramsFile(params), to: path)
+            paramsPath = path
+        }
+        log.info("Params:")
+        for (k, v) in params.sorted(by: { $0.0 < $1.0 }) { log.info("  \(k): \(v)") }
+        log.info("Use CPU (\(ComputeThreads.count) threads) for training")
+
+        // Resume (automatically from epoch_latest.pt, as the reference).
+        var startEpoch = 0, startStepInEpoch = 0, steps = 0
+        var resume = o.resume
+        let latest = TrainingLogFormat.join(checkpointDir, "epoch_latest.pt")
+        if resume == nil && o.writesOutputs && FileManager.default.fileExists(atPath: latest) { resume = latest }
+        var lastCheckpoint: String?
+        if let r = resume {
+            if FileManager.default.fileExists(atPath: r) {
+                log.info("=> begin to load checkpoint '\(r)'")
+                let snap = try readTrainingCheckpoint(from: URL(fileURLWithPath: r))
+                var sd: [String: Tensor] = [:]
+                for (k, v) in snap.stateDict where !k.contains("bert.pooler") {
+                    sd[k.hasPrefix("module.") ? String(k.dropFirst(7)) : k] = v.copy()
+                }
+                do { try model.load(stateDict: sd) } catch let e as StateDictError {
+                    throw TrainingError.checkpoint(path: r, reason: "does not fit the model being trained (another architecture?): \(e.description)")
+                }
+                if !o.resetDataOffset {
+                    steps = snap.step
+                    // The epoch in progress when saved; a step inside it resumes there, a finished epoch at the next.
+                    let inProgress = max(snap.epoch - 1, 0), offset = snap.step - inProgress * stepsPerEpoch
+                    if offset >= 0 && offset < stepsPerEpoch { startEpoch = inProgress; startStepInEpoch = offset } else { startEpoch = snap.epoch }
+                }
+                if !o.resetOptimizer {
+                    guard let state = snap.optimizer else {
+                        throw TrainingError.checkpoint(path: r, reason: "key 'optimizer' missing: resume with --reset-optimizer to start a fresh optimizer")
+                    }
+                    try state.restore(into: optimizer, source: r)
+                    log.info("=> optimizer state is restored from the checkpoint")
+                }
+                log.info("=> loaded checkpoint '\(r)' (epoch \(snap.epoch) @ \(steps) steps)")
+                lastCheckpoint = r
+            } else {
+                log.info("=> no checkpoint found at '\(r)'")
+            }
+        }
+
+        let dropouts = model.namedModules().compactMap { $0.1 as? Dropout }
+        var summary = TrainingSummary(steps: steps, losses: [], validations: [], checkpoints: [],
+                                      logPath: o.writesOutputs ? logPath : nil, paramsPath: paramsPath, halted: false)
+
+        func save(epoch: Int, step: Int, file: String) throws {
+            let t0 = Date()
+            let path = TrainingLogFormat.join(checkpointDir, file)
+            let snap = TrainingSnapshot(epoch: epoch, step: step, name: o.name,
+                                        stateDict: model.namedParameters().map { ("module." + $0.0, $0.1.value) },
+                                        optimizer: OptimizerStateDict(optimizer))
+            try writeTrainingCheckpoint(snap, to: URL(fileURLWithPath: path))
+            log.info(TrainingLogFormat.savedLine(path: path, epoch: epoch, steps: step, seconds: Date().timeIntervalSince(t0)))
+            summary.checkpoints.append(path)
+            lastCheckpoint = path
+        }
+
+        func validate(epoch: Int, steps: Int) throws {
+            guard let val else { return }
+            log.info("Begin to eval on validation set (epoch \(epoch + 1) @ \(steps) steps)...")
+            let r = try evaluate(val, log: log)
+            summary.validations.append(r)
+            log.info(TrainingLogFormat.validationLine(epoch: epoch + 1, steps: steps, loss: r.loss, i2t: r.imageToTextAccuracy,
+                                                      t2i: r.textToImageAccuracy, logitScale: model.logitScale.value.data[0],
+                                                      batchSize: o.validBatchSize))
+        }
+
+        for epoch in startEpoch..<max(maxEpochs, startEpoch) {
+            setTrainingMode()
+            let order = EpochOrder.indices(length: padded, seed: o.seed, epoch: epoch)
+            let firstLocal = epoch == startEpoch ? startStepInEpoch : 0
+            let lastLocal = min(stepsPerEpoch, max(maxSteps - stepsPerEpoch * epoch, firstLocal))
+            let loader = BatchLoader(dataset: train, order: order, batchSize: o.batchSize, first: firstLocal * o.accumFreq,
+                                     end: lastLocal * o.accumFreq, workers: o.numWorkers)
+            defer { loader.stop() }
+            var trainedThisEpoch = 0
+            var end = Date()
+            for local in firstLocal..<lastLocal {
+                let step = stepsPerEpoch * epoch + local
+                let lr = schedule.learningRate(at: step)
+                optimizer.setLearningRate(lr)
+                var batches: [TrainingBatch] = []
+                for _ in 0..<o.accumFreq { if let b = try loader.next() { batches.append(b) } }
+                let dataTime = Date().timeIntervalSince(end)
+                let (loss, acc) = try trainStep(batches, step: step, optimizer: optimizer, dropouts: dropouts, lastCheckpoint: lastCheckpoint)
+                let batchTime = Date().timeIntervalSince(end)
+                end = Date()
+                trainedThisEpoch += 1
+                summary.losses.append(loss)
+                summary.steps = steps + trainedThisEpoch
+
+                if (step + 1) % o.logInterval == 0 {
+                    let batchSize = o.batchSize * o.accumFreq
+                    log.info(TrainingLogFormat.trainingLine(
+                        step: step + 1, maxSteps: maxSteps, epoch: epoch + 1, samples: (local + 1) * batchSize, samplesPerEpoch: padded,
+                        percent: 100.0 * Double(local + 1) / Double(stepsPerEpoch), loss: loss,
+                        accuracy: o.reportTrainingBatchAcc ? acc : nil, dataTime: dataTime, batchTime: batchTime, lr: lr,
+                        logitScale: model.logitScale.value.data[0], globalBatchSize: batchSize))
+                }
+                if o.valData != nil, let every = o.validStepInterval, (step + 1) % every == 0 {
+                    try validate(epoch: epoch, steps: step + 1)
+                    setTrainingMode()
+                }
+                if o.writesOutputs && o.saveStepFrequency > 0 && (step + 1) % o.saveStepFrequency == 0 {
+                    try save(epoch: epoch + 1, step: step + 1, file: "epoch_\(epoch + 1)_\(step + 1).pt")
+                    try save(epoch: epoch + 1, step: step + 1, file: "epoch_latest.pt")
+                }
+                if let h = haltAfterStep, step + 1 >= h {
+                    summary.halted = true
+                    return summary
+                }
+            }
+            // The reference notices max_steps at the next batch of the epoch, if there is one.
+            let stopBatch = max(0, (maxSteps - stepsPerEpoch * epoch) * o.accumFreq)
+            if stopBatch < numBatches && stopBatch >= firstLocal * o.accumFreq {
+                log.info("Stopping training due to step \(stepsPerEpoch * epoch + stopBatch / o.accumFreq) has reached max_steps \(maxSteps / o.accumFreq)")
+            }
+            steps += trainedThisEpoch
+            summary.steps = steps
+
+            if o.valData != nil, let every = o.validEpochInterval, (epoch + 1) % every == 0 {
+                try validate(epoch: epoch, steps: steps)
+            }
+            if o.writesOutputs && trainedThisEpoch > 0 {
+                if epoch + 1 == maxEpochs || (o.saveEpochFrequency > 0 && (epoch + 1) % o.saveEpochFrequency == 0) {
+                    try save(epoch: epoch + 1, step: steps, file: "epoch\(epoch + 1).pt")
+                }
+                try save(epoch: epoch + 1, step: steps, file: "epoch_latest.pt")
+            }
+        }
+        return summary
+    }
+
+    /// One optimiser step over `batches` (`--accum-freq` of them): the loss of the last backward and the
+    /// in-batch accuracies of its logits.
+    func trainStep(_ batches: [TrainingBatch], step: Int, optimizer: AdamW, dropouts: [Dropout],
+                   lastCheckpoint: String?) throws -> (Float, (i2t: Double, t2i: Double)) {
+        func forward(_ b: TrainingBatch) -> (Variable, Variable, Variable) {
+            model.forward(images: Variable(b.images), texts: b.tokens, textBatch: b.count)
+        }
+        func checked(_ loss: Variable) throws -> Float {
+            let v = loss.value.data[0]
+            guard v.isFinite else { throw TrainingError.nonFiniteLoss(step: step + 1, loss: v, lastCheckpoint: lastCheckpoint) }
+            return v
+        }
+        var lossValue: Float = 0
+        var img = Tensor(shape: [0]), txt = Tensor(shape: [0]), scale: Float = 1
+        if batches.count == 1 {
+            reseedDropout(dropouts, step: step, pass: 0)
+            model.zeroGrad()
+            let (i, t, s) = forward(batches[0])
+            let loss = CLIP.contrastiveLoss(imageFeatures: i, textFeatures: t, logitScale: s)
+            lossValue = try checked(loss)
+            loss.backward()
+            (img, txt, scale) = (i.value, t.value, s.value.data[0])
+        } else {
+            // The reference caches every batch's features without gradient, then re-runs each batch with gradient,
+            // contrasting it against the cached features of the others, and steps once.
+            var cachedImages: [Tensor] = [], cachedTexts: [Tensor] = []
+            for (j, b) in batches.enumerated() {
+                reseedDropout(dropouts, step: step, pass: 2 * j + 1)
+                let (i, t, _) = forward(b)
+                cachedImages.append(i.value)
+                cachedTexts.append(t.value)
+            }
+            model.zeroGrad()
+            for (j, b) in batches.enumerated() {
+                reseedDropout(dropouts, step: step, pass: 2 * j + 2)
+                let (i, t, s) = forward(b)
+                var imageParts = cachedImages.map { Variable($0) }, textParts = cachedTexts.map { Variable($0) }
+                imageParts[j] = i
+                textParts[j] = t
+                let allImages = concatenate(imageParts, axis: 0), allTexts = concatenate(textParts, axis: 0)
+                let loss = CLIP.contrastiveLoss(imageFeatures: allImages, textFeatures: allTexts, logitScale: s)
+                lossValue = try checked(loss)
+                loss.backward()
+                (img, txt, scale) = (allImages.value, allTexts.value, s.value.data[0])
+            }
+        }
+        optimizer.step()
+        // Note: the reference clamps to 4.6052 = ln(100), as in the original paper.
+        let ls = model.logitScale.value.data[0]
+        model.logitScale.value = Tensor(shape: model.logitScale.value.shape, repeating: min(max(ls, 0), Float(4.6052)))
+        return (lossValue, inBatchAccuracy(images: img, texts: txt, scale: scale))
+    }
+
+    /// Fractions of rows of `scale · img @ txt.T` (`[n, n]`) whose argmax (first on ties) is the diagonal, per image and per text.
+    func inBatchAccuracy(images: Tensor, texts: Tensor, scale: Float) -> (i2t: Double, t2i: Double) {
+        let n = images.shape.first ?? 0
+        guard n > 0 else { return (0, 0) }
+        let logits = scaled(matmulTransposed(images, texts), by: scale)
+        let l = logits.data
+        var i2t = 0, t2i = 0
+        for r in 0..<n {
+            var best = 0
+            for c in 1..<max(n, 1) where l[r * n + c] > l[r * n + best] { best = c }
+            if best == r { i2t += 1 }
+            var bestRow = 0
+            for q in 1..<max(n, 1) where l[q * n + r] > l[bestRow * n + r] { bestRow = q }
+            if bestRow == r { t2i += 1 }
+        }
+        return (Double(i2t) / Double(n), Double(t2i) / Double(n))
+    }
+
+    /// The reference's `evaluate()`: eval mode, the validation order of epoch 0, fp32 sums of `loss · batch` and
+    /// of correct argmaxes, divided by the padded length.
+    func evaluate(_ data: LMDBTrainingDataset, log: TrainingLogger) throws -> ValidationResult {
+        let o = options
+        let requiring = model.trainableParameters().filter { $0.1.requiresGrad }.map(\.1)
+        model.eval()
+        for p in requiring { p.requiresGrad = false }
+        defer {
+            for p in requiring { p.requiresGrad = true }
+            setTrainingMode()
+        }
+        let padded = data.paddedLength(globalBatchSize: o.validBatchSize)
+        let batches = padded / o.validBatchSize
+        let loader = BatchLoader(dataset: data, order: EpochOrder.indices(length: padded, seed: o.seed, epoch: 0),
+                                 batchSize: o.validBatchSize, first: 0, end: batches, workers: o.validNumWorkers)
+        defer { loader.stop() }
+        var cumulativeLoss: Float = 0, i2t: Float = 0, t2i: Float = 0, elements: Float = 0
+        var i = 0
+        while let b = try loader.next() {
+            let (img, txt, s) = model.forward(images: Variable(b.images), texts: b.tokens, textBatch: b.count)
+            // `scalars` copies: `data` of a temporary would point into storage freed at the end of the statement.
+            let loss = CLIP.contrastiveLoss(imageFeatures: img, textFeatures: txt, logitScale: s).value.scalars[0]
+            let acc = inBatchAccuracy(images: img.value, texts: txt.value, scale: s.value.data[0])
+            cumulativeLoss += loss * Float(b.count)
+            elements += Float(b.count)
+            i2t += Float((acc.i2t * Double(b.count)).rounded())
+            t2i += Float((acc.t2i * Double(b.count)).rounded())
+            i += 1
+            if i % 100 == 0 { log.info("Evaluated \(i)/\(batches) batches...") }
+        }
+        return ValidationResult(loss: cumulativeLoss / elements, imageToTextAccuracy: i2t / elements, textToImageAccuracy: t2i / elements)
+    }
+
+    /// `vars(args)` as the reference's params file lists them, with this run's values (CPU, one process).
+    func paramsValues(lr: Double, beta1: Double, beta2: Double, eps: Double, maxSteps: Int, maxEpochs: Int,
+                      logPath: String, checkpointDir: String) -> [(String, String)] {
+        typealias F = TrainingLogFormat
+        let o = options
+        return [
+            ("accum_freq", String(o.accumFreq)), ("aggregate", "True"), ("batch_size", String(o.batchSize)),
+            ("bert_weight_path", "None"), ("beta1", F.py(beta1)), ("beta2", F.py(beta2)), ("checkpoint_path", checkpointDir),
+            ("clip_weight_path", "None"), ("config", F.py(o.config)), ("context_length", String(o.contextLength)), ("debug", "False"),
+            ("device", "cpu"), ("distillation", "False"), ("eps", F.py(eps)), ("freeze_vision", F.py(o.freezeVision)),
+            ("gather_with_grad", "False"), ("grad_checkpointing", "False"), ("kd_loss_weight", "0.5"), ("local_device_rank", "0"),
+            ("log_interval", String(o.logInterval)), ("log_level", "20"), ("log_path", logPath), ("logs", F.py(o.logs)),
+            ("lr", F.py(lr)), ("mask_ratio", "0"), ("max_epochs", String(maxEpochs)), ("max_steps", String(maxSteps)),
+            ("name", o.name), ("num_workers", String(o.numWorkers)), ("precision", o.precision), ("rank", "0"),
+            ("report_training_batch_acc", F.py(o.reportTrainingBatchAcc)), ("reset_data_offset", F.py(o.resetDataOffset)),
+            ("reset_optimizer", F.py(o.resetOptimizer)), ("resume", F.py(o.resume)),
+            ("save_epoch_frequency", String(o.saveEpochFrequency)), ("save_step_frequency", String(o.saveStepFrequency)),
+            ("seed", String(o.seed)), ("skip_aggregate", "False"), ("skip_scheduler", "False"), ("teacher_model_name", "None"),
+            ("text_model", o.textModel), ("threads", String(ComputeThreads.count)), ("train_data", o.trainData),
+            ("use_augment", F.py(o.useAugment)), ("use_bn_sync", "False"), ("use_flash_attention", "False"),
+            ("val_data", F.py(o.valData)), ("valid_batch_size", String(o.validBatchSize)),
+            ("valid_epoch_interval", F.py(o.validEpochInterval)), ("valid_num_workers", String(o.validNumWorkers)),
+            ("valid_step_interval", F.py(o.validStepInterval)), ("vision_model", o.visionModel), ("warmup", String(o.warmup)),
+            ("wd", F.py(o.wd)), ("world_size", "1"),
+        ]
+    }
+}
+
+/// Writes `text` to `path` through a temporary file and a rename, so a reader never sees half of it.
+func atomicWrite(_ text: String, to path: String) throws {
+    let tmp = path + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
+    do {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: tmp))
+        if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+        try FileManager.default.moveItem(atPath: tmp, toPath: path)
+    } catch {
+        try? FileManager.default.removeItem(atPath: tmp)
+        throw TrainingError.io(path: path, reason: "cannot write: \(error.localizedDescription)")
+    }
+}

@@ -1,0 +1,221 @@
+// The reference's training data (`cn_clip/training/data.py`): an LMDB split read as `LMDBDataset`, padded to a
+// multiple of the global batch by wrapping around (`index % number_samples`), ordered per epoch by
+// `DistributedSampler(shuffle=True, seed=seed)` with `set_epoch(epoch)` — on one process that is
+// `randperm(padded_len)` from a generator seeded `seed + epoch` — and cut into consecutive batches.
+// Samples: the caption through `_preprocess_text` and `tokenize(context_length)`, the image decoded from base64
+// and put through `image_transform(resolution)`.
+
+import ChineseCLIP
+import Datasets
+import Foundation
+import Imaging
+import Tensors
+import Tokenization
+
+/// One LMDB split (`{dir}/pairs` + `{dir}/imgs`) read as the reference's `LMDBDataset`.
+public final class LMDBTrainingDataset: @unchecked Sendable {
+    /// The split directory.
+    public let path: String
+    /// "train" or "val": only used in messages, as the reference does.
+    public let split: String
+    /// Pairs in the LMDB (`num_samples`).
+    public let sampleCount: Int
+    /// Images in the LMDB (`num_images`).
+    public let imageCount: Int
+    /// Square side images are resized to.
+    public let resolution: Int
+    /// Tokens per caption, `[CLS]` and `[SEP]` included.
+    public let contextLength: Int
+    let pairs: PairsStore
+    let images: ImageStore
+    let tokenizer: Tokenizer
+
+    /// Opens the split at `path`, checking the directories as the reference's asserts do.
+    public init(path: String, split: String, resolution: Int, contextLength: Int, tokenizer: Tokenizer) throws {
+        func isDirectory(_ p: String) -> Bool {
+            var d: ObjCBool = false
+            return FileManager.default.fileExists(atPath: p, isDirectory: &d) && d.boolValue
+        }
+        guard isDirectory(path) else {
+            throw TrainingError.dataset(path: path, reason: "the LMDB directory of the \(split) split does not exist")
+        }
+        let pairsPath = (path as NSString).appendingPathComponent(DatasetLayout.pairsDirectory)
+        let imagesPath = (path as NSString).appendingPathComponent(DatasetLayout.imagesDirectory)
+        guard isDirectory(pairsPath) else {
+            throw TrainingError.dataset(path: pairsPath, reason: "the LMDB directory of the \(split) image-text pairs does not exist")
+        }
+        guard isDirectory(imagesPath) else {
+            throw TrainingError.dataset(path: imagesPath, reason: "the LMDB directory of the \(split) image base64 strings does not exist")
+        }
+        do {
+            pairs = try PairsStore(path: pairsPath)
+            images = try ImageStore(path: imagesPath)
+        } catch let e as DatasetError {
+            throw TrainingError.dataset(path: pairsPath, reason: "cannot open the \(split) LMDB: \(e.description)")
+        }
+        guard pairs.count > 0 else {
+            throw TrainingError.dataset(path: pairsPath, reason: "the \(split) LMDB holds no pairs (num_samples is 0)")
+        }
+        self.path = path
+        self.split = split
+        self.sampleCount = pairs.count
+        self.imageCount = images.count
+        self.resolution = resolution
+        self.contextLength = contextLength
+        self.tokenizer = tokenizer
+    }
+
+    /// The reference's `pad_dataset`: the length rounded up to a multiple of `globalBatchSize`.
+    public func paddedLength(globalBatchSize: Int) -> Int {
+        (sampleCount + globalBatchSize - 1) / globalBatchSize * globalBatchSize
+    }
+
+    /// Sample `index` of the padded dataset (pair `index % sampleCount`): the image `[3, res, res]` (CHW floats)
+    /// and the caption's token ids `[contextLength]`.
+    public func sample(at index: Int) throws -> (image: [Float], tokens: [Int32]) {
+        let key = index % sampleCount
+        let pair: PairRecord
+        do { pair = try pairs.pair(at: key) } catch let e as DatasetError {
+            throw TrainingError.dataset(path: pairs.environment.path, reason: e.description)
+        }
+        guard let text = pair.text.stringValue else {
+            throw TrainingError.dataset(path: pairs.environment.path, reason: "key '\(key)': the caption is not a string: \(pair.text)")
+        }
+        let imageID = pair.imageID.intValue.map(String.init) ?? pair.imageID.stringValue ?? "\(pair.imageID)"
+        let bytes: Data?
+        do { bytes = try images.imageData(id: imageID) } catch let e as DatasetError {
+            throw TrainingError.dataset(path: images.environment.path, reason: e.description)
+        }
+        guard let bytes else {
+            throw TrainingError.dataset(path: images.environment.path,
+                                        reason: "key '\(imageID)': no such image (pair '\(key)' refers to it)")
+        }
+        let image: Image
+        do { image = try Image(data: bytes, name: "\(images.environment.path) key '\(imageID)'") } catch {
+            throw TrainingError.dataset(path: images.environment.path, reason: "key '\(imageID)': cannot decode the image: \(error)")
+        }
+        let tokens = tokenizer.encode(Tokenizer.prepareCaption(text), contextLength: contextLength)
+        return (image.preprocess(resolution: resolution), tokens)
+    }
+}
+
+/// The reference's per-epoch sample order on one process.
+public enum EpochOrder {
+    /// `DistributedSampler(shuffle=True, seed=seed)` after `set_epoch(epoch)` with world size 1: the indices of a
+    /// dataset of `length` (padded) samples as `randperm(length)` seeded `seed + epoch`.
+    public static func indices(length: Int, seed: Int, epoch: Int) -> [Int] {
+        torchRandperm(length, seed: UInt64(bitPattern: Int64(seed + epoch)))
+    }
+}
+
+/// One batch: images `[batch, 3, res, res]` and token ids `[batch, context]` (flat), plus the dataset indices.
+public struct TrainingBatch: @unchecked Sendable {
+    /// `[batch, 3, res, res]`.
+    public let images: Tensor
+    /// `[batch, context]`, row-major.
+    public let tokens: [Int32]
+    /// The padded-dataset index of each row.
+    public let indices: [Int]
+    /// Rows.
+    public var count: Int { indices.count }
+}
+
+/// Builds batches `first..<end` of `order` (cut into `batchSize` runs) on `workers` threads, at most
+/// `prefetch` batches ahead of the consumer, delivered in order — the reference's DataLoader, without processes.
+public final class BatchLoader: @unchecked Sendable {
+    let dataset: LMDBTrainingDataset
+    let order: [Int]
+    let batchSize: Int
+    let end: Int
+    let workers: Int
+    let prefetch: Int
+    private var nextToConsume: Int
+    private var nextToBuild: Int
+    private var ready: [Int: Result<TrainingBatch, Error>] = [:]
+    private var stopped = false
+    private var running = 0
+    private let condition = NSCondition()
+
+    /// A loader of batches `first..<end`; `workers` 0 builds each batch on the consumer's thread when asked.
+    public init(dataset: LMDBTrainingDataset, order: [Int], batchSize: Int, first: Int, end: Int, workers: Int) {
+        self.dataset = dataset
+        self.order = order
+        self.batchSize = batchSize
+        self.end = end
+        self.workers = workers
+        self.prefetch = max(2 * workers, 1)  // torch's prefetch_factor 2 per worker
+        self.nextToConsume = first
+        self.nextToBuild = first
+        if workers > 0 {
+            running = workers
+            for _ in 0..<workers {
+                let t = Thread { [self] in work() }
+                t.stackSize = 8 << 20
+                t.start()
+            }
+        }
+    }
+
+    deinit { stop() }
+
+    /// Batch `b` of the order (rows `b*batchSize ..< (b+1)*batchSize`).
+    public func build(_ b: Int) throws -> TrainingBatch {
+        let rows = Array(order[(b * batchSize)..<((b + 1) * batchSize)])
+        let plane = 3 * dataset.resolution * dataset.resolution
+        let images = Tensor.uninitialized([rows.count, 3, dataset.resolution, dataset.resolution])
+        var tokens = [Int32](repeating: 0, count: rows.count * dataset.contextLength)
+        for (i, index) in rows.enumerated() {
+            let s = try dataset.sample(at: index)
+            s.image.withUnsafeBufferPointer { (images.mutableData + i * plane).update(from: $0.baseAddress!, count: plane) }
+            for j in 0..<dataset.contextLength { tokens[i * dataset.contextLength + j] = s.tokens[j] }
+        }
+        return TrainingBatch(images: images, tokens: tokens, indices: rows)
+    }
+
+    private func work() {
+        while true {
+            condition.lock()
+            while !stopped && nextToBuild < end && nextToBuild >= nextToConsume + prefetch { condition.wait() }
+            if stopped || nextToBuild >= end {
+                running -= 1
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            let b = nextToBuild
+            nextToBuild += 1
+            condition.unlock()
+            let result = Result { try build(b) }
+            condition.lock()
+            ready[b] = result
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    /// The next batch in order, or nil after the last; rethrows a worker's error for that batch.
+    public func next() throws -> TrainingBatch? {
+        if workers == 0 {
+            guard nextToConsume < end else { return nil }
+            defer { nextToConsume += 1 }
+            return try build(nextToConsume)
+        }
+        condition.lock()
+        defer { condition.unlock() }
+        guard nextToConsume < end else { return nil }
+        while ready[nextToConsume] == nil { condition.wait() }
+        let result = ready.removeValue(forKey: nextToConsume)!
+        nextToConsume += 1
+        condition.broadcast()
+        return try result.get()
+    }
+
+    /// Stops the workers (after the batches they are building); safe to call twice.
+    public func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        while running > 0 { condition.wait() }
+        condition.unlock()
+    }
+}
