@@ -80,14 +80,19 @@ public enum SyntheticDataset {
 
         // Sensor-like noise over everything: a triangular luminance term (±14) plus a small per-channel term (±3),
         // all from one 64-bit draw per pixel.
-        var pixels = [UInt8](repeating: 0, count: n * 3)
-        for p in 0..<n {
-            let bits = rng.next()
-            let luma = (Float(bits & 0xFF) + Float((bits >> 8) & 0xFF) - 255) * (14 / 255)
-            for c in 0..<3 {
-                let chroma = Float((bits >> (16 + 8 * UInt64(c))) & 0xFF) * (6 / 255) - 3
-                pixels[p * 3 + c] = UInt8(max(0, min(255, (canvas[p * 3 + c] + luma + chroma).rounded())))
+        let pixels = [UInt8](unsafeUninitializedCapacity: n * 3) { out, initialized in
+            canvas.withUnsafeBufferPointer { src in
+                for p in 0..<n {
+                    let bits = rng.next()
+                    let luma = (Float(bits & 0xFF) + Float((bits >> 8) & 0xFF) - 255) * (14 / 255)
+                    for c in 0..<3 {
+                        let chroma = Float((bits >> (16 + 8 * UInt64(c))) & 0xFF) * (6 / 255) - 3
+                        // Clamped first, so adding ½ and truncating rounds (and cheaper than `rounded()`).
+                        out[p * 3 + c] = UInt8(max(0, min(255, src[p * 3 + c] + luma + chroma)) + 0.5)
+                    }
+                }
             }
+            initialized = n * 3
         }
         return Image(width: resolution, height: resolution, mode: .rgb, pixels: pixels)
     }
@@ -293,8 +298,28 @@ struct SyntheticOutline {
         return inside
     }
 
+    /// The distance from (x, y) to the outline.
+    func distanceToEdge(_ x: Double, _ y: Double) -> Double {
+        if let radius { return abs(((x - cx) * (x - cx) + (y - cy) * (y - cy)).squareRoot() - radius) }
+        var best = Double.infinity
+        var j = vertices.count - 1
+        for i in vertices.indices {
+            let a = vertices[i], b = vertices[j]
+            let ex = b.x - a.x, ey = b.y - a.y
+            let t = max(0, min(1, ((x - a.x) * ex + (y - a.y) * ey) / (ex * ex + ey * ey)))
+            let dx = x - a.x - t * ex, dy = y - a.y - t * ey
+            best = min(best, dx * dx + dy * dy)
+            j = i
+        }
+        return best.squareRoot()
+    }
+
     /// The covered fraction of pixel (x, y) (the unit square from (x, y) to (x+1, y+1)), from 4×4 samples.
     func coverage(x: Int, y: Int) -> Float {
+        // All 16 samples lie within 0.53 px of the pixel's centre: a centre farther than that from the outline
+        // means they all fall on its side, so one test gives the same answer as sixteen (most pixels; 5× faster).
+        let mx = Double(x) + 0.5, my = Double(y) + 0.5
+        if distanceToEdge(mx, my) > 0.55 { return contains(mx, my) ? 1 : 0 }
         var hits = 0
         for sy in 0..<4 {
             for sx in 0..<4 where contains(Double(x) + (Double(sx) + 0.5) / 4, Double(y) + (Double(sy) + 0.5) / 4) { hits += 1 }

@@ -6,14 +6,36 @@
 public struct SyntheticScene: Hashable, Sendable {
     /// The kinds of shape.
     public enum Shape: Int, CaseIterable, Sendable {
-        case circle, square, triangle, star
+        /// 圆形.
+        case circle
+        /// 正方形.
+        case square
+        /// 三角形 (equilateral, pointing up).
+        case triangle
+        /// 星形 (five-pointed).
+        case star
         /// The Chinese name used in captions.
         public var name: String { ["圆形", "正方形", "三角形", "星形"][rawValue] }
     }
 
     /// The eight colours.
     public enum Colour: Int, CaseIterable, Sendable {
-        case red, green, blue, yellow, purple, orange, black, white
+        /// 红色.
+        case red
+        /// 绿色.
+        case green
+        /// 蓝色.
+        case blue
+        /// 黄色.
+        case yellow
+        /// 紫色.
+        case purple
+        /// 橙色.
+        case orange
+        /// 黑色.
+        case black
+        /// 白色.
+        case white
         /// The Chinese name used in captions.
         public var name: String { ["红色", "绿色", "蓝色", "黄色", "紫色", "橙色", "黑色", "白色"][rawValue] }
         /// The nominal sRGB value (the renderer jitters it slightly).
@@ -27,7 +49,16 @@ public struct SyntheticScene: Hashable, Sendable {
 
     /// The five positions, declared in caption order: top row left to right, the centre, then the bottom row.
     public enum Position: Int, CaseIterable, Comparable, Sendable {
-        case topLeft, topRight, center, bottomLeft, bottomRight
+        /// 左上角.
+        case topLeft
+        /// 右上角.
+        case topRight
+        /// 中间.
+        case center
+        /// 左下角.
+        case bottomLeft
+        /// 右下角.
+        case bottomRight
         /// The Chinese name used in captions.
         public var name: String { ["左上角", "右上角", "中间", "左下角", "右下角"][rawValue] }
         /// The nominal centre as fractions (x, y) of the image side, y downwards.
@@ -41,7 +72,10 @@ public struct SyntheticScene: Hashable, Sendable {
 
     /// The two sizes.
     public enum Size: Int, CaseIterable, Sendable {
-        case large, small
+        /// 大.
+        case large
+        /// 小.
+        case small
         /// The Chinese name used in captions.
         public var name: String { ["大", "小"][rawValue] }
         /// The nominal radius as a fraction of the image side (shapes are drawn to about this radius).
