@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "Tokenization", resources: [.copy("Resources/vocab.txt")]),
         .target(name: "Imaging", dependencies: ["CTurboJPEG", "CPNG", "CWebP"]),
         .target(name: "ChineseCLIP", dependencies: ["Tensors", "NeuralNet", "Checkpoints", "Tokenization", "Imaging"]),
-        .target(name: "Datasets", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "Tensors", "Tokenization", "CLMDB"]),
+        .target(name: "Datasets", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "Tokenization", "CLMDB"]),
         .target(name: "Training", dependencies: ["Datasets", "ChineseCLIP", "NeuralNet", "Tensors", "Checkpoints", "Imaging", "Tokenization"]),
         .target(name: "Retrieval", dependencies: ["Datasets", "ChineseCLIP", "Imaging", "NeuralNet", "Tensors", "Tokenization"], resources: [.copy("Resources/zeroshot_templates.json")]),
         .executableTarget(name: "cnclip", dependencies: [
@@ -43,7 +43,7 @@ let package = Package(
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "TestSupport"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Checkpoints", "Imaging"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Checkpoints", "Imaging", "NeuralNet"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "ChineseCLIP", "Checkpoints", "Datasets", "NeuralNet", "Tensors", "Tokenization"]),
         .testTarget(name: "RetrievalTests", dependencies: ["Retrieval", "ChineseCLIP", "Tensors"]),
         .testTarget(name: "CLITests", dependencies: ["cnclip", "ChineseCLIP", "Imaging", "Tokenization", "TestSupport"]),

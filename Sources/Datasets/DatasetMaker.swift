@@ -13,6 +13,7 @@
 //   - output: written into a temporary directory inside the output directory and renamed into place at the end.
 
 import Foundation
+import NeuralNet
 import Imaging
 
 /// One caption line: an image path and its caption.
@@ -33,21 +34,6 @@ public struct MadeSplit: Equatable, Sendable {
     public var images: Int
     /// Texts in `{split}_texts.jsonl`.
     public var texts: Int
-}
-
-/// A small deterministic generator (SplitMix64), so splits do not depend on the platform's random source.
-public struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    /// A generator seeded with `seed`.
-    public init(seed: UInt64) { state = seed }
-    /// The next 64 random bits.
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// Turns an image folder and a captions file into `{split}_imgs.tsv` and `{split}_texts.jsonl`.

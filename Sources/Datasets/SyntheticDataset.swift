@@ -21,6 +21,7 @@
 
 import Dispatch
 import Foundation
+import NeuralNet
 import Imaging
 
 /// Renders synthetic scenes and writes the synthetic demo dataset.

@@ -1,6 +1,7 @@
 import Foundation
 import Imaging
 import Tokenization
+import TestSupport
 import XCTest
 
 /// End-to-end tests of `cnclip synth-dataset` on the built binary, and of its captions with the bundled tokenizer.
@@ -10,8 +11,6 @@ final class SynthDatasetCLITests: XCTestCase {
     var fixtures: URL { Self.fixtures }
     var scratch: URL!
 
-    struct Result { var status: Int32; var stdout: String; var stderr: String }
-
     override func setUpWithError() throws {
         scratch = FileManager.default.temporaryDirectory.appendingPathComponent("cnclip-synth-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
@@ -20,18 +19,7 @@ final class SynthDatasetCLITests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: scratch) }
 
     /// Runs the `cnclip` built beside this test bundle.
-    func cnclip(_ args: [String]) throws -> Result {
-        let p = Process()
-        p.executableURL = Bundle.main.bundleURL.appendingPathComponent("cnclip")
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
-    }
+    func cnclip(_ args: [String]) throws -> CommandResult { try runCNCLIP(args) }
 
     func contents(_ dir: URL) throws -> [String: Data] {
         var out: [String: Data] = [:]

@@ -2,6 +2,7 @@ import Checkpoints
 import Datasets
 import Foundation
 import Imaging
+import NeuralNet
 import XCTest
 
 /// The synthetic demo dataset: scenes, captions, rendering and the written files.
