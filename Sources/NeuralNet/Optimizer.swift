@@ -79,22 +79,8 @@ public final class AdamW {
     }
 }
 
-/// The AdamW state of one parameter (PyTorch's `optimizer.state[p]`): steps taken and both moments, shaped as it.
-public struct AdamWParameterState {
-    /// Updates applied so far (PyTorch's `step`).
-    public var step: Int
-    /// First moment estimate (`exp_avg`).
-    public var expAvg: Tensor
-    /// Second moment estimate (`exp_avg_sq`).
-    public var expAvgSq: Tensor
-
-    /// A state after `step` updates with moments `expAvg` and `expAvgSq`.
-    public init(step: Int, expAvg: Tensor, expAvgSq: Tensor) {
-        self.step = step
-        self.expAvg = expAvg
-        self.expAvgSq = expAvgSq
-    }
-}
+/// The AdamW state of one parameter (PyTorch's `optimizer.state[p]`); the same type as `AdamW.State`.
+public typealias AdamWParameterState = AdamW.State
 
 extension AdamW {
     /// A copy of `parameter`'s state, or nil before its first update (checkpoints save this).
