@@ -114,24 +114,7 @@ public func zeroShotResultLine(top1: Double) -> String {
 public enum PythonFormat {
     /// `repr(x)` / `str(x)`: the shortest digits that round-trip, in fixed notation when the decimal exponent is
     /// in [-4, 16), else `d.ddde±XX`.
-    public static func repr(_ x: Double) -> String {
-        if x.isNaN { return "nan" }
-        if x.isInfinite { return x < 0 ? "-inf" : "inf" }
-        // Swift's description also gives the shortest round-tripping digits (closest on a tie, as Python);
-        // only the layout differs, so take its digits and lay them out Python's way.
-        let (negative, digits, point) = shortestDigits(x)
-        let sign = negative ? "-" : ""
-        if digits.isEmpty { return sign + "0.0" }
-        if point > -4 && point <= 16 {
-            if point <= 0 { return sign + "0." + String(repeating: "0", count: -point) + digits }
-            if point >= digits.count { return sign + digits + String(repeating: "0", count: point - digits.count) + ".0" }
-            let i = digits.index(digits.startIndex, offsetBy: point)
-            return sign + digits[..<i] + "." + digits[i...]
-        }
-        let exp = point - 1
-        let mantissa = digits.count == 1 ? digits : String(digits.prefix(1)) + "." + digits.dropFirst()
-        return sign + mantissa + "e" + (exp < 0 ? "-" : "+") + (abs(exp) < 10 ? "0" : "") + String(abs(exp))
-    }
+    public static func repr(_ x: Double) -> String { pythonFloatRepr(x) }
 
     /// A float as `json.dumps` writes it (`NaN`, `Infinity`, `-Infinity` for the non-finite).
     public static func jsonFloat(_ x: Double) -> String {
@@ -149,39 +132,8 @@ public enum PythonFormat {
 
     /// A JSON string literal as `json.dumps` writes it with `ensure_ascii=True`.
     public static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.utf16 {
-            switch u {
-            case 0x22: out += "\\\""
-            case 0x5C: out += "\\\\"
-            case 0x0A: out += "\\n"
-            case 0x0D: out += "\\r"
-            case 0x09: out += "\\t"
-            case 0x08: out += "\\b"
-            case 0x0C: out += "\\f"
-            case 0x20...0x7E: out.unicodeScalars.append(Unicode.Scalar(UInt8(u)))
-            default: out += String(format: "\\u%04x", u)
-            }
-        }
-        return out + "\""
-    }
-
-    /// Sign, significant digits (no leading/trailing zeros) and decimal point position: x = 0.DIGITS × 10^point.
-    static func shortestDigits(_ x: Double) -> (negative: Bool, digits: String, point: Int) {
-        var text = x.description
-        let negative = text.hasPrefix("-")
-        if negative { text.removeFirst() }
-        var exponent = 0
-        if let e = text.firstIndex(where: { $0 == "e" || $0 == "E" }) {
-            exponent = Int(text[text.index(after: e)...]) ?? 0
-            text = String(text[..<e])
-        }
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        let intPart = String(parts[0]), fracPart = parts.count > 1 ? String(parts[1]) : ""
-        var digits = Substring(intPart + fracPart)
-        var point = intPart.count + exponent
-        while digits.first == "0" { digits.removeFirst(); point -= 1 }
-        while digits.last == "0" { digits.removeLast() }
-        return (negative, String(digits), point)
+        var out: [UInt8] = []
+        appendASCIIString(s, into: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 }
