@@ -61,6 +61,11 @@ public final class Trainer {
         self.optimizerSettings = try options.resolvedOptimizerParameters()
         model = CLIP(config)
         model.initializeRandomly(seed: UInt64(bitPattern: Int64(options.seed)))
+        if let vit = model.visual as? VisualTransformer {
+            vit.patchMasking.ratio = Float(options.maskRatio ?? 0)
+            vit.gradientCheckpointing = options.gradCheckpointing
+        }
+        model.bert.gradientCheckpointing = options.gradCheckpointing
     }
 
     var isResNet: Bool { if case .resnet = model.config.visionLayers { return true } else { return false } }
@@ -71,8 +76,9 @@ public final class Trainer {
         if options.freezeVision && isResNet { model.visual.eval() }
     }
 
-    /// Reseeds every dropout layer from (seed, step, pass): the masks of a step never depend on earlier steps.
-    func reseedDropout(_ dropouts: [Dropout], step: Int, pass: Int) {
+    /// Reseeds every randomized module (dropout, patch masking) from (seed, step, pass): the masks of a step
+    /// never depend on earlier steps.
+    func reseedRandomness(_ dropouts: [RandomizedModule], step: Int, pass: Int) {
         var base = SplitMix64(seed: UInt64(bitPattern: Int64(options.seed)) ^ 0xD5A6_1266_F0C9_392C)
         let a = base.next() &+ UInt64(step) &* 0x9E37_79B9_7F4A_7C15, b = UInt64(pass) &* 0xC2B2_AE3D_27D4_EB4F
         for (k, d) in dropouts.enumerated() {
@@ -131,6 +137,7 @@ public final class Trainer {
             }
         }
         let log = try TrainingLogger(path: o.writesOutputs ? logPath : nil, echo: echoLog)
+        if o.gradCheckpointing { log.info("Grad-checkpointing activated.") }
         log.info("train LMDB file contains \(train.imageCount) images and \(train.sampleCount) pairs.")
         if let val { log.info("val LMDB file contains \(val.imageCount) images and \(val.sampleCount) pairs.") }
 
@@ -157,6 +164,10 @@ public final class Trainer {
         log.info("Params:")
         for (k, v) in params.sorted(by: { $0.0 < $1.0 }) { log.info("  \(k): \(v)") }
         log.info("Use CPU (\(ComputeThreads.count) threads) for training")
+        if (o.maskRatio ?? 0) > 0 && isResNet {
+            log.info("Note: mask_ratio > 0 (FLIP strategy) is currently only implemented for VisualTransformer. "
+                     + "It will not function for ResNet backbone.")
+        }
 
         // Resume (automatically from epoch_latest.pt, as the reference).
         var startEpoch = 0, startStepInEpoch = 0, steps = 0
@@ -195,7 +206,7 @@ public final class Trainer {
             }
         }
 
-        let dropouts = model.namedModules().compactMap { $0.1 as? Dropout }
+        let dropouts = model.namedModules().compactMap { $0.1 as? RandomizedModule }
         var summary = TrainingSummary(steps: steps, losses: [], validations: [], checkpoints: [],
                                       logPath: o.writesOutputs ? logPath : nil, paramsPath: paramsPath, halted: false)
 
@@ -289,7 +300,7 @@ public final class Trainer {
 
     /// One optimiser step over `batches` (`--accum-freq` of them): the loss of the last backward and the
     /// in-batch accuracies of its logits.
-    func trainStep(_ batches: [TrainingBatch], step: Int, optimizer: AdamW, dropouts: [Dropout],
+    func trainStep(_ batches: [TrainingBatch], step: Int, optimizer: AdamW, dropouts: [RandomizedModule],
                    lastCheckpoint: String?) throws -> (Float, (i2t: Double, t2i: Double)) {
         func forward(_ b: TrainingBatch) -> (Variable, Variable, Variable) {
             model.forward(images: Variable(b.images), texts: b.tokens, textBatch: b.count)
@@ -302,7 +313,7 @@ public final class Trainer {
         var lossValue: Float = 0
         var img = Tensor(shape: [0]), txt = Tensor(shape: [0]), scale: Float = 1
         if batches.count == 1 {
-            reseedDropout(dropouts, step: step, pass: 0)
+            reseedRandomness(dropouts, step: step, pass: 0)
             model.zeroGrad()
             let (i, t, s) = forward(batches[0])
             let loss = CLIP.contrastiveLoss(imageFeatures: i, textFeatures: t, logitScale: s)
@@ -314,14 +325,14 @@ public final class Trainer {
             // contrasting it against the cached features of the others, and steps once.
             var cachedImages: [Tensor] = [], cachedTexts: [Tensor] = []
             for (j, b) in batches.enumerated() {
-                reseedDropout(dropouts, step: step, pass: 2 * j + 1)
-                let (i, t, _) = forward(b)
+                reseedRandomness(dropouts, step: step, pass: 2 * j + 1)
+                let (i, t, _) = GradientRecording.withoutRecording { forward(b) }
                 cachedImages.append(i.value)
                 cachedTexts.append(t.value)
             }
             model.zeroGrad()
             for (j, b) in batches.enumerated() {
-                reseedDropout(dropouts, step: step, pass: 2 * j + 2)
+                reseedRandomness(dropouts, step: step, pass: 2 * j + 2)
                 let (i, t, s) = forward(b)
                 var imageParts = cachedImages.map { Variable($0) }, textParts = cachedTexts.map { Variable($0) }
                 imageParts[j] = i
@@ -401,9 +412,9 @@ public final class Trainer {
             ("bert_weight_path", "None"), ("beta1", F.py(beta1)), ("beta2", F.py(beta2)), ("checkpoint_path", checkpointDir),
             ("clip_weight_path", "None"), ("config", F.py(o.config)), ("context_length", String(o.contextLength)), ("debug", "False"),
             ("device", "cpu"), ("distillation", "False"), ("eps", F.py(eps)), ("freeze_vision", F.py(o.freezeVision)),
-            ("gather_with_grad", "False"), ("grad_checkpointing", "False"), ("kd_loss_weight", "0.5"), ("local_device_rank", "0"),
+            ("gather_with_grad", "False"), ("grad_checkpointing", F.py(o.gradCheckpointing)), ("kd_loss_weight", "0.5"), ("local_device_rank", "0"),
             ("log_interval", String(o.logInterval)), ("log_level", "20"), ("log_path", logPath), ("logs", F.py(o.logs)),
-            ("lr", F.py(lr)), ("mask_ratio", "0"), ("max_epochs", String(maxEpochs)), ("max_steps", String(maxSteps)),
+            ("lr", F.py(lr)), ("mask_ratio", o.maskRatio.map(F.py) ?? "0"), ("max_epochs", String(maxEpochs)), ("max_steps", String(maxSteps)),
             ("name", o.name), ("num_workers", String(o.numWorkers)), ("precision", o.precision), ("rank", "0"),
             ("report_training_batch_acc", F.py(o.reportTrainingBatchAcc)), ("reset_data_offset", F.py(o.resetDataOffset)),
             ("reset_optimizer", F.py(o.resetOptimizer)), ("resume", F.py(o.resume)),

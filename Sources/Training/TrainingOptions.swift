@@ -52,6 +52,12 @@ public struct TrainingOptions: Sendable {
     public var accumFreq = 1
     /// `--freeze-vision`: no gradient for `visual.*` (and BatchNorm statistics frozen for ResNets).
     public var freezeVision = false
+    /// `--mask-ratio`: FLIP — the fraction of patch tokens each training image drops (ViT only; nil: the
+    /// reference's default 0, printed as `0`).
+    public var maskRatio: Double?
+    /// `--grad-checkpointing`: recompute each transformer block in the backward pass instead of keeping its
+    /// activations (less memory, about one more forward pass of time).
+    public var gradCheckpointing = false
     /// `--use-augment`: training augmentation (not implemented yet: rejected).
     public var useAugment = false
     /// `--seed`: seeds the data order (as the reference) and our dropout masks.
@@ -122,6 +128,7 @@ public struct TrainingOptions: Sendable {
         if warmup < 0 { throw TrainingError.invalidOption("--warmup must be ≥ 0, got \(warmup)") }
         if let v = validStepInterval, v < 1 { throw TrainingError.invalidOption("--valid-step-interval must be at least 1, got \(v)") }
         if let v = validEpochInterval, v < 1 { throw TrainingError.invalidOption("--valid-epoch-interval must be at least 1, got \(v)") }
+        if let m = maskRatio, !(m >= 0 && m < 1) { throw TrainingError.invalidOption("--mask-ratio must be in [0, 1), got \(m)") }
         if let t = threads, t < 1 { throw TrainingError.invalidOption("--threads must be at least 1, got \(t)") }
         _ = try resolvedOptimizerParameters()
     }

@@ -16,8 +16,9 @@ struct Train: ParsableCommand {
         epoch_latest.pt is resumed, as the reference does; a checkpoint saved inside an epoch resumes at the next \
         batch, so a killed run ends with the weights of an uninterrupted one. To finetune a released model: \
         --resume ckpt.pt --reset-data-offset --reset-optimizer. --config FILE replaces the presets' architecture. \
-        Weights start from a seeded random initialisation. Not available yet: --use-augment, --mask-ratio, \
-        --grad-checkpointing, distributed training.
+        Weights start from a seeded random initialisation. --mask-ratio drops that fraction of each \
+        training image's patches (FLIP; ViT only); --grad-checkpointing trades time for memory. Not available yet: \
+        --use-augment, distributed training.
         """)
 
     @Option(name: .customLong("train-data"), help: "The LMDB directory of the training split (holding pairs/ and imgs/).")
@@ -66,6 +67,10 @@ struct Train: ParsableCommand {
     var accumFreq = 1
     @Flag(name: .customLong("freeze-vision"), help: "Freeze the vision tower.")
     var freezeVision = false
+    @Option(name: .customLong("mask-ratio"), help: "FLIP: fraction of image patches dropped in training (ViT only; default 0).")
+    var maskRatio: Double?
+    @Flag(name: .customLong("grad-checkpointing"), help: "Recompute transformer blocks in the backward pass: less memory, slower steps.")
+    var gradCheckpointing = false
     @Flag(name: .customLong("use-augment"), help: "Image augmentation (not implemented yet: rejected).")
     var useAugment = false
     @Option(name: .customLong("seed"), help: "Random seed (data order and dropout).")
@@ -116,6 +121,8 @@ struct Train: ParsableCommand {
         o.accumFreq = accumFreq
         o.freezeVision = freezeVision
         o.useAugment = useAugment
+        o.maskRatio = maskRatio
+        o.gradCheckpointing = gradCheckpointing
         o.seed = seed
         o.saveStepFrequency = saveStepFrequency
         o.saveEpochFrequency = saveEpochFrequency

@@ -113,7 +113,7 @@ final class TrainingTests: XCTestCase {
     // MARK: training
 
     func testLossFallsAndGroupsAndSchedule() throws {
-        let o = options("fall") { $0.maxSteps = 40; $0.batchSize = 5; $0.logs = nil; $0.wd = 0.1 }
+        let o = options("fall") { $0.maxSteps = 40; $0.batchSize = 5; $0.logs = nil; $0.wd = 0.1; $0.lr = 3e-3 }
         let (t, s) = try train(o)
         XCTAssertEqual(s.losses.count, 40)
         let first = s.losses.prefix(3).reduce(0, +) / 3, last = s.losses.suffix(5).reduce(0, +) / 5
@@ -137,6 +137,49 @@ final class TrainingTests: XCTestCase {
         let (_, s) = try train(o, dropout: 0.1)
         XCTAssertEqual(s.losses.count, 3)
         XCTAssertTrue(s.losses.allSatisfy(\.isFinite))
+    }
+
+    /// `--grad-checkpointing` recomputes blocks in the backward pass with the same dropout masks: the weights
+    /// after a few steps are those of a run without it (up to the order in which a block input's gradients add up).
+    func testGradCheckpointingTrainsTheSameWeights() throws {
+        let plain = try train(options("plain") { $0.maxSteps = 3; $0.logs = nil }, dropout: 0.1).0.model.stateDict()
+        let (t, _) = try train(options("ckpt") { $0.maxSteps = 3; $0.logs = nil; $0.gradCheckpointing = true }, dropout: 0.1)
+        XCTAssertTrue((t.model.visual as! VisualTransformer).gradientCheckpointing && t.model.bert.gradientCheckpointing)
+        for (key, v) in t.model.stateDict() {
+            let expected = plain[key]!.scalars
+            let worst = zip(v.scalars, expected).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+            XCTAssertLessThanOrEqual(worst, 1e-6, "\(key): first values \(Array(v.scalars.prefix(4))) vs \(Array(expected.prefix(4)))")
+        }
+    }
+
+    /// FLIP (`--mask-ratio`): in training each image keeps its class token and int((L-1)·(1-ratio)) distinct patch
+    /// tokens; evaluation keeps all; the masks are reseeded per step, so kill and resume stays exact.
+    func testMaskRatio() throws {
+        let masking = PatchMasking()
+        masking.ratio = 0.75
+        let tokens = Variable(Tensor(shape: [3, 17, 2], scalars: (0..<102).map { Float($0 / 2) }))  // row r of item i holds 17i + r
+        XCTAssertEqual(masking(tokens).shape, [3, 17, 2], "evaluation mode keeps every token")
+        masking.train()
+        let kept = masking(tokens).value
+        XCTAssertEqual(kept.shape, [3, 5, 2])  // int(16 · 0.25) = 4 patches + the class token
+        for i in 0..<3 {
+            let rows = (0..<5).map { Int(kept.data[(i * 5 + $0) * 2]) - 17 * i }
+            XCTAssertEqual(rows[0], 0, "the class token comes first")
+            XCTAssertEqual(Set(rows.dropFirst()).count, 4)
+            XCTAssertTrue(rows.dropFirst().allSatisfy { (1...16).contains($0) }, "\(rows)")
+        }
+
+        let o = options("flip") { $0.maxSteps = 5; $0.saveStepFrequency = 1; $0.maskRatio = 0.5 }
+        let (trainer, summary) = try train(o)
+        let straight = trainer.model.stateDict()
+        let params = try String(contentsOfFile: try XCTUnwrap(summary.paramsPath), encoding: .utf8)
+        XCTAssertTrue(params.contains("mask_ratio: 0.5\n"), params)
+        let resumedOptions = options("flip2") { $0.maxSteps = 5; $0.saveStepFrequency = 1; $0.maskRatio = 0.5 }
+        _ = try train(resumedOptions, halt: 2)
+        let resumed = try train(resumedOptions).0.model.stateDict()
+        let unmasked = try train(options("noflip") { $0.maxSteps = 5; $0.logs = nil }).0.model.stateDict()
+        for (key, v) in straight { XCTAssertEqual(resumed[key]!.scalars, v.scalars, "\(key) differs after resume") }
+        XCTAssertNotEqual(unmasked["visual.proj"]!.scalars, straight["visual.proj"]!.scalars, "masking changes training")
     }
 
     func testLogAndParamsFormats() throws {
@@ -237,6 +280,9 @@ final class TrainingTests: XCTestCase {
 
         let augment = message { _ = try self.train(self.options("a") { $0.useAugment = true }) }
         XCTAssertTrue(augment.contains("--use-augment"), augment)
+
+        let ratio = message { _ = try self.train(self.options("r") { $0.maskRatio = 1 }) }
+        XCTAssertTrue(ratio.contains("--mask-ratio must be in [0, 1), got 1.0"), ratio)
 
         let nan = message { _ = try self.train(self.options("nan") { $0.lr = .infinity; $0.warmup = 0; $0.saveStepFrequency = 1 }) }
         XCTAssertTrue(nan.contains("at step 2") && nan.contains("nan/checkpoints/epoch_latest.pt"), nan)
