@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks our engine against the reference (cn-clip on PyTorch CPU) side by side, alternating runs so
 # that the noise of a shared host falls on both, and writes the table into BENCHMARKS.md.
+# Encoding: ViT-B-16@RoBERTa-base (`cnclip bench` vs bench_torch.py). Training: one step of the small synthetic
+# CLIP (scripts/synthetic-clip.json) at batch 32 and 128 (`cnclip bench --train` vs
+# scripts/reference/bench_train_step.py).
 # usage: scripts/bench-vs-reference.sh [ROUNDS]       (default 3 rounds of each configuration)
 # env:   CNCLIP_REF_VENV  the reference environment (default ~/.cache/cnclip-ref/venv; made by
 #                         ../shared/reference/setup_ref_env.sh when missing)
@@ -28,6 +31,12 @@ for r in $(seq "$rounds"); do
     # shellcheck disable=SC2086
     .build/release/cnclip bench $c --threads "$threads" | sed "s/^/swift|$c|/" >> "$out"
   done
+  for b in 32 128; do
+    c="--train --batch $b"
+    echo "round $r: $c" >&2
+    (cd /tmp && "$venv/bin/python" "$OLDPWD/scripts/reference/bench_train_step.py" "$OLDPWD/scripts/synthetic-clip.json" --batch "$b" --ctx 32 --threads "$threads" 2>/dev/null | tail -n 1 | sed "s/^/ref|$c|/") >> "$out"
+    .build/release/cnclip bench --train --config scripts/synthetic-clip.json --batch "$b" --ctx 32 --threads "$threads" | sed "s/^/swift|$c|/" >> "$out"
+  done
 done
 python3 - "$out" "$threads" "$rounds" <<'PY'
 import json, statistics, sys, datetime, platform, subprocess, re
@@ -44,9 +53,17 @@ lines = [f"Measured {datetime.date.today()} on {cpu}, {sys.argv[2]} threads each
          "ours: `cnclip bench`. Model ViT-B-16@RoBERTa-wwm-ext-base-chinese, random weights, texts padded to 52 tokens.",
          "Command: `scripts/bench-vs-reference.sh`", "",
          "| configuration | metric | reference | ours | ratio |", "| --- | --- | ---: | ---: | ---: |"]
-for cfg in dict.fromkeys(k[0] for k in rows):
+for cfg in dict.fromkeys(k[0] for k in rows if not k[0].startswith("--train")):
     b = re.search(r"--img-batch (\d+) --txt-batch (\d+)", cfg)
     for key, name in (("img_per_s", f"images/s (batch {b.group(1)})"), ("txt_per_s", f"texts/s (batch {b.group(2)})"), ("peak_rss_mb", "peak RSS, MB")):
+        ref, ours = med(cfg, "ref", key), med(cfg, "swift", key)
+        lines.append(f"| {cfg} | {name} | {ref:.2f} | {ours:.2f} | {ours / ref:.2f}× |")
+lines += ["", "Training step of the small synthetic CLIP (`scripts/synthetic-clip.json`: ViT width 128 / 4 layers / patch 8,",
+          "BERT width 128 / 2 layers, 64-pixel images, context 32): forward in training mode, contrastive loss, backward,",
+          "AdamW. Reference: `scripts/reference/bench_train_step.py`; ours: `cnclip bench --train`.", "",
+          "| configuration | metric | reference | ours | ratio |", "| --- | --- | ---: | ---: | ---: |"]
+for cfg in dict.fromkeys(k[0] for k in rows if k[0].startswith("--train")):
+    for key, name in (("samples_per_s", "samples/s"), ("peak_rss_mb", "peak RSS, MB")):
         ref, ours = med(cfg, "ref", key), med(cfg, "swift", key)
         lines.append(f"| {cfg} | {name} | {ref:.2f} | {ours:.2f} | {ours / ref:.2f}× |")
 table = "\n".join(lines)
