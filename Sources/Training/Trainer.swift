@@ -1,8 +1,8 @@
 // `cn_clip/training/main.py` + `train.py` on one process: the epoch loop, the step (with `--accum-freq`
 // feature caching), the schedule, the logit-scale clamp, freeze-vision, validation, logs and checkpoints.
 //
-// Resume loses nothing: the data order is a function of (seed, epoch) as in the reference, and every dropout
-// layer is reseeded before each forward from (seed, step, pass, layer), so a run resumed from the checkpoint of
+// Resume loses nothing: the data order is a function of (seed, epoch) as in the reference, each `--use-augment`
+// augmentation a function of (seed, epoch, sample index), and every dropout layer is reseeded before each forward from (seed, step, pass, layer), so a run resumed from the checkpoint of
 // step S replays steps S+1… exactly as the uninterrupted run did. Unlike the reference — which restarts a
 // mid-epoch checkpoint at the next epoch — a checkpoint saved inside an epoch resumes at the batch after it.
 
@@ -93,7 +93,8 @@ public final class Trainer {
         if let t = o.threads { ComputeThreads.set(t) }
         let resolution = model.config.imageResolution
         let train = try LMDBTrainingDataset(path: o.trainData, split: "train", resolution: resolution,
-                                            contextLength: o.contextLength, tokenizer: tokenizer)
+                                            contextLength: o.contextLength, tokenizer: tokenizer,
+                                            useAugment: o.useAugment, seed: o.seed)
         guard o.batchSize <= train.sampleCount else {
             throw TrainingError.invalidOption("--batch-size \(o.batchSize) is larger than the training set (\(train.sampleCount) pairs in \(o.trainData))")
         }
@@ -238,7 +239,7 @@ public final class Trainer {
             let firstLocal = epoch == startEpoch ? startStepInEpoch : 0
             let lastLocal = min(stepsPerEpoch, max(maxSteps - stepsPerEpoch * epoch, firstLocal))
             let loader = BatchLoader(dataset: train, order: order, batchSize: o.batchSize, first: firstLocal * o.accumFreq,
-                                     end: lastLocal * o.accumFreq, workers: o.numWorkers)
+                                     end: lastLocal * o.accumFreq, workers: o.numWorkers, epoch: epoch)
             defer { loader.stop() }
             var trainedThisEpoch = 0
             var end = Date()

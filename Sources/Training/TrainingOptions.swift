@@ -58,9 +58,9 @@ public struct TrainingOptions: Sendable {
     /// `--grad-checkpointing`: recompute each transformer block in the backward pass instead of keeping its
     /// activations (less memory, about one more forward pass of time).
     public var gradCheckpointing = false
-    /// `--use-augment`: training augmentation (not implemented yet: rejected).
+    /// `--use-augment`: the reference's timm augmentation of training images (random resized crop, flip, AutoAugment).
     public var useAugment = false
-    /// `--seed`: seeds the data order (as the reference) and our dropout masks.
+    /// `--seed`: seeds the data order (as the reference), our dropout masks and our augmentations.
     public var seed = 123
     /// `--save-step-frequency`: save `epoch_{E}_{S}.pt` every this many steps (≤ 0: never).
     public var saveStepFrequency = -1
@@ -113,9 +113,6 @@ public struct TrainingOptions: Sendable {
 
     /// Checks the flags that the trainer cannot work with.
     public func validate() throws {
-        if useAugment {
-            throw TrainingError.invalidOption("--use-augment (RandomResizedCrop + AutoAugment) is not implemented yet; train without it")
-        }
         if !["amp", "fp16", "fp32"].contains(precision) { throw TrainingError.invalidOption("--precision must be amp, fp16 or fp32") }
         if batchSize < 1 { throw TrainingError.invalidOption("--batch-size must be at least 1, got \(batchSize)") }
         if validBatchSize < 1 { throw TrainingError.invalidOption("--valid-batch-size must be at least 1, got \(validBatchSize)") }

@@ -16,9 +16,11 @@ struct Train: ParsableCommand {
         epoch_latest.pt is resumed, as the reference does; a checkpoint saved inside an epoch resumes at the next \
         batch, so a killed run ends with the weights of an uninterrupted one. To finetune a released model: \
         --resume ckpt.pt --reset-data-offset --reset-optimizer. --config FILE replaces the presets' architecture. \
-        Weights start from a seeded random initialisation. --mask-ratio drops that fraction of each \
-        training image's patches (FLIP; ViT only); --grad-checkpointing trades time for memory. Not available yet: \
-        --use-augment, distributed training.
+        Weights start from a seeded random initialisation. --use-augment applies the reference's timm augmentation \
+        to training images (random resized crop of 90-100% area, horizontal flip, AutoAugment 'original'), seeded \
+        per (--seed, epoch, sample) so resuming stays exact. --mask-ratio drops that fraction of each training \
+        image's patches (FLIP; ViT only); --grad-checkpointing trades time for memory. Not available yet: \
+        distributed training.
         """)
 
     @Option(name: .customLong("train-data"), help: "The LMDB directory of the training split (holding pairs/ and imgs/).")
@@ -71,9 +73,9 @@ struct Train: ParsableCommand {
     var maskRatio: Double?
     @Flag(name: .customLong("grad-checkpointing"), help: "Recompute transformer blocks in the backward pass: less memory, slower steps.")
     var gradCheckpointing = false
-    @Flag(name: .customLong("use-augment"), help: "Image augmentation (not implemented yet: rejected).")
+    @Flag(name: .customLong("use-augment"), help: "Augment training images as the reference does (RandomResizedCrop, flip, AutoAugment).")
     var useAugment = false
-    @Option(name: .customLong("seed"), help: "Random seed (data order and dropout).")
+    @Option(name: .customLong("seed"), help: "Random seed (data order, dropout and augmentation).")
     var seed = 123
     @Option(name: .customLong("save-step-frequency"), help: "Save epoch_{E}_{S}.pt every this many steps (≤ 0: never).")
     var saveStepFrequency = -1
