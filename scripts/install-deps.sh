@@ -2,10 +2,11 @@
 # Installs the system C libraries the package links against (Debian/Ubuntu).
 # usage: scripts/install-deps.sh
 set -euo pipefail
-packages=(libopenblas-dev liblmdb-dev libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libwebp-dev pkg-config)
+packages=(libopenblas-dev liblmdb-dev libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libwebp-dev pkg-config
+          libopenmpi-dev openmpi-bin)
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "install-deps: this script knows apt (Debian/Ubuntu) only." >&2
-  echo "Install these libraries with your system's package manager: OpenBLAS, LMDB, libjpeg-turbo (TurboJPEG API), libpng, libwebp." >&2
+  echo "Install these libraries with your system's package manager: OpenBLAS, LMDB, libjpeg-turbo (TurboJPEG API), libpng, libwebp, Open MPI." >&2
   exit 1
 fi
 missing=()
