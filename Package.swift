@@ -48,7 +48,7 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Checkpoints", "Imaging", "NeuralNet"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "ChineseCLIP", "Checkpoints", "Datasets", "NeuralNet", "Tensors", "Tokenization"]),
         .testTarget(name: "RetrievalTests", dependencies: ["Retrieval", "ChineseCLIP", "Tensors"]),
-        .testTarget(name: "CLITests", dependencies: ["cnclip", "ChineseCLIP", "Imaging", "Tokenization", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["cnclip", "Checkpoints", "ChineseCLIP", "Imaging", "Tokenization", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -58,6 +58,9 @@ public struct TrainingOptions: Sendable {
     /// `--grad-checkpointing`: recompute each transformer block in the backward pass instead of keeping its
     /// activations (less memory, about one more forward pass of time).
     public var gradCheckpointing = false
+    /// `--gather-with-grad`: under several processes, gathered features carry gradient to the rank that made
+    /// them (`torch.distributed.nn.all_gather`), which makes the update that of one process with the global batch.
+    public var gatherWithGrad = false
     /// `--use-augment`: the reference's timm augmentation of training images (random resized crop, flip, AutoAugment).
     public var useAugment = false
     /// `--seed`: seeds the data order (as the reference), our dropout masks and our augmentations.

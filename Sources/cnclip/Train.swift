@@ -1,5 +1,6 @@
 import ArgumentParser
 import ChineseCLIP
+import Distributed
 import Foundation
 import Tokenization
 import Training
@@ -73,6 +74,8 @@ struct Train: ParsableCommand {
     var maskRatio: Double?
     @Flag(name: .customLong("grad-checkpointing"), help: "Recompute transformer blocks in the backward pass: less memory, slower steps.")
     var gradCheckpointing = false
+    @Flag(name: .customLong("gather-with-grad"), help: "Under mpirun: gathered features carry gradient back to their rank.")
+    var gatherWithGrad = false
     @Flag(name: .customLong("use-augment"), help: "Augment training images as the reference does (RandomResizedCrop, flip, AutoAugment).")
     var useAugment = false
     @Option(name: .customLong("seed"), help: "Random seed (data order, dropout and augmentation).")
@@ -124,6 +127,7 @@ struct Train: ParsableCommand {
         o.freezeVision = freezeVision
         o.useAugment = useAugment
         o.maskRatio = maskRatio
+        o.gatherWithGrad = gatherWithGrad
         o.gradCheckpointing = gradCheckpointing
         o.seed = seed
         o.saveStepFrequency = saveStepFrequency
@@ -135,21 +139,36 @@ struct Train: ParsableCommand {
         o.textModel = textModel
         o.config = config
         o.precision = precision
-        o.threads = threads
+        o.threads = threads ?? defaultThreadsPerRank()
         let clipConfig = try reported {
             if let file = config { return try CLIPConfig.load(contentsOf: URL(fileURLWithPath: file)) }
             return try ModelPresets.config(vision: visionModel, text: textModel)
         }
-        do {
-            let tokenizer = try Tokenizer.bundled()
-            let trainer = try Trainer(options: o, config: clipConfig, tokenizer: tokenizer)
-            _ = try trainer.run()
-        } catch let e as TrainingError {
-            printError("error: \(e.description)")
-            throw ExitCode.failure
-        } catch let e as TokenizerError {
-            printError("error: \(e)")
+        let communicator: Communicator
+        do { communicator = try makeCommunicator() } catch {
+            printError("error: \(error)")
             throw ExitCode.failure
         }
+        // Under mpirun a failing rank ends the whole job (no rank is left waiting in a collective).
+        func fail(_ message: String) -> ExitCode {
+            if communicator.worldSize > 1 {
+                printError("error: rank \(communicator.rank) of \(communicator.worldSize): \(message)")
+                communicator.abort(code: 1)
+            }
+            printError("error: \(message)")
+            return ExitCode.failure
+        }
+        do {
+            let tokenizer = try Tokenizer.bundled()
+            let trainer = try Trainer(options: o, config: clipConfig, tokenizer: tokenizer, communicator: communicator)
+            _ = try trainer.run()
+        } catch let e as TrainingError {
+            throw fail(e.description)
+        } catch let e as TokenizerError {
+            throw fail("\(e)")
+        } catch let e as CommunicationError {
+            throw fail(e.description)
+        }
+        communicator.finish()
     }
 }

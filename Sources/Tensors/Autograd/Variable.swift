@@ -38,6 +38,12 @@ public final class GradNode: @unchecked Sendable {
     /// Forgets the accumulated gradient.
     public func zeroGrad() { grad = nil }
 
+    /// Replaces the accumulated gradient (data-parallel training writes the ranks' average back).
+    public func setGrad(_ g: Tensor?) {
+        precondition(g == nil || g!.count == shape.reduce(1, *), "gradient \(g!.shape) for a value of \(shape)")
+        grad = g.map { $0.shape == shape ? $0 : $0.reshaped(shape) }
+    }
+
     /// Adds `g` to the accumulated gradient (a new tensor: a gradient handed out by a rule may be shared).
     func accumulate(_ g: Tensor) {
         precondition(g.shape == shape || g.count == shape.reduce(1, *), "gradient \(g.shape) for a value of \(shape)")
