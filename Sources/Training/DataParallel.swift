@@ -14,11 +14,19 @@ import Foundation
 import NeuralNet
 import Tensors
 
+/// Time and volume of the gradient all-reduces so far (reported at the end of a multi-process run).
+final class ReductionStatistics: @unchecked Sendable {
+    var seconds = 0.0
+    var calls = 0
+    var floats = 0
+}
+
 /// Gathering, sharding and gradient averaging for data-parallel training over `communicator`.
 struct DataParallel {
     let communicator: Communicator
     /// `--gather-with-grad`.
     let gatherWithGrad: Bool
+    let statistics = ReductionStatistics()
 
     var worldSize: Int { communicator.worldSize }
     var rank: Int { communicator.rank }
@@ -59,6 +67,12 @@ struct DataParallel {
     /// Replaces every trainable parameter's gradient by its mean over the ranks (a missing gradient counts as zero).
     func averageGradients(_ parameters: [Parameter]) throws {
         guard worldSize > 1 else { return }
+        let started = DispatchTime.now().uptimeNanoseconds
+        defer {
+            statistics.seconds += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            statistics.calls += 1
+            statistics.floats += parameters.reduce(0) { $0 + $1.value.count }
+        }
         let bucketFloats = 25 * 1024 * 1024 / 4
         var start = 0
         while start < parameters.count {

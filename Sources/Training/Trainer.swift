@@ -316,6 +316,11 @@ public final class Trainer {
                 try save(epoch: epoch + 1, step: steps, file: "epoch_latest.pt")
             }
         }
+        let r = parallel.statistics
+        if r.calls > 0 {
+            log.info(String(format: "Gradient all-reduce over %d processes: %.1f ms per step, %.1f MB of gradients per step",
+                            parallel.worldSize, 1000 * r.seconds / Double(r.calls), Double(r.floats) * 4 / 1e6 / Double(r.calls)))
+        }
         return summary
     }
 
