@@ -307,6 +307,17 @@ final class TrainingTests: XCTestCase {
         XCTAssertNotEqual(plain["visual.conv1.weight"]!.scalars, straight["visual.conv1.weight"]!.scalars, "augmentation changes training")
     }
 
+    /// The same with `--accum-freq 2`: a checkpoint inside an epoch resumes at the next group of batches.
+    func testKillAndResumeWithAccumFreqIsExact() throws {
+        func make(_ name: String) -> TrainingOptions { options(name) { $0.maxSteps = 4; $0.accumFreq = 2; $0.saveStepFrequency = 1 } }
+        let straight = try train(make("accum-straight"), dropout: 0.1).0.model.stateDict()
+        XCTAssertTrue(try train(make("accum-killed"), dropout: 0.1, halt: 1).1.halted)
+        let (resumed, s) = try train(make("accum-killed"), dropout: 0.1)
+        XCTAssertEqual(s.losses.count, 3)
+        let final = resumed.model.stateDict()
+        for (key, v) in straight { XCTAssertEqual(final[key]!.scalars, v.scalars, "\(key) differs after resume") }
+    }
+
     // MARK: bad input
 
     func message(_ body: () throws -> Void) -> String {
