@@ -67,7 +67,7 @@ public indirect enum PyJSON: Equatable, Sendable {
     /// A key with Python's equality for dict/set membership (`1 == 1.0 == True`), or nil when unhashable.
     public var pythonKey: PyKey? {
         switch self {
-        case .null: return .none
+        case .null: return PyKey.none
         case .bool(let b): return .int(b ? 1 : 0)
         case .int(let i): return .int(i)
         case .bigInt(let s): return .big(s)

@@ -96,5 +96,10 @@ case("tr_wrong_count", I, gt_i2t(Qi), line({"image_id": 6, "text_ids": [1, 2, 3]
 case("tr_string_prediction", I, gt_i2t(Qi), line({"image_id": 6, "text_ids": [1, 2, 3, 4, 5, 6, 7, 8, 9, "十"]}))
 case("tr_duplicate_prediction", I, gt_i2t(Qi), line({"image_id": 6, "text_ids": [1, 2, 3, 4, 5, 6, 7, 8, 9, 9]}))
 case("tr_missing_images", I, gt_i2t(list(range(50))), preds(list(range(0, 50, 3)), "image_id", "text_ids"))
+# A null id is hashable in Python: the ground truth accepts it, the prediction check then rejects it.
+null_gt = line({"text_id": None, "text": "查询", "image_ids": [100]}) + gt_t2i([2])
+case("gt_null_text_id_first_prediction", T, null_gt, line({"text_id": None, "image_ids": list(range(10))}) + preds([2], "text_id", "image_ids"))
+case("gt_null_text_id_later_prediction", T, null_gt, preds([2], "text_id", "image_ids") + line({"text_id": None, "image_ids": list(range(10))}))
+case("tr_gt_null_image_id", I, line({"image_id": None, "text_ids": [1000, 1001]}) + gt_i2t([2]), preds([2, None], "image_id", "text_ids"))
 json.dump(cases, open(os.path.join(out_dir, "cases.json"), "w"), ensure_ascii=False, indent=1)
 print(len(cases), "cases written to", out_dir)
