@@ -443,7 +443,7 @@ private final class PickleVM {
                 let args = try pop(), cls = try pop()
                 stack.append(try newObject(cls, args))
             case 0x62: // BUILD
-                let state = try pop()
+                _ = try pop()  // the state: see below why it is dropped
                 let target = try top()
                 switch target {
                 case .dict:

@@ -278,7 +278,7 @@ public enum TopKSearch {
                     let n = min(block, ng - g0)
                     accumulate(queries: qp, queryCount: nq, dim: dim,
                                gallery: UnsafeBufferPointer(rebasing: gp[(g0 * dim)..<((g0 + n) * dim)]), galleryCount: n, g0: g0,
-                               options: options, into: &acc)
+                               options: options, queryBounds: bounds, into: &acc)
                     g0 += n
                 }
             }
