@@ -1,7 +1,9 @@
 // Feature extraction as cn-clip's `eval/extract_features.py` does it: image features for every image of an `imgs`
 // LMDB in cursor order, text features for every line of a texts JSONL in file order, L2-normalised, one JSON line
 // each. Images are decoded and preprocessed on worker threads beside the model (a bounded pipeline: at most two
-// batches prepared ahead), so decoding overlaps inference.
+// batches prepared ahead), so decoding overlaps inference. A job of several processes shares the work by whole
+// batches (``BatchShard``): every batch keeps the composition it has in a one-process run, so its features — and
+// the files built from them — are the same to the byte.
 
 import ChineseCLIP
 import Foundation
@@ -56,10 +58,17 @@ public final class AtomicOutputFile {
 
     /// Appends the UTF-8 bytes of `text`.
     public func write(_ text: String) throws {
-        guard let handle else { throw DatasetError.io(path: path, reason: "written after commit or discard") }
         var text = text
-        let ok = text.withUTF8 { fwrite($0.baseAddress, 1, $0.count, handle) == $0.count }
-        if !ok { throw DatasetError.io(path: path, reason: "write failed: \(String(cString: strerror(errno)))") }
+        try text.withUTF8 { try write(bytes: $0) }
+    }
+
+    /// Appends `bytes` as they are (lines another process formatted, for one).
+    public func write(bytes: UnsafeBufferPointer<UInt8>) throws {
+        guard let handle else { throw DatasetError.io(path: path, reason: "written after commit or discard") }
+        guard bytes.count > 0 else { return }
+        if fwrite(bytes.baseAddress, 1, bytes.count, handle) != bytes.count {
+            throw DatasetError.io(path: path, reason: "write failed: \(String(cString: strerror(errno)))")
+        }
     }
 
     /// Flushes, closes and renames the file into place.
@@ -132,6 +141,32 @@ final class BoundedQueue<T> {
     }
 }
 
+/// The batches one process of a job computes: batch `b` (counted from 0 in input order) belongs to the process
+/// with `index == b % count`, so consecutive batches go to consecutive processes and each batch holds exactly the
+/// items it holds in a one-process run.
+public struct BatchShard: Sendable, Equatable {
+    /// This process's index, `0..<count` (its MPI rank).
+    public let index: Int
+    /// Number of processes sharing the batches.
+    public let count: Int
+
+    /// Every batch: a job of one process.
+    public static let whole = BatchShard(uncheckedIndex: 0, count: 1)
+
+    /// Process `index` of `count`; throws when `index` is outside `0..<count`.
+    public init(index: Int, count: Int) throws(DatasetError) {
+        guard count >= 1, (0..<count).contains(index) else {
+            throw .invalidArgument("batch shard \(index) of \(count): expected 0 ≤ index < count")
+        }
+        self.init(uncheckedIndex: index, count: count)
+    }
+
+    private init(uncheckedIndex: Int, count: Int) { index = uncheckedIndex; self.count = count }
+
+    /// Whether batch `batch` is this process's.
+    public func owns(batch: Int) -> Bool { batch % count == index }
+}
+
 /// Computes the features of a dataset's images and texts with a Chinese-CLIP model.
 public struct FeatureExtractor {
     /// The model.
@@ -144,9 +179,10 @@ public struct FeatureExtractor {
 
     /// Image features of every image in the `imgs` LMDB at `lmdbPath`, in cursor order; calls `write` with each
     /// batch's ids (the LMDB keys as ints, as the reference's `int(key)`) and L2-normalised features `[n, embed]`.
-    /// Returns the number of images.
+    /// With a `shard`, only that process's batches are decoded and computed (every key is still checked, so every
+    /// process rejects a bad key alike). Returns the number of images computed here.
     @discardableResult
-    public func extractImageFeatures(lmdbPath: String, batchSize: Int,
+    public func extractImageFeatures(lmdbPath: String, batchSize: Int, shard: BatchShard = .whole,
                                      write: (_ ids: [Int], _ features: Tensor) throws -> Void) throws -> Int {
         let store = try ImageStore(path: lmdbPath)
         let resolution = model.resolution
@@ -180,13 +216,20 @@ public struct FeatureExtractor {
             }
             do {
                 var stopped = false
+                var batch = 0, inBatch = 0
                 try store.forEachBase64 { key, b64 in
                     if stopped { return }
                     guard let id = Int(key) else {
                         throw DatasetError.badRecord(path: lmdbPath, key: key, reason: "image ids must be integers (the reference reads int(key))")
                     }
-                    pending.append((id, key, Array(b64)))
-                    if pending.count == batchSize { stopped = !ship() }
+                    // Other processes' images are skipped undecoded: the cursor walk itself is cheap (memory-mapped).
+                    if shard.owns(batch: batch) { pending.append((id, key, Array(b64))) }
+                    inBatch += 1
+                    if inBatch == batchSize {
+                        if !pending.isEmpty { stopped = !ship() }
+                        batch += 1
+                        inBatch = 0
+                    }
                 }
                 if !stopped && !pending.isEmpty { _ = ship() }
             } catch {
@@ -210,13 +253,14 @@ public struct FeatureExtractor {
 
     /// Text features of every line of the texts JSONL at `jsonlPath`, in file order: each text goes through
     /// `Tokenizer.prepareCaption` (the reference's `_preprocess_text`) and is tokenized at `contextLength`.
-    /// Calls `write` with each batch's `text_id` values and L2-normalised features `[n, embed]`; returns the count.
+    /// Calls `write` with each batch's `text_id` values and L2-normalised features `[n, embed]`. With a `shard`,
+    /// only that process's batches are computed (every line is still checked). Returns the count computed here.
     @discardableResult
-    public func extractTextFeatures(jsonlPath: String, batchSize: Int, contextLength: Int,
+    public func extractTextFeatures(jsonlPath: String, batchSize: Int, contextLength: Int, shard: BatchShard = .whole,
                                     write: (_ ids: [JSONValue], _ features: Tensor) throws -> Void) throws -> Int {
         let reader = JSONLReader(path: jsonlPath)
         var ids: [JSONValue] = [], texts: [String] = []
-        var done = 0
+        var done = 0, seen = 0
         func flush() throws {
             guard !ids.isEmpty else { return }
             let tokens = model.tokenize(texts, contextLength: contextLength)
@@ -230,10 +274,13 @@ public struct FeatureExtractor {
             for field in ["text_id", "text"] where object[field] == nil {
                 throw DatasetError.malformedLine(file: jsonlPath, line: line, reason: "field '\(field)' is missing")
             }
-            ids.append(object["text_id"]!)
-            // The reference applies str() to the text before lower-casing it.
-            texts.append(Tokenizer.prepareCaption(object["text"]!.pythonString))
-            if ids.count == batchSize { try flush() }
+            if shard.owns(batch: seen / batchSize) {
+                ids.append(object["text_id"]!)
+                // The reference applies str() to the text before lower-casing it.
+                texts.append(Tokenizer.prepareCaption(object["text"]!.pythonString))
+            }
+            seen += 1
+            if seen % batchSize == 0 { try flush() }
         }
         try flush()
         return done

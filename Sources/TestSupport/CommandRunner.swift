@@ -10,11 +10,15 @@ public struct CommandResult: Sendable {
     public var stdout: String
     /// Standard error, decoded as UTF-8.
     public var stderr: String
+    /// Whether the command was still running at its timeout and was killed.
+    public var timedOut = false
 }
 
 /// Runs `executable` with `arguments` and waits for it. Standard error is drained on another thread, so a
-/// command that fills one pipe while we read the other cannot deadlock.
-public func runCommand(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil) throws -> CommandResult {
+/// command that fills one pipe while we read the other cannot deadlock. With a `timeout` (seconds), a command
+/// still running then gets SIGTERM (`mpirun` passes it on to its ranks), and SIGKILL 10 s later.
+public func runCommand(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil,
+                       timeout: TimeInterval? = nil) throws -> CommandResult {
     let p = Process()
     p.executableURL = executable
     p.arguments = arguments
@@ -23,6 +27,15 @@ public func runCommand(_ executable: URL, _ arguments: [String], environment: [S
     p.standardOutput = out
     p.standardError = err
     try p.run()
+    let watchdog = Watchdog()
+    if let timeout {
+        let pid = p.processIdentifier
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
+            guard watchdog.fire() else { return }
+            kill(pid, SIGTERM)
+            DispatchQueue.global().asyncAfter(deadline: .now() + 10) { if watchdog.stillRunning { kill(pid, SIGKILL) } }
+        }
+    }
     nonisolated(unsafe) var errData = Data()
     let drained = DispatchSemaphore(value: 0)
     Thread.detachNewThread {
@@ -32,14 +45,31 @@ public func runCommand(_ executable: URL, _ arguments: [String], environment: [S
     let outData = out.fileHandleForReading.readDataToEndOfFile()
     drained.wait()
     p.waitUntilExit()
+    let timedOut = watchdog.exited()
     return CommandResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                         stderr: String(decoding: errData, as: UTF8.self))
+                         stderr: String(decoding: errData, as: UTF8.self), timedOut: timedOut)
+}
+
+/// Whether a command's timeout fired before it exited, decided under a lock, so that a command seen to have
+/// exited is not signalled afterwards (its process id could belong to another process by then).
+private final class Watchdog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done = false, fired = false
+
+    /// Called at the timeout: true (and the command counts as timed out) when it has not exited yet.
+    func fire() -> Bool { lock.lock(); defer { lock.unlock() }; if !done { fired = true }; return !done }
+
+    /// Whether the command is still running.
+    var stillRunning: Bool { lock.lock(); defer { lock.unlock() }; return !done }
+
+    /// Called once the command has exited; returns whether the timeout had fired.
+    func exited() -> Bool { lock.lock(); defer { lock.unlock() }; done = true; return fired }
 }
 
 /// The `cnclip` built beside the running test bundle (`.build/<configuration>/cnclip`).
 public var builtCNCLIP: URL { Bundle.main.bundleURL.appendingPathComponent("cnclip") }
 
 /// Runs the built `cnclip` with `arguments`.
-public func runCNCLIP(_ arguments: [String], environment: [String: String]? = nil) throws -> CommandResult {
-    try runCommand(builtCNCLIP, arguments, environment: environment)
+public func runCNCLIP(_ arguments: [String], environment: [String: String]? = nil, timeout: TimeInterval? = nil) throws -> CommandResult {
+    try runCommand(builtCNCLIP, arguments, environment: environment, timeout: timeout)
 }

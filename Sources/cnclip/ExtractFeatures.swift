@@ -1,6 +1,7 @@
 import ArgumentParser
 import ChineseCLIP
 import Datasets
+import Distributed
 import Foundation
 import Tensors
 
@@ -18,6 +19,10 @@ struct ExtractFeatures: ParsableCommand {
         replaced by "_imgs" + ".img_feat.jsonl".
         --precision is accepted for compatibility; features are always computed in fp32 (the reference's "amp" and \
         "fp32" compute in fp32 on its GPU too; "fp16" would differ in the last digits). --debug is accepted and ignored.
+        Several processes: `mpirun -np N cnclip extract-features …` shares the batches among the ranks (rank r computes \
+        batches r, r+N, …, each batch as a one-process run forms it) and rank 0 writes the files a one-process run \
+        with the same --threads writes, byte for byte. Each rank uses --threads compute threads (default: the host's \
+        cores divided among its ranks); the thread count can change the last digits, as it splits matrix products.
         Model: --resume CHECKPOINT with --vision-model/--text-model (defaults ViT-B-16 and RoBERTa-wwm-ext-base-chinese, \
         as the reference) or --config, or --model NAME.
         Example: cnclip extract-features --extract-image-feats --extract-text-feats --image-data data/lmdb/valid/imgs \\
@@ -57,6 +62,9 @@ struct ExtractFeatures: ParsableCommand {
     @Flag(name: .customLong("debug"), help: "Accepted for compatibility; ignored.")
     var debug = false
 
+    @Option(name: .customLong("threads"), help: "Compute threads per process (default: all cores, shared among the ranks mpirun starts on a host).")
+    var threads: Int?
+
     @OptionGroup var model: ModelOptions
 
     func validate() throws {
@@ -66,6 +74,7 @@ struct ExtractFeatures: ParsableCommand {
         if !["amp", "fp16", "fp32"].contains(precision) { throw ValidationError("--precision must be amp, fp16 or fp32") }
         if imgBatchSize < 1 || textBatchSize < 1 { throw ValidationError("batch sizes must be positive") }
         if contextLength < 2 { throw ValidationError("--context-length must be at least 2") }
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
     /// The reference's default text output: `text_data[:-6] + ".txt_feat.jsonl"` (Python slices by characters).
@@ -77,6 +86,32 @@ struct ExtractFeatures: ParsableCommand {
     }
 
     func run() throws {
+        let communicator: Communicator
+        do { communicator = try makeCommunicator() } catch {
+            printError("error: cannot join the MPI job: \(error)")
+            throw ExitCode.failure
+        }
+        let ranks = communicator.worldSize
+        do {
+            try extract(communicator)
+        } catch {
+            if !(error is ExitCode) {
+                let whose = ranks > 1 ? " (rank \(communicator.rank) of \(ranks))" : ""
+                printError("error\(whose): \(error)")
+            }
+            // The other ranks may be waiting for this one in a collective: end the whole job, not just this process.
+            if ranks > 1 { communicator.abort(code: 1) }
+            throw ExitCode.failure
+        }
+        // mpirun counts a rank that exits without MPI_Finalize as failed.
+        communicator.finish()
+    }
+
+    /// Extracts the features on this rank's batches; rank 0 gathers every rank's lines and writes the files.
+    private func extract(_ communicator: Communicator) throws {
+        let main = communicator.isMain
+        ComputeThreads.set(threads ?? ProcessPlacement().computeThreads)
+        let shard = try BatchShard(index: communicator.rank, count: communicator.worldSize)
         var options = model
         // The reference defaults the presets; ModelOptions has no defaults because other commands need none.
         if options.resume != nil && options.config == nil && options.visionModel == nil && options.model == nil {
@@ -86,46 +121,49 @@ struct ExtractFeatures: ParsableCommand {
                 options.textModel = "RoBERTa-wwm-ext-base-chinese"
             }
         }
-        let clip = try reported { try options.load() }
+        let clip = try options.load()
         if contextLength > clip.config.textMaxPositionEmbeddings {
-            printError("error: --context-length \(contextLength) exceeds the model's \(clip.config.textMaxPositionEmbeddings) positions")
-            throw ExitCode.failure
+            throw CLIPError.invalidInput("--context-length \(contextLength) exceeds the model's \(clip.config.textMaxPositionEmbeddings) positions")
         }
         var extractor = FeatureExtractor(model: clip)
         let pending = PendingPath()
         let cleanup = removeOnSignal { pending.get() }
         defer { cleanup.forEach { $0.cancel() } }
-        try reportedDataset {
-            if extractTextFeats {
-                let path = textFeatOutputPath ?? Self.defaultTextOutput(textData)
-                print("Make inference for texts...")
-                let out = try AtomicOutputFile(path: path)
-                pending.set(out.temporaryPath)
-                let bar = ProgressLine(label: "texts")
-                extractor.progress = { done, _ in bar.update(Int64(done), nil, unit: "texts") }
-                let n = try extractor.extractTextFeatures(jsonlPath: textData, batchSize: textBatchSize, contextLength: contextLength) { ids, f in
-                    try write(f, ids.map(Self.jsonID), key: "text_id", to: out)
-                }
-                bar.finish()
+        if extractTextFeats {
+            let path = textFeatOutputPath ?? Self.defaultTextOutput(textData)
+            if main { print("Make inference for texts...") }
+            let out = main ? try AtomicOutputFile(path: path) : nil
+            pending.set(out?.temporaryPath)
+            let sink = GatheredFeatureWriter(communicator: communicator, output: out, label: "texts")
+            extractor.progress = nil
+            try extractor.extractTextFeatures(jsonlPath: textData, batchSize: textBatchSize, contextLength: contextLength, shard: shard) { ids, f in
+                try sink.add(Self.lines(f, ids.map(Self.jsonID), key: "text_id"), count: ids.count)
+            }
+            let n = try sink.finish()
+            if let out {
                 try out.commit()
                 print("\(n) text features are stored in \(path)")
             }
-            if extractImageFeats {
-                let path = imageFeatOutputPath ?? Self.defaultImageOutput(textData)
-                print("Make inference for images...")
-                let out = try AtomicOutputFile(path: path)
-                pending.set(out.temporaryPath)
-                let bar = ProgressLine(label: "images")
-                extractor.progress = { done, total in bar.update(Int64(done), total.map(Int64.init), unit: "images") }
-                let n = try extractor.extractImageFeatures(lmdbPath: imageData, batchSize: imgBatchSize) { ids, f in
-                    try write(f, ids.map(String.init), key: "image_id", to: out)
-                }
-                bar.finish()
+        }
+        if extractImageFeats {
+            let path = imageFeatOutputPath ?? Self.defaultImageOutput(textData)
+            if main { print("Make inference for images...") }
+            let out = main ? try AtomicOutputFile(path: path) : nil
+            pending.set(out?.temporaryPath)
+            let sink = GatheredFeatureWriter(communicator: communicator, output: out, label: "images")
+            // The extractor knows the LMDB's image count: it gives the progress line its total.
+            extractor.progress = { _, total in sink.total = total }
+            try extractor.extractImageFeatures(lmdbPath: imageData, batchSize: imgBatchSize, shard: shard) { ids, f in
+                try sink.add(Self.lines(f, ids.map(String.init), key: "image_id"), count: ids.count)
+            }
+            let n = try sink.finish()
+            if let out {
                 try out.commit()
                 print("\(n) image features are stored in \(path)")
             }
         }
-        print("Done!")
+        pending.set(nil)
+        if main { print("Done!") }
     }
 
     /// A `text_id` as json.dumps writes it.
@@ -136,7 +174,8 @@ struct ExtractFeatures: ParsableCommand {
         }
     }
 
-    private func write(_ features: Tensor, _ ids: [String], key: String, to out: AtomicOutputFile) throws {
+    /// One feature line per row of `features` (`[n, embed]`), UTF-8 encoded.
+    private static func lines(_ features: Tensor, _ ids: [String], key: String) -> [UInt8] {
         let width = features.shape[1]
         let scalars = features.scalars
         var text = ""
@@ -145,6 +184,65 @@ struct ExtractFeatures: ParsableCommand {
                 text += FeatureLine.format(idKey: key, id: id, feature: UnsafeBufferPointer(rebasing: all[i * width..<(i + 1) * width]))
             }
         }
-        try out.write(text)
+        return Array(text.utf8)
+    }
+}
+
+/// A rank whose batches do not fit the round-robin order (a bug, not a user error).
+struct GatherOrderError: Error, CustomStringConvertible {
+    /// What went wrong.
+    let description: String
+}
+
+/// Gathers the feature lines the ranks compute batch by batch into rank 0's output file, in input order.
+///
+/// It works in rounds: in round k every rank brings its k-th batch, which is batch k·N + rank of the input, so
+/// rank 0 receives batches k·N … k·N + N − 1 in rank order — input order — and writes them as they come (memory
+/// stays at one round's lines, whatever the dataset's size). The first round short of a batch is the last: batch
+/// k·N + r missing means no batch k·N + N or later exists, and every rank learns it from the same all-reduce, so
+/// all ranks make the same number of collective calls. In a one-process run this is simply "write each batch".
+final class GatheredFeatureWriter {
+    private let communicator: Communicator
+    private let output: AtomicOutputFile?
+    private let progress: ProgressLine?
+    private let unit: String
+    private var ended = false
+    /// Lines written so far, over all ranks.
+    private(set) var count = 0
+    /// The number of items expected, when known (for the progress line).
+    var total: Int?
+
+    /// Rank 0 passes the `output` it writes to; other ranks pass nil. `label` names the items in the progress line.
+    init(communicator: Communicator, output: AtomicOutputFile?, label: String) {
+        self.communicator = communicator
+        self.output = output
+        progress = output == nil ? nil : ProgressLine(label: label)
+        unit = label
+    }
+
+    /// Contributes this rank's next batch: `lines` (UTF-8) holding `count` feature lines.
+    func add(_ lines: [UInt8], count: Int) throws {
+        guard !ended else {
+            throw GatherOrderError(description: "rank \(communicator.rank) has a batch after the last round of \(communicator.worldSize) ranks")
+        }
+        try round(lines, count)
+    }
+
+    /// Takes part in the remaining rounds with nothing to add, then returns the number of lines over all ranks.
+    func finish() throws -> Int {
+        while !ended { try round(nil, 0) }
+        progress?.finish()
+        return count
+    }
+
+    private func round(_ lines: [UInt8]?, _ items: Int) throws {
+        let gathered = try communicator.gather(lines ?? [], root: 0)
+        let sums = try communicator.allReduceSum([lines == nil ? 0 : 1, Double(items)])
+        if let output, let gathered {
+            for part in gathered { try part.withUnsafeBufferPointer { try output.write(bytes: $0) } }
+        }
+        count += Int(sums[1])
+        if Int(sums[0]) < communicator.worldSize { ended = true }
+        progress?.update(Int64(count), total.map(Int64.init), unit: unit)
     }
 }
