@@ -156,13 +156,6 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     public func finish() { _ = cnclip_mpi_finalize() }
 }
 
-/// Compute threads for one rank when none are asked for: the cores shared among the ranks `mpirun` started on
-/// this host (OMPI_COMM_WORLD_LOCAL_SIZE), so that co-located ranks do not fight over cores; nil outside `mpirun`.
-public func defaultThreadsPerRank() -> Int? {
-    guard let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init), local > 0 else { return nil }
-    return max(1, ProcessInfo.processInfo.activeProcessorCount / local)
-}
-
 /// The communicator of this process: MPI's world when started by `mpirun`, else a world of one.
 public func makeCommunicator() throws -> Communicator {
     MPICommunicator.isLaunchedByMPI ? try MPICommunicator() : SingleProcessCommunicator()

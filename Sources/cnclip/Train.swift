@@ -139,7 +139,7 @@ struct Train: ParsableCommand {
         o.textModel = textModel
         o.config = config
         o.precision = precision
-        o.threads = threads ?? defaultThreadsPerRank()
+        o.threads = threads ?? ProcessPlacement().computeThreads
         let clipConfig = try reported {
             if let file = config { return try CLIPConfig.load(contentsOf: URL(fileURLWithPath: file)) }
             return try ModelPresets.config(vision: visionModel, text: textModel)
