@@ -98,6 +98,23 @@ final class DistributedTrainCLITests: XCTestCase {
         XCTAssertEqual(losses(local.stderr).first ?? 0, a[0], accuracy: 1e-5 * a[0])
     }
 
+    /// `--accum-freq 2` across ranks: each rank caches its batches' features, and every re-run batch is contrasted
+    /// with all ranks' features of the step — the losses of one process with the global batch.
+    func testAccumFreqAcrossRanks() throws {
+        let mpirun = try self.mpirun
+        let common = try prepare(train: 400) + ["--accum-freq", "2", "--max-steps", "3", "--gather-with-grad"]
+        let one = try runCNCLIP(common + ["--batch-size", "20", "--name", "accum-one"])
+        XCTAssertEqual(one.status, 0, one.stderr)
+        let two = try runCommand(mpirun, ["-np", "2", builtCNCLIP.path] + common + ["--batch-size", "10", "--name", "accum-two"],
+                                 environment: mpiEnvironment)
+        XCTAssertEqual(two.status, 0, two.stderr)
+        let (a, b) = (losses(one.stderr), losses(two.stderr))
+        XCTAssertEqual(a.count, 3, one.stderr)
+        XCTAssertEqual(b.count, 3, two.stderr)
+        for (x, y) in zip(a, b) { XCTAssertEqual(y, x, accuracy: 1e-5 * abs(x), "losses \(a) vs \(b)") }
+        XCTAssertTrue(two.stderr.contains("Global Batch Size: 40"), two.stderr)
+    }
+
     /// kill -9 of one rank: mpirun ends the whole job with a non-zero status (no rank left waiting), and the
     /// run resumes from its last checkpoint — with 2 processes, and with 1 after --reset-data-offset.
     func testKilledRankEndsTheJobAndItResumes() throws {
@@ -113,9 +130,16 @@ final class DistributedTrainCLITests: XCTestCase {
         p.standardError = FileHandle.nullDevice
         try p.run()
         let latest = scratch.appendingPathComponent("logs/\(name)/checkpoints/epoch_latest.pt")
+        // Wait for the log to report a saved epoch_latest.pt (the file is renamed into place before the line is written).
+        func savedLine() -> Substring? {
+            let dir = scratch.appendingPathComponent("logs/\(name)")
+            guard let log = (try? FileManager.default.contentsOfDirectory(atPath: dir.path))?.first(where: { $0.hasPrefix("out_") }),
+                  let text = try? String(contentsOf: dir.appendingPathComponent(log), encoding: .utf8) else { return nil }
+            return text.split(separator: "\n").last { $0.contains("Saved checkpoint") && $0.contains("epoch_latest.pt") }
+        }
         var waited = 0.0
-        while !FileManager.default.fileExists(atPath: latest.path) && waited < 120 { Thread.sleep(forTimeInterval: 0.2); waited += 0.2 }
-        XCTAssertTrue(FileManager.default.fileExists(atPath: latest.path), "no checkpoint after 120 s")
+        while savedLine() == nil && waited < 120 { Thread.sleep(forTimeInterval: 0.2); waited += 0.2 }
+        XCTAssertNotNil(savedLine(), "no checkpoint after 120 s")
         // One rank: a cnclip process (not mpirun) whose command line names this run.
         let ranks = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(Int32.init).filter { pid in
             guard let cmd = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { return false }
@@ -133,18 +157,19 @@ final class DistributedTrainCLITests: XCTestCase {
         }
         XCTAssertNotEqual(p.terminationStatus, 0, "a killed rank must fail the job")
 
-        let saved = try XCTUnwrap(try String(contentsOf: try XCTUnwrap(FileManager.default.contentsOfDirectory(
-            at: scratch.appendingPathComponent("logs/\(name)"), includingPropertiesForKeys: nil).first { $0.lastPathComponent.hasPrefix("out_") }),
-            encoding: .utf8).split(separator: "\n").last { $0.contains("Saved checkpoint") && $0.contains("epoch_latest.pt") })
-        let step = try XCTUnwrap(Int(saved.components(separatedBy: " @ ")[1].prefix { $0.isNumber }))
-        // Resumed automatically from epoch_latest.pt, with the same two processes.
+        let saved = try XCTUnwrap(savedLine())
+        let logged = try XCTUnwrap(Int(saved.components(separatedBy: " @ ")[1].prefix { $0.isNumber }))
+        // Resumed automatically from epoch_latest.pt, with the same two processes. (The file may be one save newer
+        // than the log's last line, if the kill fell between the two: the resumed run says which step it loaded.)
+        let maxSteps = logged + 6
         let resumed = try runCommand(mpirun, ["-np", "2", builtCNCLIP.path] + common
-                                     + ["--batch-size", "10", "--max-steps", "\(step + 3)", "--name", name, "--valid-epoch-interval", "None"],
+                                     + ["--batch-size", "10", "--max-steps", "\(maxSteps)", "--name", name, "--valid-epoch-interval", "None"],
                                      environment: mpiEnvironment)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        XCTAssertTrue(resumed.stderr.contains("=> loaded checkpoint '\(latest.path)' (epoch ") && resumed.stderr.contains(" @ \(step) steps)"),
-                      resumed.stderr)
-        XCTAssertEqual(losses(resumed.stderr).count, 3, resumed.stderr)
+        let loaded = try XCTUnwrap(resumed.stderr.split(separator: "\n").first { $0.contains("=> loaded checkpoint '\(latest.path)'") })
+        let step = try XCTUnwrap(Int(loaded.components(separatedBy: " @ ")[1].prefix { $0.isNumber }))
+        XCTAssertTrue(step == logged || step == logged + 3, loaded.description)
+        XCTAssertEqual(losses(resumed.stderr).count, maxSteps - step, resumed.stderr)
         // And with one process, starting the data over.
         let single = try runCNCLIP(common + ["--batch-size", "10", "--max-steps", "2", "--name", name, "--reset-data-offset",
                                              "--valid-epoch-interval", "None"])
