@@ -42,7 +42,7 @@ public enum DemoServer {
         let api = DemoAPI(service: service, configuration: configuration)
         router.get("/") { _, _ in try api.page() }
         router.get("/index.html") { _, _ in try api.page() }
-        router.get("/healthz") { _, _ in api.json(.object([(key: "status", value: .string("ok"))])) }
+        router.get("/healthz") { _, _ in api.json(obj(["status": .string("ok")])) }
         router.get("/api/info") { _, _ in api.info() }
         router.get("/api/search/text") { request, _ in try await api.searchText(request) }
         router.post("/api/search/text") { request, _ in try await api.searchText(request) }
@@ -77,17 +77,17 @@ struct DemoAPI: Sendable {
 
     func info() -> Response {
         let gallery = service.gallery
-        return json(.object([
-            (key: "images", value: .int(Int64(gallery.count))),
-            (key: "captions", value: .int(Int64(gallery.captions.count))),
-            (key: "dim", value: .int(Int64(gallery.dim))),
-            (key: "index", value: .string(indexName)),
-            (key: "context_length", value: .int(Int64(service.contextLength))),
-            (key: "max_body_bytes", value: .int(Int64(configuration.maxBodyBytes))),
-            (key: "max_query_characters", value: .int(Int64(service.limits.maxQueryCharacters))),
-            (key: "max_results", value: .int(Int64(service.limits.maxResults))),
-            (key: "default_results", value: .int(Int64(configuration.defaultResults))),
-            (key: "default_template", value: .string(configuration.defaultTemplate)),
+        return json(obj([
+            "images": (.int(Int64(gallery.count))),
+            "captions": (.int(Int64(gallery.captions.count))),
+            "dim": (.int(Int64(gallery.dim))),
+            "index": (.string(indexName)),
+            "context_length": (.int(Int64(service.contextLength))),
+            "max_body_bytes": (.int(Int64(configuration.maxBodyBytes))),
+            "max_query_characters": (.int(Int64(service.limits.maxQueryCharacters))),
+            "max_results": (.int(Int64(service.limits.maxResults))),
+            "default_results": (.int(Int64(configuration.defaultResults))),
+            "default_template": (.string(configuration.defaultTemplate)),
         ]))
     }
 
@@ -110,10 +110,10 @@ struct DemoAPI: Sendable {
             k = try intField(body["k"], name: "k", default: configuration.defaultResults)
         }
         let results = try await service.searchText(query, k: k)
-        return json(.object([
-            (key: "query", value: .string(query)),
-            (key: "index", value: .string(indexName)),
-            (key: "results", value: .array(results.enumerated().map { imageJSON($1, rank: $0 + 1) })),
+        return json(obj([
+            "query": (.string(query)),
+            "index": (.string(indexName)),
+            "results": (.array(results.enumerated().map { imageJSON($1, rank: $0 + 1) })),
         ]))
     }
 
@@ -123,13 +123,13 @@ struct DemoAPI: Sendable {
         let k = try intParameter(params["k"], name: "k", default: configuration.defaultResults)
         let captions = try intParameter(params["captions"], name: "captions", default: configuration.defaultCaptions)
         let data = try await body(request)
-        let (images, caps) = try await service.searchImage(data, k: k, captions: min(captions, max(1, service.gallery.captions.count)))
-        return json(.object([
-            (key: "index", value: .string(indexName)),
-            (key: "results", value: .array(images.enumerated().map { imageJSON($1, rank: $0 + 1) })),
-            (key: "captions", value: .array(caps.enumerated().map { r, c in
-                .object([(key: "rank", value: .int(Int64(r + 1))), (key: "row", value: .int(Int64(c.row))), (key: "id", value: idJSON(c.id)),
-                         (key: "text", value: .string(c.text)), (key: "score", value: .float(Double(c.score)))])
+        let (images, caps) = try await service.searchImage(data, k: k, captions: captions)
+        return json(obj([
+            "index": (.string(indexName)),
+            "results": (.array(images.enumerated().map { imageJSON($1, rank: $0 + 1) })),
+            "captions": (.array(caps.enumerated().map { r, c in
+                obj(["rank": (.int(Int64(r + 1))), "row": (.int(Int64(c.row))), "id": (idJSON(c.id)),
+                         "text": (.string(c.text)), "score": (.float(Double(c.score)))])
             })),
         ]))
     }
@@ -158,10 +158,10 @@ struct DemoAPI: Sendable {
         }
         let results = try await service.classify(image, labels: labels, templates: templates)
         let ranked = results.enumerated().sorted { $0.element.probability > $1.element.probability || ($0.element.probability == $1.element.probability && $0.offset < $1.offset) }
-        return json(.object([
-            (key: "templates", value: .array(templates.map { .string($0) })),
-            (key: "labels", value: .array(ranked.map { _, r in
-                .object([(key: "label", value: .string(r.label)), (key: "probability", value: .float(Double(r.probability)))])
+        return json(obj([
+            "templates": (.array(templates.map { .string($0) })),
+            "labels": (.array(ranked.map { _, r in
+                obj(["label": (.string(r.label)), "probability": (.float(Double(r.probability)))])
             })),
         ]))
     }
@@ -184,8 +184,8 @@ struct DemoAPI: Sendable {
     // MARK: Helpers
 
     func imageJSON(_ r: ImageResult, rank: Int) -> PyJSON {
-        .object([(key: "rank", value: .int(Int64(rank))), (key: "row", value: .int(Int64(r.row))), (key: "id", value: idJSON(r.id)),
-                 (key: "score", value: .float(Double(r.score))), (key: "thumbnail", value: .string("/thumbnails/\(r.row)"))])
+        obj(["rank": (.int(Int64(rank))), "row": (.int(Int64(r.row))), "id": (idJSON(r.id)),
+                 "score": (.float(Double(r.score))), "thumbnail": (.string("/thumbnails/\(r.row)"))])
     }
 
     /// An id's json.dumps rendering back as a value (ints stay ints, paths stay strings).
@@ -250,8 +250,8 @@ func errorResponse(status: HTTPResponse.Status, code: String, message: String) -
     var headers = HTTPFields()
     headers[.contentType] = "application/json; charset=utf-8"
     var out = [UInt8]()
-    pythonDumps(.object([(key: "error", value: .object([
-        (key: "status", value: .int(Int64(status.code))), (key: "code", value: .string(code)), (key: "message", value: .string(message)),
+    pythonDumps(obj(["error": (obj([
+        "status": (.int(Int64(status.code))), "code": (.string(code)), "message": (.string(message)),
     ]))]), into: &out)
     return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: out)))
 }
@@ -278,3 +278,6 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         }
     }
 }
+
+/// A JSON object from key-value pairs, in their order (a typed parameter keeps literals quick to type-check).
+func obj(_ pairs: KeyValuePairs<String, PyJSON>) -> PyJSON { .object(pairs.map { (key: $0.key, value: $0.value) }) }

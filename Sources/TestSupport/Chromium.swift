@@ -230,10 +230,12 @@ public final class ChromiumPage: @unchecked Sendable {
         throw ChromiumError("still false after \(Int(timeout)) s: \(condition)")
     }
 
-    /// Focuses the element matching `selector` by clicking it with the mouse at its centre.
+    /// Scrolls the element matching `selector` into view and clicks it with the mouse at its centre (mouse events
+    /// outside the viewport hit nothing).
     public func click(_ selector: String) throws {
         guard let box = try evaluate("""
-            (() => { const r = document.querySelector(\(jsString(selector))).getBoundingClientRect();
+            (() => { const e = document.querySelector(\(jsString(selector))); e.scrollIntoView({block: 'center'});
+                     const r = e.getBoundingClientRect();
                      return [r.left + r.width / 2, r.top + r.height / 2]; })()
             """) as? [Double], box.count == 2 else { throw ChromiumError("no element \(selector)") }
         for type in ["mousePressed", "mouseReleased"] {

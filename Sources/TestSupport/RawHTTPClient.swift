@@ -61,7 +61,7 @@ public func rawHTTP(port: Int, method: String, path: String, headers: [String: S
             var offset = 0
             while offset < body.count {
                 let n = min(16384, body.count - offset)
-                guard sendAll(fd, Data(String(n, radix: 16).utf8 + "\r\n".utf8) + body.subdata(in: offset..<(offset + n)) + Data("\r\n".utf8)) else { break }
+                guard sendAll(fd, Data((String(n, radix: 16) + "\r\n").utf8) + body.subdata(in: offset..<(offset + n)) + Data("\r\n".utf8)) else { break }
                 offset += n
             }
             _ = sendAll(fd, Data("0\r\n\r\n".utf8))

@@ -68,7 +68,7 @@ struct IndexSearch: ParsableCommand {
             }
             var out = ""
             if !texts.isEmpty {
-                let features = clip.encodeTexts(texts.map(Tokenizer.prepareCaption), contextLength: context)
+                let features = clip.encodeTexts(texts.map { Tokenizer.prepareCaption($0) }, contextLength: context)
                 out += try lines({ .string(texts[$0]) }, features, count: texts.count)
             }
             if !images.isEmpty {

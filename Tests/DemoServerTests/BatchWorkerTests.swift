@@ -9,7 +9,7 @@ final class BatchWorkerTests: XCTestCase {
         let seen = NSLock()
         nonisolated(unsafe) var batches: [[Int]] = []
         let worker = BatchWorker<Int, Int>(name: "test", maxBatch: 8) { jobs in
-            seen.lock(); batches.append(jobs); let first = batches.count == 1; seen.unlock()
+            let first = seen.withLock { batches.append(jobs); return batches.count == 1 }
             if first { gate.wait() }  // hold the first batch until the others have queued
             return jobs.map { $0 < 0 ? .failure(CancellationError()) : .success($0 * 10) }
         }
@@ -25,11 +25,11 @@ final class BatchWorkerTests: XCTestCase {
         var results: [Int?] = []
         for t in rest { results.append(try? await t.value) }
         XCTAssertEqual(results, [20, 30, 40, 50, 60, nil, 80, 90, 100, 110])
-        seen.lock(); defer { seen.unlock() }
-        XCTAssertEqual(batches.count, 3)
-        XCTAssertEqual(batches[0], [1])
-        XCTAssertEqual(batches[1].count, 8, "at most maxBatch per batch")
-        XCTAssertEqual(Set(batches[1] + batches[2]), Set([2, 3, 4, 5, 6, -7, 8, 9, 10, 11]))
+        let all = seen.withLock { batches }
+        XCTAssertEqual(all.count, 3)
+        XCTAssertEqual(all[0], [1])
+        XCTAssertEqual(all[1].count, 8, "at most maxBatch per batch")
+        XCTAssertEqual(Set(all[1] + all[2]), Set([2, 3, 4, 5, 6, -7, 8, 9, 10, 11]))
         XCTAssertEqual(worker.batchSizeCounts, [1: 1, 8: 1, 2: 1])
     }
 

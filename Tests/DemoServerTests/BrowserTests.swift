@@ -107,12 +107,18 @@ final class BrowserTests: XCTestCase {
         try shot(page, "image-search.png")
 
         try page.click("#labels")
-        try page.send("Input.dispatchKeyEvent", ["type": "keyDown", "key": "a", "code": "KeyA", "modifiers": 2, "windowsVirtualKeyCode": 65])
+        // Ctrl+A: the key event alone does not edit in headless Chromium; the editing command it maps to does.
+        try page.send("Input.dispatchKeyEvent", ["type": "keyDown", "key": "a", "code": "KeyA", "modifiers": 2, "windowsVirtualKeyCode": 65,
+                                                 "commands": ["selectAll"]])
         try page.send("Input.dispatchKeyEvent", ["type": "keyUp", "key": "a", "code": "KeyA", "modifiers": 2, "windowsVirtualKeyCode": 65])
         try page.type("红色，蓝色，绿色")
         try page.click("#classify-button")
-        try page.waitUntil("document.querySelectorAll('#classify-results .label-row').length === 3")
-        let labels = try page.evaluate("[...document.querySelectorAll('#classify-results .label-row span:first-child')].map(s => s.textContent)") as? [String]
+        do { try page.waitUntil("document.querySelectorAll('#classify-results .label-row').length === 3", timeout: 30) } catch {
+            try? page.screenshot(to: Self.screenshots.appendingPathComponent("classify-failure.png"))
+            let state = try page.evaluate("[document.getElementById('labels').value, document.getElementById('classify-status').textContent]")
+            throw ChromiumError("\(error); labels and status: \(state ?? "?")")
+        }
+        let labels = try page.evaluate("[...document.querySelectorAll('#classify-results .label-row > span:first-child')].map(s => s.textContent)") as? [String]
         XCTAssertEqual(Set(labels ?? []), ["红色", "蓝色", "绿色"])
         try shot(page, "classify.png")
     }
