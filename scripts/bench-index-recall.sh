@@ -18,8 +18,9 @@ trap 'rm -rf "$work"' EXIT
   echo
   echo "\`scripts/bench-index-recall.sh $count $dim\` (\`cnclip index recall\`): $count synthetic unit vectors of dimension $dim"
   echo "(10,000 Gaussian clusters; the queries are 1,000 gallery vectors plus noise), the \`auto\` FAISS index (IVF with about"
-  echo "4·√n lists, trained on an evenly spaced 100,000-vector sample) against the exact flat index (make-topk-predictions's"
-  echo "ranking), on this machine's 2 cores. recall@10 = the share of the exact top 10 that the FAISS top 10 holds."
+  echo "4·√n lists but at most one per 39 training vectors, trained on an evenly spaced 100,000-vector sample) against the"
+  echo "exact flat index (make-topk-predictions's ranking), on this machine's 2 cores. recall@10 = the share of the exact"
+  echo "top 10 that the FAISS top 10 holds. FAISS's candidates are rescored exactly, as \`cnclip serve\` does."
   echo
   echo '```'
   echo "$out" | grep -v '^|'

@@ -28,7 +28,7 @@ struct IndexRecall: ParsableCommand {
     @Option(name: .customLong("queries"), help: "Queries.")
     var queries = 1000
 
-    @Option(name: .customLong("factory"), help: "FAISS factory string, or auto (IVF with about 4·√count lists).")
+    @Option(name: .customLong("factory"), help: "FAISS factory string, or auto (IVF with about 4·√count lists, at most one per 39 training vectors).")
     var factory = "auto"
 
     @Option(name: .customLong("nprobe"), help: "Comma-separated IVF lists probed per query, one measurement each.")
@@ -62,7 +62,7 @@ struct IndexRecall: ParsableCommand {
         let exactTime = seconds(clock.now - start)
         print(String(format: "exact (flat) search: %.2f s for %d queries (%.2f ms/query)", exactTime, queries, 1000 * exactTime / Double(queries)))
         try galleryReported {
-            let name = factory == "auto" ? GalleryBuilder.autoFactory(count: count) : factory
+            let name = factory == "auto" ? GalleryBuilder.autoFactory(count: count, trainingSample: trainingSample) : factory
             let index = try FaissIndex(dim: dim, factory: name)
             start = clock.now
             let sample = min(count, trainingSample)

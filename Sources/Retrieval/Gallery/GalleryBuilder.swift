@@ -235,7 +235,7 @@ public final class GalleryBuilder {
         let all = GalleryIndex.floats(mapped, rows: manifest.count, dim: manifest.dim)
         let dim = manifest.dim
         if let requested = newFactory {
-            let factory = requested == "auto" ? Self.autoFactory(count: manifest.count) : requested
+            let factory = requested == "auto" ? Self.autoFactory(count: manifest.count, trainingSample: options.trainingSample) : requested
             let index = try FaissIndex(dim: dim, factory: factory)
             // An evenly spaced sample: the same rows on every run, spread over the whole gallery.
             let n = manifest.count, sample = min(n, max(1, options.trainingSample))
@@ -272,9 +272,10 @@ public final class GalleryBuilder {
         }
     }
 
-    /// `IVF{lists},Flat` with about 4·√n lists, at most one per 39 vectors (FAISS's minimum training points per list).
-    public static func autoFactory(count n: Int) -> String {
-        let lists = max(1, min(Int((4 * Double(n).squareRoot()).rounded()), n / 39))
+    /// `IVF{lists},Flat` with about 4·√n lists, but at most one per 39 training vectors (FAISS's minimum per list,
+    /// below which its k-means warns and clusters poorly).
+    public static func autoFactory(count n: Int, trainingSample: Int) -> String {
+        let lists = max(1, min(Int((4 * Double(n).squareRoot()).rounded()), min(n, trainingSample) / 39))
         return "IVF\(lists),Flat"
     }
 
