@@ -4,7 +4,8 @@
 # BENCHMARKS.md.
 # usage: scripts/bench-serve.sh [SECONDS] [CONNECTIONS]        (default 30 16)
 # env:   CKPT, CONFIG   the model (default: the demo's trained model if scripts/demo.sh has run, else the tiny
-#                       test model); GALLERY=N images of the synthetic dataset in the gallery (default 1000)
+#                       test model), MODEL_LABEL how to name it in the table; GALLERY=N images of the synthetic
+#                       dataset in the gallery (default 1000)
 #        NO_WRITE=1     print the section instead of appending it to BENCHMARKS.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ if [ -z "${CKPT:-}" ]; then
     CKPT=Tests/Fixtures/models/vit-tiny.pt; CONFIG=Tests/Fixtures/models/vit-tiny.json; model="the tiny test CLIP (Tests/Fixtures/models/vit-tiny)"
   fi
 else
-  model="$CKPT"
+  model=${MODEL_LABEL:-$CKPT}
 fi
 work=$(mktemp -d)
 server=""
@@ -84,9 +85,11 @@ summary() {  # name label
   rps=$(awk '/^Requests\/sec/ {print $2}' "$w"); total=$(awk '/requests in/ {print $1}' "$w")
   errors=$(awk '/Socket errors/ {gsub(",", ""); s=0; for (i=1;i<=NF;i++) if ($i ~ /^[0-9]+$/) s+=$i; print s}' "$w"); errors=${errors:-0}
   non2xx=$(awk '/Non-2xx/ {print $NF}' "$w"); non2xx=${non2xx:-0}
-  first=$(sed -n '3p' "$r"); last=$(tail -n 1 "$r"); max=$(sort -n "$r" | tail -n 1)
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s → %s MiB (max %s) |\n' "$2" "$connections" "$total" "$rps" "$p50" "$p90" "$p99" \
-    "$((errors + non2xx))" "$((first / 1024))" "$((last / 1024))" "$((max / 1024))"
+  # RSS in MiB at every tenth of the run, then the maximum.
+  trace=$(awk '{v[NR] = $1} END {for (i = 1; i <= 10; i++) {j = int(NR * i / 10); if (j < 1) j = 1; printf "%s%d", (i > 1 ? " " : ""), v[j] / 1024}}' "$r")
+  max=$(sort -n "$r" | tail -n 1)
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s (max %s) |\n' "$2" "$connections" "$total" "$rps" "$p50" "$p90" "$p99" \
+    "$((errors + non2xx))" "$trace" "$((max / 1024))"
 }
 {
   echo
@@ -96,9 +99,10 @@ summary() {  # name label
   echo "and their captions (exact index), wrk on loopback (2 threads, $connections connections, ${seconds} s per run, after a 3 s"
   echo "warm-up), on this machine's 2 cores shared by the server and the load generator. Text queries rotate over the"
   echo "gallery's captions (k = 12); image queries upload one of 8 gallery images (k = 12 images + 5 captions). Memory is the"
-  echo "server's RSS sampled every second (from the third second to the end of each run)."
+  echo "server's RSS in MiB, sampled every second; the table shows it at each tenth of the run (the image run follows the text"
+  echo "run in the same server process)."
   echo
-  echo "| endpoint | connections | requests | requests/s | p50 | p90 | p99 | errors | server RSS |"
+  echo "| endpoint | connections | requests | requests/s | p50 | p90 | p99 | errors | server RSS (MiB) over the run |"
   echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
   summary text "POST /api/search/text"
   summary image "POST /api/search/image"
