@@ -171,6 +171,29 @@ final class APITests: XCTestCase {
         assertError(try get("/nowhere"), 404, "not_found")
     }
 
+    /// With a FAISS index the service searches through it (and, probing every list, finds what exact search finds).
+    func testServiceUsesTheApproximateIndex() async throws {
+        let f = try DemoFixture.get()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cnclip-ivf-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try runCNCLIP(["index", "build"] + DemoFixture.model + ["--image-data", f.validImages, "--text-data", f.validTexts,
+                                                                       "--output", dir, "--approximate", "IVF4,Flat", "--nprobe", "4"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let model = try server.model
+        let approximate = try SearchService(model: model, gallery: GalleryIndex(directory: dir))
+        let exact = try SearchService(model: model, gallery: GalleryIndex(directory: dir), approximate: false)
+        XCTAssertTrue(approximate.approximate)
+        XCTAssertFalse(exact.approximate)
+        for text in try DemoFixture.jsonLines(f.validTexts).prefix(8).map({ $0["text"] as! String }) {
+            let a = try await approximate.searchText(text, k: 10), e = try await exact.searchText(text, k: 10)
+            XCTAssertEqual(a, e)
+        }
+        let image = try f.validImageFiles()[2].data
+        let a = try await approximate.searchImage(image, k: 6, captions: 2), e = try await exact.searchImage(image, k: 6, captions: 2)
+        XCTAssertEqual(a.images, e.images)
+        XCTAssertEqual(a.captions, e.captions)
+    }
+
     // MARK: Bad input
 
     func testEmptyAndOverlongQueries() throws {
