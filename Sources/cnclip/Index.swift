@@ -42,14 +42,27 @@ func printSummary(_ s: GalleryBuildSummary, directory: String) {
     print(line)
 }
 
-/// A progress callback for the builder that shows one line per stage.
-func builderProgress() -> (String, Int, Int?) -> Void {
-    let lock = NSLock()
-    var bars: [String: ProgressLine] = [:]
-    return { stage, done, total in
+/// The builder's progress on a terminal: one line per stage, each ended when the next stage starts.
+final class BuilderProgress: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stage: String?
+    private var bar: ProgressLine?
+
+    /// Shows `done` of `total` items of `stage`.
+    func update(_ stage: String, _ done: Int, _ total: Int?) {
         lock.lock(); defer { lock.unlock() }
-        let bar = bars[stage] ?? ProgressLine(label: stage)
-        bars[stage] = bar
-        bar.update(Int64(done), total.map(Int64.init), unit: "items")
+        if stage != self.stage {
+            bar?.finish()
+            self.stage = stage
+            bar = ProgressLine(label: stage)
+        }
+        bar?.update(Int64(done), total.map(Int64.init), unit: "items")
+    }
+
+    /// Ends the current line.
+    func finish() {
+        lock.lock(); defer { lock.unlock() }
+        bar?.finish()
+        bar = nil
     }
 }

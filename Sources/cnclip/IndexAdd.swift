@@ -29,9 +29,11 @@ struct IndexAdd: ParsableCommand {
         var options = GalleryBuildOptions()
         options.batchSize = source.batchSize
         let builder = GalleryBuilder(model: clip, options: options)
-        builder.progress = builderProgress()
+        let progress = BuilderProgress()
+        builder.progress = { progress.update($0, $1, $2) }
         let summary = try galleryReported {
-            try builder.add(images: try source.imageData.map(GalleryImageSource.detect), captions: source.textData, directory: index)
+            defer { progress.finish() }  // end the progress line before the summary or an error
+            return try builder.add(images: try source.imageData.map(GalleryImageSource.detect), captions: source.textData, directory: index)
         }
         printSummary(summary, directory: index)
     }

@@ -57,9 +57,11 @@ struct IndexBuild: ParsableCommand {
         options.nprobe = nprobe
         options.trainingSample = trainingSample
         let builder = GalleryBuilder(model: clip, options: options)
-        builder.progress = builderProgress()
+        let progress = BuilderProgress()
+        builder.progress = { progress.update($0, $1, $2) }
         let summary = try galleryReported {
-            try builder.build(images: try GalleryImageSource.detect(source.imageData!), captions: source.textData, output: output)
+            defer { progress.finish() }  // end the progress line before the summary or an error
+            return try builder.build(images: try GalleryImageSource.detect(source.imageData!), captions: source.textData, output: output)
         }
         printSummary(summary, directory: output)
     }
