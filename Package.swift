@@ -23,6 +23,7 @@ let package = Package(
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CWebP", pkgConfig: "libwebp", providers: [.apt(["libwebp-dev"])]),
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         // FAISS through a C interface of our own: Debian's libfaiss-dev has only the static C++ library
         // (built with OpenMP, against the system BLAS/LAPACK).
         .target(name: "CFaiss",
@@ -36,6 +37,11 @@ let package = Package(
         .target(name: "Imaging", dependencies: ["CTurboJPEG", "CPNG", "CWebP"]),
         .target(name: "ChineseCLIP", dependencies: ["Tensors", "NeuralNet", "Checkpoints", "Tokenization", "Imaging"]),
         .target(name: "Datasets", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "Tokenization", "CLMDB"]),
+        .target(name: "Distributed", dependencies: ["CMPI"]),
+        .target(name: "Training", dependencies: ["Distributed", "Datasets", "ChineseCLIP", "NeuralNet", "Tensors", "Checkpoints", "Imaging", "Tokenization"]),
+        .target(name: "Retrieval", dependencies: ["Datasets", "ChineseCLIP", "Imaging", "NeuralNet", "Tensors", "Tokenization"], resources: [.copy("Resources/zeroshot_templates.json")]),
+        .executableTarget(name: "cnclip", dependencies: [
+            "ChineseCLIP", "Datasets", "Distributed", "Retrieval", "NeuralNet", "Tensors", "Training", "Tokenization",
         .target(name: "Training", dependencies: ["Datasets", "ChineseCLIP", "NeuralNet", "Tensors", "Checkpoints", "Imaging", "Tokenization"]),
         .target(name: "Retrieval", dependencies: ["Datasets", "ChineseCLIP", "Imaging", "NeuralNet", "Tensors", "Tokenization", "Checkpoints", "CFaiss"], resources: [.copy("Resources/zeroshot_templates.json")]),
         .target(name: "DemoServer", dependencies: [
@@ -59,10 +65,10 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Checkpoints", "Imaging", "NeuralNet"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "ChineseCLIP", "Checkpoints", "Datasets", "NeuralNet", "Tensors", "Tokenization"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "ChineseCLIP", "Checkpoints", "Datasets", "NeuralNet", "Tensors", "Tokenization"]),
         .testTarget(name: "RetrievalTests", dependencies: ["Retrieval", "ChineseCLIP", "Tensors"]),
         .testTarget(name: "DemoServerTests", dependencies: ["cnclip", "DemoServer", "Retrieval", "ChineseCLIP", "Datasets", "Imaging", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["cnclip", "ChineseCLIP", "Imaging", "Tokenization", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["cnclip", "Checkpoints", "ChineseCLIP", "Imaging", "Tokenization", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5],
     cxxLanguageStandard: .cxx17

@@ -4,10 +4,10 @@
 # usage: scripts/install-deps.sh
 set -euo pipefail
 packages=(libopenblas-dev liblmdb-dev libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libwebp-dev pkg-config
-          libfaiss-dev g++ chromium fonts-noto-cjk wrk)
+          libopenmpi-dev openmpi-bin libfaiss-dev g++ chromium fonts-noto-cjk wrk)
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "install-deps: this script knows apt (Debian/Ubuntu) only." >&2
-  echo "Install these libraries with your system's package manager: OpenBLAS, LMDB, libjpeg-turbo (TurboJPEG API), libpng, libwebp, FAISS; and Chromium, a CJK font and wrk for the tests." >&2
+  echo "Install these libraries with your system's package manager: OpenBLAS, LMDB, libjpeg-turbo (TurboJPEG API), libpng, libwebp, Open MPI, FAISS; and Chromium, a CJK font and wrk for the tests." >&2
   exit 1
 fi
 missing=()

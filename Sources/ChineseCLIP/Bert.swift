@@ -97,6 +97,9 @@ public final class BertLayer: Module, @unchecked Sendable {
 public final class BertModel: Module, @unchecked Sendable {
     let embeddings: BertEmbeddings
     let layers: ModuleList<BertLayer>
+    /// Recompute each encoder layer in the backward pass instead of keeping its activations
+    /// (`set_grad_checkpointing`; training only).
+    public var gradientCheckpointing = false
 
     /// A BERT for `config`.
     public init(_ config: CLIPConfig) {
@@ -114,7 +117,12 @@ public final class BertModel: Module, @unchecked Sendable {
         let bias = Tensor(shape: [batch, seq], scalars: ids.map { $0 == padId ? -10000 : 0 })
         var x = embeddings(ids, batch: batch, seq: seq)
         for (i, layer) in layers.items.enumerated() {
-            x = layer(x, keyBias: bias, firstTokenOnly: clsOnly && i == layers.items.count - 1)
+            let firstTokenOnly = clsOnly && i == layers.items.count - 1
+            if gradientCheckpointing && isTraining {
+                x = checkpointed(x, prepare: layer.randomStateRestorer()) { layer($0, keyBias: bias, firstTokenOnly: firstTokenOnly) }
+            } else {
+                x = layer(x, keyBias: bias, firstTokenOnly: firstTokenOnly)
+            }
         }
         return clsOnly && layers.items.isEmpty ? firstRows(x) : x
     }

@@ -89,26 +89,3 @@ extension Float {
     fileprivate func exp() -> Float { Float(Foundation.exp(Double(self))) }
 }
 
-
-extension CLIP {
-    /// Fills every weight with deterministic random values (normal, std 0.02; norms' scales 1, biases and means 0,
-    /// variances 1; `logit_scale` = log(1/0.07) as the reference initialises it) — for benchmarks and smoke tests.
-    public func initializeRandomly(seed: UInt64) {
-        var rng = SplitMix64(seed: seed)
-        for (name, p) in namedParameters() {
-            let shape = p.value.shape
-            let leaf = name.split(separator: ".").last.map(String.init) ?? name
-            let isNorm = name.contains("ln_") || name.contains("LayerNorm") || name.contains(".bn") || name.hasPrefix("bn")
-                || name.contains("downsample.1")
-            if name == "logit_scale" {
-                p.value = Tensor(shape: shape, repeating: Float(Foundation.log(1 / 0.07)))
-            } else if leaf == "running_var" || (isNorm && leaf == "weight") {
-                p.value = Tensor(shape: shape, repeating: 1)
-            } else if leaf == "bias" || leaf == "running_mean" || leaf.hasSuffix("_bias") {
-                p.value = Tensor(shape: shape)
-            } else {
-                p.value = Tensor.randomNormal(shape, std: 0.02, using: &rng)
-            }
-        }
-    }
-}

@@ -114,6 +114,11 @@ public final class VisualTransformer: Module, ImageEncoder, @unchecked Sendable 
     public let lnPost: LayerNorm
     /// `[width, output]`.
     public let proj: Parameter
+    /// FLIP's random patch dropping (`mask_ratio`; training only).
+    public let patchMasking = PatchMasking()
+    /// Recompute each block in the backward pass instead of keeping its activations
+    /// (`set_grad_checkpointing`; training only).
+    public var gradientCheckpointing = false
 
     /// A ViT with the reference's constructor arguments.
     public init(inputResolution: Int, patchSize: Int, width: Int, layers: Int, heads: Int, outputDim: Int) {
@@ -136,6 +141,7 @@ public final class VisualTransformer: Module, ImageEncoder, @unchecked Sendable 
         register("ln_pre", lnPre)
         register("transformer", Module()).register("resblocks", blocks)
         register("ln_post", lnPost)
+        register("patch_masking", patchMasking)  // no parameters; registered so that `train()` and reseeding reach it
     }
 
     /// Images `[batch, 3, res, res]` → features `[batch, output]`.
@@ -152,9 +158,44 @@ public final class VisualTransformer: Module, ImageEncoder, @unchecked Sendable 
         let emb = linear(p, weight: conv1.weight.variable.reshaped([width, -1]), bias: nil)  // [b, grid², width]
         let cls = repeated(classEmbedding.variable.reshaped([1, width]), count: b)       // [b, 1, width]
         let tokens = concatenate([cls, emb], axis: 1)                                     // [b, grid² + 1, width]
-        var x = lnPre(add(tokens, positionalEmbedding.variable))
-        for (i, block) in blocks.items.enumerated() { x = block(x, firstTokenOnly: i == blocks.items.count - 1) }
+        var x = lnPre(patchMasking(add(tokens, positionalEmbedding.variable)))
+        for (i, block) in blocks.items.enumerated() {
+            let last = i == blocks.items.count - 1
+            if gradientCheckpointing && isTraining {
+                x = checkpointed(x, prepare: block.randomStateRestorer()) { block($0, firstTokenOnly: last) }
+            } else {
+                x = block(x, firstTokenOnly: last)
+            }
+        }
         let first = firstRows(x).reshaped([b, width])
         return matmul(lnPost(first), proj.variable)
+    }
+}
+
+/// FLIP's token dropping (`VisualTransformer.random_masking`): in training with `ratio` > 0, each image keeps its
+/// class token and `int((L - 1) · (1 - ratio))` of its `L - 1` patch tokens, chosen uniformly at random.
+/// The reference draws the choice from `torch.rand`; ours comes from a seedable generator (reseeded each step
+/// by the trainer, like dropout), so runs are reproducible — the same distribution, not torch's stream.
+public final class PatchMasking: Module, RandomizedModule, @unchecked Sendable {
+    /// Fraction of patch tokens dropped (`--mask-ratio`); 0 keeps them all.
+    public var ratio: Float = 0
+    /// The generator the choices come from.
+    public var generator = SplitMix64(seed: 0xF11D)
+
+    /// Tokens `[batch, 1 + patches, width]` (class token first, positional embedding added) → the kept tokens
+    /// `[batch, 1 + keep, width]`, or `tokens` unchanged outside training or with `ratio` 0.
+    public func callAsFunction(_ tokens: Variable) -> Variable {
+        guard isTraining && ratio > 0 else { return tokens }
+        let (b, l) = (tokens.shape[0], tokens.shape[1])
+        let keep = Int(Double(l - 1) * (1 - Double(ratio)))  // Python's int(): toward zero
+        var indices: [Int] = []
+        indices.reserveCapacity(b * (keep + 1))
+        for _ in 0..<b {
+            var order = Array(1..<l)
+            order.shuffle(using: &generator)
+            indices.append(0)
+            indices += order.prefix(keep)
+        }
+        return gatherRows(tokens, indices: indices, keep: keep + 1)
     }
 }

@@ -157,10 +157,16 @@ public final class BatchNorm2d: Module, @unchecked Sendable {
 
 /// `nn.Dropout`: in training mode zeroes each element with probability `p` (scaling the rest by `1/(1-p)`),
 /// drawing from its own seeded generator; the identity in evaluation mode or when `p == 0`.
-public final class Dropout: Module, @unchecked Sendable {
+public final class Dropout: Module, RandomizedModule, @unchecked Sendable {
     /// Probability of zeroing an element.
     public let p: Float
     private var rng: SplitMix64
+
+    /// The mask generator's state.
+    public var generator: SplitMix64 {
+        get { rng }
+        set { rng = newValue }
+    }
 
     /// A dropout layer with probability `p` whose masks come from a generator seeded with `seed`.
     public init(_ p: Float, seed: UInt64 = 0) {
@@ -172,13 +178,39 @@ public final class Dropout: Module, @unchecked Sendable {
     /// A fresh seed from this layer's generator (for masks drawn inside a kernel, such as attention dropout).
     public func nextSeed() -> UInt64 { rng.next() }
 
-    /// Reseeds the mask generator.
-    public func seed(_ seed: UInt64) { rng = SplitMix64(seed: seed) }
 
     /// `x` (any shape) with dropout applied in training mode.
     public func callAsFunction(_ x: Variable) -> Variable {
         // Evaluation (and p = 0) never touches the generator, so inference stays free of shared mutable state.
         guard isTraining && p > 0 else { return x }
         return dropout(x, p: p, training: true, using: &rng)
+    }
+}
+
+/// A module that draws random numbers in training (dropout masks, dropped tokens) from a generator of its own,
+/// so that a trainer can reseed every one of them before each forward pass.
+public protocol RandomizedModule: Module {
+    /// The generator's state.
+    var generator: SplitMix64 { get set }
+}
+
+extension RandomizedModule {
+    /// Restarts the generator from `seed`.
+    public func seed(_ seed: UInt64) { generator = SplitMix64(seed: seed) }
+}
+
+extension Module {
+    /// A `prepare` closure for `checkpointed`: its first call records the generator states of every randomized
+    /// module inside this one, later calls put them back, so a recomputation draws the same masks.
+    public func randomStateRestorer() -> () -> Void {
+        let modules = namedModules().compactMap { $0.1 as? RandomizedModule }
+        var saved: [SplitMix64]?
+        return {
+            if let saved {
+                for (m, s) in zip(modules, saved) { m.generator = s }
+            } else {
+                saved = modules.map(\.generator)
+            }
+        }
     }
 }

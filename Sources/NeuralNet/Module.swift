@@ -37,6 +37,9 @@ public final class Parameter: @unchecked Sendable {
 
     /// Forgets the accumulated gradient.
     public func zeroGrad() { node?.zeroGrad() }
+
+    /// Replaces the accumulated gradient (shaped as `value`); nothing happens unless the parameter requires one.
+    public func setGrad(_ g: Tensor?) { node?.setGrad(g) }
 }
 
 /// Why a state dict does not fit a module.

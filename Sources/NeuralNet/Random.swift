@@ -36,3 +36,20 @@ extension Tensor {
         return t
     }
 }
+
+extension SplitMix64 {
+    /// A sample of U[-bound, bound).
+    public mutating func nextUniform(bound: Float) -> Float {
+        Float((Double(next() >> 11) * 0x1p-53 * 2 - 1) * Double(bound))
+    }
+}
+
+extension Tensor {
+    /// A tensor of `shape` with samples of U[-bound, bound).
+    public static func randomUniform(_ shape: [Int], bound: Float, using rng: inout SplitMix64) -> Tensor {
+        let t = Tensor.uninitialized(shape)
+        let p = t.mutableData
+        for i in 0..<t.count { p[i] = rng.nextUniform(bound: bound) }
+        return t
+    }
+}

@@ -1,12 +1,14 @@
-// `cn_clip/training/main.py` + `train.py` on one process: the epoch loop, the step (with `--accum-freq`
+// `cn_clip/training/main.py` + `train.py` on one process or data-parallel over MPI ranks (DataParallel.swift):
+// the epoch loop, the step (with `--accum-freq`
 // feature caching), the schedule, the logit-scale clamp, freeze-vision, validation, logs and checkpoints.
 //
-// Resume loses nothing: the data order is a function of (seed, epoch) as in the reference, and every dropout
-// layer is reseeded before each forward from (seed, step, pass, layer), so a run resumed from the checkpoint of
+// Resume loses nothing: the data order is a function of (seed, epoch) as in the reference, each `--use-augment`
+// augmentation a function of (seed, epoch, sample index), and every dropout layer is reseeded before each forward from (seed, step, pass, layer), so a run resumed from the checkpoint of
 // step S replays steps S+1… exactly as the uninterrupted run did. Unlike the reference — which restarts a
 // mid-epoch checkpoint at the next epoch — a checkpoint saved inside an epoch resumes at the batch after it.
 
 import ChineseCLIP
+import Distributed
 import Foundation
 import NeuralNet
 import Tensors
@@ -51,16 +53,26 @@ public final class Trainer {
     /// Echo log lines to standard error (the reference's stream handler).
     public var echoLog = true
     let tokenizer: Tokenizer
+    /// The ranks of the job (a world of one unless started by `mpirun`).
+    let parallel: DataParallel
     let optimizerSettings: (lr: Double, beta1: Double, beta2: Double, eps: Double)
 
     /// A trainer for `config`, its weights initialised randomly from `options.seed` (resume or finetune with `--resume`).
-    public init(options: TrainingOptions, config: CLIPConfig, tokenizer: Tokenizer) throws {
+    /// With a `communicator` of several ranks, each trains on its shard and rank 0 alone writes logs and checkpoints.
+    public init(options: TrainingOptions, config: CLIPConfig, tokenizer: Tokenizer,
+                communicator: Communicator = SingleProcessCommunicator()) throws {
         try options.validate()
         self.options = options
+        self.parallel = DataParallel(communicator: communicator, gatherWithGrad: options.gatherWithGrad)
         self.tokenizer = tokenizer
         self.optimizerSettings = try options.resolvedOptimizerParameters()
         model = CLIP(config)
         model.initializeRandomly(seed: UInt64(bitPattern: Int64(options.seed)))
+        if let vit = model.visual as? VisualTransformer {
+            vit.patchMasking.ratio = Float(options.maskRatio ?? 0)
+            vit.gradientCheckpointing = options.gradCheckpointing
+        }
+        model.bert.gradientCheckpointing = options.gradCheckpointing
     }
 
     var isResNet: Bool { if case .resnet = model.config.visionLayers { return true } else { return false } }
@@ -71,10 +83,13 @@ public final class Trainer {
         if options.freezeVision && isResNet { model.visual.eval() }
     }
 
-    /// Reseeds every dropout layer from (seed, step, pass): the masks of a step never depend on earlier steps.
-    func reseedDropout(_ dropouts: [Dropout], step: Int, pass: Int) {
+    /// Reseeds every randomized module (dropout, patch masking) from (seed, step, pass): the masks of a step
+    /// never depend on earlier steps.
+    func reseedRandomness(_ dropouts: [RandomizedModule], step: Int, pass: Int) {
         var base = SplitMix64(seed: UInt64(bitPattern: Int64(options.seed)) ^ 0xD5A6_1266_F0C9_392C)
-        let a = base.next() &+ UInt64(step) &* 0x9E37_79B9_7F4A_7C15, b = UInt64(pass) &* 0xC2B2_AE3D_27D4_EB4F
+        // Ranks draw different masks for their different samples (rank 0's are those of a single process).
+        let a = base.next() &+ UInt64(step) &* 0x9E37_79B9_7F4A_7C15
+        let b = UInt64(pass) &* 0xC2B2_AE3D_27D4_EB4F ^ UInt64(parallel.rank) &* 0xD6E8_FEB8_6659_FD93
         for (k, d) in dropouts.enumerated() {
             var g = SplitMix64(seed: a ^ b ^ (UInt64(k) &* 0x1656_67B1_9E37_79F9))
             d.seed(g.next())
@@ -87,20 +102,23 @@ public final class Trainer {
         if let t = o.threads { ComputeThreads.set(t) }
         let resolution = model.config.imageResolution
         let train = try LMDBTrainingDataset(path: o.trainData, split: "train", resolution: resolution,
-                                            contextLength: o.contextLength, tokenizer: tokenizer)
-        guard o.batchSize <= train.sampleCount else {
-            throw TrainingError.invalidOption("--batch-size \(o.batchSize) is larger than the training set (\(train.sampleCount) pairs in \(o.trainData))")
+                                            contextLength: o.contextLength, tokenizer: tokenizer,
+                                            useAugment: o.useAugment, seed: o.seed)
+        let world = parallel.worldSize
+        guard o.batchSize * world <= train.sampleCount else {
+            let what = world == 1 ? "--batch-size \(o.batchSize)" : "--batch-size \(o.batchSize) × \(world) processes"
+            throw TrainingError.invalidOption("\(what) is larger than the training set (\(train.sampleCount) pairs in \(o.trainData))")
         }
         var val: LMDBTrainingDataset?
         if let v = o.valData {
             let d = try LMDBTrainingDataset(path: v, split: "val", resolution: resolution, contextLength: o.contextLength, tokenizer: tokenizer)
-            guard o.validBatchSize <= d.sampleCount else {
+            guard o.validBatchSize * world <= d.sampleCount else {
                 throw TrainingError.invalidOption("--valid-batch-size \(o.validBatchSize) is larger than the validation set (\(d.sampleCount) pairs in \(v))")
             }
             val = d
         }
-        let padded = train.paddedLength(globalBatchSize: o.batchSize)
-        let numBatches = padded / o.batchSize
+        let padded = train.paddedLength(globalBatchSize: o.batchSize * world)
+        let numBatches = padded / (o.batchSize * world)  // per rank
         let stepsPerEpoch = numBatches / o.accumFreq
         guard stepsPerEpoch >= 1 else {
             throw TrainingError.invalidOption("--accum-freq \(o.accumFreq) exceeds the \(numBatches) batches of an epoch")
@@ -122,15 +140,18 @@ public final class Trainer {
             f.dateFormat = "yyyy-MM-dd-HH-mm-ss"
             return f.string(from: Date())
         }()
+        // Rank 0 alone writes (the reference's `is_master`); the others only train.
+        let writes = o.writesOutputs && parallel.rank == 0
         let logsDir = o.logs ?? "None"
         let logPath = TrainingLogFormat.join(logsDir, o.name, "out_\(timeSuffix).log")
         let checkpointDir = TrainingLogFormat.join(logsDir, o.name, "checkpoints")
-        if o.writesOutputs {
+        if writes {
             do { try FileManager.default.createDirectory(atPath: checkpointDir, withIntermediateDirectories: true) } catch {
                 throw TrainingError.io(path: checkpointDir, reason: "cannot create the checkpoint directory: \(error.localizedDescription)")
             }
         }
-        let log = try TrainingLogger(path: o.writesOutputs ? logPath : nil, echo: echoLog)
+        let log = try TrainingLogger(path: writes ? logPath : nil, echo: echoLog && parallel.rank == 0)
+        if o.gradCheckpointing { log.info("Grad-checkpointing activated.") }
         log.info("train LMDB file contains \(train.imageCount) images and \(train.sampleCount) pairs.")
         if let val { log.info("val LMDB file contains \(val.imageCount) images and \(val.sampleCount) pairs.") }
 
@@ -149,7 +170,7 @@ public final class Trainer {
         let params = paramsValues(lr: s.lr, beta1: s.beta1, beta2: s.beta2, eps: s.eps, maxSteps: maxSteps, maxEpochs: maxEpochs,
                                   logPath: logPath, checkpointDir: checkpointDir)
         var paramsPath: String?
-        if o.writesOutputs {
+        if writes {
             let path = TrainingLogFormat.join(logsDir, o.name, "params_\(timeSuffix).txt")
             try atomicWrite(TrainingLogFormat.paramsFile(params), to: path)
             paramsPath = path
@@ -157,12 +178,21 @@ public final class Trainer {
         log.info("Params:")
         for (k, v) in params.sorted(by: { $0.0 < $1.0 }) { log.info("  \(k): \(v)") }
         log.info("Use CPU (\(ComputeThreads.count) threads) for training")
+        if (o.maskRatio ?? 0) > 0 && isResNet {
+            log.info("Note: mask_ratio > 0 (FLIP strategy) is currently only implemented for VisualTransformer. "
+                     + "It will not function for ResNet backbone.")
+        }
 
         // Resume (automatically from epoch_latest.pt, as the reference).
         var startEpoch = 0, startStepInEpoch = 0, steps = 0
         var resume = o.resume
         let latest = TrainingLogFormat.join(checkpointDir, "epoch_latest.pt")
         if resume == nil && o.writesOutputs && FileManager.default.fileExists(atPath: latest) { resume = latest }
+        if parallel.worldSize > 1 {
+            // Rank 0 decides (another host may not see the file); every rank then reads the same checkpoint.
+            let decided = try parallel.communicator.broadcast(Array((resume ?? "").utf8), root: 0)
+            resume = decided.isEmpty ? nil : String(decoding: decided, as: UTF8.self)
+        }
         var lastCheckpoint: String?
         if let r = resume {
             if FileManager.default.fileExists(atPath: r) {
@@ -195,9 +225,11 @@ public final class Trainer {
             }
         }
 
-        let dropouts = model.namedModules().compactMap { $0.1 as? Dropout }
+        // DistributedDataParallel starts every rank from rank 0's parameters and buffers.
+        try parallel.broadcastFromMain(model.namedParameters().map(\.1))
+        let dropouts = model.namedModules().compactMap { $0.1 as? RandomizedModule }
         var summary = TrainingSummary(steps: steps, losses: [], validations: [], checkpoints: [],
-                                      logPath: o.writesOutputs ? logPath : nil, paramsPath: paramsPath, halted: false)
+                                      logPath: writes ? logPath : nil, paramsPath: paramsPath, halted: false)
 
         func save(epoch: Int, step: Int, file: String) throws {
             let t0 = Date()
@@ -223,11 +255,11 @@ public final class Trainer {
 
         for epoch in startEpoch..<max(maxEpochs, startEpoch) {
             setTrainingMode()
-            let order = EpochOrder.indices(length: padded, seed: o.seed, epoch: epoch)
+            let order = parallel.shard(EpochOrder.indices(length: padded, seed: o.seed, epoch: epoch))
             let firstLocal = epoch == startEpoch ? startStepInEpoch : 0
             let lastLocal = min(stepsPerEpoch, max(maxSteps - stepsPerEpoch * epoch, firstLocal))
             let loader = BatchLoader(dataset: train, order: order, batchSize: o.batchSize, first: firstLocal * o.accumFreq,
-                                     end: lastLocal * o.accumFreq, workers: o.numWorkers)
+                                     end: lastLocal * o.accumFreq, workers: o.numWorkers, epoch: epoch)
             defer { loader.stop() }
             var trainedThisEpoch = 0
             var end = Date()
@@ -246,7 +278,7 @@ public final class Trainer {
                 summary.steps = steps + trainedThisEpoch
 
                 if (step + 1) % o.logInterval == 0 {
-                    let batchSize = o.batchSize * o.accumFreq
+                    let batchSize = o.batchSize * o.accumFreq * world
                     log.info(TrainingLogFormat.trainingLine(
                         step: step + 1, maxSteps: maxSteps, epoch: epoch + 1, samples: (local + 1) * batchSize, samplesPerEpoch: padded,
                         percent: 100.0 * Double(local + 1) / Double(stepsPerEpoch), loss: loss,
@@ -257,7 +289,7 @@ public final class Trainer {
                     try validate(epoch: epoch, steps: step + 1)
                     setTrainingMode()
                 }
-                if o.writesOutputs && o.saveStepFrequency > 0 && (step + 1) % o.saveStepFrequency == 0 {
+                if writes && o.saveStepFrequency > 0 && (step + 1) % o.saveStepFrequency == 0 {
                     try save(epoch: epoch + 1, step: step + 1, file: "epoch_\(epoch + 1)_\(step + 1).pt")
                     try save(epoch: epoch + 1, step: step + 1, file: "epoch_latest.pt")
                 }
@@ -277,19 +309,24 @@ public final class Trainer {
             if o.valData != nil, let every = o.validEpochInterval, (epoch + 1) % every == 0 {
                 try validate(epoch: epoch, steps: steps)
             }
-            if o.writesOutputs && trainedThisEpoch > 0 {
+            if writes && trainedThisEpoch > 0 {
                 if epoch + 1 == maxEpochs || (o.saveEpochFrequency > 0 && (epoch + 1) % o.saveEpochFrequency == 0) {
                     try save(epoch: epoch + 1, step: steps, file: "epoch\(epoch + 1).pt")
                 }
                 try save(epoch: epoch + 1, step: steps, file: "epoch_latest.pt")
             }
         }
+        let r = parallel.statistics
+        if r.calls > 0 {
+            log.info(String(format: "Gradient all-reduce over %d processes: %.1f ms per step, %.1f MB of gradients per step",
+                            parallel.worldSize, 1000 * r.seconds / Double(r.calls), Double(r.floats) * 4 / 1e6 / Double(r.calls)))
+        }
         return summary
     }
 
     /// One optimiser step over `batches` (`--accum-freq` of them): the loss of the last backward and the
     /// in-batch accuracies of its logits.
-    func trainStep(_ batches: [TrainingBatch], step: Int, optimizer: AdamW, dropouts: [Dropout],
+    func trainStep(_ batches: [TrainingBatch], step: Int, optimizer: AdamW, dropouts: [RandomizedModule],
                    lastCheckpoint: String?) throws -> (Float, (i2t: Double, t2i: Double)) {
         func forward(_ b: TrainingBatch) -> (Variable, Variable, Variable) {
             model.forward(images: Variable(b.images), texts: b.tokens, textBatch: b.count)
@@ -302,9 +339,10 @@ public final class Trainer {
         var lossValue: Float = 0
         var img = Tensor(shape: [0]), txt = Tensor(shape: [0]), scale: Float = 1
         if batches.count == 1 {
-            reseedDropout(dropouts, step: step, pass: 0)
+            reseedRandomness(dropouts, step: step, pass: 0)
             model.zeroGrad()
-            let (i, t, s) = forward(batches[0])
+            let (localImages, localTexts, s) = forward(batches[0])
+            let i = parallel.gathered(localImages), t = parallel.gathered(localTexts)
             let loss = CLIP.contrastiveLoss(imageFeatures: i, textFeatures: t, logitScale: s)
             lossValue = try checked(loss)
             loss.backward()
@@ -314,25 +352,27 @@ public final class Trainer {
             // contrasting it against the cached features of the others, and steps once.
             var cachedImages: [Tensor] = [], cachedTexts: [Tensor] = []
             for (j, b) in batches.enumerated() {
-                reseedDropout(dropouts, step: step, pass: 2 * j + 1)
-                let (i, t, _) = forward(b)
+                reseedRandomness(dropouts, step: step, pass: 2 * j + 1)
+                let (i, t, _) = GradientRecording.withoutRecording { forward(b) }
                 cachedImages.append(i.value)
                 cachedTexts.append(t.value)
             }
             model.zeroGrad()
             for (j, b) in batches.enumerated() {
-                reseedDropout(dropouts, step: step, pass: 2 * j + 2)
+                reseedRandomness(dropouts, step: step, pass: 2 * j + 2)
                 let (i, t, s) = forward(b)
                 var imageParts = cachedImages.map { Variable($0) }, textParts = cachedTexts.map { Variable($0) }
                 imageParts[j] = i
                 textParts[j] = t
-                let allImages = concatenate(imageParts, axis: 0), allTexts = concatenate(textParts, axis: 0)
+                let allImages = parallel.gathered(concatenate(imageParts, axis: 0))
+                let allTexts = parallel.gathered(concatenate(textParts, axis: 0))
                 let loss = CLIP.contrastiveLoss(imageFeatures: allImages, textFeatures: allTexts, logitScale: s)
                 lossValue = try checked(loss)
                 loss.backward()
                 (img, txt, scale) = (allImages.value, allTexts.value, s.value.data[0])
             }
         }
+        try parallel.averageGradients(model.trainableParameters().map(\.1).filter(\.requiresGrad))
         optimizer.step()
         // Note: the reference clamps to 4.6052 = ln(100), as in the original paper.
         let ls = model.logitScale.value.data[0]
@@ -369,9 +409,9 @@ public final class Trainer {
             for p in requiring { p.requiresGrad = true }
             setTrainingMode()
         }
-        let padded = data.paddedLength(globalBatchSize: o.validBatchSize)
-        let batches = padded / o.validBatchSize
-        let loader = BatchLoader(dataset: data, order: EpochOrder.indices(length: padded, seed: o.seed, epoch: 0),
+        let padded = data.paddedLength(globalBatchSize: o.validBatchSize * parallel.worldSize)
+        let batches = padded / (o.validBatchSize * parallel.worldSize)
+        let loader = BatchLoader(dataset: data, order: parallel.shard(EpochOrder.indices(length: padded, seed: o.seed, epoch: 0)),
                                  batchSize: o.validBatchSize, first: 0, end: batches, workers: o.validNumWorkers)
         defer { loader.stop() }
         var cumulativeLoss: Float = 0, i2t: Float = 0, t2i: Float = 0, elements: Float = 0
@@ -388,7 +428,10 @@ public final class Trainer {
             i += 1
             if i % 100 == 0 { log.info("Evaluated \(i)/\(batches) batches...") }
         }
-        return ValidationResult(loss: cumulativeLoss / elements, imageToTextAccuracy: i2t / elements, textToImageAccuracy: t2i / elements)
+        // The reference's all_reduce of the four sums (exact for one process: Float → Double → Float).
+        let totals = try parallel.sum([cumulativeLoss, i2t, t2i, elements].map(Double.init)).map(Float.init)
+        return ValidationResult(loss: totals[0] / totals[3], imageToTextAccuracy: totals[1] / totals[3],
+                                textToImageAccuracy: totals[2] / totals[3])
     }
 
     /// `vars(args)` as the reference's params file lists them, with this run's values (CPU, one process).
@@ -401,10 +444,10 @@ public final class Trainer {
             ("bert_weight_path", "None"), ("beta1", F.py(beta1)), ("beta2", F.py(beta2)), ("checkpoint_path", checkpointDir),
             ("clip_weight_path", "None"), ("config", F.py(o.config)), ("context_length", String(o.contextLength)), ("debug", "False"),
             ("device", "cpu"), ("distillation", "False"), ("eps", F.py(eps)), ("freeze_vision", F.py(o.freezeVision)),
-            ("gather_with_grad", "False"), ("grad_checkpointing", "False"), ("kd_loss_weight", "0.5"), ("local_device_rank", "0"),
+            ("gather_with_grad", F.py(o.gatherWithGrad)), ("grad_checkpointing", F.py(o.gradCheckpointing)), ("kd_loss_weight", "0.5"), ("local_device_rank", "0"),
             ("log_interval", String(o.logInterval)), ("log_level", "20"), ("log_path", logPath), ("logs", F.py(o.logs)),
-            ("lr", F.py(lr)), ("mask_ratio", "0"), ("max_epochs", String(maxEpochs)), ("max_steps", String(maxSteps)),
-            ("name", o.name), ("num_workers", String(o.numWorkers)), ("precision", o.precision), ("rank", "0"),
+            ("lr", F.py(lr)), ("mask_ratio", o.maskRatio.map(F.py) ?? "0"), ("max_epochs", String(maxEpochs)), ("max_steps", String(maxSteps)),
+            ("name", o.name), ("num_workers", String(o.numWorkers)), ("precision", o.precision), ("rank", String(parallel.rank)),
             ("report_training_batch_acc", F.py(o.reportTrainingBatchAcc)), ("reset_data_offset", F.py(o.resetDataOffset)),
             ("reset_optimizer", F.py(o.resetOptimizer)), ("resume", F.py(o.resume)),
             ("save_epoch_frequency", String(o.saveEpochFrequency)), ("save_step_frequency", String(o.saveStepFrequency)),
@@ -414,7 +457,7 @@ public final class Trainer {
             ("val_data", F.py(o.valData)), ("valid_batch_size", String(o.validBatchSize)),
             ("valid_epoch_interval", F.py(o.validEpochInterval)), ("valid_num_workers", String(o.validNumWorkers)),
             ("valid_step_interval", F.py(o.validStepInterval)), ("vision_model", o.visionModel), ("warmup", String(o.warmup)),
-            ("wd", F.py(o.wd)), ("world_size", "1"),
+            ("wd", F.py(o.wd)), ("world_size", String(parallel.worldSize)),
         ]
     }
 }

@@ -3,12 +3,16 @@
 // `DistributedSampler(shuffle=True, seed=seed)` with `set_epoch(epoch)` — on one process that is
 // `randperm(padded_len)` from a generator seeded `seed + epoch` — and cut into consecutive batches.
 // Samples: the caption through `_preprocess_text` and `tokenize(context_length)`, the image decoded from base64
-// and put through `image_transform(resolution)`.
+// and put through `image_transform(resolution)` — or, for the train split with `--use-augment`, through the
+// reference's timm augmentation (`TrainingAugmentation`, Imaging/Augment.swift). Its random choices come from a
+// generator derived from (seed, epoch, padded-dataset index) alone, so a sample's augmentation does not depend on
+// the decode threads, the batch it lands in or an earlier interrupted run: resuming replays it exactly.
 
 import ChineseCLIP
 import Datasets
 import Foundation
 import Imaging
+import NeuralNet
 import Tensors
 import Tokenization
 
@@ -26,12 +30,18 @@ public final class LMDBTrainingDataset: @unchecked Sendable {
     public let resolution: Int
     /// Tokens per caption, `[CLS]` and `[SEP]` included.
     public let contextLength: Int
+    /// The `--use-augment` transform; nil for the plain resize (always nil outside the train split, as the reference).
+    public let augmentation: TrainingAugmentation?
+    /// `--seed`: with the epoch and the sample index, it fixes each sample's augmentation.
+    public let augmentationSeed: Int
     let pairs: PairsStore
     let images: ImageStore
     let tokenizer: Tokenizer
 
-    /// Opens the split at `path`, checking the directories as the reference's asserts do.
-    public init(path: String, split: String, resolution: Int, contextLength: Int, tokenizer: Tokenizer) throws {
+    /// Opens the split at `path`, checking the directories as the reference's asserts do; `useAugment` takes
+    /// effect on the "train" split only (the reference's `split == "train" and use_augment`).
+    public init(path: String, split: String, resolution: Int, contextLength: Int, tokenizer: Tokenizer,
+                useAugment: Bool = false, seed: Int = 0) throws {
         func isDirectory(_ p: String) -> Bool {
             var d: ObjCBool = false
             return FileManager.default.fileExists(atPath: p, isDirectory: &d) && d.boolValue
@@ -63,6 +73,18 @@ public final class LMDBTrainingDataset: @unchecked Sendable {
         self.resolution = resolution
         self.contextLength = contextLength
         self.tokenizer = tokenizer
+        self.augmentation = split == "train" && useAugment ? TrainingAugmentation(resolution: resolution) : nil
+        self.augmentationSeed = seed
+    }
+
+    /// The generator of one sample's augmentation, a function of (seed, epoch, index) only. Each step feeds the
+    /// next value into a fresh SplitMix64 whose output function is a bijection of its state, so distinct epochs
+    /// (then distinct indices) give distinct streams.
+    public static func augmentationGenerator(seed: Int, epoch: Int, index: Int) -> SplitMix64 {
+        var base = SplitMix64(seed: UInt64(bitPattern: Int64(seed)) ^ 0x6A09_E667_F3BC_C909)
+        var perEpoch = SplitMix64(seed: base.next() &+ UInt64(bitPattern: Int64(epoch)))
+        var perSample = SplitMix64(seed: perEpoch.next() &+ UInt64(bitPattern: Int64(index)))
+        return SplitMix64(seed: perSample.next())
     }
 
     /// The reference's `pad_dataset`: the length rounded up to a multiple of `globalBatchSize`.
@@ -70,9 +92,9 @@ public final class LMDBTrainingDataset: @unchecked Sendable {
         (sampleCount + globalBatchSize - 1) / globalBatchSize * globalBatchSize
     }
 
-    /// Sample `index` of the padded dataset (pair `index % sampleCount`): the image `[3, res, res]` (CHW floats)
-    /// and the caption's token ids `[contextLength]`.
-    public func sample(at index: Int) throws -> (image: [Float], tokens: [Int32]) {
+    /// Sample `index` of the padded dataset (pair `index % sampleCount`) in `epoch`: the image `[3, res, res]`
+    /// (CHW floats; augmented when `augmentation` is set) and the caption's token ids `[contextLength]`.
+    public func sample(at index: Int, epoch: Int = 0) throws -> (image: [Float], tokens: [Int32]) {
         let key = index % sampleCount
         let pair: PairRecord
         do { pair = try pairs.pair(at: key) } catch let e as DatasetError {
@@ -95,6 +117,10 @@ public final class LMDBTrainingDataset: @unchecked Sendable {
             throw TrainingError.dataset(path: images.environment.path, reason: "key '\(imageID)': cannot decode the image: \(error)")
         }
         let tokens = tokenizer.encode(Tokenizer.prepareCaption(text), contextLength: contextLength)
+        if let augmentation {
+            var rng = Self.augmentationGenerator(seed: augmentationSeed, epoch: epoch, index: index)
+            return (augmentation.tensor(image, using: &rng), tokens)
+        }
         return (image.preprocess(resolution: resolution), tokens)
     }
 }
@@ -124,6 +150,7 @@ public struct TrainingBatch: @unchecked Sendable {
 /// `prefetch` batches ahead of the consumer, delivered in order — the reference's DataLoader, without processes.
 public final class BatchLoader: @unchecked Sendable {
     let dataset: LMDBTrainingDataset
+    let epoch: Int
     let order: [Int]
     let batchSize: Int
     let end: Int
@@ -136,9 +163,11 @@ public final class BatchLoader: @unchecked Sendable {
     private var running = 0
     private let condition = NSCondition()
 
-    /// A loader of batches `first..<end`; `workers` 0 builds each batch on the consumer's thread when asked.
-    public init(dataset: LMDBTrainingDataset, order: [Int], batchSize: Int, first: Int, end: Int, workers: Int) {
+    /// A loader of batches `first..<end` of `epoch` (which seeds augmentation); `workers` 0 builds each batch on
+    /// the consumer's thread when asked.
+    public init(dataset: LMDBTrainingDataset, order: [Int], batchSize: Int, first: Int, end: Int, workers: Int, epoch: Int = 0) {
         self.dataset = dataset
+        self.epoch = epoch
         self.order = order
         self.batchSize = batchSize
         self.end = end
@@ -165,7 +194,7 @@ public final class BatchLoader: @unchecked Sendable {
         let images = Tensor.uninitialized([rows.count, 3, dataset.resolution, dataset.resolution])
         var tokens = [Int32](repeating: 0, count: rows.count * dataset.contextLength)
         for (i, index) in rows.enumerated() {
-            let s = try dataset.sample(at: index)
+            let s = try dataset.sample(at: index, epoch: epoch)
             s.image.withUnsafeBufferPointer { (images.mutableData + i * plane).update(from: $0.baseAddress!, count: plane) }
             for j in 0..<dataset.contextLength { tokens[i * dataset.contextLength + j] = s.tokens[j] }
         }

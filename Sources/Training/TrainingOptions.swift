@@ -52,9 +52,18 @@ public struct TrainingOptions: Sendable {
     public var accumFreq = 1
     /// `--freeze-vision`: no gradient for `visual.*` (and BatchNorm statistics frozen for ResNets).
     public var freezeVision = false
-    /// `--use-augment`: training augmentation (not implemented yet: rejected).
+    /// `--mask-ratio`: FLIP — the fraction of patch tokens each training image drops (ViT only; nil: the
+    /// reference's default 0, printed as `0`).
+    public var maskRatio: Double?
+    /// `--grad-checkpointing`: recompute each transformer block in the backward pass instead of keeping its
+    /// activations (less memory, about one more forward pass of time).
+    public var gradCheckpointing = false
+    /// `--gather-with-grad`: under several processes, gathered features carry gradient to the rank that made
+    /// them (`torch.distributed.nn.all_gather`), which makes the update that of one process with the global batch.
+    public var gatherWithGrad = false
+    /// `--use-augment`: the reference's timm augmentation of training images (random resized crop, flip, AutoAugment).
     public var useAugment = false
-    /// `--seed`: seeds the data order (as the reference) and our dropout masks.
+    /// `--seed`: seeds the data order (as the reference), our dropout masks and our augmentations.
     public var seed = 123
     /// `--save-step-frequency`: save `epoch_{E}_{S}.pt` every this many steps (≤ 0: never).
     public var saveStepFrequency = -1
@@ -107,9 +116,6 @@ public struct TrainingOptions: Sendable {
 
     /// Checks the flags that the trainer cannot work with.
     public func validate() throws {
-        if useAugment {
-            throw TrainingError.invalidOption("--use-augment (RandomResizedCrop + AutoAugment) is not implemented yet; train without it")
-        }
         if !["amp", "fp16", "fp32"].contains(precision) { throw TrainingError.invalidOption("--precision must be amp, fp16 or fp32") }
         if batchSize < 1 { throw TrainingError.invalidOption("--batch-size must be at least 1, got \(batchSize)") }
         if validBatchSize < 1 { throw TrainingError.invalidOption("--valid-batch-size must be at least 1, got \(validBatchSize)") }
@@ -122,6 +128,7 @@ public struct TrainingOptions: Sendable {
         if warmup < 0 { throw TrainingError.invalidOption("--warmup must be ≥ 0, got \(warmup)") }
         if let v = validStepInterval, v < 1 { throw TrainingError.invalidOption("--valid-step-interval must be at least 1, got \(v)") }
         if let v = validEpochInterval, v < 1 { throw TrainingError.invalidOption("--valid-epoch-interval must be at least 1, got \(v)") }
+        if let m = maskRatio, !(m >= 0 && m < 1) { throw TrainingError.invalidOption("--mask-ratio must be in [0, 1), got \(m)") }
         if let t = threads, t < 1 { throw TrainingError.invalidOption("--threads must be at least 1, got \(t)") }
         _ = try resolvedOptimizerParameters()
     }

@@ -7,11 +7,17 @@ import Tensors
 import Glibc
 #endif
 
-/// `cnclip bench`: encoding throughput with random weights, as `bench_torch.py` measures the reference.
+/// `cnclip bench`: encoding (or training-step) throughput with random weights, as `bench_torch.py`
+/// (`scripts/reference/bench_train_step.py`) measures the reference.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure image and text encoding throughput with random weights (a benchmark, not a test).",
-        discussion: "Prints one JSON line: images/s, texts/s, peak memory. Same protocol as the reference's bench_torch.py: one warm-up run, then the median of --iters.")
+        abstract: "Measure encoding or training throughput with random weights (a benchmark, not a test).",
+        discussion: """
+        Prints one JSON line: images/s, texts/s, peak memory. Same protocol as the reference's bench_torch.py: one \
+        warm-up run, then the median of --iters. With --train: training steps instead (forward in training mode, \
+        the contrastive loss, backward, AdamW with the reference's parameter groups) on --batch random images and \
+        synthetic-style captions, as scripts/reference/bench_train_step.py times the reference; prints samples/s.
+        """)
 
     @Option(name: .customLong("vision-model")) var visionModel = "ViT-B-16"
     @Option(name: .customLong("text-model")) var textModel = "RoBERTa-wwm-ext-base-chinese"
@@ -20,8 +26,12 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("ctx"), help: "Context length; every text is padded to it.") var contextLength = 52
     @Option(name: .customLong("iters")) var iterations = 5
     @Option(name: .customLong("threads")) var threads = 2
+    @Flag(name: .customLong("train"), help: "Time training steps instead of encoding.") var train = false
+    @Option(name: .customLong("config"), help: "A CLIP config JSON instead of the presets (for --train).") var config: String?
+    @Option(name: .customLong("batch"), help: "Training batch size (for --train).") var batch = 32
 
     func run() throws {
+        if train { return try runTraining() }
         try reported {
             ComputeThreads.set(threads)
             let config = try ModelPresets.config(vision: visionModel, text: textModel)
@@ -44,6 +54,46 @@ struct Bench: ParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         }
+    }
+
+    /// Training steps: samples/s and peak memory.
+    func runTraining() throws {
+        try reported {
+            ComputeThreads.set(threads)
+            let config = try self.config.map { try CLIPConfig.load(contentsOf: URL(fileURLWithPath: $0)) }
+                ?? ModelPresets.config(vision: visionModel, text: textModel)
+            let clip = CLIP(config)
+            clip.initializeRandomly(seed: 0)
+            clip.train()
+            clip.requireGradients()
+            let optimizer = AdamW(groups: AdamW.referenceGroups(clip, weightDecay: 0.2, learningRate: 1e-4), betas: (0.9, 0.98), eps: 1e-6)
+            let model = ChineseCLIPModel(clip: clip, tokenizer: try ChineseCLIPModel.bundledTokenizer())
+            var rng = SplitMix64(seed: 1)
+            let r = config.imageResolution
+            let images = Tensor.randomNormal([batch, 3, r, r], using: &rng)
+            let tokens = model.tokenize(Self.trainingCaptions(batch), contextLength: contextLength)
+            let t = median { _ in
+                clip.zeroGrad()
+                let (i, txt, s) = clip.forward(images: Variable(images), texts: tokens, textBatch: batch)
+                CLIP.contrastiveLoss(imageFeatures: i, textFeatures: txt, logitScale: s).backward()
+                optimizer.step()
+            }
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            let result: [String: Any] = [
+                "engine": "swift", "threads": threads, "batch": batch, "samples_per_s": Double(batch) / t,
+                "step_s": t, "peak_rss_mb": Double(usage.ru_maxrss) / 1024,
+            ]
+            let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        }
+    }
+
+    /// The captions both benchmarks train on: the synthetic dataset's style, cycled (bench_train_step.py has the same list).
+    static func trainingCaptions(_ count: Int) -> [String] {
+        let captions = ["左上角有一个红色的大圆形，中间有一个黑色的小三角形", "右下角有一个蓝色的小正方形",
+                        "中间有一个黄色的大星形", "左下角有一个紫色的小圆形，右上角有一个白色的大三角形"]
+        return (0..<count).map { captions[$0 % captions.count] }
     }
 
     func median(_ body: (Int) -> Void) -> Double {

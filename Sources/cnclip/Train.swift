@@ -1,5 +1,6 @@
 import ArgumentParser
 import ChineseCLIP
+import Distributed
 import Foundation
 import Tokenization
 import Training
@@ -16,8 +17,11 @@ struct Train: ParsableCommand {
         epoch_latest.pt is resumed, as the reference does; a checkpoint saved inside an epoch resumes at the next \
         batch, so a killed run ends with the weights of an uninterrupted one. To finetune a released model: \
         --resume ckpt.pt --reset-data-offset --reset-optimizer. --config FILE replaces the presets' architecture. \
-        Weights start from a seeded random initialisation. Not available yet: --use-augment, --mask-ratio, \
-        --grad-checkpointing, distributed training.
+        Weights start from a seeded random initialisation. --use-augment applies the reference's timm augmentation \
+        to training images (random resized crop of 90-100% area, horizontal flip, AutoAugment 'original'), seeded \
+        per (--seed, epoch, sample) so resuming stays exact. --mask-ratio drops that fraction of each training \
+        image's patches (FLIP; ViT only); --grad-checkpointing trades time for memory. Not available yet: \
+        distributed training.
         """)
 
     @Option(name: .customLong("train-data"), help: "The LMDB directory of the training split (holding pairs/ and imgs/).")
@@ -66,9 +70,15 @@ struct Train: ParsableCommand {
     var accumFreq = 1
     @Flag(name: .customLong("freeze-vision"), help: "Freeze the vision tower.")
     var freezeVision = false
-    @Flag(name: .customLong("use-augment"), help: "Image augmentation (not implemented yet: rejected).")
+    @Option(name: .customLong("mask-ratio"), help: "FLIP: fraction of image patches dropped in training (ViT only; default 0).")
+    var maskRatio: Double?
+    @Flag(name: .customLong("grad-checkpointing"), help: "Recompute transformer blocks in the backward pass: less memory, slower steps.")
+    var gradCheckpointing = false
+    @Flag(name: .customLong("gather-with-grad"), help: "Under mpirun: gathered features carry gradient back to their rank.")
+    var gatherWithGrad = false
+    @Flag(name: .customLong("use-augment"), help: "Augment training images as the reference does (RandomResizedCrop, flip, AutoAugment).")
     var useAugment = false
-    @Option(name: .customLong("seed"), help: "Random seed (data order and dropout).")
+    @Option(name: .customLong("seed"), help: "Random seed (data order, dropout and augmentation).")
     var seed = 123
     @Option(name: .customLong("save-step-frequency"), help: "Save epoch_{E}_{S}.pt every this many steps (≤ 0: never).")
     var saveStepFrequency = -1
@@ -116,6 +126,9 @@ struct Train: ParsableCommand {
         o.accumFreq = accumFreq
         o.freezeVision = freezeVision
         o.useAugment = useAugment
+        o.maskRatio = maskRatio
+        o.gatherWithGrad = gatherWithGrad
+        o.gradCheckpointing = gradCheckpointing
         o.seed = seed
         o.saveStepFrequency = saveStepFrequency
         o.saveEpochFrequency = saveEpochFrequency
@@ -126,21 +139,36 @@ struct Train: ParsableCommand {
         o.textModel = textModel
         o.config = config
         o.precision = precision
-        o.threads = threads
+        o.threads = threads ?? defaultThreadsPerRank()
         let clipConfig = try reported {
             if let file = config { return try CLIPConfig.load(contentsOf: URL(fileURLWithPath: file)) }
             return try ModelPresets.config(vision: visionModel, text: textModel)
         }
-        do {
-            let tokenizer = try Tokenizer.bundled()
-            let trainer = try Trainer(options: o, config: clipConfig, tokenizer: tokenizer)
-            _ = try trainer.run()
-        } catch let e as TrainingError {
-            printError("error: \(e.description)")
-            throw ExitCode.failure
-        } catch let e as TokenizerError {
-            printError("error: \(e)")
+        let communicator: Communicator
+        do { communicator = try makeCommunicator() } catch {
+            printError("error: \(error)")
             throw ExitCode.failure
         }
+        // Under mpirun a failing rank ends the whole job (no rank is left waiting in a collective).
+        func fail(_ message: String) -> ExitCode {
+            if communicator.worldSize > 1 {
+                printError("error: rank \(communicator.rank) of \(communicator.worldSize): \(message)")
+                communicator.abort(code: 1)
+            }
+            printError("error: \(message)")
+            return ExitCode.failure
+        }
+        do {
+            let tokenizer = try Tokenizer.bundled()
+            let trainer = try Trainer(options: o, config: clipConfig, tokenizer: tokenizer, communicator: communicator)
+            _ = try trainer.run()
+        } catch let e as TrainingError {
+            throw fail(e.description)
+        } catch let e as TokenizerError {
+            throw fail("\(e)")
+        } catch let e as CommunicationError {
+            throw fail(e.description)
+        }
+        communicator.finish()
     }
 }

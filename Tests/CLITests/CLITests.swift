@@ -140,6 +140,23 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("clip_cn_vit-b-16.pt")), payload)
     }
 
+    /// `train --use-augment` runs end to end on the fixture LMDB and records the flag as the reference's params file does.
+    func testTrainWithAugment() throws {
+        let logs = FileManager.default.temporaryDirectory.appendingPathComponent("cnclip-cli-augment-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: logs) }
+        let r = try cnclip(["train", "--train-data", fixtures.appendingPathComponent("dataset/lmdb/train").path,
+                            "--config", fixtures.appendingPathComponent("models/vit-tiny.json").path,
+                            "--batch-size", "4", "--max-steps", "2", "--warmup", "1", "--num-workers", "1",
+                            "--use-augment", "--logs", logs.path, "--name", "aug"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let dir = logs.appendingPathComponent("aug")
+        let params = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir.path).first { $0.hasPrefix("params_") })
+        let text = try String(contentsOf: dir.appendingPathComponent(params), encoding: .utf8)
+        XCTAssertTrue(text.split(separator: "\n").contains("use_augment: True"), text)
+        let help = try cnclip(["train", "--help"])
+        XCTAssertTrue(help.stdout.contains("--use-augment") && !help.stdout.contains("not implemented"), help.stdout)
+    }
+
     func testHelpExplainsFlags() throws {
         let r = try cnclip(["encode", "--help"])
         XCTAssertEqual(r.status, 0)

@@ -91,6 +91,43 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(try inline.next()?.images.scalars, got[2].images.scalars)
     }
 
+    /// With `--use-augment` a sample's image is a function of (seed, epoch, index): the same twice, new each epoch;
+    /// the validation split never augments, as the reference.
+    func testAugmentIsSeededPerSeedEpochAndIndex() throws {
+        let tok = try Tokenizer.bundled()
+        let ds = try LMDBTrainingDataset(path: trainLMDB, split: "train", resolution: 64, contextLength: 24, tokenizer: tok,
+                                         useAugment: true, seed: 123)
+        XCTAssertNotNil(ds.augmentation)
+        let a = try ds.sample(at: 3, epoch: 0), again = try ds.sample(at: 3, epoch: 0)
+        XCTAssertEqual(a.image, again.image, "same (seed, epoch, index), same tensor")
+        XCTAssertEqual(a.image.count, 3 * 64 * 64)
+        XCTAssertNotEqual(a.image, try ds.sample(at: 3, epoch: 1).image, "each epoch draws new augmentations")
+        XCTAssertEqual(a.tokens, try ds.sample(at: 3, epoch: 1).tokens, "captions are not augmented")
+        // The padded copy of a pair (index 15 wraps to pair 0) is augmented on its own, as in the reference.
+        XCTAssertNotEqual(try ds.sample(at: 15, epoch: 0).image, try ds.sample(at: 0, epoch: 0).image)
+        let reseeded = try LMDBTrainingDataset(path: trainLMDB, split: "train", resolution: 64, contextLength: 24, tokenizer: tok,
+                                               useAugment: true, seed: 124)
+        XCTAssertNotEqual(a.image, try reseeded.sample(at: 3, epoch: 0).image, "the seed changes the augmentations")
+        let plain = try LMDBTrainingDataset(path: trainLMDB, split: "train", resolution: 64, contextLength: 24, tokenizer: tok)
+        XCTAssertNotEqual(a.image, try plain.sample(at: 3).image)
+        XCTAssertEqual(try plain.sample(at: 3, epoch: 0).image, try plain.sample(at: 3, epoch: 5).image, "no augmentation: no epoch effect")
+        let val = try LMDBTrainingDataset(path: validLMDB, split: "val", resolution: 64, contextLength: 24, tokenizer: tok,
+                                          useAugment: true, seed: 123)
+        XCTAssertNil(val.augmentation, "the reference augments the train split only")
+        // Distinct (epoch, index) pairs get distinct generators.
+        var seen = Set<UInt64>()
+        for e in 0..<8 { for i in 0..<64 { var g = LMDBTrainingDataset.augmentationGenerator(seed: 123, epoch: e, index: i); seen.insert(g.next()) } }
+        XCTAssertEqual(seen.count, 8 * 64)
+        // Threads do not change what a batch holds.
+        let order = EpochOrder.indices(length: 16, seed: 123, epoch: 2)
+        let threaded = BatchLoader(dataset: ds, order: order, batchSize: 4, first: 0, end: 4, workers: 3, epoch: 2)
+        var got: [TrainingBatch] = []
+        while let b = try threaded.next() { got.append(b) }
+        threaded.stop()
+        let inline = BatchLoader(dataset: ds, order: order, batchSize: 4, first: 3, end: 4, workers: 0, epoch: 2)
+        XCTAssertEqual(try inline.next()?.images.scalars, got[3].images.scalars)
+    }
+
     // MARK: options
 
     func testPerModelDefaults() throws {
@@ -113,7 +150,7 @@ final class TrainingTests: XCTestCase {
     // MARK: training
 
     func testLossFallsAndGroupsAndSchedule() throws {
-        let o = options("fall") { $0.maxSteps = 40; $0.batchSize = 5; $0.logs = nil; $0.wd = 0.1 }
+        let o = options("fall") { $0.maxSteps = 40; $0.batchSize = 5; $0.logs = nil; $0.wd = 0.1; $0.lr = 3e-3 }
         let (t, s) = try train(o)
         XCTAssertEqual(s.losses.count, 40)
         let first = s.losses.prefix(3).reduce(0, +) / 3, last = s.losses.suffix(5).reduce(0, +) / 5
@@ -137,6 +174,49 @@ final class TrainingTests: XCTestCase {
         let (_, s) = try train(o, dropout: 0.1)
         XCTAssertEqual(s.losses.count, 3)
         XCTAssertTrue(s.losses.allSatisfy(\.isFinite))
+    }
+
+    /// `--grad-checkpointing` recomputes blocks in the backward pass with the same dropout masks: the weights
+    /// after a few steps are those of a run without it (up to the order in which a block input's gradients add up).
+    func testGradCheckpointingTrainsTheSameWeights() throws {
+        let plain = try train(options("plain") { $0.maxSteps = 3; $0.logs = nil }, dropout: 0.1).0.model.stateDict()
+        let (t, _) = try train(options("ckpt") { $0.maxSteps = 3; $0.logs = nil; $0.gradCheckpointing = true }, dropout: 0.1)
+        XCTAssertTrue((t.model.visual as! VisualTransformer).gradientCheckpointing && t.model.bert.gradientCheckpointing)
+        for (key, v) in t.model.stateDict() {
+            let expected = plain[key]!.scalars
+            let worst = zip(v.scalars, expected).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+            XCTAssertLessThanOrEqual(worst, 1e-6, "\(key): first values \(Array(v.scalars.prefix(4))) vs \(Array(expected.prefix(4)))")
+        }
+    }
+
+    /// FLIP (`--mask-ratio`): in training each image keeps its class token and int((L-1)·(1-ratio)) distinct patch
+    /// tokens; evaluation keeps all; the masks are reseeded per step, so kill and resume stays exact.
+    func testMaskRatio() throws {
+        let masking = PatchMasking()
+        masking.ratio = 0.75
+        let tokens = Variable(Tensor(shape: [3, 17, 2], scalars: (0..<102).map { Float($0 / 2) }))  // row r of item i holds 17i + r
+        XCTAssertEqual(masking(tokens).shape, [3, 17, 2], "evaluation mode keeps every token")
+        masking.train()
+        let kept = masking(tokens).value
+        XCTAssertEqual(kept.shape, [3, 5, 2])  // int(16 · 0.25) = 4 patches + the class token
+        for i in 0..<3 {
+            let rows = (0..<5).map { Int(kept.data[(i * 5 + $0) * 2]) - 17 * i }
+            XCTAssertEqual(rows[0], 0, "the class token comes first")
+            XCTAssertEqual(Set(rows.dropFirst()).count, 4)
+            XCTAssertTrue(rows.dropFirst().allSatisfy { (1...16).contains($0) }, "\(rows)")
+        }
+
+        let o = options("flip") { $0.maxSteps = 5; $0.saveStepFrequency = 1; $0.maskRatio = 0.5 }
+        let (trainer, summary) = try train(o)
+        let straight = trainer.model.stateDict()
+        let params = try String(contentsOfFile: try XCTUnwrap(summary.paramsPath), encoding: .utf8)
+        XCTAssertTrue(params.contains("mask_ratio: 0.5\n"), params)
+        let resumedOptions = options("flip2") { $0.maxSteps = 5; $0.saveStepFrequency = 1; $0.maskRatio = 0.5 }
+        _ = try train(resumedOptions, halt: 2)
+        let resumed = try train(resumedOptions).0.model.stateDict()
+        let unmasked = try train(options("noflip") { $0.maxSteps = 5; $0.logs = nil }).0.model.stateDict()
+        for (key, v) in straight { XCTAssertEqual(resumed[key]!.scalars, v.scalars, "\(key) differs after resume") }
+        XCTAssertNotEqual(unmasked["visual.proj"]!.scalars, straight["visual.proj"]!.scalars, "masking changes training")
     }
 
     func testLogAndParamsFormats() throws {
@@ -213,6 +293,31 @@ final class TrainingTests: XCTestCase {
         }
     }
 
+    /// The same with `--use-augment`: the resumed run replays each sample's augmentation, across an epoch boundary.
+    func testKillAndResumeWithAugmentIsExact() throws {
+        let straight = try train(options("aug-straight") { $0.maxSteps = 6; $0.useAugment = true }).0.model.stateDict()
+        let o = options("aug-killed") { $0.maxSteps = 6; $0.saveStepFrequency = 1; $0.useAugment = true }
+        let (_, halted) = try train(o, halt: 3)
+        XCTAssertTrue(halted.halted)
+        let (resumed, s) = try train(o)
+        XCTAssertEqual(s.losses.count, 3)
+        let final = resumed.model.stateDict()
+        for (key, v) in straight { XCTAssertEqual(final[key]!.scalars, v.scalars, "\(key) differs after resume with --use-augment") }
+        let plain = try train(options("aug-plain") { $0.maxSteps = 6 }).0.model.stateDict()
+        XCTAssertNotEqual(plain["visual.conv1.weight"]!.scalars, straight["visual.conv1.weight"]!.scalars, "augmentation changes training")
+    }
+
+    /// The same with `--accum-freq 2`: a checkpoint inside an epoch resumes at the next group of batches.
+    func testKillAndResumeWithAccumFreqIsExact() throws {
+        func make(_ name: String) -> TrainingOptions { options(name) { $0.maxSteps = 4; $0.accumFreq = 2; $0.saveStepFrequency = 1 } }
+        let straight = try train(make("accum-straight"), dropout: 0.1).0.model.stateDict()
+        XCTAssertTrue(try train(make("accum-killed"), dropout: 0.1, halt: 1).1.halted)
+        let (resumed, s) = try train(make("accum-killed"), dropout: 0.1)
+        XCTAssertEqual(s.losses.count, 3)
+        let final = resumed.model.stateDict()
+        for (key, v) in straight { XCTAssertEqual(final[key]!.scalars, v.scalars, "\(key) differs after resume") }
+    }
+
     // MARK: bad input
 
     func message(_ body: () throws -> Void) -> String {
@@ -235,8 +340,8 @@ final class TrainingTests: XCTestCase {
         let big = message { _ = try self.train(self.options("b") { $0.batchSize = 16 }) }
         XCTAssertTrue(big.contains("--batch-size 16") && big.contains("15 pairs"), big)
 
-        let augment = message { _ = try self.train(self.options("a") { $0.useAugment = true }) }
-        XCTAssertTrue(augment.contains("--use-augment"), augment)
+        let ratio = message { _ = try self.train(self.options("r") { $0.maskRatio = 1 }) }
+        XCTAssertTrue(ratio.contains("--mask-ratio must be in [0, 1), got 1.0"), ratio)
 
         let nan = message { _ = try self.train(self.options("nan") { $0.lr = .infinity; $0.warmup = 0; $0.saveStepFrequency = 1 }) }
         XCTAssertTrue(nan.contains("at step 2") && nan.contains("nan/checkpoints/epoch_latest.pt"), nan)

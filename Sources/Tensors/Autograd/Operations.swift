@@ -470,3 +470,28 @@ public func updateRunningStatistics(mean: Tensor, variance: Tensor, batchMean: [
     }
     return (m, v)
 }
+
+/// Rows of each batch item picked by index: `x [batch, seq, width]`, `indices [batch, keep]` (row-major, each in
+/// `0..<seq`) → `[batch, keep, width]` (`torch.gather(x, 1, idx.unsqueeze(-1).repeat(1, 1, width))`).
+/// The gradient adds each output row back to the row it came from.
+public func gatherRows(_ x: Variable, indices: [Int], keep: Int) -> Variable {
+    let shape = x.shape
+    precondition(shape.count == 3 && indices.count == shape[0] * keep, "gatherRows: \(indices.count) indices for \(shape) keeping \(keep)")
+    let (b, l, w) = (shape[0], shape[1], shape[2])
+    precondition(indices.allSatisfy { $0 >= 0 && $0 < l }, "gatherRows: an index is outside 0..<\(l)")
+    let out = Tensor.uninitialized([b, keep, w])
+    for i in 0..<b {
+        for k in 0..<keep {
+            (out.mutableData + (i * keep + k) * w).update(from: x.value.data + (i * l + indices[i * keep + k]) * w, count: w)
+        }
+    }
+    return Variable.record(out, inputs: [x]) { g in
+        let d = Tensor(shape: shape)
+        for i in 0..<b {
+            for k in 0..<keep {
+                accumulate(d.mutableData + (i * l + indices[i * keep + k]) * w, g.data + (i * keep + k) * w, count: w)
+            }
+        }
+        return [d]
+    }
+}

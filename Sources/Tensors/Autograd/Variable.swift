@@ -38,6 +38,12 @@ public final class GradNode: @unchecked Sendable {
     /// Forgets the accumulated gradient.
     public func zeroGrad() { grad = nil }
 
+    /// Replaces the accumulated gradient (data-parallel training writes the ranks' average back).
+    public func setGrad(_ g: Tensor?) {
+        precondition(g == nil || g!.count == shape.reduce(1, *), "gradient \(g!.shape) for a value of \(shape)")
+        grad = g.map { $0.shape == shape ? $0 : $0.reshaped(shape) }
+    }
+
     /// Adds `g` to the accumulated gradient (a new tensor: a gradient handed out by a rule may be shared).
     func accumulate(_ g: Tensor) {
         precondition(g.shape == shape || g.count == shape.reduce(1, *), "gradient \(g.shape) for a value of \(shape)")
@@ -89,7 +95,7 @@ public struct Variable: @unchecked Sendable, CustomStringConvertible {
     /// The output of an operation on `inputs`: recorded with `rule` only when some input requires a gradient.
     /// `rule` receives the output's gradient and returns one gradient per input (nil for inputs without one).
     public static func record(_ value: Tensor, inputs: [Variable], rule: @escaping (Tensor) -> [Tensor?]) -> Variable {
-        guard inputs.contains(where: { $0.node != nil }) else { return Variable(value) }
+        guard !GradientRecording.isPaused, inputs.contains(where: { $0.node != nil }) else { return Variable(value) }
         return Variable(value, node: GradNode(shape: value.shape, parents: inputs.map(\.node), rule: rule))
     }
 
@@ -125,4 +131,36 @@ public struct Variable: @unchecked Sendable, CustomStringConvertible {
             for (p, pg) in zip(n.parents, grads) { if let p, let pg { p.accumulate(pg) } }
         }
     }
+}
+
+/// Whether operations record graph nodes on the current thread (PyTorch's `torch.no_grad()` when paused).
+public enum GradientRecording {
+    @TaskLocal static var paused = false
+
+    /// True inside `withoutRecording`: operations return constants.
+    public static var isPaused: Bool { paused }
+
+    /// Runs `body` with recording paused: values only, no graph (activations are freed as soon as they are used).
+    public static func withoutRecording<T>(_ body: () throws -> T) rethrows -> T {
+        try $paused.withValue(true, operation: body)
+    }
+}
+
+/// Gradient checkpointing (`torch.utils.checkpoint.checkpoint`): `body(x)` is computed without keeping its
+/// intermediate values, and recomputed with recording when the backward pass reaches it. `prepare` runs before
+/// the forward and again before the recomputation and must put any randomness `body` uses (dropout
+/// generators) into the same state, so that both computations are the same (torch's `preserve_rng_state`).
+/// Parameters used by `body` receive their gradients during the recomputation.
+public func checkpointed(_ x: Variable, prepare: @escaping () -> Void, _ body: @escaping (Variable) -> Variable) -> Variable {
+    prepare()
+    let y = GradientRecording.withoutRecording { body(x.detached) }
+    // Recorded even when `x` is a constant: the parameters inside `body` still need their gradients.
+    let input = x.value
+    let node = GradNode(shape: y.shape, parents: [x.node]) { g in
+        prepare()
+        let leaf = Variable.leaf(input)
+        body(leaf).backward(seed: g)
+        return [x.node == nil ? nil : leaf.grad]
+    }
+    return Variable(y.value, node: node)
 }
