@@ -39,10 +39,6 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "Tokenization", "CLMDB"]),
         .target(name: "Distributed", dependencies: ["CMPI"]),
         .target(name: "Training", dependencies: ["Distributed", "Datasets", "ChineseCLIP", "NeuralNet", "Tensors", "Checkpoints", "Imaging", "Tokenization"]),
-        .target(name: "Retrieval", dependencies: ["Datasets", "ChineseCLIP", "Imaging", "NeuralNet", "Tensors", "Tokenization"], resources: [.copy("Resources/zeroshot_templates.json")]),
-        .executableTarget(name: "cnclip", dependencies: [
-            "ChineseCLIP", "Datasets", "Distributed", "Retrieval", "NeuralNet", "Tensors", "Training", "Tokenization",
-        .target(name: "Training", dependencies: ["Datasets", "ChineseCLIP", "NeuralNet", "Tensors", "Checkpoints", "Imaging", "Tokenization"]),
         .target(name: "Retrieval", dependencies: ["Datasets", "ChineseCLIP", "Imaging", "NeuralNet", "Tensors", "Tokenization", "Checkpoints", "CFaiss"], resources: [.copy("Resources/zeroshot_templates.json")]),
         .target(name: "DemoServer", dependencies: [
             "Retrieval", "ChineseCLIP", "Datasets", "Imaging", "Tensors", "Tokenization",
@@ -51,7 +47,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], resources: [.copy("Resources/index.html")]),
         .executableTarget(name: "cnclip", dependencies: [
-            "ChineseCLIP", "Datasets", "Retrieval", "DemoServer", "NeuralNet", "Tensors", "Training", "Tokenization",
+            "ChineseCLIP", "Datasets", "Distributed", "Retrieval", "DemoServer", "NeuralNet", "Tensors", "Training", "Tokenization",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
