@@ -11,6 +11,10 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The demo server's HTTP stack; no traits: swift-configuration support is not needed.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // System libraries from the distribution's packages (scripts/install-deps.sh).
@@ -20,6 +24,11 @@ let package = Package(
         .systemLibrary(name: "CWebP", pkgConfig: "libwebp", providers: [.apt(["libwebp-dev"])]),
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        // FAISS through a C interface of our own: Debian's libfaiss-dev has only the static C++ library
+        // (built with OpenMP, against the system BLAS/LAPACK).
+        .target(name: "CFaiss",
+                linkerSettings: [.linkedLibrary("faiss"), .linkedLibrary("gomp"), .linkedLibrary("lapack"),
+                                 .linkedLibrary("blas"), .linkedLibrary("stdc++")]),
 
         .target(name: "Tensors", dependencies: ["COpenBLAS"]),
         .target(name: "NeuralNet", dependencies: ["Tensors"]),
@@ -30,9 +39,15 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "Tokenization", "CLMDB"]),
         .target(name: "Distributed", dependencies: ["CMPI"]),
         .target(name: "Training", dependencies: ["Distributed", "Datasets", "ChineseCLIP", "NeuralNet", "Tensors", "Checkpoints", "Imaging", "Tokenization"]),
-        .target(name: "Retrieval", dependencies: ["Datasets", "ChineseCLIP", "Imaging", "NeuralNet", "Tensors", "Tokenization"], resources: [.copy("Resources/zeroshot_templates.json")]),
+        .target(name: "Retrieval", dependencies: ["Datasets", "ChineseCLIP", "Imaging", "NeuralNet", "Tensors", "Tokenization", "Checkpoints", "CFaiss"], resources: [.copy("Resources/zeroshot_templates.json")]),
+        .target(name: "DemoServer", dependencies: [
+            "Retrieval", "ChineseCLIP", "Datasets", "Imaging", "Tensors", "Tokenization",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], resources: [.copy("Resources/index.html")]),
         .executableTarget(name: "cnclip", dependencies: [
-            "ChineseCLIP", "Datasets", "Distributed", "Retrieval", "NeuralNet", "Tensors", "Training", "Tokenization",
+            "ChineseCLIP", "Datasets", "Distributed", "Retrieval", "DemoServer", "NeuralNet", "Tensors", "Training", "Tokenization",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -48,7 +63,9 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Checkpoints", "Imaging", "NeuralNet"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "ChineseCLIP", "Checkpoints", "Datasets", "NeuralNet", "Tensors", "Tokenization"]),
         .testTarget(name: "RetrievalTests", dependencies: ["Retrieval", "ChineseCLIP", "Tensors"]),
+        .testTarget(name: "DemoServerTests", dependencies: ["cnclip", "DemoServer", "Retrieval", "ChineseCLIP", "Datasets", "Imaging", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["cnclip", "Checkpoints", "ChineseCLIP", "Imaging", "Tokenization", "TestSupport"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v5],
+    cxxLanguageStandard: .cxx17
 )

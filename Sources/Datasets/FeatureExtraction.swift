@@ -94,28 +94,38 @@ public final class AtomicOutputFile {
 }
 
 /// A pointer handed to worker threads that each write their own disjoint slice of it.
-struct SendablePointer<T>: @unchecked Sendable { let pointer: UnsafeMutablePointer<T> }
+public struct SendablePointer<T>: @unchecked Sendable {
+    /// The shared pointer.
+    public let pointer: UnsafeMutablePointer<T>
+    /// Wraps `pointer`.
+    public init(pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }
+}
 
 /// The first error recorded by any of several threads.
-final class FirstError: @unchecked Sendable {
+public final class FirstError: @unchecked Sendable {
     private let lock = NSLock()
     private var first: Error?
-    func record(_ e: Error) { lock.lock(); if first == nil { first = e }; lock.unlock() }
-    var error: Error? { lock.lock(); defer { lock.unlock() }; return first }
+    /// An empty record.
+    public init() {}
+    /// Keeps `e` unless an error was recorded before.
+    public func record(_ e: Error) { lock.lock(); if first == nil { first = e }; lock.unlock() }
+    /// The first error recorded, if any.
+    public var error: Error? { lock.lock(); defer { lock.unlock() }; return first }
 }
 
 /// A FIFO of at most `capacity` items between one producer and one consumer thread.
-final class BoundedQueue<T> {
+public final class BoundedQueue<T> {
     private var items: [T] = []
     private let capacity: Int
     private let condition = NSCondition()
     private var closed = false
     private(set) var cancelled = false
 
-    init(capacity: Int) { self.capacity = capacity }
+    /// A queue holding at most `capacity` items.
+    public init(capacity: Int) { self.capacity = capacity }
 
     /// Adds `item`, waiting while full; returns false when the consumer has cancelled.
-    func put(_ item: T) -> Bool {
+    public func put(_ item: T) -> Bool {
         condition.lock(); defer { condition.unlock() }
         while items.count >= capacity && !cancelled { condition.wait() }
         if cancelled { return false }
@@ -125,13 +135,13 @@ final class BoundedQueue<T> {
     }
 
     /// No more items will come.
-    func close() { condition.lock(); closed = true; condition.broadcast(); condition.unlock() }
+    public func close() { condition.lock(); closed = true; condition.broadcast(); condition.unlock() }
 
     /// The consumer stops; a waiting producer is released.
-    func cancel() { condition.lock(); cancelled = true; items.removeAll(); condition.broadcast(); condition.unlock() }
+    public func cancel() { condition.lock(); cancelled = true; items.removeAll(); condition.broadcast(); condition.unlock() }
 
     /// The next item, waiting while empty; nil once closed and drained.
-    func take() -> T? {
+    public func take() -> T? {
         condition.lock(); defer { condition.unlock() }
         while items.isEmpty && !closed { condition.wait() }
         if items.isEmpty { return nil }

@@ -267,23 +267,29 @@ public enum TopKSearch {
 
     /// Ranks an in-memory gallery for in-memory queries; returns each query's gallery indices, best first.
     public static func search(queries: [Float], gallery: [Float], dim: Int, options: TopKOptions) -> [[Int]] {
-        let nq = dim == 0 ? 0 : queries.count / dim, ng = dim == 0 ? 0 : gallery.count / dim
-        var acc = TopKAccumulator(queries: nq, k: options.keep(of: ng))
         queries.withUnsafeBufferPointer { qp in
-            let bounds = nq > 0 && dim > 0 ? queryBounds(queries: qp.baseAddress!, count: nq, dim: dim) : []
-            gallery.withUnsafeBufferPointer { gp in
-                var g0 = 0
-                let block = max(1, options.galleryBlockRows)
-                while g0 < ng {
-                    let n = min(block, ng - g0)
-                    accumulate(queries: qp, queryCount: nq, dim: dim,
-                               gallery: UnsafeBufferPointer(rebasing: gp[(g0 * dim)..<((g0 + n) * dim)]), galleryCount: n, g0: g0,
-                               options: options, queryBounds: bounds, into: &acc)
-                    g0 += n
-                }
-            }
+            gallery.withUnsafeBufferPointer { gp in searchScored(queries: qp, gallery: gp, dim: dim, options: options).map(\.indices) }
         }
-        return (0..<nq).map { acc.ranked($0) }
+    }
+
+    /// Ranks a gallery `[galleryRows, dim]` for queries `[queryRows, dim]` (both borrowed, e.g. a memory-mapped
+    /// file) and returns each query's best `options.k` gallery rows with their canonical scores, best first —
+    /// the ranking `make-topk-predictions` writes.
+    public static func searchScored(queries qp: UnsafeBufferPointer<Float>, gallery gp: UnsafeBufferPointer<Float>, dim: Int,
+                                    options: TopKOptions) -> [(indices: [Int], scores: [Float])] {
+        let nq = dim == 0 ? 0 : qp.count / dim, ng = dim == 0 ? 0 : gp.count / dim
+        var acc = TopKAccumulator(queries: nq, k: options.keep(of: ng))
+        let bounds = nq > 0 && dim > 0 ? queryBounds(queries: qp.baseAddress!, count: nq, dim: dim) : []
+        var g0 = 0
+        let block = max(1, options.galleryBlockRows)
+        while g0 < ng {
+            let n = min(block, ng - g0)
+            accumulate(queries: qp, queryCount: nq, dim: dim,
+                       gallery: UnsafeBufferPointer(rebasing: gp[(g0 * dim)..<((g0 + n) * dim)]), galleryCount: n, g0: g0,
+                       options: options, queryBounds: bounds, into: &acc)
+            g0 += n
+        }
+        return (0..<nq).map { (acc.ranked($0), acc.rankedScores($0)) }
     }
 }
 

@@ -31,22 +31,40 @@ public struct ZeroShotClassifier: Sendable {
     public init(model: ChineseCLIPModel, classNames: [String], templates: [String], contextLength: Int = 52,
                 progress: ((Int, Int) -> Void)? = nil) {
         precondition(!templates.isEmpty, "at least one template is needed")
-        let dim = model.config.embedDim
+        var perClass: [Tensor] = []
+        for (c, name) in classNames.enumerated() {
+            let prompts = Self.prompts(label: name, templates: templates)
+            perClass.append(model.encodeTexts(prompts, contextLength: contextLength, normalized: true, batchSize: 64))
+            progress?(c + 1, classNames.count)
+        }
+        self.init(classNames: classNames, promptFeatures: perClass.isEmpty ? Tensor(shape: [0, model.config.embedDim]) : concatenateRows(perClass),
+                  promptsPerClass: templates.count)
+    }
+
+    /// Builds the weights from already encoded prompts: `promptFeatures` is `[classes * promptsPerClass, embed]`,
+    /// L2-normalised, class by class in the order ``prompts(label:templates:)`` gives (one batched encode for a server).
+    public init(classNames: [String], promptFeatures: Tensor, promptsPerClass: Int) {
+        precondition(promptsPerClass > 0 && promptFeatures.rank == 2 && promptFeatures.shape[0] == classNames.count * promptsPerClass,
+                     "promptFeatures must be [classes * promptsPerClass, embed]")
+        let dim = promptFeatures.shape[1]
         let out = Tensor(shape: [classNames.count, dim])
         let w = out.mutableData
-        for (c, name) in classNames.enumerated() {
-            let prompts = templates.map { Tokenizer.prepareCaption(ZeroShotTemplates.prompt($0, label: name)) }
-            let features = model.encodeTexts(prompts, contextLength: contextLength, normalized: true, batchSize: 64)
-            let f = features.data
+        let f = promptFeatures.data
+        for c in 0..<classNames.count {
             // Mean over the prompts, in fp32 as torch's `mean(dim=0)` is.
             for j in 0..<dim {
                 var s: Float = 0
-                for t in 0..<prompts.count { s += f[t * dim + j] }
-                w[c * dim + j] = s / Float(prompts.count)
+                for t in 0..<promptsPerClass { s += f[(c * promptsPerClass + t) * dim + j] }
+                w[c * dim + j] = s / Float(promptsPerClass)
             }
-            progress?(c + 1, classNames.count)
         }
         self.init(classNames: classNames, weights: l2Normalized(out))
+    }
+
+    /// The prepared prompts of one class: each template filled with `label`, lower-cased and with curly quotes
+    /// mapped as the reference's text preparation does.
+    public static func prompts(label: String, templates: [String]) -> [String] {
+        templates.map { Tokenizer.prepareCaption(ZeroShotTemplates.prompt($0, label: label)) }
     }
 
     /// Class probabilities `[n, classes]` for L2-normalised image features `[n, embed]`:

@@ -5,7 +5,7 @@ import ChineseCLIP
 import Foundation
 
 @main
-struct CNCLIP: ParsableCommand {
+struct CNCLIP: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cnclip",
         abstract: "Chinese-CLIP in Swift: the same features as cn-clip from its own checkpoints, without Python.",
@@ -16,7 +16,7 @@ struct CNCLIP: ParsableCommand {
         subcommands: [Models.self, Download.self, Encode.self, Similarity.self, Bench.self,
                       BuildLMDB.self, MakeDataset.self, SynthDataset.self, ExtractFeatures.self,
                       MakeTopKPredictions.self, MakeTopKPredictionsTR.self, TransformIRAnnotationToTR.self,
-                      Evaluation.self, EvaluationTR.self, ZeroShotEval.self, Train.self])
+                      Evaluation.self, EvaluationTR.self, ZeroShotEval.self, Train.self, Index.self, Serve.self])
 }
 
 /// Writes `message` to standard error.

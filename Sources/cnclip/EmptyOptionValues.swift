@@ -4,9 +4,10 @@ import ArgumentParser
 // Python's argparse reads that as the empty string, while ArgumentParser would take the next argument as the value
 // or report it missing. Splitting `--flag=` into `--flag ""` before parsing gives argparse's meaning.
 extension CNCLIP {
-    /// Entry point: parses the command line with argparse's reading of `--flag=` and runs the subcommand.
-    static func main() {
-        main(argparseCompatibleArguments(Array(CommandLine.arguments.dropFirst())))
+    /// Entry point: parses the command line with argparse's reading of `--flag=` and runs the subcommand
+    /// (async, because `cnclip serve` runs an async server).
+    static func main() async {
+        await main(argparseCompatibleArguments(Array(CommandLine.arguments.dropFirst())))
     }
 }
 
