@@ -42,13 +42,28 @@ public final class AtomicOutputFile {
     /// The temporary path written to until ``commit()``.
     public let temporaryPath: String
     private var handle: UnsafeMutablePointer<FILE>?
+    /// Whether the file has no name until ``commit()`` links it as `temporaryPath`.
+    private var isUnnamed = false
 
-    /// Opens `path.tmp-…` for writing (the directory must exist).
+    /// Opens a temporary file beside `path` for writing (the directory must exist). On Linux it is an unnamed file
+    /// (O_TMPFILE) that gets its name only in ``commit()``, so a process killed at any moment — even by SIGKILL,
+    /// as mpirun ends the other ranks of a failed job — leaves nothing behind; elsewhere a hidden named file.
     public init(path: String) throws {
         self.path = path
         let dir = (path as NSString).deletingLastPathComponent
         let name = (path as NSString).lastPathComponent
         temporaryPath = ((dir.isEmpty ? "." : dir) as NSString).appendingPathComponent(".\(name).\(getpid())-\(UUID().uuidString.prefix(8)).tmp")
+        #if os(Linux)
+        // O_TMPFILE is a macro Swift cannot import: __O_TMPFILE | O_DIRECTORY, 020200000 on Linux's common ABIs.
+        let unnamed = open(dir.isEmpty ? "." : dir, 0o20_200_000 | O_WRONLY | O_CLOEXEC, 0o666)
+        if unnamed >= 0, let f = fdopen(unnamed, "wb") {
+            isUnnamed = true
+            setvbuf(f, nil, _IOFBF, 1 << 20)
+            handle = f
+            return
+        }
+        if unnamed >= 0 { close(unnamed) }
+        #endif
         guard let f = fopen(temporaryPath, "wb") else {
             throw DatasetError.io(path: path, reason: "cannot create a file beside it: \(String(cString: strerror(errno)))")
         }
@@ -75,7 +90,10 @@ public final class AtomicOutputFile {
     public func commit() throws {
         guard let h = handle else { return }
         handle = nil
-        let ok = fflush(h) == 0 && fsync(fileno(h)) == 0
+        var ok = fflush(h) == 0 && fsync(fileno(h)) == 0
+        if ok && isUnnamed {
+            ok = linkat(AT_FDCWD, "/proc/self/fd/\(fileno(h))", AT_FDCWD, temporaryPath, AT_SYMLINK_FOLLOW) == 0
+        }
         fclose(h)
         guard ok, rename(temporaryPath, path) == 0 else {
             let reason = String(cString: strerror(errno))
@@ -86,8 +104,10 @@ public final class AtomicOutputFile {
 
     /// Closes and deletes the temporary file (nothing is left behind).
     public func discard() {
-        if let h = handle { fclose(h); handle = nil }
-        unlink(temporaryPath)
+        guard let h = handle else { return }
+        fclose(h)
+        handle = nil
+        if !isUnnamed { unlink(temporaryPath) }
     }
 
     deinit { discard() }
