@@ -85,12 +85,12 @@ public final class Trainer {
 
     /// Reseeds every randomized module (dropout, patch masking) from (seed, step, pass): the masks of a step
     /// never depend on earlier steps.
-    func reseedRandomness(_ dropouts: [RandomizedModule], step: Int, pass: Int) {
+    func reseedRandomness(_ randomized: [RandomizedModule], step: Int, pass: Int) {
         var base = SplitMix64(seed: UInt64(bitPattern: Int64(options.seed)) ^ 0xD5A6_1266_F0C9_392C)
         // Ranks draw different masks for their different samples (rank 0's are those of a single process).
         let a = base.next() &+ UInt64(step) &* 0x9E37_79B9_7F4A_7C15
         let b = UInt64(pass) &* 0xC2B2_AE3D_27D4_EB4F ^ UInt64(parallel.rank) &* 0xD6E8_FEB8_6659_FD93
-        for (k, d) in dropouts.enumerated() {
+        for (k, d) in randomized.enumerated() {
             var g = SplitMix64(seed: a ^ b ^ (UInt64(k) &* 0x1656_67B1_9E37_79F9))
             d.seed(g.next())
         }
@@ -227,7 +227,7 @@ public final class Trainer {
 
         // DistributedDataParallel starts every rank from rank 0's parameters and buffers.
         try parallel.broadcastFromMain(model.namedParameters().map(\.1))
-        let dropouts = model.namedModules().compactMap { $0.1 as? RandomizedModule }
+        let randomized = model.namedModules().compactMap { $0.1 as? RandomizedModule }
         var summary = TrainingSummary(steps: steps, losses: [], validations: [], checkpoints: [],
                                       logPath: writes ? logPath : nil, paramsPath: paramsPath, halted: false)
 
@@ -270,7 +270,7 @@ public final class Trainer {
                 var batches: [TrainingBatch] = []
                 for _ in 0..<o.accumFreq { if let b = try loader.next() { batches.append(b) } }
                 let dataTime = Date().timeIntervalSince(end)
-                let (loss, acc) = try trainStep(batches, step: step, optimizer: optimizer, dropouts: dropouts, lastCheckpoint: lastCheckpoint)
+                let (loss, acc) = try trainStep(batches, step: step, optimizer: optimizer, randomized: randomized, lastCheckpoint: lastCheckpoint)
                 let batchTime = Date().timeIntervalSince(end)
                 end = Date()
                 trainedThisEpoch += 1
@@ -326,7 +326,7 @@ public final class Trainer {
 
     /// One optimiser step over `batches` (`--accum-freq` of them): the loss of the last backward and the
     /// in-batch accuracies of its logits.
-    func trainStep(_ batches: [TrainingBatch], step: Int, optimizer: AdamW, dropouts: [RandomizedModule],
+    func trainStep(_ batches: [TrainingBatch], step: Int, optimizer: AdamW, randomized: [RandomizedModule],
                    lastCheckpoint: String?) throws -> (Float, (i2t: Double, t2i: Double)) {
         func forward(_ b: TrainingBatch) -> (Variable, Variable, Variable) {
             model.forward(images: Variable(b.images), texts: b.tokens, textBatch: b.count)
@@ -339,7 +339,7 @@ public final class Trainer {
         var lossValue: Float = 0
         var img = Tensor(shape: [0]), txt = Tensor(shape: [0]), scale: Float = 1
         if batches.count == 1 {
-            reseedRandomness(dropouts, step: step, pass: 0)
+            reseedRandomness(randomized, step: step, pass: 0)
             model.zeroGrad()
             let (localImages, localTexts, s) = forward(batches[0])
             let i = parallel.gathered(localImages), t = parallel.gathered(localTexts)
@@ -352,14 +352,14 @@ public final class Trainer {
             // contrasting it against the cached features of the others, and steps once.
             var cachedImages: [Tensor] = [], cachedTexts: [Tensor] = []
             for (j, b) in batches.enumerated() {
-                reseedRandomness(dropouts, step: step, pass: 2 * j + 1)
+                reseedRandomness(randomized, step: step, pass: 2 * j + 1)
                 let (i, t, _) = GradientRecording.withoutRecording { forward(b) }
                 cachedImages.append(i.value)
                 cachedTexts.append(t.value)
             }
             model.zeroGrad()
             for (j, b) in batches.enumerated() {
-                reseedRandomness(dropouts, step: step, pass: 2 * j + 2)
+                reseedRandomness(randomized, step: step, pass: 2 * j + 2)
                 let (i, t, s) = forward(b)
                 var imageParts = cachedImages.map { Variable($0) }, textParts = cachedTexts.map { Variable($0) }
                 imageParts[j] = i
