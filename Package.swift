@@ -18,7 +18,6 @@ let package = Package(
     ],
     targets: [
         // System libraries from the distribution's packages (scripts/install-deps.sh).
-        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CWebP", pkgConfig: "libwebp", providers: [.apt(["libwebp-dev"])]),
@@ -30,7 +29,9 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("faiss"), .linkedLibrary("gomp"), .linkedLibrary("lapack"),
                                  .linkedLibrary("blas"), .linkedLibrary("stdc++")]),
 
-        .target(name: "Tensors", dependencies: ["COpenBLAS"]),
+        // Our GEMM (C with an AVX2/FMA kernel chosen at run time; no build flags, so the package stays usable as a dependency).
+        .target(name: "CKernels"),
+        .target(name: "Tensors", dependencies: ["CKernels"]),
         .target(name: "NeuralNet", dependencies: ["Tensors"]),
         .target(name: "Checkpoints", dependencies: ["Tensors"]),
         .target(name: "Tokenization", resources: [.copy("Resources/vocab.txt")]),
@@ -54,7 +55,7 @@ let package = Package(
         // Test helpers (a loopback HTTP server); not a product.
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Sources/TestSupport"),
 
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "Checkpoints", "TestSupport"]),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "CKernels", "Checkpoints", "TestSupport"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Tensors", "Checkpoints", "TestSupport"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),

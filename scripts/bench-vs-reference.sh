@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Benchmarks our engine against the reference (cn-clip on PyTorch CPU) side by side, alternating runs so
-# that the noise of a shared host falls on both, and writes the table into BENCHMARKS.md.
-# Encoding: ViT-B-16@RoBERTa-base (`cnclip bench` vs bench_torch.py). Training: one step of the small synthetic
-# CLIP (scripts/synthetic-clip.json) at batch 32 and 128 (`cnclip bench --train` vs
-# scripts/reference/bench_train_step.py).
+# that the noise of a shared host falls on both, and writes the tables into BENCHMARKS.md.
+# Encoding (`cnclip bench` vs scripts/reference/bench_encode.py, which measures as bench_torch.py does):
+#   ViT-B-16@RoBERTa-base images at batch 8 and 1; texts that fill the 52-token context (batch 32 and 1), the
+#   reference benchmark's 13-character caption padded to 52, and MUGE-like queries of 4–20 characters
+#   (scripts/bench-texts/); ViT-L-14 images at batch 4; loading a 750 MB ViT-B-16 training checkpoint
+#   (made once by scripts/reference/make_bench_checkpoint.py in $TMPDIR). Each figure also as a fraction of
+#   the machine's fp32 peak (PEAK_GFLOPS, default 200: two cores × ~100 GFLOP/s FMA).
+# Training: one step of the small synthetic CLIP (scripts/synthetic-clip.json) at batch 32 and 128
+#   (`cnclip bench --train` vs scripts/reference/bench_train_step.py).
 # usage: scripts/bench-vs-reference.sh [ROUNDS]       (default 3 rounds of each configuration)
 #        PARTS="encode train" (default both): which tables to measure; each part rewrites only its own block
 # env:   CNCLIP_REF_VENV  the reference environment (default ~/.cache/cnclip-ref/venv; made by
@@ -24,15 +29,31 @@ swift build -c release --product cnclip >/dev/null
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 parts=${PARTS:-encode train}
+texts=$PWD/scripts/bench-texts
+checkpoint=${TMPDIR:-/tmp}/cnclip-bench-vit-b-16.pt
 configs=()
-[[ " $parts " == *" encode "* ]] && configs=("--img-batch 8 --txt-batch 32 --ctx 52" "--img-batch 1 --txt-batch 1 --ctx 52")
+if [[ " $parts " == *" encode "* ]]; then
+  [ -s "$checkpoint" ] || (cd /tmp && "$venv/bin/python" "$OLDPWD/scripts/reference/make_bench_checkpoint.py" ViT-B-16 RoBERTa-wwm-ext-base-chinese "$checkpoint.tmp" && mv "$checkpoint.tmp" "$checkpoint")
+  # "VISION TEXT|arguments of both benchmarks"
+  configs=(
+    "ViT-B-16 RoBERTa-wwm-ext-base-chinese|--img-batch 8 --txt-batch 32 --texts $texts/full-context-caption.txt"
+    "ViT-B-16 RoBERTa-wwm-ext-base-chinese|--img-batch 1 --txt-batch 1 --texts $texts/full-context-caption.txt"
+    "ViT-B-16 RoBERTa-wwm-ext-base-chinese|--img-batch 0 --txt-batch 32"
+    "ViT-B-16 RoBERTa-wwm-ext-base-chinese|--img-batch 0 --txt-batch 32 --texts $texts/muge-like-queries.txt"
+    "ViT-B-16 RoBERTa-wwm-ext-base-chinese|--img-batch 0 --txt-batch 1 --texts $texts/muge-like-queries.txt"
+    "ViT-L-14 RoBERTa-wwm-ext-large-chinese|--img-batch 4 --txt-batch 0 --iters 3"
+    "ViT-B-16 RoBERTa-wwm-ext-base-chinese|--img-batch 0 --txt-batch 0 --checkpoint $checkpoint"
+  )
+fi
 for r in $(seq "$rounds"); do
-  for c in "${configs[@]}"; do
-    echo "round $r: $c" >&2
+  for spec in "${configs[@]}"; do
+    models=${spec%%|*}; c=${spec#*|}
+    read -r vision text <<<"$models"
+    echo "round $r: $models $c" >&2
     # shellcheck disable=SC2086
-    (cd /tmp && "$venv/bin/python" "$OLDPWD/$ref_dir/bench_torch.py" ViT-B-16 RoBERTa-wwm-ext-base-chinese $c --threads "$threads" 2>/dev/null | tail -n 1 | sed "s/^/ref|$c|/") >> "$out"
+    (cd /tmp && "$venv/bin/python" "$OLDPWD/scripts/reference/bench_encode.py" $vision $text $c --threads "$threads" 2>/dev/null | tail -n 1 | sed "s/^/ref|$models $c|/") >> "$out"
     # shellcheck disable=SC2086
-    .build/release/cnclip bench $c --threads "$threads" | sed "s/^/swift|$c|/" >> "$out"
+    .build/release/cnclip bench --vision-model "$vision" --text-model "$text" $c --threads "$threads" | sed "s/^/swift|$models $c|/" >> "$out"
   done
   [[ " $parts " == *" train "* ]] || continue
   for b in 32 128; do
@@ -43,7 +64,7 @@ for r in $(seq "$rounds"); do
   done
 done
 python3 - "$out" "$threads" "$rounds" <<'PY'
-import json, statistics, sys, datetime, platform, subprocess, re
+import json, os, statistics, sys, datetime, platform, subprocess, re
 rows = {}
 for line in open(sys.argv[1]):
     engine, cfg, js = line.rstrip("\n").split("|", 2)
@@ -58,15 +79,52 @@ def header(what, command_note):
             what, "Command: `scripts/bench-vs-reference.sh`", "",
             "| configuration | metric | reference | ours | ratio |", "| --- | --- | ---: | ---: | ---: |"]
 tables = {}
+peak = float(os.environ.get("PEAK_GFLOPS", "200"))
+# Nominal forward FLOPs (2 per multiply-add) of the towers, as the reference computes them.
+vision_shapes = {"ViT-B-16": (12, 768, 16, 224), "ViT-L-14": (24, 1024, 14, 224)}  # layers, width, patch, resolution
+text_shapes = {"RoBERTa-wwm-ext-base-chinese": (12, 768, 3072), "RoBERTa-wwm-ext-large-chinese": (24, 1024, 4096)}
+def image_gflop(vision):
+    layers, w, patch, res = vision_shapes[vision]
+    n = (res // patch) ** 2 + 1
+    return (layers * (24 * n * w * w + 4 * n * n * w) + 2 * (n - 1) * 3 * patch * patch * w) / 1e9
+def text_gflop(text, n):
+    layers, w, ffn = text_shapes[text]
+    return layers * (2 * n * (4 * w * w + 2 * w * ffn) + 4 * n * n * w) / 1e9
+def describe(cfg):
+    words = cfg.split()
+    texts = re.search(r"--texts \S*/([^/ ]+)\.txt", cfg)
+    return words[0], words[1], {"full-context-caption": "a 50-character caption (52 tokens)",
+                                "muge-like-queries": "MUGE-like queries (4–20 characters)"}.get(texts.group(1) if texts else "",
+                                "the reference benchmark's caption (13 characters) padded to 52")
 encode = [c for c in dict.fromkeys(k[0] for k in rows) if not c.startswith("--train")]
 if encode:
-    lines = header("Ours: `cnclip bench`. Model ViT-B-16@RoBERTa-wwm-ext-base-chinese, random weights, texts padded to 52 tokens.",
-                   "`bench_torch.py`")
+    lines = header("Ours: `cnclip bench`. Random weights; texts padded to 52 tokens (we compute positions up to the batch's longest text, "
+                   "the reference all 52). Peak fraction: GFLOP/s of the work each engine does (images: the reference's nominal "
+                   f"FLOPs for both; texts: at the positions each computes) over {peak:.0f} GFLOP/s.",
+                   "`scripts/reference/bench_encode.py`, measuring as `bench_torch.py`")
+    lines[-2:] = ["| model | configuration | metric | reference | ours | ratio |", "| --- | --- | --- | ---: | ---: | ---: |"]
+    def pct(x): return f" ({100 * x / peak:.0f}% of peak)"
     for cfg in encode:
+        vision, text, texts = describe(cfg)
+        args = cfg.split(" ", 2)[2]
+        shown = re.sub(r"--texts \S*/", "--texts ", args)
+        shown = re.sub(r"--checkpoint \S+", "--checkpoint (750 MB training checkpoint)", shown)
+        r0 = rows[(cfg, "ref")][0]
         b = re.search(r"--img-batch (\d+) --txt-batch (\d+)", cfg)
-        for key, name in (("img_per_s", f"images/s (batch {b.group(1)})"), ("txt_per_s", f"texts/s (batch {b.group(2)})"), ("peak_rss_mb", "peak RSS, MB")):
-            ref, ours = med(cfg, "ref", key), med(cfg, "swift", key)
-            lines.append(f"| {cfg} | {name} | {ref:.2f} | {ours:.2f} | {ours / ref:.2f}× |")
+        if "img_per_s" in r0:
+            ref, ours = med(cfg, "ref", "img_per_s"), med(cfg, "swift", "img_per_s")
+            g = image_gflop(vision)
+            lines.append(f"| {vision} | {shown} | images/s (batch {b.group(1)}) | {ref:.2f}{pct(ref * g)} | {ours:.2f}{pct(ours * g)} | {ours / ref:.2f}× |")
+        if "txt_per_s" in r0:
+            ref, ours = med(cfg, "ref", "txt_per_s"), med(cfg, "swift", "txt_per_s")
+            nr, no = med(cfg, "ref", "txt_positions"), med(cfg, "swift", "txt_positions")
+            lines.append(f"| {text} | {shown} | texts/s (batch {b.group(2)}; {texts}; positions {nr:.0f} vs {no:.0f}) | {ref:.2f}{pct(ref * text_gflop(text, nr))} | {ours:.2f}{pct(ours * text_gflop(text, no))} | {ours / ref:.2f}× |")
+        if "load_s" in r0:
+            ref, ours = med(cfg, "ref", "load_s"), med(cfg, "swift", "load_s")
+            lines.append(f"| {vision}@{text} | {shown} | load, s | {ref:.3f} | {ours:.3f} | {ours / ref:.2f}× |")
+        if b and (b.group(1) != "0" or b.group(2) != "0"):
+            ref, ours = med(cfg, "ref", "peak_rss_mb"), med(cfg, "swift", "peak_rss_mb")
+            lines.append(f"| {vision}@{text} | {shown} | peak RSS, MB | {ref:.0f} | {ours:.0f} | {ours / ref:.2f}× |")
     tables["bench-vs-reference"] = lines
 train = [c for c in dict.fromkeys(k[0] for k in rows) if c.startswith("--train")]
 if train:

@@ -51,11 +51,34 @@ public final class CLIP: Module, @unchecked Sendable {
 
     /// `encode_text` on variables: token ids `[batch, context]` (flat, 0 = padding) → `[batch, embed]`; the
     /// `[CLS]` output of BERT (its last layer computed for that row alone) @ `text_projection`.
-    public func textFeatures(_ ids: [Int32], batch: Int) -> Variable {
+    ///
+    /// Outside training, positions after the batch's longest text are not computed (`trimPadding`): they are
+    /// masked keys, and every kernel rounds a row the same whatever the other rows, so the features are the
+    /// same bits as over the whole context (tested) at a fraction of the work for short queries. In training
+    /// the full context is kept so that dropout draws stay where they were.
+    public func textFeatures(_ ids: [Int32], batch: Int, trimPadding: Bool = true) -> Variable {
         guard batch > 0 else { return Variable(Tensor(shape: [0, config.embedDim])) }
-        let seq = ids.count / batch
+        let context = ids.count / batch
+        var ids = ids, seq = context
+        if trimPadding && !isTraining {
+            seq = Self.usedLength(ids, batch: batch)
+            if seq < context { ids = (0..<batch).flatMap { ids[($0 * context)..<($0 * context + seq)] } }
+        }
         let cls = bert(ids, batch: batch, seq: seq, clsOnly: true)  // [batch, 1, hidden]
         return matmul(cls.reshaped([batch, cls.shape[2]]), textProjection.variable)
+    }
+
+    /// The longest text's length in a padded batch `[batch, context]` (flat): one past its last non-padding id
+    /// (at least 1).
+    public static func usedLength(_ ids: [Int32], batch: Int) -> Int {
+        let context = ids.count / batch
+        var used = 1
+        for b in 0..<batch {
+            var end = context
+            while end > used && ids[b * context + end - 1] == 0 { end -= 1 }
+            used = max(used, end)
+        }
+        return used
     }
 
     /// The reference's `forward(image, text)`: L2-normalised image features `[batch, embed]`, L2-normalised text

@@ -34,15 +34,15 @@ public struct ZeroShotClassifier: Sendable {
         var perClass: [Tensor] = []
         for (c, name) in classNames.enumerated() {
             let prompts = Self.prompts(label: name, templates: templates)
-            perClass.append(model.encodeTexts(prompts, contextLength: contextLength, normalized: true, batchSize: 64))
+            perClass.append(model.encodeTexts(prompts, contextLength: contextLength, normalized: false, batchSize: 64))
             progress?(c + 1, classNames.count)
         }
         self.init(classNames: classNames, promptFeatures: perClass.isEmpty ? Tensor(shape: [0, model.config.embedDim]) : concatenateRows(perClass),
                   promptsPerClass: templates.count)
     }
 
-    /// Builds the weights from already encoded prompts: `promptFeatures` is `[classes * promptsPerClass, embed]`,
-    /// L2-normalised, class by class in the order ``prompts(label:templates:)`` gives (one batched encode for a server).
+    /// Builds the weights from already encoded prompts: `promptFeatures` is `[classes * promptsPerClass, embed]`
+    /// (normalised here, so normalised or not), class by class in the order ``prompts(label:templates:)`` gives (one batched encode for a server).
     public init(classNames: [String], promptFeatures: Tensor, promptsPerClass: Int) {
         precondition(promptsPerClass > 0 && promptFeatures.rank == 2 && promptFeatures.shape[0] == classNames.count * promptsPerClass,
                      "promptFeatures must be [classes * promptsPerClass, embed]")
@@ -50,15 +50,24 @@ public struct ZeroShotClassifier: Sendable {
         let out = Tensor(shape: [classNames.count, dim])
         let w = out.mutableData
         let f = promptFeatures.data
+        // Each prompt's normalisation, their mean and its normalisation in float64, rounded once: the reference's fp32 steps
+        // move zero-shot probabilities by up to 2e-6 (see scripts/reference/probe_zeroshot_reproducibility.py);
+        // nearer the exact value is nearer any faithful fp32 run of it.
+        var mean = [Double](repeating: 0, count: dim)
         for c in 0..<classNames.count {
-            // Mean over the prompts, in fp32 as torch's `mean(dim=0)` is.
-            for j in 0..<dim {
-                var s: Float = 0
-                for t in 0..<promptsPerClass { s += f[(c * promptsPerClass + t) * dim + j] }
-                w[c * dim + j] = s / Float(promptsPerClass)
+            for j in 0..<dim { mean[j] = 0 }
+            for t in 0..<promptsPerClass {
+                let row = f + (c * promptsPerClass + t) * dim
+                var norm = 0.0
+                for j in 0..<dim { norm += Double(row[j]) * Double(row[j]) }
+                norm = norm.squareRoot()
+                for j in 0..<dim { mean[j] += Double(row[j]) / norm }
             }
+            for j in 0..<dim { mean[j] /= Double(promptsPerClass) }
+            let norm = mean.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            for j in 0..<dim { w[c * dim + j] = Float(mean[j] / norm) }
         }
-        self.init(classNames: classNames, weights: l2Normalized(out))
+        self.init(classNames: classNames, weights: out)
     }
 
     /// The prepared prompts of one class: each template filled with `label`, lower-cased and with curly quotes
@@ -67,10 +76,29 @@ public struct ZeroShotClassifier: Sendable {
         templates.map { Tokenizer.prepareCaption(ZeroShotTemplates.prompt($0, label: label)) }
     }
 
-    /// Class probabilities `[n, classes]` for L2-normalised image features `[n, embed]`:
-    /// `softmax((100 · features) @ weightsᵀ)`, scaling before the product as the reference does.
+    /// Class probabilities `[n, classes]` for image features `[n, embed]` (normalised here):
+    /// `softmax(100 · normalise(features) @ weightsᵀ)`, in float64 and rounded once (see the weights' note).
     public func probabilities(imageFeatures: Tensor) -> Tensor {
-        softmax(matmulTransposed(scaled(imageFeatures, by: Self.logitScale), weights))
+        let n = imageFeatures.shape[0], dim = imageFeatures.shape[1], k = classNames.count
+        let out = Tensor(shape: [n, k])
+        let f = imageFeatures.data, w = weights.data, p = out.mutableData
+        var logits = [Double](repeating: 0, count: k)
+        for i in 0..<n {
+            let row = f + i * dim
+            var norm = 0.0
+            for j in 0..<dim { norm += Double(row[j]) * Double(row[j]) }
+            norm = norm.squareRoot()
+            for c in 0..<k {
+                var dot = 0.0
+                for j in 0..<dim { dot += Double(row[j]) * Double(w[c * dim + j]) }
+                logits[c] = Double(Self.logitScale) * dot / norm
+            }
+            let top = logits.max() ?? 0
+            let exps = logits.map { Foundation.exp($0 - top) }
+            let total = exps.reduce(0, +)
+            for c in 0..<k { p[i * k + c] = Float(exps[c] / total) }
+        }
+        return out
     }
 }
 
@@ -154,7 +182,7 @@ public enum ZeroShotEvaluation {
             let end = min(samples.count, start + step)
             let batch = Array(samples[start..<end])
             let images = try decode(batch.map(\.path))
-            let features = model.encodeImages(images, normalized: true, batchSize: batch.count)
+            let features = model.encodeImages(images, normalized: false, batchSize: batch.count)  // normalised in float64 below
             let probs = classifier.probabilities(imageFeatures: features)
             (all.mutableData + start * k).update(from: probs.data, count: batch.count * k)
             for (pred, sample) in zip(ZeroShotResult.argmax(probs), batch) where pred == sample.classIndex { correct += 1 }

@@ -1,55 +1,48 @@
-// The one place that calls BLAS: a thin wrapper over cblas_sgemm so another backend (Accelerate, a GPU)
-// can replace it without touching the kernels above it.
+// The one place that multiplies matrices: our own GEMM (`CKernels`), split across our threads, so another
+// backend (Accelerate, a GPU) can replace it without touching the kernels above it.
+//
+// Why not a vendor BLAS: OpenBLAS rounds a row of the result differently depending on the row's position in
+// its kernel's blocks and on the call's width, so a text's features changed in the last bits with its place
+// in the batch, with padding and with the thread count. `cnclip_sgemm` computes every element with the same
+// operations whatever the shape or split (see CKernels.h), at OpenBLAS's speed on large products and faster
+// on small ones (BENCHMARKS.md).
 
-import COpenBLAS
+import CKernels
 import Dispatch
 
-/// Matrix products on row-major fp32 buffers.
-///
-/// OpenBLAS runs single-threaded and we split each large product across our own threads: one pool for every
-/// kernel, so BLAS's worker threads never spin (sched_yield) against our elementwise work between calls.
+/// Matrix products on row-major fp32 buffers; every element's rounding is independent of the call's shape.
 public enum BLAS {
-    private static let singleThreaded: Void = { openblas_set_num_threads(1) }()
-
-    /// Sets the thread count used to split products (OpenBLAS itself stays single-threaded).
-    public static func setThreads(_ n: Int) { _ = singleThreaded }
-
-    /// One BLAS call on the calling thread.
+    /// One product on the calling thread.
     static func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                       _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
                       _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+        cnclip_sgemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
 
     /// `c[m, n] = alpha * op(a) @ op(b) + beta * c`, row-major, where `op(a)` is `[m, k]` and `op(b)` is `[k, n]`.
-    /// `lda`, `ldb`, `ldc` are row strides of the stored (untransposed) matrices.
+    /// `lda`, `ldb`, `ldc` are row strides of the stored (untransposed) matrices. Large products are split
+    /// over `ComputeThreads.count` threads; the result is the same bits for any split.
     public static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                             alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                             b: UnsafePointer<Float>, ldb: Int,
                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
         if m == 0 || n == 0 { return }
-        if k == 0 {
-            // BLAS leaves C untouched for k == 0 only when beta == 1; make the result well defined.
-            for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
-            return
-        }
-        _ = singleThreaded
         let threads = ComputeThreads.count
         // Small products stay on the calling thread (attention heads are split at a higher level).
-        if threads <= 1 || m * n * k < 1 << 21 {
+        if threads <= 1 || m * n * max(k, 1) < 1 << 21 {
             sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
         }
         if m >= 32 * threads {
-            // Split the rows of C (and of op(a)).
+            // Split the rows of C (and of op(a)) in whole 6-row panels of the kernel.
             DispatchQueue.concurrentPerform(iterations: threads) { t in
-                let lo = m * t / threads, hi = m * (t + 1) / threads
+                let lo = (m * t / threads) / 6 * 6, hi = t == threads - 1 ? m : (m * (t + 1) / threads) / 6 * 6
+                guard hi > lo else { return }
                 let ap = transA ? a + lo : a + lo * lda
                 sgemm(transA, transB, hi - lo, n, k, alpha, ap, lda, b, ldb, beta, c + lo * ldc, ldc)
             }
         } else {
-            // Split the columns of C (and of op(b)), in multiples of 16 to keep the kernel's panels whole.
+            // Split the columns of C (and of op(b)) in whole 16-column panels of the kernel.
             DispatchQueue.concurrentPerform(iterations: threads) { t in
                 let lo = (n * t / threads) & ~15, hi = t == threads - 1 ? n : (n * (t + 1) / threads) & ~15
                 guard hi > lo else { return }

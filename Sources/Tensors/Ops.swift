@@ -95,12 +95,12 @@ public func scaled(_ x: Tensor, by s: Float) -> Tensor { map(x) { $0 * s } }
 /// ReLU: `max(x, 0)`.
 public func relu(_ x: Tensor) -> Tensor { map(x) { $0 > 0 ? $0 : 0 } }
 
-/// Exact GELU, `x * 0.5 * (1 + erf(x / sqrt(2)))`, as BERT's `gelu`.
+/// Exact GELU, `x * 0.5 * (1 + erf(x / sqrt(2)))` in that order, as BERT's `gelu` (erf vectorised, see `erf`).
 public func gelu(_ x: Tensor) -> Tensor {
     let out = Tensor.uninitialized(x.shape)
     let s = x.data, d = out.mutableData
     parallelFor(x.count, cost: 16) { r in
-        for i in r { let v = s[i]; d[i] = v * 0.5 * (1 + erff(v * 0.70710678118654752)) }
+        mapVectorized(s + r.lowerBound, d + r.lowerBound, count: r.count) { v in v * 0.5 * (1 + erf(v / 1.4142135623730951)) }
     }
     return out
 }

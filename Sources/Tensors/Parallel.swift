@@ -1,4 +1,4 @@
-// Work splitting for the kernels that are not BLAS calls.
+// Work splitting for the kernels (matrix products split themselves in BLAS.swift, over the same count).
 
 import Dispatch
 import Foundation
@@ -13,7 +13,6 @@ public enum ComputeThreads {
     /// Sets the thread count.
     public static func set(_ n: Int) {
         value = max(1, n)
-        BLAS.setThreads(value)
     }
 }
 

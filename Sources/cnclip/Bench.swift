@@ -14,16 +14,22 @@ struct Bench: ParsableCommand {
         abstract: "Measure encoding or training throughput with random weights (a benchmark, not a test).",
         discussion: """
         Prints one JSON line: images/s, texts/s, peak memory. Same protocol as the reference's bench_torch.py: one \
-        warm-up run, then the median of --iters. With --train: training steps instead (forward in training mode, \
-        the contrastive loss, backward, AdamW with the reference's parameter groups) on --batch random images and \
-        synthetic-style captions, as scripts/reference/bench_train_step.py times the reference; prints samples/s.
+        warm-up run, then the median of --iters. Texts are the reference benchmark's caption unless --texts names \
+        a file (one text per line, cycled to fill the batch); txt_positions is how many positions each text's \
+        encoding computed (padding after the batch's longest text is skipped). --img-batch 0 or --txt-batch 0 \
+        skips that tower. --checkpoint loads real weights instead of random ones and reports load_s. With \
+        --train: training steps instead (forward in training mode, the contrastive loss, backward, AdamW with \
+        the reference's parameter groups) on --batch random images and synthetic-style captions, as \
+        scripts/reference/bench_train_step.py times the reference; prints samples/s.
         """)
 
     @Option(name: .customLong("vision-model")) var visionModel = "ViT-B-16"
     @Option(name: .customLong("text-model")) var textModel = "RoBERTa-wwm-ext-base-chinese"
-    @Option(name: .customLong("img-batch")) var imageBatch = 8
-    @Option(name: .customLong("txt-batch")) var textBatch = 32
+    @Option(name: .customLong("img-batch"), help: "Images per batch (0: skip images).") var imageBatch = 8
+    @Option(name: .customLong("txt-batch"), help: "Texts per batch (0: skip texts).") var textBatch = 32
     @Option(name: .customLong("ctx"), help: "Context length; every text is padded to it.") var contextLength = 52
+    @Option(name: .customLong("texts"), help: "A file of texts, one per line, cycled to fill --txt-batch.") var textsPath: String?
+    @Option(name: .customLong("checkpoint"), help: "Load this checkpoint (timed) instead of random weights.") var checkpoint: String?
     @Option(name: .customLong("iters")) var iterations = 5
     @Option(name: .customLong("threads")) var threads = 2
     @Flag(name: .customLong("train"), help: "Time training steps instead of encoding.") var train = false
@@ -35,22 +41,35 @@ struct Bench: ParsableCommand {
         try reported {
             ComputeThreads.set(threads)
             let config = try ModelPresets.config(vision: visionModel, text: textModel)
-            let clip = CLIP(config)
-            clip.initializeRandomly(seed: 0)
+            var result: [String: Any] = ["engine": "swift", "threads": threads, "model": "\(visionModel)@\(textModel)"]
+            let clip: CLIP
+            if let checkpoint {
+                let start = DispatchTime.now().uptimeNanoseconds
+                clip = try CLIP.load(checkpoint: URL(fileURLWithPath: checkpoint), config: config)
+                result["load_s"] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            } else {
+                clip = CLIP(config)
+                clip.initializeRandomly(seed: 0)
+            }
             let model = ChineseCLIPModel(clip: clip, tokenizer: try ChineseCLIPModel.bundledTokenizer())
-            var rng = SplitMix64(seed: 1)
-            let r = config.imageResolution
-            let images = Tensor.randomNormal([imageBatch, 3, r, r], using: &rng)
-            let tokens = model.tokenize(Array(repeating: "一只可爱的小猫在草地上玩耍", count: textBatch), contextLength: contextLength)
-            let ti = median { _ in _ = clip.encodeImage(images) }
-            let tt = median { _ in _ = clip.encodeText(tokens, batch: textBatch) }
+            if imageBatch > 0 {
+                var rng = SplitMix64(seed: 1)
+                let r = config.imageResolution
+                let images = Tensor.randomNormal([imageBatch, 3, r, r], using: &rng)
+                result["img_per_s"] = Double(imageBatch) / median { _ in _ = clip.encodeImage(images) }
+            }
+            if textBatch > 0 {
+                let lines = try textsPath.map { path in
+                    try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+                } ?? ["一只可爱的小猫在草地上玩耍"]
+                guard !lines.isEmpty else { throw ValidationError("--texts \(textsPath ?? ""): no texts") }
+                let tokens = model.tokenize((0..<textBatch).map { lines[$0 % lines.count] }, contextLength: contextLength)
+                result["txt_per_s"] = Double(textBatch) / median { _ in _ = clip.encodeText(tokens, batch: textBatch) }
+                result["txt_positions"] = CLIP.usedLength(tokens, batch: textBatch)
+            }
             var usage = rusage()
             getrusage(RUSAGE_SELF.rawValue, &usage)
-            let result: [String: Any] = [
-                "engine": "swift", "threads": threads, "model": "\(visionModel)@\(textModel)",
-                "img_per_s": Double(imageBatch) / ti, "txt_per_s": Double(textBatch) / tt,
-                "peak_rss_mb": Double(usage.ru_maxrss) / 1024,
-            ]
+            result["peak_rss_mb"] = Double(usage.ru_maxrss) / 1024
             let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         }

@@ -1,0 +1,121 @@
+import Foundation
+import XCTest
+import CKernels
+@testable import Tensors
+
+/// `BLAS.gemm` (our `cnclip_sgemm`): correct against a float64 product, and every element's bits independent of
+/// the call's shape, of the element's position and of the thread split — the property that makes a text's
+/// features independent of its batch, its padding and the thread count.
+final class GEMMTests: XCTestCase {
+    private func random(_ n: Int, seed: UInt64) -> [Float] {
+        var s = seed
+        return (0..<n).map { _ in
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: s >> 11) % 2000 - 1000) / 1000
+        }
+    }
+
+    /// op(a) @ op(b) in float64 for row `i`, column `j`.
+    private func exact(_ a: [Float], _ b: [Float], transA: Bool, transB: Bool, m: Int, n: Int, k: Int, i: Int, j: Int) -> Double {
+        var s = 0.0
+        for p in 0..<k {
+            let x = transA ? a[p * m + i] : a[i * k + p], y = transB ? b[j * k + p] : b[p * n + j]
+            s += Double(x) * Double(y)
+        }
+        return s
+    }
+
+    private func product(_ a: [Float], _ b: [Float], transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                         alpha: Float = 1, beta: Float = 0, c: [Float]? = nil) -> [Float] {
+        var out = c ?? [Float](repeating: 0, count: m * n)
+        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in out.withUnsafeMutableBufferPointer { cp in
+            BLAS.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ap.baseAddress!,
+                      lda: transA ? m : k, b: bp.baseAddress!, ldb: transB ? k : n, beta: beta, c: cp.baseAddress!, ldc: n)
+        } } }
+        return out
+    }
+
+    func testProductsMatchFloat64() {
+        // Shapes across the kernel's edges (6-row and 16-column tiles, 96-column blocks, 512-deep k-blocks).
+        for (m, n, k) in [(1, 1, 1), (7, 17, 5), (13, 100, 513), (64, 96, 1030), (200, 33, 64)] {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                let a = random(m * k, seed: UInt64(m * 31 + k)), b = random(k * n, seed: UInt64(n * 17 + k))
+                let c0 = random(m * n, seed: 5)
+                let c = product(a, b, transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.5, beta: 2, c: c0)
+                var worst = 0.0
+                for i in 0..<m { for j in 0..<n {
+                    let want = 0.5 * exact(a, b, transA: ta, transB: tb, m: m, n: n, k: k, i: i, j: j) + 2 * Double(c0[i * n + j])
+                    worst = max(worst, abs(Double(c[i * n + j]) - want) / (Double(k).squareRoot() + 1))
+                } }
+                XCTAssertLessThan(worst, 1e-5, "m \(m) n \(n) k \(k) transA \(ta) transB \(tb)")
+            }
+        }
+    }
+
+    func testEveryElementIsIndependentOfTheCallShapeAndSplit() {
+        let (m, n, k) = (150, 200, 700)  // large enough to be split across threads
+        for (ta, tb) in [(false, true), (false, false), (true, false)] {
+            let a = random(m * k, seed: 1), b = random(k * n, seed: 2)
+            let saved = ComputeThreads.count
+            defer { ComputeThreads.set(saved) }
+            ComputeThreads.set(2)
+            let full = product(a, b, transA: ta, transB: tb, m: m, n: n, k: k)
+            for threads in [1, 3] {
+                ComputeThreads.set(threads)
+                XCTAssertEqual(product(a, b, transA: ta, transB: tb, m: m, n: n, k: k), full, "\(threads) threads")
+            }
+            ComputeThreads.set(2)
+            // A band of rows alone, at an offset that is not a multiple of any tile size.
+            for (lo, rows) in [(1, 1), (7, 13), (61, 89)] {
+                let band: [Float] = ta ? (0..<k).flatMap { p in a[(p * m + lo)..<(p * m + lo + rows)] } : Array(a[(lo * k)..<((lo + rows) * k)])
+                let part = product(band, b, transA: ta, transB: tb, m: rows, n: n, k: k)
+                XCTAssertEqual(part, Array(full[(lo * n)..<((lo + rows) * n)]), "rows \(lo)..<\(lo + rows)")
+            }
+            // A band of columns alone.
+            for (lo, cols) in [(3, 1), (5, 37), (100, 100)] {
+                let bandB: [Float] = tb ? Array(b[(lo * k)..<((lo + cols) * k)]) : (0..<k).flatMap { p in b[(p * n + lo)..<(p * n + lo + cols)] }
+                let part = product(a, bandB, transA: ta, transB: tb, m: m, n: cols, k: k)
+                let want = (0..<m).flatMap { i in full[(i * n + lo)..<(i * n + lo + cols)] }
+                XCTAssertEqual(part, want, "columns \(lo)..<\(lo + cols)")
+            }
+        }
+    }
+
+    func testTrailingZeroProductsChangeNothing() {
+        // Attention's probabilities @ values over padded keys: zero probabilities past the real keys.
+        let (m, n, k, used) = (52, 64, 52, 15)
+        var a = random(m * k, seed: 3)
+        for i in 0..<m { for p in used..<k { a[i * k + p] = 0 } }
+        let b = random(k * n, seed: 4)
+        let padded = product(a, b, transA: false, transB: false, m: m, n: n, k: k)
+        let trimmedA = (0..<m).flatMap { i in a[(i * k)..<(i * k + used)] }
+        XCTAssertEqual(product(trimmedA, Array(b[0..<(used * n)]), transA: false, transB: false, m: m, n: n, k: used), padded)
+    }
+
+    func testPortableKernelGivesTheSameBits() {
+        let (m, n, k) = (37, 70, 600)
+        let a = random(m * k, seed: 8), b = random(k * n, seed: 9), c0 = random(m * n, seed: 10)
+        let fast = product(a, b, transA: false, transB: true, m: m, n: n, k: k, alpha: 0.25, beta: 1.5, c: c0)
+        cnclip_gemm_use_portable(1)
+        defer { cnclip_gemm_use_portable(0) }
+        XCTAssertEqual(product(a, b, transA: false, transB: true, m: m, n: n, k: k, alpha: 0.25, beta: 1.5, c: c0), fast)
+    }
+}
+
+/// The vectorised erf behind BERT's GELU, against the float64 function.
+final class VectorErfTests: XCTestCase {
+    func testErfIsWithinItsStatedError() {
+        var worst = 0.0, at: Float = 0
+        var x: Float = -6
+        while x <= 6 {
+            let got = Double(erf(SIMD8<Float>(repeating: x))[0])
+            let d = abs(got - Foundation.erf(Double(x)))
+            if d > worst { worst = d; at = x }
+            x += 1.0 / 4096
+        }
+        XCTAssertLessThanOrEqual(worst, 1.1e-7, "largest error at x = \(at)")
+        XCTAssertEqual(erf(SIMD8<Float>(repeating: 0))[0], 0)
+        XCTAssertEqual(erf(SIMD8<Float>(repeating: .infinity))[0], 1)
+        XCTAssertEqual(erf(SIMD8<Float>(repeating: -.infinity))[0], -1)
+    }
+}
