@@ -40,7 +40,7 @@ if [[ " $parts " == *" encode "* ]]; then
     "ViT-B-16 RoBERTa-wwm-ext-base-chinese|--img-batch 1 --txt-batch 1 --texts $texts/full-context-caption.txt"
     "ViT-B-16 RoBERTa-wwm-ext-base-chinese|--img-batch 0 --txt-batch 32"
     "ViT-B-16 RoBERTa-wwm-ext-base-chinese|--img-batch 0 --txt-batch 32 --texts $texts/muge-like-queries.txt"
-    "ViT-B-16 RoBERTa-wwm-ext-base-chinese|--img-batch 0 --txt-batch 1 --texts $texts/muge-like-queries.txt"
+    "ViT-B-16 RoBERTa-wwm-ext-base-chinese|--img-batch 0 --txt-batch 1 --texts $texts/muge-like-queries.txt --iters 15"
     "ViT-L-14 RoBERTa-wwm-ext-large-chinese|--img-batch 4 --txt-batch 0 --iters 3"
     "ViT-B-16 RoBERTa-wwm-ext-base-chinese|--img-batch 0 --txt-batch 0 --checkpoint $checkpoint"
   )
@@ -51,9 +51,9 @@ for r in $(seq "$rounds"); do
     read -r vision text <<<"$models"
     echo "round $r: $models $c" >&2
     # shellcheck disable=SC2086
-    (cd /tmp && "$venv/bin/python" "$OLDPWD/scripts/reference/bench_encode.py" $vision $text $c --threads "$threads" 2>/dev/null | tail -n 1 | sed "s/^/ref|$models $c|/") >> "$out"
+    (cd /tmp && "$venv/bin/python" "$OLDPWD/scripts/reference/bench_encode.py" $vision $text $c --threads "$threads" 2>/dev/null | tail -n 1 | awk -v p="ref|$models $c|" '{print p $0}') >> "$out"
     # shellcheck disable=SC2086
-    .build/release/cnclip bench --vision-model "$vision" --text-model "$text" $c --threads "$threads" | sed "s/^/swift|$models $c|/" >> "$out"
+    .build/release/cnclip bench --vision-model "$vision" --text-model "$text" $c --threads "$threads" | awk -v p="swift|$models $c|" '{print p $0}' >> "$out"
   done
   [[ " $parts " == *" train "* ]] || continue
   for b in 32 128; do

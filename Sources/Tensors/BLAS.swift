@@ -33,7 +33,10 @@ public enum BLAS {
             sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
         }
-        if m >= 32 * threads {
+        // Each thread packs all of the operand it does not split: split the longer side of C, so that the
+        // duplicated packing is of the smaller operand (a batch-1 ViT's 197 rows against 2304 weight columns
+        // would otherwise transpose the whole weight on every thread).
+        if m >= 32 * threads && (m >= n || n < 16 * threads) {
             // Split the rows of C (and of op(a)) in whole 6-row panels of the kernel.
             DispatchQueue.concurrentPerform(iterations: threads) { t in
                 let lo = (m * t / threads) / 6 * 6, hi = t == threads - 1 ? m : (m * (t + 1) / threads) / 6 * 6

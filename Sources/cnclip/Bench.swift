@@ -16,7 +16,8 @@ struct Bench: ParsableCommand {
         Prints one JSON line: images/s, texts/s, peak memory. Same protocol as the reference's bench_torch.py: one \
         warm-up run, then the median of --iters. Texts are the reference benchmark's caption unless --texts names \
         a file (one text per line, cycled to fill the batch); txt_positions is how many positions each text's \
-        encoding computed (padding after the batch's longest text is skipped). --img-batch 0 or --txt-batch 0 \
+        encoding computed (padding after the batch's longest text is skipped; the median over the timed runs, \
+        run i taking the texts from line i × --txt-batch on). --img-batch 0 or --txt-batch 0 \
         skips that tower. --checkpoint loads real weights instead of random ones and reports load_s. With \
         --train: training steps instead (forward in training mode, the contrastive loss, backward, AdamW with \
         the reference's parameter groups) on --batch random images and synthetic-style captions, as \
@@ -63,9 +64,13 @@ struct Bench: ParsableCommand {
                     try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
                 } ?? ["一只可爱的小猫在草地上玩耍"]
                 guard !lines.isEmpty else { throw ValidationError("--texts \(textsPath ?? ""): no texts") }
-                let tokens = model.tokenize((0..<textBatch).map { lines[$0 % lines.count] }, contextLength: contextLength)
-                result["txt_per_s"] = Double(textBatch) / median { _ in _ = clip.encodeText(tokens, batch: textBatch) }
-                result["txt_positions"] = CLIP.usedLength(tokens, batch: textBatch)
+                // Run i encodes the texts from line i·batch on (cycled), so that batch 1 sees a mix of lengths too.
+                let runs = (0..<max(1, iterations)).map { i in
+                    model.tokenize((0..<textBatch).map { lines[(i * textBatch + $0) % lines.count] }, contextLength: contextLength)
+                }
+                result["txt_per_s"] = Double(textBatch) / median { i in _ = clip.encodeText(runs[i], batch: textBatch) }
+                let positions = runs.map { CLIP.usedLength($0, batch: textBatch) }.sorted()
+                result["txt_positions"] = positions[positions.count / 2]
             }
             var usage = rusage()
             getrusage(RUSAGE_SELF.rawValue, &usage)
