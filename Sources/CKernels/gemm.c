@@ -30,26 +30,12 @@ static float *reserve(float **buffer, size_t *count, size_t needed) {
     return *buffer;
 }
 
-/// op(a)[i0 ..< i0+mc][k0 ..< k0+kc] → 6-row panels `[kc][6]`, zero rows past mc.
-static void packA(int transA, const float *a, long lda, long i0, long mc, long k0, long kc, float *ap) {
-    for (long p = 0; p < mc; p += MR) {
-        long mr = mc - p < MR ? mc - p : MR;
-        for (long k = 0; k < kc; k++) {
-            float *dst = ap + k * MR;
-            if (transA) { const float *src = a + (k0 + k) * lda + i0 + p; for (long r = 0; r < mr; r++) dst[r] = src[r]; }
-            else for (long r = 0; r < mr; r++) dst[r] = a[(i0 + p + r) * lda + k0 + k];
-            for (long r = mr; r < MR; r++) dst[r] = 0;
-        }
-        ap += kc * MR;
-    }
-}
-
-/// dst[k * dstride + c] = src[c * ld + k] for an 8 × 8 block.
+/// dst[k * dstride + c] = rows[c][k] for c, k < 8 (dst 32-byte aligned).
 __attribute__((target("avx2,fma")))
-static inline void transpose8(const float *src, long ld, float *dst, long dstride) {
-    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ld), r2 = _mm256_loadu_ps(src + 2 * ld),
-           r3 = _mm256_loadu_ps(src + 3 * ld), r4 = _mm256_loadu_ps(src + 4 * ld), r5 = _mm256_loadu_ps(src + 5 * ld),
-           r6 = _mm256_loadu_ps(src + 6 * ld), r7 = _mm256_loadu_ps(src + 7 * ld);
+static inline void transpose8(const float *const rows[8], float *dst, long dstride) {
+    __m256 r0 = _mm256_loadu_ps(rows[0]), r1 = _mm256_loadu_ps(rows[1]), r2 = _mm256_loadu_ps(rows[2]),
+           r3 = _mm256_loadu_ps(rows[3]), r4 = _mm256_loadu_ps(rows[4]), r5 = _mm256_loadu_ps(rows[5]),
+           r6 = _mm256_loadu_ps(rows[6]), r7 = _mm256_loadu_ps(rows[7]);
     __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
            t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
            t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
@@ -67,6 +53,32 @@ static inline void transpose8(const float *src, long ld, float *dst, long dstrid
     _mm256_store_ps(dst + 7 * dstride, _mm256_permute2f128_ps(s3, s7, 0x31));
 }
 
+/// op(a)[i0 ..< i0+mc][k0 ..< k0+kc] → 6-row panels `[kc][6]`, zero rows past mc.
+static void packA(int transA, int avx, const float *a, long lda, long i0, long mc, long k0, long kc, float *ap) {
+    for (long p = 0; p < mc; p += MR) {
+        long mr = mc - p < MR ? mc - p : MR;
+        long k = 0;
+        if (!transA && avx && mr == MR) {
+            // Eight values of k at a time: the six rows (the last repeated to fill eight) transposed in registers.
+            float block[64] __attribute__((aligned(32)));
+            for (; k + 8 <= kc; k += 8) {
+                const float *src = a + (i0 + p) * lda + k0 + k;
+                const float *rows[8] = {src, src + lda, src + 2 * lda, src + 3 * lda, src + 4 * lda, src + 5 * lda,
+                                        src + 5 * lda, src + 5 * lda};
+                transpose8(rows, block, 8);
+                for (int j = 0; j < 8; j++) memcpy(ap + (k + j) * MR, block + j * 8, MR * sizeof(float));
+            }
+        }
+        for (; k < kc; k++) {
+            float *dst = ap + k * MR;
+            if (transA) { const float *src = a + (k0 + k) * lda + i0 + p; for (long r = 0; r < mr; r++) dst[r] = src[r]; }
+            else for (long r = 0; r < mr; r++) dst[r] = a[(i0 + p + r) * lda + k0 + k];
+            for (long r = mr; r < MR; r++) dst[r] = 0;
+        }
+        ap += kc * MR;
+    }
+}
+
 /// op(b)[k0 ..< k0+kc][j0 ..< j0+nc] → 16-column panels `[kc][16]`, zero columns past nc.
 static void packB(int transB, int avx, const float *b, long ldb, long k0, long kc, long j0, long nc, float *bp) {
     for (long q = 0; q < nc; q += NR) {
@@ -75,8 +87,10 @@ static void packB(int transB, int avx, const float *b, long ldb, long k0, long k
         if (transB && avx && nr == NR)
             for (; k + 8 <= kc; k += 8) {
                 const float *src = b + (j0 + q) * ldb + k0 + k;
-                transpose8(src, ldb, bp + k * NR, NR);
-                transpose8(src + 8 * ldb, ldb, bp + k * NR + 8, NR);
+                const float *low[8], *high[8];
+                for (int c = 0; c < 8; c++) { low[c] = src + c * ldb; high[c] = src + (c + 8) * ldb; }
+                transpose8(low, bp + k * NR, NR);
+                transpose8(high, bp + k * NR + 8, NR);
             }
         for (; k < kc; k++) {
             float *dst = bp + k * NR;
@@ -88,9 +102,11 @@ static void packB(int transB, int avx, const float *b, long ldb, long k0, long k
     }
 }
 
-/// One 6 × 16 tile: sums over the k-block, then `c = alpha*sum + beta*c` (first block) or `c += alpha*sum`.
+/// One 6 × 16 tile: sums over the k-block, then `c = alpha*sum + beta*c + bias` (first block; `bias` the tile's 16
+/// column values or NULL) or `c += alpha*sum`.
 __attribute__((target("avx2,fma")))
-static void kernelAVX2(long kc, const float *ap, const float *bp, float *c, long ldc, int first, float alpha, float beta) {
+static void kernelAVX2(long kc, const float *ap, const float *bp, float *c, long ldc, int first, float alpha, float beta,
+                       const float *bias) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     for (long k = 0; k < kc; k++) {
@@ -106,7 +122,8 @@ static void kernelAVX2(long kc, const float *ap, const float *bp, float *c, long
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
 #define OUT(r, x, v) { float *p = c + (r) * ldc + (x); __m256 t = alpha == 1 ? (v) : _mm256_mul_ps(va, (v)); \
         if (!first) t = _mm256_add_ps(_mm256_loadu_ps(p), t); \
-        else if (beta != 0) t = _mm256_fmadd_ps(vb, _mm256_loadu_ps(p), t); \
+        else { if (beta != 0) t = _mm256_fmadd_ps(vb, _mm256_loadu_ps(p), t); \
+               if (bias) t = _mm256_add_ps(t, _mm256_loadu_ps(bias + (x))); } \
         _mm256_storeu_ps(p, t); }
     OUT(0, 0, c00) OUT(0, 8, c01) OUT(1, 0, c10) OUT(1, 8, c11) OUT(2, 0, c20) OUT(2, 8, c21)
     OUT(3, 0, c30) OUT(3, 8, c31) OUT(4, 0, c40) OUT(4, 8, c41) OUT(5, 0, c50) OUT(5, 8, c51)
@@ -114,7 +131,8 @@ static void kernelAVX2(long kc, const float *ap, const float *bp, float *c, long
 }
 
 /// The same operations as `kernelAVX2`, one lane at a time.
-static void kernelPortable(long kc, const float *ap, const float *bp, float *c, long ldc, int first, float alpha, float beta) {
+static void kernelPortable(long kc, const float *ap, const float *bp, float *c, long ldc, int first, float alpha, float beta,
+                           const float *bias) {
     float acc[MR][NR] = {{0}};
     for (long k = 0; k < kc; k++) {
         for (int r = 0; r < MR; r++) for (int x = 0; x < NR; x++) acc[r][x] = fmaf(ap[r], bp[x], acc[r][x]);
@@ -124,7 +142,8 @@ static void kernelPortable(long kc, const float *ap, const float *bp, float *c, 
         for (int x = 0; x < NR; x++) {
             float *p = c + r * ldc + x;
             float t = alpha == 1 ? acc[r][x] : alpha * acc[r][x];
-            if (!first) t = *p + t; else if (beta != 0) t = fmaf(beta, *p, t);
+            if (!first) t = *p + t;
+            else { if (beta != 0) t = fmaf(beta, *p, t); if (bias) t = t + bias[x]; }
             *p = t;
         }
 }
@@ -134,10 +153,14 @@ static int forcePortable;
 void cnclip_gemm_use_portable(int on) { __atomic_store_n(&forcePortable, on, __ATOMIC_SEQ_CST); }
 
 void cnclip_sgemm(int transA, int transB, long m, long n, long k, float alpha,
-                  const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+                  const float *a, long lda, const float *b, long ldb, float beta, const float *bias, float *c, long ldc) {
     if (m <= 0 || n <= 0) return;
-    if (k <= 0) {  // no products: c = beta * c (beta == 0 clears, whatever c held)
-        for (long i = 0; i < m; i++) for (long j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
+    if (k <= 0) {  // no products: c = beta * c + bias (beta == 0 ignores whatever c held)
+        for (long i = 0; i < m; i++)
+            for (long j = 0; j < n; j++) {
+                float t = beta == 0 ? 0 : beta * c[i * ldc + j];
+                c[i * ldc + j] = bias ? t + bias[j] : t;
+            }
         return;
     }
     __builtin_cpu_init();
@@ -148,7 +171,7 @@ void cnclip_sgemm(int transA, int transB, long m, long n, long k, float alpha,
     for (long k0 = 0; k0 < k; k0 += KC) {
         long kc = k - k0 < KC ? k - k0 : KC;
         int first = k0 == 0;
-        packA(transA, a, lda, 0, m, k0, kc, ap);
+        packA(transA, avx, a, lda, 0, m, k0, kc, ap);
         for (long j0 = 0; j0 < n; j0 += NB) {
             long nc = n - j0 < NB ? n - j0 : NB;
             packB(transB, avx, b, ldb, k0, kc, j0, nc, bp);
@@ -158,18 +181,20 @@ void cnclip_sgemm(int transA, int transB, long m, long n, long k, float alpha,
                     long nr = nc - q < NR ? nc - q : NR;
                     float *ct = c + p * ldc + j0 + q;
                     const float *at = ap + p * kc, *bt = bp + q * kc;
+                    const float *tileBias = bias ? bias + j0 + q : NULL;
                     if (mr == MR && nr == NR) {
-                        if (avx) kernelAVX2(kc, at, bt, ct, ldc, first, alpha, beta);
-                        else kernelPortable(kc, at, bt, ct, ldc, first, alpha, beta);
+                        if (avx) kernelAVX2(kc, at, bt, ct, ldc, first, alpha, beta, tileBias);
+                        else kernelPortable(kc, at, bt, ct, ldc, first, alpha, beta, tileBias);
                         continue;
                     }
                     // An edge tile: the same operations on a full tile in a buffer, then the valid part copied out.
-                    float tile[MR * NR] __attribute__((aligned(32)));
+                    float tile[MR * NR] __attribute__((aligned(32))), edgeBias[NR] = {0};
                     memset(tile, 0, sizeof tile);
                     if (!first || beta != 0)
                         for (long r = 0; r < mr; r++) memcpy(tile + r * NR, ct + r * ldc, (size_t)nr * sizeof(float));
-                    if (avx) kernelAVX2(kc, at, bt, tile, NR, first, alpha, beta);
-                    else kernelPortable(kc, at, bt, tile, NR, first, alpha, beta);
+                    if (tileBias) { memcpy(edgeBias, tileBias, (size_t)nr * sizeof(float)); tileBias = edgeBias; }
+                    if (avx) kernelAVX2(kc, at, bt, tile, NR, first, alpha, beta, tileBias);
+                    else kernelPortable(kc, at, bt, tile, NR, first, alpha, beta, tileBias);
                     for (long r = 0; r < mr; r++) memcpy(ct + r * ldc, tile + r * NR, (size_t)nr * sizeof(float));
                 }
             }

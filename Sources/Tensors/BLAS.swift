@@ -15,22 +15,23 @@ public enum BLAS {
     /// One product on the calling thread.
     static func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                       _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-                      _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
-        cnclip_sgemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+                      _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, bias: UnsafePointer<Float>? = nil) {
+        cnclip_sgemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, bias, c, ldc)
     }
 
-    /// `c[m, n] = alpha * op(a) @ op(b) + beta * c`, row-major, where `op(a)` is `[m, k]` and `op(b)` is `[k, n]`.
+    /// `c[m, n] = alpha * op(a) @ op(b) + beta * c + bias`, row-major, where `op(a)` is `[m, k]`, `op(b)` is
+    /// `[k, n]` and `bias` (`[n]`, added to every row in the product's last rounding step) is optional.
     /// `lda`, `ldb`, `ldc` are row strides of the stored (untransposed) matrices. Large products are split
     /// over `ComputeThreads.count` threads; the result is the same bits for any split.
     public static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                             alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                             b: UnsafePointer<Float>, ldb: Int,
-                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+                            beta: Float = 0, bias: UnsafePointer<Float>? = nil, c: UnsafeMutablePointer<Float>, ldc: Int) {
         if m == 0 || n == 0 { return }
         let threads = ComputeThreads.count
         // Small products stay on the calling thread (attention heads are split at a higher level).
         if threads <= 1 || m * n * max(k, 1) < 1 << 21 {
-            sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias: bias)
             return
         }
         // Each thread packs all of the operand it does not split: split the longer side of C, so that the
@@ -42,7 +43,7 @@ public enum BLAS {
                 let lo = (m * t / threads) / 6 * 6, hi = t == threads - 1 ? m : (m * (t + 1) / threads) / 6 * 6
                 guard hi > lo else { return }
                 let ap = transA ? a + lo : a + lo * lda
-                sgemm(transA, transB, hi - lo, n, k, alpha, ap, lda, b, ldb, beta, c + lo * ldc, ldc)
+                sgemm(transA, transB, hi - lo, n, k, alpha, ap, lda, b, ldb, beta, c + lo * ldc, ldc, bias: bias)
             }
         } else {
             // Split the columns of C (and of op(b)) in whole 16-column panels of the kernel.
@@ -50,7 +51,7 @@ public enum BLAS {
                 let lo = (n * t / threads) & ~15, hi = t == threads - 1 ? n : (n * (t + 1) / threads) & ~15
                 guard hi > lo else { return }
                 let bp = transB ? b + lo * ldb : b + lo
-                sgemm(transA, transB, m, hi - lo, k, alpha, a, lda, bp, ldb, beta, c + lo, ldc)
+                sgemm(transA, transB, m, hi - lo, k, alpha, a, lda, bp, ldb, beta, c + lo, ldc, bias: bias.map { $0 + lo })
             }
         }
     }

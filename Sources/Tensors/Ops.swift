@@ -19,13 +19,10 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     precondition(weight.rank == 2 && weight.shape[1] == x.lastDim, "linear: x \(x.shape) vs weight \(weight.shape)")
     let m = x.rowCount, k = x.lastDim, n = weight.shape[0]
     let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [n])
-    if let bias {
-        precondition(bias.count == n, "linear: bias \(bias.shape) for \(n) outputs")
-        let o = out.mutableData, b = bias.data
-        for i in 0..<m { (o + i * n).update(from: b, count: n) }
-    }
+    if let bias { precondition(bias.count == n, "linear: bias \(bias.shape) for \(n) outputs") }
+    // The bias joins in the product's store (bias + sum, rounded once, as addmm's beta·bias + sum).
     BLAS.gemm(transB: true, m: m, n: n, k: k, a: x.data, lda: k, b: weight.data, ldb: k,
-              beta: bias == nil ? 0 : 1, c: out.mutableData, ldc: n)
+              bias: bias?.data, c: out.mutableData, ldc: n)
     return out
 }
 

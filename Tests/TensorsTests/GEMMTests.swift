@@ -26,13 +26,27 @@ final class GEMMTests: XCTestCase {
     }
 
     private func product(_ a: [Float], _ b: [Float], transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
-                         alpha: Float = 1, beta: Float = 0, c: [Float]? = nil) -> [Float] {
+                         alpha: Float = 1, beta: Float = 0, c: [Float]? = nil, bias: [Float]? = nil) -> [Float] {
         var out = c ?? [Float](repeating: 0, count: m * n)
+        let biasCopy = bias ?? []
         a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in out.withUnsafeMutableBufferPointer { cp in
-            BLAS.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ap.baseAddress!,
-                      lda: transA ? m : k, b: bp.baseAddress!, ldb: transB ? k : n, beta: beta, c: cp.baseAddress!, ldc: n)
+            biasCopy.withUnsafeBufferPointer { biasp in
+                BLAS.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ap.baseAddress!,
+                          lda: transA ? m : k, b: bp.baseAddress!, ldb: transB ? k : n, beta: beta,
+                          bias: bias == nil ? nil : biasp.baseAddress, c: cp.baseAddress!, ldc: n)
+            }
         } } }
         return out
+    }
+
+    func testABiasJoinsAsAddmmDoes() {
+        // Linear's bias: the same bits as beta = 1 over rows holding the bias (PyTorch's addmm), with edge tiles and splits.
+        for (m, n, k) in [(5, 21, 40), (150, 200, 700), (3, 700, 900)] {
+            let a = random(m * k, seed: 21), b = random(k * n, seed: 22), bias = random(n, seed: 23)
+            let rows = (0..<m).flatMap { _ in bias }
+            XCTAssertEqual(product(a, b, transA: false, transB: true, m: m, n: n, k: k, bias: bias),
+                           product(a, b, transA: false, transB: true, m: m, n: n, k: k, beta: 1, c: rows), "m \(m) n \(n) k \(k)")
+        }
     }
 
     func testProductsMatchFloat64() {

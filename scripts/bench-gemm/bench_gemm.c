@@ -42,7 +42,7 @@ int main(void) {
                 double t = now();
                 for (int r = 0; r < reps; r++) {
                     if (engine == 0) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1, a, k, b, k, 0, c, n);
-                    else cnclip_sgemm(0, 1, m, n, k, 1, a, k, b, k, 0, c, n);
+                    else cnclip_sgemm(0, 1, m, n, k, 1, a, k, b, k, 0, NULL, c, n);
                 }
                 t = now() - t;
                 if (t < best[engine]) best[engine] = t;
