@@ -69,6 +69,8 @@ static void packA(int transA, int avx, const float *a, long lda, long i0, long m
                 for (int j = 0; j < 8; j++) memcpy(ap + (k + j) * MR, block + j * 8, MR * sizeof(float));
             }
         }
+        if (transA && mr == MR)  // the six values of each k are contiguous
+            for (; k < kc; k++) memcpy(ap + k * MR, a + (k0 + k) * lda + i0 + p, MR * sizeof(float));
         for (; k < kc; k++) {
             float *dst = ap + k * MR;
             if (transA) { const float *src = a + (k0 + k) * lda + i0 + p; for (long r = 0; r < mr; r++) dst[r] = src[r]; }
