@@ -46,9 +46,37 @@ public func loadRawStateDict(_ url: URL) throws -> StateDict {
     }
 }
 
+/// A checkpoint as every command reads it: the tensors ready for a model and, for a cn-clip training checkpoint,
+/// the dict's other entries (`epoch`, `step`, `name`, `optimizer`), which only `train --resume` reads.
+public struct LoadedCheckpoint: @unchecked Sendable {
+    /// The tensors after `StateDict.normalizedForModel()`: what is accepted, renamed and dropped is decided there.
+    public var stateDict: StateDict
+    /// The top-level dict of a `torch.save({"epoch", "step", "name", "state_dict", "optimizer"})` file; nil for a
+    /// bare state dict, a safetensors file or a Hugging Face directory, which hold weights only.
+    public var trainingEntries: PickleDict?
+}
+
+/// The one checkpoint loader of every command (encode, extract, zero-shot, index, serve, train): a `.pt`/`.bin`,
+/// a `.safetensors` or a Hugging Face directory, its tensors normalised for a model.
+///
+/// Mirrors how cn-clip reads checkpoints: its inference scripts (`extract_features.py`, `zeroshot_evaluation.py`)
+/// take `checkpoint["state_dict"]` and strip `module.`; `load_from_name` does the same for released files; its
+/// `main.py` drops `bert.pooler` keys. A bare state dict (no `state_dict` entry) is read as one too.
+public func loadCheckpoint(_ url: URL) throws -> LoadedCheckpoint {
+    switch try CheckpointFormat.detect(url) {
+    case .torchZip:
+        let file = try TorchCheckpoint(url: url)
+        var entries: PickleDict?
+        if case .dict(let top) = file.root, top["state_dict"] != nil { entries = top }
+        return LoadedCheckpoint(stateDict: try file.stateDict.normalizedForModel(), trainingEntries: entries)
+    case .safetensors, .huggingFaceDirectory:
+        return LoadedCheckpoint(stateDict: try loadRawStateDict(url).normalizedForModel(), trainingEntries: nil)
+    }
+}
+
 /// The tensors of `url` ready for a model: `.pt`/`.bin`/`.safetensors` files or a Hugging Face directory, with `module.` stripped, Hugging Face names mapped to original ones and unused keys dropped (see `StateDict.dropped`).
 public func loadStateDict(_ url: URL) throws -> StateDict {
-    try loadRawStateDict(url).normalizedForModel()
+    try loadCheckpoint(url).stateDict
 }
 
 private func loadHuggingFaceDirectory(_ dir: URL) throws -> StateDict {

@@ -3,8 +3,9 @@
 //
 // Why hand-written: no Swift library reads pickle, and a checkpoint must never run code. Instead of
 // importing arbitrary globals, the VM knows a short allow list — `collections.OrderedDict`, the torch
-// storage classes, `torch._utils._rebuild_tensor_v2` / `_rebuild_parameter`, `_codecs.encode` — and
-// refuses any other global by name. Lists and dicts are reference boxes while decoding because pickle
+// storage classes, `torch._utils._rebuild_tensor_v2` / `_rebuild_parameter`, `_codecs.encode`, numpy's
+// `dtype` and `scalar` (cn-clip's `cosine_lr` computes learning rates with `np.cos`, so the optimizer entry of
+// every checkpoint saved after the warmup holds `numpy.float64` values) — and refuses any other global by name. Lists and dicts are reference boxes while decoding because pickle
 // mutates them after memoizing (EMPTY_DICT, BINPUT, SETITEMS), and a memo hit must see those items.
 // Opcode semantics follow CPython's `pickletools` documentation.
 
@@ -77,6 +78,22 @@ private enum Item {
     case tuple([Item])
     case global(module: String, name: String)
     case storage(TorchStorageRef)
+    /// `numpy.dtype(code)`: a kind letter and byte size (`f8`), and the byte order its BUILD state sets.
+    case numpyDType(NumpyDType)
+}
+
+/// The part of a `numpy.dtype` that decoding a scalar needs; a reference, as the memo shares it with the BUILD that sets its byte order.
+private final class NumpyDType {
+    let kind: Character
+    let size: Int
+    var bigEndian = false
+
+    /// Parses numpy's type codes for plain numbers: `f2 f4 f8 i1…i8 u1…u8 b1`.
+    init?(_ code: String) {
+        guard let k = code.first, "fiub".contains(k), let n = Int(code.dropFirst()), [1, 2, 4, 8].contains(n) else { return nil }
+        kind = k
+        size = n
+    }
 }
 
 private final class PickleVM {
@@ -177,6 +194,7 @@ private final class PickleVM {
             for e in box.entries { d[e.key] = try materialize(e.value, &path) }
             return .dict(d)
         case .global(let m, let n): throw fail("the global '\(m).\(n)' is used as a value")
+        case .numpyDType: throw fail("a numpy dtype is used as a value")
         case .storage(let s): throw fail("a bare storage (key '\(s.key)') is used as a value")
         }
     }
@@ -209,7 +227,8 @@ private final class PickleVM {
         case ("collections", "OrderedDict"),
              ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor"),
              ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state"),
-             ("_codecs", "encode"), ("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"):
+             ("_codecs", "encode"), ("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"),
+             ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"):
             return .global(module: module, name: name)
         case ("torch", _) where CheckpointDType(torchStorage: name) != nil:
             return .global(module: module, name: name)
@@ -288,8 +307,38 @@ private final class PickleVM {
                 return .value(.bytes(out))
             }
             return .value(.bytes(Array(s.utf8)))
+        case ("numpy", "dtype"):
+            // numpy.dtype('f8', False, True); the byte order comes with the BUILD that follows.
+            guard case .value(.string(let code))? = args.first, let dtype = NumpyDType(code) else {
+                throw fail("numpy.dtype of something other than a plain number type (f2–f8, i1–i8, u1–u8, b1)")
+            }
+            return .numpyDType(dtype)
+        case ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"):
+            guard args.count == 2, case .numpyDType(let dtype) = args[0], case .value(.bytes(let raw)) = args[1] else {
+                throw fail("numpy scalar() takes a plain-number dtype and its bytes")
+            }
+            return .value(try numpyScalar(dtype, raw))
         default:
             throw fail("the global '\(module).\(name)' cannot be called")
+        }
+    }
+
+    /// The Python number a numpy scalar of `dtype` holds in `raw`.
+    func numpyScalar(_ dtype: NumpyDType, _ raw: [UInt8]) throws -> PickleValue {
+        guard raw.count == dtype.size else { throw fail("numpy scalar of \(dtype.kind)\(dtype.size) has \(raw.count) bytes") }
+        var bits: UInt64 = 0
+        for b in (dtype.bigEndian ? raw : raw.reversed()) { bits = bits << 8 | UInt64(b) }
+        switch (dtype.kind, dtype.size) {
+        case ("f", 8): return .float(Double(bitPattern: bits))
+        case ("f", 4): return .float(Double(Float(bitPattern: UInt32(bits))))
+        case ("f", 2): return .float(Double(Float16(bitPattern: UInt16(bits))))
+        case ("b", _): return .bool(bits != 0)
+        case ("u", _):
+            guard bits <= UInt64(Int.max) else { throw fail("numpy uint64 scalar \(bits) does not fit 64-bit int") }
+            return .int(Int(bits))
+        default: // signed: sign-extend from the top bit of its size
+            let shift = UInt64(64 - 8 * dtype.size)
+            return .int(Int(Int64(bitPattern: bits << shift) >> Int64(shift)))
         }
     }
 
@@ -443,7 +492,7 @@ private final class PickleVM {
                 let args = try pop(), cls = try pop()
                 stack.append(try newObject(cls, args))
             case 0x62: // BUILD
-                _ = try pop()  // the state: see below why it is dropped
+                let state = try pop()  // dropped for dicts and tensors: see below
                 let target = try top()
                 switch target {
                 case .dict:
@@ -453,6 +502,12 @@ private final class PickleVM {
                     break
                 case .value(.tensor):
                     break // Python-side attributes of a tensor do not affect its values.
+                case .numpyDType(let dtype):
+                    // numpy's dtype state: (version, byte order '<' '>' '|' '=', ...).
+                    guard case .tuple(let fields) = state, fields.count > 1, case .value(.string(let order)) = fields[1] else {
+                        throw fail("numpy.dtype state is not (version, byte order, ...)")
+                    }
+                    dtype.bigEndian = order == ">"
                 default:
                     throw fail("BUILD on an object that is not a dict or tensor")
                 }

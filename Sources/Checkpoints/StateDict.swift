@@ -76,7 +76,10 @@ public struct StateDict: @unchecked Sendable, Sequence {
         return v
     }
 
-    /// True for keys no model here has: BERT's pooler, `position_ids` buffers, BatchNorm batch counters.
+    /// True for keys no model here has, dropped on every load: BERT's pooler (cn-clip's BERT has one its CLIP never
+    /// uses, and `main.py` filters `bert.pooler` keys out before loading), `position_ids` buffers (Hugging Face), and
+    /// BatchNorm `num_batches_tracked` counters — with a momentum set they change no output, so our BatchNorm keeps
+    /// none; torch's BatchNorm `_load_from_state_dict` fills a missing one, which is how cn-clip loads our RN files.
     public static func isDroppedForModel(_ key: String) -> Bool {
         key.hasPrefix("bert.pooler.") || key == "position_ids" || key.hasSuffix(".position_ids")
             || key.hasSuffix(".num_batches_tracked") || key == "num_batches_tracked"

@@ -27,15 +27,21 @@ extension CLIP {
         } catch {
             throw CLIPError.checkpoint(path: path, reason: "\(error)")
         }
+        try loadWeights(stateDict)
+    }
+
+    /// Fills this model from tensors `Checkpoints.loadCheckpoint` normalised, strictly: every parameter and buffer
+    /// filled with its shape, no key left over (`load_state_dict(strict=True)`); a failed load changes nothing.
+    public func loadWeights(_ stateDict: StateDict) throws {
         var tensors: [String: Tensor] = [:]
         for (key, value) in stateDict {
             guard value.isFloatingPoint else {
-                throw CLIPError.checkpoint(path: path, reason: "key '\(key)' holds \(value.dtype) values; the model has only floating-point weights")
+                throw CLIPError.checkpoint(path: stateDict.source, reason: "key '\(key)' holds \(value.dtype) values; the model has only floating-point weights")
             }
             tensors[key] = value.tensor
         }
         do { try load(stateDict: tensors) } catch let e as StateDictError {
-            throw CLIPError.checkpoint(path: path, reason: e.description)
+            throw CLIPError.checkpoint(path: stateDict.source, reason: e.description)
         }
     }
 }

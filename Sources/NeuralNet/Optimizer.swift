@@ -26,10 +26,10 @@ public struct ParameterGroup {
 public final class AdamW {
     /// The parameter groups, in order.
     public var groups: [ParameterGroup]
-    /// Decay rates of the first and second moments.
-    public let betas: (Double, Double)
-    /// Added to the denominator.
-    public let eps: Double
+    /// Decay rates of the first and second moments (a resumed optimizer takes the checkpoint's, as `load_state_dict` does).
+    public var betas: (Double, Double)
+    /// Added to the denominator (likewise).
+    public var eps: Double
     /// Per parameter: step count and the two moment estimates (same shape as the parameter).
     private var state: [ObjectIdentifier: (step: Int, expAvg: Tensor, expAvgSq: Tensor)] = [:]
 

@@ -7,6 +7,7 @@
 // step S replays steps S+1… exactly as the uninterrupted run did. Unlike the reference — which restarts a
 // mid-epoch checkpoint at the next epoch — a checkpoint saved inside an epoch resumes at the batch after it.
 
+import Checkpoints
 import ChineseCLIP
 import Distributed
 import Foundation
@@ -94,6 +95,41 @@ public final class Trainer {
             var g = SplitMix64(seed: a ^ b ^ (UInt64(k) &* 0x1656_67B1_9E37_79F9))
             d.seed(g.next())
         }
+    }
+
+    /// Where a resumed run starts: the epoch (0-based), the batch inside it, and the optimiser steps already taken.
+    struct ResumePoint: Equatable {
+        var epoch = 0, stepInEpoch = 0, steps = 0
+    }
+
+    /// main.py's resume block: `path`'s weights into the model (strictly), then its position unless
+    /// `--reset-data-offset` and its optimizer state unless `--reset-optimizer`. Throws `TrainingError.checkpoint`.
+    func resume(from r: String, optimizer: AdamW, stepsPerEpoch: Int, log: TrainingLogger) throws -> ResumePoint {
+        let o = options
+        var point = ResumePoint()
+        log.info("=> begin to load checkpoint '\(r)'")
+        let checkpoint = try ResumeCheckpoint(contentsOf: URL(fileURLWithPath: r))
+        do { try model.loadWeights(checkpoint.stateDict) } catch let e as CLIPError {
+            var reason = e.description
+            if case .checkpoint(_, let why) = e { reason = why }
+            throw TrainingError.checkpoint(path: r, reason: "does not fit the model being trained (another architecture?): \(reason)")
+        }
+        // The optimizer updates the weights in place: they must not stay views of the file's memory map.
+        for (_, p) in model.namedParameters() { p.value = p.value.copy() }
+        if !o.resetDataOffset {
+            let (epoch, step) = try checkpoint.position()
+            point.steps = step
+            // The epoch in progress when saved; a step inside it resumes there, a finished epoch at the next.
+            let inProgress = max(epoch - 1, 0), offset = step - inProgress * stepsPerEpoch
+            if offset >= 0 && offset < stepsPerEpoch { point.epoch = inProgress; point.stepInEpoch = offset } else { point.epoch = epoch }
+        }
+        if !o.resetOptimizer {
+            try checkpoint.optimizerState().restore(into: optimizer, source: r)
+            log.info("=> optimizer state is restored from the checkpoint")
+        }
+        let epochText = checkpoint.epoch.map(String.init) ?? "-"
+        log.info("=> loaded checkpoint '\(r)' (epoch \(epochText) @ \(point.steps) steps)")
+        return point
     }
 
     /// Runs the training; throws `TrainingError` for bad data, flags, checkpoints or a diverged loss.
@@ -196,29 +232,8 @@ public final class Trainer {
         var lastCheckpoint: String?
         if let r = resume {
             if FileManager.default.fileExists(atPath: r) {
-                log.info("=> begin to load checkpoint '\(r)'")
-                let snap = try readTrainingCheckpoint(from: URL(fileURLWithPath: r))
-                var sd: [String: Tensor] = [:]
-                for (k, v) in snap.stateDict where !k.contains("bert.pooler") {
-                    sd[k.hasPrefix("module.") ? String(k.dropFirst(7)) : k] = v.copy()
-                }
-                do { try model.load(stateDict: sd) } catch let e as StateDictError {
-                    throw TrainingError.checkpoint(path: r, reason: "does not fit the model being trained (another architecture?): \(e.description)")
-                }
-                if !o.resetDataOffset {
-                    steps = snap.step
-                    // The epoch in progress when saved; a step inside it resumes there, a finished epoch at the next.
-                    let inProgress = max(snap.epoch - 1, 0), offset = snap.step - inProgress * stepsPerEpoch
-                    if offset >= 0 && offset < stepsPerEpoch { startEpoch = inProgress; startStepInEpoch = offset } else { startEpoch = snap.epoch }
-                }
-                if !o.resetOptimizer {
-                    guard let state = snap.optimizer else {
-                        throw TrainingError.checkpoint(path: r, reason: "key 'optimizer' missing: resume with --reset-optimizer to start a fresh optimizer")
-                    }
-                    try state.restore(into: optimizer, source: r)
-                    log.info("=> optimizer state is restored from the checkpoint")
-                }
-                log.info("=> loaded checkpoint '\(r)' (epoch \(snap.epoch) @ \(steps) steps)")
+                let point = try self.resume(from: r, optimizer: optimizer, stepsPerEpoch: stepsPerEpoch, log: log)
+                (startEpoch, startStepInEpoch, steps) = (point.epoch, point.stepInEpoch, point.steps)
                 lastCheckpoint = r
             } else {
                 log.info("=> no checkpoint found at '\(r)'")

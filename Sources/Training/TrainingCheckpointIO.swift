@@ -1,7 +1,7 @@
 // What a training checkpoint holds — the reference's `{"epoch", "step", "name", "state_dict", "optimizer"}` with
-// `module.`-prefixed keys and the optimiser in `optimizer.state_dict()` layout — and the one place that writes
-// and reads it, as `torch.save` files through `Checkpoints.TrainingCheckpoint` — so a run started with cn-clip
-// can be resumed here, and our checkpoints load in cn-clip.
+// `module.`-prefixed keys and the optimiser in `optimizer.state_dict()` layout — and the one place that writes it
+// (through `Checkpoints.TrainingCheckpoint`) and reads it for `--resume` (through `Checkpoints.loadCheckpoint`, the
+// loader of every command), so a run started with cn-clip resumes here, and ours resume in cn-clip.
 
 import Checkpoints
 import Foundation
@@ -53,28 +53,43 @@ public struct OptimizerStateDict {
         self.groups = groups
     }
 
-    /// Loads this state into `optimizer` as `optimizer.load_state_dict` does: same group sizes required;
-    /// group learning rates and states restored by position. `source` names the checkpoint in errors.
+    /// Loads this state into `optimizer` as `optimizer.load_state_dict` does: the same number of groups and of
+    /// parameters in each, then every group's saved settings (lr, weight decay, betas, eps) and each parameter's
+    /// state by position. Nothing changes unless everything fits. Errors name `source` and the reference's reason.
     public func restore(into optimizer: AdamW, source: String) throws {
-        guard groups.count == optimizer.groups.count else {
-            throw TrainingError.checkpoint(path: source, reason: "the optimizer state has \(groups.count) parameter groups, the model's optimizer \(optimizer.groups.count)")
+        func mismatch(_ what: String, reference: String) -> TrainingError {
+            .checkpoint(path: source, reason: "its optimizer state belongs to other parameters: \(what) (cn-clip's main.py \(reference)); "
+                + "another architecture, or --freeze-vision changed? Use --reset-optimizer to start a fresh optimizer")
         }
-        var index = 0
+        guard groups.count == optimizer.groups.count else {
+            throw mismatch("\(groups.count) parameter groups in the checkpoint, \(optimizer.groups.count) in the model's optimizer",
+                           reference: "stops with ValueError: loaded state dict has a different number of parameter groups")
+        }
         for (gi, (saved, live)) in zip(groups, optimizer.groups).enumerated() {
             guard saved.params.count == live.parameters.count else {
-                throw TrainingError.checkpoint(path: source, reason: "optimizer group \(gi) has \(saved.params.count) parameters in the checkpoint, \(live.parameters.count) in the model (another architecture, or --freeze-vision changed?)")
+                throw mismatch("group \(gi) has \(saved.params.count) parameters in the checkpoint, \(live.parameters.count) in the model",
+                               reference: "stops with ValueError: loaded state dict contains a parameter group that doesn't match the size of optimizer's group")
             }
             for (savedIndex, (name, p)) in zip(saved.params, live.parameters) {
                 if let s = state[savedIndex] {
                     guard s.expAvg.shape == p.value.shape, s.expAvgSq.shape == p.value.shape else {
-                        throw TrainingError.checkpoint(path: source, reason: "optimizer state \(savedIndex) has shape \(s.expAvg.shape); parameter '\(name)' is \(p.value.shape)")
+                        throw mismatch("state \(savedIndex) has shape \(s.expAvg.shape), parameter '\(name)' is \(p.value.shape)",
+                                       reference: "loads it and fails at its first step")
                     }
                 }
-                index += 1
             }
+        }
+        // One AdamW here has one betas/eps; cn-clip's main.py gives every group the same ones.
+        if let first = groups.first {
+            guard first.betas.count == 2, groups.allSatisfy({ $0.betas == first.betas && $0.eps == first.eps }) else {
+                throw TrainingError.checkpoint(path: source, reason: "its optimizer groups have different betas or eps, which cnclip train does not support; use --reset-optimizer")
+            }
+            optimizer.betas = (first.betas[0], first.betas[1])
+            optimizer.eps = first.eps
         }
         for (gi, saved) in groups.enumerated() {
             optimizer.groups[gi].learningRate = saved.lr
+            optimizer.groups[gi].weightDecay = saved.weightDecay
             for (savedIndex, (_, p)) in zip(saved.params, optimizer.groups[gi].parameters) {
                 optimizer.setState(state[savedIndex], for: p)
             }
@@ -114,25 +129,91 @@ public func writeTrainingCheckpoint(_ snapshot: TrainingSnapshot, to url: URL) t
     }
 }
 
+/// A checkpoint opened by `train --resume`, read as cn-clip's `main.py` reads it: `checkpoint["state_dict"]` always
+/// (through `Checkpoints.loadCheckpoint`, the loader of every command), `checkpoint["epoch"]` and `["step"]` only
+/// without `--reset-data-offset`, `checkpoint["optimizer"]` only without `--reset-optimizer`.
+public struct ResumeCheckpoint {
+    /// The file, as given.
+    public let path: String
+    /// The weights, normalised for a model (`module.` stripped; `bert.pooler`, `num_batches_tracked`, `position_ids` dropped).
+    public let stateDict: StateDict
+    /// The torch.save dict's entries; nil when the file holds weights only.
+    let entries: PickleDict?
+
+    /// Opens `url`; errors are `TrainingError.checkpoint` naming the file.
+    public init(contentsOf url: URL) throws {
+        path = url.path
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw TrainingError.checkpoint(path: path, reason: "no such checkpoint file")
+        }
+        do {
+            let loaded = try loadCheckpoint(url)
+            stateDict = loaded.stateDict
+            entries = loaded.trainingEntries
+        } catch let e as CheckpointError {
+            throw TrainingError.checkpoint(path: path, reason: "cannot read the checkpoint: \(e.description)")
+        }
+    }
+
+    /// `checkpoint["epoch"]` where present (the log line names it).
+    public var epoch: Int? { entries?["epoch"]?.intValue }
+
+    /// `checkpoint["epoch"]` and `checkpoint["step"]`: where the run stopped (1-based epoch, steps taken).
+    public func position() throws -> (epoch: Int, step: Int) {
+        guard let entries else {
+            throw TrainingError.checkpoint(path: path, reason: "holds weights only, not a training checkpoint with 'epoch' and 'step': "
+                + "finetune from it with --reset-data-offset (and --reset-optimizer)")
+        }
+        func number(_ key: String) throws -> Int {
+            guard let v = entries[key] else {
+                throw TrainingError.checkpoint(path: path, reason: "has no '\(key)' entry (cn-clip's main.py stops with KeyError: '\(key)'); "
+                    + "use --reset-data-offset to start from step 0")
+            }
+            guard let n = v.intValue, n >= 0 else {
+                throw TrainingError.checkpoint(path: path, reason: "its '\(key)' entry is \(v), not a step count; use --reset-data-offset to start from step 0")
+            }
+            return n
+        }
+        return (try number("epoch"), try number("step"))
+    }
+
+    /// `checkpoint["optimizer"]` as AdamW state; a missing, empty or unreadable entry is an error that names the
+    /// reference's own failure and the flag that skips it.
+    public func optimizerState() throws -> OptimizerStateDict {
+        let advice = "use --reset-optimizer to start a fresh optimizer"
+        guard let entries else {
+            throw TrainingError.checkpoint(path: path, reason: "the checkpoint has no optimizer state (it holds weights only); \(advice)")
+        }
+        guard let value = entries["optimizer"] else {
+            throw TrainingError.checkpoint(path: path, reason: "the checkpoint has no optimizer state: no 'optimizer' entry "
+                + "(cn-clip's main.py stops with KeyError: 'optimizer'); \(advice)")
+        }
+        switch value {
+        case .none:
+            throw TrainingError.checkpoint(path: path, reason: "the checkpoint has no optimizer state: its 'optimizer' entry is None "
+                + "(cn-clip's main.py stops with AttributeError: 'NoneType' object has no attribute 'copy'); \(advice)")
+        case .dict(let d) where d["param_groups"] == nil:
+            throw TrainingError.checkpoint(path: path, reason: "the checkpoint has no optimizer state: its 'optimizer' entry "
+                + (d.entries.isEmpty ? "is empty" : "has no 'param_groups'") + " (cn-clip's main.py stops with KeyError: 'param_groups'); \(advice)")
+        default: break
+        }
+        let o: AdamWStateDict
+        do { o = try AdamWStateDict(value, source: path) } catch let e as CheckpointError {
+            throw TrainingError.checkpoint(path: path, reason: "its optimizer state cannot be read: \(e.description); \(advice)")
+        }
+        return OptimizerStateDict(
+            state: o.state.mapValues { AdamWParameterState(step: $0.step, expAvg: $0.expAvg.copy(), expAvgSq: $0.expAvgSq.copy()) },
+            groups: o.groups.map { .init(lr: $0.learningRate, betas: [$0.betas.0, $0.betas.1], eps: $0.eps,
+                                         weightDecay: $0.weightDecay, params: $0.parameterIndices) })
+    }
+}
+
 /// Reads a training checkpoint (`epoch`, `step`, `name`, `state_dict`, `optimizer`) written by us or by the reference.
 public func readTrainingCheckpoint(from url: URL) throws -> TrainingSnapshot {
-    let path = url.path
-    guard FileManager.default.fileExists(atPath: path) else {
-        throw TrainingError.checkpoint(path: path, reason: "no such checkpoint file")
-    }
-    do {
-        let c = try TrainingCheckpoint(contentsOf: url)
-        var optimizer: OptimizerStateDict?
-        if c.optimizer != .none {
-            let o = try AdamWStateDict(c.optimizer, source: path)
-            optimizer = OptimizerStateDict(
-                state: o.state.mapValues { AdamWParameterState(step: $0.step, expAvg: $0.expAvg.copy(), expAvgSq: $0.expAvgSq.copy()) },
-                groups: o.groups.map { .init(lr: $0.learningRate, betas: [$0.betas.0, $0.betas.1], eps: $0.eps,
-                                             weightDecay: $0.weightDecay, params: $0.parameterIndices) })
-        }
-        return TrainingSnapshot(epoch: c.epoch, step: c.step, name: c.name,
-                                stateDict: c.stateDict.map { ("module." + $0.0, $0.1) }, optimizer: optimizer)
-    } catch let e as TrainingError { throw e } catch {
-        throw TrainingError.checkpoint(path: path, reason: "cannot read the checkpoint: \(error)")
-    }
+    let c = try ResumeCheckpoint(contentsOf: url)
+    let (epoch, step) = try c.position()
+    let name = c.entries?["name"]?.stringValue ?? ""
+    let optimizer = c.entries?["optimizer"] == nil || c.entries?["optimizer"] == PickleValue.none ? nil : try c.optimizerState()
+    return TrainingSnapshot(epoch: epoch, step: step, name: name,
+                            stateDict: c.stateDict.entries.map { ("module." + $0.key, $0.value.tensor) }, optimizer: optimizer)
 }

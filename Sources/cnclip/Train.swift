@@ -16,12 +16,14 @@ struct Train: ParsableCommand {
         (--save-step-frequency) and epoch_latest.pt. Without --resume, an existing {logs}/{name}/checkpoints/\
         epoch_latest.pt is resumed, as the reference does; a checkpoint saved inside an epoch resumes at the next \
         batch, so a killed run ends with the weights of an uninterrupted one. To finetune a released model: \
-        --resume ckpt.pt --reset-data-offset --reset-optimizer. --config FILE replaces the presets' architecture. \
+        --resume ckpt.pt --reset-data-offset --reset-optimizer (any checkpoint encode reads: cn-clip .pt files, \
+        safetensors, Hugging Face directories); without the reset flags the checkpoint's epoch, step and AdamW state \
+        are restored, as cn-clip's own training checkpoints hold them. --config FILE replaces the presets' architecture. \
         Weights start from a seeded random initialisation. --use-augment applies the reference's timm augmentation \
         to training images (random resized crop of 90-100% area, horizontal flip, AutoAugment 'original'), seeded \
         per (--seed, epoch, sample) so resuming stays exact. --mask-ratio drops that fraction of each training \
-        image's patches (FLIP; ViT only); --grad-checkpointing trades time for memory. Not available yet: \
-        distributed training.
+        image's patches (FLIP; ViT only); --grad-checkpointing trades time for memory. Under mpirun, each process \
+        trains on its share of every batch (data parallel).
         """)
 
     @Option(name: .customLong("train-data"), help: "The LMDB directory of the training split (holding pairs/ and imgs/).")
@@ -86,9 +88,9 @@ struct Train: ParsableCommand {
     var saveEpochFrequency = 1
     @Option(name: .customLong("resume"), help: "Checkpoint to resume from (default: {logs}/{name}/checkpoints/epoch_latest.pt if present).")
     var resume: String?
-    @Flag(name: .customLong("reset-data-offset"), help: "On resume, start from epoch 0, step 0.")
+    @Flag(name: .customLong("reset-data-offset"), help: "On resume, start from epoch 0, step 0 (needed for files without 'epoch'/'step').")
     var resetDataOffset = false
-    @Flag(name: .customLong("reset-optimizer"), help: "On resume, start with a fresh optimiser state.")
+    @Flag(name: .customLong("reset-optimizer"), help: "On resume, start with a fresh optimiser state (needed when the checkpoint has none).")
     var resetOptimizer = false
     @Option(name: .customLong("vision-model"), help: "Vision preset: ViT-B-32, ViT-B-16, ViT-L-14, ViT-L-14-336, ViT-H-14 or RN50.")
     var visionModel = "ViT-B-16"

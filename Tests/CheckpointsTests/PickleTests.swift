@@ -112,6 +112,57 @@ final class PickleTests: XCTestCase {
         assertCheckpointError(try PickleValue.unpickle(tooLong)) { if case .pickle(_, 2, _) = $0 { return true } else { return false } }
     }
 
+    /// numpy scalars, as cn-clip's `cosine_lr` leaves them in the optimizer's `lr` (np.cos gives numpy.float64):
+    /// `pickle.dumps({"lr": np.float64(0.0009330127018922195), "i": np.int64(-3), "f": np.float32(1.5),
+    /// "b": np.bool_(True), "be": np.array([2.5], dtype=">f8")[0], "u": np.uint8(200), "h": np.float16(0.25)}, protocol=P)`
+    /// from CPython 3.11 with numpy 2.4 (protocol 2 as torch.save writes it, and 4).
+    func testNumpyScalarsAsCnClipOptimizersHoldThem() throws {
+        let protocol2 =
+            "80027d71002858020000006c727101636e756d70792e5f636f72652e6d756c746961727261790a7363616c61720a7102" +
+            "636e756d70790a64747970650a71035802000000663871048988877105527106284b0358010000003c71074e4e4e4aff" +
+            "ffffff4affffffff4b0074710862635f636f646563730a656e636f64650a7109580d000000c3aac3ad4bc285c2adc292" +
+            "4e3f710a58060000006c6174696e31710b86710c52710d86710e52710f58010000006971106802680358020000006938" +
+            "71118988877112527113284b0368074e4e4e4affffffff4affffffff4b007471146268095810000000c3bdc3bfc3bfc3" +
+            "bfc3bfc3bfc3bfc3bf7115680b867116527117867118527119580100000066711a6802680358020000006634711b8988" +
+            "87711c52711d284b0368074e4e4e4affffffff4affffffff4b0074711e62680958050000000000c3803f711f680b8671" +
+            "205271218671225271235801000000627124680268035802000000623171258988877126527127284b0358010000007c" +
+            "71284e4e4e4affffffff4affffffff4b00747129626809580100000001712a680b86712b52712c86712d52712e580200" +
+            "00006265712f680268066809580800000000000000000004407130680b86713152713286713352713458010000007571" +
+            "35680268035802000000753171368988877137527138284b0368284e4e4e4affffffff4affffffff4b00747139626809" +
+            "5802000000c388713a680b86713b52713c86713d52713e580100000068713f6802680358020000006632714089888771" +
+            "41527142284b0368074e4e4e4affffffff4affffffff4b00747143626809580200000000347144680b86714552714686" +
+            "7147527148752e"
+        let protocol4 =
+            "80049592010000000000007d94288c026c72948c166e756d70792e5f636f72652e6d756c74696172726179948c067363" +
+            "616c61729493948c056e756d7079948c0564747970659493948c02663894898887945294284b038c013c944e4e4e4aff" +
+            "ffffff4affffffff4b007494624308eaed4b85ad924e3f94869452948c016994680468078c0269389489888794529428" +
+            "4b03680b4e4e4e4affffffff4affffffff4b007494624308fdffffffffffffff94869452948c016694680468078c0266" +
+            "3494898887945294284b03680b4e4e4e4affffffff4affffffff4b0074946243040000c03f94869452948c0162946804" +
+            "68078c02623194898887945294284b038c017c944e4e4e4affffffff4affffffff4b0074946243010194869452948c02" +
+            "6265946804680a4308000000000000044094869452948c017594680468078c02753194898887945294284b0368244e4e" +
+            "4e4affffffff4affffffff4b007494624301c894869452948c016894680468078c02663294898887945294284b03680b" +
+            "4e4e4e4affffffff4affffffff4b00749462430200349486945294752e"
+        for hex in [protocol2, protocol4] {
+            let bytes = stride(from: 0, to: hex.count, by: 2).map { i -> UInt8 in
+                let a = hex.index(hex.startIndex, offsetBy: i)
+                return UInt8(hex[a..<hex.index(a, offsetBy: 2)], radix: 16)!
+            }
+            let v = try PickleValue.unpickle(bytes)
+            XCTAssertEqual(v["lr"], .float(0.0009330127018922195))
+            XCTAssertEqual(v["i"], .int(-3))
+            XCTAssertEqual(v["f"], .float(1.5))
+            XCTAssertEqual(v["b"], .bool(true))
+            XCTAssertEqual(v["be"], .float(2.5))
+            XCTAssertEqual(v["u"], .int(200))
+            XCTAssertEqual(v["h"], .float(0.25))
+        }
+        // Anything else from numpy is still refused by name.
+        let array: [UInt8] = [0x80, 0x02] + Op.global("numpy.core.multiarray", "_reconstruct") + Op.mark + Op.tuple + Op.reduce + Op.stop
+        assertCheckpointError(try PickleValue.unpickle(array)) {
+            if case .unsupportedGlobal(_, _, "numpy.core.multiarray._reconstruct") = $0 { return true } else { return false }
+        }
+    }
+
     func testUnknownGlobalIsRefusedByName() {
         let bytes: [UInt8] = [0x80, 0x02] + Op.global("os", "system") + Op.unicode("rm -rf /") + [0x85] + Op.reduce + Op.stop
         let e = assertCheckpointError(try PickleValue.unpickle(bytes, source: "record 7")) {
