@@ -31,16 +31,18 @@ let package = Package(
 
         // Our GEMM (C with an AVX2/FMA kernel chosen at run time; no build flags, so the package stays usable as a dependency).
         .target(name: "CKernels"),
+        // What every target shares: the safe output writer.
+        .target(name: "Essentials"),
         .target(name: "Tensors", dependencies: ["CKernels"]),
         .target(name: "NeuralNet", dependencies: ["Tensors"]),
-        .target(name: "Checkpoints", dependencies: ["Tensors"]),
+        .target(name: "Checkpoints", dependencies: ["Tensors", "Essentials"]),
         .target(name: "Tokenization", resources: [.copy("Resources/vocab.txt")]),
         .target(name: "Imaging", dependencies: ["CTurboJPEG", "CPNG", "CWebP"]),
         .target(name: "ChineseCLIP", dependencies: ["Tensors", "NeuralNet", "Checkpoints", "Tokenization", "Imaging"]),
-        .target(name: "Datasets", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "Tokenization", "CLMDB"]),
+        .target(name: "Datasets", dependencies: ["Essentials", "ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "Tokenization", "CLMDB"]),
         .target(name: "Distributed", dependencies: ["CMPI"]),
-        .target(name: "Training", dependencies: ["Distributed", "Datasets", "ChineseCLIP", "NeuralNet", "Tensors", "Checkpoints", "Imaging", "Tokenization"]),
-        .target(name: "Retrieval", dependencies: ["Datasets", "ChineseCLIP", "Imaging", "NeuralNet", "Tensors", "Tokenization", "Checkpoints", "CFaiss"], resources: [.copy("Resources/zeroshot_templates.json")]),
+        .target(name: "Training", dependencies: ["Essentials", "Distributed", "Datasets", "ChineseCLIP", "NeuralNet", "Tensors", "Checkpoints", "Imaging", "Tokenization"]),
+        .target(name: "Retrieval", dependencies: ["Essentials", "Datasets", "ChineseCLIP", "Imaging", "NeuralNet", "Tensors", "Tokenization", "Checkpoints", "CFaiss"], resources: [.copy("Resources/zeroshot_templates.json")]),
         .target(name: "DemoServer", dependencies: [
             "Retrieval", "ChineseCLIP", "Datasets", "Imaging", "Tensors", "Tokenization",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -48,20 +50,21 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], resources: [.copy("Resources/index.html")]),
         .executableTarget(name: "cnclip", dependencies: [
-            "ChineseCLIP", "Datasets", "Distributed", "Retrieval", "DemoServer", "NeuralNet", "Tensors", "Training", "Tokenization",
+            "ChineseCLIP", "Datasets", "Distributed", "Essentials", "Retrieval", "DemoServer", "NeuralNet", "Tensors", "Training", "Tokenization",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Test helpers (a loopback HTTP server); not a product.
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Sources/TestSupport"),
 
+        .testTarget(name: "EssentialsTests", dependencies: ["Essentials"]),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "CKernels", "Checkpoints", "TestSupport"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Tensors", "Checkpoints", "TestSupport"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "TestSupport"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Checkpoints", "Imaging", "NeuralNet"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Essentials", "Checkpoints", "Imaging", "NeuralNet"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "ChineseCLIP", "Checkpoints", "Datasets", "NeuralNet", "Tensors", "Tokenization", "TestSupport"]),
         .testTarget(name: "RetrievalTests", dependencies: ["Retrieval", "ChineseCLIP", "Tensors"]),
         .testTarget(name: "DemoServerTests", dependencies: ["cnclip", "DemoServer", "Retrieval", "ChineseCLIP", "Datasets", "Imaging", "TestSupport"]),

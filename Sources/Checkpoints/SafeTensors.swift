@@ -7,6 +7,7 @@
 // `save_file` byte for byte: tensors ordered by element size (larger first) then name, header JSON in that
 // order without spaces, padded with spaces to a multiple of 8 bytes.
 
+import Essentials
 import Foundation
 import Tensors
 #if canImport(Glibc)
@@ -215,7 +216,7 @@ public enum SafeTensors {
     public static func write(_ tensors: [(String, CheckpointTensor)], metadata: [String: String]? = nil, to url: URL) throws {
         let path = url.path
         let (header, order) = try layout(tensors, metadata: metadata, path: path)
-        try AtomicFile.write(to: url) { out in
+        try writeAtomically(url) { out in
             try header.withUnsafeBytes { try out($0) }
             for (_, t) in order {
                 switch t.values {
@@ -248,47 +249,12 @@ public enum SafeTensors {
     }
 }
 
-/// Writes a file through a temporary sibling and `rename`, so readers never see a half-written file.
-enum AtomicFile {
-    /// Calls `body` with a function that appends bytes; on success renames into `url`, on failure removes the temporary.
-    static func write(to url: URL, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
-        let path = url.path
-        let dir = url.deletingLastPathComponent().path
-        let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0o644)
-        guard fd >= 0 else { throw CheckpointError.io(file: path, reason: "cannot create temporary file \(tmp): \(String(cString: strerror(errno)))") }
-        var ok = false
-        defer {
-            if !ok { close(fd); unlink(tmp) }
-        }
-        try body { buf in
-            var done = 0
-            while done < buf.count {
-                let n = systemWrite(fd, buf.baseAddress! + done, min(buf.count - done, 1 << 30))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw CheckpointError.io(file: path, reason: "write failed: \(String(cString: strerror(errno)))")
-                }
-                done += n
-            }
-        }
-        guard fsync(fd) == 0 else { throw CheckpointError.io(file: path, reason: "fsync failed: \(String(cString: strerror(errno)))") }
-        guard close(fd) == 0 else {
-            ok = true
-            unlink(tmp)
-            throw CheckpointError.io(file: path, reason: "close failed: \(String(cString: strerror(errno)))")
-        }
-        ok = true
-        guard rename(tmp, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(tmp)
-            throw CheckpointError.io(file: path, reason: "cannot rename \(tmp) into place: \(reason)")
-        }
+/// Writes `url` through the one safe writer (Essentials' `AtomicOutput`); `body` gets a function appending bytes.
+/// A failure leaves the previous file in place and is reported as `CheckpointError.io`.
+func writeAtomically(_ url: URL, _ body: (@escaping (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+    do {
+        try AtomicOutput.write(path: url.path) { file in try body { try file.write(bytes: $0) } }
+    } catch let e as OutputError {
+        throw CheckpointError.io(file: e.path, reason: e.reason)
     }
 }
-
-#if canImport(Glibc)
-private let systemWrite = Glibc.write
-#elseif canImport(Darwin)
-private let systemWrite = Darwin.write
-#endif

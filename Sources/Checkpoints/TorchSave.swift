@@ -37,7 +37,7 @@ public enum TorchSave {
             throw CheckpointError.pickle(source: path, offset: offset, reason: reason)
         }
         let top = archiveName + "/"
-        try AtomicFile.write(to: url) { emit in try withoutActuallyEscaping(emit) { emit in
+        try writeAtomically(url) { emit in
             let zip = StoredZipWriter(emit: emit)
             zip.forceZip64 = forceZip64
             try zip.add(top + "data.pkl", pickled.bytes)
@@ -54,7 +54,7 @@ public enum TorchSave {
             let d = zip.contentDigest
             try zip.add(top + ".data/serialization_id", Array((digits20(d.0) + digits20(d.1)).utf8))
             try zip.finish()
-        } }
+        }
     }
 
     private static func digits20(_ v: UInt64) -> String {

@@ -12,9 +12,10 @@
 //     enlarged), converted to RGB and stored as JPEG (quality 95);
 //   - output: written into a temporary directory inside the output directory and renamed into place at the end.
 
+import Essentials
 import Foundation
-import NeuralNet
 import Imaging
+import NeuralNet
 
 /// One caption line: an image path and its caption.
 public struct CaptionRecord: Equatable, Sendable {
@@ -219,13 +220,9 @@ public struct DatasetMaker {
             try jsonl.close()
             made.append(MadeSplit(split: name, images: count, texts: texts[s].count))
         }
-        for s in active {
-            for file in ["\(splits[s].name)_imgs.tsv", "\(splits[s].name)_texts.jsonl"] {
-                let target = (outputDirectory as NSString).appendingPathComponent(file)
-                if rename((tmp as NSString).appendingPathComponent(file), target) != 0 {
-                    throw DatasetError.io(path: target, reason: "cannot rename into place: \(String(cString: strerror(errno)))")
-                }
-            }
+        let files = active.flatMap { ["\(splits[$0].name)_imgs.tsv", "\(splits[$0].name)_texts.jsonl"] }
+        do { try AtomicOutput.install(files: files, from: tmp, into: outputDirectory) } catch let e as OutputError {
+            throw DatasetError.io(path: e.path, reason: e.reason)
         }
         return made
     }

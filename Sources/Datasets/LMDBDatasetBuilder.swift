@@ -12,6 +12,7 @@
 //     it (each commit flushed, as the reference does); deferring one big flush to the end measured slower still.
 // Pairs are numbered in file order, then in `image_ids` order within a line, as the reference numbers them.
 
+import Essentials
 import Foundation
 import Imaging
 
@@ -122,17 +123,11 @@ public final class LMDBDatasetBuilder {
                                               directory: (lmdbDirectory as NSString).appendingPathComponent(split)))
             }
             // Everything is built: swap the splits into place.
+            // One step per split: the previous LMDB, if any, is swapped out into the temporary folder, removed with it.
             for split in splits {
                 let target = (lmdbDirectory as NSString).appendingPathComponent(split)
-                let built = (tmp as NSString).appendingPathComponent(split)
-                if fm.fileExists(atPath: target) {
-                    let old = (tmp as NSString).appendingPathComponent(".old-\(split)")
-                    do { try fm.moveItem(atPath: target, toPath: old) } catch {
-                        throw DatasetError.io(path: target, reason: "cannot move the previous LMDB aside: \(error.localizedDescription)")
-                    }
-                }
-                do { try fm.moveItem(atPath: built, toPath: target) } catch {
-                    throw DatasetError.io(path: target, reason: "cannot rename the built LMDB into place: \(error.localizedDescription)")
+                do { try AtomicOutputFolder.install((tmp as NSString).appendingPathComponent(split), at: target) } catch let e as OutputError {
+                    throw DatasetError.io(path: e.path, reason: e.reason)
                 }
             }
         } catch {

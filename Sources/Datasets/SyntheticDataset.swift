@@ -20,9 +20,10 @@
 //     the end, so an error or an interrupt leaves the previous files as they were.
 
 import Dispatch
+import Essentials
 import Foundation
-import NeuralNet
 import Imaging
+import NeuralNet
 
 /// Renders synthetic scenes and writes the synthetic demo dataset.
 public enum SyntheticDataset {
@@ -200,11 +201,8 @@ public enum SyntheticDataset {
             nextImage += split.count
             nextText += split.count
         }
-        for file in files {
-            let target = (directory as NSString).appendingPathComponent(file)
-            if rename((tmp as NSString).appendingPathComponent(file), target) != 0 {
-                throw DatasetError.io(path: target, reason: "cannot rename into place: \(String(cString: strerror(errno)))")
-            }
+        do { try AtomicOutput.install(files: files, from: tmp, into: directory) } catch let e as OutputError {
+            throw DatasetError.io(path: e.path, reason: e.reason)
         }
         return made
     }

@@ -4,6 +4,7 @@
 // even). Our number parser is hand-written for speed (parsing dominates a top-k run) and gives that same float:
 // see `parseFeatureFloat`.
 
+import Essentials
 import Foundation
 import Tensors
 
@@ -329,60 +330,12 @@ public struct FeatureFileWriter {
     /// Writes all rows of `[ids.count, dim]` `features` to `path` atomically.
     public static func write(path: String, idKey: String, ids: [PyJSON], features: [Float], dim: Int) throws {
         precondition(features.count == ids.count * dim)
-        try AtomicFile.write(path: path) { sink in
+        try AtomicOutput.write(path: path) { sink in
             try features.withUnsafeBufferPointer { fp in
                 for (r, id) in ids.enumerated() {
                     try sink.write(line(idKey: idKey, id: id, feature: UnsafeBufferPointer(rebasing: fp[(r * dim)..<((r + 1) * dim)])))
                 }
             }
-        }
-    }
-}
-
-/// Writes a file under a temporary name in the same folder and renames it into place, so readers never see half a file.
-public enum AtomicFile {
-    /// A buffered byte sink over the temporary file.
-    public final class Sink {
-        let handle: FileHandle
-        let path: String
-        var pending: [UInt8] = []
-        init(handle: FileHandle, path: String) { self.handle = handle; self.path = path; pending.reserveCapacity(1 << 20) }
-
-        /// Appends bytes.
-        public func write(_ bytes: [UInt8]) throws {
-            pending += bytes
-            if pending.count >= 1 << 20 { try flush() }
-        }
-
-        /// Appends a string's UTF-8.
-        public func write(_ s: String) throws { try write(Array(s.utf8)) }
-
-        func flush() throws {
-            guard !pending.isEmpty else { return }
-            do { try handle.write(contentsOf: pending) } catch {
-                throw RetrievalError.io(path: path, reason: "write failed: \(error.localizedDescription)")
-            }
-            pending.removeAll(keepingCapacity: true)
-        }
-    }
-
-    /// Runs `body` with a sink, then renames the finished file to `path`; on error the temporary file is removed.
-    public static func write(path: String, _ body: (Sink) throws -> Void) throws {
-        let url = URL(fileURLWithPath: path)
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())").path
-        guard FileManager.default.createFile(atPath: tmp, contents: nil), let h = FileHandle(forWritingAtPath: tmp) else {
-            throw RetrievalError.io(path: path, reason: "cannot create a file in \(url.deletingLastPathComponent().path)")
-        }
-        do {
-            let sink = Sink(handle: h, path: path)
-            try body(sink)
-            try sink.flush()
-            try h.close()
-            if rename(tmp, path) != 0 { throw RetrievalError.io(path: path, reason: "rename failed: \(String(cString: strerror(errno)))") }
-        } catch {
-            try? h.close()
-            unlink(tmp)
-            throw error
         }
     }
 }

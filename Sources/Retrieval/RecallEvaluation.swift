@@ -5,6 +5,7 @@
 // are not errors; the missing-id list follows CPython's set order; a blank line is a parse error).
 // Also `transform_ir_annotation_to_tr.py`, which turns text → image ground truth into image → text.
 
+import Essentials
 import Foundation
 
 /// Lines of a text file as Python's `open(path, encoding="utf-8")` iterates them.
@@ -156,7 +157,7 @@ public enum RecallEvaluation {
     @discardableResult
     public static func run(groundTruth: String, predictions: String, output: String, direction: RetrievalDirection) throws -> Outcome {
         let outcome = evaluate(groundTruth: groundTruth, predictions: predictions, direction: direction)
-        try AtomicFile.write(path: output) { try $0.write(outputJSON(outcome)) }
+        try AtomicOutput.write(path: output) { try $0.write(outputJSON(outcome)) }
         return outcome
     }
 
@@ -332,7 +333,7 @@ public enum AnnotationTransform {
     public static func run(input: String) throws -> String {
         let lines = try transform(input: input)
         let out = outputPath(forInput: input)
-        try AtomicFile.write(path: out) { sink in for l in lines { try sink.write(l + "\n") } }
+        try AtomicOutput.write(path: out) { sink in for l in lines { try sink.write(l + "\n") } }
         return out
     }
 }

@@ -20,6 +20,7 @@
 // - NaN scores (NaN in a feature): Python's sort gives an order that depends on where the NaN sits; we rank a
 //   NaN below every number. Not parity.
 
+import Essentials
 import Foundation
 import Tensors
 
@@ -391,7 +392,7 @@ public enum TopKPredictions {
         let result = acc ?? TopKAccumulator(queries: queries.count, k: 0)
         let head1 = Array("{\(quoted(direction.queryKey)): ".utf8), head2 = Array(", \(quoted(direction.predictionsKey)): [".utf8)
         let gids = galleryIDs.map { Array($0.utf8) }
-        try AtomicFile.write(path: output) { sink in
+        try AtomicOutput.write(path: output) { sink in
             var line = [UInt8]()
             for q in 0..<queries.count {
                 line.removeAll(keepingCapacity: true)

@@ -10,6 +10,7 @@
 import Checkpoints
 import ChineseCLIP
 import Distributed
+import Essentials
 import Foundation
 import NeuralNet
 import Tensors
@@ -477,15 +478,9 @@ public final class Trainer {
     }
 }
 
-/// Writes `text` to `path` through a temporary file and a rename, so a reader never sees half of it.
+/// Writes `text` to `path` through the one safe writer: the previous file stays until the new one is whole.
 func atomicWrite(_ text: String, to path: String) throws {
-    let tmp = path + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
-    do {
-        try Data(text.utf8).write(to: URL(fileURLWithPath: tmp))
-        if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-        try FileManager.default.moveItem(atPath: tmp, toPath: path)
-    } catch {
-        try? FileManager.default.removeItem(atPath: tmp)
-        throw TrainingError.io(path: path, reason: "cannot write: \(error.localizedDescription)")
+    do { try AtomicOutput.write(text, to: path) } catch let e as OutputError {
+        throw TrainingError.io(path: path, reason: e.reason)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Datasets
+import Essentials
 import Foundation
 
 /// `cnclip build-lmdb`: `build_lmdb_dataset.py` — a dataset's TSV/JSONL splits into the LMDBs training and evaluation read.
@@ -66,6 +67,9 @@ struct BuildLMDB: ParsableCommand {
 /// Turns a dataset error into the CLI's one-line message and non-zero exit.
 func reportedDataset<T>(_ body: () throws -> T) throws -> T {
     do { return try body() } catch let e as DatasetError {
+        printError("error: \(e.description)")
+        throw ExitCode.failure
+    } catch let e as OutputError {
         printError("error: \(e.description)")
         throw ExitCode.failure
     }

@@ -2,6 +2,7 @@
 
 import ArgumentParser
 import ChineseCLIP
+import Essentials
 import Foundation
 
 @main
@@ -27,6 +28,9 @@ func printError(_ message: String) {
 /// Turns a library error into the CLI's one-line message and non-zero exit.
 func reported<T>(_ body: () throws -> T) throws -> T {
     do { return try body() } catch let e as CLIPError {
+        printError("error: \(e.description)")
+        throw ExitCode.failure
+    } catch let e as OutputError {
         printError("error: \(e.description)")
         throw ExitCode.failure
     }

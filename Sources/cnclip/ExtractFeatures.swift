@@ -2,6 +2,7 @@ import ArgumentParser
 import ChineseCLIP
 import Datasets
 import Distributed
+import Essentials
 import Foundation
 import Tensors
 

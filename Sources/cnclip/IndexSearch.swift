@@ -1,6 +1,7 @@
 import ArgumentParser
 import ChineseCLIP
 import Datasets
+import Essentials
 import Foundation
 import Retrieval
 import Tensors
@@ -87,7 +88,7 @@ struct IndexSearch: ParsableCommand {
             features += f.scalars
         }
         let hits = try features.withUnsafeBufferPointer { try gallery.searchImages($0, queryCount: ids.count, k: topK, approximate: approximate) }
-        try AtomicFile.write(path: output) { sink in
+        try AtomicOutput.write(path: output) { sink in
             for (q, list) in hits.enumerated() {
                 try sink.write("{\"text_id\": \(ids[q]), \"image_ids\": [" + list.map { gallery.ids[$0.row] }.joined(separator: ", ") + "]}\n")
             }

@@ -2,6 +2,7 @@
 // for galleries too large to scan exactly on every query. FAISS ids are gallery rows: vectors are only ever appended.
 
 import CFaiss
+import Essentials
 import Foundation
 
 /// An approximate inner-product index (IVF, HNSW, PQ, … — whatever a FAISS factory string names).
@@ -62,11 +63,10 @@ public final class FaissIndex: @unchecked Sendable {
 
     /// Writes the index to `path` (through a temporary file renamed into place).
     public func write(to path: String) throws {
-        let tmp = path + ".tmp-\(getpid())"
-        try Self.check(cfaiss_write(handle, tmp), "\(path): cannot write the FAISS index")
-        guard rename(tmp, path) == 0 else {
-            unlink(tmp)
-            throw GalleryError.io(path: path, reason: "rename failed: \(String(cString: strerror(errno)))")
+        do {
+            try AtomicOutput.writeNamed(path: path) { tmp in try Self.check(cfaiss_write(handle, tmp), "\(path): cannot write the FAISS index") }
+        } catch let e as OutputError {
+            throw GalleryError.io(path: e.path, reason: e.reason)
         }
     }
 

@@ -11,6 +11,7 @@
 
 import ChineseCLIP
 import Datasets
+import Essentials
 import Foundation
 import Imaging
 import Tensors
@@ -89,27 +90,29 @@ public final class GalleryBuilder {
             }
         }
         let url = URL(fileURLWithPath: output).standardizedFileURL
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())").path
-        try? fm.removeItem(atPath: tmp)
+        let folder: AtomicOutputFolder
         do {
-            try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+            try fm.createDirectory(atPath: url.deletingLastPathComponent().path, withIntermediateDirectories: true)
+            folder = try AtomicOutputFolder(path: url.path)
+        } catch let e as OutputError {
+            throw GalleryError.io(path: e.path, reason: e.reason)
         } catch {
-            throw GalleryError.io(path: tmp, reason: "cannot create: \(error.localizedDescription)")
+            throw GalleryError.io(path: url.deletingLastPathComponent().path, reason: "cannot create: \(error.localizedDescription)")
         }
+        let tmp = folder.temporaryPath
         do {
             let probe = model.encodeTexts([Self.probeText], contextLength: options.contextLength).scalars
             var manifest = GalleryManifest(count: 0, dim: model.config.embedDim, captions: 0, thumbnailSize: options.thumbnailSize,
                                            contextLength: options.contextLength, probeText: Self.probeText, probeFeature: probe)
             var summary = try append(directory: tmp, manifest: &manifest, images: images, captions: captions, newApproximate: options.approximate)
             try manifest.write(directory: tmp)
-            if isDir.boolValue { try fm.removeItem(atPath: output) }
-            guard rename(tmp, output) == 0 else {
-                throw GalleryError.io(path: output, reason: "cannot rename the finished index into place: \(String(cString: strerror(errno)))")
+            do { try folder.commit() } catch let e as OutputError {
+                throw GalleryError.io(path: output, reason: e.reason)
             }
             summary.approximate = manifest.approximate?.factory
             return summary
         } catch {
-            try? fm.removeItem(atPath: tmp)
+            folder.discard()
             throw error
         }
     }

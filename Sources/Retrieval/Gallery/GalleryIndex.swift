@@ -14,6 +14,7 @@
 
 import Checkpoints
 import Datasets
+import Essentials
 import Foundation
 import Tensors
 
@@ -117,7 +118,7 @@ public struct GalleryManifest: Codable, Sendable, Equatable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let data = try encoder.encode(self)
-        try AtomicFile.write(path: (directory as NSString).appendingPathComponent(GalleryFiles.manifest)) { try $0.write(Array(data) + [0x0A]) }
+        try AtomicOutput.write(path: (directory as NSString).appendingPathComponent(GalleryFiles.manifest)) { try $0.write(Array(data) + [0x0A]) }
     }
 }
 

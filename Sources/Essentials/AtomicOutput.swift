@@ -1,0 +1,284 @@
+// The one way outputs are written: under a temporary name in the target's own folder, flushed to disk, then
+// renamed into place and the folder flushed too. A reader — or a rerun after `kill -9` — finds the previous file
+// or the new one, never half of one and never neither.
+//
+// Files: on Linux an unnamed file (O_TMPFILE) that gets a name only at commit, so a process killed at any moment
+// leaves nothing behind; elsewhere (or where the file system lacks O_TMPFILE) a hidden named sibling.
+// Folders: built under a hidden sibling name; an existing target is swapped with it in one step
+// (`renameat2(RENAME_EXCHANGE)` on Linux) and only then removed.
+
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A write that could not be completed; the target is as it was before.
+public struct OutputError: Error, CustomStringConvertible, Equatable {
+    /// The output's final path.
+    public var path: String
+    /// What went wrong, for the user.
+    public var reason: String
+
+    /// An error about `path`.
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
+
+    /// `path: reason`.
+    public var description: String { "\(path): \(reason)" }
+}
+
+private func systemError() -> String { String(cString: strerror(errno)) }
+
+/// Flushes a folder's entry list to disk, so a rename inside it survives a crash.
+func syncFolder(_ path: String) {
+    let fd = open(path.isEmpty ? "." : path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    fsync(fd)
+    close(fd)
+}
+
+/// The folder holding `path` ("." for a bare name).
+func parentFolder(_ path: String) -> String {
+    let dir = (path as NSString).deletingLastPathComponent
+    return dir.isEmpty ? "." : dir
+}
+
+/// A hidden name beside `path` for its temporary version: `.NAME.PID-RANDOM.tmp`.
+func temporarySibling(of path: String) -> String {
+    let name = (path as NSString).lastPathComponent
+    return (parentFolder(path) as NSString).appendingPathComponent(".\(name).\(getpid())-\(UUID().uuidString.prefix(8)).tmp")
+}
+
+/// A file written beside its target and moved over it only by ``commit()``; ``discard()`` (or deinit) leaves no trace.
+public final class AtomicOutputFile {
+    /// The final path.
+    public let path: String
+    /// The name the file has between ``commit()``'s link and rename (the file has no name before, on Linux).
+    public let temporaryPath: String
+    private var handle: UnsafeMutablePointer<FILE>?
+    private var isUnnamed = false
+
+    /// Opens the temporary file beside `path` (whose folder must exist).
+    public init(path: String) throws {
+        self.path = path
+        temporaryPath = temporarySibling(of: path)
+        #if os(Linux)
+        // O_TMPFILE is a macro Swift cannot import: __O_TMPFILE | O_DIRECTORY, 020200000 on Linux's common ABIs.
+        let unnamed = open(parentFolder(path), 0o20_200_000 | O_WRONLY | O_CLOEXEC, 0o666)
+        if unnamed >= 0, let f = fdopen(unnamed, "wb") {
+            isUnnamed = true
+            setvbuf(f, nil, _IOFBF, 1 << 20)
+            handle = f
+            return
+        }
+        if unnamed >= 0 { close(unnamed) }
+        #endif
+        guard let f = fopen(temporaryPath, "wbx") else {
+            throw OutputError(path: path, reason: "cannot create a file beside it: \(systemError())")
+        }
+        setvbuf(f, nil, _IOFBF, 1 << 20)
+        handle = f
+    }
+
+    /// Appends `bytes`.
+    public func write(bytes: UnsafeRawBufferPointer) throws {
+        guard let handle else { throw OutputError(path: path, reason: "written after commit or discard") }
+        guard bytes.count > 0 else { return }
+        if fwrite(bytes.baseAddress, 1, bytes.count, handle) != bytes.count {
+            throw OutputError(path: path, reason: "write failed: \(systemError())")
+        }
+    }
+
+    /// Appends `bytes`.
+    public func write(bytes: UnsafeBufferPointer<UInt8>) throws { try write(bytes: UnsafeRawBufferPointer(bytes)) }
+
+    /// Appends `bytes`.
+    public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write(bytes: $0) } }
+
+    /// Appends `data`.
+    public func write(_ data: Data) throws { try data.withUnsafeBytes { try write(bytes: $0) } }
+
+    /// Appends the UTF-8 of `text`.
+    public func write(_ text: String) throws {
+        var text = text
+        try text.withUTF8 { try write(bytes: $0) }
+    }
+
+    /// Flushes the file to disk, renames it over the target and flushes the folder. A failure removes the temporary.
+    public func commit() throws {
+        guard let h = handle else { return }
+        handle = nil
+        var ok = fflush(h) == 0 && fsync(fileno(h)) == 0
+        var reason = ok ? "" : systemError()
+        if ok && isUnnamed {
+            ok = linkat(AT_FDCWD, "/proc/self/fd/\(fileno(h))", AT_FDCWD, temporaryPath, AT_SYMLINK_FOLLOW) == 0
+            if !ok { reason = "cannot name the new file: \(systemError())" }
+        }
+        if fclose(h) != 0 && ok { ok = false; reason = systemError() }
+        if ok && rename(temporaryPath, path) != 0 { ok = false; reason = "cannot rename it into place: \(systemError())" }
+        guard ok else {
+            unlink(temporaryPath)
+            throw OutputError(path: path, reason: "cannot write: \(reason)")
+        }
+        syncFolder(parentFolder(path))
+    }
+
+    /// Closes and forgets the temporary file; the target is untouched.
+    public func discard() {
+        guard let h = handle else { return }
+        fclose(h)
+        handle = nil
+        if !isUnnamed { unlink(temporaryPath) }
+    }
+
+    deinit { discard() }
+}
+
+/// One-call forms of ``AtomicOutputFile``, and the same guarantee for files other code writes by path.
+public enum AtomicOutput {
+    /// Writes `path` from `body`: committed when `body` returns, discarded (the old file kept) when it throws.
+    public static func write(path: String, _ body: (AtomicOutputFile) throws -> Void) throws {
+        let file = try AtomicOutputFile(path: path)
+        do {
+            try body(file)
+            try file.commit()
+        } catch {
+            file.discard()
+            throw error
+        }
+    }
+
+    /// Writes `text` (UTF-8) as the whole content of `path`.
+    public static func write(_ text: String, to path: String) throws {
+        try write(path: path) { try $0.write(text) }
+    }
+
+    /// Writes `bytes` as the whole content of `path`.
+    public static func write(_ bytes: [UInt8], to path: String) throws {
+        try write(path: path) { try $0.write(bytes) }
+    }
+
+    /// For a library that writes only by file name (FAISS): `body` writes the named temporary it is given, which is
+    /// then flushed and renamed over `path`; a throw or a failure removes it.
+    public static func writeNamed(path: String, _ body: (String) throws -> Void) throws {
+        let tmp = temporarySibling(of: path)
+        do {
+            try body(tmp)
+            let fd = open(tmp, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw OutputError(path: path, reason: "cannot reopen the new file: \(systemError())") }
+            let synced = fsync(fd) == 0
+            close(fd)
+            guard synced else { throw OutputError(path: path, reason: "cannot flush the new file: \(systemError())") }
+            guard rename(tmp, path) == 0 else { throw OutputError(path: path, reason: "cannot rename it into place: \(systemError())") }
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+        syncFolder(parentFolder(path))
+    }
+}
+
+extension AtomicOutput {
+    /// Moves finished files `names` from the temporary folder `built` into `folder` (both on one file system): each
+    /// flushed, then renamed over its namesake in one step; then `folder` is flushed. Every file is whole, old or new.
+    public static func install(files names: [String], from built: String, into folder: String) throws {
+        for name in names {
+            let source = (built as NSString).appendingPathComponent(name), target = (folder as NSString).appendingPathComponent(name)
+            let fd = open(source, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw OutputError(path: target, reason: "cannot open the new file: \(systemError())") }
+            let synced = fsync(fd) == 0
+            close(fd)
+            guard synced else { throw OutputError(path: target, reason: "cannot flush the new file: \(systemError())") }
+            guard rename(source, target) == 0 else { throw OutputError(path: target, reason: "cannot rename into place: \(systemError())") }
+        }
+        syncFolder(folder)
+    }
+}
+
+/// A folder built under a hidden sibling name and put in place of its target only by ``commit()``.
+public final class AtomicOutputFolder {
+    /// The final path.
+    public let path: String
+    /// Where the folder is built until ``commit()``.
+    public let temporaryPath: String
+    private var isOpen = true
+
+    /// Creates the empty temporary folder beside `path` (whose parent must exist).
+    public init(path: String) throws {
+        self.path = path
+        temporaryPath = temporarySibling(of: path)
+        guard mkdir(temporaryPath, 0o755) == 0 else {
+            throw OutputError(path: path, reason: "cannot create a folder beside it: \(systemError())")
+        }
+    }
+
+    /// Flushes every file under the temporary folder, then puts it in place of the target: atomically exchanged
+    /// with an existing target (whose old contents are then removed), or renamed where there is none.
+    public func commit() throws {
+        guard isOpen else { return }
+        isOpen = false
+        defer { try? FileManager.default.removeItem(atPath: temporaryPath) }  // the old contents, after a swap
+        try Self.install(temporaryPath, at: path)
+    }
+
+    /// Puts the finished folder `built` at `target` (same file system): every file in it flushed, then swapped with an
+    /// existing target in one step — the old contents are left at `built` for the caller to remove — or renamed.
+    public static func install(_ built: String, at target: String) throws {
+        try syncTree(built)
+        if FileManager.default.fileExists(atPath: target) {
+            guard exchange(built, target) else {
+                throw OutputError(path: target, reason: "cannot swap the new folder into place: \(systemError())")
+            }
+        } else if rename(built, target) != 0 {
+            throw OutputError(path: target, reason: "cannot rename the new folder into place: \(systemError())")
+        }
+        syncFolder(parentFolder(target))
+    }
+
+    /// Removes the temporary folder; the target is untouched.
+    public func discard() {
+        guard isOpen else { return }
+        isOpen = false
+        try? FileManager.default.removeItem(atPath: temporaryPath)
+    }
+
+    deinit { discard() }
+
+    /// fsync of every regular file and folder under `root`.
+    static func syncTree(_ root: String) throws {
+        let fm = FileManager.default
+        var folders = [root]
+        if let walker = fm.enumerator(atPath: root) {
+            for case let relative as String in walker {
+                let full = (root as NSString).appendingPathComponent(relative)
+                var isDir: ObjCBool = false
+                guard fm.fileExists(atPath: full, isDirectory: &isDir) else { continue }
+                if isDir.boolValue { folders.append(full); continue }
+                let fd = open(full, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { throw OutputError(path: full, reason: "cannot open to flush: \(systemError())") }
+                let ok = fsync(fd) == 0
+                close(fd)
+                guard ok else { throw OutputError(path: full, reason: "cannot flush: \(systemError())") }
+            }
+        }
+        folders.forEach(syncFolder)
+    }
+
+    /// Swaps two paths in one step (Linux's `renameat2(RENAME_EXCHANGE)`, looked up at run time since Swift's
+    /// Glibc module does not declare it); elsewhere the old target is moved aside first.
+    static func exchange(_ a: String, _ b: String) -> Bool {
+        typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32
+        if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "renameat2") {
+            let renameat2 = unsafeBitCast(symbol, to: RenameAt2.self)
+            let exchangeFlag: UInt32 = 1 << 1  // RENAME_EXCHANGE
+            if renameat2(AT_FDCWD, a, AT_FDCWD, b, exchangeFlag) == 0 { return true }
+            if errno != EINVAL && errno != ENOSYS { return false }
+        }
+        let aside = temporarySibling(of: b)
+        guard rename(b, aside) == 0 else { return false }
+        guard rename(a, b) == 0 else { rename(aside, b); return false }
+        return rename(aside, a) == 0
+    }
+}
