@@ -193,7 +193,7 @@ public enum SafeTensors {
         var first = true
         if let metadata {
             json += "\"__metadata__\":{"
-            json += metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(separator: ",")
+            json += metadata.keys.sorted().map { "\(PythonJSON.string($0, ensureASCII: false)):\(PythonJSON.string(metadata[$0]!, ensureASCII: false))" }.joined(separator: ",")
             json += "}"
             first = false
         }
@@ -203,7 +203,7 @@ public enum SafeTensors {
             let size = t.count * dt.byteSize
             if !first { json += "," }
             first = false
-            json += "\(jsonString(k)):{\"dtype\":\"\(dt.safetensorsName)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}"
+            json += "\(PythonJSON.string(k, ensureASCII: false)):{\"dtype\":\"\(dt.safetensorsName)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}"
             offset += size
         }
         json += "}"
@@ -229,24 +229,6 @@ public enum SafeTensors {
         }
     }
 
-    /// JSON string literal as serde_json writes it: `"` and `\` escaped, control characters escaped, the rest verbatim UTF-8.
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
-    }
 }
 
 /// Writes `url` through the one safe writer (Essentials' `AtomicOutput`); `body` gets a function appending bytes.

@@ -215,7 +215,7 @@ public struct DatasetMaker {
             try tsv.close()
             let jsonl = try OutputFile(path: (tmp as NSString).appendingPathComponent("\(name)_texts.jsonl"))
             for t in texts[s] {
-                try jsonl.write("{\"text_id\": \(t.id), \"text\": \(pythonJSONString(t.caption)), \"image_ids\": [\(t.images.map(String.init).joined(separator: ", "))]}\n")
+                try jsonl.write("{\"text_id\": \(t.id), \"text\": \(PythonJSON.string(t.caption, ensureASCII: false)), \"image_ids\": [\(t.images.map(String.init).joined(separator: ", "))]}\n")
             }
             try jsonl.close()
             made.append(MadeSplit(split: name, images: count, texts: texts[s].count))
@@ -252,22 +252,6 @@ public struct DatasetMaker {
     }
 }
 
-/// `json.dumps(text, ensure_ascii=False)`-style string literal: quotes, backslash and control characters escaped.
-func pythonJSONString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
-        default: out.unicodeScalars.append(u)
-        }
-    }
-    return out + "\""
-}
 
 /// A buffered output file (for writing multi-gigabyte TSVs without holding them).
 final class OutputFile {

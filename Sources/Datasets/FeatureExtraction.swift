@@ -6,6 +6,7 @@
 // the files built from them — are the same to the byte.
 
 import ChineseCLIP
+import Essentials
 import Foundation
 import Imaging
 import Tensors
@@ -15,8 +16,7 @@ import Tokenization
 public enum FeatureLine {
     /// `{"<idKey>": <id>, "feature": [f0, f1, …]}` with each float32 written as Python's `repr` of its float64 value.
     ///
-    /// Python prints `float(np.float32(x))` with the shortest repr that round-trips the float64, which is what Swift's
-    /// `Double.description` prints too (same switch to exponent form below 1e-4 and at 1e16, same `e-05` style).
+    /// Python prints `float(np.float32(x))` with the shortest repr that round-trips the float64 (`PythonJSON.repr`).
     public static func format(idKey: String, id: String, feature: UnsafeBufferPointer<Float>) -> String {
         var line = "{\"\(idKey)\": \(id), \"feature\": ["
         line.reserveCapacity(24 + feature.count * 22)
@@ -29,9 +29,7 @@ public enum FeatureLine {
 
     /// Python's `repr(float(x))` for a float32 `x` (`NaN`/`Infinity` as `json.dumps` writes them).
     public static func pythonFloatRepr(_ f: Float) -> String {
-        if f.isNaN { return "NaN" }
-        if f.isInfinite { return f < 0 ? "-Infinity" : "Infinity" }
-        return Double(f).description
+        PythonJSON.number(Double(f))
     }
 }
 

@@ -179,7 +179,7 @@ public enum SyntheticDataset {
                     try tsv.write("\(imageID)\t")
                     try tsv.write(item.base64)
                     try tsv.write("\n")
-                    try texts.write("{\"text_id\": \(textID), \"text\": \(pythonJSONString(item.caption)), \"image_ids\": [\(imageID)]}\n")
+                    try texts.write("{\"text_id\": \(textID), \"text\": \(PythonJSON.string(item.caption, ensureASCII: false)), \"image_ids\": [\(imageID)]}\n")
                     captions.append(item.caption)
                 }
                 start += count
@@ -193,7 +193,7 @@ public enum SyntheticDataset {
             for (i, c) in captions.enumerated() { group[c, default: []].append(nextImage + i) }
             let groups = try OutputFile(path: path(names[2]))
             for (i, c) in captions.enumerated() {
-                try groups.write("{\"text_id\": \(nextText + i), \"text\": \(pythonJSONString(c)), \"image_ids\": [\(group[c]!.map(String.init).joined(separator: ", "))]}\n")
+                try groups.write("{\"text_id\": \(nextText + i), \"text\": \(PythonJSON.string(c, ensureASCII: false)), \"image_ids\": [\(group[c]!.map(String.init).joined(separator: ", "))]}\n")
             }
             try groups.close()
             made.append(MadeSplit(split: split.name, images: split.count, texts: split.count))

@@ -4,6 +4,7 @@
 import CPNG
 import CTurboJPEG
 import CWebP
+import Essentials
 import Foundation
 
 extension Image {
@@ -118,9 +119,9 @@ extension Image {
             throw ImageError(file: url.path, reason: error.reason)
         }
         do {
-            try data.write(to: url, options: .atomic)
-        } catch {
-            throw ImageError(file: url.path, reason: .encodingFailed(error.localizedDescription))
+            try AtomicOutput.write(path: url.path) { try $0.write(data) }
+        } catch let error as OutputError {
+            throw ImageError(file: url.path, reason: .encodingFailed(error.reason))
         }
     }
 }

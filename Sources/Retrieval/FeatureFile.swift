@@ -315,7 +315,7 @@ public struct FeatureFileWriter {
         var out = [UInt8]()
         out.reserveCapacity(feature.count * 22 + 40)
         out.append(UInt8(ascii: "{"))
-        appendASCIIString(idKey, into: &out)
+        PythonJSON.appendString(idKey, into: &out)
         out += Array(": ".utf8)
         pythonDumps(id, into: &out)
         out += Array(", \"feature\": [".utf8)

@@ -3,6 +3,7 @@
 // evaluation scripts), NaN/Infinity literals, arbitrary-size ints, duplicate keys (last wins, first position),
 // and the exact text `json.dumps` writes (`", "`/`": "` separators, ensure_ascii escapes, float repr).
 
+import Essentials
 import Foundation
 
 /// A JSON value with the distinctions Python's `json` keeps (int vs float, key order).
@@ -309,49 +310,6 @@ func strtodBytes(_ p: UnsafePointer<UInt8>, _ n: Int) -> Double {
 
 // MARK: - Writing, as Python writes
 
-/// Python's `repr(float)` / `json.dumps` text for a finite double: shortest round-trip digits,
-/// positional for decimal exponents -4 ..< 16, otherwise `d.ddde+XX`.
-public func pythonFloatRepr(_ d: Double) -> String {
-    if d.isNaN { return "nan" }
-    if d.isInfinite { return d < 0 ? "-inf" : "inf" }
-    if d == 0 { return d.sign == .minus ? "-0.0" : "0.0" }
-    // Swift's description also gives the shortest round-trip digits; only the layout differs from Python's.
-    let s = "\(abs(d))"
-    var mant = Substring(s), exp = 0
-    if let e = s.firstIndex(where: { $0 == "e" || $0 == "E" }) {
-        mant = s[..<e]
-        exp = Int(s[s.index(after: e)...])!
-    }
-    var digits = "", pointAt = 0
-    if let dot = mant.firstIndex(of: ".") {
-        digits = String(mant[..<dot]) + String(mant[mant.index(after: dot)...])
-        pointAt = mant.distance(from: mant.startIndex, to: dot)
-    } else {
-        digits = String(mant); pointAt = mant.count
-    }
-    // Normalise: strip leading zeros (moving the point) and trailing zeros.
-    while digits.hasPrefix("0") && digits.count > 1 { digits.removeFirst(); pointAt -= 1 }
-    while digits.hasSuffix("0") && digits.count > 1 { digits.removeLast() }
-    let decpt = pointAt + exp  // value = 0.DIGITS × 10^decpt
-    var out = d < 0 ? "-" : ""
-    if decpt > -4 && decpt <= 16 {
-        if decpt <= 0 {
-            out += "0." + String(repeating: "0", count: -decpt) + digits
-        } else if decpt >= digits.count {
-            out += digits + String(repeating: "0", count: decpt - digits.count) + ".0"
-        } else {
-            let k = digits.index(digits.startIndex, offsetBy: decpt)
-            out += digits[..<k] + "." + digits[k...]
-        }
-    } else {
-        let e = decpt - 1
-        out += String(digits.first!)
-        if digits.count > 1 { out += "." + digits.dropFirst() }
-        out += (e < 0 ? "e-" : "e+") + (abs(e) < 10 ? "0" : "") + String(abs(e))
-    }
-    return out
-}
-
 /// Python's `str(x)` for a JSON value, as the evaluation scripts' messages format them.
 public func pythonStr(_ v: PyJSON) -> String {
     if case .string(let s) = v { return s }
@@ -365,7 +323,7 @@ public func pythonRepr(_ v: PyJSON) -> String {
     case .bool(let b): return b ? "True" : "False"
     case .int(let i): return String(i)
     case .bigInt(let s): return s
-    case .float(let d): return pythonFloatRepr(d)
+    case .float(let d): return PythonJSON.repr(d)
     case .string(let s): return pythonStringRepr(s)
     case .array(let a): return "[" + a.map(pythonRepr).joined(separator: ", ") + "]"
     case .object(let o): return "{" + o.map { pythonStringRepr($0.key) + ": " + pythonRepr($0.value) }.joined(separator: ", ") + "}"
@@ -410,9 +368,8 @@ public func pythonDumps(_ v: PyJSON, into out: inout [UInt8]) {
     case .int(let i): out += Array(String(i).utf8)
     case .bigInt(let s): out += Array(s.utf8)
     case .float(let d):
-        if d.isNaN { out += Array("NaN".utf8) } else if d.isInfinite { out += Array((d < 0 ? "-Infinity" : "Infinity").utf8) }
-        else { out += Array(pythonFloatRepr(d).utf8) }
-    case .string(let s): appendASCIIString(s, into: &out)
+        out += Array(PythonJSON.number(d).utf8)
+    case .string(let s): PythonJSON.appendString(s, into: &out)
     case .array(let a):
         out.append(UInt8(ascii: "["))
         for (k, x) in a.enumerated() {
@@ -424,7 +381,7 @@ public func pythonDumps(_ v: PyJSON, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "{"))
         for (k, kv) in o.enumerated() {
             if k > 0 { out += [0x2C, 0x20] }
-            appendASCIIString(kv.key, into: &out)
+            PythonJSON.appendString(kv.key, into: &out)
             out += [0x3A, 0x20]
             pythonDumps(kv.value, into: &out)
         }
@@ -439,21 +396,3 @@ public func pythonDumps(_ v: PyJSON) -> String {
     return String(decoding: out, as: UTF8.self)
 }
 
-/// A JSON string literal with `ensure_ascii=True` escapes (`\uXXXX` lower-case hex, surrogate pairs above U+FFFF).
-func appendASCIIString(_ s: String, into out: inout [UInt8]) {
-    out.append(0x22)
-    for u in s.utf16 {
-        switch u {
-        case 0x22: out += [0x5C, 0x22]
-        case 0x5C: out += [0x5C, 0x5C]
-        case 0x0A: out += [0x5C, UInt8(ascii: "n")]
-        case 0x0D: out += [0x5C, UInt8(ascii: "r")]
-        case 0x09: out += [0x5C, UInt8(ascii: "t")]
-        case 0x08: out += [0x5C, UInt8(ascii: "b")]
-        case 0x0C: out += [0x5C, UInt8(ascii: "f")]
-        case 0x20...0x7E: out.append(UInt8(u))
-        default: out += Array(("\\u" + hex(UInt32(u), 4)).utf8)
-        }
-    }
-    out.append(0x22)
-}

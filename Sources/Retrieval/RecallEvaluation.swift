@@ -280,7 +280,7 @@ public enum RecallEvaluation {
                 case .big(let s): return s
                 case .string(let s): return s
                 case .none: return "None"
-                case .float(let bits): return pythonFloatRepr(Double(bitPattern: bits))
+                case .float(let bits): return PythonJSON.repr(Double(bitPattern: bits))
                 }
             }
             throw EvalFailure("The following \(qk)s have no prediction in your submission, please check again: \(names.joined(separator: ", "))")

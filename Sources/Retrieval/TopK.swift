@@ -390,7 +390,7 @@ public enum TopKPredictions {
             }
         }
         let result = acc ?? TopKAccumulator(queries: queries.count, k: 0)
-        let head1 = Array("{\(quoted(direction.queryKey)): ".utf8), head2 = Array(", \(quoted(direction.predictionsKey)): [".utf8)
+        let head1 = Array("{\(PythonJSON.string(direction.queryKey)): ".utf8), head2 = Array(", \(PythonJSON.string(direction.predictionsKey)): [".utf8)
         let gids = galleryIDs.map { Array($0.utf8) }
         try AtomicOutput.write(path: output) { sink in
             var line = [UInt8]()
@@ -412,5 +412,4 @@ public enum TopKPredictions {
         return timings
     }
 
-    static func quoted(_ s: String) -> String { var o = [UInt8](); appendASCIIString(s, into: &o); return String(decoding: o, as: UTF8.self) }
 }

@@ -4,6 +4,7 @@
 // the files are compared as text by users' tooling.
 
 import ChineseCLIP
+import Essentials
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -82,24 +83,16 @@ public struct ElevaterSubmission: Sendable {
         saveDir.isEmpty ? dataset + ".json" : joinPath(saveDir, dataset + ".json")
     }
 
-    /// Writes ``jsonString()`` to `path` through a temporary file and a rename, creating missing folders,
-    /// so a failed run never leaves a partial file.
+    /// Writes ``jsonString()`` to `path` through the one safe writer, creating missing folders, so a failed run
+    /// never leaves a partial file.
     public func write(to path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let dir = url.deletingLastPathComponent()
-        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent()
         do {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            try Data(jsonString().utf8).write(to: tmp)
-            // rename(2) replaces an existing file atomically (FileManager.replaceItemAt is unreliable on Linux).
-            guard rename(tmp.path, url.path) == 0 else {
-                throw ZeroShotError.io(path: path, reason: "cannot write: \(String(cString: strerror(errno)))")
-            }
-        } catch let e as ZeroShotError {
-            try? FileManager.default.removeItem(at: tmp)
-            throw e
+            try AtomicOutput.write(jsonString(), to: path)
+        } catch let e as OutputError {
+            throw ZeroShotError.io(path: path, reason: e.reason)
         } catch {
-            try? FileManager.default.removeItem(at: tmp)
             throw ZeroShotError.io(path: path, reason: "cannot write: \(error.localizedDescription)")
         }
     }
@@ -114,14 +107,10 @@ public func zeroShotResultLine(top1: Double) -> String {
 public enum PythonFormat {
     /// `repr(x)` / `str(x)`: the shortest digits that round-trip, in fixed notation when the decimal exponent is
     /// in [-4, 16), else `d.ddde±XX`.
-    public static func repr(_ x: Double) -> String { pythonFloatRepr(x) }
+    public static func repr(_ x: Double) -> String { PythonJSON.repr(x) }
 
     /// A float as `json.dumps` writes it (`NaN`, `Infinity`, `-Infinity` for the non-finite).
-    public static func jsonFloat(_ x: Double) -> String {
-        if x.isNaN { return "NaN" }
-        if x.isInfinite { return x < 0 ? "-Infinity" : "Infinity" }
-        return repr(x)
-    }
+    public static func jsonFloat(_ x: Double) -> String { PythonJSON.number(x) }
 
     /// `round(x, digits)`: correctly rounded to the nearest multiple of 10^-digits, ties to even on the exact
     /// binary value (glibc's printf rounds the exact value the same way).
@@ -131,9 +120,5 @@ public enum PythonFormat {
     }
 
     /// A JSON string literal as `json.dumps` writes it with `ensure_ascii=True`.
-    public static func jsonString(_ s: String) -> String {
-        var out: [UInt8] = []
-        appendASCIIString(s, into: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
+    public static func jsonString(_ s: String) -> String { PythonJSON.string(s) }
 }

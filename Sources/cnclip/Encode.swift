@@ -1,5 +1,6 @@
 import ArgumentParser
 import ChineseCLIP
+import Essentials
 import Foundation
 import Tensors
 
@@ -50,6 +51,6 @@ struct Encode: ParsableCommand {
     }
 
     private func line(_ kind: String, _ name: String, _ feature: Tensor) -> String {
-        "{\"\(kind)\": \(jsonString(name)), \"feature\": [\(feature.scalars.map { "\($0)" }.joined(separator: ", "))]}\n"
+        "{\"\(kind)\": \(PythonJSON.string(name, ensureASCII: false)), \"feature\": [\(feature.scalars.map { "\($0)" }.joined(separator: ", "))]}\n"
     }
 }

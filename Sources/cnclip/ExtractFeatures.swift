@@ -170,7 +170,7 @@ struct ExtractFeatures: ParsableCommand {
     /// A `text_id` as json.dumps writes it.
     static func jsonID(_ v: JSONValue) -> String {
         switch v {
-        case .string(let s): return jsonString(s)
+        case .string(let s): return PythonJSON.string(s, ensureASCII: false)
         default: return v.pythonString
         }
     }

@@ -60,9 +60,3 @@ struct ModelOptions: ParsableArguments {
     }
 }
 
-/// `value` as a JSON string literal.
-func jsonString(_ value: String) -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = .withoutEscapingSlashes
-    return String(decoding: (try? encoder.encode(value)) ?? Data("\"\"".utf8), as: UTF8.self)
-}

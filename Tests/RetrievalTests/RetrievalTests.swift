@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 import Tensors
 import XCTest
@@ -135,7 +136,7 @@ final class RetrievalTests: XCTestCase {
                                "1.00000005960464477539062", "1.000000059604644775390625", "1.0000000596046447753906251", "NaN", "Infinity", "-Infinity"]
         for _ in 0..<20000 {
             let f = Float(bitPattern: UInt32.random(in: 0...0x7F7F_FFFF, using: &rng))
-            texts.append(pythonFloatRepr(Double(f)))
+            texts.append(PythonJSON.repr(Double(f)))
             // Midpoints between neighbouring floats, printed to 17 digits and nudged: the hard cases for the fast path.
             let mid = (Double(f) + Double(f.nextUp)) / 2
             texts.append(String(format: "%.16e", mid))
@@ -159,7 +160,7 @@ final class RetrievalTests: XCTestCase {
                                          (41.266666666666666, "41.266666666666666"), (5e-324, "5e-324"), (1.7976931348623157e308, "1.7976931348623157e+308"),
                                          (100, "100.0"), (0, "0.0"), (-0.0, "-0.0"), (1.5e-7, "1.5e-07"), (-0.12426838278770447, "-0.12426838278770447"),
                                          (39.800000000000004, "39.800000000000004"), (123456789.0, "123456789.0"), (1e22, "1e+22"), (2.5e15, "2500000000000000.0")]
-        for (d, s) in cases { XCTAssertEqual(pythonFloatRepr(d), s) }
+        for (d, s) in cases { XCTAssertEqual(PythonJSON.repr(d), s) }
         XCTAssertEqual(pythonDumps(.array([.float(.nan), .float(.infinity), .float(-.infinity), .string("查\"\n\u{7f}😀"), .bool(true), .null])),
                        "[NaN, Infinity, -Infinity, \"\\u67e5\\\"\\n\\u007f\\ud83d\\ude00\", true, null]")
     }
