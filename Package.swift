@@ -33,7 +33,8 @@ let package = Package(
         .target(name: "CKernels"),
         .target(name: "Tensors", dependencies: ["CKernels"]),
         .target(name: "NeuralNet", dependencies: ["Tensors"]),
-        .target(name: "Checkpoints", dependencies: ["Tensors"]),
+        // Checkpoints pickles NeuralNet's optimizer state dict; NeuralNet knows nothing of files.
+        .target(name: "Checkpoints", dependencies: ["Tensors", "NeuralNet"]),
         .target(name: "Tokenization", resources: [.copy("Resources/vocab.txt")]),
         .target(name: "Imaging", dependencies: ["CTurboJPEG", "CPNG", "CWebP"]),
         .target(name: "ChineseCLIP", dependencies: ["Tensors", "NeuralNet", "Checkpoints", "Tokenization", "Imaging"]),
@@ -57,7 +58,7 @@ let package = Package(
 
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "CKernels", "Checkpoints", "TestSupport"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Tensors", "Checkpoints", "TestSupport"]),
-        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "NeuralNet", "Tensors"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "TestSupport"]),
