@@ -35,7 +35,8 @@ let package = Package(
         .target(name: "Essentials"),
         .target(name: "Tensors", dependencies: ["CKernels"]),
         .target(name: "NeuralNet", dependencies: ["Tensors"]),
-        .target(name: "Checkpoints", dependencies: ["Tensors", "Essentials"]),
+        // Checkpoints pickles NeuralNet's optimizer state dict; NeuralNet knows nothing of files.
+        .target(name: "Checkpoints", dependencies: ["Tensors", "NeuralNet", "Essentials"]),
         .target(name: "Tokenization", resources: [.copy("Resources/vocab.txt")]),
         .target(name: "Imaging", dependencies: ["Essentials", "CTurboJPEG", "CPNG", "CWebP"]),
         .target(name: "ChineseCLIP", dependencies: ["Tensors", "NeuralNet", "Checkpoints", "Tokenization", "Imaging"]),
@@ -60,7 +61,7 @@ let package = Package(
         .testTarget(name: "EssentialsTests", dependencies: ["Essentials"]),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "CKernels", "Checkpoints", "TestSupport"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Tensors", "Checkpoints", "TestSupport"]),
-        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "NeuralNet", "Tensors"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "TestSupport"]),

@@ -3,9 +3,12 @@
 //               "state_dict": model.state_dict(), "optimizer": optimizer.state_dict()}, path)
 // The model there is wrapped in DistributedDataParallel, so every state-dict key starts with `module.`;
 // this type keeps keys without it (the model's own names) and adds it back when writing.
-// The optimizer entry is `torch.optim.AdamW.state_dict()` (AdamWStateDict below has its layout).
+// The optimizer entry is `torch.optim.AdamW.state_dict()`: NeuralNet's `AdamW.StateDict`, pickled in torch's
+// layout by the extension below. The checkpoint keeps the entry pickled, since the reference's files also hold
+// forms that are not a state dict (`{}`, None) and the commands that read them decide what those mean.
 
 import Foundation
+import NeuralNet
 import Tensors
 
 /// A cn-clip training checkpoint (`epoch`, `step`, `name`, `state_dict`, `optimizer`), read and written as torch does.
@@ -18,7 +21,7 @@ public struct TrainingCheckpoint: @unchecked Sendable {
     public var name: String
     /// The model's parameters and buffers in order, keys without the `module.` prefix.
     public var stateDict: [(String, Tensor)]
-    /// `optimizer.state_dict()` as pickled data (see `AdamWStateDict`); `.none` when there is none.
+    /// The `optimizer` entry as pickled (`AdamW.StateDict.pickleValue` writes it, `AdamW.StateDict(_:source:)` reads it); `.none` when absent.
     public var optimizer: PickleValue
 
     /// A checkpoint of `stateDict` (keys without `module.`) and `optimizer` at `epoch`/`step`.
@@ -82,64 +85,13 @@ public struct TrainingCheckpoint: @unchecked Sendable {
     }
 }
 
-/// `torch.optim.AdamW.state_dict()` as plain data, for checkpoints (NeuralNet's `AdamW` exports and imports the same fields).
+/// `torch.optim.AdamW.state_dict()` in its pickled form.
 ///
 /// Layout (torch 2.15): `{"state": {index: {"step": 0-d float32 tensor, "exp_avg": tensor, "exp_avg_sq":
 /// tensor}}, "param_groups": [{"weight_decay", "lr", "betas": (b1, b2), "eps", "amsgrad": False, "maximize":
 /// False, "foreach": None, "capturable": False, "differentiable": False, "fused": None,
 /// "decoupled_weight_decay": True, "params": [indices]}]}`; indices count through the groups in order.
-public struct AdamWStateDict: @unchecked Sendable {
-    /// One parameter's state.
-    public struct ParameterState {
-        /// Updates applied so far.
-        public var step: Int
-        /// First-moment estimate, shaped as the parameter.
-        public var expAvg: Tensor
-        /// Second-moment estimate, shaped as the parameter.
-        public var expAvgSq: Tensor
-
-        /// A state of `step` updates with moments `expAvg` and `expAvgSq`.
-        public init(step: Int, expAvg: Tensor, expAvgSq: Tensor) {
-            self.step = step
-            self.expAvg = expAvg
-            self.expAvgSq = expAvgSq
-        }
-    }
-
-    /// One parameter group's settings and the indices of its parameters.
-    public struct Group {
-        /// Learning rate at the time of saving.
-        public var learningRate: Double
-        /// Moment decay rates.
-        public var betas: (Double, Double)
-        /// Denominator epsilon.
-        public var eps: Double
-        /// Decoupled weight decay.
-        public var weightDecay: Double
-        /// The group's parameters, as indices into the flat parameter list.
-        public var parameterIndices: [Int]
-
-        /// A group with these settings over `parameterIndices`.
-        public init(learningRate: Double, betas: (Double, Double), eps: Double, weightDecay: Double, parameterIndices: [Int]) {
-            self.learningRate = learningRate
-            self.betas = betas
-            self.eps = eps
-            self.weightDecay = weightDecay
-            self.parameterIndices = parameterIndices
-        }
-    }
-
-    /// Per-parameter state by flat index (parameters that never stepped are absent).
-    public var state: [Int: ParameterState]
-    /// The parameter groups in order.
-    public var groups: [Group]
-
-    /// A state dict of `state` and `groups`.
-    public init(state: [Int: ParameterState], groups: [Group]) {
-        self.state = state
-        self.groups = groups
-    }
-
+extension AdamW.StateDict {
     /// The pickled form `torch.save` writes (state indices ascending, group keys in torch 2.15's order).
     public var pickleValue: PickleValue {
         var st = PickleDict()

@@ -31,7 +31,7 @@ public final class AdamW {
     /// Added to the denominator (likewise).
     public var eps: Double
     /// Per parameter: step count and the two moment estimates (same shape as the parameter).
-    private var state: [ObjectIdentifier: (step: Int, expAvg: Tensor, expAvgSq: Tensor)] = [:]
+    private var state: [ObjectIdentifier: StateDict.ParameterState] = [:]
 
     /// An optimiser over `groups` (PyTorch's defaults: betas 0.9/0.999, eps 1e-8; Chinese-CLIP's ViT: 0.9/0.98, 1e-6).
     public init(groups: [ParameterGroup], betas: (Double, Double) = (0.9, 0.999), eps: Double = 1e-8) {
@@ -53,7 +53,8 @@ public final class AdamW {
             for (_, p) in group.parameters {
                 guard let grad = p.grad else { continue }
                 let key = ObjectIdentifier(p)
-                var s = state[key] ?? (0, Tensor(shape: p.value.shape), Tensor(shape: p.value.shape))
+                let shape = p.value.shape
+                var s = state[key] ?? StateDict.ParameterState(step: 0, expAvg: Tensor(shape: shape), expAvgSq: Tensor(shape: shape))
                 s.step += 1
                 // The parameter gets a fresh tensor: its old value may be a memory-mapped checkpoint or shared.
                 let param = p.value.copy()
@@ -79,26 +80,6 @@ public final class AdamW {
     }
 }
 
-/// The AdamW state of one parameter (PyTorch's `optimizer.state[p]`); the same type as `AdamW.State`.
-public typealias AdamWParameterState = AdamW.State
-
-extension AdamW {
-    /// A copy of `parameter`'s state, or nil before its first update (checkpoints save this).
-    public func state(for parameter: Parameter) -> AdamWParameterState? {
-        guard let s = state[ObjectIdentifier(parameter)] else { return nil }
-        return AdamWParameterState(step: s.step, expAvg: s.expAvg.copy(), expAvgSq: s.expAvgSq.copy())
-    }
-
-    /// Replaces `parameter`'s state (nil forgets it), copying the moments so the caller's tensors stay untouched.
-    public func setState(_ newState: AdamWParameterState?, for parameter: Parameter) {
-        let key = ObjectIdentifier(parameter)
-        guard let s = newState else { state[key] = nil; return }
-        precondition(s.expAvg.shape == parameter.value.shape && s.expAvgSq.shape == parameter.value.shape,
-                     "AdamW state of shape \(s.expAvg.shape) for a parameter of \(parameter.value.shape)")
-        state[key] = (s.step, s.expAvg.copy(), s.expAvgSq.copy())
-    }
-}
-
 extension AdamW {
     /// The reference's two groups: weight decay 0 for parameters whose name contains `bn`, `ln`, `bias` or
     /// `logit_scale` (so BERT's `LayerNorm.weight` IS decayed), `weightDecay` for the rest.
@@ -119,73 +100,151 @@ extension AdamW {
 // MARK: - Saving and restoring the optimiser state
 
 extension AdamW {
-    /// One parameter's AdamW state: steps taken and the two moment estimates (shaped as the parameter).
-    public struct State {
-        /// Updates applied to this parameter so far (PyTorch's `step`).
-        public var step: Int
-        /// First-moment estimate (`exp_avg`).
-        public var expAvg: Tensor
-        /// Second-moment estimate (`exp_avg_sq`).
-        public var expAvgSq: Tensor
+    /// PyTorch's `optimizer.state_dict()` for AdamW as data: per-parameter states by flat index and the groups listing them.
+    ///
+    /// Indices count through the groups in order, as torch numbers them, so a checkpoint (Checkpoints pickles
+    /// this type in torch's layout) fits any optimiser whose groups hold the same parameters in the same order.
+    public struct StateDict: Sendable {
+        /// One parameter's state (PyTorch's `optimizer.state[p]`).
+        public struct ParameterState: Sendable {
+            /// Updates applied to this parameter so far (`step`).
+            public var step: Int
+            /// First-moment estimate (`exp_avg`), shaped as the parameter.
+            public var expAvg: Tensor
+            /// Second-moment estimate (`exp_avg_sq`), shaped as the parameter.
+            public var expAvgSq: Tensor
 
-        /// A state of `step` updates with moments `expAvg` and `expAvgSq`.
-        public init(step: Int, expAvg: Tensor, expAvgSq: Tensor) {
-            self.step = step
-            self.expAvg = expAvg
-            self.expAvgSq = expAvgSq
+            /// A state of `step` updates with moments `expAvg` and `expAvgSq`.
+            public init(step: Int, expAvg: Tensor, expAvgSq: Tensor) {
+                self.step = step
+                self.expAvg = expAvg
+                self.expAvgSq = expAvgSq
+            }
+        }
+
+        /// One parameter group's settings and the flat indices of its parameters.
+        public struct Group: Sendable {
+            /// Learning rate last set (by the schedule, in training).
+            public var learningRate: Double
+            /// Moment decay rates (β1, β2).
+            public var betas: (Double, Double)
+            /// Denominator epsilon.
+            public var eps: Double
+            /// Decoupled weight decay.
+            public var weightDecay: Double
+            /// The group's parameters, as indices into the parameters of all groups in order.
+            public var parameterIndices: [Int]
+
+            /// A group with these settings over `parameterIndices`.
+            public init(learningRate: Double, betas: (Double, Double), eps: Double, weightDecay: Double, parameterIndices: [Int]) {
+                self.learningRate = learningRate
+                self.betas = betas
+                self.eps = eps
+                self.weightDecay = weightDecay
+                self.parameterIndices = parameterIndices
+            }
+        }
+
+        /// Per-parameter state by flat index (parameters that never took a step have none).
+        public var state: [Int: ParameterState]
+        /// The parameter groups, in order.
+        public var groups: [Group]
+
+        /// A state dict of `state` and `groups`.
+        public init(state: [Int: ParameterState], groups: [Group]) {
+            self.state = state
+            self.groups = groups
         }
     }
 
-    /// The state of every parameter that has taken a step, keyed by its index counting through the groups in
-    /// order — the numbering of PyTorch's `optimizer.state_dict()["state"]`.
+    /// This optimiser's `state_dict()`: every group's settings and the state of each parameter that has taken a step.
     ///
-    /// The tensors are the optimiser's own buffers (not copies, so that saving a large model does not double
-    /// its memory): `step()` updates them in place, so save them before the next step.
-    public func exportState() -> [Int: State] {
-        var out: [Int: State] = [:]
+    /// The moments are the optimiser's own buffers, as in torch (copies would double a large model's memory while
+    /// it is saved); `step()` updates them in place, so use the result before the next step.
+    public func stateDict() -> StateDict {
+        var saved: [Int: StateDict.ParameterState] = [:]
+        var groups: [StateDict.Group] = []
         var index = 0
-        for group in groups {
+        for group in self.groups {
+            let first = index
             for (_, p) in group.parameters {
-                if let s = state[ObjectIdentifier(p)] { out[index] = State(step: s.step, expAvg: s.expAvg, expAvgSq: s.expAvgSq) }
+                saved[index] = state[ObjectIdentifier(p)]
                 index += 1
             }
+            groups.append(StateDict.Group(learningRate: group.learningRate, betas: betas, eps: eps, weightDecay: group.weightDecay,
+                                          parameterIndices: Array(first..<index)))
         }
-        return out
+        return StateDict(state: saved, groups: groups)
     }
 
-    /// Replaces the state with `saved` (indices as in `exportState`); parameters absent from it start fresh.
+    /// Loads `stateDict` as torch's `load_state_dict` does: every group's learning rate and weight decay, the betas
+    /// and eps, and each parameter's state by position in its group (parameters without one start fresh).
     ///
-    /// The moments are copied, since `step()` updates them in place and loaded tensors may be read-only
-    /// memory maps. Throws naming the index and parameter when an index is unknown or a shape differs.
-    public func importState(_ saved: [Int: State]) throws {
-        let flat = groups.flatMap(\.parameters)
-        if let bad = saved.keys.first(where: { $0 < 0 || $0 >= flat.count }) {
-            throw OptimizerStateError.unknownParameterIndex(bad, parameterCount: flat.count)
+    /// Throws `OptimizerStateError`, changing nothing, where torch raises (another number of groups, or of parameters
+    /// in a group), where torch would load and fail at the first step (a moment shaped unlike its parameter), and
+    /// where groups differ in betas or eps (this AdamW has one of each). The moments are copied: `step()` updates
+    /// them in place, and loaded tensors may be read-only memory maps.
+    public func load(_ stateDict: StateDict) throws {
+        guard stateDict.groups.count == groups.count else {
+            throw OptimizerStateError.groupCount(saved: stateDict.groups.count, optimizer: groups.count)
         }
-        var next: [ObjectIdentifier: (step: Int, expAvg: Tensor, expAvgSq: Tensor)] = [:]
-        for (i, s) in saved {
-            let (name, p) = flat[i]
-            for (what, t) in [("exp_avg", s.expAvg), ("exp_avg_sq", s.expAvgSq)] where t.shape != p.value.shape {
-                throw OptimizerStateError.shapeMismatch(index: i, name: name, field: what, expected: p.value.shape, found: t.shape)
+        for (gi, (saved, live)) in zip(stateDict.groups, groups).enumerated() {
+            guard saved.parameterIndices.count == live.parameters.count else {
+                throw OptimizerStateError.groupSize(group: gi, saved: saved.parameterIndices.count, optimizer: live.parameters.count)
             }
-            next[ObjectIdentifier(p)] = (s.step, s.expAvg.copy(), s.expAvgSq.copy())
+            for (index, (name, p)) in zip(saved.parameterIndices, live.parameters) {
+                guard let s = stateDict.state[index] else { continue }
+                for (field, t) in [("exp_avg", s.expAvg), ("exp_avg_sq", s.expAvgSq)] where t.shape != p.value.shape {
+                    throw OptimizerStateError.shapeMismatch(index: index, name: name, field: field, expected: p.value.shape, found: t.shape)
+                }
+            }
         }
-        state = next
+        if let first = stateDict.groups.first {
+            guard stateDict.groups.allSatisfy({ $0.betas == first.betas && $0.eps == first.eps }) else {
+                throw OptimizerStateError.differentBetasOrEps
+            }
+            betas = first.betas
+            eps = first.eps
+        }
+        for (gi, saved) in stateDict.groups.enumerated() {
+            groups[gi].learningRate = saved.learningRate
+            groups[gi].weightDecay = saved.weightDecay
+            for (index, (_, p)) in zip(saved.parameterIndices, groups[gi].parameters) {
+                state[ObjectIdentifier(p)] = stateDict.state[index].map {
+                    StateDict.ParameterState(step: $0.step, expAvg: $0.expAvg.copy(), expAvgSq: $0.expAvgSq.copy())
+                }
+            }
+        }
     }
 }
 
-/// Why a saved optimiser state does not fit an optimiser.
+/// Why `AdamW.load(_:)` refuses a state dict.
 public enum OptimizerStateError: Error, CustomStringConvertible, Equatable {
-    /// The saved state names a parameter index the optimiser does not have.
-    case unknownParameterIndex(Int, parameterCount: Int)
-    /// A moment's shape differs from its parameter's.
+    /// The state dict has another number of parameter groups than the optimiser.
+    case groupCount(saved: Int, optimizer: Int)
+    /// Group `group` lists another number of parameters than the optimiser's group.
+    case groupSize(group: Int, saved: Int, optimizer: Int)
+    /// The state at flat `index` has a moment (`field`) shaped unlike its parameter `name`.
     case shapeMismatch(index: Int, name: String, field: String, expected: [Int], found: [Int])
+    /// The groups differ in betas or eps, which one AdamW here cannot hold.
+    case differentBetasOrEps
 
-    /// A message naming the parameter at fault.
+    /// The message of the ValueError torch's `load_state_dict` raises for this mismatch; nil where it raises none.
+    public var torchValueError: String? {
+        switch self {
+        case .groupCount: return "loaded state dict has a different number of parameter groups"
+        case .groupSize: return "loaded state dict contains a parameter group that doesn't match the size of optimizer's group"
+        case .shapeMismatch, .differentBetasOrEps: return nil
+        }
+    }
+
+    /// A message naming what differs.
     public var description: String {
         switch self {
-        case let .unknownParameterIndex(i, n): return "optimizer state names parameter \(i), but the optimizer has \(n) parameters"
+        case let .groupCount(s, o): return "\(torchValueError!): \(s) saved, \(o) in the optimizer"
+        case let .groupSize(g, s, o): return "\(torchValueError!): group \(g) has \(s) parameters saved, \(o) in the optimizer"
         case let .shapeMismatch(i, name, field, e, f): return "optimizer state \(i) ('\(name)'): \(field) has shape \(f), the parameter has \(e)"
+        case .differentBetasOrEps: return "the saved parameter groups differ in betas or eps; one AdamW has one of each"
         }
     }
 }

@@ -125,7 +125,7 @@ public final class Trainer {
             if offset >= 0 && offset < stepsPerEpoch { point.epoch = inProgress; point.stepInEpoch = offset } else { point.epoch = epoch }
         }
         if !o.resetOptimizer {
-            try checkpoint.optimizerState().restore(into: optimizer, source: r)
+            try optimizer.load(checkpoint.optimizerState(), resumingFrom: r)
             log.info("=> optimizer state is restored from the checkpoint")
         }
         let epochText = checkpoint.epoch.map(String.init) ?? "-"
@@ -252,7 +252,7 @@ public final class Trainer {
             let path = TrainingLogFormat.join(checkpointDir, file)
             let snap = TrainingSnapshot(epoch: epoch, step: step, name: o.name,
                                         stateDict: model.namedParameters().map { ("module." + $0.0, $0.1.value) },
-                                        optimizer: OptimizerStateDict(optimizer))
+                                        optimizer: optimizer.stateDict())
             try writeTrainingCheckpoint(snap, to: URL(fileURLWithPath: path))
             log.info(TrainingLogFormat.savedLine(path: path, epoch: epoch, steps: step, seconds: Date().timeIntervalSince(t0)))
             summary.checkpoints.append(path)

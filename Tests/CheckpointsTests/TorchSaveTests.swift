@@ -1,4 +1,4 @@
-// TorchSave (writing torch.save archives), TrainingCheckpoint and AdamWStateDict.
+// TorchSave (writing torch.save archives), TrainingCheckpoint and the pickled form of AdamW.StateDict.
 //
 // torch.load compatibility cannot run in CI (no torch there), so it was checked by hand with PyTorch 2.15
 // (the reference venv) on files these tests write when CNCLIP_TORCH_SAVE_OUT=DIR is set:
@@ -13,6 +13,7 @@
 // what torch writes, we read, and our writer reproduces torch's data.pkl byte for byte.
 
 import Foundation
+import NeuralNet
 import XCTest
 import Tensors
 @testable import Checkpoints
@@ -176,7 +177,7 @@ final class TorchSaveTests: XCTestCase {
 
     func testTrainingCheckpointRoundTrip() throws {
         let url = try outputURL("training.pt")
-        let optimizer = AdamWStateDict(
+        let optimizer = AdamW.StateDict(
             state: [0: .init(step: 3, expAvg: Tensor(shape: [2], scalars: [0.1, 0.2]), expAvgSq: Tensor(shape: [2], scalars: [0.01, 0.04])),
                     1: .init(step: 3, expAvg: Tensor(shape: [2, 2], scalars: [1, 2, 3, 4]), expAvgSq: Tensor(shape: [2, 2], scalars: [5, 6, 7, 8]))],
             groups: [.init(learningRate: 1e-3, betas: (0.9, 0.98), eps: 1e-6, weightDecay: 0, parameterIndices: [0]),
@@ -211,7 +212,7 @@ final class TorchSaveTests: XCTestCase {
         XCTAssertEqual(back.stateDict.map(\.0), ck.stateDict.map(\.0))
         for (a, b) in zip(back.stateDict, ck.stateDict) { XCTAssertEqual(a.1.shape, b.1.shape); XCTAssertEqual(a.1.scalars, b.1.scalars) }
         XCTAssertEqual(back.optimizer, optimizer.pickleValue)
-        let parsed = try AdamWStateDict(back.optimizer)
+        let parsed = try AdamW.StateDict(back.optimizer)
         XCTAssertEqual(parsed.state.keys.sorted(), [0, 1])
         XCTAssertEqual(parsed.state[1]?.step, 3)
         XCTAssertEqual(parsed.state[1]?.expAvgSq.scalars, [5, 6, 7, 8])
@@ -242,7 +243,7 @@ final class TorchSaveTests: XCTestCase {
         assertCheckpointError(try TrainingCheckpoint(contentsOf: url)) {
             if case .typeMismatch(let file, let key, _) = $0 { return file == url.path && key == "step" } else { return false }
         }
-        assertCheckpointError(try AdamWStateDict(.dict(PickleDict()), source: url.path)) {
+        assertCheckpointError(try AdamW.StateDict(.dict(PickleDict()), source: url.path)) {
             if case .missingKey(let file, let key) = $0 { return file == url.path && key == "optimizer.state" } else { return false }
         }
     }

@@ -1,7 +1,6 @@
-// Resuming training restores AdamW exactly: 3 steps, checkpoint (TrainingCheckpoint + AdamWStateDict through
-// a real file), a fresh model and optimiser loaded from it, 2 more steps == 5 uninterrupted steps, bit for bit.
-// The helpers at the bottom are the glue between NeuralNet's AdamW and Checkpoints' AdamWStateDict (the
-// targets do not import each other).
+// Resuming training restores AdamW exactly: 3 steps, checkpoint (TrainingCheckpoint + AdamW.StateDict through
+// a real file, as training saves and resumes), a fresh model and optimiser loaded from it, 2 more steps
+// == 5 uninterrupted steps, bit for bit. And `load` refuses what torch's `load_state_dict` refuses, changing nothing.
 
 import Checkpoints
 import Foundation
@@ -57,7 +56,7 @@ final class OptimizerStateTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("epoch_latest.pt")
         try TrainingCheckpoint(epoch: 1, step: 3, name: "tiny", stateDict: first.namedParameters().map { ($0.0, $0.1.value) },
-                               optimizer: Self.stateDict(of: opt1).pickleValue).write(to: url)
+                               optimizer: opt1.stateDict().pickleValue).write(to: url)
 
         let loaded = try TrainingCheckpoint(contentsOf: url)
         XCTAssertEqual(loaded.step, 3)
@@ -65,9 +64,9 @@ final class OptimizerStateTests: XCTestCase {
         for (_, p) in resumed.namedParameters() { p.value = Tensor(shape: p.value.shape) } // forget the init
         try resumed.load(stateDict: Dictionary(uniqueKeysWithValues: loaded.stateDict))
         let opt2 = makeOptimizer(resumed)
-        try Self.restore(opt2, from: AdamWStateDict(loaded.optimizer, source: url.path))
-        XCTAssertEqual(opt2.exportState().keys.sorted(), [0, 1, 2, 3])
-        XCTAssertEqual(opt2.exportState()[0]?.step, 3)
+        try opt2.load(AdamW.StateDict(loaded.optimizer, source: url.path))
+        XCTAssertEqual(opt2.stateDict().state.keys.sorted(), [0, 1, 2, 3])
+        XCTAssertEqual(opt2.stateDict().state[0]?.step, 3)
         train(resumed, opt2, steps: 3..<5)
 
         // The steps did move every parameter (so the comparison below is not vacuous).
@@ -79,34 +78,30 @@ final class OptimizerStateTests: XCTestCase {
         }
     }
 
-    func testImportStateRejectsMismatches() throws {
+    func testLoadRejectsMismatchesAndChangesNothing() throws {
         let m = Tiny()
         let opt = makeOptimizer(m)
-        XCTAssertThrowsError(try opt.importState([9: .init(step: 1, expAvg: Tensor(shape: [1]), expAvgSq: Tensor(shape: [1]))])) {
-            XCTAssertEqual($0 as? OptimizerStateError, .unknownParameterIndex(9, parameterCount: 4))
+        train(m, opt, steps: 0..<1)
+        let saved = opt.stateDict()
+        let before = saved.state.mapValues { ($0.step, $0.expAvg.scalars, $0.expAvgSq.scalars) }
+        func assertRefused(_ edit: (inout AdamW.StateDict) -> Void, _ expected: OptimizerStateError, line: UInt = #line) {
+            var bad = saved
+            edit(&bad)
+            XCTAssertThrowsError(try opt.load(bad), line: line) { XCTAssertEqual($0 as? OptimizerStateError, expected, line: line) }
+            let after = opt.stateDict()
+            XCTAssertEqual(after.groups.map(\.learningRate), saved.groups.map(\.learningRate), line: line)
+            XCTAssertEqual(after.state.keys.sorted(), before.keys.sorted(), line: line)
+            for (i, s) in after.state {
+                XCTAssertEqual(s.step, before[i]?.0, line: line)
+                XCTAssertEqual(s.expAvg.scalars, before[i]?.1, line: line)
+                XCTAssertEqual(s.expAvgSq.scalars, before[i]?.2, line: line)
+            }
         }
-        XCTAssertThrowsError(try opt.importState([0: .init(step: 1, expAvg: Tensor(shape: [3]), expAvgSq: Tensor(shape: [4]))])) {
-            XCTAssertEqual($0 as? OptimizerStateError, .shapeMismatch(index: 0, name: "ln_1.weight", field: "exp_avg", expected: [4], found: [3]))
-        }
-    }
-
-    // MARK: glue between AdamW and AdamWStateDict
-
-    /// `optimizer.state_dict()` of `opt`, as torch.optim.AdamW would give it.
-    static func stateDict(of opt: AdamW) -> AdamWStateDict {
-        var next = 0
-        let groups = opt.groups.map { g -> AdamWStateDict.Group in
-            defer { next += g.parameters.count }
-            return .init(learningRate: g.learningRate, betas: opt.betas, eps: opt.eps, weightDecay: g.weightDecay,
-                         parameterIndices: Array(next..<(next + g.parameters.count)))
-        }
-        return AdamWStateDict(state: opt.exportState().mapValues { .init(step: $0.step, expAvg: $0.expAvg, expAvgSq: $0.expAvgSq) },
-                              groups: groups)
-    }
-
-    /// Restores `opt` from a saved state dict (its learning rates too, as torch's load_state_dict does).
-    static func restore(_ opt: AdamW, from saved: AdamWStateDict) throws {
-        try opt.importState(saved.state.mapValues { .init(step: $0.step, expAvg: $0.expAvg, expAvgSq: $0.expAvgSq) })
-        for (i, g) in saved.groups.enumerated() where i < opt.groups.count { opt.groups[i].learningRate = g.learningRate }
+        let misshapen = AdamW.StateDict.ParameterState(step: 7, expAvg: Tensor(shape: [3]), expAvgSq: Tensor(shape: [4]))
+        assertRefused({ $0.groups.removeLast() }, .groupCount(saved: 1, optimizer: 2))
+        assertRefused({ $0.groups[1].parameterIndices.append(9) }, .groupSize(group: 1, saved: 2, optimizer: 1))
+        assertRefused({ $0.groups[0].learningRate = 1; $0.state[0] = misshapen },
+                      .shapeMismatch(index: 0, name: "ln_1.weight", field: "exp_avg", expected: [4], found: [3]))
+        assertRefused({ $0.groups[1].eps = 1e-8 }, .differentBetasOrEps)
     }
 }

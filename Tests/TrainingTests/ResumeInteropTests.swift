@@ -189,7 +189,7 @@ final class ResumeInteropTests: XCTestCase {
                                 }
                                 // epoch 2 @ 7 steps: 3 steps into the second epoch of 4 steps.
                                 XCTAssertEqual(point, resetDataOffset ? .init() : .init(epoch: 1, stepInEpoch: 3, steps: 7), label)
-                                let stepped = optimizer.groups.flatMap(\.parameters).compactMap { optimizer.state(for: $0.1)?.step }
+                                let stepped = optimizer.stateDict().state.values.map(\.step)
                                 XCTAssertEqual(stepped.isEmpty, resetOptimizer, "\(label): optimizer state restored?")
                             } catch let e as TrainingError {
                                 XCTAssertNotEqual(want, "accepted", "\(label): refused here (\(e)), accepted by main.py")

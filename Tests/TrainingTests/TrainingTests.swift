@@ -273,7 +273,7 @@ final class TrainingTests: XCTestCase {
         for (k, p) in live { XCTAssertEqual(saved["module." + k]?.scalars, p.value.scalars, k) }
         let opt = try XCTUnwrap(snap.optimizer)
         XCTAssertEqual(opt.groups.map(\.weightDecay), [0, 0.2])
-        XCTAssertEqual(opt.groups.flatMap(\.params), Array(0..<live.filter { !$0.1.isBuffer }.count))
+        XCTAssertEqual(opt.groups.flatMap(\.parameterIndices), Array(0..<live.filter { !$0.1.isBuffer }.count))
         XCTAssertEqual(opt.state.values.map(\.step).max(), 2)
     }
 
