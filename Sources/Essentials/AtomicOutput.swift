@@ -39,6 +39,17 @@ func syncFolder(_ path: String) {
     close(fd)
 }
 
+/// Flushes a file's contents to disk; false (with `errno` set) when it cannot be opened or flushed.
+func syncFile(_ path: String) -> Bool {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return false }
+    let ok = fsync(fd) == 0
+    let saved = errno
+    close(fd)
+    errno = saved
+    return ok
+}
+
 /// The folder holding `path` ("." for a bare name).
 func parentFolder(_ path: String) -> String {
     let dir = (path as NSString).deletingLastPathComponent
@@ -166,12 +177,7 @@ public enum AtomicOutput {
         let tmp = temporarySibling(of: path)
         do {
             try body(tmp)
-            let fd = open(tmp, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw OutputError(path: path, reason: "cannot reopen the new file: \(systemError())") }
-            let synced = fsync(fd) == 0
-            close(fd)
-            guard synced else { throw OutputError(path: path, reason: "cannot flush the new file: \(systemError())") }
-            guard rename(tmp, path) == 0 else { throw OutputError(path: path, reason: "cannot rename it into place: \(systemError())") }
+            try moveFlushed(tmp, to: path)
         } catch {
             unlink(tmp)
             throw error
@@ -181,17 +187,17 @@ public enum AtomicOutput {
 }
 
 extension AtomicOutput {
+    /// Flushes the finished file `source` to disk and renames it over `target`; errors name `target`.
+    static func moveFlushed(_ source: String, to target: String) throws {
+        guard syncFile(source) else { throw OutputError(path: target, reason: "cannot flush the new file: \(systemError())") }
+        guard rename(source, target) == 0 else { throw OutputError(path: target, reason: "cannot rename it into place: \(systemError())") }
+    }
+
     /// Moves finished files `names` from the temporary folder `built` into `folder` (both on one file system): each
     /// flushed, then renamed over its namesake in one step; then `folder` is flushed. Every file is whole, old or new.
     public static func install(files names: [String], from built: String, into folder: String) throws {
         for name in names {
-            let source = (built as NSString).appendingPathComponent(name), target = (folder as NSString).appendingPathComponent(name)
-            let fd = open(source, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw OutputError(path: target, reason: "cannot open the new file: \(systemError())") }
-            let synced = fsync(fd) == 0
-            close(fd)
-            guard synced else { throw OutputError(path: target, reason: "cannot flush the new file: \(systemError())") }
-            guard rename(source, target) == 0 else { throw OutputError(path: target, reason: "cannot rename into place: \(systemError())") }
+            try moveFlushed((built as NSString).appendingPathComponent(name), to: (folder as NSString).appendingPathComponent(name))
         }
         syncFolder(folder)
     }
@@ -256,11 +262,7 @@ public final class AtomicOutputFolder {
                 var isDir: ObjCBool = false
                 guard fm.fileExists(atPath: full, isDirectory: &isDir) else { continue }
                 if isDir.boolValue { folders.append(full); continue }
-                let fd = open(full, O_RDONLY | O_CLOEXEC)
-                guard fd >= 0 else { throw OutputError(path: full, reason: "cannot open to flush: \(systemError())") }
-                let ok = fsync(fd) == 0
-                close(fd)
-                guard ok else { throw OutputError(path: full, reason: "cannot flush: \(systemError())") }
+                guard syncFile(full) else { throw OutputError(path: full, reason: "cannot flush: \(systemError())") }
             }
         }
         folders.forEach(syncFolder)

@@ -133,15 +133,71 @@ public final class Trainer {
         return point
     }
 
+    /// The datasets and the step arithmetic of a run: padded epoch length, batches and steps per epoch, totals.
+    struct Plan {
+        let train: LMDBTrainingDataset
+        let val: LMDBTrainingDataset?
+        /// Samples per epoch after padding to a multiple of the global batch (`pad_dataset`).
+        let padded: Int
+        /// Batches per epoch on each rank.
+        let numBatches: Int
+        let stepsPerEpoch: Int
+        let maxSteps: Int
+        let maxEpochs: Int
+    }
+
+    /// Where a run writes (rank 0 only, as the reference's `is_master`), and its log.
+    struct Outputs {
+        let writes: Bool
+        let logPath: String
+        let checkpointDir: String
+        let paramsPath: String?
+        let log: TrainingLogger
+    }
+
+    /// What changes while a run goes on: its summary and the newest checkpoint written (named when the loss diverges).
+    final class Progress {
+        var summary: TrainingSummary
+        var lastCheckpoint: String?
+        init(summary: TrainingSummary, lastCheckpoint: String?) {
+            self.summary = summary
+            self.lastCheckpoint = lastCheckpoint
+        }
+    }
+
     /// Runs the training; throws `TrainingError` for bad data, flags, checkpoints or a diverged loss.
     public func run() throws -> TrainingSummary {
-        let o = options
-        if let t = o.threads { ComputeThreads.set(t) }
+        if let t = options.threads { ComputeThreads.set(t) }
+        let plan = try makePlan()
+        let (optimizer, schedule) = makeOptimizer(maxSteps: plan.maxSteps)
+        let outputs = try prepareOutputs(plan)
+        let (start, resumedFrom) = try resumeIfAsked(optimizer: optimizer, stepsPerEpoch: plan.stepsPerEpoch, log: outputs.log)
+        // DistributedDataParallel starts every rank from rank 0's parameters and buffers.
+        try parallel.broadcastFromMain(model.namedParameters().map(\.1))
+        let progress = Progress(summary: TrainingSummary(steps: start.steps, losses: [], validations: [], checkpoints: [],
+                                                         logPath: outputs.writes ? outputs.logPath : nil, paramsPath: outputs.paramsPath,
+                                                         halted: false),
+                                lastCheckpoint: resumedFrom)
+        for epoch in start.epoch..<max(plan.maxEpochs, start.epoch) {
+            let firstStep = epoch == start.epoch ? start.stepInEpoch : 0
+            guard try trainEpoch(epoch, from: firstStep, plan: plan, optimizer: optimizer, schedule: schedule, outputs: outputs,
+                                 progress: progress) else { return progress.summary }
+        }
+        let r = parallel.statistics
+        if r.calls > 0 {
+            outputs.log.info(String(format: "Gradient all-reduce over %d processes: %.1f ms per step, %.1f MB of gradients per step",
+                                    parallel.worldSize, 1000 * r.seconds / Double(r.calls), Double(r.floats) * 4 / 1e6 / Double(r.calls)))
+        }
+        return progress.summary
+    }
+
+    /// Opens the datasets and works out the run's length, refusing batch sizes the data cannot fill.
+    func makePlan() throws -> Plan {
+        let o = options, world = parallel.worldSize
         let resolution = model.config.imageResolution
         let train = try LMDBTrainingDataset(path: o.trainData, split: "train", resolution: resolution,
                                             contextLength: o.contextLength, tokenizer: tokenizer,
                                             useAugment: o.useAugment, seed: o.seed)
-        let world = parallel.worldSize
         guard o.batchSize * world <= train.sampleCount else {
             let what = world == 1 ? "--batch-size \(o.batchSize)" : "--batch-size \(o.batchSize) × \(world) processes"
             throw TrainingError.invalidOption("\(what) is larger than the training set (\(train.sampleCount) pairs in \(o.trainData))")
@@ -168,8 +224,26 @@ public final class Trainer {
             maxEpochs = o.maxEpochs
             maxSteps = stepsPerEpoch * maxEpochs
         }
+        return Plan(train: train, val: val, padded: padded, numBatches: numBatches, stepsPerEpoch: stepsPerEpoch,
+                    maxSteps: maxSteps, maxEpochs: maxEpochs)
+    }
 
-        // Outputs.
+    /// main.py's optimiser: `--freeze-vision` applied, AdamW over the two reference groups, the cosine schedule.
+    func makeOptimizer(maxSteps: Int) -> (AdamW, CosineSchedule) {
+        model.requireGradients()
+        if options.freezeVision { for (_, p) in model.visual.trainableParameters() { p.requiresGrad = false } }
+        let named = model.trainableParameters().filter { $0.1.requiresGrad }
+        let exempt = named.filter { AdamW.isExemptFromWeightDecay($0.0) }, decayed = named.filter { !AdamW.isExemptFromWeightDecay($0.0) }
+        let s = optimizerSettings
+        let optimizer = AdamW(groups: [ParameterGroup(parameters: exempt, weightDecay: 0, learningRate: s.lr),
+                                       ParameterGroup(parameters: decayed, weightDecay: options.wd, learningRate: s.lr)],
+                              betas: (s.beta1, s.beta2), eps: s.eps)
+        return (optimizer, CosineSchedule(baseLearningRate: s.lr, warmupSteps: options.warmup, totalSteps: maxSteps))
+    }
+
+    /// The checkpoint folder, the log and the params file, and the log's opening lines, as the reference writes them.
+    func prepareOutputs(_ plan: Plan) throws -> Outputs {
+        let o = options
         let timeSuffix: String = {
             let f = DateFormatter()
             f.locale = Locale(identifier: "en_US_POSIX")
@@ -177,7 +251,6 @@ public final class Trainer {
             f.dateFormat = "yyyy-MM-dd-HH-mm-ss"
             return f.string(from: Date())
         }()
-        // Rank 0 alone writes (the reference's `is_master`); the others only train.
         let writes = o.writesOutputs && parallel.rank == 0
         let logsDir = o.logs ?? "None"
         let logPath = TrainingLogFormat.join(logsDir, o.name, "out_\(timeSuffix).log")
@@ -189,23 +262,11 @@ public final class Trainer {
         }
         let log = try TrainingLogger(path: writes ? logPath : nil, echo: echoLog && parallel.rank == 0)
         if o.gradCheckpointing { log.info("Grad-checkpointing activated.") }
-        log.info("train LMDB file contains \(train.imageCount) images and \(train.sampleCount) pairs.")
-        if let val { log.info("val LMDB file contains \(val.imageCount) images and \(val.sampleCount) pairs.") }
-
-        // Freeze, groups, schedule.
-        model.requireGradients()
-        if o.freezeVision { for (_, p) in model.visual.trainableParameters() { p.requiresGrad = false } }
-        let named = model.trainableParameters().filter { $0.1.requiresGrad }
-        let exempt = named.filter { AdamW.isExemptFromWeightDecay($0.0) }, decayed = named.filter { !AdamW.isExemptFromWeightDecay($0.0) }
+        log.info("train LMDB file contains \(plan.train.imageCount) images and \(plan.train.sampleCount) pairs.")
+        if let val = plan.val { log.info("val LMDB file contains \(val.imageCount) images and \(val.sampleCount) pairs.") }
         let s = optimizerSettings
-        let optimizer = AdamW(groups: [ParameterGroup(parameters: exempt, weightDecay: 0, learningRate: s.lr),
-                                       ParameterGroup(parameters: decayed, weightDecay: o.wd, learningRate: s.lr)],
-                              betas: (s.beta1, s.beta2), eps: s.eps)
-        let schedule = CosineSchedule(baseLearningRate: s.lr, warmupSteps: o.warmup, totalSteps: maxSteps)
-
-        // Params.
-        let params = paramsValues(lr: s.lr, beta1: s.beta1, beta2: s.beta2, eps: s.eps, maxSteps: maxSteps, maxEpochs: maxEpochs,
-                                  logPath: logPath, checkpointDir: checkpointDir)
+        let params = paramsValues(lr: s.lr, beta1: s.beta1, beta2: s.beta2, eps: s.eps, maxSteps: plan.maxSteps,
+                                  maxEpochs: plan.maxEpochs, logPath: logPath, checkpointDir: checkpointDir)
         var paramsPath: String?
         if writes {
             let path = TrainingLogFormat.join(logsDir, o.name, "params_\(timeSuffix).txt")
@@ -219,125 +280,120 @@ public final class Trainer {
             log.info("Note: mask_ratio > 0 (FLIP strategy) is currently only implemented for VisualTransformer. "
                      + "It will not function for ResNet backbone.")
         }
+        return Outputs(writes: writes, logPath: logPath, checkpointDir: checkpointDir, paramsPath: paramsPath, log: log)
+    }
 
-        // Resume (automatically from epoch_latest.pt, as the reference).
-        var startEpoch = 0, startStepInEpoch = 0, steps = 0
-        var resume = o.resume
-        let latest = TrainingLogFormat.join(checkpointDir, "epoch_latest.pt")
-        if resume == nil && o.writesOutputs && FileManager.default.fileExists(atPath: latest) { resume = latest }
+    /// `--resume`, or else an existing `epoch_latest.pt` (as the reference); rank 0 decides for every rank.
+    /// Returns where to start and the checkpoint resumed from.
+    func resumeIfAsked(optimizer: AdamW, stepsPerEpoch: Int, log: TrainingLogger) throws -> (ResumePoint, String?) {
+        var resume = options.resume
+        let latest = TrainingLogFormat.join(TrainingLogFormat.join(options.logs ?? "None", options.name, "checkpoints"), "epoch_latest.pt")
+        if resume == nil && options.writesOutputs && FileManager.default.fileExists(atPath: latest) { resume = latest }
         if parallel.worldSize > 1 {
             // Rank 0 decides (another host may not see the file); every rank then reads the same checkpoint.
             let decided = try parallel.communicator.broadcast(Array((resume ?? "").utf8), root: 0)
             resume = decided.isEmpty ? nil : String(decoding: decided, as: UTF8.self)
         }
-        var lastCheckpoint: String?
-        if let r = resume {
-            if FileManager.default.fileExists(atPath: r) {
-                let point = try self.resume(from: r, optimizer: optimizer, stepsPerEpoch: stepsPerEpoch, log: log)
-                (startEpoch, startStepInEpoch, steps) = (point.epoch, point.stepInEpoch, point.steps)
-                lastCheckpoint = r
-            } else {
-                log.info("=> no checkpoint found at '\(r)'")
-            }
+        guard let r = resume else { return (ResumePoint(), nil) }
+        guard FileManager.default.fileExists(atPath: r) else {
+            log.info("=> no checkpoint found at '\(r)'")
+            return (ResumePoint(), nil)
         }
+        return (try self.resume(from: r, optimizer: optimizer, stepsPerEpoch: stepsPerEpoch, log: log), r)
+    }
 
-        // DistributedDataParallel starts every rank from rank 0's parameters and buffers.
-        try parallel.broadcastFromMain(model.namedParameters().map(\.1))
+    /// Trains epoch `epoch` from its step `firstStep` (train.py's `train`), then validates and saves as the reference
+    /// does at an epoch's end. Returns false when the run was halted (`haltAfterStep`).
+    func trainEpoch(_ epoch: Int, from firstStep: Int, plan: Plan, optimizer: AdamW, schedule: CosineSchedule, outputs: Outputs,
+                    progress: Progress) throws -> Bool {
+        let o = options, world = parallel.worldSize
         let randomized = model.namedModules().compactMap { $0.1 as? RandomizedModule }
-        var summary = TrainingSummary(steps: steps, losses: [], validations: [], checkpoints: [],
-                                      logPath: writes ? logPath : nil, paramsPath: paramsPath, halted: false)
-
-        func save(epoch: Int, step: Int, file: String) throws {
-            let t0 = Date()
-            let path = TrainingLogFormat.join(checkpointDir, file)
-            let snap = TrainingSnapshot(epoch: epoch, step: step, name: o.name,
-                                        stateDict: model.namedParameters().map { ("module." + $0.0, $0.1.value) },
-                                        optimizer: optimizer.stateDict())
-            try writeTrainingCheckpoint(snap, to: URL(fileURLWithPath: path))
-            log.info(TrainingLogFormat.savedLine(path: path, epoch: epoch, steps: step, seconds: Date().timeIntervalSince(t0)))
-            summary.checkpoints.append(path)
-            lastCheckpoint = path
-        }
-
-        func validate(epoch: Int, steps: Int) throws {
-            guard let val else { return }
-            log.info("Begin to eval on validation set (epoch \(epoch + 1) @ \(steps) steps)...")
-            let r = try evaluate(val, log: log)
-            summary.validations.append(r)
-            log.info(TrainingLogFormat.validationLine(epoch: epoch + 1, steps: steps, loss: r.loss, i2t: r.imageToTextAccuracy,
-                                                      t2i: r.textToImageAccuracy, logitScale: model.logitScale.value.data[0],
-                                                      batchSize: o.validBatchSize))
-        }
-
-        for epoch in startEpoch..<max(maxEpochs, startEpoch) {
-            setTrainingMode()
-            let order = parallel.shard(EpochOrder.indices(length: padded, seed: o.seed, epoch: epoch))
-            let firstLocal = epoch == startEpoch ? startStepInEpoch : 0
-            let lastLocal = min(stepsPerEpoch, max(maxSteps - stepsPerEpoch * epoch, firstLocal))
-            let loader = BatchLoader(dataset: train, order: order, batchSize: o.batchSize, first: firstLocal * o.accumFreq,
-                                     end: lastLocal * o.accumFreq, workers: o.numWorkers, epoch: epoch)
-            defer { loader.stop() }
-            var trainedThisEpoch = 0
-            var end = Date()
-            for local in firstLocal..<lastLocal {
-                let step = stepsPerEpoch * epoch + local
-                let lr = schedule.learningRate(at: step)
-                optimizer.setLearningRate(lr)
-                var batches: [TrainingBatch] = []
-                for _ in 0..<o.accumFreq { if let b = try loader.next() { batches.append(b) } }
-                let dataTime = Date().timeIntervalSince(end)
-                let (loss, acc) = try trainStep(batches, step: step, optimizer: optimizer, randomized: randomized, lastCheckpoint: lastCheckpoint)
-                let batchTime = Date().timeIntervalSince(end)
-                end = Date()
-                trainedThisEpoch += 1
-                summary.losses.append(loss)
-                summary.steps = steps + trainedThisEpoch
-
-                if (step + 1) % o.logInterval == 0 {
-                    let batchSize = o.batchSize * o.accumFreq * world
-                    log.info(TrainingLogFormat.trainingLine(
-                        step: step + 1, maxSteps: maxSteps, epoch: epoch + 1, samples: (local + 1) * batchSize, samplesPerEpoch: padded,
-                        percent: 100.0 * Double(local + 1) / Double(stepsPerEpoch), loss: loss,
-                        accuracy: o.reportTrainingBatchAcc ? acc : nil, dataTime: dataTime, batchTime: batchTime, lr: lr,
-                        logitScale: model.logitScale.value.data[0], globalBatchSize: batchSize))
-                }
-                if o.valData != nil, let every = o.validStepInterval, (step + 1) % every == 0 {
-                    try validate(epoch: epoch, steps: step + 1)
-                    setTrainingMode()
-                }
-                if writes && o.saveStepFrequency > 0 && (step + 1) % o.saveStepFrequency == 0 {
-                    try save(epoch: epoch + 1, step: step + 1, file: "epoch_\(epoch + 1)_\(step + 1).pt")
-                    try save(epoch: epoch + 1, step: step + 1, file: "epoch_latest.pt")
-                }
-                if let h = haltAfterStep, step + 1 >= h {
-                    summary.halted = true
-                    return summary
+        setTrainingMode()
+        let order = parallel.shard(EpochOrder.indices(length: plan.padded, seed: o.seed, epoch: epoch))
+        let lastStep = min(plan.stepsPerEpoch, max(plan.maxSteps - plan.stepsPerEpoch * epoch, firstStep))
+        let loader = BatchLoader(dataset: plan.train, order: order, batchSize: o.batchSize, first: firstStep * o.accumFreq,
+                                 end: lastStep * o.accumFreq, workers: o.numWorkers, epoch: epoch)
+        defer { loader.stop() }
+        let stepsBefore = progress.summary.steps
+        var trained = 0
+        var end = Date()
+        for local in firstStep..<lastStep {
+            let step = plan.stepsPerEpoch * epoch + local
+            let lr = schedule.learningRate(at: step)
+            optimizer.setLearningRate(lr)
+            var batches: [TrainingBatch] = []
+            for _ in 0..<o.accumFreq { if let b = try loader.next() { batches.append(b) } }
+            let dataTime = Date().timeIntervalSince(end)
+            let (loss, acc) = try trainStep(batches, step: step, optimizer: optimizer, randomized: randomized,
+                                            lastCheckpoint: progress.lastCheckpoint)
+            let batchTime = Date().timeIntervalSince(end)
+            end = Date()
+            trained += 1
+            progress.summary.losses.append(loss)
+            progress.summary.steps = stepsBefore + trained
+            if (step + 1) % o.logInterval == 0 {
+                let batchSize = o.batchSize * o.accumFreq * world
+                outputs.log.info(TrainingLogFormat.trainingLine(
+                    step: step + 1, maxSteps: plan.maxSteps, epoch: epoch + 1, samples: (local + 1) * batchSize,
+                    samplesPerEpoch: plan.padded, percent: 100.0 * Double(local + 1) / Double(plan.stepsPerEpoch), loss: loss,
+                    accuracy: o.reportTrainingBatchAcc ? acc : nil, dataTime: dataTime, batchTime: batchTime, lr: lr,
+                    logitScale: model.logitScale.value.data[0], globalBatchSize: batchSize))
+            }
+            if o.valData != nil, let every = o.validStepInterval, (step + 1) % every == 0 {
+                try validate(plan, epoch: epoch, steps: step + 1, outputs: outputs, progress: progress)
+                setTrainingMode()
+            }
+            if outputs.writes && o.saveStepFrequency > 0 && (step + 1) % o.saveStepFrequency == 0 {
+                for file in ["epoch_\(epoch + 1)_\(step + 1).pt", "epoch_latest.pt"] {
+                    try save(epoch: epoch + 1, step: step + 1, file: file, optimizer: optimizer, outputs: outputs, progress: progress)
                 }
             }
-            // The reference notices max_steps at the next batch of the epoch, if there is one.
-            let stopBatch = max(0, (maxSteps - stepsPerEpoch * epoch) * o.accumFreq)
-            if stopBatch < numBatches && stopBatch >= firstLocal * o.accumFreq {
-                log.info("Stopping training due to step \(stepsPerEpoch * epoch + stopBatch / o.accumFreq) has reached max_steps \(maxSteps / o.accumFreq)")
+            if let h = haltAfterStep, step + 1 >= h {
+                progress.summary.halted = true
+                return false
             }
-            steps += trainedThisEpoch
-            summary.steps = steps
+        }
+        // The reference notices max_steps at the next batch of the epoch, if there is one.
+        let stopBatch = max(0, (plan.maxSteps - plan.stepsPerEpoch * epoch) * o.accumFreq)
+        if stopBatch < plan.numBatches && stopBatch >= firstStep * o.accumFreq {
+            outputs.log.info("Stopping training due to step \(plan.stepsPerEpoch * epoch + stopBatch / o.accumFreq) has reached max_steps \(plan.maxSteps / o.accumFreq)")
+        }
+        let steps = stepsBefore + trained
+        progress.summary.steps = steps
+        if o.valData != nil, let every = o.validEpochInterval, (epoch + 1) % every == 0 {
+            try validate(plan, epoch: epoch, steps: steps, outputs: outputs, progress: progress)
+        }
+        if outputs.writes && trained > 0 {
+            if epoch + 1 == plan.maxEpochs || (o.saveEpochFrequency > 0 && (epoch + 1) % o.saveEpochFrequency == 0) {
+                try save(epoch: epoch + 1, step: steps, file: "epoch\(epoch + 1).pt", optimizer: optimizer, outputs: outputs, progress: progress)
+            }
+            try save(epoch: epoch + 1, step: steps, file: "epoch_latest.pt", optimizer: optimizer, outputs: outputs, progress: progress)
+        }
+        return true
+    }
 
-            if o.valData != nil, let every = o.validEpochInterval, (epoch + 1) % every == 0 {
-                try validate(epoch: epoch, steps: steps)
-            }
-            if writes && trainedThisEpoch > 0 {
-                if epoch + 1 == maxEpochs || (o.saveEpochFrequency > 0 && (epoch + 1) % o.saveEpochFrequency == 0) {
-                    try save(epoch: epoch + 1, step: steps, file: "epoch\(epoch + 1).pt")
-                }
-                try save(epoch: epoch + 1, step: steps, file: "epoch_latest.pt")
-            }
-        }
-        let r = parallel.statistics
-        if r.calls > 0 {
-            log.info(String(format: "Gradient all-reduce over %d processes: %.1f ms per step, %.1f MB of gradients per step",
-                            parallel.worldSize, 1000 * r.seconds / Double(r.calls), Double(r.floats) * 4 / 1e6 / Double(r.calls)))
-        }
-        return summary
+    /// Writes checkpoint `file` as main.py's `torch.save` dict and logs it as the reference does.
+    func save(epoch: Int, step: Int, file: String, optimizer: AdamW, outputs: Outputs, progress: Progress) throws {
+        let t0 = Date()
+        let path = TrainingLogFormat.join(outputs.checkpointDir, file)
+        let snap = TrainingSnapshot(epoch: epoch, step: step, name: options.name,
+                                    stateDict: model.namedParameters().map { ("module." + $0.0, $0.1.value) },
+                                    optimizer: optimizer.stateDict())
+        try writeTrainingCheckpoint(snap, to: URL(fileURLWithPath: path))
+        outputs.log.info(TrainingLogFormat.savedLine(path: path, epoch: epoch, steps: step, seconds: Date().timeIntervalSince(t0)))
+        progress.summary.checkpoints.append(path)
+        progress.lastCheckpoint = path
+    }
+
+    /// Evaluates on the validation set and logs the reference's result line.
+    func validate(_ plan: Plan, epoch: Int, steps: Int, outputs: Outputs, progress: Progress) throws {
+        guard let val = plan.val else { return }
+        outputs.log.info("Begin to eval on validation set (epoch \(epoch + 1) @ \(steps) steps)...")
+        let r = try evaluate(val, log: outputs.log)
+        progress.summary.validations.append(r)
+        outputs.log.info(TrainingLogFormat.validationLine(epoch: epoch + 1, steps: steps, loss: r.loss, i2t: r.imageToTextAccuracy,
+                                                          t2i: r.textToImageAccuracy, logitScale: model.logitScale.value.data[0],
+                                                          batchSize: options.validBatchSize))
     }
 
     /// One optimiser step over `batches` (`--accum-freq` of them): the loss of the last backward and the
