@@ -34,13 +34,13 @@ let package = Package(
         // What every target shares: the safe output writer.
         .target(name: "Essentials"),
         .target(name: "Tensors", dependencies: ["CKernels"]),
-        .target(name: "NeuralNet", dependencies: ["Tensors"]),
+        .target(name: "NeuralNet", dependencies: ["Tensors", "Essentials"]),
         // Checkpoints pickles NeuralNet's optimizer state dict; NeuralNet knows nothing of files.
         .target(name: "Checkpoints", dependencies: ["Tensors", "NeuralNet", "Essentials"]),
         .target(name: "Tokenization", resources: [.copy("Resources/vocab.txt")]),
         .target(name: "Imaging", dependencies: ["Essentials", "CTurboJPEG", "CPNG", "CWebP"]),
-        .target(name: "ChineseCLIP", dependencies: ["Tensors", "NeuralNet", "Checkpoints", "Tokenization", "Imaging"]),
-        .target(name: "Datasets", dependencies: ["Essentials", "ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "Tokenization", "CLMDB"]),
+        .target(name: "ChineseCLIP", dependencies: ["Essentials", "Tensors", "NeuralNet", "Checkpoints", "Tokenization", "Imaging"]),
+        .target(name: "Datasets", dependencies: ["Essentials", "ChineseCLIP", "Checkpoints", "Imaging", "Tensors", "Tokenization", "CLMDB"]),
         .target(name: "Distributed", dependencies: ["CMPI"]),
         .target(name: "Training", dependencies: ["Essentials", "Distributed", "Datasets", "ChineseCLIP", "NeuralNet", "Tensors", "Checkpoints", "Imaging", "Tokenization"]),
         .target(name: "Retrieval", dependencies: ["Essentials", "Datasets", "ChineseCLIP", "Imaging", "NeuralNet", "Tensors", "Tokenization", "Checkpoints", "CFaiss"], resources: [.copy("Resources/zeroshot_templates.json")]),

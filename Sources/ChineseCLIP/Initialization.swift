@@ -8,6 +8,7 @@
 // bottleneck bn3.weight = 0). The same distributions, not torch's random stream. Starting every weight at
 // N(0, 0.02) instead left the small synthetic run far behind the reference's recall.
 
+import Essentials
 import Foundation
 import NeuralNet
 import Tensors

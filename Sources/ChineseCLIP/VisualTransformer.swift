@@ -1,6 +1,7 @@
 // The ViT image tower, mirroring `cn_clip/clip/model.py` (`VisualTransformer`, `Transformer`,
 // `ResidualAttentionBlock`) so that parameter names are the checkpoint keys under `visual.`.
 
+import Essentials
 import NeuralNet
 import Tensors
 

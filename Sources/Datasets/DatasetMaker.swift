@@ -15,7 +15,6 @@
 import Essentials
 import Foundation
 import Imaging
-import NeuralNet
 
 /// One caption line: an image path and its caption.
 public struct CaptionRecord: Equatable, Sendable {

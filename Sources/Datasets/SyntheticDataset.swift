@@ -23,7 +23,6 @@ import Dispatch
 import Essentials
 import Foundation
 import Imaging
-import NeuralNet
 
 /// Renders synthetic scenes and writes the synthetic demo dataset.
 public enum SyntheticDataset {

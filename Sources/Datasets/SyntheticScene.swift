@@ -2,7 +2,7 @@
 // positions, and their Chinese captions. A scene is the *meaning* of an image; everything a caption does not say
 // (exact offset, rotation, shade, noise) is left to the renderer, so identical scenes share identical captions.
 
-import NeuralNet
+import Essentials
 
 /// A synthetic scene: up to five shapes, at most one per position, kept in caption (reading) order.
 public struct SyntheticScene: Hashable, Sendable {

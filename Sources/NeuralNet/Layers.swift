@@ -1,5 +1,6 @@
 // The basic layers, each named and shaped as its PyTorch counterpart.
 
+import Essentials
 import Tensors
 
 /// `nn.Linear`: `weight [out, in]`, `bias [out]`.

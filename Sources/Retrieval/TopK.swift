@@ -8,9 +8,10 @@
 // which selects exactly what the stable sort's first k are.
 //
 // What we guarantee, and what we cannot:
-// - The GEMM's float32 scores only filter: OpenBLAS gives two identical gallery rows different last bits
-//   depending on the shape of the call and how it is split over threads (the tests caught this), so a pair that
-//   may enter the top k (its GEMM score within a proven error bound of the k-th) is scored again canonically:
+// - The GEMM's float32 scores only filter: their last bits depend on the kernel's summation order (ours is the
+//   same for every shape and thread split, but a vendor BLAS — OpenBLAS, which the engine used before, gives two
+//   identical gallery rows different last bits by the call's shape — or another machine's kernel need not be),
+//   so a pair that may enter the top k (its GEMM score within a proven error bound of the k-th) is scored again canonically:
 //   the exact dot product rounded once to float (`canonicalDot`). Equal features therefore get equal scores and
 //   exact ties keep file order, and rankings do not depend on `--eval-batch-size`, blocking or thread count.
 // - The reference's float32 MKL scores differ from the exact ones by up to ~2 ulp (on the fixture 34% of its
@@ -163,8 +164,8 @@ public struct TopKAccumulator {
 /// The canonical score of a (query, gallery row) pair and the bound that lets a GEMM score stand in for it.
 ///
 /// The canonical score is the exact dot product (float products are exact in double; summed in double in a
-/// fixed order) rounded once to float: it depends only on the two features, never on blocking, threads or BLAS
-/// kernels (OpenBLAS gives identical rows different last bits depending on the call's shape). A float32 GEMM
+/// fixed order) rounded once to float: it depends only on the two features, never on blocking, threads or the GEMM
+/// kernel's summation order. A float32 GEMM
 /// score `s` of the same pair satisfies |s - exact| <= (dim + 1) * 2^-24 * |q| * |g| whatever its summation
 /// order, so `s + queryBound[q] * galleryNorm[g] < k-th canonical score` proves the pair cannot enter the top k.
 public struct CanonicalScores {

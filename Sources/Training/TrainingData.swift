@@ -10,6 +10,7 @@
 
 import ChineseCLIP
 import Datasets
+import Essentials
 import Foundation
 import Imaging
 import NeuralNet

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ChineseCLIP
+import Essentials
 import Foundation
 import NeuralNet
 import Tensors

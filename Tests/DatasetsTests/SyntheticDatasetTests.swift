@@ -1,5 +1,6 @@
 import Checkpoints
 import Datasets
+import Essentials
 import Foundation
 import Imaging
 import NeuralNet

@@ -2,6 +2,7 @@
 // approximate top k also holds, averaged over queries. Measured on synthetic galleries shaped like embeddings
 // (unit vectors around random cluster centres), since a uniform random gallery has no neighbours worth finding.
 
+import Essentials
 import Foundation
 import NeuralNet
 import Tensors
