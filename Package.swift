@@ -1,7 +1,7 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// One target per concern; imports point downward only (see DESIGN.md in the project's shared notes).
+// One target per concern; imports point downward only. The README's Layout table says what each target holds.
 let package = Package(
     name: "ChineseCLIP",
     platforms: [.macOS(.v13)],
@@ -31,7 +31,7 @@ let package = Package(
 
         // Our GEMM (C with an AVX2/FMA kernel chosen at run time; no build flags, so the package stays usable as a dependency).
         .target(name: "CKernels"),
-        // What every target shares: the safe output writer.
+        // What every target shares: the safe output writer, Python's JSON text, the seeded generator, Base64.
         .target(name: "Essentials"),
         .target(name: "Tensors", dependencies: ["CKernels"]),
         .target(name: "NeuralNet", dependencies: ["Tensors", "Essentials"]),
@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "Training", dependencies: ["Essentials", "Distributed", "Datasets", "ChineseCLIP", "NeuralNet", "Tensors", "Checkpoints", "Imaging", "Tokenization"]),
         .target(name: "Retrieval", dependencies: ["Essentials", "Datasets", "ChineseCLIP", "Imaging", "NeuralNet", "Tensors", "Tokenization", "Checkpoints", "CFaiss"], resources: [.copy("Resources/zeroshot_templates.json")]),
         .target(name: "DemoServer", dependencies: [
-            "Retrieval", "ChineseCLIP", "Datasets", "Imaging", "Tensors", "Tokenization",
+            "Retrieval", "ChineseCLIP", "Essentials", "Imaging", "Tensors", "Tokenization",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

@@ -5,6 +5,7 @@
 //                             key "num_images" → str(number of TSV lines) as UTF-8 text.
 
 import Checkpoints
+import Essentials
 import Foundation
 
 /// The key names and encodings of the dataset LMDBs.

@@ -2,6 +2,7 @@
 // handed out one at a time from a fixed read buffer and never collected; every line carries its 1-based number
 // so errors can name `file:line`.
 
+import Essentials
 import Foundation
 #if canImport(Glibc)
 import Glibc

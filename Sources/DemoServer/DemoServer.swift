@@ -5,11 +5,11 @@
 // JSON is read and written with Retrieval's PyJSON (the parser reports the column of a syntax error; the writer
 // escapes non-ASCII, which every client reads).
 
+import Essentials
 import Foundation
 import Hummingbird
 import Logging
 import NIOCore
-import Datasets
 import Retrieval
 
 /// How the server listens and what it accepts.

@@ -1,4 +1,5 @@
 @testable import Datasets
+import Essentials
 import Foundation
 import Imaging
 import XCTest

@@ -1,5 +1,6 @@
 import Checkpoints
 @testable import Datasets
+import Essentials
 import Foundation
 import XCTest
 

@@ -2,6 +2,7 @@
 // (`id<TAB>base64` per line, the reference's `{split}_imgs.tsv`), or a folder of image files.
 
 import Datasets
+import Essentials
 import Foundation
 
 /// A source of gallery images, read in a fixed order: LMDB cursor order (the order `extract-features` uses),

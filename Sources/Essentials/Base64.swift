@@ -4,6 +4,16 @@
 
 import Foundation
 
+/// Text that is not padded base64: where it stops being valid (0-based) and why.
+public struct Base64Error: Error, CustomStringConvertible, Equatable {
+    /// The first offending character's offset.
+    public var offset: Int
+    /// What is wrong there.
+    public var reason: String
+    /// `invalid base64 <reason> at character <offset + 1>`.
+    public var description: String { "invalid base64 \(reason) at character \(offset + 1)" }
+}
+
 /// Base64 validation and decoding over either alphabet.
 public enum Base64 {
     /// 0–63 for alphabet characters of both alphabets, 64 for `=`, 255 for anything else.
@@ -72,7 +82,7 @@ public enum Base64 {
     /// The bytes `text` encodes; throws for text that ``firstInvalidOffset(_:)`` rejects.
     public static func decode<C: RandomAccessCollection>(_ text: C) throws -> [UInt8] where C.Element == UInt8, C.Index == Int {
         if let bad = firstInvalidOffset(text) {
-            throw DatasetError.invalidArgument("invalid base64 \(bad.reason) at character \(bad.offset + 1)")
+            throw Base64Error(offset: bad.offset, reason: bad.reason)
         }
         let n = text.count
         let base = text.startIndex
