@@ -20,14 +20,19 @@ public enum ComputeThreads {
 /// `cost` is the approximate work per item (in multiply-adds); small jobs stay on the calling thread.
 @inlinable
 public func parallelFor(_ count: Int, cost: Int = 1, _ body: (Range<Int>) -> Void) {
+    _ = parallelChunks(count, cost: cost) { _, range in body(range) }
+}
+
+/// Splits `0..<count` into a fixed number of contiguous chunks (one per thread when the work is large, else one)
+/// and runs `body(chunk, range)`; returns the number of chunks. The split depends only on `count`, `cost` and the
+/// thread count, so reductions that combine per-chunk partial sums in chunk order are deterministic.
+@usableFromInline
+func parallelChunks(_ count: Int, cost: Int, _ body: (Int, Range<Int>) -> Void) -> Int {
     let threads = ComputeThreads.count
-    if threads <= 1 || count <= 1 || count * max(cost, 1) < 32_768 {
-        body(0..<count)
-        return
-    }
-    let chunks = min(count, threads)
+    let chunks = (threads <= 1 || count <= 1 || count * max(cost, 1) < 32_768) ? 1 : min(count, threads)
+    if chunks == 1 { body(0, 0..<count); return 1 }
     DispatchQueue.concurrentPerform(iterations: chunks) { c in
-        let lo = count * c / chunks, hi = count * (c + 1) / chunks
-        if lo < hi { body(lo..<hi) }
+        body(c, count * c / chunks..<count * (c + 1) / chunks)
     }
+    return chunks
 }

@@ -6,20 +6,6 @@ import Foundation
 
 // MARK: - Helpers
 
-/// Splits `0..<count` into a fixed number of contiguous chunks (one per thread when the work is large) and
-/// runs `body(chunk, range)`; the split depends only on `count`, `cost` and the thread count, so reductions
-/// that combine per-chunk partial sums in chunk order are deterministic.
-func parallelChunks(_ count: Int, cost: Int, _ body: (Int, Range<Int>) -> Void) -> Int {
-    let threads = ComputeThreads.count
-    let chunks = (threads <= 1 || count <= 1 || count * max(cost, 1) < 32_768) ? 1 : min(count, threads)
-    if chunks == 1 { body(0, 0..<count); return 1 }
-    DispatchQueue.concurrentPerform(iterations: chunks) { c in
-        let lo = count * c / chunks, hi = count * (c + 1) / chunks
-        body(c, lo..<hi)
-    }
-    return chunks
-}
-
 /// `dst[i] += src[i]` for `count` floats.
 @inlinable
 func accumulate(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int) {
