@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "NeuralNet", dependencies: ["Tensors", "Essentials"]),
         // Checkpoints pickles NeuralNet's optimizer state dict; NeuralNet knows nothing of files.
         .target(name: "Checkpoints", dependencies: ["Tensors", "NeuralNet", "Essentials"]),
-        .target(name: "Tokenization", resources: [.copy("Resources/vocab.txt")]),
+        .target(name: "Tokenization", dependencies: ["Essentials"], resources: [.copy("Resources/vocab.txt")]),
         .target(name: "Imaging", dependencies: ["Essentials", "CTurboJPEG", "CPNG", "CWebP"]),
         .target(name: "ChineseCLIP", dependencies: ["Essentials", "Tensors", "NeuralNet", "Checkpoints", "Tokenization", "Imaging"]),
         .target(name: "Datasets", dependencies: ["Essentials", "ChineseCLIP", "Checkpoints", "Imaging", "Tensors", "Tokenization", "CLMDB"]),

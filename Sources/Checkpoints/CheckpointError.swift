@@ -3,10 +3,11 @@
 // Every case carries the file (or pickle source label) and the entry, key or byte offset at fault, so a
 // user with a broken multi-gigabyte checkpoint learns where to look without a debugger.
 
+import Essentials
 import Foundation
 
 /// Everything that can go wrong reading or writing checkpoints; each message names the file and the key, entry or offset.
-public enum CheckpointError: Error, Equatable, CustomStringConvertible, LocalizedError {
+public enum CheckpointError: UserFacingError, Equatable, LocalizedError {
     /// The file could not be opened, mapped, read or written.
     case io(file: String, reason: String)
     /// The file is not a zip archive (and not another format we recognise).

@@ -1,7 +1,9 @@
 // The errors the library reports; each names the file, key or model at fault.
 
+import Essentials
+
 /// An error from loading or running a Chinese-CLIP model.
-public enum CLIPError: Error, CustomStringConvertible {
+public enum CLIPError: UserFacingError {
     /// A file could not be read or written.
     case io(path: String, reason: String)
     /// A config file is malformed.

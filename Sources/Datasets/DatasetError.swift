@@ -1,8 +1,9 @@
 // The errors the dataset toolchain reports. Every case names the file (and line, key or id) at fault, because
 // the inputs are large hand-made files and "invalid base64" alone would leave the user searching.
+import Essentials
 
 /// An error reading, validating or writing a dataset; its description names the file and line, key or id at fault.
-public enum DatasetError: Error, CustomStringConvertible, Equatable, Sendable {
+public enum DatasetError: UserFacingError, Equatable, Sendable {
     /// A file or directory could not be read, created, renamed or written.
     case io(path: String, reason: String)
     /// An LMDB call failed: `operation` (e.g. `mdb_put`) on the environment at `path`, with LMDB's message.

@@ -3,6 +3,7 @@
 // The modes and their byte layouts mirror what Pillow's `Image.open` yields, because the reference
 // resizes an image in its *own* mode before converting it to RGB: keeping the same mode is what makes
 // our resize give the same bytes.
+import Essentials
 import Foundation
 
 /// A decoded image: `height` rows of `width` pixels, `mode.channels` interleaved bytes per pixel.
@@ -65,7 +66,7 @@ public struct Image: Sendable, Equatable {
 }
 
 /// Why an image could not be read or written; `file` names the file (or the label given for in-memory bytes).
-public struct ImageError: Error, CustomStringConvertible, Sendable, Equatable {
+public struct ImageError: UserFacingError, Sendable, Equatable {
     /// The category of failure.
     public enum Reason: Sendable, Equatable {
         /// No file at the path.

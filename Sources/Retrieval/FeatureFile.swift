@@ -9,7 +9,7 @@ import Foundation
 import Tensors
 
 /// Errors reading or writing feature, annotation and prediction files; each names the file and line.
-public enum RetrievalError: Error, CustomStringConvertible, Equatable {
+public enum RetrievalError: UserFacingError, Equatable {
     /// A file could not be opened, read or written.
     case io(path: String, reason: String)
     /// A line is not what the format needs (bad JSON, a missing key, a wrong type).

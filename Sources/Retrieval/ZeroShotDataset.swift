@@ -4,11 +4,12 @@
 // class folders sorted by name (Python code-point order), each walked top-down (symlinks followed) with
 // directories and file names sorted, keeping files whose lower-cased name ends in one of its image extensions.
 
+import Essentials
 import Foundation
 import Imaging
 
 /// Why a zero-shot evaluation cannot run; every case names the file or folder at fault.
-public enum ZeroShotError: Error, CustomStringConvertible, Equatable {
+public enum ZeroShotError: UserFacingError, Equatable {
     /// The label file is missing, unreadable or not UTF-8.
     case labelFile(path: String, reason: String)
     /// The data folder has no sub-folder (no class).

@@ -1,9 +1,10 @@
 // Hand-written to match the reference (cn-clip 1.6.0 `bert_tokenizer.load_vocab`) bit for bit.
 
+import Essentials
 import Foundation
 
 /// A failure to load a WordPiece vocabulary; each case names the file (and token) at fault.
-public enum TokenizerError: Error, Equatable, CustomStringConvertible {
+public enum TokenizerError: UserFacingError, Equatable {
     /// The vocabulary file could not be read (missing, a directory, no permission…).
     case vocabularyUnreadable(path: String, reason: String)
     /// The vocabulary file is not valid UTF-8 (the reference would raise `UnicodeDecodeError`).

@@ -1,10 +1,11 @@
 // The errors training reports. Each names the file, key, flag or step at fault, because a training run is long
 // and a bare "invalid input" after an hour of work leaves the user guessing.
 
+import Essentials
 import Foundation
 
 /// An error of `cnclip train`: bad data, bad flags, an unusable checkpoint or a diverged run.
-public enum TrainingError: Error, CustomStringConvertible, Equatable {
+public enum TrainingError: UserFacingError, Equatable {
     /// A dataset LMDB is missing or unreadable (`path` names the directory or key at fault).
     case dataset(path: String, reason: String)
     /// Flags that cannot work together.

@@ -54,24 +54,13 @@ struct BuildLMDB: ParsableCommand {
             return nil
         }
         defer { cleanup.forEach { $0.cancel() } }
-        let summaries = try reportedDataset { try builder.build(splits: splitList) }
+        let summaries = try reported { try builder.build(splits: splitList) }
         if let c = current { bars[c]?.finish() }
         for s in summaries {
             print("Finished serializing \(s.pairs) \(s.split) split pairs into \((s.directory as NSString).appendingPathComponent("pairs")).")
             print("Finished serializing \(s.images) \(s.split) split images into \((s.directory as NSString).appendingPathComponent("imgs")).")
         }
         print("done!")
-    }
-}
-
-/// Turns a dataset error into the CLI's one-line message and non-zero exit.
-func reportedDataset<T>(_ body: () throws -> T) throws -> T {
-    do { return try body() } catch let e as DatasetError {
-        printError("error: \(e.description)")
-        throw ExitCode.failure
-    } catch let e as OutputError {
-        printError("error: \(e.description)")
-        throw ExitCode.failure
     }
 }
 

@@ -25,12 +25,9 @@ func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
 }
 
-/// Turns a library error into the CLI's one-line message and non-zero exit.
+/// The one CLI reporter: any library error (`UserFacingError`) becomes `error: <its message>` and exit status 1.
 func reported<T>(_ body: () throws -> T) throws -> T {
-    do { return try body() } catch let e as CLIPError {
-        printError("error: \(e.description)")
-        throw ExitCode.failure
-    } catch let e as OutputError {
+    do { return try body() } catch let e as UserFacingError {
         printError("error: \(e.description)")
         throw ExitCode.failure
     }

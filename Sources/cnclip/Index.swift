@@ -12,14 +12,6 @@ struct Index: ParsableCommand {
         subcommands: [IndexBuild.self, IndexAdd.self, IndexSearch.self, IndexRecall.self])
 }
 
-/// Runs `body`, turning gallery, dataset, retrieval and model errors into the CLI's one-line message and exit 1.
-func galleryReported<T>(_ body: () throws -> T) throws -> T {
-    do { return try retrievalReported { try reportedDataset(body) } } catch let e as GalleryError {
-        printError("error: \(e.description)")
-        throw ExitCode.failure
-    }
-}
-
 /// The flags that say where a gallery's images and captions come from.
 struct GallerySourceFlags: ParsableArguments {
     @Option(name: .customLong("image-data"), help: "Images: an imgs LMDB directory, an images TSV (id<TAB>base64), or a folder of JPEG/PNG/WebP files.")

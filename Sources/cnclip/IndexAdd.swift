@@ -31,7 +31,7 @@ struct IndexAdd: ParsableCommand {
         let builder = GalleryBuilder(model: clip, options: options)
         let progress = BuilderProgress()
         builder.progress = { progress.update($0, $1, $2) }
-        let summary = try galleryReported {
+        let summary = try reported {
             defer { progress.finish() }  // end the progress line before the summary or an error
             return try builder.add(images: try source.imageData.map(GalleryImageSource.detect), captions: source.textData, directory: index)
         }

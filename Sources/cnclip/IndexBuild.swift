@@ -59,7 +59,7 @@ struct IndexBuild: ParsableCommand {
         let builder = GalleryBuilder(model: clip, options: options)
         let progress = BuilderProgress()
         builder.progress = { progress.update($0, $1, $2) }
-        let summary = try galleryReported {
+        let summary = try reported {
             defer { progress.finish() }  // end the progress line before the summary or an error
             return try builder.build(images: try GalleryImageSource.detect(source.imageData!), captions: source.textData, output: output)
         }

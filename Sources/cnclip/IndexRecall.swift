@@ -61,7 +61,7 @@ struct IndexRecall: ParsableCommand {
         let exact = q.withUnsafeBufferPointer { qp in gallery.withUnsafeBufferPointer { ApproximateRecall.exact(queries: qp, gallery: $0, dim: dim, k: topK) } }
         let exactTime = seconds(clock.now - start)
         print(String(format: "exact (flat) search: %.2f s for %d queries (%.2f ms/query)", exactTime, queries, 1000 * exactTime / Double(queries)))
-        try galleryReported {
+        try reported {
             let name = factory == "auto" ? GalleryBuilder.autoFactory(count: count, trainingSample: trainingSample) : factory
             let index = try FaissIndex(dim: dim, factory: name)
             start = clock.now

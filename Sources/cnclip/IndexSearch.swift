@@ -53,7 +53,7 @@ struct IndexSearch: ParsableCommand {
 
     func run() throws {
         let clip = try reported { try model.load() }
-        try galleryReported {
+        try reported {
             let gallery = try GalleryIndex(directory: index, loadApproximate: approximate)
             try gallery.checkModel(probeFeature: clip.encodeTexts([gallery.manifest.probeText], contextLength: gallery.manifest.contextLength).scalars)
             if approximate && gallery.approximate == nil { throw GalleryError.invalidArgument("\(index) has no FAISS index (build it with --approximate)") }

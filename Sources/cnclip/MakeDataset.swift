@@ -51,7 +51,7 @@ struct MakeDataset: ParsableCommand {
     }
 
     func run() throws {
-        try reportedDataset {
+        try reported {
             var maker = DatasetMaker(imagesDirectory: images, captionsFile: captions, outputDirectory: output)
             maker.splits = try DatasetMaker.parseRatios(splitRatio)
             maker.seed = seed

@@ -6,14 +6,6 @@ import ArgumentParser
 import Foundation
 import Retrieval
 
-/// Runs `body`, turning a retrieval or model error into the CLI's one-line message and non-zero exit.
-func retrievalReported<T>(_ body: () throws -> T) throws -> T {
-    do { return try reported(body) } catch let e as RetrievalError {
-        printError("error: \(e.description)")
-        throw ExitCode.failure
-    }
-}
-
 /// The flags of `make_topk_predictions.py` and `make_topk_predictions_tr.py`.
 struct TopKFlags: ParsableArguments {
     @Option(name: .customLong("image-feats"), help: "Specify the path of image features.")
@@ -49,7 +41,7 @@ struct TopKFlags: ParsableArguments {
         print("Finished loading \(loaded) features.")
         print("Begin to compute top-\(topK) predictions for \(queries)...")
         let progress = ProgressLine(label: "top-\(topK)")
-        let timings = try retrievalReported {
+        let timings = try reported {
             try TopKPredictions.run(imageFeatures: imageFeats, textFeatures: textFeats, direction: direction,
                                     options: TopKOptions(k: topK, galleryBlockRows: evalBatchSize), output: output,
                                     progress: { progress.update($0, $1) })
@@ -99,7 +91,7 @@ struct TransformIRAnnotationToTR: ParsableCommand {
     var input: String
 
     func run() throws {
-        try retrievalReported { _ = try AnnotationTransform.run(input: input) }
+        try reported { _ = try AnnotationTransform.run(input: input) }
         print("Done!")
     }
 }
@@ -120,7 +112,7 @@ struct EvaluationArguments: ParsableArguments {
     func run(_ direction: RetrievalDirection) throws {
         print("Read standard from \(standardPath)")
         print("Read user submit file from \(submitPath)")
-        let outcome = try retrievalReported {
+        let outcome = try reported {
             try RecallEvaluation.run(groundTruth: standardPath, predictions: submitPath, output: outPath, direction: direction)
         }
         print(RecallEvaluation.summaryLine(outcome))

@@ -48,7 +48,7 @@ struct Serve: AsyncParsableCommand {
         let clip = try reported { try model.load() }
         var limits = ServiceLimits()
         limits.maxBatch = maxBatch
-        let service = try galleryReported {
+        let service = try reported {
             let gallery = try GalleryIndex(directory: index, loadApproximate: !exact)
             return try SearchService(model: clip, gallery: gallery, limits: limits, contextLength: contextLength, approximate: !exact)
         }

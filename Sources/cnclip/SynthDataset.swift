@@ -76,7 +76,7 @@ struct SynthDataset: ParsableCommand {
     }
 
     func run() throws {
-        try reportedDataset {
+        try reported {
             let pending = PendingPath()
             let cleanup = removeOnSignal { pending.get() }
             defer { cleanup.forEach { $0.cancel() } }

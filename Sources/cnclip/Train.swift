@@ -1,6 +1,7 @@
 import ArgumentParser
 import ChineseCLIP
 import Distributed
+import Essentials
 import Foundation
 import Tokenization
 import Training
@@ -164,10 +165,8 @@ struct Train: ParsableCommand {
             let tokenizer = try Tokenizer.bundled()
             let trainer = try Trainer(options: o, config: clipConfig, tokenizer: tokenizer, communicator: communicator)
             _ = try trainer.run()
-        } catch let e as TrainingError {
+        } catch let e as UserFacingError {
             throw fail(e.description)
-        } catch let e as TokenizerError {
-            throw fail("\(e)")
         } catch let e as CommunicationError {
             throw fail(e.description)
         }

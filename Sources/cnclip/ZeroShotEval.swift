@@ -59,13 +59,7 @@ struct ZeroShotEval: ParsableCommand {
     }
 
     func run() throws {
-        do { try evaluate() } catch let e as ZeroShotError {
-            printError("error: \(e.description)")
-            throw ExitCode.failure
-        } catch let e as CLIPError {
-            printError("error: \(e.description)")
-            throw ExitCode.failure
-        }
+        try reported { try evaluate() }
     }
 
     /// True when no flag says which model the checkpoint holds, so the reference's default presets apply.

@@ -19,7 +19,7 @@ import Foundation
 import Tensors
 
 /// Errors building, loading or searching a gallery; each names the file or item at fault.
-public enum GalleryError: Error, CustomStringConvertible, Equatable, Sendable {
+public enum GalleryError: UserFacingError, Equatable, Sendable {
     /// A file could not be read or written.
     case io(path: String, reason: String)
     /// An index directory's files disagree with its manifest or with each other.
