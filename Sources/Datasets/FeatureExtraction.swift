@@ -207,9 +207,9 @@ public struct FeatureExtractor {
     /// only that process's batches are computed (every line is still checked). Returns the count computed here.
     @discardableResult
     public func extractTextFeatures(jsonlPath: String, batchSize: Int, contextLength: Int, shard: BatchShard = .whole,
-                                    write: (_ ids: [JSONValue], _ features: Tensor) throws -> Void) throws -> Int {
+                                    write: (_ ids: [PyJSON], _ features: Tensor) throws -> Void) throws -> Int {
         let reader = JSONLReader(path: jsonlPath)
-        var ids: [JSONValue] = [], texts: [String] = []
+        var ids: [PyJSON] = [], texts: [String] = []
         var done = 0, seen = 0
         func flush() throws {
             guard !ids.isEmpty else { return }
@@ -227,7 +227,7 @@ public struct FeatureExtractor {
             if shard.owns(batch: seen / batchSize) {
                 ids.append(object["text_id"]!)
                 // The reference applies str() to the text before lower-casing it.
-                texts.append(Tokenizer.prepareCaption(object["text"]!.pythonString))
+                texts.append(Tokenizer.prepareCaption(pythonStr(object["text"]!)))
             }
             seen += 1
             if seen % batchSize == 0 { try flush() }

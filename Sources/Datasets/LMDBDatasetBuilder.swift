@@ -12,6 +12,7 @@
 //     it (each commit flushed, as the reference does); deferring one big flush to the end measured slower still.
 // Pairs are numbered in file order, then in `image_ids` order within a line, as the reference numbers them.
 
+import Checkpoints
 import Essentials
 import Foundation
 import Imaging
@@ -188,13 +189,19 @@ public final class LMDBDatasetBuilder {
             guard case .array(let images) = object["image_ids"]! else {
                 throw DatasetError.malformedLine(file: file, line: line, reason: "'image_ids' must be a list")
             }
-            let textPickle = text.pickleValue, textIDPickle = textID.pickleValue
-            for imageID in images {
-                let key = imageID.pythonString
-                if imageIDs[key] == nil {
-                    throw DatasetError.missingImage(file: file, line: line, textID: textID.pythonString, imageID: key, imagesFile: imagesFile)
+            func pickled(_ v: PyJSON, _ field: String) throws -> PickleValue {
+                guard let p = v.pickleValue else {
+                    throw DatasetError.malformedLine(file: file, line: line, reason: "'\(field)' holds an integer beyond 64 bits")
                 }
-                let value = try DatasetLayout.pairValue(imageID: imageID.pickleValue, textID: textIDPickle, text: textPickle)
+                return p
+            }
+            let textPickle = try pickled(text, "text"), textIDPickle = try pickled(textID, "text_id")
+            for imageID in images {
+                let key = pythonStr(imageID)
+                if imageIDs[key] == nil {
+                    throw DatasetError.missingImage(file: file, line: line, textID: pythonStr(textID), imageID: key, imagesFile: imagesFile)
+                }
+                let value = try DatasetLayout.pairValue(imageID: try pickled(imageID, "image_ids"), textID: textIDPickle, text: textPickle)
                 try writer.put(String(index), value)
                 index += 1
             }

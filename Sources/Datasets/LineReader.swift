@@ -143,19 +143,21 @@ public struct JSONLReader {
     public init(path: String) { lines = LineReader(path: path) }
 
     /// Calls `body` with each line's object; invalid JSON or a non-object line is an error naming `file:line`.
-    public func forEach(_ body: (_ object: [String: JSONValue], _ line: Int, _ offset: Int64) throws -> Void) throws {
+    public func forEach(_ body: (_ object: [String: PyJSON], _ line: Int, _ offset: Int64) throws -> Void) throws {
         let path = lines.path
         try lines.forEachLine { raw, number, offset in
             let line = stripped(raw)
             if line.isEmpty { return }
-            let value: JSONValue
-            do { value = try JSONValue.parse(line) } catch {
-                throw DatasetError.malformedLine(file: path, line: number, reason: "invalid JSON: \(error)")
+            let value: PyJSON
+            do { value = try PyJSONParser.parse(line) } catch let e as PyJSONSyntaxError {
+                // The reference's `json.loads(line)` raises JSONDecodeError with this text.
+                throw DatasetError.malformedLine(file: path, line: number, reason: "invalid JSON: \(e.pythonMessage(in: String(decoding: line, as: UTF8.self)))")
             }
-            guard case .object(let object) = value else {
+            guard case .object(let pairs) = value else {
                 throw DatasetError.malformedLine(file: path, line: number, reason: "expected a JSON object")
             }
-            try body(object, number, offset)
+            // Repeated keys are merged already (the last value wins, as in Python).
+            try body(Dictionary(uniqueKeysWithValues: pairs.map { ($0.key, $0.value) }), number, offset)
         }
     }
 }

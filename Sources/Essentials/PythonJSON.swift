@@ -94,3 +94,92 @@ public enum PythonJSON {
         return repr(d)
     }
 }
+
+// MARK: - JSON values, as Python writes them
+
+/// Python's `str(x)` for a JSON value, as the evaluation scripts' messages format them.
+public func pythonStr(_ v: PyJSON) -> String {
+    if case .string(let s) = v { return s }
+    return pythonRepr(v)
+}
+
+/// Python's `repr(x)` for a JSON value (`None`, `True`, `'text'`, `[1, 'a']`, `{'k': 1}`).
+public func pythonRepr(_ v: PyJSON) -> String {
+    switch v {
+    case .null: return "None"
+    case .bool(let b): return b ? "True" : "False"
+    case .int(let i): return String(i)
+    case .bigInt(let s): return s
+    case .float(let d): return PythonJSON.repr(d)
+    case .string(let s): return pythonStringRepr(s)
+    case .array(let a): return "[" + a.map(pythonRepr).joined(separator: ", ") + "]"
+    case .object(let o): return "{" + o.map { pythonStringRepr($0.key) + ": " + pythonRepr($0.value) }.joined(separator: ", ") + "}"
+    }
+}
+
+/// Python's `repr(str)`: single quotes unless the text has `'` and no `"`; escapes for non-printable characters.
+func pythonStringRepr(_ s: String) -> String {
+    let quote: Character = s.contains("'") && !s.contains("\"") ? "\"" : "'"
+    var out = String(quote)
+    for u in s.unicodeScalars {
+        switch u {
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if Character(u) == quote { out += "\\" + String(quote) }
+            else if u.value < 0x20 || (u.value >= 0x7F && u.value <= 0xA0) || u.value == 0xAD {
+                out += "\\x" + hex(u.value, 2)
+            } else if u.properties.generalCategory == .unassigned || u.properties.generalCategory == .lineSeparator
+                        || u.properties.generalCategory == .paragraphSeparator || u.properties.generalCategory == .format
+                        || u.properties.generalCategory == .spaceSeparator && u != " " || u.properties.generalCategory == .privateUse
+                        || u.properties.generalCategory == .surrogate {
+                out += u.value <= 0xFF ? "\\x" + hex(u.value, 2) : u.value <= 0xFFFF ? "\\u" + hex(u.value, 4) : "\\U" + hex(u.value, 8)
+            } else { out.unicodeScalars.append(u) }
+        }
+    }
+    return out + String(quote)
+}
+
+func hex(_ v: UInt32, _ width: Int) -> String {
+    let h = String(v, radix: 16)
+    return String(repeating: "0", count: max(0, width - h.count)) + h
+}
+
+/// Appends `json.dumps(v)` (`", "` and `": "` separators; `ensure_ascii` unless `ensureASCII` is false) to `out`.
+public func pythonDumps(_ v: PyJSON, ensureASCII: Bool = true, into out: inout [UInt8]) {
+    switch v {
+    case .null: out += Array("null".utf8)
+    case .bool(let b): out += Array((b ? "true" : "false").utf8)
+    case .int(let i): out += Array(String(i).utf8)
+    case .bigInt(let s): out += Array(s.utf8)
+    case .float(let d):
+        out += Array(PythonJSON.number(d).utf8)
+    case .string(let s): PythonJSON.appendString(s, ensureASCII: ensureASCII, into: &out)
+    case .array(let a):
+        out.append(UInt8(ascii: "["))
+        for (k, x) in a.enumerated() {
+            if k > 0 { out += [0x2C, 0x20] }
+            pythonDumps(x, ensureASCII: ensureASCII, into: &out)
+        }
+        out.append(UInt8(ascii: "]"))
+    case .object(let o):
+        out.append(UInt8(ascii: "{"))
+        for (k, kv) in o.enumerated() {
+            if k > 0 { out += [0x2C, 0x20] }
+            PythonJSON.appendString(kv.key, ensureASCII: ensureASCII, into: &out)
+            out += [0x3A, 0x20]
+            pythonDumps(kv.value, ensureASCII: ensureASCII, into: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+}
+
+/// `json.dumps(v)` (or with `ensure_ascii=False`) as a String.
+public func pythonDumps(_ v: PyJSON, ensureASCII: Bool = true) -> String {
+    var out = [UInt8]()
+    pythonDumps(v, ensureASCII: ensureASCII, into: &out)
+    return String(decoding: out, as: UTF8.self)
+}
+

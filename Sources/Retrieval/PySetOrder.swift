@@ -8,6 +8,8 @@
 // String hashes are randomised per process in Python, so for non-int keys no order can be reproduced; those keep
 // insertion order.
 
+import Essentials
+
 /// A model of a CPython `set` of ints: only what decides iteration order.
 struct CPythonSet {
     static let linearProbes = 9

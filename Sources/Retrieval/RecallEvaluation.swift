@@ -80,12 +80,6 @@ func pythonStrip(_ s: String) -> String {
     return String(scalars[first...last])
 }
 
-/// Python's `JSONDecodeError` text for a failed `json.loads(line)` (positions in characters).
-func pythonJSONErrorMessage(_ line: String, _ e: PyJSONSyntaxError) -> String {
-    let pos = String(decoding: Array(line.utf8).prefix(e.offset), as: UTF8.self).unicodeScalars.count
-    return "\(e.reason): line 1 column \(pos + 1) (char \(pos))"
-}
-
 /// Recall@K evaluation of a prediction file against ground truth, as the reference's evaluation scripts do it.
 public enum RecallEvaluation {
     /// The result: recall figures, or the failure the reference would report.
@@ -199,7 +193,7 @@ public enum RecallEvaluation {
             let line = pythonStrip(raw)
             let obj: PyJSON
             do { obj = try PyJSONParser.parse(line) } catch let e as PyJSONSyntaxError {
-                throw EvalFailure(pythonJSONErrorMessage(line, e))
+                throw EvalFailure(e.pythonMessage(in: line))
             }
             guard case .object = obj else { throw EvalFailure(subscriptError(obj)) }
             guard let value = obj[direction.predictionsKey] else { throw EvalFailure(direction.predictionsKey) }
@@ -311,7 +305,7 @@ public enum AnnotationTransform {
             let line = pythonStrip(raw)
             let obj: PyJSON
             do { obj = try PyJSONParser.parse(line) } catch let e as PyJSONSyntaxError {
-                throw bad("invalid JSON: \(pythonJSONErrorMessage(line, e))")
+                throw bad("invalid JSON: \(e.pythonMessage(in: line))")
             }
             guard case .object = obj else { throw bad("not a JSON object") }
             guard let tid = obj["text_id"] else { throw bad("no \"text_id\" key") }

@@ -167,13 +167,8 @@ struct ExtractFeatures: ParsableCommand {
         if main { print("Done!") }
     }
 
-    /// A `text_id` as json.dumps writes it.
-    static func jsonID(_ v: JSONValue) -> String {
-        switch v {
-        case .string(let s): return PythonJSON.string(s, ensureASCII: false)
-        default: return v.pythonString
-        }
-    }
+    /// A `text_id` as json.dumps writes it (non-ASCII text kept as UTF-8).
+    static func jsonID(_ v: PyJSON) -> String { pythonDumps(v, ensureASCII: false) }
 
     /// One feature line per row of `features` (`[n, embed]`), UTF-8 encoded.
     private static func lines(_ features: Tensor, _ ids: [String], key: String) -> [UInt8] {

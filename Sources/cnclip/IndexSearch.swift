@@ -84,7 +84,7 @@ struct IndexSearch: ParsableCommand {
     private func writePredictions(gallery: GalleryIndex, model: ChineseCLIPModel, textData: String, output: String, context: Int) throws {
         var ids: [String] = [], features: [Float] = []
         try FeatureExtractor(model: model).extractTextFeatures(jsonlPath: textData, batchSize: textBatchSize, contextLength: context) { batch, f in
-            ids += batch.map(GalleryBuilder.renderedID)
+            ids += batch.map { pythonDumps($0) }  // as json.dumps renders a text_id
             features += f.scalars
         }
         let hits = try features.withUnsafeBufferPointer { try gallery.searchImages($0, queryCount: ids.count, k: topK, approximate: approximate) }

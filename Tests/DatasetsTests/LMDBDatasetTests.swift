@@ -161,22 +161,3 @@ final class LMDBDatasetTests: XCTestCase {
         XCTAssertEqual(got.map(\.1), [1, 2, 3])
     }
 }
-
-/// The JSON parser keeps Python's types and reports where a line is broken.
-final class JSONValueTests: XCTestCase {
-    func testParsesAsPythonJSONLoads() throws {
-        let v = try JSONValue.parse(#" {"a": [1, -2, 1.0, 2.5e3, true, false, null], "s": "x\"\\\/\n\u4e2d\ud83d\ude00", "e": {}, "l": []} "#)
-        XCTAssertEqual(v, .object(["a": .array([.int(1), .int(-2), .double(1), .double(2500), .bool(true), .bool(false), .null]),
-                                   "s": .string("x\"\\/\n中😀"), "e": .object([:]), "l": .array([])]))
-        XCTAssertEqual(try JSONValue.parse("\"皮卡丘\""), .string("皮卡丘"))
-        XCTAssertEqual(JSONValue.double(1).pickleValue, .float(1))
-    }
-
-    func testSyntaxErrorsNameTheColumn() {
-        for (text, column) in [("{\"a\": 1", 8), ("{\"a\" 1}", 6), ("[1, 2,]", 7), ("01", 1), ("{\"a\": tru}", 7), ("\"abc", 5), ("1 2", 3), ("", 1)] {
-            XCTAssertThrowsError(try JSONValue.parse(text), text) { error in
-                XCTAssertEqual((error as? JSONSyntaxError)?.column, column, "\(text): \(error)")
-            }
-        }
-    }
-}

@@ -27,3 +27,37 @@ final class PythonJSONTests: XCTestCase {
         XCTAssertEqual([Double.nan, .infinity, -.infinity].map(PythonJSON.number), ["NaN", "Infinity", "-Infinity"])
     }
 }
+
+/// The parser gives what Python's `json.loads` gives: its types, its key order, its error messages.
+final class PyJSONParserTests: XCTestCase {
+    func testParsesAsPythonJSONLoads() throws {
+        let v = try PyJSONParser.parse(#" {"a": [1, -2, 1.0, 2.5e3, true, false, null], "s": "x\"\\\/\n\u4e2d\ud83d\ude00", "e": {}, "l": [], "a": 7} "#)
+        // A repeated key keeps its first position and its last value, as a Python dict does.
+        XCTAssertEqual(v, .object([(key: "a", value: .int(7)), (key: "s", value: .string("x\"\\/\n中😀")),
+                                   (key: "e", value: .object([])), (key: "l", value: .array([]))]))
+        XCTAssertEqual(try PyJSONParser.parse("[1, -2, 1.0, 2.5e3, true, null, 123456789012345678901234567890]"),
+                       .array([.int(1), .int(-2), .float(1), .float(2500), .bool(true), .null, .bigInt("123456789012345678901234567890")]))
+        XCTAssertEqual(try PyJSONParser.parse("\"皮卡丘\""), .string("皮卡丘"))
+        XCTAssertEqual(try PyJSONParser.parse("[NaN, -Infinity]"), .array([.float(.nan), .float(-.infinity)]))
+    }
+
+    /// `json.loads(text)` raises JSONDecodeError with these messages (CPython 3.11).
+    func testSyntaxErrorsReadAsPythonsMessages() {
+        let cases = [
+            ("{\"a\": 1", "Expecting ',' delimiter: line 1 column 8 (char 7)"),
+            ("{\"a\" 1}", "Expecting ':' delimiter: line 1 column 6 (char 5)"),
+            ("[1, 2,]", "Expecting value: line 1 column 7 (char 6)"),
+            ("01", "Extra data: line 1 column 2 (char 1)"),
+            ("{\"a\": tru}", "Expecting value: line 1 column 7 (char 6)"),
+            ("\"abc", "Unterminated string starting at: line 1 column 1 (char 0)"),
+            ("1 2", "Extra data: line 1 column 3 (char 2)"),
+            ("", "Expecting value: line 1 column 1 (char 0)"),
+            ("{\"名\": x}", "Expecting value: line 1 column 7 (char 6)"),
+        ]
+        for (text, python) in cases {
+            XCTAssertThrowsError(try PyJSONParser.parse(text), text) { error in
+                XCTAssertEqual((error as? PyJSONSyntaxError)?.pythonMessage(in: text), python, text)
+            }
+        }
+    }
+}

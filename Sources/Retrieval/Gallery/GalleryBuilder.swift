@@ -189,7 +189,8 @@ public final class GalleryBuilder {
                 guard let id = object["text_id"], let text = object["text"] else {
                     throw DatasetError.malformedLine(file: captions, line: line, reason: "a caption needs \"text_id\" and \"text\"")
                 }
-                texts.append((Self.renderedID(id), text.pythonString))
+                // The id as json.dumps renders it (what prediction files echo).
+                texts.append((pythonDumps(id), pythonStr(text)))
             }
             var next = 0
             let extractor = FeatureExtractor(model: model)
@@ -404,21 +405,6 @@ public final class GalleryBuilder {
         guard lines.count == count else { throw GalleryError.badIndex(path: path, reason: "fewer than the manifest's \(count) lines") }
         try truncate(file: path, to: end)
         return lines
-    }
-
-    /// A `text_id` from a texts JSONL as json.dumps renders it (what prediction files echo).
-    public static func renderedID(_ v: JSONValue) -> String { pythonDumps(pyJSON(v)) }
-
-    static func pyJSON(_ v: JSONValue) -> PyJSON {
-        switch v {
-        case .null: return .null
-        case .bool(let b): return .bool(b)
-        case .int(let i): return .int(Int64(i))
-        case .double(let d): return .float(d)
-        case .string(let s): return .string(s)
-        case .array(let a): return .array(a.map(pyJSON))
-        case .object(let o): return .object(o.sorted { $0.key < $1.key }.map { (key: $0.key, value: pyJSON($0.value)) })
-        }
     }
 }
 

@@ -1,9 +1,9 @@
-// JSON as Python's `json` module reads and writes it. Hand-written (not Foundation's JSONSerialization) because
-// parity depends on details Foundation does not keep: ints vs floats (`isinstance(x, int)` checks in the
-// evaluation scripts), NaN/Infinity literals, arbitrary-size ints, duplicate keys (last wins, first position),
-// and the exact text `json.dumps` writes (`", "`/`": "` separators, ensure_ascii escapes, float repr).
+// JSON as Python's `json.loads` reads it (PythonJSON.swift writes it back as `json.dumps` does). Hand-written (not
+// Foundation's JSONSerialization or JSONDecoder) because parity depends on details Foundation does not keep: ints vs
+// floats (`isinstance(x, int)` checks in the evaluation scripts; a pickled `1.0` stays a float), NaN/Infinity
+// literals, arbitrary-size ints, duplicate keys (last wins, first position), Python's error messages; and because
+// it is one pass over the bytes (a JSONDecoder into an enum once made caption parsing a third of `build-lmdb`).
 
-import Essentials
 import Foundation
 
 /// A JSON value with the distinctions Python's `json` keeps (int vs float, key order).
@@ -103,13 +103,22 @@ public struct PyJSONSyntaxError: Error, CustomStringConvertible {
     public var reason: String
     /// A one-line message.
     public var description: String { "\(reason) at byte \(offset)" }
+
+    /// Python's `JSONDecodeError` text for this error in `json.loads(line)` (positions in characters, as Python counts).
+    public func pythonMessage(in line: String) -> String {
+        let pos = String(decoding: Array(line.utf8).prefix(offset), as: UTF8.self).unicodeScalars.count
+        return "\(reason): line 1 column \(pos + 1) (char \(pos))"
+    }
 }
 
 /// A parser accepting exactly what Python's `json.loads` accepts (strict mode) on one document.
 public struct PyJSONParser {
-    let p: UnsafePointer<UInt8>
-    let end: Int
-    var i = 0
+    /// The bytes parsed (readers of one fixed layout, such as feature files, drive the parser field by field).
+    package let p: UnsafePointer<UInt8>
+    /// One past the last byte.
+    package let end: Int
+    /// The next byte to read.
+    package var i = 0
 
     /// Parses the whole of `bytes` as one JSON document (surrounding JSON whitespace allowed).
     public static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws -> PyJSON {
@@ -128,13 +137,16 @@ public struct PyJSONParser {
         return try t.withUTF8 { try parse($0) }
     }
 
-    init(p: UnsafePointer<UInt8>, end: Int) { self.p = p; self.end = end }
+    /// A parser at the start of `end` bytes at `p`.
+    package init(p: UnsafePointer<UInt8>, end: Int) { self.p = p; self.end = end }
 
-    @inline(__always) mutating func skipSpace() {
+    /// Skips JSON whitespace.
+    @inline(__always) package mutating func skipSpace() {
         while i < end, p[i] == 0x20 || p[i] == 0x09 || p[i] == 0x0A || p[i] == 0x0D { i += 1 }
     }
 
-    func fail(_ reason: String) -> PyJSONSyntaxError { PyJSONSyntaxError(offset: i, reason: reason) }
+    /// An error at the current byte.
+    package func fail(_ reason: String) -> PyJSONSyntaxError { PyJSONSyntaxError(offset: i, reason: reason) }
 
     mutating func literal(_ word: StaticString) -> Bool {
         let n = word.utf8CodeUnitCount
@@ -144,7 +156,8 @@ public struct PyJSONParser {
         return true
     }
 
-    mutating func value() throws -> PyJSON {
+    /// Parses the value starting at the current byte.
+    package mutating func value() throws -> PyJSON {
         guard i < end else { throw fail("Expecting value") }
         switch p[i] {
         case UInt8(ascii: "{"): return try object()
@@ -247,7 +260,7 @@ public struct PyJSONParser {
     }
 
     /// Parses a string starting at its opening quote (strict: no raw control characters).
-    mutating func string() throws -> String {
+    package mutating func string() throws -> String {
         i += 1
         let start = i
         // Fast path: no escapes.
@@ -300,99 +313,10 @@ public struct PyJSONParser {
 }
 
 /// Correctly rounded text → double (C `strtod`), on a byte range holding a JSON number.
-func strtodBytes(_ p: UnsafePointer<UInt8>, _ n: Int) -> Double {
+package func strtodBytes(_ p: UnsafePointer<UInt8>, _ n: Int) -> Double {
     withUnsafeTemporaryAllocation(of: CChar.self, capacity: n + 1) { buf in
         for k in 0..<n { buf[k] = CChar(bitPattern: p[k]) }
         buf[n] = 0
         return strtod(buf.baseAddress!, nil)
     }
 }
-
-// MARK: - Writing, as Python writes
-
-/// Python's `str(x)` for a JSON value, as the evaluation scripts' messages format them.
-public func pythonStr(_ v: PyJSON) -> String {
-    if case .string(let s) = v { return s }
-    return pythonRepr(v)
-}
-
-/// Python's `repr(x)` for a JSON value (`None`, `True`, `'text'`, `[1, 'a']`, `{'k': 1}`).
-public func pythonRepr(_ v: PyJSON) -> String {
-    switch v {
-    case .null: return "None"
-    case .bool(let b): return b ? "True" : "False"
-    case .int(let i): return String(i)
-    case .bigInt(let s): return s
-    case .float(let d): return PythonJSON.repr(d)
-    case .string(let s): return pythonStringRepr(s)
-    case .array(let a): return "[" + a.map(pythonRepr).joined(separator: ", ") + "]"
-    case .object(let o): return "{" + o.map { pythonStringRepr($0.key) + ": " + pythonRepr($0.value) }.joined(separator: ", ") + "}"
-    }
-}
-
-/// Python's `repr(str)`: single quotes unless the text has `'` and no `"`; escapes for non-printable characters.
-func pythonStringRepr(_ s: String) -> String {
-    let quote: Character = s.contains("'") && !s.contains("\"") ? "\"" : "'"
-    var out = String(quote)
-    for u in s.unicodeScalars {
-        switch u {
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if Character(u) == quote { out += "\\" + String(quote) }
-            else if u.value < 0x20 || (u.value >= 0x7F && u.value <= 0xA0) || u.value == 0xAD {
-                out += "\\x" + hex(u.value, 2)
-            } else if u.properties.generalCategory == .unassigned || u.properties.generalCategory == .lineSeparator
-                        || u.properties.generalCategory == .paragraphSeparator || u.properties.generalCategory == .format
-                        || u.properties.generalCategory == .spaceSeparator && u != " " || u.properties.generalCategory == .privateUse
-                        || u.properties.generalCategory == .surrogate {
-                out += u.value <= 0xFF ? "\\x" + hex(u.value, 2) : u.value <= 0xFFFF ? "\\u" + hex(u.value, 4) : "\\U" + hex(u.value, 8)
-            } else { out.unicodeScalars.append(u) }
-        }
-    }
-    return out + String(quote)
-}
-
-func hex(_ v: UInt32, _ width: Int) -> String {
-    let h = String(v, radix: 16)
-    return String(repeating: "0", count: max(0, width - h.count)) + h
-}
-
-/// Appends `json.dumps(v)` (default arguments: ensure_ascii, `", "` and `": "` separators) to `out`.
-public func pythonDumps(_ v: PyJSON, into out: inout [UInt8]) {
-    switch v {
-    case .null: out += Array("null".utf8)
-    case .bool(let b): out += Array((b ? "true" : "false").utf8)
-    case .int(let i): out += Array(String(i).utf8)
-    case .bigInt(let s): out += Array(s.utf8)
-    case .float(let d):
-        out += Array(PythonJSON.number(d).utf8)
-    case .string(let s): PythonJSON.appendString(s, into: &out)
-    case .array(let a):
-        out.append(UInt8(ascii: "["))
-        for (k, x) in a.enumerated() {
-            if k > 0 { out += [0x2C, 0x20] }
-            pythonDumps(x, into: &out)
-        }
-        out.append(UInt8(ascii: "]"))
-    case .object(let o):
-        out.append(UInt8(ascii: "{"))
-        for (k, kv) in o.enumerated() {
-            if k > 0 { out += [0x2C, 0x20] }
-            PythonJSON.appendString(kv.key, into: &out)
-            out += [0x3A, 0x20]
-            pythonDumps(kv.value, into: &out)
-        }
-        out.append(UInt8(ascii: "}"))
-    }
-}
-
-/// `json.dumps(v)` as a String.
-public func pythonDumps(_ v: PyJSON) -> String {
-    var out = [UInt8]()
-    pythonDumps(v, into: &out)
-    return String(decoding: out, as: UTF8.self)
-}
-
