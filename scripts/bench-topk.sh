@@ -102,7 +102,7 @@ Command: `scripts/bench-topk.sh {nt} {ni} {dim}`
 | peak RSS | {ref_kb if ref_kb == "n/a" else f"{int(ref_kb) / 1024:.0f} MB"} | {int(ours_kb) / 1024:.0f} MB | |
 
 Same predictions as the reference: {same}. Lines can only differ where two different images score within the
-reference's float32 rounding (~1e-7) of each other; see `Sources/Retrieval/TopK.swift`.
+reference's float32 rounding (~1e-7) of each other; see `Sources/Evaluation/TopK.swift`.
 """)
 PY
 cat "$work/section.md"

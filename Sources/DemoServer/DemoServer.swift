@@ -2,7 +2,7 @@
 // `/thumbnails/`. Every refusal is a JSON body `{"error": {"status": …, "code": …, "message": …}}` with a 4xx
 // status; the API is documented in the README ("检索服务" / "Retrieval service").
 //
-// JSON is read and written with Retrieval's PyJSON (the parser reports the column of a syntax error; the writer
+// JSON is read and written with Essentials' PyJSON (the parser reports the column of a syntax error; the writer
 // escapes non-ASCII, which every client reads).
 
 import Essentials
@@ -10,7 +10,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
-import Retrieval
+import Gallery
 
 /// How the server listens and what it accepts.
 public struct DemoServerConfiguration: Sendable {

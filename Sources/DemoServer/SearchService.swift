@@ -4,7 +4,8 @@
 import ChineseCLIP
 import Foundation
 import Imaging
-import Retrieval
+import Evaluation
+import Gallery
 import Tensors
 import Tokenization
 

@@ -3,6 +3,8 @@ import ChineseCLIP
 import Datasets
 import Distributed
 import Essentials
+import Evaluation
+import FeatureExtraction
 import Foundation
 import Tensors
 

@@ -1,9 +1,8 @@
 // `cnclip index`: the searchable galleries `cnclip serve` serves (build, add, search).
 
 import ArgumentParser
-import Datasets
 import Foundation
-import Retrieval
+import Gallery
 
 /// `cnclip index`: groups the gallery subcommands.
 struct Index: ParsableCommand {

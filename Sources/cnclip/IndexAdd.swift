@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import Retrieval
+import Gallery
 
 /// `cnclip index add`: grows an existing gallery with images (and captions) it does not hold yet.
 struct IndexAdd: ParsableCommand {

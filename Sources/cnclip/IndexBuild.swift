@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import Retrieval
+import Gallery
 
 /// `cnclip index build`: a new gallery directory from images (and captions).
 struct IndexBuild: ParsableCommand {

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import Retrieval
+import Gallery
 
 /// `cnclip index recall`: recall@k of a FAISS index against exact search, on a synthetic gallery of any size.
 struct IndexRecall: ParsableCommand {

@@ -2,8 +2,9 @@ import ArgumentParser
 import ChineseCLIP
 import Datasets
 import Essentials
+import FeatureExtraction
 import Foundation
-import Retrieval
+import Gallery
 import Tensors
 import Tokenization
 

@@ -4,7 +4,7 @@
 
 import ArgumentParser
 import Foundation
-import Retrieval
+import Evaluation
 
 /// The flags of `make_topk_predictions.py` and `make_topk_predictions_tr.py`.
 struct TopKFlags: ParsableArguments {

@@ -1,7 +1,7 @@
 import ArgumentParser
 import DemoServer
 import Foundation
-import Retrieval
+import Gallery
 
 /// `cnclip serve`: the retrieval demo — a web page and a JSON API over a gallery built by `cnclip index build`.
 struct Serve: AsyncParsableCommand {

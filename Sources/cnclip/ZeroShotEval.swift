@@ -1,7 +1,7 @@
 import ArgumentParser
 import ChineseCLIP
 import Foundation
-import Retrieval
+import Evaluation
 
 /// `cnclip zeroshot-eval`: cn-clip's `zeroshot_evaluation.py` — zero-shot top-1 accuracy and the ELEVATER file.
 struct ZeroShotEval: ParsableCommand {

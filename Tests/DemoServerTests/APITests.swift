@@ -2,7 +2,8 @@ import ChineseCLIP
 import DemoServer
 import Foundation
 import Imaging
-import Retrieval
+import Evaluation
+import Gallery
 import TestSupport
 import XCTest
 

@@ -1,7 +1,8 @@
 import ChineseCLIP
 import Foundation
 import Imaging
-import Retrieval
+import Evaluation
+import Gallery
 import TestSupport
 import XCTest
 

@@ -1,8 +1,8 @@
-"""Writes Sources/Retrieval/Resources/zeroshot_templates.json from the installed reference (cn-clip 1.6.0).
+"""Writes Sources/Evaluation/Resources/zeroshot_templates.json from the installed reference (cn-clip 1.6.0).
 
 Each prompt template of `cn_clip/eval/cvinw_zeroshot_templates.py` is a function of the class name; calling
 it with the placeholder "{}" gives its text, which the Swift side fills in again with the label. The file is
-data only: which set a dataset uses is decided in Sources/Retrieval/ZeroShotTemplates.swift.
+data only: which set a dataset uses is decided in Sources/Evaluation/ZeroShotTemplates.swift.
 
 usage (repository root): ~/.cache/cnclip-ref/venv/bin/python scripts/reference/make_zeroshot_templates.py
 """
@@ -21,7 +21,7 @@ for name in sorted(vars(module)):
             assert text.count("{}") == 1, (name, text)
         sets[name] = texts
 
-out = os.path.join("Sources", "Retrieval", "Resources", "zeroshot_templates.json")
+out = os.path.join("Sources", "Evaluation", "Resources", "zeroshot_templates.json")
 with open(out + ".tmp", "w", encoding="utf-8") as f:
     json.dump(sets, f, ensure_ascii=False, indent=1)
     f.write("\n")

@@ -6,7 +6,7 @@ the fixture was made, and in float64 (cn_clip's LayerNorm, which forces fp32, ru
 With OURS_DIR (a --save-dir of `cnclip zeroshot-eval` on the fixture for both datasets, see
 Tests/CLITests/ZeroShotCLITests.swift for the arguments) it also compares ours.
 usage: python probe_zeroshot_accuracy.py [OURS_DIR]   (in the reference environment)
-Printed on this machine, 2026-11-29 (ours: the float64 classifier of Sources/Retrieval/ZeroShotClassifier.swift):
+Printed on this machine, 2026-11-29 (ours: the float64 classifier of Sources/Evaluation/ZeroShotClassifier.swift):
   fixture-objects: reference fp32 vs exact 1.7e-06 unrounded, 2.0e-06 rounded; ours vs exact 1.9e-07 unrounded
   (measured from the test's probabilities), 1.0e-06 rounded; ours vs fixture 2.0e-06 rounded.
   food-101: reference 1.3e-06 / 2.0e-06; ours 2.7e-07 / 1.0e-06; ours vs fixture 2.0e-06.

@@ -4,7 +4,6 @@
 
 import Essentials
 import Foundation
-import NeuralNet
 import Tensors
 
 /// Recall of approximate search against exact search, and the synthetic galleries it is measured on.

@@ -15,6 +15,7 @@
 import Checkpoints
 import Datasets
 import Essentials
+import Evaluation
 import Foundation
 import Tensors
 

@@ -2,7 +2,7 @@ import Essentials
 import Foundation
 import Tensors
 import XCTest
-@testable import Retrieval
+@testable import Evaluation
 
 /// Parity of the Retrieval library with the reference eval scripts (fixtures in Tests/Fixtures/eval and eval-errors).
 final class RetrievalTests: XCTestCase {

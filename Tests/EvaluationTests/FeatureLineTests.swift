@@ -1,4 +1,4 @@
-@testable import Datasets
+@testable import Evaluation
 import Essentials
 import Foundation
 import XCTest

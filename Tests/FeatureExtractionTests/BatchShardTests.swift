@@ -1,4 +1,4 @@
-import Datasets
+import FeatureExtraction
 import XCTest
 
 /// Which batches each process of a job computes (`BatchShard`).

@@ -1,6 +1,6 @@
 import ChineseCLIP
 import Foundation
-@testable import Retrieval
+@testable import Evaluation
 import Tensors
 import XCTest
 

@@ -339,3 +339,24 @@ public struct FeatureFileWriter {
         }
     }
 }
+
+/// One line of a feature file, formatted as the reference's `json.dumps({"image_id": id, "feature": [...]})` writes it.
+public enum FeatureLine {
+    /// `{"<idKey>": <id>, "feature": [f0, f1, …]}` with each float32 written as Python's `repr` of its float64 value.
+    ///
+    /// Python prints `float(np.float32(x))` with the shortest repr that round-trips the float64 (`PythonJSON.repr`).
+    public static func format(idKey: String, id: String, feature: UnsafeBufferPointer<Float>) -> String {
+        var line = "{\"\(idKey)\": \(id), \"feature\": ["
+        line.reserveCapacity(24 + feature.count * 22)
+        for (i, f) in feature.enumerated() {
+            if i > 0 { line += ", " }
+            line += pythonFloatRepr(f)
+        }
+        return line + "]}\n"
+    }
+
+    /// Python's `repr(float(x))` for a float32 `x` (`NaN`/`Infinity` as `json.dumps` writes them).
+    public static func pythonFloatRepr(_ f: Float) -> String {
+        PythonJSON.number(Double(f))
+    }
+}

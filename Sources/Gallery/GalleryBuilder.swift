@@ -12,10 +12,10 @@
 import ChineseCLIP
 import Datasets
 import Essentials
+import FeatureExtraction
 import Foundation
 import Imaging
 import Tensors
-import Tokenization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -285,73 +285,47 @@ public final class GalleryBuilder {
 
     // MARK: The image pipeline
 
-    private struct PreparedBatch {
-        var ids: [String]
-        var pixels: [Float]
-        var thumbnails: [Data]
-    }
-
     /// Reads `source` in order, skipping ids for which `skip` says so, and calls `write` with each batch's ids,
     /// features `[n, dim]` and JPEG thumbnails.
     private func encodeImages(_ source: GalleryImageSource, skip: @escaping (String) -> Bool,
                               write: (_ ids: [String], _ features: [Float], _ thumbnails: [Data]) throws -> Void) throws {
-        let resolution = model.resolution, plane = 3 * resolution * resolution
+        let resolution = model.resolution
         let batchSize = options.batchSize, thumbSize = options.thumbnailSize, quality = options.thumbnailQuality
-        let queue = BoundedQueue<Result<PreparedBatch, Error>>(capacity: 2)
         let sourceName = source.path
-        let producer = Thread {
-            var pending: [GalleryImageSource.Item] = []
-            var seen = Set<String>()
-            func ship() -> Bool {
-                let batch = pending
-                pending.removeAll(keepingCapacity: true)
-                var pixels = [Float](repeating: 0, count: batch.count * plane)
-                var thumbs = [Data](repeating: Data(), count: batch.count)
-                let failure = FirstError()
-                pixels.withUnsafeMutableBufferPointer { out in
-                    thumbs.withUnsafeMutableBufferPointer { tout in
-                        let base = SendablePointer(pointer: out.baseAddress!), tbase = SendablePointer(pointer: tout.baseAddress!)
-                        DispatchQueue.concurrentPerform(iterations: batch.count) { i in
-                            do {
-                                let image = try Image(data: try batch[i].bytes(), name: "\(sourceName) id \(batch[i].id)")
-                                let chw = image.preprocess(resolution: resolution)
-                                chw.withUnsafeBufferPointer { (base.pointer + i * plane).update(from: $0.baseAddress!, count: plane) }
-                                (tbase.pointer + i).pointee = try Self.thumbnail(image, size: thumbSize, quality: quality)
-                            } catch {
-                                failure.record(GalleryError.badImage(source: sourceName, id: batch[i].id, reason: "\(error)"))
-                            }
-                        }
-                    }
-                }
-                if let error = failure.error { _ = queue.put(.failure(error)); return false }
-                return queue.put(.success(PreparedBatch(ids: batch.map(\.id), pixels: pixels, thumbnails: thumbs)))
-            }
-            do {
+        var done = 0
+        try BatchPipeline.run(
+            floatsPerItem: 3 * resolution * resolution,
+            produce: { ship in
+                var pending: [GalleryImageSource.Item] = []
+                var seen = Set<String>()
                 var going = true
                 try source.forEach { item in
                     if !seen.insert(item.id).inserted { throw GalleryError.duplicateID(source: sourceName, id: item.id) }
                     if skip(item.id) { return true }
                     pending.append(item)
-                    if pending.count == batchSize { going = ship() }
+                    if pending.count == batchSize {
+                        going = ship(pending)
+                        pending.removeAll(keepingCapacity: true)
+                    }
                     return going
                 }
-                if going && !pending.isEmpty { _ = ship() }
-            } catch {
-                _ = queue.put(.failure(error))
-            }
-            queue.close()
-        }
-        producer.stackSize = 8 << 20
-        producer.start()
-        defer { queue.cancel() }
-        var done = 0
-        while let item = queue.take() {
-            let batch = try item.get()
-            let input = Tensor(shape: [batch.ids.count, 3, resolution, resolution], scalars: batch.pixels)
-            try write(batch.ids, model.encodeImages(preprocessed: input, normalized: true).scalars, batch.thumbnails)
-            done += batch.ids.count
-            progress?("images", done, nil)
-        }
+                if going { _ = ship(pending) }
+            },
+            prepare: { item, pixels in
+                do {
+                    let image = try Image(data: try item.bytes(), name: "\(sourceName) id \(item.id)")
+                    _ = pixels.update(fromContentsOf: image.preprocess(resolution: resolution))
+                    return try Self.thumbnail(image, size: thumbSize, quality: quality)
+                } catch {
+                    throw GalleryError.badImage(source: sourceName, id: item.id, reason: "\(error)")
+                }
+            },
+            consume: { items, pixels, thumbnails in
+                let input = Tensor(shape: [items.count, 3, resolution, resolution], scalars: pixels)
+                try write(items.map(\.id), model.encodeImages(preprocessed: input, normalized: true).scalars, thumbnails)
+                done += items.count
+                progress?("images", done, nil)
+            })
     }
 
     /// A JPEG of `image` in RGB whose longer side is at most `size` (never enlarged), resized bicubically.

@@ -47,7 +47,7 @@ public enum ZeroShotTemplates {
 
     private static let cache = Result<[String: [String]], Error> {
         guard let url = Bundle.module.url(forResource: "zeroshot_templates", withExtension: "json") else {
-            throw ZeroShotError.io(path: "zeroshot_templates.json", reason: "resource missing from the Retrieval bundle")
+            throw ZeroShotError.io(path: "zeroshot_templates.json", reason: "resource missing from the Evaluation bundle")
         }
         do {
             return try JSONDecoder().decode([String: [String]].self, from: Data(contentsOf: url))

@@ -1,0 +1,62 @@
+// The few thread primitives the pipelines share: a pointer several workers write disjoint parts of, the first
+// error any of them hit, and a bounded queue between a producer thread and its consumer.
+
+import Foundation
+
+/// A pointer handed to worker threads that each write their own disjoint slice of it.
+public struct SendablePointer<T>: @unchecked Sendable {  // sound: every worker writes only its own indices
+    /// The shared pointer.
+    public let pointer: UnsafeMutablePointer<T>
+    /// Wraps `pointer`.
+    public init(pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }
+}
+
+/// The first error recorded by any of several threads.
+public final class FirstError: @unchecked Sendable {  // sound: the lock guards `first`
+    private let lock = NSLock()
+    private var first: Error?
+    /// An empty record.
+    public init() {}
+    /// Keeps `e` unless an error was recorded before.
+    public func record(_ e: Error) { lock.lock(); if first == nil { first = e }; lock.unlock() }
+    /// The first error recorded, if any.
+    public var error: Error? { lock.lock(); defer { lock.unlock() }; return first }
+}
+
+/// A FIFO of at most `capacity` items between one producer and one consumer thread.
+public final class BoundedQueue<T> {
+    private var items: [T] = []
+    private let capacity: Int
+    private let condition = NSCondition()
+    private var closed = false
+    private var cancelled = false
+
+    /// A queue holding at most `capacity` items.
+    public init(capacity: Int) { self.capacity = capacity }
+
+    /// Adds `item`, waiting while full; returns false when the consumer has cancelled.
+    public func put(_ item: T) -> Bool {
+        condition.lock(); defer { condition.unlock() }
+        while items.count >= capacity && !cancelled { condition.wait() }
+        if cancelled { return false }
+        items.append(item)
+        condition.broadcast()
+        return true
+    }
+
+    /// No more items will come.
+    public func close() { condition.lock(); closed = true; condition.broadcast(); condition.unlock() }
+
+    /// The consumer stops; a waiting producer is released.
+    public func cancel() { condition.lock(); cancelled = true; items.removeAll(); condition.broadcast(); condition.unlock() }
+
+    /// The next item, waiting while empty; nil once closed and drained.
+    public func take() -> T? {
+        condition.lock(); defer { condition.unlock() }
+        while items.isEmpty && !closed { condition.wait() }
+        if items.isEmpty { return nil }
+        let item = items.removeFirst()
+        condition.broadcast()
+        return item
+    }
+}
