@@ -7,7 +7,7 @@ import Essentials
 import Foundation
 
 /// Everything that can go wrong reading or writing checkpoints; each message names the file and the key, entry or offset.
-public enum CheckpointError: UserFacingError, Equatable, LocalizedError {
+package enum CheckpointError: UserFacingError, Equatable, LocalizedError {
     /// The file could not be opened, mapped, read or written.
     case io(file: String, reason: String)
     /// The file is not a zip archive (and not another format we recognise).
@@ -40,7 +40,7 @@ public enum CheckpointError: UserFacingError, Equatable, LocalizedError {
     case unsupportedFormat(file: String, reason: String)
 
     /// A one-line message naming the file and the entry, key or offset at fault.
-    public var description: String {
+    package var description: String {
         switch self {
         case let .io(file, reason): return "\(file): \(reason)"
         case let .notZip(file, reason): return "\(file): not a zip archive (\(reason))"
@@ -64,5 +64,5 @@ public enum CheckpointError: UserFacingError, Equatable, LocalizedError {
     }
 
     /// Same as `description`, for `localizedDescription`.
-    public var errorDescription: String? { description }
+    package var errorDescription: String? { description }
 }

@@ -8,12 +8,12 @@ import Foundation
 import Tensors
 
 /// Element types found in torch storages and safetensors files.
-public enum CheckpointDType: String, Sendable, CaseIterable {
+package enum CheckpointDType: String, Sendable, CaseIterable {
     /// One case per element type, named as torch names it.
     case float32, float16, bfloat16, float64, int64, int32, int16, int8, uint8, bool
 
     /// Bytes per element.
-    public var byteSize: Int {
+    package var byteSize: Int {
         switch self {
         case .float64, .int64: return 8
         case .float32, .int32: return 4
@@ -23,7 +23,7 @@ public enum CheckpointDType: String, Sendable, CaseIterable {
     }
 
     /// True for float32/float16/bfloat16/float64.
-    public var isFloatingPoint: Bool {
+    package var isFloatingPoint: Bool {
         switch self {
         case .float32, .float16, .bfloat16, .float64: return true
         default: return false
@@ -31,7 +31,7 @@ public enum CheckpointDType: String, Sendable, CaseIterable {
     }
 
     /// The dtype of a torch storage class name such as `FloatStorage`, or nil for one we do not read.
-    public init?(torchStorage name: String) {
+    package init?(torchStorage name: String) {
         switch name {
         case "FloatStorage": self = .float32
         case "HalfStorage": self = .float16
@@ -48,7 +48,7 @@ public enum CheckpointDType: String, Sendable, CaseIterable {
     }
 
     /// The dtype of a safetensors dtype string such as `F32`, or nil for one we do not read.
-    public init?(safetensors name: String) {
+    package init?(safetensors name: String) {
         switch name {
         case "F32": self = .float32
         case "F16": self = .float16
@@ -65,7 +65,7 @@ public enum CheckpointDType: String, Sendable, CaseIterable {
     }
 
     /// The safetensors dtype string (`F32`, `I64`, ...).
-    public var safetensorsName: String {
+    package var safetensorsName: String {
         switch self {
         case .float32: return "F32"
         case .float16: return "F16"
@@ -82,9 +82,9 @@ public enum CheckpointDType: String, Sendable, CaseIterable {
 }
 
 /// A tensor read from a checkpoint: its stored dtype and shape, with values as fp32 `Tensor` (floating) or `[Int64]` (integer).
-public struct CheckpointTensor: @unchecked Sendable, Equatable, CustomStringConvertible {
+package struct CheckpointTensor: @unchecked Sendable, Equatable, CustomStringConvertible {
     /// The values: fp32 for every floating dtype, exact 64-bit integers for every integer or bool dtype.
-    public enum Values {
+    package enum Values {
         /// fp32 elements, contiguous row-major.
         case float(Tensor)
         /// Integer elements, row-major.
@@ -92,16 +92,16 @@ public struct CheckpointTensor: @unchecked Sendable, Equatable, CustomStringConv
     }
 
     /// The dtype the file stored (the values may have been widened to fp32 / Int64).
-    public let dtype: CheckpointDType
+    package let dtype: CheckpointDType
     /// Dimensions, outermost first (`[]` for a 0-d scalar).
-    public let shape: [Int]
+    package let shape: [Int]
     /// The elements.
-    public let values: Values
+    package let values: Values
     /// The memory map the fp32 values borrow, or nil when they were copied or converted.
-    public let mapping: MappedFile?
+    package let mapping: MappedFile?
 
     /// A floating tensor of stored type `dtype` whose fp32 values are `tensor` (shape taken from it).
-    public init(_ tensor: Tensor, dtype: CheckpointDType = .float32, mapping: MappedFile? = nil) {
+    package init(_ tensor: Tensor, dtype: CheckpointDType = .float32, mapping: MappedFile? = nil) {
         self.dtype = dtype
         self.shape = tensor.shape
         self.values = .float(tensor)
@@ -109,7 +109,7 @@ public struct CheckpointTensor: @unchecked Sendable, Equatable, CustomStringConv
     }
 
     /// An integer tensor of stored type `dtype` with row-major `values` of shape `shape`.
-    public init(shape: [Int], integers: [Int64], dtype: CheckpointDType = .int64) {
+    package init(shape: [Int], integers: [Int64], dtype: CheckpointDType = .int64) {
         precondition(shape.reduce(1, *) == integers.count, "shape \(shape) needs \(shape.reduce(1, *)) values, got \(integers.count)")
         self.dtype = dtype
         self.shape = shape
@@ -118,13 +118,13 @@ public struct CheckpointTensor: @unchecked Sendable, Equatable, CustomStringConv
     }
 
     /// Number of elements.
-    public var count: Int { shape.reduce(1, *) }
+    package var count: Int { shape.reduce(1, *) }
 
     /// True when the values are fp32 (the stored dtype was floating).
-    public var isFloatingPoint: Bool { if case .float = values { return true } else { return false } }
+    package var isFloatingPoint: Bool { if case .float = values { return true } else { return false } }
 
     /// The values as an fp32 tensor of `shape`; integers are converted (exact up to 2^24).
-    public var tensor: Tensor {
+    package var tensor: Tensor {
         switch values {
         case .float(let t): return t
         case .integer(let v): return Tensor(shape: shape, scalars: v.map { Float($0) })
@@ -132,15 +132,15 @@ public struct CheckpointTensor: @unchecked Sendable, Equatable, CustomStringConv
     }
 
     /// The values as integers, or nil for a floating tensor.
-    public var integers: [Int64]? {
+    package var integers: [Int64]? {
         if case .integer(let v) = values { return v } else { return nil }
     }
 
     /// The values as `Float`s in row-major order (integers converted).
-    public var floats: [Float] { tensor.scalars }
+    package var floats: [Float] { tensor.scalars }
 
     /// Same dtype class, shape and element values (fp32 compared with `==`).
-    public static func == (a: CheckpointTensor, b: CheckpointTensor) -> Bool {
+    package static func == (a: CheckpointTensor, b: CheckpointTensor) -> Bool {
         guard a.shape == b.shape else { return false }
         switch (a.values, b.values) {
         case let (.float(x), .float(y)):
@@ -151,7 +151,7 @@ public struct CheckpointTensor: @unchecked Sendable, Equatable, CustomStringConv
     }
 
     /// The dtype, shape and first values.
-    public var description: String {
+    package var description: String {
         switch values {
         case .float(let t): return "\(dtype)\(shape) \(t.withUnsafeBufferPointer { Array($0.prefix(6)) })\(count > 6 ? "…" : "")"
         case .integer(let v): return "\(dtype)\(shape) \(Array(v.prefix(6)))\(count > 6 ? "…" : "")"

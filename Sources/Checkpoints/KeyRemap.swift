@@ -9,7 +9,7 @@ import Foundation
 import Tensors
 
 /// Converts state dicts between Hugging Face `ChineseCLIPModel` names and the original cn-clip names.
-public enum KeyRemap {
+package enum KeyRemap {
     enum Kind { case exact, transpose, param, prefix }
 
     /// Whole-model entries: original name, Hugging Face name, and how the tensor changes.
@@ -51,7 +51,7 @@ public enum KeyRemap {
     }
 
     /// True when `keys` use Hugging Face names (a `vision_model.` / `text_model.` tree).
-    public static func looksLikeHuggingFace<S: Sequence>(_ keys: S) -> Bool where S.Element == String {
+    package static func looksLikeHuggingFace<S: Sequence>(_ keys: S) -> Bool where S.Element == String {
         keys.contains { $0.hasPrefix("vision_model.") || $0.hasPrefix("text_model.") || $0 == "visual_projection.weight" }
     }
 
@@ -122,7 +122,7 @@ public enum KeyRemap {
     }
 
     /// A Hugging Face `ChineseCLIPModel` state dict under original names: projections transposed, q/k/v fused, pooler and `position_ids` dropped (listed in `dropped`).
-    public static func fromHuggingFace(_ sd: StateDict) throws -> StateDict {
+    package static func fromHuggingFace(_ sd: StateDict) throws -> StateDict {
         var order: [String] = []
         var ready: [String: CheckpointTensor] = [:]
         var parts: [String: [CheckpointTensor?]] = [:]
@@ -158,7 +158,7 @@ public enum KeyRemap {
     }
 
     /// An original-name state dict under Hugging Face `ChineseCLIPModel` names (the inverse of `fromHuggingFace`); RN50 keys have no Hugging Face layout and throw.
-    public static func toHuggingFace(_ sd: StateDict) throws -> StateDict {
+    package static func toHuggingFace(_ sd: StateDict) throws -> StateDict {
         var out = StateDict(source: sd.source)
         out.dropped = sd.dropped
         for (key, t) in sd {

@@ -6,7 +6,7 @@
 import Foundation
 
 /// The checkpoint formats `loadStateDict` recognises.
-public enum CheckpointFormat: String, Sendable {
+package enum CheckpointFormat: String, Sendable {
     /// A `torch.save` zip archive (`.pt`, `.bin`).
     case torchZip
     /// A safetensors file.
@@ -15,7 +15,7 @@ public enum CheckpointFormat: String, Sendable {
     case huggingFaceDirectory
 
     /// Detects the format of `url` from its first bytes (or from being a directory).
-    public static func detect(_ url: URL) throws -> CheckpointFormat {
+    package static func detect(_ url: URL) throws -> CheckpointFormat {
         let path = url.path
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
@@ -38,7 +38,7 @@ public enum CheckpointFormat: String, Sendable {
 }
 
 /// The raw tensors of `url` (no prefix stripping or renaming): a torch file's state dict, a safetensors file, or a Hugging Face directory's weights.
-public func loadRawStateDict(_ url: URL) throws -> StateDict {
+package func loadRawStateDict(_ url: URL) throws -> StateDict {
     switch try CheckpointFormat.detect(url) {
     case .torchZip: return try TorchCheckpoint(url: url).stateDict
     case .safetensors: return try SafeTensors.read(url)
@@ -48,12 +48,12 @@ public func loadRawStateDict(_ url: URL) throws -> StateDict {
 
 /// A checkpoint as every command reads it: the tensors ready for a model and, for a cn-clip training checkpoint,
 /// the dict's other entries (`epoch`, `step`, `name`, `optimizer`), which only `train --resume` reads.
-public struct LoadedCheckpoint: @unchecked Sendable {
+package struct LoadedCheckpoint: @unchecked Sendable {
     /// The tensors after `StateDict.normalizedForModel()`: what is accepted, renamed and dropped is decided there.
-    public var stateDict: StateDict
+    package var stateDict: StateDict
     /// The top-level dict of a `torch.save({"epoch", "step", "name", "state_dict", "optimizer"})` file; nil for a
     /// bare state dict, a safetensors file or a Hugging Face directory, which hold weights only.
-    public var trainingEntries: PickleDict?
+    package var trainingEntries: PickleDict?
 }
 
 /// The one checkpoint loader of every command (encode, extract, zero-shot, index, serve, train): a `.pt`/`.bin`,
@@ -62,7 +62,7 @@ public struct LoadedCheckpoint: @unchecked Sendable {
 /// Mirrors how cn-clip reads checkpoints: its inference scripts (`extract_features.py`, `zeroshot_evaluation.py`)
 /// take `checkpoint["state_dict"]` and strip `module.`; `load_from_name` does the same for released files; its
 /// `main.py` drops `bert.pooler` keys. A bare state dict (no `state_dict` entry) is read as one too.
-public func loadCheckpoint(_ url: URL) throws -> LoadedCheckpoint {
+package func loadCheckpoint(_ url: URL) throws -> LoadedCheckpoint {
     switch try CheckpointFormat.detect(url) {
     case .torchZip:
         let file = try TorchCheckpoint(url: url)
@@ -75,7 +75,7 @@ public func loadCheckpoint(_ url: URL) throws -> LoadedCheckpoint {
 }
 
 /// The tensors of `url` ready for a model: `.pt`/`.bin`/`.safetensors` files or a Hugging Face directory, with `module.` stripped, Hugging Face names mapped to original ones and unused keys dropped (see `StateDict.dropped`).
-public func loadStateDict(_ url: URL) throws -> StateDict {
+package func loadStateDict(_ url: URL) throws -> StateDict {
     try loadCheckpoint(url).stateDict
 }
 

@@ -12,14 +12,14 @@ import Darwin
 #endif
 
 /// A file mapped read-only into memory; unmapped when the last reference (including borrowing tensors) goes away.
-public final class MappedFile: @unchecked Sendable {
+package final class MappedFile: @unchecked Sendable {
     /// The mapped file.
-    public let url: URL
+    package let url: URL
     /// The file's bytes (empty for an empty file).
-    public let bytes: UnsafeRawBufferPointer
+    package let bytes: UnsafeRawBufferPointer
 
     /// Maps `url` read-only; throws `CheckpointError.io` naming the file when it cannot be opened or mapped.
-    public init(url: URL) throws {
+    package init(url: URL) throws {
         self.url = url
         let path = url.path
         let fd = open(path, O_RDONLY)
@@ -42,10 +42,10 @@ public final class MappedFile: @unchecked Sendable {
     }
 
     /// The file's path, for error messages.
-    public var path: String { url.path }
+    package var path: String { url.path }
 
     /// True when `pointer ..< pointer + byteCount` lies inside the mapping.
-    public func contains(_ pointer: UnsafeRawPointer, byteCount: Int) -> Bool {
+    package func contains(_ pointer: UnsafeRawPointer, byteCount: Int) -> Bool {
         guard let base = bytes.baseAddress else { return false }
         return pointer >= base && pointer + byteCount <= base + bytes.count
     }

@@ -12,53 +12,53 @@
 import Foundation
 
 /// A torch storage named by a checkpoint's persistent id `('storage', torch.XStorage, key, location, numel)`.
-public struct TorchStorageRef: Sendable, Hashable {
+package struct TorchStorageRef: Sendable, Hashable {
     /// Element type of the storage class.
-    public let dtype: CheckpointDType
+    package let dtype: CheckpointDType
     /// The archive key: the storage's bytes are entry `data/<key>`.
-    public let key: String
+    package let key: String
     /// The device it was saved from (`cpu`, `cuda:0`); the bytes are the same.
-    public let location: String
+    package let location: String
     /// Number of elements the storage holds.
-    public let count: Int
+    package let count: Int
 }
 
 /// Decodes pickles into `PickleValue`s without executing code; tensors are built through `tensorResolver`.
-public struct PickleDecoder {
+package struct PickleDecoder {
     /// Builds the tensor viewing `storage` at element `offset` with `shape` and element `stride`.
-    public typealias TensorResolver = (_ storage: TorchStorageRef, _ offset: Int, _ shape: [Int], _ stride: [Int]) throws -> CheckpointTensor
+    package typealias TensorResolver = (_ storage: TorchStorageRef, _ offset: Int, _ shape: [Int], _ stride: [Int]) throws -> CheckpointTensor
 
     /// Label used in error messages (a file name, an LMDB key).
-    public var source: String
+    package var source: String
     /// How tensors are materialised; nil makes any tensor in the stream an error.
-    public var tensorResolver: TensorResolver?
+    package var tensorResolver: TensorResolver?
 
     /// A decoder whose errors name `source`; pass `tensorResolver` to decode torch tensors.
-    public init(source: String = "<pickle>", tensorResolver: TensorResolver? = nil) {
+    package init(source: String = "<pickle>", tensorResolver: TensorResolver? = nil) {
         self.source = source
         self.tensorResolver = tensorResolver
     }
 
     /// Decodes one pickle from `bytes` (trailing bytes after STOP are ignored, as in `pickle.loads`).
-    public func decode(_ bytes: UnsafeRawBufferPointer) throws -> PickleValue {
+    package func decode(_ bytes: UnsafeRawBufferPointer) throws -> PickleValue {
         let vm = PickleVM(bytes: bytes, source: source, resolver: tensorResolver)
         return try vm.run()
     }
 
     /// Decodes one pickle from `bytes`.
-    public func decode(_ bytes: [UInt8]) throws -> PickleValue {
+    package func decode(_ bytes: [UInt8]) throws -> PickleValue {
         try bytes.withUnsafeBytes { try decode($0) }
     }
 
     /// Decodes one pickle from `data`.
-    public func decode(_ data: Data) throws -> PickleValue {
+    package func decode(_ data: Data) throws -> PickleValue {
         try data.withUnsafeBytes { try decode($0) }
     }
 }
 
 extension PickleValue {
     /// Decodes a pickle of plain values (no tensors), e.g. an LMDB record; errors name `source`.
-    public static func unpickle(_ bytes: [UInt8], source: String = "<pickle>") throws -> PickleValue {
+    package static func unpickle(_ bytes: [UInt8], source: String = "<pickle>") throws -> PickleValue {
         try PickleDecoder(source: source).decode(bytes)
     }
 }

@@ -12,9 +12,9 @@
 import Foundation
 
 /// Encodes plain `PickleValue`s (None, bool, int, float, str, bytes, tuple, list, dict) as protocol-4 pickles.
-public enum PickleEncoder {
+package enum PickleEncoder {
     /// The bytes `pickle.dumps(value, protocol=4)` gives in CPython; tensors are rejected.
-    public static func encode(_ value: PickleValue) throws -> [UInt8] {
+    package static func encode(_ value: PickleValue) throws -> [UInt8] {
         var w = Writer()
         w.out = [0x80, 4]
         try w.save(value)

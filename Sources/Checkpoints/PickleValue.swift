@@ -6,7 +6,7 @@
 import Foundation
 
 /// A decoded pickle value: plain Python data plus tensors. Python sets decode as `.list`.
-public indirect enum PickleValue: Equatable, CustomStringConvertible, @unchecked Sendable {
+package indirect enum PickleValue: Equatable, CustomStringConvertible, @unchecked Sendable {
     /// Python `None`.
     case none
     /// Python `bool`.
@@ -29,13 +29,13 @@ public indirect enum PickleValue: Equatable, CustomStringConvertible, @unchecked
     case tensor(CheckpointTensor)
 
     /// The value for string key `key` when this is a dict.
-    public subscript(key: String) -> PickleValue? {
+    package subscript(key: String) -> PickleValue? {
         if case .dict(let d) = self { return d[key] }
         return nil
     }
 
     /// The integer, when this is `.int` (or `.bool`, as Python treats it).
-    public var intValue: Int? {
+    package var intValue: Int? {
         switch self {
         case .int(let v): return v
         case .bool(let b): return b ? 1 : 0
@@ -43,7 +43,7 @@ public indirect enum PickleValue: Equatable, CustomStringConvertible, @unchecked
         }
     }
     /// The number, when this is `.float` or `.int`.
-    public var doubleValue: Double? {
+    package var doubleValue: Double? {
         switch self {
         case .float(let v): return v
         case .int(let v): return Double(v)
@@ -51,23 +51,23 @@ public indirect enum PickleValue: Equatable, CustomStringConvertible, @unchecked
         }
     }
     /// The string, when this is `.string`.
-    public var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
+    package var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
     /// The flag, when this is `.bool`.
-    public var boolValue: Bool? { if case .bool(let b) = self { return b } else { return nil } }
+    package var boolValue: Bool? { if case .bool(let b) = self { return b } else { return nil } }
     /// The dict, when this is `.dict`.
-    public var dictValue: PickleDict? { if case .dict(let d) = self { return d } else { return nil } }
+    package var dictValue: PickleDict? { if case .dict(let d) = self { return d } else { return nil } }
     /// The elements, when this is `.list` or `.tuple`.
-    public var arrayValue: [PickleValue]? {
+    package var arrayValue: [PickleValue]? {
         switch self {
         case .list(let a), .tuple(let a): return a
         default: return nil
         }
     }
     /// The tensor, when this is `.tensor`.
-    public var tensorValue: CheckpointTensor? { if case .tensor(let t) = self { return t } else { return nil } }
+    package var tensorValue: CheckpointTensor? { if case .tensor(let t) = self { return t } else { return nil } }
 
     /// A Python-like rendering (tensors shortened).
-    public var description: String {
+    package var description: String {
         switch self {
         case .none: return "None"
         case .bool(let b): return b ? "True" : "False"
@@ -84,35 +84,35 @@ public indirect enum PickleValue: Equatable, CustomStringConvertible, @unchecked
 }
 
 /// An insertion-ordered dict as pickled by Python (`dict` and `OrderedDict` alike).
-public struct PickleDict: Equatable, Sequence, @unchecked Sendable {
+package struct PickleDict: Equatable, Sequence, @unchecked Sendable {
     /// The entries in insertion order.
-    public private(set) var entries: [(key: PickleValue, value: PickleValue)] = []
+    package private(set) var entries: [(key: PickleValue, value: PickleValue)] = []
     private var stringIndex: [String: Int] = [:]
     /// True for a `collections.OrderedDict` (what `torch.save` uses for state dicts); writers pickle it as one.
     /// Not part of equality: Python compares a dict and an OrderedDict by their items.
-    public var isOrderedDict = false
+    package var isOrderedDict = false
 
     /// An empty dict.
-    public init() {}
+    package init() {}
 
     /// A dict of `entries` in order; a repeated key keeps its first position and its last value, as in Python.
-    public init(_ entries: [(key: PickleValue, value: PickleValue)], ordered: Bool = false) {
+    package init(_ entries: [(key: PickleValue, value: PickleValue)], ordered: Bool = false) {
         for (k, v) in entries { self[k] = v }
         isOrderedDict = ordered
     }
 
     /// Number of entries.
-    public var count: Int { entries.count }
+    package var count: Int { entries.count }
     /// The keys in insertion order.
-    public var keys: [PickleValue] { entries.map(\.key) }
+    package var keys: [PickleValue] { entries.map(\.key) }
 
     /// The value for string key `key`.
-    public subscript(key: String) -> PickleValue? {
+    package subscript(key: String) -> PickleValue? {
         stringIndex[key].map { entries[$0].value }
     }
 
     /// The value for `key`; setting replaces in place or appends.
-    public subscript(key: PickleValue) -> PickleValue? {
+    package subscript(key: PickleValue) -> PickleValue? {
         get {
             if case .string(let s) = key { return self[s] }
             return entries.first { $0.key == key }?.value
@@ -136,10 +136,10 @@ public struct PickleDict: Equatable, Sequence, @unchecked Sendable {
     }
 
     /// Iterates the entries in order.
-    public func makeIterator() -> IndexingIterator<[(key: PickleValue, value: PickleValue)]> { entries.makeIterator() }
+    package func makeIterator() -> IndexingIterator<[(key: PickleValue, value: PickleValue)]> { entries.makeIterator() }
 
     /// Same entries in the same order.
-    public static func == (a: PickleDict, b: PickleDict) -> Bool {
+    package static func == (a: PickleDict, b: PickleDict) -> Bool {
         a.entries.count == b.entries.count && zip(a.entries, b.entries).allSatisfy { $0.key == $1.key && $0.value == $1.value }
     }
 }

@@ -17,32 +17,32 @@ import Darwin
 #endif
 
 /// A memory-mapped safetensors file: its header and the tensors it holds.
-public final class SafeTensorsFile: @unchecked Sendable {
+package final class SafeTensorsFile: @unchecked Sendable {
     /// Dtype, shape and byte range of one stored tensor.
-    public struct Info: Sendable, Equatable {
+    package struct Info: Sendable, Equatable {
         /// Stored element type.
-        public let dtype: CheckpointDType
+        package let dtype: CheckpointDType
         /// Dimensions, outermost first.
-        public let shape: [Int]
+        package let shape: [Int]
         /// Byte range within the data section.
-        public let range: Range<Int>
+        package let range: Range<Int>
     }
 
     /// The mapped file.
-    public let file: MappedFile
+    package let file: MappedFile
     /// The `__metadata__` map, if the header has one.
-    public let metadata: [String: String]?
+    package let metadata: [String: String]?
     /// Tensor names in data order (the order the writer laid them out).
-    public let keys: [String]
+    package let keys: [String]
     /// Header entries by name.
-    public let infos: [String: Info]
+    package let infos: [String: Info]
     private let dataStart: Int
 
     /// Maximum header size the reference implementation accepts (100 MB), guarding against garbage lengths.
     static let maxHeader = 100_000_000
 
     /// Maps `url` and validates its header; throws `badSafetensorsHeader` / `badTensor` naming the file and key.
-    public init(url: URL) throws {
+    package init(url: URL) throws {
         file = try MappedFile(url: url)
         let path = file.path
         let bytes = file.bytes
@@ -143,7 +143,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
     }
 
     /// The tensor `key`: fp32 borrows the map when aligned, other dtypes are converted.
-    public func tensor(_ key: String) throws -> CheckpointTensor {
+    package func tensor(_ key: String) throws -> CheckpointTensor {
         guard let info = infos[key] else { throw CheckpointError.missingKey(file: file.path, key: key) }
         let start = dataStart + info.range.lowerBound
         let bytes = UnsafeRawBufferPointer(rebasing: file.bytes[start..<(dataStart + info.range.upperBound)])
@@ -153,7 +153,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
     }
 
     /// All tensors in data order.
-    public func stateDict() throws -> StateDict {
+    package func stateDict() throws -> StateDict {
         var sd = StateDict(source: file.path)
         for k in keys { sd[k] = try tensor(k) }
         return sd
@@ -161,19 +161,19 @@ public final class SafeTensorsFile: @unchecked Sendable {
 }
 
 /// Reading and writing safetensors files.
-public enum SafeTensors {
+package enum SafeTensors {
     /// All tensors of the safetensors file at `url`, in data order.
-    public static func read(_ url: URL) throws -> StateDict {
+    package static func read(_ url: URL) throws -> StateDict {
         try SafeTensorsFile(url: url).stateDict()
     }
 
     /// Writes `tensors` (floating as F32, integer as I64) with optional `metadata`, atomically (temp file + rename).
-    public static func write(_ tensors: StateDict, metadata: [String: String]? = nil, to url: URL) throws {
+    package static func write(_ tensors: StateDict, metadata: [String: String]? = nil, to url: URL) throws {
         try write(tensors.entries.map { ($0.key, $0.value) }, metadata: metadata, to: url)
     }
 
     /// Writes fp32 `tensors` by name with optional `metadata`, atomically.
-    public static func write(_ tensors: [String: Tensor], metadata: [String: String]? = nil, to url: URL) throws {
+    package static func write(_ tensors: [String: Tensor], metadata: [String: String]? = nil, to url: URL) throws {
         try write(tensors.map { ($0.key, CheckpointTensor($0.value)) }, metadata: metadata, to: url)
     }
 
@@ -213,7 +213,7 @@ public enum SafeTensors {
     }
 
     /// Writes `tensors` in the given key set (order is normalised) with optional `metadata`, atomically.
-    public static func write(_ tensors: [(String, CheckpointTensor)], metadata: [String: String]? = nil, to url: URL) throws {
+    package static func write(_ tensors: [(String, CheckpointTensor)], metadata: [String: String]? = nil, to url: URL) throws {
         let path = url.path
         let (header, order) = try layout(tensors, metadata: metadata, path: path)
         try writeAtomically(url) { out in

@@ -7,33 +7,33 @@ import Foundation
 import Tensors
 
 /// Named checkpoint tensors in file order, plus the keys that were dropped on the way in.
-public struct StateDict: @unchecked Sendable, Sequence {
+package struct StateDict: @unchecked Sendable, Sequence {
     /// The keys in order.
-    public private(set) var keys: [String] = []
+    package private(set) var keys: [String] = []
     private var tensors: [String: CheckpointTensor] = [:]
     /// Keys removed while normalising (prefixes already stripped), in the order they were met.
-    public var dropped: [String] = []
+    package var dropped: [String] = []
     /// Where the tensors came from, for error messages.
-    public var source: String
+    package var source: String
 
     /// An empty state dict whose errors name `source`.
-    public init(source: String = "<memory>") {
+    package init(source: String = "<memory>") {
         self.source = source
     }
 
     /// A state dict of `entries` in order; a repeated key keeps its first position and last value.
-    public init(_ entries: [(String, CheckpointTensor)], source: String = "<memory>") {
+    package init(_ entries: [(String, CheckpointTensor)], source: String = "<memory>") {
         self.source = source
         for (k, v) in entries { self[k] = v }
     }
 
     /// Number of tensors.
-    public var count: Int { keys.count }
+    package var count: Int { keys.count }
     /// True when there are no tensors.
-    public var isEmpty: Bool { keys.isEmpty }
+    package var isEmpty: Bool { keys.isEmpty }
 
     /// The tensor for `key`; setting replaces in place, appends a new key, or removes with nil.
-    public subscript(key: String) -> CheckpointTensor? {
+    package subscript(key: String) -> CheckpointTensor? {
         get { tensors[key] }
         set {
             if let newValue {
@@ -45,22 +45,22 @@ public struct StateDict: @unchecked Sendable, Sequence {
     }
 
     /// True when `key` is present.
-    public func contains(_ key: String) -> Bool { tensors[key] != nil }
+    package func contains(_ key: String) -> Bool { tensors[key] != nil }
 
     /// The entries in order.
-    public var entries: [(key: String, value: CheckpointTensor)] { keys.map { ($0, tensors[$0]!) } }
+    package var entries: [(key: String, value: CheckpointTensor)] { keys.map { ($0, tensors[$0]!) } }
 
     /// Iterates `(key, tensor)` in order.
-    public func makeIterator() -> IndexingIterator<[(key: String, value: CheckpointTensor)]> { entries.makeIterator() }
+    package func makeIterator() -> IndexingIterator<[(key: String, value: CheckpointTensor)]> { entries.makeIterator() }
 
     /// The fp32 tensor for `key`; throws `missingKey` naming the source and key.
-    public func tensor(_ key: String) throws -> Tensor {
+    package func tensor(_ key: String) throws -> Tensor {
         guard let t = tensors[key] else { throw CheckpointError.missingKey(file: source, key: key) }
         return t.tensor
     }
 
     /// The fp32 tensor for `key`, which must have `shape`; a mismatch throws naming the key and both shapes.
-    public func tensor(_ key: String, shape: [Int]) throws -> Tensor {
+    package func tensor(_ key: String, shape: [Int]) throws -> Tensor {
         guard let t = tensors[key] else { throw CheckpointError.missingKey(file: source, key: key) }
         guard t.shape == shape else {
             throw CheckpointError.typeMismatch(file: source, key: key, reason: "shape \(t.shape) in the checkpoint, model expects \(shape)")
@@ -70,7 +70,7 @@ public struct StateDict: @unchecked Sendable, Sequence {
 
     /// Removes and returns the tensor for `key`.
     @discardableResult
-    public mutating func remove(_ key: String) -> CheckpointTensor? {
+    package mutating func remove(_ key: String) -> CheckpointTensor? {
         let v = self[key]
         self[key] = nil
         return v
@@ -80,13 +80,13 @@ public struct StateDict: @unchecked Sendable, Sequence {
     /// uses, and `main.py` filters `bert.pooler` keys out before loading), `position_ids` buffers (Hugging Face), and
     /// BatchNorm `num_batches_tracked` counters — with a momentum set they change no output, so our BatchNorm keeps
     /// none; torch's BatchNorm `_load_from_state_dict` fills a missing one, which is how cn-clip loads our RN files.
-    public static func isDroppedForModel(_ key: String) -> Bool {
+    package static func isDroppedForModel(_ key: String) -> Bool {
         key.hasPrefix("bert.pooler.") || key == "position_ids" || key.hasSuffix(".position_ids")
             || key.hasSuffix(".num_batches_tracked") || key == "num_batches_tracked"
     }
 
     /// This state dict as a model consumes it: `module.` stripped, Hugging Face names mapped, unused keys dropped (and listed in `dropped`).
-    public func normalizedForModel() throws -> StateDict {
+    package func normalizedForModel() throws -> StateDict {
         var out = StateDict(source: source)
         out.dropped = dropped
         for key in keys {
@@ -105,7 +105,7 @@ public struct StateDict: @unchecked Sendable, Sequence {
     }
 
     /// The state dict inside a decoded `torch.save` object: its `state_dict` entry, or the object itself when it is a bare state dict.
-    public static func from(pickled root: PickleValue, source: String) throws -> StateDict {
+    package static func from(pickled root: PickleValue, source: String) throws -> StateDict {
         guard case .dict(let top) = root else {
             throw CheckpointError.typeMismatch(file: source, key: "<root>", reason: "the saved object is not a dict")
         }

@@ -9,23 +9,23 @@
 import Foundation
 
 /// One entry of a stored zip archive: its name and where its bytes lie in the file.
-public struct ZipEntry: Sendable, Hashable {
+package struct ZipEntry: Sendable, Hashable {
     /// Full name inside the archive, e.g. `vit-tiny/data/3`.
-    public let name: String
+    package let name: String
     /// Compression method (0 = stored; the only one this reader returns data for).
-    public let method: Int
+    package let method: Int
     /// Byte offset of the entry's data in the file.
-    public let dataOffset: Int
+    package let dataOffset: Int
     /// Size of the entry's data in bytes (compressed size, equal to the uncompressed size when stored).
-    public let size: Int
+    package let size: Int
 }
 
 /// A zip archive read from a memory map; entries' bytes are slices of the map (no copies).
-public final class StoredZipArchive: @unchecked Sendable {
+package final class StoredZipArchive: @unchecked Sendable {
     /// The mapped file.
-    public let file: MappedFile
+    package let file: MappedFile
     /// Entries in central-directory order.
-    public let entries: [ZipEntry]
+    package let entries: [ZipEntry]
     private let byName: [String: Int]
 
     private static let eocdSignature: UInt32 = 0x0605_4b50
@@ -35,12 +35,12 @@ public final class StoredZipArchive: @unchecked Sendable {
     private static let localSignature: UInt32 = 0x0403_4b50
 
     /// Opens `url` (memory-mapped) as a zip archive.
-    public convenience init(url: URL) throws {
+    package convenience init(url: URL) throws {
         try self.init(file: MappedFile(url: url))
     }
 
     /// Parses the central directory of `file`; throws `notZip`, `truncated` or `badZip` naming the file and offset.
-    public init(file: MappedFile) throws {
+    package init(file: MappedFile) throws {
         self.file = file
         let path = file.path
         let r = ByteReader(bytes: file.bytes)
@@ -140,18 +140,18 @@ public final class StoredZipArchive: @unchecked Sendable {
     }
 
     /// The entry called `name`, if any.
-    public func entry(named name: String) -> ZipEntry? {
+    package func entry(named name: String) -> ZipEntry? {
         byName[name].map { entries[$0] }
     }
 
     /// The bytes of `entry` as a slice of the map; throws `compressedEntry` for anything not stored.
-    public func data(of entry: ZipEntry) throws -> UnsafeRawBufferPointer {
+    package func data(of entry: ZipEntry) throws -> UnsafeRawBufferPointer {
         guard entry.method == 0 else { throw CheckpointError.compressedEntry(file: file.path, entry: entry.name, method: entry.method) }
         return UnsafeRawBufferPointer(rebasing: file.bytes[entry.dataOffset..<(entry.dataOffset + entry.size)])
     }
 
     /// The bytes of the entry called `name`; throws `missingEntry` naming it when absent.
-    public func data(named name: String) throws -> UnsafeRawBufferPointer {
+    package func data(named name: String) throws -> UnsafeRawBufferPointer {
         guard let e = entry(named: name) else { throw CheckpointError.missingEntry(file: file.path, entry: name) }
         return try data(of: e)
     }

@@ -6,28 +6,28 @@ import Foundation
 import Tensors
 
 /// A whole `torch.save` object, decoded, with accessors for cn-clip's training-checkpoint fields.
-public struct TorchCheckpoint: @unchecked Sendable {
+package struct TorchCheckpoint: @unchecked Sendable {
     /// The file it was read from.
-    public let url: URL
+    package let url: URL
     /// The saved object (for cn-clip checkpoints a dict with `epoch`, `step`, `name`, `state_dict`, `optimizer`).
-    public let root: PickleValue
+    package let root: PickleValue
 
     /// Reads and decodes `url`; fp32 tensors borrow the file's memory map.
-    public init(url: URL) throws {
+    package init(url: URL) throws {
         self.url = url
         let archive = try StoredZipArchive(url: url)
         root = try Self.decode(archive)
     }
 
     /// The checkpoint's `epoch`, if saved.
-    public var epoch: Int? { root["epoch"]?.intValue }
+    package var epoch: Int? { root["epoch"]?.intValue }
     /// The checkpoint's `step`, if saved.
-    public var step: Int? { root["step"]?.intValue }
+    package var step: Int? { root["step"]?.intValue }
     /// The checkpoint's experiment `name`, if saved.
-    public var name: String? { root["name"]?.stringValue }
+    package var name: String? { root["name"]?.stringValue }
 
     /// The raw state dict in file order (keys as saved, e.g. with `module.`): the `state_dict` entry, or the root if it is one.
-    public var stateDict: StateDict {
+    package var stateDict: StateDict {
         get throws { try StateDict.from(pickled: root, source: url.path) }
     }
 

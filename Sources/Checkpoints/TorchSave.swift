@@ -15,12 +15,12 @@ import Tensors
 #endif
 
 /// Writes `torch.save`-compatible zip archives.
-public enum TorchSave {
+package enum TorchSave {
     /// Writes `root` as `torch.save(root, url)` would, atomically (temporary sibling + rename), streaming tensor data.
     ///
     /// Floating tensors are stored as float32, integer ones in their stored integer type; a `PickleDict`
     /// with `isOrderedDict` becomes a `collections.OrderedDict`. `archiveName` is the top folder inside the zip.
-    public static func write(_ root: PickleValue, to url: URL, archiveName: String = "archive") throws {
+    package static func write(_ root: PickleValue, to url: URL, archiveName: String = "archive") throws {
         try write(root, to: url, archiveName: archiveName, forceZip64: false)
     }
 

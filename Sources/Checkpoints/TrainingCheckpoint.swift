@@ -12,20 +12,20 @@ import NeuralNet
 import Tensors
 
 /// A cn-clip training checkpoint (`epoch`, `step`, `name`, `state_dict`, `optimizer`), read and written as torch does.
-public struct TrainingCheckpoint: @unchecked Sendable {
+package struct TrainingCheckpoint: @unchecked Sendable {
     /// The epoch the checkpoint was written after (the reference saves `epoch + 1`).
-    public var epoch: Int
+    package var epoch: Int
     /// Optimisation steps taken so far.
-    public var step: Int
+    package var step: Int
     /// The experiment name (`--name`).
-    public var name: String
+    package var name: String
     /// The model's parameters and buffers in order, keys without the `module.` prefix.
-    public var stateDict: [(String, Tensor)]
+    package var stateDict: [(String, Tensor)]
     /// The `optimizer` entry as pickled (`AdamW.StateDict.pickleValue` writes it, `AdamW.StateDict(_:source:)` reads it); `.none` when absent.
-    public var optimizer: PickleValue
+    package var optimizer: PickleValue
 
     /// A checkpoint of `stateDict` (keys without `module.`) and `optimizer` at `epoch`/`step`.
-    public init(epoch: Int, step: Int, name: String, stateDict: [(String, Tensor)], optimizer: PickleValue = .none) {
+    package init(epoch: Int, step: Int, name: String, stateDict: [(String, Tensor)], optimizer: PickleValue = .none) {
         self.epoch = epoch
         self.step = step
         self.name = name
@@ -36,7 +36,7 @@ public struct TrainingCheckpoint: @unchecked Sendable {
     /// Reads a checkpoint written by the reference or by `write(to:)`; strips `module.` from the keys.
     ///
     /// Tensors of any stored dtype come back as fp32 (fp32 ones borrowing the file's memory map).
-    public init(contentsOf url: URL) throws {
+    package init(contentsOf url: URL) throws {
         let file = try TorchCheckpoint(url: url)
         let path = url.path
         guard case .dict(let top) = file.root else {
@@ -61,7 +61,7 @@ public struct TrainingCheckpoint: @unchecked Sendable {
     ///
     /// BatchNorm `num_batches_tracked` counters are stored as int64, as torch keeps them; every other tensor
     /// as float32. The archive's top folder is the file name without extension, as `torch.save` names it.
-    public func write(to url: URL) throws {
+    package func write(to url: URL) throws {
         var sd = PickleDict()
         sd.isOrderedDict = true
         for (key, t) in stateDict {
@@ -93,7 +93,7 @@ public struct TrainingCheckpoint: @unchecked Sendable {
 /// "decoupled_weight_decay": True, "params": [indices]}]}`; indices count through the groups in order.
 extension AdamW.StateDict {
     /// The pickled form `torch.save` writes (state indices ascending, group keys in torch 2.15's order).
-    public var pickleValue: PickleValue {
+    package var pickleValue: PickleValue {
         var st = PickleDict()
         for i in state.keys.sorted() {
             let s = state[i]!
@@ -123,7 +123,7 @@ extension AdamW.StateDict {
     }
 
     /// Parses a pickled AdamW state dict (torch 1.x–2.x: `step` as a tensor or a number); errors name `source` and the key.
-    public init(_ value: PickleValue, source: String = "<optimizer>") throws {
+    package init(_ value: PickleValue, source: String = "<optimizer>") throws {
         func bad(_ key: String, _ reason: String) -> CheckpointError { .typeMismatch(file: source, key: "optimizer." + key, reason: reason) }
         guard case .dict(let top) = value else { throw bad("", "is \(value.kindName), not a dict") }
         guard case .dict(let st)? = top["state"] else { throw CheckpointError.missingKey(file: source, key: "optimizer.state") }

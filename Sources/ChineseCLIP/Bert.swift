@@ -6,12 +6,12 @@ import NeuralNet
 import Tensors
 
 /// Word + position + token-type embeddings, then LayerNorm.
-public final class BertEmbeddings: Module, @unchecked Sendable {
+package final class BertEmbeddings: Module, @unchecked Sendable {
     let wordEmbeddings: Embedding, positionEmbeddings: Embedding, tokenTypeEmbeddings: Embedding
     let layerNorm: LayerNorm
 
     /// Embedding tables for `config`.
-    public init(_ config: CLIPConfig) {
+    package init(_ config: CLIPConfig) {
         wordEmbeddings = Embedding(config.vocabSize, config.textHiddenSize)
         positionEmbeddings = Embedding(config.textMaxPositionEmbeddings, config.textHiddenSize)
         tokenTypeEmbeddings = Embedding(config.textTypeVocabSize, config.textHiddenSize)
@@ -29,7 +29,7 @@ public final class BertEmbeddings: Module, @unchecked Sendable {
     let dropout: Dropout
 
     /// `ids` (`[batch, seq]`, flat) → `[batch, seq, hidden]`.
-    public func callAsFunction(_ ids: [Int32], batch: Int, seq: Int) -> Variable {
+    package func callAsFunction(_ ids: [Int32], batch: Int, seq: Int) -> Variable {
         let w = wordEmbeddings.weight.value.lastDim
         let words: Variable = wordEmbeddings(ids)
         let pos = positionEmbeddings.weight.variable.rows(0..<seq)                // position ids 0..<seq
@@ -40,7 +40,7 @@ public final class BertEmbeddings: Module, @unchecked Sendable {
 }
 
 /// One encoder layer: self-attention with output LayerNorm, then the GELU feed-forward with output LayerNorm.
-public final class BertLayer: Module, @unchecked Sendable {
+package final class BertLayer: Module, @unchecked Sendable {
     let query: Linear, key: Linear, value: Linear
     let attentionOutput: Linear, attentionNorm: LayerNorm
     let intermediate: Linear, output: Linear, outputNorm: LayerNorm
@@ -51,7 +51,7 @@ public final class BertLayer: Module, @unchecked Sendable {
     let attentionProbsDropout: Dropout
 
     /// A layer for `config`.
-    public init(_ config: CLIPConfig) {
+    package init(_ config: CLIPConfig) {
         let h = config.textHiddenSize
         query = Linear(h, h); key = Linear(h, h); value = Linear(h, h)
         attentionOutput = Linear(h, h); attentionNorm = LayerNorm(h, eps: 1e-12)
@@ -81,7 +81,7 @@ public final class BertLayer: Module, @unchecked Sendable {
 
     /// `x [batch, seq, hidden]`, `keyBias [batch, seq]` → `[batch, seq, hidden]`; with `firstTokenOnly`,
     /// `[batch, 1, hidden]` for `[CLS]` alone (rows are independent after attention, so it is the same value).
-    public func callAsFunction(_ x: Variable, keyBias: Tensor, firstTokenOnly: Bool = false) -> Variable {
+    package func callAsFunction(_ x: Variable, keyBias: Tensor, firstTokenOnly: Bool = false) -> Variable {
         let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
         let q = query(firstTokenOnly ? firstRows(x) : x)
         let probsDropout = isTraining && attentionProbsDropout.p > 0
@@ -94,15 +94,15 @@ public final class BertLayer: Module, @unchecked Sendable {
 }
 
 /// BERT without the pooler: embeddings and encoder layers.
-public final class BertModel: Module, @unchecked Sendable {
+package final class BertModel: Module, @unchecked Sendable {
     let embeddings: BertEmbeddings
     let layers: ModuleList<BertLayer>
     /// Recompute each encoder layer in the backward pass instead of keeping its activations
     /// (`set_grad_checkpointing`; training only).
-    public var gradientCheckpointing = false
+    package var gradientCheckpointing = false
 
     /// A BERT for `config`.
-    public init(_ config: CLIPConfig) {
+    package init(_ config: CLIPConfig) {
         embeddings = BertEmbeddings(config)
         layers = ModuleList((0..<config.textNumHiddenLayers).map { _ in BertLayer(config) })
         super.init()
@@ -112,7 +112,7 @@ public final class BertModel: Module, @unchecked Sendable {
 
     /// Token ids (flat `[batch, seq]`) with attention on ids ≠ `padId` → last hidden states `[batch, seq, hidden]`,
     /// or `[batch, 1, hidden]` (the `[CLS]` position) with `clsOnly`, skipping the last layer's other rows.
-    public func callAsFunction(_ ids: [Int32], batch: Int, seq: Int, padId: Int32 = 0, clsOnly: Bool = false) -> Variable {
+    package func callAsFunction(_ ids: [Int32], batch: Int, seq: Int, padId: Int32 = 0, clsOnly: Bool = false) -> Variable {
         precondition(ids.count == batch * seq, "BertModel: \(ids.count) ids for [\(batch), \(seq)]")
         let bias = Tensor(shape: [batch, seq], scalars: ids.map { $0 == padId ? -10000 : 0 })
         var x = embeddings(ids, batch: batch, seq: seq)

@@ -5,20 +5,20 @@ import NeuralNet
 import Tensors
 
 /// Chinese-CLIP: an image tower and a BERT text tower projected into one embedding space.
-public final class CLIP: Module, @unchecked Sendable {
+package final class CLIP: Module, @unchecked Sendable {
     /// The configuration it was built from.
-    public let config: CLIPConfig
+    package let config: CLIPConfig
     /// The image tower (`visual.*`).
-    public let visual: any ImageEncoder
+    package let visual: any ImageEncoder
     /// The text tower (`bert.*`).
-    public let bert: BertModel
+    package let bert: BertModel
     /// `[text_hidden, embed]`.
-    public let textProjection: Parameter
+    package let textProjection: Parameter
     /// Scalar; the similarity scale is its exponential.
-    public let logitScale: Parameter
+    package let logitScale: Parameter
 
     /// A model of `config` with zeroed weights (load a checkpoint next).
-    public init(_ config: CLIPConfig) {
+    package init(_ config: CLIPConfig) {
         self.config = config
         switch config.visionLayers {
         case .resnet(let layers):
@@ -40,14 +40,14 @@ public final class CLIP: Module, @unchecked Sendable {
     }
 
     /// Unnormalised image features: images `[batch, 3, res, res]` → `[batch, embed]` (`encode_image`).
-    public func encodeImage(_ images: Tensor) -> Tensor { visual(images) }
+    package func encodeImage(_ images: Tensor) -> Tensor { visual(images) }
 
     /// Unnormalised text features: token ids `[batch, context]` (flat, 0 = padding) → `[batch, embed]` (`encode_text`).
-    public func encodeText(_ ids: [Int32], batch: Int) -> Tensor { textFeatures(ids, batch: batch).value }
+    package func encodeText(_ ids: [Int32], batch: Int) -> Tensor { textFeatures(ids, batch: batch).value }
 
     /// `encode_image` on variables: images `[batch, 3, res, res]` → `[batch, embed]`, recording gradients for
     /// parameters that require them (training).
-    public func imageFeatures(_ images: Variable) -> Variable { visual.forward(images) }
+    package func imageFeatures(_ images: Variable) -> Variable { visual.forward(images) }
 
     /// `encode_text` on variables: token ids `[batch, context]` (flat, 0 = padding) → `[batch, embed]`; the
     /// `[CLS]` output of BERT (its last layer computed for that row alone) @ `text_projection`.
@@ -56,7 +56,7 @@ public final class CLIP: Module, @unchecked Sendable {
     /// masked keys, and every kernel rounds a row the same whatever the other rows, so the features are the
     /// same bits as over the whole context (tested) at a fraction of the work for short queries. In training
     /// the full context is kept so that dropout draws stay where they were.
-    public func textFeatures(_ ids: [Int32], batch: Int, trimPadding: Bool = true) -> Variable {
+    package func textFeatures(_ ids: [Int32], batch: Int, trimPadding: Bool = true) -> Variable {
         guard batch > 0 else { return Variable(Tensor(shape: [0, config.embedDim])) }
         let context = ids.count / batch
         var ids = ids, seq = context
@@ -70,7 +70,7 @@ public final class CLIP: Module, @unchecked Sendable {
 
     /// The longest text's length in a padded batch `[batch, context]` (flat): one past its last non-padding id
     /// (at least 1).
-    public static func usedLength(_ ids: [Int32], batch: Int) -> Int {
+    package static func usedLength(_ ids: [Int32], batch: Int) -> Int {
         let context = ids.count / batch
         var used = 1
         for b in 0..<batch {
@@ -83,14 +83,14 @@ public final class CLIP: Module, @unchecked Sendable {
 
     /// The reference's `forward(image, text)`: L2-normalised image features `[batch, embed]`, L2-normalised text
     /// features `[batch, embed]` (token ids flat `[batch, context]`), and `logit_scale.exp()` `[]`.
-    public func forward(images: Variable, texts ids: [Int32], textBatch: Int)
+    package func forward(images: Variable, texts ids: [Int32], textBatch: Int)
         -> (imageFeatures: Variable, textFeatures: Variable, logitScale: Variable) {
         (l2Normalized(imageFeatures(images)), l2Normalized(textFeatures(ids, batch: textBatch)), exp(logitScale.variable))
     }
 
     /// The contrastive loss of the reference's training step on one process: the mean of the image→text and
     /// text→image cross-entropies over `scale · img @ txt.T` (`[batch, batch]`), pairs on the diagonal.
-    public static func contrastiveLoss(imageFeatures: Variable, textFeatures: Variable, logitScale: Variable) -> Variable {
+    package static func contrastiveLoss(imageFeatures: Variable, textFeatures: Variable, logitScale: Variable) -> Variable {
         let perImage = scaled(matmulTransposed(imageFeatures, textFeatures), by: logitScale)  // [images, texts]
         let perText = scaled(matmulTransposed(textFeatures, imageFeatures), by: logitScale)   // [texts, images]
         let targets = Array(0..<imageFeatures.shape[0])
@@ -98,11 +98,11 @@ public final class CLIP: Module, @unchecked Sendable {
     }
 
     /// `exp(logit_scale)`.
-    public var similarityScale: Float { logitScale.value.data[0].exp() }
+    package var similarityScale: Float { logitScale.value.data[0].exp() }
 
     /// `logit_scale.exp() * normalize(image) @ normalize(text).T` → `[images, texts]` (`get_similarity`'s `logits_per_image`;
     /// its transpose is `logits_per_text`). Features are `[n, embed]`, normalised or not.
-    public func similarity(imageFeatures: Tensor, textFeatures: Tensor) -> Tensor {
+    package func similarity(imageFeatures: Tensor, textFeatures: Tensor) -> Tensor {
         scaled(matmulTransposed(l2Normalized(imageFeatures), l2Normalized(textFeatures)), by: similarityScale)
     }
 }

@@ -9,9 +9,9 @@ import Tokenization
 /// A Chinese-CLIP model ready to encode images and texts as `cn_clip` does.
 public final class ChineseCLIPModel: @unchecked Sendable {
     /// The network.
-    public let clip: CLIP
+    package let clip: CLIP
     /// The reference tokenizer.
-    public let tokenizer: Tokenizer
+    package let tokenizer: Tokenizer
 
     /// The configuration.
     public var config: CLIPConfig { clip.config }
@@ -19,7 +19,7 @@ public final class ChineseCLIPModel: @unchecked Sendable {
     public var resolution: Int { config.imageResolution }
 
     /// Wraps a built model and a tokenizer.
-    public init(clip: CLIP, tokenizer: Tokenizer) {
+    package init(clip: CLIP, tokenizer: Tokenizer) {
         self.clip = clip
         self.tokenizer = tokenizer
     }
@@ -57,7 +57,7 @@ public final class ChineseCLIPModel: @unchecked Sendable {
     }
 
     /// The bundled reference vocabulary's tokenizer.
-    public static func bundledTokenizer() throws -> Tokenizer { try tokenizer(nil) }
+    package static func bundledTokenizer() throws -> Tokenizer { try tokenizer(nil) }
 
     static func tokenizer(_ path: String?) throws -> Tokenizer {
         do { return try path.map { try Tokenizer(vocabularyPath: $0) } ?? Tokenizer.bundled() } catch {

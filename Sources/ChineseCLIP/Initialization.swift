@@ -16,7 +16,7 @@ import Tensors
 extension CLIP {
     /// Initialises every parameter and buffer as the reference's constructors do (see the file header),
     /// deterministically from `seed`.
-    public func initializeRandomly(seed: UInt64) {
+    package func initializeRandomly(seed: UInt64) {
         var rng = SplitMix64(seed: seed)
         let parameters = namedParameters()
         let shapes = Dictionary(parameters.map { ($0.0, $0.1.value.shape) }, uniquingKeysWith: { a, _ in a })

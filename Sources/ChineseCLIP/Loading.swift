@@ -9,14 +9,14 @@ import Tensors
 extension CLIP {
     /// Builds the model of `config` and fills it from `checkpoint` (a `.pt`/`.bin`, a `.safetensors`, or a
     /// Hugging Face `ChineseCLIPModel` directory). Strict: a missing, extra or mis-shaped key is an error naming it.
-    public static func load(checkpoint: URL, config: CLIPConfig) throws -> CLIP {
+    package static func load(checkpoint: URL, config: CLIPConfig) throws -> CLIP {
         let model = CLIP(config)
         try model.loadWeights(from: checkpoint)
         return model
     }
 
     /// Fills this model from `checkpoint`, strictly.
-    public func loadWeights(from checkpoint: URL) throws {
+    package func loadWeights(from checkpoint: URL) throws {
         let path = checkpoint.path
         guard FileManager.default.fileExists(atPath: path) else {
             throw CLIPError.io(path: path, reason: "no such file or directory")
@@ -32,7 +32,7 @@ extension CLIP {
 
     /// Fills this model from tensors `Checkpoints.loadCheckpoint` normalised, strictly: every parameter and buffer
     /// filled with its shape, no key left over (`load_state_dict(strict=True)`); a failed load changes nothing.
-    public func loadWeights(_ stateDict: StateDict) throws {
+    package func loadWeights(_ stateDict: StateDict) throws {
         var tensors: [String: Tensor] = [:]
         for (key, value) in stateDict {
             guard value.isFloatingPoint else {
@@ -49,7 +49,7 @@ extension CLIP {
 extension CLIPConfig {
     /// The config of a Hugging Face `ChineseCLIPModel` (`config.json`: `projection_dim`, `text_config`, `vision_config`).
     /// Only ViT vision towers exist in that layout.
-    public static func huggingFace(contentsOf url: URL) throws -> CLIPConfig {
+    package static func huggingFace(contentsOf url: URL) throws -> CLIPConfig {
         struct HF: Decodable {
             struct Text: Decodable {
                 var hidden_size: Int, num_hidden_layers: Int, num_attention_heads: Int, intermediate_size: Int

@@ -6,13 +6,13 @@ import NeuralNet
 import Tensors
 
 /// A bottleneck block: 1×1, 3×3, avg-pool when strided, 1×1 (×4 channels), plus the (pooled, projected) identity.
-public final class Bottleneck: Module, @unchecked Sendable {
+package final class Bottleneck: Module, @unchecked Sendable {
     let conv1: Conv2d, bn1: BatchNorm2d, conv2: Conv2d, bn2: BatchNorm2d, conv3: Conv2d, bn3: BatchNorm2d
     let downsample: (conv: Conv2d, bn: BatchNorm2d)?
     let stride: Int
 
     /// A block from `inplanes` to `planes·4` channels.
-    public init(inplanes: Int, planes: Int, stride: Int = 1) {
+    package init(inplanes: Int, planes: Int, stride: Int = 1) {
         conv1 = Conv2d(inplanes, planes, kernel: 1)
         bn1 = BatchNorm2d(planes)
         conv2 = Conv2d(planes, planes, kernel: 3, padding: 1)
@@ -34,7 +34,7 @@ public final class Bottleneck: Module, @unchecked Sendable {
     }
 
     /// `x [n, inplanes, h, w]` → `[n, planes·4, h/stride, w/stride]`.
-    public func callAsFunction(_ x: Variable) -> Variable {
+    package func callAsFunction(_ x: Variable) -> Variable {
         var out = bn1(conv1(x), relu: true)
         out = bn2(conv2(out), relu: true)
         if stride > 1 { out = avgPool2d(out, kernel: stride) }
@@ -49,13 +49,13 @@ public final class Bottleneck: Module, @unchecked Sendable {
 }
 
 /// Attention pooling: the mean token attends over all spatial tokens; only its output is kept.
-public final class AttentionPool2d: Module, @unchecked Sendable {
+package final class AttentionPool2d: Module, @unchecked Sendable {
     let positionalEmbedding: Parameter
     let kProj: Linear, qProj: Linear, vProj: Linear, cProj: Linear
     let heads: Int
 
     /// Pooling over a `spacialDim`² grid of `embedDim` features into `outputDim`.
-    public init(spacialDim: Int, embedDim: Int, heads: Int, outputDim: Int) {
+    package init(spacialDim: Int, embedDim: Int, heads: Int, outputDim: Int) {
         positionalEmbedding = Parameter(shape: [spacialDim * spacialDim + 1, embedDim])
         kProj = Linear(embedDim, embedDim)
         qProj = Linear(embedDim, embedDim)
@@ -68,7 +68,7 @@ public final class AttentionPool2d: Module, @unchecked Sendable {
     }
 
     /// `x [n, c, h, w]` → `[n, output]`.
-    public func callAsFunction(_ x: Variable) -> Variable {
+    package func callAsFunction(_ x: Variable) -> Variable {
         let (n, c, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
         let l = hw + 1
         // NCHW → [n, hw+1, c] with the spatial mean first, then the positional embedding.
@@ -81,15 +81,15 @@ public final class AttentionPool2d: Module, @unchecked Sendable {
 }
 
 /// The ModifiedResNet image tower.
-public final class ModifiedResNet: Module, ImageEncoder, @unchecked Sendable {
+package final class ModifiedResNet: Module, ImageEncoder, @unchecked Sendable {
     /// Input side in pixels.
-    public let inputResolution: Int
+    package let inputResolution: Int
     let conv1: Conv2d, bn1: BatchNorm2d, conv2: Conv2d, bn2: BatchNorm2d, conv3: Conv2d, bn3: BatchNorm2d
     let stages: [ModuleList<Bottleneck>]
     let attnpool: AttentionPool2d
 
     /// A ResNet with the reference's constructor arguments.
-    public init(layers: [Int], outputDim: Int, heads: Int, inputResolution: Int, width: Int) {
+    package init(layers: [Int], outputDim: Int, heads: Int, inputResolution: Int, width: Int) {
         precondition(layers.count == 4, "ModifiedResNet needs four stage depths")
         self.inputResolution = inputResolution
         conv1 = Conv2d(3, width / 2, kernel: 3, stride: 2, padding: 1)
@@ -118,11 +118,11 @@ public final class ModifiedResNet: Module, ImageEncoder, @unchecked Sendable {
     }
 
     /// Images `[batch, 3, res, res]` → features `[batch, output]`.
-    public func callAsFunction(_ images: Tensor) -> Tensor { forward(Variable(images)).value }
+    package func callAsFunction(_ images: Tensor) -> Tensor { forward(Variable(images)).value }
 
     /// Images `[batch, 3, res, res]` → features `[batch, output]`, recording gradients for parameters that require
     /// them; BatchNorm uses batch statistics (and updates its running ones) in training mode.
-    public func forward(_ images: Variable) -> Variable {
+    package func forward(_ images: Variable) -> Variable {
         precondition(images.rank == 4 && images.shape[1] == 3 && images.shape[2] == inputResolution && images.shape[3] == inputResolution,
                      "ModifiedResNet expects [batch, 3, \(inputResolution), \(inputResolution)], got \(images.shape)")
         var x = bn1(conv1(images), relu: true)

@@ -6,7 +6,7 @@ import NeuralNet
 import Tensors
 
 /// An image tower: images `[batch, 3, res, res]` → features `[batch, embed]` (unnormalised).
-public protocol ImageEncoder: Module {
+package protocol ImageEncoder: Module {
     /// Input side in pixels.
     var inputResolution: Int { get }
     /// Encodes preprocessed images `[batch, 3, res, res]` → `[batch, embed]`.
@@ -16,18 +16,18 @@ public protocol ImageEncoder: Module {
 }
 
 /// `nn.MultiheadAttention` with packed input projection: `in_proj_weight [3w, w]`, `in_proj_bias [3w]`, `out_proj`.
-public final class MultiheadAttention: Module, @unchecked Sendable {
+package final class MultiheadAttention: Module, @unchecked Sendable {
     /// `[3·width, width]`: query, key, value projections stacked.
-    public let inProjWeight: Parameter
+    package let inProjWeight: Parameter
     /// `[3·width]`.
-    public let inProjBias: Parameter
+    package let inProjBias: Parameter
     /// `width → width`.
-    public let outProj: Linear
+    package let outProj: Linear
     /// Number of heads.
-    public let heads: Int
+    package let heads: Int
 
     /// Attention over `width` features split into `heads` heads.
-    public init(width: Int, heads: Int) {
+    package init(width: Int, heads: Int) {
         inProjWeight = Parameter(shape: [3 * width, width])
         inProjBias = Parameter(shape: [3 * width])
         outProj = Linear(width, width)
@@ -40,7 +40,7 @@ public final class MultiheadAttention: Module, @unchecked Sendable {
 
     /// Self-attention: `x [batch, seq, width]` → `[batch, seq, width]`, or `[batch, 1, width]` for the first
     /// query only when `firstQueryOnly` (rows are independent, so the result for it is the same).
-    public func callAsFunction(_ x: Variable, firstQueryOnly: Bool = false) -> Variable {
+    package func callAsFunction(_ x: Variable, firstQueryOnly: Bool = false) -> Variable {
         let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
         let qkv = linear(x, weight: inProjWeight.variable, bias: inProjBias.variable)  // [b, l, 3w]
         let att: Variable
@@ -57,20 +57,20 @@ public final class MultiheadAttention: Module, @unchecked Sendable {
 }
 
 /// `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))` with a QuickGELU MLP of 4× width.
-public final class ResidualAttentionBlock: Module, @unchecked Sendable {
+package final class ResidualAttentionBlock: Module, @unchecked Sendable {
     /// Self-attention.
-    public let attn: MultiheadAttention
+    package let attn: MultiheadAttention
     /// Pre-attention norm.
-    public let ln1: LayerNorm
+    package let ln1: LayerNorm
     /// `c_fc`: width → 4·width.
-    public let cFc: Linear
+    package let cFc: Linear
     /// `c_proj`: 4·width → width.
-    public let cProj: Linear
+    package let cProj: Linear
     /// Pre-MLP norm.
-    public let ln2: LayerNorm
+    package let ln2: LayerNorm
 
     /// A block of `width` with `heads` heads.
-    public init(width: Int, heads: Int) {
+    package init(width: Int, heads: Int) {
         attn = MultiheadAttention(width: width, heads: heads)
         ln1 = LayerNorm(width)
         cFc = Linear(width, 4 * width)
@@ -87,42 +87,42 @@ public final class ResidualAttentionBlock: Module, @unchecked Sendable {
 
     /// `x [batch, seq, width]` → `[batch, seq, width]`; with `firstTokenOnly`, `[batch, 1, width]` for the
     /// class token alone (what the last block of an encoder needs).
-    public func callAsFunction(_ x: Variable, firstTokenOnly: Bool = false) -> Variable {
+    package func callAsFunction(_ x: Variable, firstTokenOnly: Bool = false) -> Variable {
         let h = add(firstTokenOnly ? firstRows(x) : x, attn(ln1(x), firstQueryOnly: firstTokenOnly))
         return add(h, cProj(quickGelu(cFc(ln2(h)))))
     }
 }
 
 /// The vision transformer: patch embedding, class token, positional embedding, blocks, `ln_post`, `proj`.
-public final class VisualTransformer: Module, ImageEncoder, @unchecked Sendable {
+package final class VisualTransformer: Module, ImageEncoder, @unchecked Sendable {
     /// Input side in pixels.
-    public let inputResolution: Int
+    package let inputResolution: Int
     /// Patch side.
-    public let patchSize: Int
+    package let patchSize: Int
     /// Token width.
-    public let width: Int
+    package let width: Int
     /// `[width, 3, patch, patch]`, no bias.
-    public let conv1: Conv2d
+    package let conv1: Conv2d
     /// `[width]`.
-    public let classEmbedding: Parameter
+    package let classEmbedding: Parameter
     /// `[grid² + 1, width]`.
-    public let positionalEmbedding: Parameter
+    package let positionalEmbedding: Parameter
     /// Norm before the blocks.
-    public let lnPre: LayerNorm
+    package let lnPre: LayerNorm
     /// The residual blocks (`transformer.resblocks.N`).
-    public let blocks: ModuleList<ResidualAttentionBlock>
+    package let blocks: ModuleList<ResidualAttentionBlock>
     /// Norm of the class token.
-    public let lnPost: LayerNorm
+    package let lnPost: LayerNorm
     /// `[width, output]`.
-    public let proj: Parameter
+    package let proj: Parameter
     /// FLIP's random patch dropping (`mask_ratio`; training only).
-    public let patchMasking = PatchMasking()
+    package let patchMasking = PatchMasking()
     /// Recompute each block in the backward pass instead of keeping its activations
     /// (`set_grad_checkpointing`; training only).
-    public var gradientCheckpointing = false
+    package var gradientCheckpointing = false
 
     /// A ViT with the reference's constructor arguments.
-    public init(inputResolution: Int, patchSize: Int, width: Int, layers: Int, heads: Int, outputDim: Int) {
+    package init(inputResolution: Int, patchSize: Int, width: Int, layers: Int, heads: Int, outputDim: Int) {
         self.inputResolution = inputResolution
         self.patchSize = patchSize
         self.width = width
@@ -146,11 +146,11 @@ public final class VisualTransformer: Module, ImageEncoder, @unchecked Sendable 
     }
 
     /// Images `[batch, 3, res, res]` → features `[batch, output]`.
-    public func callAsFunction(_ images: Tensor) -> Tensor { forward(Variable(images)).value }
+    package func callAsFunction(_ images: Tensor) -> Tensor { forward(Variable(images)).value }
 
     /// Images `[batch, 3, res, res]` → features `[batch, output]`, recording gradients for parameters that require them.
     /// The last block computes the class token alone: no other row of it reaches the output, in training or not.
-    public func forward(_ images: Variable) -> Variable {
+    package func forward(_ images: Variable) -> Variable {
         precondition(images.rank == 4 && images.shape[1] == 3 && images.shape[2] == inputResolution && images.shape[3] == inputResolution,
                      "VisualTransformer expects [batch, 3, \(inputResolution), \(inputResolution)], got \(images.shape)")
         let b = images.shape[0]
@@ -177,15 +177,15 @@ public final class VisualTransformer: Module, ImageEncoder, @unchecked Sendable 
 /// class token and `int((L - 1) · (1 - ratio))` of its `L - 1` patch tokens, chosen uniformly at random.
 /// The reference draws the choice from `torch.rand`; ours comes from a seedable generator (reseeded each step
 /// by the trainer, like dropout), so runs are reproducible — the same distribution, not torch's stream.
-public final class PatchMasking: Module, RandomizedModule, @unchecked Sendable {
+package final class PatchMasking: Module, RandomizedModule, @unchecked Sendable {
     /// Fraction of patch tokens dropped (`--mask-ratio`); 0 keeps them all.
-    public var ratio: Float = 0
+    package var ratio: Float = 0
     /// The generator the choices come from.
-    public var generator = SplitMix64(seed: 0xF11D)
+    package var generator = SplitMix64(seed: 0xF11D)
 
     /// Tokens `[batch, 1 + patches, width]` (class token first, positional embedding added) → the kept tokens
     /// `[batch, 1 + keep, width]`, or `tokens` unchanged outside training or with `ratio` 0.
-    public func callAsFunction(_ tokens: Variable) -> Variable {
+    package func callAsFunction(_ tokens: Variable) -> Variable {
         guard isTraining && ratio > 0 else { return tokens }
         let (b, l) = (tokens.shape[0], tokens.shape[1])
         let keep = Int(Double(l - 1) * (1 - Double(ratio)))  // Python's int(): toward zero

@@ -3,7 +3,7 @@
 import Essentials
 
 /// An error reading, validating or writing a dataset; its description names the file and line, key or id at fault.
-public enum DatasetError: UserFacingError, Equatable, Sendable {
+package enum DatasetError: UserFacingError, Equatable, Sendable {
     /// A file or directory could not be read, created, renamed or written.
     case io(path: String, reason: String)
     /// An LMDB call failed: `operation` (e.g. `mdb_put`) on the environment at `path`, with LMDB's message.
@@ -22,7 +22,7 @@ public enum DatasetError: UserFacingError, Equatable, Sendable {
     case invalidArgument(String)
 
     /// A one-line message for the user.
-    public var description: String {
+    package var description: String {
         switch self {
         case .io(let p, let r): return "\(p): \(r)"
         case .lmdb(let p, let op, let code, let m): return "\(p): \(op) failed: \(m) (LMDB error \(code))"

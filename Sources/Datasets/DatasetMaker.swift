@@ -17,55 +17,55 @@ import Foundation
 import Imaging
 
 /// One caption line: an image path and its caption.
-public struct CaptionRecord: Equatable, Sendable {
+package struct CaptionRecord: Equatable, Sendable {
     /// The image path as written in the captions file.
-    public var image: String
+    package var image: String
     /// The caption.
-    public var caption: String
+    package var caption: String
     /// The 1-based line of the captions file it came from.
-    public var line: Int
+    package var line: Int
 }
 
 /// What `DatasetMaker.make` wrote for one split.
-public struct MadeSplit: Equatable, Sendable {
+package struct MadeSplit: Equatable, Sendable {
     /// The split name.
-    public var split: String
+    package var split: String
     /// Images in `{split}_imgs.tsv`.
-    public var images: Int
+    package var images: Int
     /// Texts in `{split}_texts.jsonl`.
-    public var texts: Int
+    package var texts: Int
 }
 
 /// Turns an image folder and a captions file into `{split}_imgs.tsv` and `{split}_texts.jsonl`.
-public struct DatasetMaker {
+package struct DatasetMaker {
     /// The folder image paths are relative to.
-    public var imagesDirectory: String
+    package var imagesDirectory: String
     /// The CSV or JSONL captions file.
-    public var captionsFile: String
+    package var captionsFile: String
     /// Where the TSV/JSONL files go.
-    public var outputDirectory: String
+    package var outputDirectory: String
     /// Split names and their weights, e.g. `[("train", 8), ("valid", 1), ("test", 1)]`.
-    public var splits: [(name: String, ratio: Double)] = [("train", 1)]
+    package var splits: [(name: String, ratio: Double)] = [("train", 1)]
     /// Seed of the image shuffle.
-    public var seed: UInt64 = 0
+    package var seed: UInt64 = 0
     /// Shorter side in pixels for re-encoded JPEGs; nil keeps the original files.
-    public var resize: Int?
+    package var resize: Int?
     /// JPEG quality when resizing.
-    public var jpegQuality = 95
+    package var jpegQuality = 95
     /// Called after each image with (images done, total).
-    public var progress: ((Int, Int) -> Void)?
+    package var progress: ((Int, Int) -> Void)?
     /// Called with the temporary directory when it is created and with nil once it is gone (for signal handlers).
-    public var temporaryDirectoryChanged: ((String?) -> Void)?
+    package var temporaryDirectoryChanged: ((String?) -> Void)?
 
     /// A maker reading `captionsFile` and `imagesDirectory`, writing into `outputDirectory`.
-    public init(imagesDirectory: String, captionsFile: String, outputDirectory: String) {
+    package init(imagesDirectory: String, captionsFile: String, outputDirectory: String) {
         self.imagesDirectory = imagesDirectory
         self.captionsFile = captionsFile
         self.outputDirectory = outputDirectory
     }
 
     /// Parses `--split-ratio`: "0.8,0.1,0.1" or "8:1:1" → train/valid/test weights (one or two numbers also work).
-    public static func parseRatios(_ text: String) throws -> [(name: String, ratio: Double)] {
+    package static func parseRatios(_ text: String) throws -> [(name: String, ratio: Double)] {
         let parts = text.split(whereSeparator: { $0 == "," || $0 == ":" }).map { Double($0.trimmingCharacters(in: .whitespaces)) }
         guard (1...3).contains(parts.count), parts.allSatisfy({ $0 != nil && $0! >= 0 && $0!.isFinite }),
               parts.reduce(0, { $0 + $1! }) > 0 else {
@@ -75,7 +75,7 @@ public struct DatasetMaker {
     }
 
     /// Reads the captions file (CSV with a header, or JSONL by extension or first character).
-    public func readCaptions() throws -> [CaptionRecord] {
+    package func readCaptions() throws -> [CaptionRecord] {
         let reader = LineReader(path: captionsFile)
         var records: [CaptionRecord] = []
         let isJSONL = captionsFile.lowercased().hasSuffix(".jsonl") || captionsFile.lowercased().hasSuffix(".json")
@@ -146,7 +146,7 @@ public struct DatasetMaker {
 
     /// Writes the splits; on error nothing in the output directory has changed.
     @discardableResult
-    public func make() throws -> [MadeSplit] {
+    package func make() throws -> [MadeSplit] {
         let fm = FileManager.default
         let records = try readCaptions()
         guard !records.isEmpty else { throw DatasetError.malformedLine(file: captionsFile, line: 1, reason: "no captions") }

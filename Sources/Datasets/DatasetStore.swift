@@ -9,47 +9,47 @@ import Essentials
 import Foundation
 
 /// The key names and encodings of the dataset LMDBs.
-public enum DatasetLayout {
+package enum DatasetLayout {
     /// The key holding the number of pairs in `pairs`.
-    public static let numSamplesKey = "num_samples"
+    package static let numSamplesKey = "num_samples"
     /// The key holding the number of images in `imgs`.
-    public static let numImagesKey = "num_images"
+    package static let numImagesKey = "num_images"
     /// The image-text pairs environment inside a split directory.
-    public static let pairsDirectory = "pairs"
+    package static let pairsDirectory = "pairs"
     /// The image environment inside a split directory.
-    public static let imagesDirectory = "imgs"
+    package static let imagesDirectory = "imgs"
 
     /// The value stored for pair `(imageID, textID, text)`: `pickle.dumps((image_id, text_id, text))` (protocol 4).
-    public static func pairValue(imageID: PickleValue, textID: PickleValue, text: PickleValue) throws -> [UInt8] {
+    package static func pairValue(imageID: PickleValue, textID: PickleValue, text: PickleValue) throws -> [UInt8] {
         try PickleEncoder.encode(.tuple([imageID, textID, text]))
     }
 }
 
 /// One image-text pair of a `pairs` LMDB.
-public struct PairRecord: Equatable, Sendable {
+package struct PairRecord: Equatable, Sendable {
     /// The image id (an int in the reference's datasets).
-    public var imageID: PickleValue
+    package var imageID: PickleValue
     /// The text id (an int in the reference's datasets).
-    public var textID: PickleValue
+    package var textID: PickleValue
     /// The caption.
-    public var text: PickleValue
+    package var text: PickleValue
 }
 
 /// Reads a `pairs` LMDB (`{split}/pairs`).
-public final class PairsStore {
+package final class PairsStore {
     /// The environment read.
-    public let environment: LMDBEnvironment
+    package let environment: LMDBEnvironment
     /// The `num_samples` value.
-    public let count: Int
+    package let count: Int
 
     /// Opens the `pairs` environment at `path`.
-    public init(path: String) throws {
+    package init(path: String) throws {
         environment = try LMDBEnvironment(readingAt: path)
         count = try readCount(environment, key: DatasetLayout.numSamplesKey)
     }
 
     /// The pair stored under key `String(index)`.
-    public func pair(at index: Int) throws -> PairRecord {
+    package func pair(at index: Int) throws -> PairRecord {
         let key = String(index)
         return try environment.read { txn in
             guard let bytes = try txn.get(key) else {
@@ -60,7 +60,7 @@ public final class PairsStore {
     }
 
     /// Every pair with its key, in cursor (key byte) order — "0", "1", "10", "11", … — skipping `num_samples`.
-    public func forEach(_ body: (_ key: String, _ pair: PairRecord) throws -> Void) throws {
+    package func forEach(_ body: (_ key: String, _ pair: PairRecord) throws -> Void) throws {
         try environment.read { txn in
             try txn.forEach { k, v in
                 let key = String(decoding: k, as: UTF8.self)
@@ -84,20 +84,20 @@ public final class PairsStore {
 }
 
 /// Reads an `imgs` LMDB (`{split}/imgs`).
-public final class ImageStore {
+package final class ImageStore {
     /// The environment read.
-    public let environment: LMDBEnvironment
+    package let environment: LMDBEnvironment
     /// The `num_images` value.
-    public let count: Int
+    package let count: Int
 
     /// Opens the `imgs` environment at `path`.
-    public init(path: String) throws {
+    package init(path: String) throws {
         environment = try LMDBEnvironment(readingAt: path)
         count = try readCount(environment, key: DatasetLayout.numImagesKey)
     }
 
     /// The image file bytes stored for `id` (base64-decoded, either alphabet), or nil when absent.
-    public func imageData(id: String) throws -> Data? {
+    package func imageData(id: String) throws -> Data? {
         try environment.read { txn in
             guard let b64 = try txn.get(id) else { return nil }
             return try decode(b64, key: id)
@@ -105,7 +105,7 @@ public final class ImageStore {
     }
 
     /// Every image id with its base64 text, in cursor (key byte) order, skipping `num_images`.
-    public func forEachBase64(_ body: (_ id: String, _ base64: UnsafeRawBufferPointer) throws -> Void) throws {
+    package func forEachBase64(_ body: (_ id: String, _ base64: UnsafeRawBufferPointer) throws -> Void) throws {
         try environment.read { txn in
             try txn.forEach { k, v in
                 let key = String(decoding: k, as: UTF8.self)
@@ -116,7 +116,7 @@ public final class ImageStore {
     }
 
     /// Every image id with its decoded file bytes, in cursor (key byte) order — the order feature extraction uses.
-    public func forEach(_ body: (_ id: String, _ data: Data) throws -> Void) throws {
+    package func forEach(_ body: (_ id: String, _ data: Data) throws -> Void) throws {
         try forEachBase64 { id, b64 in try body(id, try decode(b64, key: id)) }
     }
 

@@ -8,17 +8,17 @@ import CLMDB
 import Foundation
 
 /// An LMDB environment: one directory holding `data.mdb` and `lock.mdb`, with a single unnamed database.
-public final class LMDBEnvironment: @unchecked Sendable {
+package final class LMDBEnvironment: @unchecked Sendable {
     /// The environment directory.
-    public let path: String
+    package let path: String
     /// Whether the environment was opened read-only.
-    public let readOnly: Bool
+    package let readOnly: Bool
     /// The current map size in bytes (grows when a write fills it).
-    public private(set) var mapSize: Int
+    package private(set) var mapSize: Int
     let env: OpaquePointer
 
     /// Opens an existing environment directory for reading, as the reference's readers do (no lock file, no read-ahead).
-    public convenience init(readingAt path: String) throws {
+    package convenience init(readingAt path: String) throws {
         try self.init(path: path, readOnly: true, mapSize: 0, durable: true)
     }
 
@@ -26,7 +26,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     ///
     /// With `durable` false, commits are not flushed to disk one by one (`MDB_NOSYNC`); call ``sync()`` before
     /// relying on the data (for scratch environments that are discarded on failure anyway).
-    public convenience init(creatingAt path: String, mapSize: Int = 256 << 20, durable: Bool = true) throws {
+    package convenience init(creatingAt path: String, mapSize: Int = 256 << 20, durable: Bool = true) throws {
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
@@ -65,12 +65,12 @@ public final class LMDBEnvironment: @unchecked Sendable {
     deinit { mdb_env_close(env) }
 
     /// Flushes written data to disk (`mdb_env_sync` with force).
-    public func sync() throws {
+    package func sync() throws {
         try LMDBEnvironment.check(mdb_env_sync(env, 1), path, "mdb_env_sync")
     }
 
     /// Runs `body` in a read-only transaction.
-    public func read<T>(_ body: (LMDBTransaction) throws -> T) throws -> T {
+    package func read<T>(_ body: (LMDBTransaction) throws -> T) throws -> T {
         let txn = try LMDBTransaction(self, write: false)
         defer { txn.abort() }
         return try body(txn)
@@ -79,7 +79,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// Runs `body` in a write transaction and commits it; when the map fills, grows it and runs `body` again.
     ///
     /// `body` may therefore run more than once: it must write the same entries each time.
-    public func write<T>(_ body: (LMDBTransaction) throws -> T) throws -> T {
+    package func write<T>(_ body: (LMDBTransaction) throws -> T) throws -> T {
         while true {
             let txn = try LMDBTransaction(self, write: true)
             do {
@@ -104,7 +104,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     }
 
     /// The number of entries in the database.
-    public var count: Int {
+    package var count: Int {
         get throws {
             try read { txn in
                 var stat = MDB_stat()
@@ -121,7 +121,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
 }
 
 /// An open LMDB transaction on an environment's unnamed database; valid only inside the closure that received it.
-public final class LMDBTransaction {
+package final class LMDBTransaction {
     let environment: LMDBEnvironment
     let txn: OpaquePointer
     let dbi: MDB_dbi
@@ -152,7 +152,7 @@ public final class LMDBTransaction {
     }
 
     /// Stores `value` under `key` (both raw bytes), replacing any previous value.
-    public func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws {
+    package func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws {
         var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
         var v = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
         let rc = mdb_put(txn, dbi, &k, &v, 0)
@@ -163,17 +163,17 @@ public final class LMDBTransaction {
     }
 
     /// Stores `value` under `key`.
-    public func put<K: ContiguousBytes, V: ContiguousBytes>(_ key: K, _ value: V) throws {
+    package func put<K: ContiguousBytes, V: ContiguousBytes>(_ key: K, _ value: V) throws {
         try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try put(k, v) } }
     }
 
     /// Stores `value` under the UTF-8 bytes of `key`.
-    public func put<V: ContiguousBytes>(_ key: String, _ value: V) throws {
+    package func put<V: ContiguousBytes>(_ key: String, _ value: V) throws {
         try put(Array(key.utf8), value)
     }
 
     /// Calls `body` with the value stored under `key` (valid only during the call), or nil when absent.
-    public func withValue<T>(_ key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer?) throws -> T) throws -> T {
+    package func withValue<T>(_ key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer?) throws -> T) throws -> T {
         var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
         var v = MDB_val()
         let rc = mdb_get(txn, dbi, &k, &v)
@@ -183,12 +183,12 @@ public final class LMDBTransaction {
     }
 
     /// The bytes stored under the UTF-8 bytes of `key`, or nil when absent.
-    public func get(_ key: String) throws -> [UInt8]? {
+    package func get(_ key: String) throws -> [UInt8]? {
         try Array(key.utf8).withUnsafeBytes { k in try withValue(k) { $0.map { Array($0) } } }
     }
 
     /// Walks every entry in key byte order (an LMDB cursor from first to last); return false from `body` to stop.
-    public func forEach(_ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool) throws {
+    package func forEach(_ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool) throws {
         var c: OpaquePointer?
         try LMDBEnvironment.check(mdb_cursor_open(txn, dbi, &c), environment.path, "mdb_cursor_open")
         defer { mdb_cursor_close(c) }
@@ -212,15 +212,15 @@ public final class LMDBTransaction {
 /// When `pipelined`, full batches are committed on a background thread while the caller fills the next one (at
 /// most two batches in flight): parsing and validating input then overlaps with LMDB's copying and writing, which
 /// is what bounds a dataset build. Errors from the background surface at the next `put`, `flush` or `finish`.
-public final class LMDBBatchWriter {
+package final class LMDBBatchWriter {
     /// The environment written to.
-    public let environment: LMDBEnvironment
+    package let environment: LMDBEnvironment
     /// Entries per transaction.
-    public let maxEntries: Int
+    package let maxEntries: Int
     /// Buffered bytes that force a commit, whatever the entry count.
-    public let maxBytes: Int
+    package let maxBytes: Int
     /// Whether batches are committed on a background thread.
-    public let pipelined: Bool
+    package let pipelined: Bool
 
     private final class Batch {
         var bytes: [UInt8] = []
@@ -234,7 +234,7 @@ public final class LMDBBatchWriter {
     private let slots = DispatchSemaphore(value: 2)
 
     /// A writer committing every `maxEntries` entries or `maxBytes` buffered bytes.
-    public init(_ environment: LMDBEnvironment, maxEntries: Int = 1000, maxBytes: Int = 64 << 20, pipelined: Bool = false) {
+    package init(_ environment: LMDBEnvironment, maxEntries: Int = 1000, maxBytes: Int = 64 << 20, pipelined: Bool = false) {
         self.environment = environment
         self.maxEntries = maxEntries
         self.maxBytes = maxBytes
@@ -242,7 +242,7 @@ public final class LMDBBatchWriter {
     }
 
     /// Queues `value` under `key`; commits when the batch is full.
-    public func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws {
+    package func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws {
         let b = current
         b.entries.append((b.bytes.count, key.count, value.count))
         b.bytes.append(contentsOf: key)
@@ -251,12 +251,12 @@ public final class LMDBBatchWriter {
     }
 
     /// Queues `value` under the UTF-8 bytes of `key`.
-    public func put<V: ContiguousBytes>(_ key: String, _ value: V) throws {
+    package func put<V: ContiguousBytes>(_ key: String, _ value: V) throws {
         try Array(key.utf8).withUnsafeBytes { k in try value.withUnsafeBytes { v in try put(k, v) } }
     }
 
     /// Commits the queued entries (hands them to the background thread when pipelined).
-    public func flush() throws {
+    package func flush() throws {
         try rethrowFailure()
         let b = current
         guard !b.entries.isEmpty else { return }
@@ -283,7 +283,7 @@ public final class LMDBBatchWriter {
     }
 
     /// Commits everything queued and waits until it is written; throws the first error of any batch.
-    public func finish() throws {
+    package func finish() throws {
         try flush()
         queue.sync {}
         try rethrowFailure()

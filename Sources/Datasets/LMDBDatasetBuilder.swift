@@ -18,73 +18,73 @@ import Foundation
 import Imaging
 
 /// What was built for one split.
-public struct SplitSummary: Equatable, Sendable {
+package struct SplitSummary: Equatable, Sendable {
     /// The split name.
-    public var split: String
+    package var split: String
     /// The number of image-text pairs written (`num_samples`).
-    public var pairs: Int
+    package var pairs: Int
     /// The number of images written (`num_images`).
-    public var images: Int
+    package var images: Int
     /// The split's LMDB directory after the build.
-    public var directory: String
+    package var directory: String
 }
 
 /// Progress of a build: which file is being read and how far.
-public struct BuildProgress: Sendable {
+package struct BuildProgress: Sendable {
     /// The split being built.
-    public var split: String
+    package var split: String
     /// The input file being read.
-    public var file: String
+    package var file: String
     /// Bytes of `file` read so far.
-    public var bytesDone: Int64
+    package var bytesDone: Int64
     /// The size of `file`.
-    public var bytesTotal: Int64
+    package var bytesTotal: Int64
     /// Records (lines) read so far in `file`.
-    public var records: Int
+    package var records: Int
 }
 
 /// Builds `{lmdb_dir}/{split}/{imgs,pairs}` from a data directory in the reference's layout.
-public final class LMDBDatasetBuilder {
+package final class LMDBDatasetBuilder {
     /// The directory holding `{split}_imgs.tsv` and `{split}_texts.jsonl`.
-    public let dataDirectory: String
+    package let dataDirectory: String
     /// Where the split directories go (the reference's default: `{data_dir}/lmdb`).
-    public let lmdbDirectory: String
+    package let lmdbDirectory: String
     /// Whether to decode every image (slower) so a corrupt one is reported by id and line.
-    public var checkImages = false
+    package var checkImages = false
     /// Pairs per LMDB transaction (the reference commits every 5000).
-    public var pairsPerCommit = 5000
+    package var pairsPerCommit = 5000
     /// Images per LMDB transaction (the reference commits every 1000).
-    public var imagesPerCommit = 1000
+    package var imagesPerCommit = 1000
     /// Whether every commit is flushed to disk before the next (the reference's behaviour; slower, crash-safe).
-    public var syncToDisk = false
+    package var syncToDisk = false
     /// Called now and then while reading inputs.
-    public var progress: ((BuildProgress) -> Void)?
+    package var progress: ((BuildProgress) -> Void)?
     /// The temporary directory of the build in progress (removed when the build ends, whether it succeeds or not).
-    public private(set) var temporaryDirectory: String?
+    package private(set) var temporaryDirectory: String?
     /// The LMDB directory, while a build that created it is in progress (a failed build removes it again).
-    public private(set) var createdDirectory: String?
+    package private(set) var createdDirectory: String?
 
     /// A builder reading `dataDirectory` and writing into `lmdbDirectory` (default `{dataDirectory}/lmdb`).
-    public init(dataDirectory: String, lmdbDirectory: String? = nil) {
+    package init(dataDirectory: String, lmdbDirectory: String? = nil) {
         self.dataDirectory = dataDirectory
         self.lmdbDirectory = lmdbDirectory ?? (dataDirectory as NSString).appendingPathComponent("lmdb")
     }
 
     /// `splits` as the reference reads `--splits`: comma-separated, whitespace-trimmed, duplicates dropped (first kept).
-    public static func parseSplits(_ text: String) -> [String] {
+    package static func parseSplits(_ text: String) -> [String] {
         var seen = Set<String>()
         return text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",", omittingEmptySubsequences: false)
             .map(String.init).filter { seen.insert($0).inserted }
     }
 
     /// The image TSV of `split`.
-    public func imagesFile(_ split: String) -> String { (dataDirectory as NSString).appendingPathComponent("\(split)_imgs.tsv") }
+    package func imagesFile(_ split: String) -> String { (dataDirectory as NSString).appendingPathComponent("\(split)_imgs.tsv") }
     /// The text JSONL of `split`.
-    public func textsFile(_ split: String) -> String { (dataDirectory as NSString).appendingPathComponent("\(split)_texts.jsonl") }
+    package func textsFile(_ split: String) -> String { (dataDirectory as NSString).appendingPathComponent("\(split)_texts.jsonl") }
 
     /// Builds every split; on success the split directories are in place, on error nothing was changed.
     @discardableResult
-    public func build(splits: [String]) throws -> [SplitSummary] {
+    package func build(splits: [String]) throws -> [SplitSummary] {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: dataDirectory, isDirectory: &isDir), isDir.boolValue else {

@@ -9,17 +9,17 @@ import Glibc
 #endif
 
 /// Reads a file line by line (`\n`-terminated; a trailing `\r` is dropped) without loading it whole.
-public struct LineReader {
+package struct LineReader {
     /// The file read.
-    public let path: String
+    package let path: String
     /// Bytes read per `read(2)` call.
-    public var chunkSize = 1 << 20
+    package var chunkSize = 1 << 20
 
     /// A reader for the file at `path`.
-    public init(path: String) { self.path = path }
+    package init(path: String) { self.path = path }
 
     /// The file's size in bytes (for progress).
-    public var fileSize: Int64 {
+    package var fileSize: Int64 {
         get throws {
             do { return ((try FileManager.default.attributesOfItem(atPath: path)[.size]) as? NSNumber)?.int64Value ?? 0 }
             catch { throw DatasetError.io(path: path, reason: "cannot read: \(error.localizedDescription)") }
@@ -27,7 +27,7 @@ public struct LineReader {
     }
 
     /// Calls `body` with each line's bytes (valid only during the call), its 1-based number and the bytes read so far.
-    public func forEachLine(_ body: (_ line: UnsafeBufferPointer<UInt8>, _ number: Int, _ offset: Int64) throws -> Void) throws {
+    package func forEachLine(_ body: (_ line: UnsafeBufferPointer<UInt8>, _ number: Int, _ offset: Int64) throws -> Void) throws {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw DatasetError.io(path: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
@@ -90,26 +90,26 @@ func stripped(_ line: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> 
 }
 
 /// One record of an image TSV: `image_id \t base64`.
-public struct TSVImageLine {
+package struct TSVImageLine {
     /// The image id as written (the LMDB key is exactly these bytes).
-    public var id: UnsafeBufferPointer<UInt8>
+    package var id: UnsafeBufferPointer<UInt8>
     /// The base64 text of the image file.
-    public var base64: UnsafeBufferPointer<UInt8>
+    package var base64: UnsafeBufferPointer<UInt8>
 }
 
 /// Streams an image TSV (`image_id<TAB>base64` per line), as `build_lmdb_dataset.py` reads it.
-public struct ImageTSVReader {
+package struct ImageTSVReader {
     /// The lines underneath.
-    public var lines: LineReader
+    package var lines: LineReader
 
     /// A reader for the TSV at `path`.
-    public init(path: String) { lines = LineReader(path: path) }
+    package init(path: String) { lines = LineReader(path: path) }
 
     /// Calls `body` for each non-blank line with its parsed fields (valid only during the call).
     ///
     /// Surrounding whitespace is stripped first, as the reference does; a line without exactly one tab, with an
     /// empty id, or whose second field is not base64 (either alphabet, padded) is an error naming `file:line`.
-    public func forEach(validateBase64: Bool = true,
+    package func forEach(validateBase64: Bool = true,
                         _ body: (_ record: TSVImageLine, _ line: Int, _ offset: Int64) throws -> Void) throws {
         let path = lines.path
         try lines.forEachLine { raw, number, offset in
@@ -135,15 +135,15 @@ public struct ImageTSVReader {
 }
 
 /// Streams a JSONL file, one JSON object per non-blank line.
-public struct JSONLReader {
+package struct JSONLReader {
     /// The lines underneath.
-    public var lines: LineReader
+    package var lines: LineReader
 
     /// A reader for the JSONL file at `path`.
-    public init(path: String) { lines = LineReader(path: path) }
+    package init(path: String) { lines = LineReader(path: path) }
 
     /// Calls `body` with each line's object; invalid JSON or a non-object line is an error naming `file:line`.
-    public func forEach(_ body: (_ object: [String: PyJSON], _ line: Int, _ offset: Int64) throws -> Void) throws {
+    package func forEach(_ body: (_ object: [String: PyJSON], _ line: Int, _ offset: Int64) throws -> Void) throws {
         let path = lines.path
         try lines.forEachLine { raw, number, offset in
             let line = stripped(raw)

@@ -25,9 +25,9 @@ import Foundation
 import Imaging
 
 /// Renders synthetic scenes and writes the synthetic demo dataset.
-public enum SyntheticDataset {
+package enum SyntheticDataset {
     /// How images are stored in the TSVs.
-    public enum Encoding: Equatable, Sendable {
+    package enum Encoding: Equatable, Sendable {
         /// Baseline JPEG, 4:2:0, at `quality` (1...100).
         case jpeg(quality: Int)
         /// Lossless PNG.
@@ -35,19 +35,19 @@ public enum SyntheticDataset {
     }
 
     /// The default split sizes: 20,000 training pairs, 1,000 validation and 1,000 test pairs.
-    public static let defaultSplits: [(name: String, count: Int)] = [("train", 20_000), ("valid", 1_000), ("test", 1_000)]
+    package static let defaultSplits: [(name: String, count: Int)] = [("train", 20_000), ("valid", 1_000), ("test", 1_000)]
     /// The default seed.
-    public static let defaultSeed: UInt64 = 20261129
+    package static let defaultSeed: UInt64 = 20261129
     /// The first image id; text ids start at 1.
-    public static let firstImageID = 1_000_001
+    package static let firstImageID = 1_000_001
 
     /// The caption of `scene` (``SyntheticScene/caption``).
-    public static func caption(scene: SyntheticScene) -> String { scene.caption }
+    package static func caption(scene: SyntheticScene) -> String { scene.caption }
 
     /// Draws `scene` as a `resolution`×`resolution` RGB image: anti-aliased shapes (4×4 supersampling) on a noisy grey
     /// background. `rng` supplies what the caption leaves open: the grey level, each shape's offset (±2% of the side),
     /// scale (±8%), rotation (±15°) and shade, and the pixel noise.
-    public static func render(scene: SyntheticScene, resolution: Int = 64, rng: inout SplitMix64) -> Image {
+    package static func render(scene: SyntheticScene, resolution: Int = 64, rng: inout SplitMix64) -> Image {
         precondition(resolution >= 8, "resolution must be at least 8 pixels")
         let side = Double(resolution)
         let n = resolution * resolution
@@ -99,7 +99,7 @@ public enum SyntheticDataset {
     }
 
     /// The generator of item `index` of split `split`: seeded from (seed, split name, index) only.
-    public static func itemGenerator(seed: UInt64, split: String, index: Int) -> SplitMix64 {
+    package static func itemGenerator(seed: UInt64, split: String, index: Int) -> SplitMix64 {
         // FNV-1a of the name: stable across runs and platforms, unlike `Hasher`.
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in split.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
@@ -113,14 +113,14 @@ public enum SyntheticDataset {
     }
 
     /// The scene and image of item `index` of split `split`, as ``write(to:splits:seed:resolution:encoding:threads:progress:temporaryDirectoryChanged:)`` makes them.
-    public static func item(seed: UInt64, split: String, index: Int, resolution: Int = 64) -> (scene: SyntheticScene, image: Image) {
+    package static func item(seed: UInt64, split: String, index: Int, resolution: Int = 64) -> (scene: SyntheticScene, image: Image) {
         var rng = itemGenerator(seed: seed, split: split, index: index)
         let scene = SyntheticScene.random(using: &rng)
         return (scene, render(scene: scene, resolution: resolution, rng: &rng))
     }
 
     /// Checks the arguments of ``write(to:splits:seed:resolution:encoding:threads:progress:temporaryDirectoryChanged:)``.
-    public static func validate(splits: [(name: String, count: Int)], resolution: Int, encoding: Encoding, threads: Int) throws(DatasetError) {
+    package static func validate(splits: [(name: String, count: Int)], resolution: Int, encoding: Encoding, threads: Int) throws(DatasetError) {
         guard (16...1024).contains(resolution) else {
             throw .invalidArgument("resolution \(resolution): expected 16 to 1024 pixels (the positions and sizes need at least 16)")
         }
@@ -140,7 +140,7 @@ public enum SyntheticDataset {
     /// a positive count into `directory` (created if missing); on error nothing there has changed.
     /// `progress` gets (images done, total) from the writing thread.
     @discardableResult
-    public static func write(to directory: String, splits: [(name: String, count: Int)] = defaultSplits, seed: UInt64 = defaultSeed,
+    package static func write(to directory: String, splits: [(name: String, count: Int)] = defaultSplits, seed: UInt64 = defaultSeed,
                              resolution: Int = 64, encoding: Encoding = .jpeg(quality: 90),
                              threads: Int = ProcessInfo.processInfo.activeProcessorCount,
                              progress: ((Int, Int) -> Void)? = nil,

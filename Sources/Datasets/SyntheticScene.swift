@@ -5,9 +5,9 @@
 import Essentials
 
 /// A synthetic scene: up to five shapes, at most one per position, kept in caption (reading) order.
-public struct SyntheticScene: Hashable, Sendable {
+package struct SyntheticScene: Hashable, Sendable {
     /// The kinds of shape.
-    public enum Shape: Int, CaseIterable, Sendable {
+    package enum Shape: Int, CaseIterable, Sendable {
         /// 圆形.
         case circle
         /// 正方形.
@@ -17,11 +17,11 @@ public struct SyntheticScene: Hashable, Sendable {
         /// 星形 (five-pointed).
         case star
         /// The Chinese name used in captions.
-        public var name: String { ["圆形", "正方形", "三角形", "星形"][rawValue] }
+        package var name: String { ["圆形", "正方形", "三角形", "星形"][rawValue] }
     }
 
     /// The eight colours.
-    public enum Colour: Int, CaseIterable, Sendable {
+    package enum Colour: Int, CaseIterable, Sendable {
         /// 红色.
         case red
         /// 绿色.
@@ -39,9 +39,9 @@ public struct SyntheticScene: Hashable, Sendable {
         /// 白色.
         case white
         /// The Chinese name used in captions.
-        public var name: String { ["红色", "绿色", "蓝色", "黄色", "紫色", "橙色", "黑色", "白色"][rawValue] }
+        package var name: String { ["红色", "绿色", "蓝色", "黄色", "紫色", "橙色", "黑色", "白色"][rawValue] }
         /// The nominal sRGB value (the renderer jitters it slightly).
-        public var rgb: (r: UInt8, g: UInt8, b: UInt8) {
+        package var rgb: (r: UInt8, g: UInt8, b: UInt8) {
             // Chosen to stay apart from each other and from the 105–154 grey background, including luminance,
             // so that 4:2:0 JPEG chroma subsampling does not merge small shapes into the background.
             [(215, 35, 35), (40, 165, 60), (35, 75, 215), (240, 215, 35),
@@ -50,7 +50,7 @@ public struct SyntheticScene: Hashable, Sendable {
     }
 
     /// The five positions, declared in caption order: top row left to right, the centre, then the bottom row.
-    public enum Position: Int, CaseIterable, Comparable, Sendable {
+    package enum Position: Int, CaseIterable, Comparable, Sendable {
         /// 左上角.
         case topLeft
         /// 右上角.
@@ -62,41 +62,41 @@ public struct SyntheticScene: Hashable, Sendable {
         /// 右下角.
         case bottomRight
         /// The Chinese name used in captions.
-        public var name: String { ["左上角", "右上角", "中间", "左下角", "右下角"][rawValue] }
+        package var name: String { ["左上角", "右上角", "中间", "左下角", "右下角"][rawValue] }
         /// The nominal centre as fractions (x, y) of the image side, y downwards.
-        public var centre: (x: Double, y: Double) {
+        package var centre: (x: Double, y: Double) {
             let near = SyntheticScene.cornerInset, far = 1 - SyntheticScene.cornerInset
             return [(near, near), (far, near), (0.5, 0.5), (near, far), (far, far)][rawValue]
         }
         /// Caption order.
-        public static func < (a: Position, b: Position) -> Bool { a.rawValue < b.rawValue }
+        package static func < (a: Position, b: Position) -> Bool { a.rawValue < b.rawValue }
     }
 
     /// The two sizes.
-    public enum Size: Int, CaseIterable, Sendable {
+    package enum Size: Int, CaseIterable, Sendable {
         /// 大.
         case large
         /// 小.
         case small
         /// The Chinese name used in captions.
-        public var name: String { ["大", "小"][rawValue] }
+        package var name: String { ["大", "小"][rawValue] }
         /// The nominal radius as a fraction of the image side (shapes are drawn to about this radius).
-        public var radius: Double { [0.16, 0.095][rawValue] }
+        package var radius: Double { [0.16, 0.095][rawValue] }
     }
 
     /// One shape of a scene.
-    public struct Object: Hashable, Sendable {
+    package struct Object: Hashable, Sendable {
         /// What is drawn.
-        public var shape: Shape
+        package var shape: Shape
         /// Its colour.
-        public var colour: Colour
+        package var colour: Colour
         /// Large or small.
-        public var size: Size
+        package var size: Size
         /// Where it is.
-        public var position: Position
+        package var position: Position
 
         /// An object from its four attributes.
-        public init(shape: Shape, colour: Colour, size: Size, position: Position) {
+        package init(shape: Shape, colour: Colour, size: Size, position: Position) {
             self.shape = shape
             self.colour = colour
             self.size = size
@@ -104,7 +104,7 @@ public struct SyntheticScene: Hashable, Sendable {
         }
 
         /// Its caption clause, e.g. "左上角有一个红色的大圆形".
-        public var clause: String { "\(position.name)有一个\(colour.name)的\(size.name)\(shape.name)" }
+        package var clause: String { "\(position.name)有一个\(colour.name)的\(size.name)\(shape.name)" }
     }
 
     /// Distance of the corner positions' centres from the image edges, as a fraction of the side: far enough in for
@@ -112,10 +112,10 @@ public struct SyntheticScene: Hashable, Sendable {
     static let cornerInset = 0.21
 
     /// The objects, sorted by position (caption order).
-    public let objects: [Object]
+    package let objects: [Object]
 
     /// A scene of 1–5 objects in distinct positions (given in any order; stored in caption order).
-    public init(_ objects: [Object]) throws(DatasetError) {
+    package init(_ objects: [Object]) throws(DatasetError) {
         guard (1...Position.allCases.count).contains(objects.count) else {
             throw DatasetError.invalidArgument("a synthetic scene holds 1 to \(Position.allCases.count) shapes, not \(objects.count)")
         }
@@ -128,10 +128,10 @@ public struct SyntheticScene: Hashable, Sendable {
 
     /// The scene's caption: one clause per object in position order, joined by "，",
     /// e.g. "左上角有一个红色的大圆形，中间有一个黑色的小三角形".
-    public var caption: String { objects.map(\.clause).joined(separator: "，") }
+    package var caption: String { objects.map(\.clause).joined(separator: "，") }
 
     /// Parses a caption written by ``caption``; nil when it does not follow that grammar exactly.
-    public init?(caption: String) {
+    package init?(caption: String) {
         var objects: [Object] = []
         for clause in caption.split(separator: "，", omittingEmptySubsequences: false) {
             guard let position = Position.allCases.first(where: { clause.hasPrefix($0.name) }) else { return nil }
@@ -151,7 +151,7 @@ public struct SyntheticScene: Hashable, Sendable {
 
     /// A random scene: 1 or 2 shapes (2 with probability `twoShapeFraction`) with independent uniform attributes
     /// and distinct positions.
-    public static func random(using rng: inout SplitMix64, twoShapeFraction: Double = 0.5) -> SyntheticScene {
+    package static func random(using rng: inout SplitMix64, twoShapeFraction: Double = 0.5) -> SyntheticScene {
         let count = rng.unitInterval() < twoShapeFraction ? 2 : 1
         var positions = Position.allCases
         var objects: [Object] = []

@@ -8,9 +8,9 @@ import Foundation
 ///
 /// The model's work is CPU-bound and synchronous: it runs on this thread (and the Tensors thread pool), never on
 /// the server's event loops or the Swift concurrency pool, so slow inference cannot stall accepting connections.
-public final class BatchWorker<Job: Sendable, Output: Sendable>: @unchecked Sendable {
+package final class BatchWorker<Job: Sendable, Output: Sendable>: @unchecked Sendable {
     /// Most jobs handed to one `process` call.
-    public let maxBatch: Int
+    package let maxBatch: Int
     private let process: ([Job]) -> [Result<Output, Error>]
     private let condition = NSCondition()
     private var pending: [(job: Job, continuation: CheckedContinuation<Output, Error>)] = []
@@ -19,7 +19,7 @@ public final class BatchWorker<Job: Sendable, Output: Sendable>: @unchecked Send
     private var batchSizes: [Int: Int] = [:]
 
     /// Starts the worker thread; `process` must return one result per job, in order.
-    public init(name: String, maxBatch: Int, process: @escaping ([Job]) -> [Result<Output, Error>]) {
+    package init(name: String, maxBatch: Int, process: @escaping ([Job]) -> [Result<Output, Error>]) {
         self.maxBatch = max(1, maxBatch)
         self.process = process
         let thread = Thread { [weak self] in self?.loop() }
@@ -29,7 +29,7 @@ public final class BatchWorker<Job: Sendable, Output: Sendable>: @unchecked Send
     }
 
     /// Queues `job` and waits for its result.
-    public func submit(_ job: Job) async throws -> Output {
+    package func submit(_ job: Job) async throws -> Output {
         try await withCheckedThrowingContinuation { continuation in
             condition.lock()
             if stopped {
@@ -44,19 +44,19 @@ public final class BatchWorker<Job: Sendable, Output: Sendable>: @unchecked Send
     }
 
     /// How many batches of each size were processed.
-    public var batchSizeCounts: [Int: Int] {
+    package var batchSizeCounts: [Int: Int] {
         condition.lock(); defer { condition.unlock() }
         return batchSizes
     }
 
     /// Jobs waiting for the thread.
-    public var pendingCount: Int {
+    package var pendingCount: Int {
         condition.lock(); defer { condition.unlock() }
         return pending.count
     }
 
     /// Stops the thread after the jobs already queued; later submissions fail.
-    public func stop() {
+    package func stop() {
         condition.lock(); stopped = true; condition.broadcast(); condition.unlock()
     }
 

@@ -13,28 +13,28 @@ import NIOCore
 import Gallery
 
 /// How the server listens and what it accepts.
-public struct DemoServerConfiguration: Sendable {
+package struct DemoServerConfiguration: Sendable {
     /// Address to bind (`127.0.0.1` keeps the demo on this machine).
-    public var host = "127.0.0.1"
+    package var host = "127.0.0.1"
     /// Port (0 picks a free one; the bound port is reported to `onRunning`).
-    public var port = 8080
+    package var port = 8080
     /// Largest request body (image upload or JSON), in bytes; larger ones get 413.
-    public var maxBodyBytes = 8 << 20
+    package var maxBodyBytes = 8 << 20
     /// Results per search when a request does not say.
-    public var defaultResults = 12
+    package var defaultResults = 12
     /// Captions per image search when a request does not say.
-    public var defaultCaptions = 5
+    package var defaultCaptions = 5
     /// The template the page suggests for zero-shot classification.
-    public var defaultTemplate = "一张{}的图片。"
+    package var defaultTemplate = "一张{}的图片。"
 
     /// The defaults.
-    public init() {}
+    package init() {}
 }
 
 /// Builds and runs the demo's HTTP application.
-public enum DemoServer {
+package enum DemoServer {
     /// The Hummingbird application serving `service`; `onRunning` receives the bound port once listening.
-    public static func application(service: SearchService, configuration: DemoServerConfiguration,
+    package static func application(service: SearchService, configuration: DemoServerConfiguration,
                                    logger: Logger? = nil,
                                    onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         let router = Router()

@@ -10,84 +10,84 @@ import Tensors
 import Tokenization
 
 /// Limits the service enforces on its inputs.
-public struct ServiceLimits: Sendable {
+package struct ServiceLimits: Sendable {
     /// Longest query, in characters (a longer one is an error rather than silently cut at the context length).
-    public var maxQueryCharacters = 200
+    package var maxQueryCharacters = 200
     /// Most results one request may ask for.
-    public var maxResults = 100
+    package var maxResults = 100
     /// Most labels in one classification.
-    public var maxLabels = 64
+    package var maxLabels = 64
     /// Most templates in one classification.
-    public var maxTemplates = 16
+    package var maxTemplates = 16
     /// Longest label or template, in characters.
-    public var maxLabelCharacters = 100
+    package var maxLabelCharacters = 100
     /// Largest decoded image, in pixels (a guard against decompression bombs).
-    public var maxImagePixels = 40_000_000
+    package var maxImagePixels = 40_000_000
     /// Most jobs encoded in one batch.
-    public var maxBatch = 32
+    package var maxBatch = 32
 
     /// The defaults.
-    public init() {}
+    package init() {}
 }
 
 /// A request the service refuses, with the HTTP status and a stable code the API reports.
-public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible {
+package struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible {
     /// HTTP status code.
-    public var status: Int
+    package var status: Int
     /// Machine-readable reason (`empty_query`, `not_an_image`, …).
-    public var code: String
+    package var code: String
     /// Human-readable reason.
-    public var message: String
+    package var message: String
 
     /// An error with `status`, `code` and `message`.
-    public init(_ status: Int, _ code: String, _ message: String) { self.status = status; self.code = code; self.message = message }
+    package init(_ status: Int, _ code: String, _ message: String) { self.status = status; self.code = code; self.message = message }
 
     /// `code: message`.
-    public var description: String { "\(code): \(message)" }
+    package var description: String { "\(code): \(message)" }
 }
 
 /// One image result.
-public struct ImageResult: Sendable, Equatable {
+package struct ImageResult: Sendable, Equatable {
     /// Gallery row (also the thumbnail's name).
-    public var row: Int
+    package var row: Int
     /// The image's id as json.dumps renders it.
-    public var id: String
+    package var id: String
     /// Inner product of the normalised features.
-    public var score: Float
+    package var score: Float
 }
 
 /// One caption result.
-public struct CaptionResult: Sendable, Equatable {
+package struct CaptionResult: Sendable, Equatable {
     /// Caption row.
-    public var row: Int
+    package var row: Int
     /// Its text_id as json.dumps renders it.
-    public var id: String
+    package var id: String
     /// The caption.
-    public var text: String
+    package var text: String
     /// Inner product of the normalised features.
-    public var score: Float
+    package var score: Float
 }
 
 /// One class of a zero-shot classification.
-public struct LabelResult: Sendable, Equatable {
+package struct LabelResult: Sendable, Equatable {
     /// The label as given.
-    public var label: String
+    package var label: String
     /// Its softmax probability.
-    public var probability: Float
+    package var probability: Float
 }
 
 /// The retrieval demo's engine: a model, a gallery and three batching workers.
-public final class SearchService: Sendable {
+package final class SearchService: Sendable {
     /// The model.
-    public let model: ChineseCLIPModel
+    package let model: ChineseCLIPModel
     /// The gallery.
-    public let gallery: GalleryIndex
+    package let gallery: GalleryIndex
     /// Input limits.
-    public let limits: ServiceLimits
+    package let limits: ServiceLimits
     /// Tokens per query text.
-    public let contextLength: Int
+    package let contextLength: Int
     /// Whether searches use the FAISS index (when the gallery has one).
-    public let approximate: Bool
+    package let approximate: Bool
     let textWorker: BatchWorker<TextJob, [ImageResult]>
     let imageWorker: BatchWorker<ImageJob, ([ImageResult], [CaptionResult])>
     let classifyWorker: BatchWorker<ClassifyJob, [LabelResult]>
@@ -97,7 +97,7 @@ public final class SearchService: Sendable {
     struct ClassifyJob: Sendable { var pixels: [Float]; var labels: [String]; var templates: [String] }
 
     /// A service over `gallery` with `model`, which must be the model the gallery was built with.
-    public init(model: ChineseCLIPModel, gallery: GalleryIndex, limits: ServiceLimits = ServiceLimits(),
+    package init(model: ChineseCLIPModel, gallery: GalleryIndex, limits: ServiceLimits = ServiceLimits(),
                 contextLength: Int? = nil, approximate: Bool = true) throws {
         let contextLength = contextLength ?? gallery.manifest.contextLength
         guard contextLength >= 2, contextLength <= model.config.textMaxPositionEmbeddings else {
@@ -155,7 +155,7 @@ public final class SearchService: Sendable {
     }
 
     /// The best `k` gallery images for a Chinese (or any) text query.
-    public func searchText(_ query: String, k: Int) async throws -> [ImageResult] {
+    package func searchText(_ query: String, k: Int) async throws -> [ImageResult] {
         let text = query.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !text.isEmpty else { throw ServiceError(400, "empty_query", "the query is empty") }
         guard text.count <= limits.maxQueryCharacters else {
@@ -166,7 +166,7 @@ public final class SearchService: Sendable {
     }
 
     /// The best `k` gallery images and `captions` captions for an image file's bytes (JPEG, PNG or WebP).
-    public func searchImage(_ data: Data, k: Int, captions: Int) async throws -> (images: [ImageResult], captions: [CaptionResult]) {
+    package func searchImage(_ data: Data, k: Int, captions: Int) async throws -> (images: [ImageResult], captions: [CaptionResult]) {
         try checkK(k, name: "k")
         try checkK(captions, name: "captions")
         let pixels = try preprocess(data)
@@ -175,7 +175,7 @@ public final class SearchService: Sendable {
     }
 
     /// Zero-shot class probabilities of an image for `labels`, each filled into every template (`{}` marks the label).
-    public func classify(_ data: Data, labels: [String], templates: [String]) async throws -> [LabelResult] {
+    package func classify(_ data: Data, labels: [String], templates: [String]) async throws -> [LabelResult] {
         let labels = labels.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
         guard !labels.isEmpty else { throw ServiceError(400, "no_labels", "give at least one label") }
         guard labels.count <= limits.maxLabels else { throw ServiceError(400, "too_many_labels", "at most \(limits.maxLabels) labels") }
@@ -193,7 +193,7 @@ public final class SearchService: Sendable {
     }
 
     /// Batch sizes the text and image workers have run (size → count).
-    public var batchSizeCounts: (text: [Int: Int], image: [Int: Int]) { (textWorker.batchSizeCounts, imageWorker.batchSizeCounts) }
+    package var batchSizeCounts: (text: [Int: Int], image: [Int: Int]) { (textWorker.batchSizeCounts, imageWorker.batchSizeCounts) }
 
     // MARK: Helpers
 

@@ -6,16 +6,16 @@ import CMPI
 import Foundation
 
 /// A failed collective operation.
-public struct CommunicationError: Error, CustomStringConvertible {
+package struct CommunicationError: Error, CustomStringConvertible {
     /// What failed, with MPI's own words.
-    public let description: String
+    package let description: String
 
     /// An error saying `description`.
-    public init(description: String) { self.description = description }
+    package init(description: String) { self.description = description }
 }
 
 /// The processes of a job and the collective operations among them.
-public protocol Communicator: AnyObject, Sendable {
+package protocol Communicator: AnyObject, Sendable {
     /// This process's index, 0..<worldSize (rank 0 logs and saves, as in the reference).
     var rank: Int { get }
     /// Number of processes.
@@ -42,33 +42,33 @@ public protocol Communicator: AnyObject, Sendable {
 
 extension Communicator {
     /// True on the rank that logs and writes outputs.
-    public var isMain: Bool { rank == 0 }
+    package var isMain: Bool { rank == 0 }
 }
 
 /// A job of one process: every collective is the identity.
-public final class SingleProcessCommunicator: Communicator, @unchecked Sendable {
+package final class SingleProcessCommunicator: Communicator, @unchecked Sendable {
     /// The world of one.
-    public init() {}
-    public var rank: Int { 0 }
-    public var worldSize: Int { 1 }
-    public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {}
-    public func allReduceSum(_ values: [Double]) throws -> [Double] { values }
-    public func allGather(_ local: [Float]) throws -> [Float] { local }
-    public func allGather(_ local: [Int32]) throws -> [Int32] { local }
-    public func gather(_ bytes: [UInt8], root: Int) throws -> [[UInt8]]? { [bytes] }
-    public func broadcast(_ bytes: [UInt8], root: Int) throws -> [UInt8] { bytes }
-    public func barrier() throws {}
-    public func abort(code: Int32) -> Never { exit(code) }
-    public func finish() {}
+    package init() {}
+    package var rank: Int { 0 }
+    package var worldSize: Int { 1 }
+    package func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {}
+    package func allReduceSum(_ values: [Double]) throws -> [Double] { values }
+    package func allGather(_ local: [Float]) throws -> [Float] { local }
+    package func allGather(_ local: [Int32]) throws -> [Int32] { local }
+    package func gather(_ bytes: [UInt8], root: Int) throws -> [[UInt8]]? { [bytes] }
+    package func broadcast(_ bytes: [UInt8], root: Int) throws -> [UInt8] { bytes }
+    package func barrier() throws {}
+    package func abort(code: Int32) -> Never { exit(code) }
+    package func finish() {}
 }
 
 /// The ranks of an `mpirun` job (MPI_COMM_WORLD).
-public final class MPICommunicator: Communicator, @unchecked Sendable {
-    public let rank: Int
-    public let worldSize: Int
+package final class MPICommunicator: Communicator, @unchecked Sendable {
+    package let rank: Int
+    package let worldSize: Int
 
     /// Joins the job `mpirun` started (MPI_Init_thread, funneled: only the calling thread talks to MPI).
-    public init() throws {
+    package init() throws {
         if cnclip_mpi_initialized() == 0 {
             let rc = cnclip_mpi_init()
             guard rc == MPI_SUCCESS else { throw CommunicationError(description: "MPI_Init failed: \(Self.text(rc))") }
@@ -78,7 +78,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     }
 
     /// Whether this process was started by `mpirun`/`mpiexec` (Open MPI's or PMIx's environment variables).
-    public static var isLaunchedByMPI: Bool {
+    package static var isLaunchedByMPI: Bool {
         let env = ProcessInfo.processInfo.environment
         return env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMIX_RANK"] != nil || env["PMI_SIZE"] != nil
     }
@@ -100,33 +100,33 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         return c
     }
 
-    public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
+    package func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
         try check(cnclip_mpi_allreduce_sum_float(base, try Self.count(buffer.count, "all-reduce")), "MPI_Allreduce")
     }
 
-    public func allReduceSum(_ values: [Double]) throws -> [Double] {
+    package func allReduceSum(_ values: [Double]) throws -> [Double] {
         var v = values
         guard !v.isEmpty else { return v }
         try check(cnclip_mpi_allreduce_sum_double(&v, try Self.count(v.count, "all-reduce")), "MPI_Allreduce")
         return v
     }
 
-    public func allGather(_ local: [Float]) throws -> [Float] {
+    package func allGather(_ local: [Float]) throws -> [Float] {
         var out = [Float](repeating: 0, count: local.count * worldSize)
         guard !local.isEmpty else { return out }
         try check(cnclip_mpi_allgather_float(local, try Self.count(local.count, "all-gather"), &out), "MPI_Allgather")
         return out
     }
 
-    public func allGather(_ local: [Int32]) throws -> [Int32] {
+    package func allGather(_ local: [Int32]) throws -> [Int32] {
         var out = [Int32](repeating: 0, count: local.count * worldSize)
         guard !local.isEmpty else { return out }
         try check(cnclip_mpi_allgather_int(local, try Self.count(local.count, "all-gather"), &out), "MPI_Allgather")
         return out
     }
 
-    public func gather(_ bytes: [UInt8], root: Int) throws -> [[UInt8]]? {
+    package func gather(_ bytes: [UInt8], root: Int) throws -> [[UInt8]]? {
         let counts = try allGather([Int32(try Self.count(bytes.count, "gather"))]).map(Int.init)
         var displacements: [Int32] = []
         var total = 0
@@ -138,7 +138,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         return counts.indices.map { Array(receive[Int(displacements[$0])..<Int(displacements[$0]) + counts[$0]]) }
     }
 
-    public func broadcast(_ bytes: [UInt8], root: Int) throws -> [UInt8] {
+    package func broadcast(_ bytes: [UInt8], root: Int) throws -> [UInt8] {
         var count = [Int32(rank == root ? try Self.count(bytes.count, "broadcast") : 0)]
         try count.withUnsafeMutableBytes { try check(cnclip_mpi_bcast_bytes($0.baseAddress, 4, Int32(root)), "MPI_Bcast") }
         var buffer = rank == root ? bytes : [UInt8](repeating: 0, count: Int(count[0]))
@@ -146,17 +146,17 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         return buffer
     }
 
-    public func barrier() throws { try check(cnclip_mpi_barrier(), "MPI_Barrier") }
+    package func barrier() throws { try check(cnclip_mpi_barrier(), "MPI_Barrier") }
 
-    public func abort(code: Int32) -> Never {
+    package func abort(code: Int32) -> Never {
         cnclip_mpi_abort(code)
         exit(code)
     }
 
-    public func finish() { _ = cnclip_mpi_finalize() }
+    package func finish() { _ = cnclip_mpi_finalize() }
 }
 
 /// The communicator of this process: MPI's world when started by `mpirun`, else a world of one.
-public func makeCommunicator() throws -> Communicator {
+package func makeCommunicator() throws -> Communicator {
     MPICommunicator.isLaunchedByMPI ? try MPICommunicator() : SingleProcessCommunicator()
 }

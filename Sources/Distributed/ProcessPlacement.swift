@@ -5,16 +5,16 @@
 import Foundation
 
 /// Where this process sits among the job's processes on its host, and the compute threads that leaves it.
-public struct ProcessPlacement: Sendable, Equatable {
+package struct ProcessPlacement: Sendable, Equatable {
     /// Processes of the job on this host (Open MPI's `OMPI_COMM_WORLD_LOCAL_SIZE`; 1 outside `mpirun`).
-    public let localProcesses: Int
+    package let localProcesses: Int
     /// Cores this process may run on (its affinity mask: `mpirun` binds each rank to a core or socket).
-    public let availableCores: Int
+    package let availableCores: Int
     /// Cores of the host.
-    public let hostCores: Int
+    package let hostCores: Int
 
     /// The placement of this process, read from `environment` and the operating system.
-    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+    package init(environment: [String: String] = ProcessInfo.processInfo.environment) {
         let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)
         self.init(localProcesses: Int(environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? 1,
                   availableCores: status.flatMap { Self.allowedCores(procStatus: $0) } ?? ProcessInfo.processInfo.activeProcessorCount,
@@ -24,7 +24,7 @@ public struct ProcessPlacement: Sendable, Equatable {
     /// The number of cores in the `Cpus_allowed:` mask of a Linux `/proc/<pid>/status` text (hex words separated
     /// by commas); nil when there is none. Foundation's `activeProcessorCount` ignores the affinity mask `mpirun`
     /// sets, and Swift cannot see glibc's `sched_getaffinity`, so the mask is read where Linux publishes it.
-    public static func allowedCores(procStatus: String) -> Int? {
+    package static func allowedCores(procStatus: String) -> Int? {
         for line in procStatus.split(separator: "\n") where line.hasPrefix("Cpus_allowed:") {
             var bits = 0
             for c in line.dropFirst("Cpus_allowed:".count) where c != "," && !c.isWhitespace {
@@ -37,7 +37,7 @@ public struct ProcessPlacement: Sendable, Equatable {
     }
 
     /// A placement given by its numbers (values below 1 count as 1).
-    public init(localProcesses: Int, availableCores: Int, hostCores: Int) {
+    package init(localProcesses: Int, availableCores: Int, hostCores: Int) {
         self.localProcesses = max(1, localProcesses)
         self.availableCores = max(1, availableCores)
         self.hostCores = max(self.availableCores, hostCores)
@@ -48,7 +48,7 @@ public struct ProcessPlacement: Sendable, Equatable {
     /// Unbound ranks share all the host's cores; ranks bound to one core each see one core; ranks bound to a
     /// socket share it with the ranks placed on the same socket. Assuming `mpirun` spreads ranks evenly, the
     /// processes sharing this process's cores number `ceil(localProcesses × availableCores / hostCores)`.
-    public var computeThreads: Int {
+    package var computeThreads: Int {
         let sharing = (localProcesses * availableCores + hostCores - 1) / hostCores
         return max(1, availableCores / max(1, sharing))
     }

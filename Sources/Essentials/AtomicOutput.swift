@@ -13,20 +13,20 @@ import Glibc
 #endif
 
 /// A write that could not be completed; the target is as it was before.
-public struct OutputError: Error, CustomStringConvertible, Equatable {
+package struct OutputError: Error, CustomStringConvertible, Equatable {
     /// The output's final path.
-    public var path: String
+    package var path: String
     /// What went wrong, for the user.
-    public var reason: String
+    package var reason: String
 
     /// An error about `path`.
-    public init(path: String, reason: String) {
+    package init(path: String, reason: String) {
         self.path = path
         self.reason = reason
     }
 
     /// `path: reason`.
-    public var description: String { "\(path): \(reason)" }
+    package var description: String { "\(path): \(reason)" }
 }
 
 private func systemError() -> String { String(cString: strerror(errno)) }
@@ -63,16 +63,16 @@ func temporarySibling(of path: String) -> String {
 }
 
 /// A file written beside its target and moved over it only by ``commit()``; ``discard()`` (or deinit) leaves no trace.
-public final class AtomicOutputFile {
+package final class AtomicOutputFile {
     /// The final path.
-    public let path: String
+    package let path: String
     /// The name the file has between ``commit()``'s link and rename (the file has no name before, on Linux).
-    public let temporaryPath: String
+    package let temporaryPath: String
     private var handle: UnsafeMutablePointer<FILE>?
     private var isUnnamed = false
 
     /// Opens the temporary file beside `path` (whose folder must exist).
-    public init(path: String) throws {
+    package init(path: String) throws {
         self.path = path
         temporaryPath = temporarySibling(of: path)
         #if os(Linux)
@@ -94,7 +94,7 @@ public final class AtomicOutputFile {
     }
 
     /// Appends `bytes`.
-    public func write(bytes: UnsafeRawBufferPointer) throws {
+    package func write(bytes: UnsafeRawBufferPointer) throws {
         guard let handle else { throw OutputError(path: path, reason: "written after commit or discard") }
         guard bytes.count > 0 else { return }
         if fwrite(bytes.baseAddress, 1, bytes.count, handle) != bytes.count {
@@ -103,22 +103,22 @@ public final class AtomicOutputFile {
     }
 
     /// Appends `bytes`.
-    public func write(bytes: UnsafeBufferPointer<UInt8>) throws { try write(bytes: UnsafeRawBufferPointer(bytes)) }
+    package func write(bytes: UnsafeBufferPointer<UInt8>) throws { try write(bytes: UnsafeRawBufferPointer(bytes)) }
 
     /// Appends `bytes`.
-    public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write(bytes: $0) } }
+    package func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write(bytes: $0) } }
 
     /// Appends `data`.
-    public func write(_ data: Data) throws { try data.withUnsafeBytes { try write(bytes: $0) } }
+    package func write(_ data: Data) throws { try data.withUnsafeBytes { try write(bytes: $0) } }
 
     /// Appends the UTF-8 of `text`.
-    public func write(_ text: String) throws {
+    package func write(_ text: String) throws {
         var text = text
         try text.withUTF8 { try write(bytes: $0) }
     }
 
     /// Flushes the file to disk, renames it over the target and flushes the folder. A failure removes the temporary.
-    public func commit() throws {
+    package func commit() throws {
         guard let h = handle else { return }
         handle = nil
         var ok = fflush(h) == 0 && fsync(fileno(h)) == 0
@@ -137,7 +137,7 @@ public final class AtomicOutputFile {
     }
 
     /// Closes and forgets the temporary file; the target is untouched.
-    public func discard() {
+    package func discard() {
         guard let h = handle else { return }
         fclose(h)
         handle = nil
@@ -148,9 +148,9 @@ public final class AtomicOutputFile {
 }
 
 /// One-call forms of ``AtomicOutputFile``, and the same guarantee for files other code writes by path.
-public enum AtomicOutput {
+package enum AtomicOutput {
     /// Writes `path` from `body`: committed when `body` returns, discarded (the old file kept) when it throws.
-    public static func write(path: String, _ body: (AtomicOutputFile) throws -> Void) throws {
+    package static func write(path: String, _ body: (AtomicOutputFile) throws -> Void) throws {
         let file = try AtomicOutputFile(path: path)
         do {
             try body(file)
@@ -162,18 +162,18 @@ public enum AtomicOutput {
     }
 
     /// Writes `text` (UTF-8) as the whole content of `path`.
-    public static func write(_ text: String, to path: String) throws {
+    package static func write(_ text: String, to path: String) throws {
         try write(path: path) { try $0.write(text) }
     }
 
     /// Writes `bytes` as the whole content of `path`.
-    public static func write(_ bytes: [UInt8], to path: String) throws {
+    package static func write(_ bytes: [UInt8], to path: String) throws {
         try write(path: path) { try $0.write(bytes) }
     }
 
     /// For a library that writes only by file name (FAISS): `body` writes the named temporary it is given, which is
     /// then flushed and renamed over `path`; a throw or a failure removes it.
-    public static func writeNamed(path: String, _ body: (String) throws -> Void) throws {
+    package static func writeNamed(path: String, _ body: (String) throws -> Void) throws {
         let tmp = temporarySibling(of: path)
         do {
             try body(tmp)
@@ -195,7 +195,7 @@ extension AtomicOutput {
 
     /// Moves finished files `names` from the temporary folder `built` into `folder` (both on one file system): each
     /// flushed, then renamed over its namesake in one step; then `folder` is flushed. Every file is whole, old or new.
-    public static func install(files names: [String], from built: String, into folder: String) throws {
+    package static func install(files names: [String], from built: String, into folder: String) throws {
         for name in names {
             try moveFlushed((built as NSString).appendingPathComponent(name), to: (folder as NSString).appendingPathComponent(name))
         }
@@ -204,15 +204,15 @@ extension AtomicOutput {
 }
 
 /// A folder built under a hidden sibling name and put in place of its target only by ``commit()``.
-public final class AtomicOutputFolder {
+package final class AtomicOutputFolder {
     /// The final path.
-    public let path: String
+    package let path: String
     /// Where the folder is built until ``commit()``.
-    public let temporaryPath: String
+    package let temporaryPath: String
     private var isOpen = true
 
     /// Creates the empty temporary folder beside `path` (whose parent must exist).
-    public init(path: String) throws {
+    package init(path: String) throws {
         self.path = path
         temporaryPath = temporarySibling(of: path)
         guard mkdir(temporaryPath, 0o755) == 0 else {
@@ -222,7 +222,7 @@ public final class AtomicOutputFolder {
 
     /// Flushes every file under the temporary folder, then puts it in place of the target: atomically exchanged
     /// with an existing target (whose old contents are then removed), or renamed where there is none.
-    public func commit() throws {
+    package func commit() throws {
         guard isOpen else { return }
         isOpen = false
         defer { try? FileManager.default.removeItem(atPath: temporaryPath) }  // the old contents, after a swap
@@ -231,7 +231,7 @@ public final class AtomicOutputFolder {
 
     /// Puts the finished folder `built` at `target` (same file system): every file in it flushed, then swapped with an
     /// existing target in one step — the old contents are left at `built` for the caller to remove — or renamed.
-    public static func install(_ built: String, at target: String) throws {
+    package static func install(_ built: String, at target: String) throws {
         try syncTree(built)
         if FileManager.default.fileExists(atPath: target) {
             guard exchange(built, target) else {
@@ -244,7 +244,7 @@ public final class AtomicOutputFolder {
     }
 
     /// Removes the temporary folder; the target is untouched.
-    public func discard() {
+    package func discard() {
         guard isOpen else { return }
         isOpen = false
         try? FileManager.default.removeItem(atPath: temporaryPath)

@@ -5,17 +5,17 @@
 import Foundation
 
 /// Text that is not padded base64: where it stops being valid (0-based) and why.
-public struct Base64Error: Error, CustomStringConvertible, Equatable {
+package struct Base64Error: Error, CustomStringConvertible, Equatable {
     /// The first offending character's offset.
-    public var offset: Int
+    package var offset: Int
     /// What is wrong there.
-    public var reason: String
+    package var reason: String
     /// `invalid base64 <reason> at character <offset + 1>`.
-    public var description: String { "invalid base64 \(reason) at character \(offset + 1)" }
+    package var description: String { "invalid base64 \(reason) at character \(offset + 1)" }
 }
 
 /// Base64 validation and decoding over either alphabet.
-public enum Base64 {
+package enum Base64 {
     /// 0–63 for alphabet characters of both alphabets, 64 for `=`, 255 for anything else.
     static let table: [UInt8] = {
         var t = [UInt8](repeating: 255, count: 256)
@@ -27,7 +27,7 @@ public enum Base64 {
     }()
 
     /// Where `text` stops being valid padded base64, with why; nil when it is valid.
-    public static func firstInvalidOffset<C: RandomAccessCollection>(_ text: C) -> (offset: Int, reason: String)? where C.Element == UInt8, C.Index == Int {
+    package static func firstInvalidOffset<C: RandomAccessCollection>(_ text: C) -> (offset: Int, reason: String)? where C.Element == UInt8, C.Index == Int {
         if let fast = text.withContiguousStorageIfAvailable({ firstInvalidOffset(bytes: $0) }) { return fast }
         return firstInvalidOffset(bytes: Array(text).withUnsafeBufferPointer { UnsafeBufferPointer(start: $0.baseAddress, count: $0.count) })
     }
@@ -80,7 +80,7 @@ public enum Base64 {
     }
 
     /// The bytes `text` encodes; throws for text that ``firstInvalidOffset(_:)`` rejects.
-    public static func decode<C: RandomAccessCollection>(_ text: C) throws -> [UInt8] where C.Element == UInt8, C.Index == Int {
+    package static func decode<C: RandomAccessCollection>(_ text: C) throws -> [UInt8] where C.Element == UInt8, C.Index == Int {
         if let bad = firstInvalidOffset(text) {
             throw Base64Error(offset: bad.offset, reason: bad.reason)
         }
@@ -108,5 +108,5 @@ public enum Base64 {
     }
 
     /// `bytes` in the standard alphabet with padding (`base64.b64encode`).
-    public static func encode(_ bytes: Data) -> String { bytes.base64EncodedString() }
+    package static func encode(_ bytes: Data) -> String { bytes.base64EncodedString() }
 }

@@ -6,13 +6,13 @@
 import Foundation
 
 /// Prepares batches beside their consumer; see ``run(floatsPerItem:ahead:produce:prepare:consume:)``.
-public enum BatchPipeline {
+package enum BatchPipeline {
     /// Runs `produce` on a producer thread; it calls `ship` with each batch, in order, and stops when `ship` returns
     /// false (the consumer failed or a preparation did). Each item of a shipped batch is prepared by `prepare` on a
     /// worker thread: it writes the item's `floatsPerItem` floats into its slot of the batch and returns a value of
     /// its own (a thumbnail, or nothing). `consume` receives every batch on the calling thread — the items, their
     /// floats `[items.count · floatsPerItem]` and their values. The first error anywhere ends the run and is thrown.
-    public static func run<Item, Extra>(
+    package static func run<Item, Extra>(
         floatsPerItem: Int,
         ahead: Int = 2,
         produce: @escaping (_ ship: ([Item]) -> Bool) throws -> Void,

@@ -4,27 +4,27 @@
 import Foundation
 
 /// A pointer handed to worker threads that each write their own disjoint slice of it.
-public struct SendablePointer<T>: @unchecked Sendable {  // sound: every worker writes only its own indices
+package struct SendablePointer<T>: @unchecked Sendable {  // sound: every worker writes only its own indices
     /// The shared pointer.
-    public let pointer: UnsafeMutablePointer<T>
+    package let pointer: UnsafeMutablePointer<T>
     /// Wraps `pointer`.
-    public init(pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }
+    package init(pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }
 }
 
 /// The first error recorded by any of several threads.
-public final class FirstError: @unchecked Sendable {  // sound: the lock guards `first`
+package final class FirstError: @unchecked Sendable {  // sound: the lock guards `first`
     private let lock = NSLock()
     private var first: Error?
     /// An empty record.
-    public init() {}
+    package init() {}
     /// Keeps `e` unless an error was recorded before.
-    public func record(_ e: Error) { lock.lock(); if first == nil { first = e }; lock.unlock() }
+    package func record(_ e: Error) { lock.lock(); if first == nil { first = e }; lock.unlock() }
     /// The first error recorded, if any.
-    public var error: Error? { lock.lock(); defer { lock.unlock() }; return first }
+    package var error: Error? { lock.lock(); defer { lock.unlock() }; return first }
 }
 
 /// A FIFO of at most `capacity` items between one producer and one consumer thread.
-public final class BoundedQueue<T> {
+package final class BoundedQueue<T> {
     private var items: [T] = []
     private let capacity: Int
     private let condition = NSCondition()
@@ -32,10 +32,10 @@ public final class BoundedQueue<T> {
     private var cancelled = false
 
     /// A queue holding at most `capacity` items.
-    public init(capacity: Int) { self.capacity = capacity }
+    package init(capacity: Int) { self.capacity = capacity }
 
     /// Adds `item`, waiting while full; returns false when the consumer has cancelled.
-    public func put(_ item: T) -> Bool {
+    package func put(_ item: T) -> Bool {
         condition.lock(); defer { condition.unlock() }
         while items.count >= capacity && !cancelled { condition.wait() }
         if cancelled { return false }
@@ -45,13 +45,13 @@ public final class BoundedQueue<T> {
     }
 
     /// No more items will come.
-    public func close() { condition.lock(); closed = true; condition.broadcast(); condition.unlock() }
+    package func close() { condition.lock(); closed = true; condition.broadcast(); condition.unlock() }
 
     /// The consumer stops; a waiting producer is released.
-    public func cancel() { condition.lock(); cancelled = true; items.removeAll(); condition.broadcast(); condition.unlock() }
+    package func cancel() { condition.lock(); cancelled = true; items.removeAll(); condition.broadcast(); condition.unlock() }
 
     /// The next item, waiting while empty; nil once closed and drained.
-    public func take() -> T? {
+    package func take() -> T? {
         condition.lock(); defer { condition.unlock() }
         while items.isEmpty && !closed { condition.wait() }
         if items.isEmpty { return nil }

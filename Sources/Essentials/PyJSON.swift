@@ -7,7 +7,7 @@
 import Foundation
 
 /// A JSON value with the distinctions Python's `json` keeps (int vs float, key order).
-public indirect enum PyJSON: Equatable, Sendable {
+package indirect enum PyJSON: Equatable, Sendable {
     /// `null` (Python `None`).
     case null
     /// `true` / `false`.
@@ -26,7 +26,7 @@ public indirect enum PyJSON: Equatable, Sendable {
     case object([(key: String, value: PyJSON)])
 
     /// Structural equality (NaN equals NaN here, so parsed documents compare as written).
-    public static func == (a: PyJSON, b: PyJSON) -> Bool {
+    package static func == (a: PyJSON, b: PyJSON) -> Bool {
         switch (a, b) {
         case (.null, .null): return true
         case (.bool(let x), .bool(let y)): return x == y
@@ -42,18 +42,18 @@ public indirect enum PyJSON: Equatable, Sendable {
     }
 
     /// The value under `key` when this is an object.
-    public subscript(key: String) -> PyJSON? {
+    package subscript(key: String) -> PyJSON? {
         guard case .object(let pairs) = self else { return nil }
         return pairs.first { $0.key == key }?.value
     }
 
     /// True for values Python's `isinstance(x, int)` accepts (ints and bools).
-    public var isPythonInt: Bool {
+    package var isPythonInt: Bool {
         switch self { case .int, .bigInt, .bool: return true; default: return false }
     }
 
     /// Python's type name, as TypeError messages spell it.
-    public var pythonTypeName: String {
+    package var pythonTypeName: String {
         switch self {
         case .null: return "NoneType"
         case .bool: return "bool"
@@ -66,7 +66,7 @@ public indirect enum PyJSON: Equatable, Sendable {
     }
 
     /// A key with Python's equality for dict/set membership (`1 == 1.0 == True`), or nil when unhashable.
-    public var pythonKey: PyKey? {
+    package var pythonKey: PyKey? {
         switch self {
         case .null: return PyKey.none
         case .bool(let b): return .int(b ? 1 : 0)
@@ -82,7 +82,7 @@ public indirect enum PyJSON: Equatable, Sendable {
 }
 
 /// A hashable stand-in for a Python dict key or set element, equal where Python's `==` is.
-public enum PyKey: Hashable, Sendable {
+package enum PyKey: Hashable, Sendable {
     /// `None`.
     case none
     /// An int (bools and integral floats map here, as Python compares them equal).
@@ -96,23 +96,23 @@ public enum PyKey: Hashable, Sendable {
 }
 
 /// A syntax error from ``PyJSONParser``: byte offset within the parsed text and what was expected.
-public struct PyJSONSyntaxError: Error, CustomStringConvertible {
+package struct PyJSONSyntaxError: Error, CustomStringConvertible {
     /// Byte offset of the error.
-    public var offset: Int
+    package var offset: Int
     /// What went wrong.
-    public var reason: String
+    package var reason: String
     /// A one-line message.
-    public var description: String { "\(reason) at byte \(offset)" }
+    package var description: String { "\(reason) at byte \(offset)" }
 
     /// Python's `JSONDecodeError` text for this error in `json.loads(line)` (positions in characters, as Python counts).
-    public func pythonMessage(in line: String) -> String {
+    package func pythonMessage(in line: String) -> String {
         let pos = String(decoding: Array(line.utf8).prefix(offset), as: UTF8.self).unicodeScalars.count
         return "\(reason): line 1 column \(pos + 1) (char \(pos))"
     }
 }
 
 /// A parser accepting exactly what Python's `json.loads` accepts (strict mode) on one document.
-public struct PyJSONParser {
+package struct PyJSONParser {
     /// The bytes parsed (readers of one fixed layout, such as feature files, drive the parser field by field).
     package let p: UnsafePointer<UInt8>
     /// One past the last byte.
@@ -121,7 +121,7 @@ public struct PyJSONParser {
     package var i = 0
 
     /// Parses the whole of `bytes` as one JSON document (surrounding JSON whitespace allowed).
-    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws -> PyJSON {
+    package static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws -> PyJSON {
         guard let base = bytes.baseAddress, bytes.count > 0 else { throw PyJSONSyntaxError(offset: 0, reason: "Expecting value") }
         var parser = PyJSONParser(p: base, end: bytes.count)
         parser.skipSpace()
@@ -132,7 +132,7 @@ public struct PyJSONParser {
     }
 
     /// Parses a string's UTF-8 as one JSON document.
-    public static func parse(_ text: String) throws -> PyJSON {
+    package static func parse(_ text: String) throws -> PyJSON {
         var t = text
         return try t.withUTF8 { try parse($0) }
     }

@@ -3,9 +3,9 @@
 // writes Python's escapes (`ensure_ascii`) or its float layout (`repr`: positional for decimal exponents -4 ..< 16).
 
 /// Python's `json.dumps` and `repr` for strings and floats.
-public enum PythonJSON {
+package enum PythonJSON {
     /// `json.dumps(s)` (`ensureASCII`, the default) or `json.dumps(s, ensure_ascii=False)`: a string literal.
-    public static func string(_ s: String, ensureASCII: Bool = true) -> String {
+    package static func string(_ s: String, ensureASCII: Bool = true) -> String {
         var out: [UInt8] = []
         appendString(s, ensureASCII: ensureASCII, into: &out)
         return String(decoding: out, as: UTF8.self)
@@ -14,7 +14,7 @@ public enum PythonJSON {
     /// Appends `json.dumps(s)` (or with `ensure_ascii=False`) to `out`: `"` `\` `\n` `\r` `\t` `\b` `\f` by their
     /// short escapes, other code points below U+0020 as `\u00XX`; with `ensureASCII` also everything outside
     /// U+0020–U+007E, as UTF-16 units (surrogate pairs for astral characters), else those as UTF-8.
-    public static func appendString(_ s: String, ensureASCII: Bool = true, into out: inout [UInt8]) {
+    package static func appendString(_ s: String, ensureASCII: Bool = true, into out: inout [UInt8]) {
         out.append(0x22)
         for u in s.unicodeScalars {
             switch u.value {
@@ -46,7 +46,7 @@ public enum PythonJSON {
 
     /// Python's `repr(d)` (also `str(d)`): the shortest digits that round-trip, positional when the decimal exponent
     /// is in -4 ..< 16 (`0.0001`, `1234567890123456.0`), else `d.ddde+XX`; `nan`, `inf`, `-inf`.
-    public static func repr(_ d: Double) -> String {
+    package static func repr(_ d: Double) -> String {
         if d.isNaN { return "nan" }
         if d.isInfinite { return d < 0 ? "-inf" : "inf" }
         if d == 0 { return d.sign == .minus ? "-0.0" : "0.0" }
@@ -88,7 +88,7 @@ public enum PythonJSON {
     }
 
     /// `json.dumps(d)`: `repr(d)` for finite values; `NaN`, `Infinity`, `-Infinity` otherwise.
-    public static func number(_ d: Double) -> String {
+    package static func number(_ d: Double) -> String {
         if d.isNaN { return "NaN" }
         if d.isInfinite { return d < 0 ? "-Infinity" : "Infinity" }
         return repr(d)
@@ -98,13 +98,13 @@ public enum PythonJSON {
 // MARK: - JSON values, as Python writes them
 
 /// Python's `str(x)` for a JSON value, as the evaluation scripts' messages format them.
-public func pythonStr(_ v: PyJSON) -> String {
+package func pythonStr(_ v: PyJSON) -> String {
     if case .string(let s) = v { return s }
     return pythonRepr(v)
 }
 
 /// Python's `repr(x)` for a JSON value (`None`, `True`, `'text'`, `[1, 'a']`, `{'k': 1}`).
-public func pythonRepr(_ v: PyJSON) -> String {
+package func pythonRepr(_ v: PyJSON) -> String {
     switch v {
     case .null: return "None"
     case .bool(let b): return b ? "True" : "False"
@@ -148,7 +148,7 @@ func hex(_ v: UInt32, _ width: Int) -> String {
 }
 
 /// Appends `json.dumps(v)` (`", "` and `": "` separators; `ensure_ascii` unless `ensureASCII` is false) to `out`.
-public func pythonDumps(_ v: PyJSON, ensureASCII: Bool = true, into out: inout [UInt8]) {
+package func pythonDumps(_ v: PyJSON, ensureASCII: Bool = true, into out: inout [UInt8]) {
     switch v {
     case .null: out += Array("null".utf8)
     case .bool(let b): out += Array((b ? "true" : "false").utf8)
@@ -177,7 +177,7 @@ public func pythonDumps(_ v: PyJSON, ensureASCII: Bool = true, into out: inout [
 }
 
 /// `json.dumps(v)` (or with `ensure_ascii=False`) as a String.
-public func pythonDumps(_ v: PyJSON, ensureASCII: Bool = true) -> String {
+package func pythonDumps(_ v: PyJSON, ensureASCII: Bool = true) -> String {
     var out = [UInt8]()
     pythonDumps(v, ensureASCII: ensureASCII, into: &out)
     return String(decoding: out, as: UTF8.self)

@@ -4,14 +4,14 @@
 import Foundation
 
 /// SplitMix64: a small, fast, seedable generator (not cryptographic).
-public struct SplitMix64: RandomNumberGenerator, Sendable {
+package struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
     /// A generator whose sequence is fixed by `seed`.
-    public init(seed: UInt64) { state = seed }
+    package init(seed: UInt64) { state = seed }
 
     /// The next 64 random bits.
-    public mutating func next() -> UInt64 {
+    package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -20,7 +20,7 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
     }
 
     /// A standard normal sample (Box–Muller).
-    public mutating func nextNormal() -> Float {
+    package mutating func nextNormal() -> Float {
         let u1 = Double(next() >> 11) * 0x1p-53 + 0x1p-54
         let u2 = Double(next() >> 11) * 0x1p-53
         return Float((-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2))
@@ -29,7 +29,7 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 
 extension SplitMix64 {
     /// A sample of U[-bound, bound).
-    public mutating func nextUniform(bound: Float) -> Float {
+    package mutating func nextUniform(bound: Float) -> Float {
         Float((Double(next() >> 11) * 0x1p-53 * 2 - 1) * Double(bound))
     }
 }

@@ -2,7 +2,7 @@
 // (file, line, key, id or flag), as one line a user can act on. The CLI reports any of them the same way.
 
 /// An error whose `description` is a complete one-line message for the user, naming the file, line, key or flag at fault.
-public protocol UserFacingError: Error, CustomStringConvertible {}
+package protocol UserFacingError: Error, CustomStringConvertible {}
 
 extension OutputError: UserFacingError {}
 extension Base64Error: UserFacingError {}

@@ -9,7 +9,7 @@ import Foundation
 import Tensors
 
 /// Errors reading or writing feature, annotation and prediction files; each names the file and line.
-public enum RetrievalError: UserFacingError, Equatable {
+package enum RetrievalError: UserFacingError, Equatable {
     /// A file could not be opened, read or written.
     case io(path: String, reason: String)
     /// A line is not what the format needs (bad JSON, a missing key, a wrong type).
@@ -20,7 +20,7 @@ public enum RetrievalError: UserFacingError, Equatable {
     case invalidArgument(String)
 
     /// A one-line message for the user.
-    public var description: String {
+    package var description: String {
         switch self {
         case .io(let p, let r): return "\(p): \(r)"
         case .malformedLine(let p, let l, let r): return "\(p):\(l): \(r)"
@@ -32,31 +32,31 @@ public enum RetrievalError: UserFacingError, Equatable {
 }
 
 /// A block of features read from a file: ids (as `json.dumps` writes them) and a row-major `[count, dim]` matrix.
-public struct FeatureBlock: Sendable {
+package struct FeatureBlock: Sendable {
     /// Each row's id, rendered as Python's `json.dumps` renders it (what prediction files echo).
-    public var ids: [String]
+    package var ids: [String]
     /// The features, `[count, dim]` row-major.
-    public var values: [Float]
+    package var values: [Float]
     /// Values per feature.
-    public var dim: Int
+    package var dim: Int
     /// Rows in the block.
-    public var count: Int { ids.count }
+    package var count: Int { ids.count }
     /// File line number (1-based) of each row, for error messages.
-    public var lines: [Int]
+    package var lines: [Int]
 }
 
 /// Streams a feature JSONL file in blocks of rows, parsing lines on all compute threads.
-public final class FeatureFileReader {
+package final class FeatureFileReader {
     /// The file read.
-    public let path: String
+    package let path: String
     /// The id key: `"image_id"` or `"text_id"`.
-    public let idKey: String
+    package let idKey: String
     /// Feature length, known after the first row (or given up front to check against).
-    public private(set) var dim: Int?
+    package private(set) var dim: Int?
     /// Bytes consumed so far (for progress).
-    public private(set) var bytesRead: Int64 = 0
+    package private(set) var bytesRead: Int64 = 0
     /// The file's size in bytes.
-    public let fileSize: Int64
+    package let fileSize: Int64
 
     private let handle: FileHandle
     private var buffer: [UInt8] = []
@@ -65,7 +65,7 @@ public final class FeatureFileReader {
     private var lineNumber = 0
 
     /// Opens `path`; rows must carry `idKey` and `"feature"`; `dim`, when given, is the length every feature must have.
-    public init(path: String, idKey: String, dim: Int? = nil) throws {
+    package init(path: String, idKey: String, dim: Int? = nil) throws {
         self.path = path
         self.idKey = idKey
         self.dim = dim
@@ -80,7 +80,7 @@ public final class FeatureFileReader {
     deinit { try? handle.close() }
 
     /// Reads the next block of at most `maxRows` rows, or nil at the end of the file.
-    public func nextBlock(maxRows: Int) throws -> FeatureBlock? {
+    package func nextBlock(maxRows: Int) throws -> FeatureBlock? {
         precondition(maxRows > 0)
         // Gather complete lines (byte ranges within `buffer`).
         var ranges: [(Int, Int)] = []
@@ -119,7 +119,7 @@ public final class FeatureFileReader {
     }
 
     /// Reads every remaining row.
-    public func readAll() throws -> FeatureBlock {
+    package func readAll() throws -> FeatureBlock {
         var all = FeatureBlock(ids: [], values: [], dim: dim ?? 0, lines: [])
         while let b = try nextBlock(maxRows: 1 << 15) {
             all.ids += b.ids; all.values += b.values; all.lines += b.lines; all.dim = b.dim
@@ -253,7 +253,7 @@ private let exactPowersOfTen: [Double] = (0...22).map { k in (0..<k).reduce(1.0)
 /// the true value, and rounding it to float is still exact unless it lies within a few ulps of a midpoint between
 /// two floats; those rare cases (and long or far-exponent numbers) go to `strtod`.
 @inline(__always)
-public func parseFeatureFloat(_ p: UnsafePointer<UInt8>, from start: Int, end: Int) -> (Float, Int)? {
+package func parseFeatureFloat(_ p: UnsafePointer<UInt8>, from start: Int, end: Int) -> (Float, Int)? {
     var i = start
     guard i < end else { return nil }
     var neg = false
@@ -309,9 +309,9 @@ public func parseFeatureFloat(_ p: UnsafePointer<UInt8>, from start: Int, end: I
 }
 
 /// Writes feature JSONL as the reference does (`json.dumps({"image_id": id, "feature": tensor.tolist()})` per line).
-public struct FeatureFileWriter {
+package struct FeatureFileWriter {
     /// Renders one line: `{"<idKey>": <id>, "feature": [<floats as Python reprs of their doubles>]}` and a newline.
-    public static func line(idKey: String, id: PyJSON, feature: UnsafeBufferPointer<Float>) -> [UInt8] {
+    package static func line(idKey: String, id: PyJSON, feature: UnsafeBufferPointer<Float>) -> [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(feature.count * 22 + 40)
         out.append(UInt8(ascii: "{"))
@@ -328,7 +328,7 @@ public struct FeatureFileWriter {
     }
 
     /// Writes all rows of `[ids.count, dim]` `features` to `path` atomically.
-    public static func write(path: String, idKey: String, ids: [PyJSON], features: [Float], dim: Int) throws {
+    package static func write(path: String, idKey: String, ids: [PyJSON], features: [Float], dim: Int) throws {
         precondition(features.count == ids.count * dim)
         try AtomicOutput.write(path: path) { sink in
             try features.withUnsafeBufferPointer { fp in
@@ -341,11 +341,11 @@ public struct FeatureFileWriter {
 }
 
 /// One line of a feature file, formatted as the reference's `json.dumps({"image_id": id, "feature": [...]})` writes it.
-public enum FeatureLine {
+package enum FeatureLine {
     /// `{"<idKey>": <id>, "feature": [f0, f1, …]}` with each float32 written as Python's `repr` of its float64 value.
     ///
     /// Python prints `float(np.float32(x))` with the shortest repr that round-trips the float64 (`PythonJSON.repr`).
-    public static func format(idKey: String, id: String, feature: UnsafeBufferPointer<Float>) -> String {
+    package static func format(idKey: String, id: String, feature: UnsafeBufferPointer<Float>) -> String {
         var line = "{\"\(idKey)\": \(id), \"feature\": ["
         line.reserveCapacity(24 + feature.count * 22)
         for (i, f) in feature.enumerated() {
@@ -356,7 +356,7 @@ public enum FeatureLine {
     }
 
     /// Python's `repr(float(x))` for a float32 `x` (`NaN`/`Infinity` as `json.dumps` writes them).
-    public static func pythonFloatRepr(_ f: Float) -> String {
+    package static func pythonFloatRepr(_ f: Float) -> String {
         PythonJSON.number(Double(f))
     }
 }

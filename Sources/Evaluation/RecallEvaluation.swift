@@ -81,9 +81,9 @@ func pythonStrip(_ s: String) -> String {
 }
 
 /// Recall@K evaluation of a prediction file against ground truth, as the reference's evaluation scripts do it.
-public enum RecallEvaluation {
+package enum RecallEvaluation {
     /// The result: recall figures, or the failure the reference would report.
-    public enum Outcome: Equatable {
+    package enum Outcome: Equatable {
         /// Fractions (0…1) of queries with a ground-truth id among their first 1, 5 and 10 predictions.
         case success(r1: Double, r5: Double, r10: Double)
         /// The reference's `errorDetail` (a message; an OS error number when a file cannot be opened).
@@ -91,7 +91,7 @@ public enum RecallEvaluation {
     }
 
     /// Evaluates `predictions` against `groundTruth` (JSONL files) for `direction`, with K = 10 predictions per query.
-    public static func evaluate(groundTruth: String, predictions: String, direction: RetrievalDirection) -> Outcome {
+    package static func evaluate(groundTruth: String, predictions: String, direction: RetrievalDirection) -> Outcome {
         do {
             let reference = try readReference(groundTruth, direction)
             let submission = try readSubmission(predictions, reference: reference, direction: direction, k: 10)
@@ -124,7 +124,7 @@ public enum RecallEvaluation {
     }
 
     /// The output JSON the reference writes for `outcome` (no trailing newline, as `json.dump` writes it).
-    public static func outputJSON(_ outcome: Outcome) -> String {
+    package static func outputJSON(_ outcome: Outcome) -> String {
         switch outcome {
         case .success(let r1, let r5, let r10):
             let mean = (r1 + r5 + r10) / 3.0
@@ -140,7 +140,7 @@ public enum RecallEvaluation {
     }
 
     /// The line the reference prints last: `The evaluation finished successfully.` or `The evaluation failed: …`.
-    public static func summaryLine(_ outcome: Outcome) -> String {
+    package static func summaryLine(_ outcome: Outcome) -> String {
         switch outcome {
         case .success: return "The evaluation finished successfully."
         case .failure(let d): return "The evaluation failed: \(pythonStr(d))"
@@ -149,7 +149,7 @@ public enum RecallEvaluation {
 
     /// Evaluates and writes the reference's output JSON to `output` atomically; returns the outcome.
     @discardableResult
-    public static func run(groundTruth: String, predictions: String, output: String, direction: RetrievalDirection) throws -> Outcome {
+    package static func run(groundTruth: String, predictions: String, output: String, direction: RetrievalDirection) throws -> Outcome {
         let outcome = evaluate(groundTruth: groundTruth, predictions: predictions, direction: direction)
         try AtomicOutput.write(path: output) { try $0.write(outputJSON(outcome)) }
         return outcome
@@ -284,15 +284,15 @@ public enum RecallEvaluation {
 }
 
 /// `transform_ir_annotation_to_tr.py`: text → image ground truth turned into image → text.
-public enum AnnotationTransform {
+package enum AnnotationTransform {
     /// Where the reference writes the result: `input.replace(".jsonl", "") + ".tr.jsonl"` (every occurrence replaced).
-    public static func outputPath(forInput input: String) -> String {
+    package static func outputPath(forInput input: String) -> String {
         input.replacingOccurrences(of: ".jsonl", with: "") + ".tr.jsonl"
     }
 
     /// Reads `input` (`{"text_id", "image_ids"}` lines) and returns the lines `{"image_id": i, "text_ids": [...]}`,
     /// images in first-mention order, texts in file order.
-    public static func transform(input: String) throws -> [String] {
+    package static func transform(input: String) throws -> [String] {
         let file: PythonTextLines
         do { file = try PythonTextLines.read(input) } catch let e as PythonTextLines.OpenFailure {
             throw RetrievalError.io(path: input, reason: String(cString: strerror(e.errno)))
@@ -324,7 +324,7 @@ public enum AnnotationTransform {
 
     /// Transforms `input` and writes the result beside it atomically; returns the output path.
     @discardableResult
-    public static func run(input: String) throws -> String {
+    package static func run(input: String) throws -> String {
         let lines = try transform(input: input)
         let out = outputPath(forInput: input)
         try AtomicOutput.write(path: out) { sink in for l in lines { try sink.write(l + "\n") } }

@@ -26,37 +26,37 @@ import Foundation
 import Tensors
 
 /// How to run a top-k search.
-public struct TopKOptions: Sendable {
+package struct TopKOptions: Sendable {
     /// How many predictions per query (`--top-k`); negative values behave as Python's `[:k]` slice does.
-    public var k: Int
+    package var k: Int
     /// Gallery rows scored per block (`--eval-batch-size`, the reference's "image-side batch size").
-    public var galleryBlockRows: Int
+    package var galleryBlockRows: Int
     /// Queries scored per block (bounded so a score block stays within `scoreBlockBytes`).
-    public var queryBlockRows: Int?
+    package var queryBlockRows: Int?
     /// The largest score block held at once, in bytes.
-    public var scoreBlockBytes: Int
+    package var scoreBlockBytes: Int
 
     /// Options with the reference's defaults (`--top-k 10`, `--eval-batch-size 32768`).
-    public init(k: Int = 10, galleryBlockRows: Int = 32768, queryBlockRows: Int? = nil, scoreBlockBytes: Int = 64 << 20) {
+    package init(k: Int = 10, galleryBlockRows: Int = 32768, queryBlockRows: Int? = nil, scoreBlockBytes: Int = 64 << 20) {
         self.k = k; self.galleryBlockRows = galleryBlockRows; self.queryBlockRows = queryBlockRows; self.scoreBlockBytes = scoreBlockBytes
     }
 
     /// How many items Python's `sorted(...)[:k]` keeps out of `n`.
-    public func keep(of n: Int) -> Int { k >= 0 ? min(k, n) : max(0, n + k) }
+    package func keep(of n: Int) -> Int { k >= 0 ? min(k, n) : max(0, n + k) }
 }
 
 /// Each query's best k so far, as flat arrays (`[queries, k]`), kept as min-heaps whose root is the worst entry.
-public struct TopKAccumulator {
+package struct TopKAccumulator {
     /// Entries kept per query.
-    public let k: Int
+    package let k: Int
     /// Queries.
-    public let queries: Int
+    package let queries: Int
     var scores: [Float]
     var indices: [Int]
     var filled: [Int]
 
     /// An empty accumulator for `queries` queries keeping `k` entries each.
-    public init(queries: Int, k: Int) {
+    package init(queries: Int, k: Int) {
         self.k = k; self.queries = queries
         scores = [Float](repeating: 0, count: queries * max(k, 0))
         indices = [Int](repeating: 0, count: queries * max(k, 0))
@@ -67,7 +67,7 @@ public struct TopKAccumulator {
     /// `g0..<g0+cols`. Blocks must arrive in increasing gallery order, so a later equal score never displaces an
     /// earlier one (the stable sort's rule). With `refine`, the block's scores are only a filter and each
     /// candidate's kept score is `refine`'s canonical one; without it the block's scores are kept as they are.
-    public mutating func offer(scores block: UnsafePointer<Float>, ldc: Int, rows: Int, cols: Int, q0: Int, g0: Int,
+    package mutating func offer(scores block: UnsafePointer<Float>, ldc: Int, rows: Int, cols: Int, q0: Int, g0: Int,
                                refine: CanonicalScores? = nil) {
         let k = self.k
         guard k > 0 else { return }
@@ -145,7 +145,7 @@ public struct TopKAccumulator {
     }
 
     /// Query `q`'s kept gallery indices, best first (score descending, file order among equal scores).
-    public func ranked(_ q: Int) -> [Int] {
+    package func ranked(_ q: Int) -> [Int] {
         let n = filled[q]
         var pairs = (0..<n).map { (scores[q * k + $0], indices[q * k + $0]) }
         pairs.sort { Self.worse($1.0, $1.1, $0.0, $0.1) }
@@ -153,7 +153,7 @@ public struct TopKAccumulator {
     }
 
     /// Query `q`'s kept scores, best first.
-    public func rankedScores(_ q: Int) -> [Float] {
+    package func rankedScores(_ q: Int) -> [Float] {
         let n = filled[q]
         var pairs = (0..<n).map { (scores[q * k + $0], indices[q * k + $0]) }
         pairs.sort { Self.worse($1.0, $1.1, $0.0, $0.1) }
@@ -168,26 +168,26 @@ public struct TopKAccumulator {
 /// kernel's summation order. A float32 GEMM
 /// score `s` of the same pair satisfies |s - exact| <= (dim + 1) * 2^-24 * |q| * |g| whatever its summation
 /// order, so `s + queryBound[q] * galleryNorm[g] < k-th canonical score` proves the pair cannot enter the top k.
-public struct CanonicalScores {
+package struct CanonicalScores {
     /// Queries, `[queries, dim]`.
-    public let queries: UnsafePointer<Float>
+    package let queries: UnsafePointer<Float>
     /// The gallery block, `[cols, dim]`.
-    public let gallery: UnsafePointer<Float>
+    package let gallery: UnsafePointer<Float>
     /// Feature length.
-    public let dim: Int
+    package let dim: Int
     /// Per query: `(dim + 8) * 2^-24 * |q|` (with slack for the norm's own rounding).
-    public let queryBound: UnsafePointer<Float>
+    package let queryBound: UnsafePointer<Float>
     /// Per gallery row of the block: `|g|`.
-    public let galleryNorm: UnsafePointer<Float>
+    package let galleryNorm: UnsafePointer<Float>
 
     /// The canonical score of query `q` and block row `c`.
-    @inline(__always) public func score(_ q: Int, _ c: Int) -> Float {
+    @inline(__always) package func score(_ q: Int, _ c: Int) -> Float {
         canonicalDot(queries + q * dim, gallery + c * dim, dim)
     }
 }
 
 /// `Float(exact dot product)`: float products are exact in double; four fixed partial sums keep it deterministic.
-@inline(__always) public func canonicalDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+@inline(__always) package func canonicalDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
     var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
     var i = 0
     while i + 4 <= n {
@@ -216,11 +216,11 @@ func rowNorms(_ p: UnsafePointer<Float>, count: Int, dim: Int) -> [Float] {
 }
 
 /// The blocked top-k search: queries held in memory, the gallery arriving in blocks.
-public enum TopKSearch {
+package enum TopKSearch {
     /// Scores one gallery block `[count, dim]` against all queries `[queries, dim]` and offers the scores to `acc`.
     /// `g0` is the block's first gallery row; blocks must come in file order.
     /// `queryBounds` are `queryBounds(queries:count:dim:)` of the queries (computed once by the caller).
-    public static func accumulate(queries: UnsafeBufferPointer<Float>, queryCount: Int, dim: Int,
+    package static func accumulate(queries: UnsafeBufferPointer<Float>, queryCount: Int, dim: Int,
                                   gallery: UnsafeBufferPointer<Float>, galleryCount: Int, g0: Int,
                                   options: TopKOptions, queryBounds: [Float]? = nil, into acc: inout TopKAccumulator,
                                   queriesDone: ((Int) -> Void)? = nil) {
@@ -262,13 +262,13 @@ public enum TopKSearch {
 
     /// Per query `(dim + 8) * 2^-24 * |q|`: with a gallery row's norm, the most a float32 GEMM score can differ
     /// from the canonical score.
-    public static func queryBounds(queries: UnsafePointer<Float>, count: Int, dim: Int) -> [Float] {
+    package static func queryBounds(queries: UnsafePointer<Float>, count: Int, dim: Int) -> [Float] {
         let c = Float(dim + 8) * Float(1.0 / 16_777_216.0)
         return rowNorms(queries, count: count, dim: dim).map { $0 * c }
     }
 
     /// Ranks an in-memory gallery for in-memory queries; returns each query's gallery indices, best first.
-    public static func search(queries: [Float], gallery: [Float], dim: Int, options: TopKOptions) -> [[Int]] {
+    package static func search(queries: [Float], gallery: [Float], dim: Int, options: TopKOptions) -> [[Int]] {
         queries.withUnsafeBufferPointer { qp in
             gallery.withUnsafeBufferPointer { gp in searchScored(queries: qp, gallery: gp, dim: dim, options: options).map(\.indices) }
         }
@@ -277,7 +277,7 @@ public enum TopKSearch {
     /// Ranks a gallery `[galleryRows, dim]` for queries `[queryRows, dim]` (both borrowed, e.g. a memory-mapped
     /// file) and returns each query's best `options.k` gallery rows with their canonical scores, best first —
     /// the ranking `make-topk-predictions` writes.
-    public static func searchScored(queries qp: UnsafeBufferPointer<Float>, gallery gp: UnsafeBufferPointer<Float>, dim: Int,
+    package static func searchScored(queries qp: UnsafeBufferPointer<Float>, gallery gp: UnsafeBufferPointer<Float>, dim: Int,
                                     options: TopKOptions) -> [(indices: [Int], scores: [Float])] {
         let nq = dim == 0 ? 0 : qp.count / dim, ng = dim == 0 ? 0 : gp.count / dim
         var acc = TopKAccumulator(queries: nq, k: options.keep(of: ng))
@@ -296,41 +296,41 @@ public enum TopKSearch {
 }
 
 /// Which way a prediction file goes.
-public enum RetrievalDirection: Sendable {
+package enum RetrievalDirection: Sendable {
     /// Text → image (`make_topk_predictions.py`): queries are texts, the gallery images.
     case textToImage
     /// Image → text (`make_topk_predictions_tr.py`): queries are images, the gallery texts.
     case imageToText
 
     /// The query side's id key.
-    public var queryKey: String { self == .textToImage ? "text_id" : "image_id" }
+    package var queryKey: String { self == .textToImage ? "text_id" : "image_id" }
     /// The gallery side's id key.
-    public var galleryKey: String { self == .textToImage ? "image_id" : "text_id" }
+    package var galleryKey: String { self == .textToImage ? "image_id" : "text_id" }
     /// The predictions' list key.
-    public var predictionsKey: String { self == .textToImage ? "image_ids" : "text_ids" }
+    package var predictionsKey: String { self == .textToImage ? "image_ids" : "text_ids" }
 }
 
 /// Writes a top-k prediction file from two feature files, as the reference scripts do, streaming the gallery.
-public enum TopKPredictions {
+package enum TopKPredictions {
     /// Progress: gallery bytes parsed and scored so far, of the total.
-    public typealias Progress = (_ done: Int64, _ total: Int64) -> Void
+    package typealias Progress = (_ done: Int64, _ total: Int64) -> Void
 
     /// Seconds spent in each phase of a run.
-    public struct Timings: Sendable {
+    package struct Timings: Sendable {
         /// Reading and parsing the query file.
-        public var parseQueries = 0.0
+        package var parseQueries = 0.0
         /// Reading and parsing the gallery file.
-        public var parseGallery = 0.0
+        package var parseGallery = 0.0
         /// GEMM, selection and canonical rescoring.
-        public var score = 0.0
+        package var score = 0.0
         /// Writing the prediction file.
-        public var write = 0.0
+        package var write = 0.0
     }
 
     /// Reads all queries, streams the gallery file in blocks of `options.galleryBlockRows`, and writes
     /// `{"<query key>": id, "<predictions key>": [ids]}` lines (Python `json.dumps` text) to `output` atomically.
     @discardableResult
-    public static func run(imageFeatures: String, textFeatures: String, direction: RetrievalDirection,
+    package static func run(imageFeatures: String, textFeatures: String, direction: RetrievalDirection,
                            options: TopKOptions, output: String, progress: Progress? = nil) throws -> Timings {
         var timings = Timings()
         var clock = DispatchTime.now().uptimeNanoseconds

@@ -9,17 +9,17 @@ import Tensors
 import Tokenization
 
 /// Class weights built from prompt templates: one unit vector per class.
-public struct ZeroShotClassifier: Sendable {
+package struct ZeroShotClassifier: Sendable {
     /// The fixed logit scale of the reference's evaluation (it does not use the model's `logit_scale`).
-    public static let logitScale: Float = 100
+    package static let logitScale: Float = 100
 
     /// The class names, in class-index order.
-    public let classNames: [String]
+    package let classNames: [String]
     /// `[classes, embed]`: row `c` is class `c`'s weight (the reference stacks them as columns).
-    public let weights: Tensor
+    package let weights: Tensor
 
     /// Wraps existing class weights `[classes, embed]`.
-    public init(classNames: [String], weights: Tensor) {
+    package init(classNames: [String], weights: Tensor) {
         precondition(weights.rank == 2 && weights.shape[0] == classNames.count, "weights must be [classes, embed]")
         self.classNames = classNames
         self.weights = weights
@@ -28,7 +28,7 @@ public struct ZeroShotClassifier: Sendable {
     /// Builds the weights: for each class, every template filled with its name and passed through the reference's
     /// text preparation (lower-case, curly quotes → `"`), encoded, normalised, averaged and normalised again.
     /// `progress` is called with (classes done, classes).
-    public init(model: ChineseCLIPModel, classNames: [String], templates: [String], contextLength: Int = 52,
+    package init(model: ChineseCLIPModel, classNames: [String], templates: [String], contextLength: Int = 52,
                 progress: ((Int, Int) -> Void)? = nil) {
         precondition(!templates.isEmpty, "at least one template is needed")
         var perClass: [Tensor] = []
@@ -43,7 +43,7 @@ public struct ZeroShotClassifier: Sendable {
 
     /// Builds the weights from already encoded prompts: `promptFeatures` is `[classes * promptsPerClass, embed]`
     /// (normalised here, so normalised or not), class by class in the order ``prompts(label:templates:)`` gives (one batched encode for a server).
-    public init(classNames: [String], promptFeatures: Tensor, promptsPerClass: Int) {
+    package init(classNames: [String], promptFeatures: Tensor, promptsPerClass: Int) {
         precondition(promptsPerClass > 0 && promptFeatures.rank == 2 && promptFeatures.shape[0] == classNames.count * promptsPerClass,
                      "promptFeatures must be [classes * promptsPerClass, embed]")
         let dim = promptFeatures.shape[1]
@@ -77,13 +77,13 @@ public struct ZeroShotClassifier: Sendable {
 
     /// The prepared prompts of one class: each template filled with `label`, lower-cased and with curly quotes
     /// mapped as the reference's text preparation does.
-    public static func prompts(label: String, templates: [String]) -> [String] {
+    package static func prompts(label: String, templates: [String]) -> [String] {
         templates.map { Tokenizer.prepareCaption(ZeroShotTemplates.prompt($0, label: label)) }
     }
 
     /// Class probabilities `[n, classes]` for image features `[n, embed]` (normalised here):
     /// `softmax(100 · normalise(features) @ weightsᵀ)`, in float64 and rounded once (see the weights' note).
-    public func probabilities(imageFeatures: Tensor) -> Tensor {
+    package func probabilities(imageFeatures: Tensor) -> Tensor {
         let n = imageFeatures.shape[0], dim = imageFeatures.shape[1], k = classNames.count
         let out = Tensor(shape: [n, k])
         let f = imageFeatures.data, w = weights.data, p = out.mutableData
@@ -106,18 +106,18 @@ public struct ZeroShotClassifier: Sendable {
 }
 
 /// Probabilities, targets and top-1 accuracy of one zero-shot evaluation.
-public struct ZeroShotResult: Sendable {
+package struct ZeroShotResult: Sendable {
     /// `[images, classes]` class probabilities, one row per image in dataset order (or `--index` order).
-    public let probabilities: Tensor
+    package let probabilities: Tensor
     /// The class index of each row.
-    public let targets: [Int]
+    package let targets: [Int]
     /// Images whose most probable class is their own, counted over the whole dataset.
-    public let correct: Int
+    package let correct: Int
     /// Images evaluated (before any reordering).
-    public let total: Int
+    package let total: Int
 
     /// Wraps computed values.
-    public init(probabilities: Tensor, targets: [Int], correct: Int, total: Int) {
+    package init(probabilities: Tensor, targets: [Int], correct: Int, total: Int) {
         self.probabilities = probabilities
         self.targets = targets
         self.correct = correct
@@ -125,11 +125,11 @@ public struct ZeroShotResult: Sendable {
     }
 
     /// `correct / total`, the reference's `zeroshot-top1` (a fraction, not a percentage).
-    public var top1: Double { total == 0 ? 0 : Double(correct) / Double(total) }
+    package var top1: Double { total == 0 ? 0 : Double(correct) / Double(total) }
 
     /// The rows picked by `index` (the reference's `outputs[index]`: any order, repeats allowed, negative values
     /// count from the end). Accuracy stays that of the whole dataset, as in the reference.
-    public func reordered(by index: [Int], indexFile: String) throws -> ZeroShotResult {
+    package func reordered(by index: [Int], indexFile: String) throws -> ZeroShotResult {
         let n = probabilities.shape[0], k = probabilities.shape[1]
         let out = Tensor(shape: [index.count, k])
         var targets: [Int] = []
@@ -145,7 +145,7 @@ public struct ZeroShotResult: Sendable {
     }
 
     /// The index of each row's largest probability (the first one on a tie).
-    public static func argmax(_ probabilities: Tensor) -> [Int] {
+    package static func argmax(_ probabilities: Tensor) -> [Int] {
         let n = probabilities.shape[0], k = probabilities.shape[1]
         let p = probabilities.data
         return (0..<n).map { r in
@@ -157,9 +157,9 @@ public struct ZeroShotResult: Sendable {
 }
 
 /// Runs a zero-shot evaluation over a dataset.
-public enum ZeroShotEvaluation {
+package enum ZeroShotEvaluation {
     /// Reads a `--index` file: a JSON list of integers.
-    public static func readIndex(contentsOfFile path: String) throws -> [Int] {
+    package static func readIndex(contentsOfFile path: String) throws -> [Int] {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw ZeroShotError.index(path: path, reason: "cannot be read")
@@ -173,7 +173,7 @@ public enum ZeroShotEvaluation {
     /// Encodes the dataset's images in batches of `batchSize` (each decoded and converted to RGB, then preprocessed
     /// as `image_transform`), classifies them and counts top-1 hits. `progress` gets (images done, images).
     /// A file that cannot be decoded stops the run with an error naming it.
-    public static func run(model: ChineseCLIPModel, dataset: ZeroShotDataset, classifier: ZeroShotClassifier,
+    package static func run(model: ChineseCLIPModel, dataset: ZeroShotDataset, classifier: ZeroShotClassifier,
                            batchSize: Int = 64, progress: ((Int, Int) -> Void)? = nil) throws -> ZeroShotResult {
         let samples = dataset.samples
         let k = classifier.classNames.count

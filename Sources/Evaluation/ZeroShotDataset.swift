@@ -9,7 +9,7 @@ import Foundation
 import Imaging
 
 /// Why a zero-shot evaluation cannot run; every case names the file or folder at fault.
-public enum ZeroShotError: UserFacingError, Equatable {
+package enum ZeroShotError: UserFacingError, Equatable {
     /// The label file is missing, unreadable or not UTF-8.
     case labelFile(path: String, reason: String)
     /// The data folder has no sub-folder (no class).
@@ -28,7 +28,7 @@ public enum ZeroShotError: UserFacingError, Equatable {
     case io(path: String, reason: String)
 
     /// A one-line message for the user.
-    public var description: String {
+    package var description: String {
         switch self {
         case .labelFile(let p, let r): return "\(p): label file: \(r)"
         case .noClassFolders(let p): return "\(p): no class folder found (expected one sub-folder per class)"
@@ -46,27 +46,27 @@ public enum ZeroShotError: UserFacingError, Equatable {
 }
 
 /// A zero-shot test set in ImageFolder layout: its class folders and its images with their class index.
-public struct ZeroShotDataset: Sendable {
+package struct ZeroShotDataset: Sendable {
     /// One image and the index of its class folder.
-    public struct Sample: Sendable, Equatable {
+    package struct Sample: Sendable, Equatable {
         /// The image file, as `os.path.join(root, class, …, name)` spells it.
-        public let path: String
+        package let path: String
         /// Index of the class folder in ``ZeroShotDataset/classFolders``.
-        public let classIndex: Int
+        package let classIndex: Int
     }
 
     /// torchvision's `IMG_EXTENSIONS`, matched case-insensitively at the end of the file name.
-    public static let imageExtensions = [".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"]
+    package static let imageExtensions = [".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"]
 
     /// The data folder as given.
-    public let root: String
+    package let root: String
     /// Class folder names in class-index order (sorted by code point).
-    public let classFolders: [String]
+    package let classFolders: [String]
     /// The images in the reference's order.
-    public let samples: [Sample]
+    package let samples: [Sample]
 
     /// Scans `root` as torchvision's `ImageFolder` does; a class folder without images is an error.
-    public init(imageFolder root: String) throws {
+    package init(imageFolder root: String) throws {
         let fm = FileManager.default
         guard isDirectory(root) else { throw ZeroShotError.io(path: root, reason: "no such folder") }
         let entries: [String]
@@ -100,7 +100,7 @@ public struct ZeroShotDataset: Sendable {
 
     /// Class names from a label file, one per line and stripped of surrounding white space, as the reference's
     /// `[line.strip() for line in f.readlines()]` reads them (so a blank line in the middle is a class named "").
-    public static func readLabels(contentsOfFile path: String) throws -> [String] {
+    package static func readLabels(contentsOfFile path: String) throws -> [String] {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             let exists = FileManager.default.fileExists(atPath: path)
@@ -118,7 +118,7 @@ public struct ZeroShotDataset: Sendable {
     /// Checks that there is one label per class folder. The reference does not check: with more folders than
     /// labels the extra classes' images silently count as wrong, and with fewer, labels shift onto the wrong
     /// folders unless the missing ones are last — either way the accuracy would not mean what it says.
-    public func checkLabels(_ labels: [String], labelFile: String) throws {
+    package func checkLabels(_ labels: [String], labelFile: String) throws {
         guard labels.count == classFolders.count else {
             throw ZeroShotError.classCountMismatch(labelFile: labelFile, labels: labels.count, datapath: root,
                                                    folders: classFolders.count)
@@ -126,7 +126,7 @@ public struct ZeroShotDataset: Sendable {
     }
 
     /// Decodes an image file and converts it to RGB first, as ImageFolder's loader does before any transform.
-    public static func loadImage(path: String) throws -> Image {
+    package static func loadImage(path: String) throws -> Image {
         do { return try Image(contentsOfFile: path).converted(to: .rgb) } catch let e as ImageError {
             throw ZeroShotError.image(path: path, reason: "\(e)")
         } catch {
@@ -135,7 +135,7 @@ public struct ZeroShotDataset: Sendable {
     }
 
     /// True when `name` ends in one of ``imageExtensions``, ignoring case.
-    public static func hasImageExtension(_ name: String) -> Bool {
+    package static func hasImageExtension(_ name: String) -> Bool {
         let lower = name.lowercased()
         return imageExtensions.contains { lower.hasSuffix($0) }
     }

@@ -13,28 +13,28 @@ import NeuralNet
 import Tensors
 
 /// The ELEVATER benchmark submission `zeroshot_evaluation.py` writes to `{save_dir}/{dataset}.json`.
-public struct ElevaterSubmission: Sendable {
+package struct ElevaterSubmission: Sendable {
     /// `"CN-CLIP-" + vision model name`.
-    public var modelName: String
+    package var modelName: String
     /// The `--dataset` name.
-    public var datasetName: String
+    package var datasetName: String
     /// Always 0 for zero-shot.
-    public var numTrainableParams = 0
+    package var numTrainableParams = 0
     /// Parameters of the whole model (buffers excluded, as `model.parameters()`).
-    public var numParams: Int
+    package var numParams: Int
     /// Parameters of the image tower.
-    public var numVisualParams: Int
+    package var numVisualParams: Int
     /// Same as ``numParams`` in the reference.
-    public var numBackboneParams: Int
+    package var numBackboneParams: Int
     /// Always 0 (zero-shot).
-    public var nShot = 0
+    package var nShot = 0
     /// Always `[123]` in the reference.
-    public var rndSeeds = [123]
+    package var rndSeeds = [123]
     /// Class probabilities `[images, classes]`.
-    public var predictions: Tensor
+    package var predictions: Tensor
 
     /// A submission for `model` on `dataset` with `predictions` `[images, classes]`.
-    public init(model: ChineseCLIPModel, visionModelName: String, datasetName: String, predictions: Tensor) {
+    package init(model: ChineseCLIPModel, visionModelName: String, datasetName: String, predictions: Tensor) {
         let counts = Self.parameterCounts(model.clip)
         self.modelName = "CN-CLIP-" + visionModelName
         self.datasetName = datasetName
@@ -45,7 +45,7 @@ public struct ElevaterSubmission: Sendable {
     }
 
     /// Learnable parameter counts (all, and under `visual.`), as `sum(x.numel() for x in m.parameters())`.
-    public static func parameterCounts(_ clip: CLIP) -> (total: Int, visual: Int) {
+    package static func parameterCounts(_ clip: CLIP) -> (total: Int, visual: Int) {
         var total = 0, visual = 0
         for (name, p) in clip.namedParameters() where !p.isBuffer {
             total += p.value.count
@@ -55,7 +55,7 @@ public struct ElevaterSubmission: Sendable {
     }
 
     /// The file's text: `json.dumps` of the dict in the reference's key order, floats rounded to 6 decimals.
-    public func jsonString() -> String {
+    package func jsonString() -> String {
         let n = predictions.rank == 2 ? predictions.shape[0] : 0, k = predictions.rank == 2 ? predictions.shape[1] : 0
         let p = predictions.data
         var rows: [String] = []
@@ -79,13 +79,13 @@ public struct ElevaterSubmission: Sendable {
     }
 
     /// Where the reference writes it: `os.path.join(saveDir, dataset + ".json")`.
-    public static func path(saveDir: String, dataset: String) -> String {
+    package static func path(saveDir: String, dataset: String) -> String {
         saveDir.isEmpty ? dataset + ".json" : joinPath(saveDir, dataset + ".json")
     }
 
     /// Writes ``jsonString()`` to `path` through the one safe writer, creating missing folders, so a failed run
     /// never leaves a partial file.
-    public func write(to path: String) throws {
+    package func write(to path: String) throws {
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent()
         do {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -99,26 +99,26 @@ public struct ElevaterSubmission: Sendable {
 }
 
 /// The reference's printed result: `zeroshot-top1: <repr of the fraction>`.
-public func zeroShotResultLine(top1: Double) -> String {
+package func zeroShotResultLine(top1: Double) -> String {
     "zeroshot-top1: " + PythonFormat.repr(top1)
 }
 
 /// Python's float formatting and rounding, for outputs that must match the reference as text.
-public enum PythonFormat {
+package enum PythonFormat {
     /// `repr(x)` / `str(x)`: the shortest digits that round-trip, in fixed notation when the decimal exponent is
     /// in [-4, 16), else `d.ddde±XX`.
-    public static func repr(_ x: Double) -> String { PythonJSON.repr(x) }
+    package static func repr(_ x: Double) -> String { PythonJSON.repr(x) }
 
     /// A float as `json.dumps` writes it (`NaN`, `Infinity`, `-Infinity` for the non-finite).
-    public static func jsonFloat(_ x: Double) -> String { PythonJSON.number(x) }
+    package static func jsonFloat(_ x: Double) -> String { PythonJSON.number(x) }
 
     /// `round(x, digits)`: correctly rounded to the nearest multiple of 10^-digits, ties to even on the exact
     /// binary value (glibc's printf rounds the exact value the same way).
-    public static func round(_ x: Double, digits: Int) -> Double {
+    package static func round(_ x: Double, digits: Int) -> Double {
         guard x.isFinite else { return x }
         return Double(String(format: "%.\(digits)f", x)) ?? x
     }
 
     /// A JSON string literal as `json.dumps` writes it with `ensure_ascii=True`.
-    public static func jsonString(_ s: String) -> String { PythonJSON.string(s) }
+    package static func jsonString(_ s: String) -> String { PythonJSON.string(s) }
 }

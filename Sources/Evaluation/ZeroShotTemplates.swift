@@ -5,13 +5,13 @@
 import Foundation
 
 /// The reference's prompt-template sets (`cvinw_zeroshot_templates.py`), `{}` standing for the class name.
-public enum ZeroShotTemplates {
+package enum ZeroShotTemplates {
     /// The set used for a dataset name that has no set of its own (the reference's `"openai"` entry).
-    public static let defaultSetName = "openai_templates"
+    package static let defaultSetName = "openai_templates"
 
     /// Dataset name → template set, exactly the entries of `zeroshot_evaluation.py`'s `template_dict`.
     /// Other sets in the file (pets, cars, …) are defined by the reference but never chosen by its script.
-    public static let setNameByDataset: [String: String] = [
+    package static let setNameByDataset: [String: String] = [
         "fgvc-aircraft-2013b-variants102": "aircraft_templates",
         "food-101": "food_templates",
         "oxford-flower-102": "flower_templates",
@@ -22,17 +22,17 @@ public enum ZeroShotTemplates {
     ]
 
     /// Every template set by name (`openai_templates`, `food_templates`, …), loaded once from the bundled resource.
-    public static func all() throws -> [String: [String]] {
+    package static func all() throws -> [String: [String]] {
         try cache.get()
     }
 
     /// The name of the set the reference uses for `dataset` (an exact, case-sensitive match; else `openai_templates`).
-    public static func setName(forDataset dataset: String) -> String {
+    package static func setName(forDataset dataset: String) -> String {
         setNameByDataset[dataset] ?? defaultSetName
     }
 
     /// The templates the reference uses for `dataset`.
-    public static func templates(forDataset dataset: String) throws -> [String] {
+    package static func templates(forDataset dataset: String) throws -> [String] {
         let name = setName(forDataset: dataset)
         guard let set = try all()[name] else { throw ZeroShotError.unknownTemplateSet(name) }
         return set
@@ -40,7 +40,7 @@ public enum ZeroShotTemplates {
 
     /// `template` with its `{}` replaced by `label` (the reference's `template(classname)`); a `{}` inside the
     /// label itself is left alone, as an f-string would.
-    public static func prompt(_ template: String, label: String) -> String {
+    package static func prompt(_ template: String, label: String) -> String {
         guard let r = template.range(of: "{}") else { return template }
         return template.replacingCharacters(in: r, with: label)
     }

@@ -16,17 +16,17 @@ import Tokenization
 /// The batches one process of a job computes: batch `b` (counted from 0 in input order) belongs to the process
 /// with `index == b % count`, so consecutive batches go to consecutive processes and each batch holds exactly the
 /// items it holds in a one-process run.
-public struct BatchShard: Sendable, Equatable {
+package struct BatchShard: Sendable, Equatable {
     /// This process's index, `0..<count` (its MPI rank).
-    public let index: Int
+    package let index: Int
     /// Number of processes sharing the batches.
-    public let count: Int
+    package let count: Int
 
     /// Every batch: a job of one process.
-    public static let whole = BatchShard(uncheckedIndex: 0, count: 1)
+    package static let whole = BatchShard(uncheckedIndex: 0, count: 1)
 
     /// Process `index` of `count`; throws when `index` is outside `0..<count`.
-    public init(index: Int, count: Int) throws(DatasetError) {
+    package init(index: Int, count: Int) throws(DatasetError) {
         guard count >= 1, (0..<count).contains(index) else {
             throw .invalidArgument("batch shard \(index) of \(count): expected 0 ≤ index < count")
         }
@@ -36,25 +36,25 @@ public struct BatchShard: Sendable, Equatable {
     private init(uncheckedIndex: Int, count: Int) { index = uncheckedIndex; self.count = count }
 
     /// Whether batch `batch` is this process's.
-    public func owns(batch: Int) -> Bool { batch % count == index }
+    package func owns(batch: Int) -> Bool { batch % count == index }
 }
 
 /// Computes the features of a dataset's images and texts with a Chinese-CLIP model.
-public struct FeatureExtractor {
+package struct FeatureExtractor {
     /// The model.
-    public let model: ChineseCLIPModel
+    package let model: ChineseCLIPModel
     /// Called after each batch with (items done, total or nil).
-    public var progress: ((Int, Int?) -> Void)?
+    package var progress: ((Int, Int?) -> Void)?
 
     /// An extractor running `model`.
-    public init(model: ChineseCLIPModel) { self.model = model }
+    package init(model: ChineseCLIPModel) { self.model = model }
 
     /// Image features of every image in the `imgs` LMDB at `lmdbPath`, in cursor order; calls `write` with each
     /// batch's ids (the LMDB keys as ints, as the reference's `int(key)`) and L2-normalised features `[n, embed]`.
     /// With a `shard`, only that process's batches are decoded and computed (every key is still checked, so every
     /// process rejects a bad key alike). Returns the number of images computed here.
     @discardableResult
-    public func extractImageFeatures(lmdbPath: String, batchSize: Int, shard: BatchShard = .whole,
+    package func extractImageFeatures(lmdbPath: String, batchSize: Int, shard: BatchShard = .whole,
                                      write: (_ ids: [Int], _ features: Tensor) throws -> Void) throws -> Int {
         let store = try ImageStore(path: lmdbPath)
         let resolution = model.resolution
@@ -107,7 +107,7 @@ public struct FeatureExtractor {
     /// Calls `write` with each batch's `text_id` values and L2-normalised features `[n, embed]`. With a `shard`,
     /// only that process's batches are computed (every line is still checked). Returns the count computed here.
     @discardableResult
-    public func extractTextFeatures(jsonlPath: String, batchSize: Int, contextLength: Int, shard: BatchShard = .whole,
+    package func extractTextFeatures(jsonlPath: String, batchSize: Int, contextLength: Int, shard: BatchShard = .whole,
                                     write: (_ ids: [PyJSON], _ features: Tensor) throws -> Void) throws -> Int {
         let reader = JSONLReader(path: jsonlPath)
         var ids: [PyJSON] = [], texts: [String] = []

@@ -7,11 +7,11 @@ import Foundation
 import Tensors
 
 /// Recall of approximate search against exact search, and the synthetic galleries it is measured on.
-public enum ApproximateRecall {
+package enum ApproximateRecall {
     /// `count` unit vectors `[count, dim]`: each is a random centre (one of `clusters`) plus Gaussian noise of
     /// `spread` per coordinate relative to the centre's, normalised. Deterministic for a seed; rows are filled in
     /// parallel, each from its own generator, so the result does not depend on the thread count.
-    public static func syntheticGallery(count: Int, dim: Int, clusters: Int, spread: Float, seed: UInt64) -> [Float] {
+    package static func syntheticGallery(count: Int, dim: Int, clusters: Int, spread: Float, seed: UInt64) -> [Float] {
         var rng = SplitMix64(seed: seed)
         let centres = (0..<(clusters * dim)).map { _ in rng.nextNormal() }
         var out = [Float](repeating: 0, count: count * dim)
@@ -36,7 +36,7 @@ public enum ApproximateRecall {
     }
 
     /// Queries near gallery items: rows `every`-th of `gallery` with noise of `spread` added, normalised.
-    public static func queries(from gallery: [Float], dim: Int, count: Int, spread: Float, seed: UInt64) -> [Float] {
+    package static func queries(from gallery: [Float], dim: Int, count: Int, spread: Float, seed: UInt64) -> [Float] {
         let n = gallery.count / dim
         var rng = SplitMix64(seed: seed)
         var out = [Float](repeating: 0, count: count * dim)
@@ -55,7 +55,7 @@ public enum ApproximateRecall {
     }
 
     /// Mean over queries of |approximate top k ∩ exact top k| / |exact top k|.
-    public static func recall(exact: [[GalleryHit]], approximate: [[GalleryHit]], k: Int) -> Double {
+    package static func recall(exact: [[GalleryHit]], approximate: [[GalleryHit]], k: Int) -> Double {
         precondition(exact.count == approximate.count, "one result list per query on both sides")
         guard !exact.isEmpty else { return 1 }
         var total = 0.0
@@ -68,12 +68,12 @@ public enum ApproximateRecall {
     }
 
     /// Exact top k of `queries` `[queryCount, dim]` in `gallery` `[n, dim]` (canonical scores, as make-topk-predictions ranks).
-    public static func exact(queries: UnsafeBufferPointer<Float>, gallery: UnsafeBufferPointer<Float>, dim: Int, k: Int) -> [[GalleryHit]] {
+    package static func exact(queries: UnsafeBufferPointer<Float>, gallery: UnsafeBufferPointer<Float>, dim: Int, k: Int) -> [[GalleryHit]] {
         GalleryIndex.exact(queries, gallery: gallery, dim: dim, k: k)
     }
 
     /// FAISS top k of `queries`, rescored canonically as a gallery's approximate search does.
-    public static func approximate(_ index: FaissIndex, queries: UnsafeBufferPointer<Float>, gallery: UnsafeBufferPointer<Float>,
+    package static func approximate(_ index: FaissIndex, queries: UnsafeBufferPointer<Float>, gallery: UnsafeBufferPointer<Float>,
                                    dim: Int, k: Int) throws -> [[GalleryHit]] {
         GalleryIndex.rescored(try index.search(queries.baseAddress!, count: queries.count / dim, k: k), queries: queries, gallery: gallery, dim: dim)
     }

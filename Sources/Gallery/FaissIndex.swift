@@ -6,20 +6,20 @@ import Essentials
 import Foundation
 
 /// An approximate inner-product index (IVF, HNSW, PQ, … — whatever a FAISS factory string names).
-public final class FaissIndex: @unchecked Sendable {
+package final class FaissIndex: @unchecked Sendable {
     private let handle: OpaquePointer
 
     private init(handle: OpaquePointer) { self.handle = handle }
 
     /// An empty index of vectors of length `dim` built from a FAISS factory string (`"IVF1024,Flat"`, `"HNSW32"`).
-    public convenience init(dim: Int, factory: String) throws {
+    package convenience init(dim: Int, factory: String) throws {
         var out: OpaquePointer?
         try Self.check(cfaiss_new(Int64(dim), factory, &out), "cannot build a FAISS index from \"\(factory)\"")
         self.init(handle: out!)
     }
 
     /// Reads an index written by ``write(to:)``.
-    public convenience init(contentsOf path: String) throws {
+    package convenience init(contentsOf path: String) throws {
         var out: OpaquePointer?
         try Self.check(cfaiss_read(path, &out), "\(path): cannot read the FAISS index")
         self.init(handle: out!)
@@ -28,30 +28,30 @@ public final class FaissIndex: @unchecked Sendable {
     deinit { cfaiss_free(handle) }
 
     /// Vectors held (their ids are 0..<count).
-    public var count: Int { Int(cfaiss_ntotal(handle)) }
+    package var count: Int { Int(cfaiss_ntotal(handle)) }
     /// Vector length.
-    public var dim: Int { Int(cfaiss_dim(handle)) }
+    package var dim: Int { Int(cfaiss_dim(handle)) }
     /// Whether vectors can be added (IVF and PQ indexes need ``train(_:count:)`` first).
-    public var isTrained: Bool { cfaiss_is_trained(handle) != 0 }
+    package var isTrained: Bool { cfaiss_is_trained(handle) != 0 }
 
     /// Trains the index on `count` vectors `[count, dim]` (a sample of the gallery is enough).
-    public func train(_ vectors: UnsafePointer<Float>, count: Int) throws {
+    package func train(_ vectors: UnsafePointer<Float>, count: Int) throws {
         try Self.check(cfaiss_train(handle, Int64(count), vectors), "FAISS training failed")
     }
 
     /// Appends `count` vectors `[count, dim]`; they get the next ids.
-    public func add(_ vectors: UnsafePointer<Float>, count: Int) throws {
+    package func add(_ vectors: UnsafePointer<Float>, count: Int) throws {
         try Self.check(cfaiss_add(handle, Int64(count), vectors), "adding to the FAISS index failed")
     }
 
     /// Sets a search parameter by FAISS's name for it (`nprobe` for IVF, `efSearch` for HNSW).
-    public func setParameter(_ name: String, _ value: Double) throws {
+    package func setParameter(_ name: String, _ value: Double) throws {
         try Self.check(cfaiss_set_parameter(handle, name, value), "cannot set \(name) = \(value)")
     }
 
     /// The `k` best ids of each of `count` queries `[count, dim]` with FAISS's inner products, best first;
     /// fewer than `k` where the probed lists held fewer vectors.
-    public func search(_ queries: UnsafePointer<Float>, count: Int, k: Int) throws -> [[(id: Int, score: Float)]] {
+    package func search(_ queries: UnsafePointer<Float>, count: Int, k: Int) throws -> [[(id: Int, score: Float)]] {
         guard count > 0, k > 0 else { return Array(repeating: [], count: count) }
         var distances = [Float](repeating: 0, count: count * k)
         var labels = [Int64](repeating: -1, count: count * k)
@@ -62,7 +62,7 @@ public final class FaissIndex: @unchecked Sendable {
     }
 
     /// Writes the index to `path` (through a temporary file renamed into place).
-    public func write(to path: String) throws {
+    package func write(to path: String) throws {
         do {
             try AtomicOutput.writeNamed(path: path) { tmp in try Self.check(cfaiss_write(handle, tmp), "\(path): cannot write the FAISS index") }
         } catch let e as OutputError {
@@ -71,7 +71,7 @@ public final class FaissIndex: @unchecked Sendable {
     }
 
     /// Sets how many OpenMP threads FAISS may use.
-    public static func setThreads(_ n: Int) { cfaiss_set_threads(Int32(n)) }
+    package static func setThreads(_ n: Int) { cfaiss_set_threads(Int32(n)) }
 
     private static func check(_ rc: Int32, _ what: String) throws {
         if rc != 0 { throw GalleryError.faiss("\(what): \(String(cString: cfaiss_last_error()))") }

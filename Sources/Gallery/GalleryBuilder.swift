@@ -21,58 +21,58 @@ import Glibc
 #endif
 
 /// How to build a gallery.
-public struct GalleryBuildOptions: Sendable {
+package struct GalleryBuildOptions: Sendable {
     /// Images (and captions) encoded per batch; the same as `extract-features`'s `--img-batch-size` gives the same features.
-    public var batchSize = 64
+    package var batchSize = 64
     /// Longest side of a thumbnail (smaller images are kept at their size).
-    public var thumbnailSize = 160
+    package var thumbnailSize = 160
     /// JPEG quality of thumbnails.
-    public var thumbnailQuality = 85
+    package var thumbnailQuality = 85
     /// Tokens per caption.
-    public var contextLength = 52
+    package var contextLength = 52
     /// A FAISS factory string for the approximate index, `"auto"` (IVF sized to the gallery), or nil for none.
-    public var approximate: String?
+    package var approximate: String?
     /// The IVF lists probed per query (ignored by non-IVF indexes).
-    public var nprobe = 32
+    package var nprobe = 32
     /// Most vectors the approximate index is trained on (an evenly spaced sample of the gallery).
-    public var trainingSample = 100_000
+    package var trainingSample = 100_000
 
     /// The defaults.
-    public init() {}
+    package init() {}
 }
 
 /// What a build or an add did.
-public struct GalleryBuildSummary: Sendable, Equatable {
+package struct GalleryBuildSummary: Sendable, Equatable {
     /// Images added.
-    public var imagesAdded = 0
+    package var imagesAdded = 0
     /// Images skipped because their id was already indexed.
-    public var imagesSkipped = 0
+    package var imagesSkipped = 0
     /// Captions added.
-    public var captionsAdded = 0
+    package var captionsAdded = 0
     /// Captions skipped because their text_id was already indexed.
-    public var captionsSkipped = 0
+    package var captionsSkipped = 0
     /// Images in the gallery afterwards.
-    public var images = 0
+    package var images = 0
     /// Captions in the gallery afterwards.
-    public var captions = 0
+    package var captions = 0
     /// The approximate index's factory string, if the gallery has one.
-    public var approximate: String?
+    package var approximate: String?
 }
 
 /// Builds a gallery directory from images (and optionally captions) with a Chinese-CLIP model.
-public final class GalleryBuilder {
+package final class GalleryBuilder {
     /// The fixed text whose feature identifies the model in a manifest.
-    public static let probeText = "一张照片"
+    package static let probeText = "一张照片"
 
     /// The model computing features.
-    public let model: ChineseCLIPModel
+    package let model: ChineseCLIPModel
     /// Build settings.
-    public var options: GalleryBuildOptions
+    package var options: GalleryBuildOptions
     /// Called after each batch with (stage, items done, total if known).
-    public var progress: ((_ stage: String, _ done: Int, _ total: Int?) -> Void)?
+    package var progress: ((_ stage: String, _ done: Int, _ total: Int?) -> Void)?
 
     /// A builder using `model`.
-    public init(model: ChineseCLIPModel, options: GalleryBuildOptions = GalleryBuildOptions()) {
+    package init(model: ChineseCLIPModel, options: GalleryBuildOptions = GalleryBuildOptions()) {
         self.model = model
         self.options = options
     }
@@ -80,7 +80,7 @@ public final class GalleryBuilder {
     /// Builds a new gallery at `output` (which must not exist, or be an empty directory) from `images` and, when
     /// given, the captions of the texts JSONL `captions` (`{"text_id", "text", …}` per line).
     @discardableResult
-    public func build(images: GalleryImageSource, captions: String?, output: String) throws -> GalleryBuildSummary {
+    package func build(images: GalleryImageSource, captions: String?, output: String) throws -> GalleryBuildSummary {
         guard options.batchSize > 0 else { throw GalleryError.invalidArgument("the batch size must be positive") }
         let fm = FileManager.default
         var isDir: ObjCBool = false
@@ -120,7 +120,7 @@ public final class GalleryBuilder {
     /// Adds the images (and captions) whose ids the gallery at `directory` lacks, built with the same model.
     /// The approximate index, if any, gets the new vectors too (its clustering stays the one it was trained with).
     @discardableResult
-    public func add(images: GalleryImageSource?, captions: String?, directory: String) throws -> GalleryBuildSummary {
+    package func add(images: GalleryImageSource?, captions: String?, directory: String) throws -> GalleryBuildSummary {
         guard options.batchSize > 0 else { throw GalleryError.invalidArgument("the batch size must be positive") }
         var manifest = try GalleryManifest.read(directory: directory)
         options.contextLength = manifest.contextLength
@@ -278,7 +278,7 @@ public final class GalleryBuilder {
 
     /// `IVF{lists},Flat` with about 4·√n lists, but at most one per 39 training vectors (FAISS's minimum per list,
     /// below which its k-means warns and clusters poorly).
-    public static func autoFactory(count n: Int, trainingSample: Int) -> String {
+    package static func autoFactory(count n: Int, trainingSample: Int) -> String {
         let lists = max(1, min(Int((4 * Double(n).squareRoot()).rounded()), min(n, trainingSample) / 39))
         return "IVF\(lists),Flat"
     }

@@ -20,7 +20,7 @@ import Foundation
 import Tensors
 
 /// Errors building, loading or searching a gallery; each names the file or item at fault.
-public enum GalleryError: UserFacingError, Equatable, Sendable {
+package enum GalleryError: UserFacingError, Equatable, Sendable {
     /// A file could not be read or written.
     case io(path: String, reason: String)
     /// An index directory's files disagree with its manifest or with each other.
@@ -37,7 +37,7 @@ public enum GalleryError: UserFacingError, Equatable, Sendable {
     case invalidArgument(String)
 
     /// A one-line message for the user.
-    public var description: String {
+    package var description: String {
         switch self {
         case .io(let p, let r): return "\(p): \(r)"
         case .badIndex(let p, let r): return "\(p): not a usable gallery index: \(r)"
@@ -51,41 +51,41 @@ public enum GalleryError: UserFacingError, Equatable, Sendable {
 }
 
 /// The manifest `index.json` of a gallery directory.
-public struct GalleryManifest: Codable, Sendable, Equatable {
+package struct GalleryManifest: Codable, Sendable, Equatable {
     /// The value of `format` in every gallery manifest.
-    public static let formatName = "cnclip-gallery"
+    package static let formatName = "cnclip-gallery"
     /// The layout version this code reads and writes.
-    public static let currentVersion = 1
+    package static let currentVersion = 1
 
     /// Always ``formatName``.
-    public var format = GalleryManifest.formatName
+    package var format = GalleryManifest.formatName
     /// Layout version.
-    public var version = GalleryManifest.currentVersion
+    package var version = GalleryManifest.currentVersion
     /// Images indexed (rows of the feature file that count).
-    public var count: Int
+    package var count: Int
     /// Feature length (the model's `embed_dim`).
-    public var dim: Int
+    package var dim: Int
     /// Captions indexed.
-    public var captions: Int
+    package var captions: Int
     /// Longest side of the stored thumbnails, in pixels.
-    public var thumbnailSize: Int
+    package var thumbnailSize: Int
     /// Tokens per text used for the captions (and the default for queries).
-    public var contextLength: Int
+    package var contextLength: Int
     /// A fixed text whose feature identifies the model the index was built with.
-    public var probeText: String
+    package var probeText: String
     /// That text's L2-normalised feature under the building model.
-    public var probeFeature: [Float]
+    package var probeFeature: [Float]
     /// The approximate index, when one was built.
-    public var approximate: Approximate?
+    package var approximate: Approximate?
 
     /// How the FAISS index was made.
-    public struct Approximate: Codable, Sendable, Equatable {
+    package struct Approximate: Codable, Sendable, Equatable {
         /// The FAISS factory string (`"IVF1024,Flat"`).
-        public var factory: String
+        package var factory: String
         /// Search parameters applied on load (`{"nprobe": 32}`).
-        public var parameters: [String: Double]
+        package var parameters: [String: Double]
         /// Vectors the index was trained on.
-        public var trainedOn: Int
+        package var trainedOn: Int
 
         enum CodingKeys: String, CodingKey { case factory, parameters, trainedOn = "trained_on" }
     }
@@ -97,7 +97,7 @@ public struct GalleryManifest: Codable, Sendable, Equatable {
     }
 
     /// Reads `DIR/index.json`.
-    public static func read(directory: String) throws -> GalleryManifest {
+    package static func read(directory: String) throws -> GalleryManifest {
         let path = (directory as NSString).appendingPathComponent(GalleryFiles.manifest)
         guard let data = FileManager.default.contents(atPath: path) else {
             throw GalleryError.badIndex(path: directory, reason: "no \(GalleryFiles.manifest) (build one with `cnclip index build`)")
@@ -115,7 +115,7 @@ public struct GalleryManifest: Codable, Sendable, Equatable {
     }
 
     /// Writes `DIR/index.json` atomically (written last, so a reader never sees counts the data files lack).
-    public func write(directory: String) throws {
+    package func write(directory: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let data = try encoder.encode(self)
@@ -124,65 +124,65 @@ public struct GalleryManifest: Codable, Sendable, Equatable {
 }
 
 /// File names inside a gallery directory.
-public enum GalleryFiles {
+package enum GalleryFiles {
     /// The manifest.
-    public static let manifest = "index.json"
+    package static let manifest = "index.json"
     /// Image ids, one JSON value per line.
-    public static let imageIDs = "image_ids.jsonl"
+    package static let imageIDs = "image_ids.jsonl"
     /// Image features, raw float32.
-    public static let imageFeatures = "image_features.f32"
+    package static let imageFeatures = "image_features.f32"
     /// Captions, one JSON object per line.
-    public static let captions = "captions.jsonl"
+    package static let captions = "captions.jsonl"
     /// Caption features, raw float32.
-    public static let captionFeatures = "caption_features.f32"
+    package static let captionFeatures = "caption_features.f32"
     /// The thumbnails LMDB directory.
-    public static let thumbnails = "thumbnails"
+    package static let thumbnails = "thumbnails"
     /// The FAISS index.
-    public static let approximate = "approximate.faiss"
+    package static let approximate = "approximate.faiss"
 }
 
 /// One search result: a gallery row and its canonical score (the exact dot product rounded once to float).
-public struct GalleryHit: Sendable, Equatable {
+package struct GalleryHit: Sendable, Equatable {
     /// Row in the gallery (image or caption order).
-    public var row: Int
+    package var row: Int
     /// Inner product of the L2-normalised query and item features.
-    public var score: Float
+    package var score: Float
 
     /// A hit for `row` scoring `score`.
-    public init(row: Int, score: Float) { self.row = row; self.score = score }
+    package init(row: Int, score: Float) { self.row = row; self.score = score }
 }
 
 /// One indexed caption.
-public struct GalleryCaption: Sendable, Equatable {
+package struct GalleryCaption: Sendable, Equatable {
     /// Its `text_id` as json.dumps renders it.
-    public var id: String
+    package var id: String
     /// The caption text as given.
-    public var text: String
+    package var text: String
 }
 
 /// A gallery loaded for searching: features memory-mapped, ids and captions in memory, thumbnails read on demand.
-public final class GalleryIndex: @unchecked Sendable {
+package final class GalleryIndex: @unchecked Sendable {
     /// The directory it was read from.
-    public let directory: String
+    package let directory: String
     /// Its manifest.
-    public let manifest: GalleryManifest
+    package let manifest: GalleryManifest
     /// Each image row's id as json.dumps renders it.
-    public let ids: [String]
+    package let ids: [String]
     /// The captions, in row order.
-    public let captions: [GalleryCaption]
+    package let captions: [GalleryCaption]
     /// The FAISS index, when the gallery has one.
-    public let approximate: FaissIndex?
+    package let approximate: FaissIndex?
     private let imageFile: MappedFile?
     private let captionFile: MappedFile?
     private let thumbnails: LMDBEnvironment?
 
     /// Images.
-    public var count: Int { manifest.count }
+    package var count: Int { manifest.count }
     /// Feature length.
-    public var dim: Int { manifest.dim }
+    package var dim: Int { manifest.dim }
 
     /// Opens the gallery at `directory`; with `loadApproximate` false the FAISS index is not read.
-    public init(directory: String, loadApproximate: Bool = true) throws {
+    package init(directory: String, loadApproximate: Bool = true) throws {
         self.directory = directory
         manifest = try GalleryManifest.read(directory: directory)
         func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
@@ -217,18 +217,18 @@ public final class GalleryIndex: @unchecked Sendable {
     }
 
     /// Image features `[count, dim]`, borrowed from the mapped file for the duration of `body`.
-    public func withImageFeatures<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+    package func withImageFeatures<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
         try body(Self.floats(imageFile, rows: count, dim: dim))
     }
 
     /// Caption features `[captions, dim]`, borrowed for the duration of `body`.
-    public func withCaptionFeatures<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+    package func withCaptionFeatures<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
         try body(Self.floats(captionFile, rows: captions.count, dim: dim))
     }
 
     /// The best `k` images for each of `queryCount` L2-normalised queries `[queryCount, dim]`, best first.
     /// Exact unless `approximate` is true and the gallery has a FAISS index.
-    public func searchImages(_ queries: UnsafeBufferPointer<Float>, queryCount: Int, k: Int, approximate useApproximate: Bool = false) throws -> [[GalleryHit]] {
+    package func searchImages(_ queries: UnsafeBufferPointer<Float>, queryCount: Int, k: Int, approximate useApproximate: Bool = false) throws -> [[GalleryHit]] {
         precondition(queries.count == queryCount * dim, "queries must be [queryCount, dim]")
         if useApproximate, let index = approximate {
             return try withImageFeatures { gallery in
@@ -239,20 +239,20 @@ public final class GalleryIndex: @unchecked Sendable {
     }
 
     /// The best `k` captions for each of `queryCount` L2-normalised queries `[queryCount, dim]`, best first (exact).
-    public func searchCaptions(_ queries: UnsafeBufferPointer<Float>, queryCount: Int, k: Int) -> [[GalleryHit]] {
+    package func searchCaptions(_ queries: UnsafeBufferPointer<Float>, queryCount: Int, k: Int) -> [[GalleryHit]] {
         precondition(queries.count == queryCount * dim, "queries must be [queryCount, dim]")
         return withCaptionFeatures { gallery in Self.exact(queries, gallery: gallery, dim: dim, k: k) }
     }
 
     /// The JPEG thumbnail of image `row`, or nil when `row` is out of range.
-    public func thumbnail(row: Int) throws -> Data? {
+    package func thumbnail(row: Int) throws -> Data? {
         guard row >= 0, row < count, let thumbnails else { return nil }
         return try thumbnails.read { txn in try txn.get(String(row)).map { Data($0) } }
     }
 
     /// Checks that `probeFeature` (the model's feature of ``GalleryManifest/probeText``) is the one the index was
     /// built with, so a gallery is never searched with features from another model.
-    public func checkModel(probeFeature: [Float]) throws {
+    package func checkModel(probeFeature: [Float]) throws {
         try Self.check(probe: probeFeature, against: manifest, directory: directory)
     }
 

@@ -7,7 +7,7 @@ import Foundation
 
 /// A source of gallery images, read in a fixed order: LMDB cursor order (the order `extract-features` uses),
 /// TSV line order, or folder paths sorted by their UTF-8 bytes.
-public enum GalleryImageSource: Sendable, Equatable {
+package enum GalleryImageSource: Sendable, Equatable {
     /// An `imgs` LMDB directory.
     case lmdb(String)
     /// An images TSV file.
@@ -16,10 +16,10 @@ public enum GalleryImageSource: Sendable, Equatable {
     case folder(String)
 
     /// File name extensions taken from a folder (lower-cased).
-    public static let imageExtensions: Set<String> = ["jpg", "jpeg", "png", "webp"]
+    package static let imageExtensions: Set<String> = ["jpg", "jpeg", "png", "webp"]
 
     /// Tells the kind of `path`: a directory holding `data.mdb` is an LMDB, another directory a folder, a file a TSV.
-    public static func detect(_ path: String) throws -> GalleryImageSource {
+    package static func detect(_ path: String) throws -> GalleryImageSource {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw GalleryError.io(path: path, reason: "no such file or directory")
@@ -29,21 +29,21 @@ public enum GalleryImageSource: Sendable, Equatable {
     }
 
     /// The path given.
-    public var path: String {
+    package var path: String {
         switch self { case .lmdb(let p), .tsv(let p), .folder(let p): return p }
     }
 
     /// One image as the source holds it; `bytes()` decodes or reads it (on a worker thread).
-    public struct Item: Sendable {
+    package struct Item: Sendable {
         /// The id as json.dumps renders it (`123`, `"cats/1.jpg"`).
-        public var id: String
+        package var id: String
         /// Base64 text (LMDB, TSV) or nil for a folder file.
         var base64: [UInt8]?
         /// The file (folder sources).
         var file: String?
 
         /// The image file's bytes.
-        public func bytes() throws -> Data {
+        package func bytes() throws -> Data {
             if let base64 { return Data(try Base64.decode(base64)) }
             guard let file, let data = FileManager.default.contents(atPath: file) else {
                 throw GalleryError.io(path: file ?? "?", reason: "cannot read")
@@ -53,7 +53,7 @@ public enum GalleryImageSource: Sendable, Equatable {
     }
 
     /// Calls `body` with each image in order until it returns false.
-    public func forEach(_ body: (Item) throws -> Bool) throws {
+    package func forEach(_ body: (Item) throws -> Bool) throws {
         switch self {
         case .lmdb(let path):
             let store = try ImageStore(path: path)

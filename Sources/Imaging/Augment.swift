@@ -55,7 +55,7 @@ import Darwin
 #endif
 
 /// One image operation with its argument resolved, as timm's `AugmentOp` ends up calling Pillow.
-public enum AugmentOperation: Equatable, Sendable {
+package enum AugmentOperation: Equatable, Sendable {
     /// `ImageOps.autocontrast`.
     case autoContrast
     /// `ImageOps.equalize`.
@@ -86,7 +86,7 @@ public enum AugmentOperation: Equatable, Sendable {
     case sharpness(factor: Double)
 
     /// Applies the operation to an L or RGB image; geometric ones resample with `filter` and fill with `fill`.
-    public func apply(to image: Image, filter: AffineFilter = .bicubic, fill: [UInt8]) -> Image {
+    package func apply(to image: Image, filter: AffineFilter = .bicubic, fill: [UInt8]) -> Image {
         switch self {
         case .autoContrast: return image.autocontrasted()
         case .equalize: return image.equalized()
@@ -107,7 +107,7 @@ public enum AugmentOperation: Equatable, Sendable {
 }
 
 /// The timm op names the 'original' AutoAugment policy uses, with their level-to-argument rules.
-public enum AutoAugmentOp: String, Sendable, CaseIterable {
+package enum AutoAugmentOp: String, Sendable, CaseIterable {
     /// Posterize to int(level * 4) + 4 bits (the paper's 4...8 range).
     case posterizeOriginal = "PosterizeOriginal"
     /// Rotate by ±level * 30 degrees.
@@ -130,10 +130,10 @@ public enum AutoAugmentOp: String, Sendable, CaseIterable {
     case shearX = "ShearX"
 
     /// Whether timm's level function negates the argument with probability 1/2 (`_randomly_negate`).
-    public var randomlyNegated: Bool { self == .rotate || self == .shearX }
+    package var randomlyNegated: Bool { self == .rotate || self == .shearX }
 
     /// timm's LEVEL_TO_ARG and NAME_TO_OP: the operation at `magnitude` (clamped to 0...10), negated if asked.
-    public func operation(magnitude: Double, negated: Bool = false) -> AugmentOperation {
+    package func operation(magnitude: Double, negated: Bool = false) -> AugmentOperation {
         let level = max(0.0, min(magnitude, 10.0)) / 10.0
         func sign(_ v: Double) -> Double { negated ? -v : v }
         switch self {
@@ -152,16 +152,16 @@ public enum AutoAugmentOp: String, Sendable, CaseIterable {
 }
 
 /// One op of a sub-policy: (name, probability, magnitude) as timm's policy tables list them.
-public struct AutoAugmentStep: Equatable, Sendable {
+package struct AutoAugmentStep: Equatable, Sendable {
     /// The op.
-    public var op: AutoAugmentOp
+    package var op: AutoAugmentOp
     /// Probability of applying it.
-    public var probability: Double
+    package var probability: Double
     /// Its magnitude on timm's 0...10 scale.
-    public var magnitude: Double
+    package var magnitude: Double
 
     /// A step of `op` applied with `probability` at `magnitude`.
-    public init(_ op: AutoAugmentOp, _ probability: Double, _ magnitude: Double) {
+    package init(_ op: AutoAugmentOp, _ probability: Double, _ magnitude: Double) {
         self.op = op
         self.probability = probability
         self.magnitude = magnitude
@@ -169,9 +169,9 @@ public struct AutoAugmentStep: Equatable, Sendable {
 }
 
 /// AutoAugment policies.
-public enum AutoAugmentPolicy {
+package enum AutoAugmentPolicy {
     /// timm's `auto_augment_policy_original` (the ImageNet policy of arXiv:1805.09501), in timm's order.
-    public static let original: [[AutoAugmentStep]] = [
+    package static let original: [[AutoAugmentStep]] = [
         [.init(.posterizeOriginal, 0.4, 8), .init(.rotate, 0.6, 9)],
         [.init(.solarize, 0.6, 5), .init(.autoContrast, 0.6, 5)],
         [.init(.equalize, 0.8, 8), .init(.equalize, 0.6, 3)],
@@ -201,26 +201,26 @@ public enum AutoAugmentPolicy {
 }
 
 /// The random choices of one augmentation: the crop box, the flip, the sub-policy and the ops it applied.
-public struct AugmentationDraw: Equatable, Sendable {
+package struct AugmentationDraw: Equatable, Sendable {
     /// Crop box top row in the source image (torchvision's `i`).
-    public var top: Int
+    package var top: Int
     /// Crop box left column (`j`).
-    public var left: Int
+    package var left: Int
     /// Crop box height (`h`).
-    public var height: Int
+    package var height: Int
     /// Crop box width (`w`).
-    public var width: Int
+    package var width: Int
     /// Whether the crop is flipped left to right.
-    public var flip: Bool
+    package var flip: Bool
     /// Index of the chosen sub-policy in the policy table.
-    public var subPolicy: Int
+    package var subPolicy: Int
     /// Positions in the sub-policy of the steps that passed their probability (one per operation).
-    public var steps: [Int]
+    package var steps: [Int]
     /// The operations of those steps, in order, with their arguments (signs drawn).
-    public var operations: [AugmentOperation]
+    package var operations: [AugmentOperation]
 
     /// A draw with every choice given; `steps` only documents where `operations` came from.
-    public init(top: Int, left: Int, height: Int, width: Int, flip: Bool, subPolicy: Int, steps: [Int] = [],
+    package init(top: Int, left: Int, height: Int, width: Int, flip: Bool, subPolicy: Int, steps: [Int] = [],
                 operations: [AugmentOperation]) {
         self.top = top
         self.left = left
@@ -234,24 +234,24 @@ public struct AugmentationDraw: Equatable, Sendable {
 }
 
 /// The reference's `--use-augment` training transform: random resized crop, flip, RGB, AutoAugment 'original'.
-public struct TrainingAugmentation: Sendable {
+package struct TrainingAugmentation: Sendable {
     /// Output side in pixels.
-    public let resolution: Int
+    package let resolution: Int
     /// The sub-policies drawn from.
-    public let policy: [[AutoAugmentStep]]
+    package let policy: [[AutoAugmentStep]]
     /// Crop area range, as a fraction of the image (cn_clip's `scale=(0.9, 1.0)`).
-    public static let cropScale: (lower: Double, upper: Double) = (0.9, 1.0)
+    package static let cropScale: (lower: Double, upper: Double) = (0.9, 1.0)
     /// Crop aspect-ratio range (timm's default `(3/4, 4/3)`).
-    public static let cropRatio: (lower: Double, upper: Double) = (3.0 / 4.0, 4.0 / 3.0)
+    package static let cropRatio: (lower: Double, upper: Double) = (3.0 / 4.0, 4.0 / 3.0)
     /// Probability of the horizontal flip (timm's default `hflip=0.5`).
-    public static let flipProbability = 0.5
+    package static let flipProbability = 0.5
     /// Fill colour of rotations and shears: timm's `img_mean`, `min(255, round(255 * m))` of the CLIP mean.
-    public static let fill: [UInt8] = [0.48145466, 0.4578275, 0.40821073].map {
+    package static let fill: [UInt8] = [0.48145466, 0.4578275, 0.40821073].map {
         UInt8(min(255, (255 * $0).rounded(.toNearestOrEven)))
     }
 
     /// The augmentation producing `resolution`² RGB images with timm's 'original' policy.
-    public init(resolution: Int, policy: [[AutoAugmentStep]] = AutoAugmentPolicy.original) {
+    package init(resolution: Int, policy: [[AutoAugmentStep]] = AutoAugmentPolicy.original) {
         precondition(resolution > 0, "resolution must be positive, got \(resolution)")
         precondition(!policy.isEmpty, "an AutoAugment policy needs at least one sub-policy")
         self.resolution = resolution
@@ -259,7 +259,7 @@ public struct TrainingAugmentation: Sendable {
     }
 
     /// Draws the random choices for a `sourceWidth`x`sourceHeight` image, with the reference's distributions.
-    public func draw<G: RandomNumberGenerator>(sourceWidth: Int, sourceHeight: Int, using rng: inout G) -> AugmentationDraw {
+    package func draw<G: RandomNumberGenerator>(sourceWidth: Int, sourceHeight: Int, using rng: inout G) -> AugmentationDraw {
         let box = Self.cropBox(width: sourceWidth, height: sourceHeight, using: &rng)
         let flip = uniform01(&rng) < Self.flipProbability
         let index = uniformInt(below: policy.count, &rng)
@@ -275,7 +275,7 @@ public struct TrainingAugmentation: Sendable {
     }
 
     /// timm's `RandomResizedCropAndInterpolation.get_params` with scale (0.9, 1.0) and ratio (3/4, 4/3).
-    public static func cropBox<G: RandomNumberGenerator>(width w: Int, height h: Int, using rng: inout G)
+    package static func cropBox<G: RandomNumberGenerator>(width w: Int, height h: Int, using rng: inout G)
         -> (top: Int, left: Int, height: Int, width: Int) {
         precondition(w > 0 && h > 0, "cannot crop an empty \(w)x\(h) image")
         let area = Double(w * h)
@@ -302,7 +302,7 @@ public struct TrainingAugmentation: Sendable {
     }
 
     /// Crop, resize and flip in the image's own mode, then RGB: the image AutoAugment receives.
-    public func croppedRGB(_ image: Image, _ d: AugmentationDraw) -> Image {
+    package func croppedRGB(_ image: Image, _ d: AugmentationDraw) -> Image {
         var im = image.cropped(left: d.left, top: d.top, width: d.width, height: d.height)
             .resized(to: (resolution, resolution), filter: .bicubic)
         if d.flip { im = im.flippedLeftRight() }
@@ -310,19 +310,19 @@ public struct TrainingAugmentation: Sendable {
     }
 
     /// Applies the choices in `d` to `image` (any mode); returns the `resolution`² RGB image.
-    public func apply(_ image: Image, _ d: AugmentationDraw) -> Image {
+    package func apply(_ image: Image, _ d: AugmentationDraw) -> Image {
         var im = croppedRGB(image, d)
         for op in d.operations { im = op.apply(to: im, filter: .bicubic, fill: Self.fill) }
         return im
     }
 
     /// Draws and applies an augmentation of `image`: a `resolution`² RGB image.
-    public func augment<G: RandomNumberGenerator>(_ image: Image, using rng: inout G) -> Image {
+    package func augment<G: RandomNumberGenerator>(_ image: Image, using rng: inout G) -> Image {
         apply(image, draw(sourceWidth: image.width, sourceHeight: image.height, using: &rng))
     }
 
     /// The whole training transform: the augmented image as a normalised CHW tensor `[3, resolution, resolution]`.
-    public func tensor<G: RandomNumberGenerator>(_ image: Image, using rng: inout G) -> [Float] {
+    package func tensor<G: RandomNumberGenerator>(_ image: Image, using rng: inout G) -> [Float] {
         Image.normalizedCHW(augment(image, using: &rng))
     }
 }

@@ -48,7 +48,7 @@ func unpremultipliedAlpha(_ px: [UInt8], channels c: Int) -> [UInt8] {
 
 extension Image {
     /// Converts to `target` as Pillow's `Image.convert(target)` does; supported targets are RGB, RGBA and L.
-    public func converted(to target: Mode) -> Image {
+    package func converted(to target: Mode) -> Image {
         if target == mode { return self }
         switch target {
         case .rgb: return convertedToRGB()

@@ -19,7 +19,7 @@ import CWebP
 import Foundation
 
 /// Image container formats recognised by their leading bytes.
-public enum ImageFormat: String, Sendable {
+package enum ImageFormat: String, Sendable {
     /// JPEG / JFIF.
     case jpeg = "JPEG"
     /// PNG.
@@ -55,7 +55,7 @@ public enum ImageFormat: String, Sendable {
 
 extension Image {
     /// Decodes the image file at `path` (format from its magic bytes).
-    public init(contentsOfFile path: String) throws {
+    package init(contentsOfFile path: String) throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw ImageError(file: path, reason: .fileNotFound)
@@ -71,12 +71,12 @@ extension Image {
     }
 
     /// Decodes the image file at `url`.
-    public init(contentsOf url: URL) throws {
+    package init(contentsOf url: URL) throws {
         try self.init(contentsOfFile: url.path)
     }
 
     /// Decodes encoded image bytes; `name` labels errors (a file path or an id).
-    public init(data: Data, name: String = "<memory>") throws {
+    package init(data: Data, name: String = "<memory>") throws {
         self = try data.withUnsafeBytes { raw -> Image in
             let (format, unsupported) = ImageFormat.sniff(raw)
             guard let format else {
@@ -92,7 +92,7 @@ extension Image {
     }
 
     /// The container format of encoded bytes, or nil if not JPEG, PNG or WebP.
-    public static func format(of data: Data) -> ImageFormat? {
+    package static func format(of data: Data) -> ImageFormat? {
         data.withUnsafeBytes { ImageFormat.sniff($0).0 }
     }
 }

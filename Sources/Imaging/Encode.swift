@@ -9,7 +9,7 @@ import Foundation
 
 extension Image {
     /// Encodes as baseline JPEG at `quality` (1...100), 4:2:0 chroma like Pillow's default; alpha and palettes are flattened to RGB.
-    public func jpegData(quality: Int = 75) throws -> Data {
+    package func jpegData(quality: Int = 75) throws -> Data {
         precondition((1...100).contains(quality), "JPEG quality must be in 1...100")
         var source = self
         switch mode {
@@ -41,7 +41,7 @@ extension Image {
     }
 
     /// Encodes as 8-bit PNG in the image's own mode (P keeps its palette; "1" is written as L, CMYK as RGB).
-    public func pngData() throws -> Data {
+    package func pngData() throws -> Data {
         var source = self
         if mode == .bilevel { source = converted(to: .l) }
         if mode == .cmyk { source = converted(to: .rgb) }
@@ -87,7 +87,7 @@ extension Image {
     }
 
     /// Encodes as WebP, lossy at `quality` (0...100) or lossless; RGBA/LA keep alpha, other modes are written as RGB.
-    public func webpData(quality: Float = 80, lossless: Bool = false) throws -> Data {
+    package func webpData(quality: Float = 80, lossless: Bool = false) throws -> Data {
         let withAlpha = mode == .rgba || mode == .la
         let source = converted(to: withAlpha ? .rgba : .rgb)
         var out: UnsafeMutablePointer<UInt8>? = nil
@@ -107,7 +107,7 @@ extension Image {
     }
 
     /// Encodes in `format` (JPEG and WebP at `quality`) and writes the file atomically (temporary file, then rename).
-    public func write(to url: URL, format: ImageFormat, quality: Int = 90) throws {
+    package func write(to url: URL, format: ImageFormat, quality: Int = 90) throws {
         let data: Data
         do {
             switch format {

@@ -20,7 +20,7 @@
 
 extension Image {
     /// Pillow's `histogram()` for L and RGB: 256 counts per band, bands in order.
-    public func histogram() -> [Int] {
+    package func histogram() -> [Int] {
         precondition(mode == .rgb || mode == .l, "histogram supports L and RGB images, got \(mode.rawValue)")
         let c = mode.channels
         var h = [Int](repeating: 0, count: 256 * c)
@@ -34,7 +34,7 @@ extension Image {
 
     /// Pillow's `point(lut)` for L and RGB: `lut` holds 256 entries per band (or 256 shared by all bands),
     /// each clipped to 0...255 as Pillow clips table values.
-    public func mapped(through lut: [Int]) -> Image {
+    package func mapped(through lut: [Int]) -> Image {
         precondition(mode == .rgb || mode == .l, "point tables support L and RGB images, got \(mode.rawValue)")
         let c = mode.channels
         precondition(lut.count == 256 || lut.count == 256 * c, "a point table needs 256 or \(256 * c) entries, got \(lut.count)")
@@ -49,7 +49,7 @@ extension Image {
     }
 
     /// `ImageOps.autocontrast(image)`: each band stretched so its darkest level becomes 0 and its lightest 255.
-    public func autocontrasted() -> Image {
+    package func autocontrasted() -> Image {
         let hist = histogram()
         var lut: [Int] = []
         for layer in stride(from: 0, to: hist.count, by: 256) {
@@ -71,7 +71,7 @@ extension Image {
     }
 
     /// `ImageOps.equalize(image)`: each band's histogram flattened.
-    public func equalized() -> Image {
+    package func equalized() -> Image {
         let hist = histogram()
         var lut: [Int] = []
         for b in stride(from: 0, to: hist.count, by: 256) {
@@ -95,24 +95,24 @@ extension Image {
     }
 
     /// `ImageOps.posterize(image, bits)`: keeps the top `bits` (1...8) of every sample.
-    public func posterized(bits: Int) -> Image {
+    package func posterized(bits: Int) -> Image {
         precondition((1...8).contains(bits), "bits must be between 1 and 8, got \(bits)")
         let mask = ~((1 << (8 - bits)) - 1)
         return mapped(through: (0..<256).map { $0 & mask })
     }
 
     /// `ImageOps.solarize(image, threshold)`: samples at or above `threshold` are inverted.
-    public func solarized(threshold: Int) -> Image {
+    package func solarized(threshold: Int) -> Image {
         mapped(through: (0..<256).map { $0 < threshold ? $0 : 255 - $0 })
     }
 
     /// `ImageOps.invert(image)`: every sample becomes 255 minus itself.
-    public func inverted() -> Image {
+    package func inverted() -> Image {
         mapped(through: (0..<256).map { 255 - $0 })
     }
 
     /// `Image.blend(a, b, alpha)`: `a + alpha * (b - a)` per sample in float32, truncated (clipped when extrapolating).
-    public static func blend(_ a: Image, _ b: Image, alpha: Double) -> Image {
+    package static func blend(_ a: Image, _ b: Image, alpha: Double) -> Image {
         precondition(a.mode == b.mode && a.width == b.width && a.height == b.height,
                      "blend needs images of one mode and size, got \(a.mode.rawValue) \(a.width)x\(a.height) and \(b.mode.rawValue) \(b.width)x\(b.height)")
         precondition(a.mode != .palette && a.mode != .bilevel, "blend does not support \(a.mode.rawValue) images")
@@ -142,14 +142,14 @@ extension Image {
     }
 
     /// `ImageEnhance.Color(image).enhance(factor)`: 0 is greyscale, 1 the image.
-    public func colorEnhanced(_ factor: Double) -> Image {
+    package func colorEnhanced(_ factor: Double) -> Image {
         precondition(mode == .rgb || mode == .l, "Color supports L and RGB images, got \(mode.rawValue)")
         let degenerate = mode == .l ? self : converted(to: .l).converted(to: mode)
         return Image.blend(degenerate, self, alpha: factor)
     }
 
     /// `ImageEnhance.Contrast(image).enhance(factor)`: 0 is the mean grey, 1 the image.
-    public func contrastEnhanced(_ factor: Double) -> Image {
+    package func contrastEnhanced(_ factor: Double) -> Image {
         precondition(mode == .rgb || mode == .l, "Contrast supports L and RGB images, got \(mode.rawValue)")
         let grey = mode == .l ? self : converted(to: .l)
         let h = grey.histogram()
@@ -163,19 +163,19 @@ extension Image {
     }
 
     /// `ImageEnhance.Brightness(image).enhance(factor)`: 0 is black, 1 the image.
-    public func brightnessEnhanced(_ factor: Double) -> Image {
+    package func brightnessEnhanced(_ factor: Double) -> Image {
         precondition(mode == .rgb || mode == .l, "Brightness supports L and RGB images, got \(mode.rawValue)")
         let black = Image(width: width, height: height, mode: mode, pixels: [UInt8](repeating: 0, count: pixels.count))
         return Image.blend(black, self, alpha: factor)
     }
 
     /// `ImageEnhance.Sharpness(image).enhance(factor)`: 0 is `filter(SMOOTH)`, 1 the image, 2 sharpened.
-    public func sharpnessEnhanced(_ factor: Double) -> Image {
+    package func sharpnessEnhanced(_ factor: Double) -> Image {
         Image.blend(smoothed(), self, alpha: factor)
     }
 
     /// `filter(ImageFilter.SMOOTH)`: Pillow's 3x3 float32 convolution with the border copied.
-    public func smoothed() -> Image {
+    package func smoothed() -> Image {
         precondition(mode == .rgb || mode == .l, "SMOOTH supports L and RGB images, got \(mode.rawValue)")
         if width < 3 || height < 3 { return self }
         let k: [Float] = [1, 1, 1, 1, 5, 1, 1, 1, 1].map { Float($0) / Float(13) }

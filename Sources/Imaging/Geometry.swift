@@ -22,7 +22,7 @@ import Darwin
 #endif
 
 /// Interpolations Pillow's affine `transform` and `rotate` offer besides NEAREST.
-public enum AffineFilter: Sendable {
+package enum AffineFilter: Sendable {
     /// Pillow's BILINEAR affine sampling (2x2, truncated).
     case bilinear
     /// Pillow's BICUBIC affine sampling (4x4, a = -1, clipped and truncated); timm's AutoAugment filter.
@@ -31,7 +31,7 @@ public enum AffineFilter: Sendable {
 
 extension Image {
     /// Pillow's `crop((left, top, left + width, top + height))` for a box inside the image; mode and palette kept.
-    public func cropped(left: Int, top: Int, width w: Int, height h: Int) -> Image {
+    package func cropped(left: Int, top: Int, width w: Int, height h: Int) -> Image {
         precondition(left >= 0 && top >= 0 && w >= 0 && h >= 0 && left + w <= width && top + h <= height,
                      "crop box (\(left), \(top), \(left + w), \(top + h)) is not inside the \(width)x\(height) image")
         let c = mode.channels
@@ -44,22 +44,22 @@ extension Image {
     }
 
     /// Pillow's `transpose(FLIP_LEFT_RIGHT)` (torchvision's `hflip`).
-    public func flippedLeftRight() -> Image {
+    package func flippedLeftRight() -> Image {
         permuted(width: width, height: height) { x, y in (width - 1 - x, y) }
     }
 
     /// Pillow's `transpose(ROTATE_180)`.
-    public func rotated180() -> Image {
+    package func rotated180() -> Image {
         permuted(width: width, height: height) { x, y in (width - 1 - x, height - 1 - y) }
     }
 
     /// Pillow's `transpose(ROTATE_90)`: a quarter turn counter-clockwise.
-    public func rotated90() -> Image {
+    package func rotated90() -> Image {
         permuted(width: height, height: width) { x, y in (width - 1 - y, x) }
     }
 
     /// Pillow's `transpose(ROTATE_270)`: a quarter turn clockwise.
-    public func rotated270() -> Image {
+    package func rotated270() -> Image {
         permuted(width: height, height: width) { x, y in (y, height - 1 - x) }
     }
 
@@ -83,7 +83,7 @@ extension Image {
 
     /// Pillow's `transform(size, AFFINE, matrix, filter, fillcolor=fill)` into an image of the same size:
     /// `matrix` (a, b, c, d, e, f) maps output pixel centres to source points; `fill` has one value per band.
-    public func affineTransformed(_ matrix: [Double], filter: AffineFilter, fill: [UInt8]) -> Image {
+    package func affineTransformed(_ matrix: [Double], filter: AffineFilter, fill: [UInt8]) -> Image {
         precondition(matrix.count == 6, "an affine matrix has 6 coefficients, got \(matrix.count)")
         precondition(mode == .rgb || mode == .l, "affine transforms support L and RGB images, got \(mode.rawValue)")
         let c = mode.channels
@@ -114,7 +114,7 @@ extension Image {
     }
 
     /// Pillow's `rotate(degrees, filter, fillcolor=fill)` (counter-clockwise about the centre, same size).
-    public func rotated(degrees: Double, filter: AffineFilter, fill: [UInt8]) -> Image {
+    package func rotated(degrees: Double, filter: AffineFilter, fill: [UInt8]) -> Image {
         let angle = pythonFloatModulo(degrees, 360.0)
         if angle == 0 { return self }
         if angle == 180 { return rotated180() }

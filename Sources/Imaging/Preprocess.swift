@@ -5,28 +5,28 @@
 // std rounded from Python doubles to float32 as torch.as_tensor(..., dtype=float32) does.
 
 /// CLIP's per-channel normalisation constants (OpenAI CLIP values, used by Chinese-CLIP).
-public enum CLIPNormalization {
+package enum CLIPNormalization {
     /// Channel means (R, G, B).
-    public static let mean: [Float] = [0.48145466, 0.4578275, 0.40821073].map { Float($0 as Double) }
+    package static let mean: [Float] = [0.48145466, 0.4578275, 0.40821073].map { Float($0 as Double) }
     /// Channel standard deviations (R, G, B).
-    public static let std: [Float] = [0.26862954, 0.26130258, 0.27577711].map { Float($0 as Double) }
+    package static let std: [Float] = [0.26862954, 0.26130258, 0.27577711].map { Float($0 as Double) }
 }
 
 extension Image {
     /// The resized RGB image the reference feeds to ToTensor: bicubic resize to `resolution`² in its own mode, then RGB.
-    public func resizedRGB(resolution: Int) -> Image {
+    package func resizedRGB(resolution: Int) -> Image {
         resized(to: (resolution, resolution), filter: .bicubic).converted(to: .rgb)
     }
 
     /// The reference's `image_transform(resolution)`: a CHW float tensor of shape `[3, resolution, resolution]`.
-    public func preprocess(resolution: Int) -> [Float] {
+    package func preprocess(resolution: Int) -> [Float] {
         var out = [Float](repeating: 0, count: 3 * resolution * resolution)
         out.withUnsafeMutableBufferPointer { writeNormalizedCHW(resizedRGB(resolution: resolution), into: $0.baseAddress!) }
         return out
     }
 
     /// Preprocesses `images` into one contiguous batch of shape `[images.count, 3, resolution, resolution]`.
-    public static func preprocessBatch(_ images: [Image], resolution: Int) -> [Float] {
+    package static func preprocessBatch(_ images: [Image], resolution: Int) -> [Float] {
         let plane = 3 * resolution * resolution
         var out = [Float](repeating: 0, count: images.count * plane)
         out.withUnsafeMutableBufferPointer { buf in
@@ -38,7 +38,7 @@ extension Image {
     }
 
     /// ToTensor + Normalize of an RGB image: CHW floats of shape `[3, height, width]`.
-    public static func normalizedCHW(_ rgb: Image) -> [Float] {
+    package static func normalizedCHW(_ rgb: Image) -> [Float] {
         var out = [Float](repeating: 0, count: 3 * rgb.width * rgb.height)
         out.withUnsafeMutableBufferPointer { writeNormalizedCHW(rgb, into: $0.baseAddress!) }
         return out

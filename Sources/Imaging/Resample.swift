@@ -13,7 +13,7 @@
 // The loops are our own; coefficients are computed once per pass, the arithmetic is Int32.
 
 /// Resampling filters, as Pillow's `Image.Resampling`.
-public enum ResampleFilter: Sendable, CaseIterable {
+package enum ResampleFilter: Sendable, CaseIterable {
     /// Nearest neighbour (Pillow's affine-scale path).
     case nearest
     /// Box (area average on downscale).
@@ -313,7 +313,7 @@ func nearestResize(
 
 extension Image {
     /// Resizes to `size` exactly as Pillow's `Image.resize(size, filter)` does (default BICUBIC), keeping the mode.
-    public func resized(to size: (width: Int, height: Int), filter: ResampleFilter = .bicubic) -> Image {
+    package func resized(to size: (width: Int, height: Int), filter: ResampleFilter = .bicubic) -> Image {
         precondition(size.width > 0 && size.height > 0, "resize target must be positive, got \(size.width)x\(size.height)")
         if size.width == width && size.height == height { return self }
         var filter = filter

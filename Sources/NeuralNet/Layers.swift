@@ -4,14 +4,14 @@ import Essentials
 import Tensors
 
 /// `nn.Linear`: `weight [out, in]`, `bias [out]`.
-public final class Linear: Module, @unchecked Sendable {
+package final class Linear: Module, @unchecked Sendable {
     /// `[out, in]`.
-    public let weight: Parameter
+    package let weight: Parameter
     /// `[out]`, absent when built without bias.
-    public let bias: Parameter?
+    package let bias: Parameter?
 
     /// A linear layer from `inFeatures` to `outFeatures`.
-    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
+    package init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
         weight = Parameter(shape: [outFeatures, inFeatures])
         self.bias = bias ? Parameter(shape: [outFeatures]) : nil
         super.init()
@@ -20,23 +20,23 @@ public final class Linear: Module, @unchecked Sendable {
     }
 
     /// `x [..., in]` → `[..., out]`.
-    public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight.value, bias: bias?.value) }
+    package func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight.value, bias: bias?.value) }
 
     /// `x [..., in]` → `[..., out]`, recording gradients for whatever requires them.
-    public func callAsFunction(_ x: Variable) -> Variable { linear(x, weight: weight.variable, bias: bias?.variable) }
+    package func callAsFunction(_ x: Variable) -> Variable { linear(x, weight: weight.variable, bias: bias?.variable) }
 }
 
 /// `nn.LayerNorm` over the last dimension: `weight [n]`, `bias [n]`.
-public final class LayerNorm: Module, @unchecked Sendable {
+package final class LayerNorm: Module, @unchecked Sendable {
     /// `[n]`.
-    public let weight: Parameter
+    package let weight: Parameter
     /// `[n]`.
-    public let bias: Parameter
+    package let bias: Parameter
     /// Added to the variance.
-    public let eps: Float
+    package let eps: Float
 
     /// A layer norm over `n` features.
-    public init(_ n: Int, eps: Float = 1e-5) {
+    package init(_ n: Int, eps: Float = 1e-5) {
         weight = Parameter(shape: [n])
         bias = Parameter(shape: [n])
         self.eps = eps
@@ -46,42 +46,42 @@ public final class LayerNorm: Module, @unchecked Sendable {
     }
 
     /// `x [..., n]` → `[..., n]`.
-    public func callAsFunction(_ x: Tensor) -> Tensor { layerNorm(x, weight: weight.value, bias: bias.value, eps: eps) }
+    package func callAsFunction(_ x: Tensor) -> Tensor { layerNorm(x, weight: weight.value, bias: bias.value, eps: eps) }
 
     /// `x [..., n]` → `[..., n]`, recording gradients for whatever requires them.
-    public func callAsFunction(_ x: Variable) -> Variable { layerNorm(x, weight: weight.variable, bias: bias.variable, eps: eps) }
+    package func callAsFunction(_ x: Variable) -> Variable { layerNorm(x, weight: weight.variable, bias: bias.variable, eps: eps) }
 }
 
 /// `nn.Embedding`: `weight [count, width]`.
-public final class Embedding: Module, @unchecked Sendable {
+package final class Embedding: Module, @unchecked Sendable {
     /// `[count, width]`.
-    public let weight: Parameter
+    package let weight: Parameter
 
     /// A table of `count` vectors of `width`.
-    public init(_ count: Int, _ width: Int) {
+    package init(_ count: Int, _ width: Int) {
         weight = Parameter(shape: [count, width])
         super.init()
         register("weight", weight)
     }
 
     /// `ids` → `[ids.count, width]`.
-    public func callAsFunction(_ ids: [Int32]) -> Tensor { embedding(weight.value, ids: ids) }
+    package func callAsFunction(_ ids: [Int32]) -> Tensor { embedding(weight.value, ids: ids) }
 
     /// `ids` → `[ids.count, width]`; the table's gradient scatter-adds into the rows picked.
-    public func callAsFunction(_ ids: [Int32]) -> Variable { embedding(weight.variable, ids: ids) }
+    package func callAsFunction(_ ids: [Int32]) -> Variable { embedding(weight.variable, ids: ids) }
 }
 
 /// `nn.Conv2d` without bias (every convolution in the reference models): `weight [out, in, k, k]`.
-public final class Conv2d: Module, @unchecked Sendable {
+package final class Conv2d: Module, @unchecked Sendable {
     /// `[out, in, k, k]`.
-    public let weight: Parameter
+    package let weight: Parameter
     /// Step between windows.
-    public let stride: Int
+    package let stride: Int
     /// Zero padding on each side.
-    public let padding: Int
+    package let padding: Int
 
     /// A `k`×`k` convolution.
-    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0) {
+    package init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0) {
         weight = Parameter(shape: [outChannels, inChannels, kernel, kernel])
         self.stride = stride
         self.padding = padding
@@ -90,31 +90,31 @@ public final class Conv2d: Module, @unchecked Sendable {
     }
 
     /// `x [n, in, h, w]` → `[n, out, h', w']`.
-    public func callAsFunction(_ x: Tensor) -> Tensor { conv2d(x, weight: weight.value, stride: stride, padding: padding) }
+    package func callAsFunction(_ x: Tensor) -> Tensor { conv2d(x, weight: weight.value, stride: stride, padding: padding) }
 
     /// `x [n, in, h, w]` → `[n, out, h', w']`, recording gradients for whatever requires them.
-    public func callAsFunction(_ x: Variable) -> Variable { conv2d(x, weight: weight.variable, stride: stride, padding: padding) }
+    package func callAsFunction(_ x: Variable) -> Variable { conv2d(x, weight: weight.variable, stride: stride, padding: padding) }
 }
 
 /// `nn.BatchNorm2d`: `weight`, `bias`, buffers `running_mean`, `running_var` (all `[c]`). Evaluation mode uses the
 /// running statistics; training mode the batch's, updating the running ones as PyTorch (momentum 0.1, unbiased variance).
-public final class BatchNorm2d: Module, @unchecked Sendable {
+package final class BatchNorm2d: Module, @unchecked Sendable {
     /// `[c]`.
-    public let weight: Parameter
+    package let weight: Parameter
     /// `[c]`.
-    public let bias: Parameter
+    package let bias: Parameter
     /// `[c]`.
-    public let runningMean: Parameter
+    package let runningMean: Parameter
     /// `[c]`.
-    public let runningVar: Parameter
+    package let runningVar: Parameter
     /// Added to the variance.
-    public let eps: Float
+    package let eps: Float
 
     /// Weight of the batch statistics in the running ones after each training batch.
-    public let momentum: Float = 0.1
+    package let momentum: Float = 0.1
 
     /// Batch norm over `c` channels.
-    public init(_ c: Int, eps: Float = 1e-5) {
+    package init(_ c: Int, eps: Float = 1e-5) {
         weight = Parameter(shape: [c])
         bias = Parameter(shape: [c])
         runningMean = Parameter(shape: [c], isBuffer: true)
@@ -128,14 +128,14 @@ public final class BatchNorm2d: Module, @unchecked Sendable {
     }
 
     /// `x [n, c, h, w]` normalised with the running statistics, then ReLU if asked.
-    public func callAsFunction(_ x: Tensor, relu: Bool = false) -> Tensor {
+    package func callAsFunction(_ x: Tensor, relu: Bool = false) -> Tensor {
         batchNorm2d(x, weight: weight.value, bias: bias.value, runningMean: runningMean.value,
                     runningVar: runningVar.value, eps: eps, relu: relu)
     }
 
     /// `x [n, c, h, w]` normalised (batch statistics in training mode, running ones otherwise), then ReLU if asked.
     /// In training mode the running statistics are updated.
-    public func callAsFunction(_ x: Variable, relu: Bool = false) -> Variable {
+    package func callAsFunction(_ x: Variable, relu: Bool = false) -> Variable {
         let w = weight.variable, b = bias.variable
         if !isTraining && !x.requiresGrad && !w.requiresGrad && !b.requiresGrad {
             // Inference: the fused kernel, nothing recorded.
@@ -158,30 +158,30 @@ public final class BatchNorm2d: Module, @unchecked Sendable {
 
 /// `nn.Dropout`: in training mode zeroes each element with probability `p` (scaling the rest by `1/(1-p)`),
 /// drawing from its own seeded generator; the identity in evaluation mode or when `p == 0`.
-public final class Dropout: Module, RandomizedModule, @unchecked Sendable {
+package final class Dropout: Module, RandomizedModule, @unchecked Sendable {
     /// Probability of zeroing an element.
-    public let p: Float
+    package let p: Float
     private var rng: SplitMix64
 
     /// The mask generator's state.
-    public var generator: SplitMix64 {
+    package var generator: SplitMix64 {
         get { rng }
         set { rng = newValue }
     }
 
     /// A dropout layer with probability `p` whose masks come from a generator seeded with `seed`.
-    public init(_ p: Float, seed: UInt64 = 0) {
+    package init(_ p: Float, seed: UInt64 = 0) {
         self.p = p
         self.rng = SplitMix64(seed: seed)
         super.init()
     }
 
     /// A fresh seed from this layer's generator (for masks drawn inside a kernel, such as attention dropout).
-    public func nextSeed() -> UInt64 { rng.next() }
+    package func nextSeed() -> UInt64 { rng.next() }
 
 
     /// `x` (any shape) with dropout applied in training mode.
-    public func callAsFunction(_ x: Variable) -> Variable {
+    package func callAsFunction(_ x: Variable) -> Variable {
         // Evaluation (and p = 0) never touches the generator, so inference stays free of shared mutable state.
         guard isTraining && p > 0 else { return x }
         return dropout(x, p: p, training: true, using: &rng)
@@ -190,20 +190,20 @@ public final class Dropout: Module, RandomizedModule, @unchecked Sendable {
 
 /// A module that draws random numbers in training (dropout masks, dropped tokens) from a generator of its own,
 /// so that a trainer can reseed every one of them before each forward pass.
-public protocol RandomizedModule: Module {
+package protocol RandomizedModule: Module {
     /// The generator's state.
     var generator: SplitMix64 { get set }
 }
 
 extension RandomizedModule {
     /// Restarts the generator from `seed`.
-    public func seed(_ seed: UInt64) { generator = SplitMix64(seed: seed) }
+    package func seed(_ seed: UInt64) { generator = SplitMix64(seed: seed) }
 }
 
 extension Module {
     /// A `prepare` closure for `checkpointed`: its first call records the generator states of every randomized
     /// module inside this one, later calls put them back, so a recomputation draws the same masks.
-    public func randomStateRestorer() -> () -> Void {
+    package func randomStateRestorer() -> () -> Void {
         let modules = namedModules().compactMap { $0.1 as? RandomizedModule }
         var saved: [SplitMix64]?
         return {

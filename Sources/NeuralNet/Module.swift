@@ -4,23 +4,23 @@
 import Tensors
 
 /// A named tensor owned by a module: a learnable parameter or a buffer (BatchNorm running statistics).
-public final class Parameter: @unchecked Sendable {
+package final class Parameter: @unchecked Sendable {
     /// The current value; its shape never changes after construction.
-    public var value: Tensor
+    package var value: Tensor
     /// True for buffers: saved and loaded like parameters, never trained.
-    public let isBuffer: Bool
+    package let isBuffer: Bool
 
     /// The autograd leaf while the parameter requires a gradient (training); nil in inference.
-    public private(set) var node: GradNode?
+    package private(set) var node: GradNode?
 
     /// A parameter of `shape`, zero-filled until loaded or initialised.
-    public init(shape: [Int], isBuffer: Bool = false) {
+    package init(shape: [Int], isBuffer: Bool = false) {
         self.value = Tensor(shape: shape)
         self.isBuffer = isBuffer
     }
 
     /// Whether forwards record operations on this parameter so that `backward()` fills `grad` (never for buffers).
-    public var requiresGrad: Bool {
+    package var requiresGrad: Bool {
         get { node != nil }
         set {
             precondition(!newValue || !isBuffer, "a buffer cannot require a gradient")
@@ -30,20 +30,20 @@ public final class Parameter: @unchecked Sendable {
 
     /// The value as an autograd variable: a leaf when the parameter requires a gradient, else a constant
     /// (so inference records nothing).
-    public var variable: Variable { Variable(value, node: node) }
+    package var variable: Variable { Variable(value, node: node) }
 
     /// The gradient accumulated by `backward()` since the last `zeroGrad()`, shaped as `value`.
-    public var grad: Tensor? { node?.grad }
+    package var grad: Tensor? { node?.grad }
 
     /// Forgets the accumulated gradient.
-    public func zeroGrad() { node?.zeroGrad() }
+    package func zeroGrad() { node?.zeroGrad() }
 
     /// Replaces the accumulated gradient (shaped as `value`); nothing happens unless the parameter requires one.
-    public func setGrad(_ g: Tensor?) { node?.setGrad(g) }
+    package func setGrad(_ g: Tensor?) { node?.setGrad(g) }
 }
 
 /// Why a state dict does not fit a module.
-public enum StateDictError: Error, CustomStringConvertible, Equatable {
+package enum StateDictError: Error, CustomStringConvertible, Equatable {
     /// The module has a parameter the state dict lacks.
     case missingKey(String)
     /// The state dict has a key the module does not know.
@@ -52,7 +52,7 @@ public enum StateDictError: Error, CustomStringConvertible, Equatable {
     case shapeMismatch(key: String, expected: [Int], found: [Int])
 
     /// A message naming the key at fault.
-    public var description: String {
+    package var description: String {
         switch self {
         case .missingKey(let k): return "missing key '\(k)' in the checkpoint"
         case .unexpectedKey(let k): return "unexpected key '\(k)' in the checkpoint (the model has no such parameter)"
@@ -62,62 +62,63 @@ public enum StateDictError: Error, CustomStringConvertible, Equatable {
 }
 
 /// Base class of every layer: registers parameters and children under the reference's names.
+// `open`: the model targets subclass it (a `package` class cannot be subclassed outside its module).
 open class Module: @unchecked Sendable {
     private var ownParameters: [(String, Parameter)] = []
     private var children: [(String, Module)] = []
 
     /// True in training mode (batch statistics in BatchNorm, active dropout); false (evaluation) by default.
-    public private(set) var isTraining = false
+    package private(set) var isTraining = false
 
     /// An empty module.
-    public init() {}
+    package init() {}
 
     /// Switches this module and every descendant to training (`true`) or evaluation mode, as PyTorch's `train()`.
-    public func train(_ on: Bool = true) {
+    package func train(_ on: Bool = true) {
         isTraining = on
         for (_, child) in children { child.train(on) }
     }
 
     /// Switches to evaluation mode (PyTorch's `eval()`).
-    public func eval() { train(false) }
+    package func eval() { train(false) }
 
     /// The learnable parameters (buffers excluded) with their dotted names, in registration order
     /// (PyTorch's `named_parameters`).
-    public func trainableParameters() -> [(String, Parameter)] { namedParameters().filter { !$0.1.isBuffer } }
+    package func trainableParameters() -> [(String, Parameter)] { namedParameters().filter { !$0.1.isBuffer } }
 
     /// Makes every learnable parameter require (or stop requiring) a gradient.
-    public func requireGradients(_ on: Bool = true) {
+    package func requireGradients(_ on: Bool = true) {
         for (_, p) in trainableParameters() { p.requiresGrad = on }
     }
 
     /// Forgets every accumulated gradient (PyTorch's `zero_grad(set_to_none=True)`).
-    public func zeroGrad() {
+    package func zeroGrad() {
         for (_, p) in trainableParameters() { p.zeroGrad() }
     }
 
     /// Registers `child` under `name` and returns it.
     @discardableResult
-    public func register<M: Module>(_ name: String, _ child: M) -> M {
+    package func register<M: Module>(_ name: String, _ child: M) -> M {
         children.append((name, child))
         return child
     }
 
     /// Registers an existing parameter or buffer under `name` and returns it.
     @discardableResult
-    public func register(_ name: String, _ p: Parameter) -> Parameter {
+    package func register(_ name: String, _ p: Parameter) -> Parameter {
         ownParameters.append((name, p))
         return p
     }
 
     /// Creates and registers a parameter of `shape` under `name`.
-    public func parameter(_ name: String, _ shape: [Int]) -> Parameter {
+    package func parameter(_ name: String, _ shape: [Int]) -> Parameter {
         let p = Parameter(shape: shape)
         ownParameters.append((name, p))
         return p
     }
 
     /// Creates and registers a buffer of `shape` under `name`.
-    public func buffer(_ name: String, _ shape: [Int]) -> Parameter {
+    package func buffer(_ name: String, _ shape: [Int]) -> Parameter {
         let p = Parameter(shape: shape, isBuffer: true)
         ownParameters.append((name, p))
         return p
@@ -125,7 +126,7 @@ open class Module: @unchecked Sendable {
 
     /// This module and every descendant with its dotted name ("" for this one), depth first in registration order
     /// (PyTorch's `named_modules`) — how a trainer finds the dropout layers to reseed.
-    public func namedModules(prefix: String = "") -> [(String, Module)] {
+    package func namedModules(prefix: String = "") -> [(String, Module)] {
         var all: [(String, Module)] = [(prefix, self)]
         for (name, child) in children {
             all += child.namedModules(prefix: prefix.isEmpty ? name : prefix + "." + name)
@@ -134,7 +135,7 @@ open class Module: @unchecked Sendable {
     }
 
     /// Every parameter and buffer with its dotted name, in registration order (PyTorch's `state_dict` order).
-    public func namedParameters(prefix: String = "") -> [(String, Parameter)] {
+    package func namedParameters(prefix: String = "") -> [(String, Parameter)] {
         var all = ownParameters.map { (prefix + $0.0, $0.1) }
         for (name, child) in children { all += child.namedParameters(prefix: prefix + name + ".") }
         return all
@@ -142,7 +143,7 @@ open class Module: @unchecked Sendable {
 
     /// Fills every parameter from `stateDict`, strictly: every parameter present with its shape, no key left over.
     /// Nothing is assigned unless everything fits, so a failed load leaves the module as it was.
-    public func load(stateDict: [String: Tensor]) throws {
+    package func load(stateDict: [String: Tensor]) throws {
         let named = namedParameters()
         var values: [Tensor] = []
         values.reserveCapacity(named.count)
@@ -161,18 +162,18 @@ open class Module: @unchecked Sendable {
     }
 
     /// The current values by dotted name.
-    public func stateDict() -> [String: Tensor] {
+    package func stateDict() -> [String: Tensor] {
         Dictionary(uniqueKeysWithValues: namedParameters().map { ($0.0, $0.1.value) })
     }
 }
 
 /// A container whose children are named `0`, `1`, … (PyTorch's `nn.Sequential` / `nn.ModuleList`).
-public final class ModuleList<Element: Module>: Module, @unchecked Sendable {
+package final class ModuleList<Element: Module>: Module, @unchecked Sendable {
     /// The children in order.
-    public let items: [Element]
+    package let items: [Element]
 
     /// Registers `items` under their indices.
-    public init(_ items: [Element]) {
+    package init(_ items: [Element]) {
         self.items = items
         super.init()
         for (i, m) in items.enumerated() { register(String(i), m) }

@@ -6,16 +6,16 @@ import Foundation
 import Tensors
 
 /// A set of parameters sharing optimiser settings (PyTorch's param group).
-public struct ParameterGroup {
+package struct ParameterGroup {
     /// The parameters with their dotted names.
-    public var parameters: [(String, Parameter)]
+    package var parameters: [(String, Parameter)]
     /// Decoupled weight decay of this group.
-    public var weightDecay: Double
+    package var weightDecay: Double
     /// Learning rate of this group (the schedule sets it before each step).
-    public var learningRate: Double
+    package var learningRate: Double
 
     /// A group of `parameters` with `weightDecay` and `learningRate`.
-    public init(parameters: [(String, Parameter)], weightDecay: Double, learningRate: Double) {
+    package init(parameters: [(String, Parameter)], weightDecay: Double, learningRate: Double) {
         self.parameters = parameters
         self.weightDecay = weightDecay
         self.learningRate = learningRate
@@ -23,30 +23,30 @@ public struct ParameterGroup {
 }
 
 /// AdamW (Loshchilov & Hutter) with PyTorch's update order and bias corrections.
-public final class AdamW {
+package final class AdamW {
     /// The parameter groups, in order.
-    public var groups: [ParameterGroup]
+    package var groups: [ParameterGroup]
     /// Decay rates of the first and second moments (a resumed optimizer takes the checkpoint's, as `load_state_dict` does).
-    public var betas: (Double, Double)
+    package var betas: (Double, Double)
     /// Added to the denominator (likewise).
-    public var eps: Double
+    package var eps: Double
     /// Per parameter: step count and the two moment estimates (same shape as the parameter).
     private var state: [ObjectIdentifier: StateDict.ParameterState] = [:]
 
     /// An optimiser over `groups` (PyTorch's defaults: betas 0.9/0.999, eps 1e-8; Chinese-CLIP's ViT: 0.9/0.98, 1e-6).
-    public init(groups: [ParameterGroup], betas: (Double, Double) = (0.9, 0.999), eps: Double = 1e-8) {
+    package init(groups: [ParameterGroup], betas: (Double, Double) = (0.9, 0.999), eps: Double = 1e-8) {
         self.groups = groups
         self.betas = betas
         self.eps = eps
     }
 
     /// Sets every group's learning rate (what the reference's `assign_learning_rate` does).
-    public func setLearningRate(_ lr: Double) {
+    package func setLearningRate(_ lr: Double) {
         for i in groups.indices { groups[i].learningRate = lr }
     }
 
     /// One update of every parameter that has a gradient (parameters without one are skipped, as in PyTorch).
-    public func step() {
+    package func step() {
         let (beta1, beta2) = betas
         for group in groups {
             let lr = group.learningRate, wd = group.weightDecay
@@ -83,7 +83,7 @@ public final class AdamW {
 extension AdamW {
     /// The reference's two groups: weight decay 0 for parameters whose name contains `bn`, `ln`, `bias` or
     /// `logit_scale` (so BERT's `LayerNorm.weight` IS decayed), `weightDecay` for the rest.
-    public static func referenceGroups(_ module: Module, weightDecay: Double, learningRate: Double) -> [ParameterGroup] {
+    package static func referenceGroups(_ module: Module, weightDecay: Double, learningRate: Double) -> [ParameterGroup] {
         let named = module.trainableParameters()
         let exempt = named.filter { isExemptFromWeightDecay($0.0) }
         let decayed = named.filter { !isExemptFromWeightDecay($0.0) }
@@ -92,7 +92,7 @@ extension AdamW {
     }
 
     /// Whether the reference exempts the parameter called `name` from weight decay.
-    public static func isExemptFromWeightDecay(_ name: String) -> Bool {
+    package static func isExemptFromWeightDecay(_ name: String) -> Bool {
         name.contains("bn") || name.contains("ln") || name.contains("bias") || name.contains("logit_scale")
     }
 }
@@ -104,18 +104,18 @@ extension AdamW {
     ///
     /// Indices count through the groups in order, as torch numbers them, so a checkpoint (Checkpoints pickles
     /// this type in torch's layout) fits any optimiser whose groups hold the same parameters in the same order.
-    public struct StateDict: Sendable {
+    package struct StateDict: Sendable {
         /// One parameter's state (PyTorch's `optimizer.state[p]`).
-        public struct ParameterState: Sendable {
+        package struct ParameterState: Sendable {
             /// Updates applied to this parameter so far (`step`).
-            public var step: Int
+            package var step: Int
             /// First-moment estimate (`exp_avg`), shaped as the parameter.
-            public var expAvg: Tensor
+            package var expAvg: Tensor
             /// Second-moment estimate (`exp_avg_sq`), shaped as the parameter.
-            public var expAvgSq: Tensor
+            package var expAvgSq: Tensor
 
             /// A state of `step` updates with moments `expAvg` and `expAvgSq`.
-            public init(step: Int, expAvg: Tensor, expAvgSq: Tensor) {
+            package init(step: Int, expAvg: Tensor, expAvgSq: Tensor) {
                 self.step = step
                 self.expAvg = expAvg
                 self.expAvgSq = expAvgSq
@@ -123,20 +123,20 @@ extension AdamW {
         }
 
         /// One parameter group's settings and the flat indices of its parameters.
-        public struct Group: Sendable {
+        package struct Group: Sendable {
             /// Learning rate last set (by the schedule, in training).
-            public var learningRate: Double
+            package var learningRate: Double
             /// Moment decay rates (β1, β2).
-            public var betas: (Double, Double)
+            package var betas: (Double, Double)
             /// Denominator epsilon.
-            public var eps: Double
+            package var eps: Double
             /// Decoupled weight decay.
-            public var weightDecay: Double
+            package var weightDecay: Double
             /// The group's parameters, as indices into the parameters of all groups in order.
-            public var parameterIndices: [Int]
+            package var parameterIndices: [Int]
 
             /// A group with these settings over `parameterIndices`.
-            public init(learningRate: Double, betas: (Double, Double), eps: Double, weightDecay: Double, parameterIndices: [Int]) {
+            package init(learningRate: Double, betas: (Double, Double), eps: Double, weightDecay: Double, parameterIndices: [Int]) {
                 self.learningRate = learningRate
                 self.betas = betas
                 self.eps = eps
@@ -146,12 +146,12 @@ extension AdamW {
         }
 
         /// Per-parameter state by flat index (parameters that never took a step have none).
-        public var state: [Int: ParameterState]
+        package var state: [Int: ParameterState]
         /// The parameter groups, in order.
-        public var groups: [Group]
+        package var groups: [Group]
 
         /// A state dict of `state` and `groups`.
-        public init(state: [Int: ParameterState], groups: [Group]) {
+        package init(state: [Int: ParameterState], groups: [Group]) {
             self.state = state
             self.groups = groups
         }
@@ -161,7 +161,7 @@ extension AdamW {
     ///
     /// The moments are the optimiser's own buffers, as in torch (copies would double a large model's memory while
     /// it is saved); `step()` updates them in place, so use the result before the next step.
-    public func stateDict() -> StateDict {
+    package func stateDict() -> StateDict {
         var saved: [Int: StateDict.ParameterState] = [:]
         var groups: [StateDict.Group] = []
         var index = 0
@@ -184,7 +184,7 @@ extension AdamW {
     /// in a group), where torch would load and fail at the first step (a moment shaped unlike its parameter), and
     /// where groups differ in betas or eps (this AdamW has one of each). The moments are copied: `step()` updates
     /// them in place, and loaded tensors may be read-only memory maps.
-    public func load(_ stateDict: StateDict) throws {
+    package func load(_ stateDict: StateDict) throws {
         guard stateDict.groups.count == groups.count else {
             throw OptimizerStateError.groupCount(saved: stateDict.groups.count, optimizer: groups.count)
         }
@@ -219,7 +219,7 @@ extension AdamW {
 }
 
 /// Why `AdamW.load(_:)` refuses a state dict.
-public enum OptimizerStateError: Error, CustomStringConvertible, Equatable {
+package enum OptimizerStateError: Error, CustomStringConvertible, Equatable {
     /// The state dict has another number of parameter groups than the optimiser.
     case groupCount(saved: Int, optimizer: Int)
     /// Group `group` lists another number of parameters than the optimiser's group.
@@ -230,7 +230,7 @@ public enum OptimizerStateError: Error, CustomStringConvertible, Equatable {
     case differentBetasOrEps
 
     /// The message of the ValueError torch's `load_state_dict` raises for this mismatch; nil where it raises none.
-    public var torchValueError: String? {
+    package var torchValueError: String? {
         switch self {
         case .groupCount: return "loaded state dict has a different number of parameter groups"
         case .groupSize: return "loaded state dict contains a parameter group that doesn't match the size of optimizer's group"
@@ -239,7 +239,7 @@ public enum OptimizerStateError: Error, CustomStringConvertible, Equatable {
     }
 
     /// A message naming what differs.
-    public var description: String {
+    package var description: String {
         switch self {
         case let .groupCount(s, o): return "\(torchValueError!): \(s) saved, \(o) in the optimizer"
         case let .groupSize(g, s, o): return "\(torchValueError!): group \(g) has \(s) parameters saved, \(o) in the optimizer"

@@ -4,23 +4,23 @@ import Foundation
 
 /// Cosine decay with linear warmup: `base·(step+1)/warmup` for the first `warmup` steps, then
 /// `0.5·(1 + cos(π·e/es))·base` with `e = step − warmup`, `es = total − warmup`.
-public struct CosineSchedule: Sendable {
+package struct CosineSchedule: Sendable {
     /// Peak learning rate.
-    public let baseLearningRate: Double
+    package let baseLearningRate: Double
     /// Steps of linear warmup.
-    public let warmupSteps: Int
+    package let warmupSteps: Int
     /// Total steps of training.
-    public let totalSteps: Int
+    package let totalSteps: Int
 
     /// A schedule peaking at `baseLearningRate` after `warmupSteps`, reaching 0 at `totalSteps`.
-    public init(baseLearningRate: Double, warmupSteps: Int, totalSteps: Int) {
+    package init(baseLearningRate: Double, warmupSteps: Int, totalSteps: Int) {
         self.baseLearningRate = baseLearningRate
         self.warmupSteps = warmupSteps
         self.totalSteps = totalSteps
     }
 
     /// The learning rate of 0-based `step`.
-    public func learningRate(at step: Int) -> Double {
+    package func learningRate(at step: Int) -> Double {
         if step < warmupSteps { return baseLearningRate * Double(step + 1) / Double(warmupSteps) }
         let e = Double(step - warmupSteps), es = Double(totalSteps - warmupSteps)
         return 0.5 * (1 + cos(Double.pi * e / es)) * baseLearningRate

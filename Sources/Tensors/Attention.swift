@@ -10,7 +10,7 @@ import Foundation
 ///   - keyBias: optional `[batch, lk]` additive bias per key (BERT's `(1 - mask) * -10000`).
 ///   - dropout: optional dropout of the attention probabilities (training), applied after the softmax.
 /// - Returns: `[batch, lq, heads * d]`.
-public func multiHeadAttention(q: Tensor, qOffset: Int = 0, k: Tensor, kOffset: Int = 0, v: Tensor, vOffset: Int = 0,
+package func multiHeadAttention(q: Tensor, qOffset: Int = 0, k: Tensor, kOffset: Int = 0, v: Tensor, vOffset: Int = 0,
                                batch: Int, lq: Int, lk: Int, heads: Int, headDim d: Int,
                                keyBias: Tensor? = nil, dropout: AttentionDropout? = nil) -> Tensor {
     let qs = q.lastDim, ks = k.lastDim, vs = v.lastDim

@@ -11,7 +11,7 @@ import CKernels
 import Dispatch
 
 /// Matrix products on row-major fp32 buffers; every element's rounding is independent of the call's shape.
-public enum BLAS {
+package enum BLAS {
     /// One product on the calling thread.
     static func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                       _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
@@ -23,7 +23,7 @@ public enum BLAS {
     /// `[k, n]` and `bias` (`[n]`, added to every row in the product's last rounding step) is optional.
     /// `lda`, `ldb`, `ldc` are row strides of the stored (untransposed) matrices. Large products are split
     /// over `ComputeThreads.count` threads; the result is the same bits for any split.
-    public static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+    package static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                             alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                             b: UnsafePointer<Float>, ldb: Int,
                             beta: Float = 0, bias: UnsafePointer<Float>? = nil, c: UnsafeMutablePointer<Float>, ldc: Int) {

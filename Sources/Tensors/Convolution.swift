@@ -3,7 +3,7 @@
 import Foundation
 
 /// 2-D convolution without bias: `x [n, c, h, w]`, `weight [oc, c, kh, kw]` → `[n, oc, oh, ow]`, by im2col + GEMM.
-public func conv2d(_ x: Tensor, weight: Tensor, stride: Int = 1, padding: Int = 0) -> Tensor {
+package func conv2d(_ x: Tensor, weight: Tensor, stride: Int = 1, padding: Int = 0) -> Tensor {
     precondition(x.rank == 4 && weight.rank == 4 && weight.shape[1] == x.shape[1], "conv2d: x \(x.shape) weight \(weight.shape)")
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (oc, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
@@ -53,7 +53,7 @@ func im2col(_ x: Tensor, image img: Int, kh: Int, kw: Int, stride: Int, padding:
 
 /// Non-overlapping patches as rows: `x [n, c, h, w]` → `[n, (h/p)·(w/p), c·p·p]` in the order a stride-`p`
 /// convolution with kernel `p` reads them (channel, then row, then column within a patch).
-public func patches(_ x: Tensor, size p: Int) -> Tensor {
+package func patches(_ x: Tensor, size p: Int) -> Tensor {
     precondition(x.rank == 4, "patches: x \(x.shape)")
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let gh = h / p, gw = w / p, k = c * p * p
@@ -78,7 +78,7 @@ public func patches(_ x: Tensor, size p: Int) -> Tensor {
 }
 
 /// Average pooling with kernel = stride = `k`, no padding: `[n, c, h, w]` → `[n, c, h/k, w/k]`.
-public func avgPool2d(_ x: Tensor, kernel k: Int) -> Tensor {
+package func avgPool2d(_ x: Tensor, kernel k: Int) -> Tensor {
     precondition(x.rank == 4, "avgPool2d: x \(x.shape)")
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let oh = h / k, ow = w / k
@@ -101,7 +101,7 @@ public func avgPool2d(_ x: Tensor, kernel k: Int) -> Tensor {
 }
 
 /// Batch normalisation with running statistics (inference), optionally followed by ReLU: `x [n, c, h, w]`.
-public func batchNorm2d(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
+package func batchNorm2d(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
                         eps: Float, relu: Bool = false) -> Tensor {
     precondition(x.rank == 4 && weight.count == x.shape[1], "batchNorm2d: x \(x.shape) weight \(weight.shape)")
     let (n, c) = (x.shape[0], x.shape[1])

@@ -7,15 +7,15 @@ import Foundation
 
 extension Tensor {
     /// Size of the last dimension (1 for a scalar).
-    @inlinable public var lastDim: Int { shape.last ?? 1 }
+    @inlinable package var lastDim: Int { shape.last ?? 1 }
     /// Number of rows when the tensor is viewed as `[rows, lastDim]`.
-    @inlinable public var rowCount: Int { lastDim == 0 ? 0 : count / lastDim }
+    @inlinable package var rowCount: Int { lastDim == 0 ? 0 : count / lastDim }
 }
 
 // MARK: - Matrix products
 
 /// `x @ weight.T + bias`: `x [..., in]`, `weight [out, in]`, `bias [out]` → `[..., out]` (PyTorch's `nn.Linear`).
-public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+package func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     precondition(weight.rank == 2 && weight.shape[1] == x.lastDim, "linear: x \(x.shape) vs weight \(weight.shape)")
     let m = x.rowCount, k = x.lastDim, n = weight.shape[0]
     let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [n])
@@ -27,7 +27,7 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
 }
 
 /// `a @ b`: `a [..., m, k]` (leading dimensions flattened into rows), `b [k, n]` → `[..., n]`.
-public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
+package func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
     precondition(b.rank == 2 && b.shape[0] == a.lastDim, "matmul: \(a.shape) @ \(b.shape)")
     let m = a.rowCount, k = a.lastDim, n = b.shape[1]
     let out = Tensor.uninitialized(Array(a.shape.dropLast()) + [n])
@@ -36,7 +36,7 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
 }
 
 /// `a @ b.T`: `a [m, k]`, `b [n, k]` → `[m, n]`.
-public func matmulTransposed(_ a: Tensor, _ b: Tensor) -> Tensor {
+package func matmulTransposed(_ a: Tensor, _ b: Tensor) -> Tensor {
     precondition(a.rank == 2 && b.rank == 2 && a.shape[1] == b.shape[1], "matmulTransposed: \(a.shape) @ \(b.shape).T")
     let m = a.shape[0], k = a.shape[1], n = b.shape[0]
     let out = Tensor.uninitialized([m, n])
@@ -45,7 +45,7 @@ public func matmulTransposed(_ a: Tensor, _ b: Tensor) -> Tensor {
 }
 
 /// The transpose of a matrix: `[m, n]` → `[n, m]`.
-public func transposed(_ x: Tensor) -> Tensor {
+package func transposed(_ x: Tensor) -> Tensor {
     precondition(x.rank == 2, "transposed: rank \(x.rank)")
     let m = x.shape[0], n = x.shape[1]
     let out = Tensor.uninitialized([n, m])
@@ -58,7 +58,7 @@ public func transposed(_ x: Tensor) -> Tensor {
 
 /// Applies `f` to every element.
 @inlinable
-public func map(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
+package func map(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
     let out = Tensor.uninitialized(x.shape)
     let s = x.data, d = out.mutableData
     for i in 0..<x.count { d[i] = f(s[i]) }
@@ -66,7 +66,7 @@ public func map(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
 }
 
 /// `a + b` for tensors of one shape, or `b` broadcast over the leading dimensions of `a` (`b` of shape `a.shape.suffix`).
-public func add(_ a: Tensor, _ b: Tensor) -> Tensor {
+package func add(_ a: Tensor, _ b: Tensor) -> Tensor {
     precondition(b.count > 0 && a.count % b.count == 0 && Array(a.shape.suffix(b.rank)) == b.shape,
                  "add: \(a.shape) + \(b.shape)")
     let out = Tensor.uninitialized(a.shape)
@@ -87,13 +87,13 @@ public func add(_ a: Tensor, _ b: Tensor) -> Tensor {
 }
 
 /// `x * s`.
-public func scaled(_ x: Tensor, by s: Float) -> Tensor { map(x) { $0 * s } }
+package func scaled(_ x: Tensor, by s: Float) -> Tensor { map(x) { $0 * s } }
 
 /// ReLU: `max(x, 0)`.
-public func relu(_ x: Tensor) -> Tensor { map(x) { $0 > 0 ? $0 : 0 } }
+package func relu(_ x: Tensor) -> Tensor { map(x) { $0 > 0 ? $0 : 0 } }
 
 /// Exact GELU, `x * 0.5 * (1 + erf(x / sqrt(2)))` in that order, as BERT's `gelu` (erf vectorised, see `erf`).
-public func gelu(_ x: Tensor) -> Tensor {
+package func gelu(_ x: Tensor) -> Tensor {
     let out = Tensor.uninitialized(x.shape)
     let s = x.data, d = out.mutableData
     parallelFor(x.count, cost: 16) { r in
@@ -103,7 +103,7 @@ public func gelu(_ x: Tensor) -> Tensor {
 }
 
 /// QuickGELU, `x * sigmoid(1.702 * x)`, as CLIP's vision tower.
-public func quickGelu(_ x: Tensor) -> Tensor {
+package func quickGelu(_ x: Tensor) -> Tensor {
     let out = Tensor.uninitialized(x.shape)
     let s = x.data, d = out.mutableData
     parallelFor(x.count, cost: 16) { r in
@@ -115,7 +115,7 @@ public func quickGelu(_ x: Tensor) -> Tensor {
 // MARK: - Normalisation
 
 /// Layer normalisation over the last dimension: `x [..., n]`, `weight [n]`, `bias [n]`.
-public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) -> Tensor {
+package func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) -> Tensor {
     let n = x.lastDim
     precondition(weight.count == n && bias.count == n, "layerNorm: \(x.shape) with weight \(weight.shape)")
     let out = Tensor.uninitialized(x.shape)
@@ -141,7 +141,7 @@ public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) -> 
 }
 
 /// Each row divided by its L2 norm: `x [..., n]`.
-public func l2Normalized(_ x: Tensor) -> Tensor {
+package func l2Normalized(_ x: Tensor) -> Tensor {
     let n = x.lastDim
     let out = Tensor.uninitialized(x.shape)
     let s = x.data, d = out.mutableData
@@ -155,7 +155,7 @@ public func l2Normalized(_ x: Tensor) -> Tensor {
 }
 
 /// Softmax over the last dimension.
-public func softmax(_ x: Tensor) -> Tensor {
+package func softmax(_ x: Tensor) -> Tensor {
     let out = x.copy()
     softmaxRowsInPlace(out.mutableData, rows: x.rowCount, cols: x.lastDim)
     return out
@@ -163,7 +163,7 @@ public func softmax(_ x: Tensor) -> Tensor {
 
 /// Softmax of each row of a `[rows, cols]` buffer, in place.
 @inlinable
-public func softmaxRowsInPlace(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+package func softmaxRowsInPlace(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
     for r in 0..<rows {
         let row = p + r * cols
         let m = maximum(row, count: cols)
@@ -182,7 +182,7 @@ public func softmaxRowsInPlace(_ p: UnsafeMutablePointer<Float>, rows: Int, cols
 // MARK: - Lookup and concatenation
 
 /// Rows of `table [vocab, width]` picked by `ids` → `[ids.count, width]`; an id out of range is a precondition failure.
-public func embedding(_ table: Tensor, ids: [Int32]) -> Tensor {
+package func embedding(_ table: Tensor, ids: [Int32]) -> Tensor {
     let w = table.lastDim, v = table.shape[0]
     let out = Tensor.uninitialized([ids.count, w])
     for (i, id) in ids.enumerated() {
@@ -193,7 +193,7 @@ public func embedding(_ table: Tensor, ids: [Int32]) -> Tensor {
 }
 
 /// The first position of each sequence: `[batch, seq, width]` → `[batch, 1, width]`.
-public func firstRows(_ x: Tensor) -> Tensor {
+package func firstRows(_ x: Tensor) -> Tensor {
     precondition(x.rank == 3, "firstRows: \(x.shape)")
     let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
     if l == 1 { return x }
@@ -203,7 +203,7 @@ public func firstRows(_ x: Tensor) -> Tensor {
 }
 
 /// Concatenation along the first dimension.
-public func concatenateRows(_ parts: [Tensor]) -> Tensor {
+package func concatenateRows(_ parts: [Tensor]) -> Tensor {
     precondition(!parts.isEmpty, "concatenateRows: nothing to join")
     let inner = Array(parts[0].shape.dropFirst())
     for p in parts { precondition(Array(p.shape.dropFirst()) == inner, "concatenateRows: \(p.shape) vs \(inner)") }

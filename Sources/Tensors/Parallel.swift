@@ -4,14 +4,14 @@ import Dispatch
 import Foundation
 
 /// How many threads every kernel, BLAS products included, splits its work over (defaults to the active processor count).
-public enum ComputeThreads {
+package enum ComputeThreads {
     nonisolated(unsafe) private static var value = ProcessInfo.processInfo.activeProcessorCount
 
     /// The current thread count.
-    public static var count: Int { value }
+    package static var count: Int { value }
 
     /// Sets the thread count.
-    public static func set(_ n: Int) {
+    package static func set(_ n: Int) {
         value = max(1, n)
     }
 }
@@ -19,7 +19,7 @@ public enum ComputeThreads {
 /// Runs `body(range)` over `0..<count` split into contiguous chunks, in parallel when the work is large enough.
 /// `cost` is the approximate work per item (in multiply-adds); small jobs stay on the calling thread.
 @inlinable
-public func parallelFor(_ count: Int, cost: Int = 1, _ body: (Range<Int>) -> Void) {
+package func parallelFor(_ count: Int, cost: Int = 1, _ body: (Range<Int>) -> Void) {
     _ = parallelChunks(count, cost: cost) { _, range in body(range) }
 }
 

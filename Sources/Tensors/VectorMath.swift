@@ -5,7 +5,7 @@
 /// `e^r` (relative error < 1e-7), and `2^n` applied as two powers of two built in the exponent bits, so results
 /// underflow through subnormals to 0 and overflow to +inf as `expf` does.
 @inlinable
-public func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
+package func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
     // `replacing(with:where:)` compiles to compare-and-blend; the generic `clamped` does not inline.
     // The clamp only keeps n within [-150, 128]: e^-104 already rounds to 0 and e^89 to inf.
     var clamped = x.replacing(with: -104, where: x .< -104)
@@ -39,7 +39,7 @@ public func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
 /// (|x| − 2.375)/1.625), ±1 beyond, where erf rounds to 1 in fp32. Both polynomials are least-squares fits of
 /// the float64 function; the error figure is their fp32 evaluation over [−6, 6] in steps of 2e-5.
 @inlinable
-public func erf(_ x: SIMD8<Float>) -> SIMD8<Float> {
+package func erf(_ x: SIMD8<Float>) -> SIMD8<Float> {
     let sign = x .< 0
     let a = x.replacing(with: -x, where: sign)
     let s = a * a
@@ -75,11 +75,11 @@ public func erf(_ x: SIMD8<Float>) -> SIMD8<Float> {
 
 /// `e^x` for one value through the vector routine (for loop tails).
 @inlinable
-public func exp(scalar x: Float) -> Float { exp(SIMD8(repeating: x))[0] }
+package func exp(scalar x: Float) -> Float { exp(SIMD8(repeating: x))[0] }
 
 /// Applies `f` to `count` floats eight at a time (the tail padded), writing `dst` (which may equal `src`).
 @inlinable
-public func mapVectorized(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, count: Int,
+package func mapVectorized(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, count: Int,
                           _ f: (SIMD8<Float>) -> SIMD8<Float>) {
     var i = 0
     while i + 8 <= count {
@@ -98,7 +98,7 @@ public func mapVectorized(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePoint
 /// Sum of `count` floats: element j goes to partial sum j % 8 (the tail zero-padded), so appending zeros never
 /// changes the result (a softmax over padded keys equals the one over the real keys, bit for bit).
 @inlinable
-public func sum(_ p: UnsafePointer<Float>, count: Int) -> Float {
+package func sum(_ p: UnsafePointer<Float>, count: Int) -> Float {
     var acc = SIMD8<Float>(repeating: 0)
     var i = 0
     while i + 8 <= count { acc += UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self); i += 8 }
@@ -112,7 +112,7 @@ public func sum(_ p: UnsafePointer<Float>, count: Int) -> Float {
 
 /// Sum of `(p[i] - shift)²` over `count` floats.
 @inlinable
-public func sumOfSquares(_ p: UnsafePointer<Float>, count: Int, minus shift: Float) -> Float {
+package func sumOfSquares(_ p: UnsafePointer<Float>, count: Int, minus shift: Float) -> Float {
     var acc = SIMD8<Float>(repeating: 0)
     var i = 0
     while i + 8 <= count {
@@ -127,7 +127,7 @@ public func sumOfSquares(_ p: UnsafePointer<Float>, count: Int, minus shift: Flo
 
 /// Largest of `count` floats (-infinity for none).
 @inlinable
-public func maximum(_ p: UnsafePointer<Float>, count: Int) -> Float {
+package func maximum(_ p: UnsafePointer<Float>, count: Int) -> Float {
     var acc = SIMD8<Float>(repeating: -.infinity)
     var i = 0
     while i + 8 <= count {

@@ -8,17 +8,17 @@ import Glibc
 #endif
 
 /// Errors talking to the browser.
-public struct ChromiumError: Error, CustomStringConvertible {
+package struct ChromiumError: Error, CustomStringConvertible {
     /// What went wrong.
-    public var description: String
+    package var description: String
     /// An error saying `description`.
-    public init(_ description: String) { self.description = description }
+    package init(_ description: String) { self.description = description }
 }
 
 /// A headless Chromium process and its DevTools connection.
-public final class Chromium: @unchecked Sendable {
+package final class Chromium: @unchecked Sendable {
     /// Where the browser was found: `$CHROMIUM`, else the usual Debian/Ubuntu paths.
-    public static func executable() -> String? {
+    package static func executable() -> String? {
         let env = ProcessInfo.processInfo.environment["CHROMIUM"].map { [$0] } ?? []
         return (env + ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"])
             .first { FileManager.default.isExecutableFile(atPath: $0) }
@@ -34,10 +34,10 @@ public final class Chromium: @unchecked Sendable {
     private var events: [[String: Any]] = []
     private var closed = false
     /// The browser's standard error, for failure messages.
-    public let logFile: URL
+    package let logFile: URL
 
     /// Starts `executable` headless with a fresh profile, at a window size of `width`×`height`.
-    public init(executable: String, width: Int = 1280, height: Int = 1000) throws {
+    package init(executable: String, width: Int = 1280, height: Int = 1000) throws {
         profile = FileManager.default.temporaryDirectory.appendingPathComponent("cnclip-chromium-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: profile, withIntermediateDirectories: true)
         logFile = profile.appendingPathComponent("chromium.log")
@@ -81,7 +81,7 @@ public final class Chromium: @unchecked Sendable {
     deinit { quit() }
 
     /// Closes the browser and removes its profile.
-    public func quit() {
+    package func quit() {
         condition.lock()
         let wasClosed = closed
         closed = true
@@ -98,7 +98,7 @@ public final class Chromium: @unchecked Sendable {
 
     /// Sends a DevTools command and waits for its result; a protocol error is thrown.
     @discardableResult
-    public func send(_ method: String, _ params: [String: Any] = [:], session: String? = nil, timeout: TimeInterval = 30) throws -> [String: Any] {
+    package func send(_ method: String, _ params: [String: Any] = [:], session: String? = nil, timeout: TimeInterval = 30) throws -> [String: Any] {
         condition.lock()
         let id = nextID
         nextID += 1
@@ -130,7 +130,7 @@ public final class Chromium: @unchecked Sendable {
     }
 
     /// Opens a new tab and attaches to it.
-    public func newPage() throws -> ChromiumPage {
+    package func newPage() throws -> ChromiumPage {
         let target = try send("Target.createTarget", ["url": "about:blank"])
         guard let targetID = target["targetId"] as? String else { throw ChromiumError("no targetId in \(target)") }
         let attached = try send("Target.attachToTarget", ["targetId": targetID, "flatten": true])
@@ -142,7 +142,7 @@ public final class Chromium: @unchecked Sendable {
     }
 
     /// Waits for an event named `method` (of `session`, when given) that arrived since the last call consumed events.
-    public func waitForEvent(_ method: String, session: String?, timeout: TimeInterval) throws -> [String: Any] {
+    package func waitForEvent(_ method: String, session: String?, timeout: TimeInterval) throws -> [String: Any] {
         let deadline = Date().addingTimeInterval(timeout)
         condition.lock()
         defer { condition.unlock() }
@@ -156,7 +156,7 @@ public final class Chromium: @unchecked Sendable {
     }
 
     /// Forgets the events received so far.
-    public func clearEvents() {
+    package func clearEvents() {
         condition.lock(); events.removeAll(); condition.unlock()
     }
 
@@ -188,22 +188,22 @@ public final class Chromium: @unchecked Sendable {
 }
 
 /// One tab of a ``Chromium``.
-public final class ChromiumPage: @unchecked Sendable {
+package final class ChromiumPage: @unchecked Sendable {
     /// The browser.
-    public let browser: Chromium
+    package let browser: Chromium
     /// The DevTools session of this tab.
-    public let session: String
+    package let session: String
 
     init(browser: Chromium, session: String) { self.browser = browser; self.session = session }
 
     /// Sends a command to this tab.
     @discardableResult
-    public func send(_ method: String, _ params: [String: Any] = [:], timeout: TimeInterval = 30) throws -> [String: Any] {
+    package func send(_ method: String, _ params: [String: Any] = [:], timeout: TimeInterval = 30) throws -> [String: Any] {
         try browser.send(method, params, session: session, timeout: timeout)
     }
 
     /// Loads `url` and waits for its load event.
-    public func navigate(_ url: String, timeout: TimeInterval = 30) throws {
+    package func navigate(_ url: String, timeout: TimeInterval = 30) throws {
         browser.clearEvents()
         let result = try send("Page.navigate", ["url": url])
         if let error = result["errorText"] as? String { throw ChromiumError("cannot load \(url): \(error)") }
@@ -211,7 +211,7 @@ public final class ChromiumPage: @unchecked Sendable {
     }
 
     /// Evaluates `expression` in the page (awaiting a promise) and returns its JSON value.
-    public func evaluate(_ expression: String) throws -> Any? {
+    package func evaluate(_ expression: String) throws -> Any? {
         let result = try send("Runtime.evaluate", ["expression": expression, "returnByValue": true, "awaitPromise": true])
         if let exception = result["exceptionDetails"] as? [String: Any] {
             let text = (exception["exception"] as? [String: Any])?["description"] ?? exception["text"] ?? exception
@@ -221,7 +221,7 @@ public final class ChromiumPage: @unchecked Sendable {
     }
 
     /// Polls `condition` (a JavaScript expression) until it is true; a safety timeout, not a measurement.
-    public func waitUntil(_ condition: String, timeout: TimeInterval = 60) throws {
+    package func waitUntil(_ condition: String, timeout: TimeInterval = 60) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if try evaluate("Boolean(\(condition))") as? Bool == true { return }
@@ -232,7 +232,7 @@ public final class ChromiumPage: @unchecked Sendable {
 
     /// Scrolls the element matching `selector` into view and clicks it with the mouse at its centre (mouse events
     /// outside the viewport hit nothing).
-    public func click(_ selector: String) throws {
+    package func click(_ selector: String) throws {
         guard let box = try evaluate("""
             (() => { const e = document.querySelector(\(jsString(selector))); e.scrollIntoView({block: 'center'});
                      const r = e.getBoundingClientRect();
@@ -244,18 +244,18 @@ public final class ChromiumPage: @unchecked Sendable {
     }
 
     /// Types `text` into the focused element as keyboard input (IME-style insertion, as Chinese text is entered).
-    public func type(_ text: String) throws {
+    package func type(_ text: String) throws {
         try send("Input.insertText", ["text": text])
     }
 
     /// Presses a key such as Enter on the focused element.
-    public func press(key: String, code: Int) throws {
+    package func press(key: String, code: Int) throws {
         try send("Input.dispatchKeyEvent", ["type": "keyDown", "key": key, "code": key, "windowsVirtualKeyCode": code, "text": key == "Enter" ? "\r" : ""])
         try send("Input.dispatchKeyEvent", ["type": "keyUp", "key": key, "code": key, "windowsVirtualKeyCode": code])
     }
 
     /// Chooses `files` in the `<input type=file>` matching `selector`, as a user picking them would (fires `change`).
-    public func setFiles(_ selector: String, _ files: [String]) throws {
+    package func setFiles(_ selector: String, _ files: [String]) throws {
         let document = try send("DOM.getDocument", ["depth": 0])
         guard let root = (document["root"] as? [String: Any])?["nodeId"] as? Int else { throw ChromiumError("no document") }
         let node = try send("DOM.querySelector", ["nodeId": root, "selector": selector])
@@ -264,7 +264,7 @@ public final class ChromiumPage: @unchecked Sendable {
     }
 
     /// Saves a PNG screenshot of the whole page to `url`.
-    public func screenshot(to url: URL) throws {
+    package func screenshot(to url: URL) throws {
         let shot = try send("Page.captureScreenshot", ["format": "png", "captureBeyondViewport": true])
         guard let b64 = shot["data"] as? String, let data = Data(base64Encoded: b64) else { throw ChromiumError("no screenshot data") }
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -273,7 +273,7 @@ public final class ChromiumPage: @unchecked Sendable {
 }
 
 /// `s` as a JavaScript string literal.
-public func jsString(_ s: String) -> String {
+package func jsString(_ s: String) -> String {
     let data = try! JSONSerialization.data(withJSONObject: [s])
     let array = String(decoding: data, as: UTF8.self)
     return String(array.dropFirst().dropLast())

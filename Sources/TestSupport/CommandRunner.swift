@@ -3,21 +3,21 @@
 import Foundation
 
 /// What a finished command left: its exit status and everything it printed.
-public struct CommandResult: Sendable {
+package struct CommandResult: Sendable {
     /// The exit status (0 on success).
-    public var status: Int32
+    package var status: Int32
     /// Standard output, decoded as UTF-8.
-    public var stdout: String
+    package var stdout: String
     /// Standard error, decoded as UTF-8.
-    public var stderr: String
+    package var stderr: String
     /// Whether the command was still running at its timeout and was killed.
-    public var timedOut = false
+    package var timedOut = false
 }
 
 /// Runs `executable` with `arguments` and waits for it. Standard error is drained on another thread, so a
 /// command that fills one pipe while we read the other cannot deadlock. With a `timeout` (seconds), a command
 /// still running then gets SIGTERM (`mpirun` passes it on to its ranks), and SIGKILL 10 s later.
-public func runCommand(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil,
+package func runCommand(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil,
                        timeout: TimeInterval? = nil) throws -> CommandResult {
     let p = Process()
     p.executableURL = executable
@@ -67,9 +67,9 @@ private final class Watchdog: @unchecked Sendable {
 }
 
 /// The `cnclip` built beside the running test bundle (`.build/<configuration>/cnclip`).
-public var builtCNCLIP: URL { Bundle.main.bundleURL.appendingPathComponent("cnclip") }
+package var builtCNCLIP: URL { Bundle.main.bundleURL.appendingPathComponent("cnclip") }
 
 /// Runs the built `cnclip` with `arguments`.
-public func runCNCLIP(_ arguments: [String], environment: [String: String]? = nil, timeout: TimeInterval? = nil) throws -> CommandResult {
+package func runCNCLIP(_ arguments: [String], environment: [String: String]? = nil, timeout: TimeInterval? = nil) throws -> CommandResult {
     try runCommand(builtCNCLIP, arguments, environment: environment, timeout: timeout)
 }

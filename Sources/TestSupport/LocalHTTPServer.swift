@@ -7,19 +7,19 @@ import Glibc
 #endif
 
 /// A loopback HTTP file server for tests (never part of the shipped library).
-public final class LocalHTTPServer: @unchecked Sendable {
+package final class LocalHTTPServer: @unchecked Sendable {
     /// The port it listens on.
-    public let port: UInt16
+    package let port: UInt16
     private let listener: Int32
     private let files: [String: Data]
     private let lock = NSLock()
     private var cutFirstAfter: Int?
     /// The `Range:` headers received, in order.
-    public private(set) var rangeRequests: [String] = []
+    package private(set) var rangeRequests: [String] = []
     private var stopped = false
 
     /// Serves `files` (path → bytes); the first response is cut after `cutFirstAfter` body bytes if given.
-    public init(files: [String: Data], cutFirstAfter: Int? = nil) throws {
+    package init(files: [String: Data], cutFirstAfter: Int? = nil) throws {
         self.files = files
         self.cutFirstAfter = cutFirstAfter
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -40,10 +40,10 @@ public final class LocalHTTPServer: @unchecked Sendable {
     }
 
     /// `http://127.0.0.1:PORT`.
-    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    package var baseURL: String { "http://127.0.0.1:\(port)" }
 
     /// Stops accepting connections.
-    public func stop() {
+    package func stop() {
         lock.lock(); stopped = true; lock.unlock()
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)

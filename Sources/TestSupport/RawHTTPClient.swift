@@ -8,35 +8,35 @@ import Glibc
 #endif
 
 /// A parsed HTTP response.
-public struct HTTPReply: Sendable {
+package struct HTTPReply: Sendable {
     /// Status code.
-    public var status: Int
+    package var status: Int
     /// Header fields, names lower-cased.
-    public var headers: [String: String]
+    package var headers: [String: String]
     /// The body.
-    public var body: Data
+    package var body: Data
 
     /// The body as UTF-8 text.
-    public var text: String { String(decoding: body, as: UTF8.self) }
+    package var text: String { String(decoding: body, as: UTF8.self) }
 
     /// The body parsed as a JSON object (nil when it is not one).
-    public var json: [String: Any]? { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] }
+    package var json: [String: Any]? { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] }
 
     /// The `error.code` of a JSON error body.
-    public var errorCode: String? { (json?["error"] as? [String: Any])?["code"] as? String }
+    package var errorCode: String? { (json?["error"] as? [String: Any])?["code"] as? String }
 }
 
 /// Errors of the raw client.
-public struct RawHTTPError: Error, CustomStringConvertible {
+package struct RawHTTPError: Error, CustomStringConvertible {
     /// What went wrong.
-    public var description: String
+    package var description: String
 }
 
 /// Sends one request to `127.0.0.1:port` on a new connection and reads the response.
 ///
 /// `head` lines are sent as given after the request line; `Host` and `Connection: close` are added, and
 /// `Content-Length` too unless `chunked` (the body is then sent as 16 KiB chunks) or `declaredLength` overrides it.
-public func rawHTTP(port: Int, method: String, path: String, headers: [String: String] = [:], body: Data? = nil,
+package func rawHTTP(port: Int, method: String, path: String, headers: [String: String] = [:], body: Data? = nil,
                     chunked: Bool = false, declaredLength: Int? = nil, timeout: TimeInterval = 60) throws -> HTTPReply {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw RawHTTPError(description: "socket: \(errno)") }

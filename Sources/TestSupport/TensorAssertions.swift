@@ -6,7 +6,7 @@ import XCTest
 
 /// Asserts every element of `actual` is within `tolerance × max(1, max |expected|)` of `expected`; on failure
 /// reports the first values and the largest difference with its index.
-public func assertClose(_ actual: Tensor, _ expected: Tensor, tolerance: Float = 1e-5, _ name: String,
+package func assertClose(_ actual: Tensor, _ expected: Tensor, tolerance: Float = 1e-5, _ name: String,
                  file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertEqual(actual.shape, expected.shape, "\(name): shape", file: file, line: line)
     guard actual.shape == expected.shape else { return }

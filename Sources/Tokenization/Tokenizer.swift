@@ -7,38 +7,38 @@ import Foundation
 /// and `clip.tokenize`'s `[CLS] … [SEP]` framing with zero padding.
 ///
 /// Immutable after loading, so one instance can serve any number of threads at once.
-public final class Tokenizer: Sendable {
+package final class Tokenizer: Sendable {
     /// The context length every released Chinese-CLIP model uses (`clip.tokenize`'s default).
-    public static let defaultContextLength = 52
+    package static let defaultContextLength = 52
     /// Words with more Unicode scalars than this become one `[UNK]` (cn-clip's `WordpieceTokenizer` default).
-    public static let maxInputCharsPerWord = 200
+    package static let maxInputCharsPerWord = 200
     /// The Unicode version of the Python (3.11) that produced the reference outputs.
-    public static let referenceUnicodeVersion: Unicode.Version = (major: 14, minor: 0)
+    package static let referenceUnicodeVersion: Unicode.Version = (major: 14, minor: 0)
 
     /// Where the vocabulary was loaded from.
-    public let vocabularyPath: String
+    package let vocabularyPath: String
     /// The id of `[CLS]`, put first in every row.
-    public let clsID: Int32
+    package let clsID: Int32
     /// The id of `[SEP]`, put after the last kept WordPiece.
-    public let sepID: Int32
+    package let sepID: Int32
     /// The id of `[UNK]`, emitted for words WordPiece cannot cover.
-    public let unkID: Int32
+    package let unkID: Int32
     /// The id of `[PAD]`; rows are padded with literal 0 as in the reference, which is this id in its vocabulary.
-    public let padID: Int32
+    package let padID: Int32
     let pipeline: Pipeline
 
     /// Loads the vocabulary bundled with this module (cn-clip's `vocab.txt`, 21128 tokens).
-    public convenience init() throws(TokenizerError) {
+    package convenience init() throws(TokenizerError) {
         try self.init(vocabularyURL: Tokenizer.bundledVocabularyURL())
     }
 
     /// Loads the vocabulary at a file path.
-    public convenience init(vocabularyPath: String) throws(TokenizerError) {
+    package convenience init(vocabularyPath: String) throws(TokenizerError) {
         try self.init(vocabularyURL: URL(fileURLWithPath: vocabularyPath))
     }
 
     /// Loads a vocabulary file, optionally matching a Python built on a different Unicode version.
-    public init(
+    package init(
         vocabularyURL: URL, unicodeVersion: Unicode.Version = Tokenizer.referenceUnicodeVersion
     ) throws(TokenizerError) {
         let path = vocabularyURL.path
@@ -73,12 +73,12 @@ public final class Tokenizer: Sendable {
     private static let sharedBundled = Result { () throws(TokenizerError) -> Tokenizer in try Tokenizer() }
 
     /// The process-wide tokenizer over the bundled vocabulary, loaded once on first use.
-    public static func bundled() throws(TokenizerError) -> Tokenizer {
+    package static func bundled() throws(TokenizerError) -> Tokenizer {
         try sharedBundled.get()
     }
 
     /// The URL of the bundled `vocab.txt`.
-    public static func bundledVocabularyURL() throws(TokenizerError) -> URL {
+    package static func bundledVocabularyURL() throws(TokenizerError) -> URL {
         guard let url = Bundle.module.url(forResource: "vocab", withExtension: "txt") else {
             throw .bundledVocabularyMissing
         }
@@ -86,21 +86,21 @@ public final class Tokenizer: Sendable {
     }
 
     /// The number of lines in the vocabulary (ids run from 0 to this minus one).
-    public var vocabularySize: Int { pipeline.vocab.tokens.count }
+    package var vocabularySize: Int { pipeline.vocab.tokens.count }
 
     /// The id of a vocabulary token, compared code point by code point as Python does, or nil.
-    public func id(forToken token: String) -> Int32? {
+    package func id(forToken token: String) -> Int32? {
         pipeline.vocab.id(of: token)
     }
 
     /// The vocabulary token with this id, or nil when out of range.
-    public func token(forID id: Int32) -> String? {
+    package func token(forID id: Int32) -> String? {
         let tokens = pipeline.vocab.tokens
         return id >= 0 && Int(id) < tokens.count ? tokens[Int(id)] : nil
     }
 
     /// The basic tokens of `text` before WordPiece (`BasicTokenizer(do_lower_case=True).tokenize`).
-    public func basicTokens(_ text: String) -> [String] {
+    package func basicTokens(_ text: String) -> [String] {
         var scratch = Scratch()
         var out: [String] = []
         pipeline.forEachBasicToken(in: text, &scratch) { piece in
@@ -113,12 +113,12 @@ public final class Tokenizer: Sendable {
     }
 
     /// The WordPiece strings of `text`, as the reference's `_tokenizer.tokenize(text)` returns them.
-    public func wordPieces(_ text: String) -> [String] {
+    package func wordPieces(_ text: String) -> [String] {
         wordPieceIDs(text).map { pipeline.vocab.tokens[Int($0)] }
     }
 
     /// The WordPiece ids of `text` without framing or truncation (`convert_tokens_to_ids(tokenize(text))`).
-    public func wordPieceIDs(_ text: String) -> [Int32] {
+    package func wordPieceIDs(_ text: String) -> [Int32] {
         var scratch = Scratch()
         var ids: [Int32] = []
         pipeline.appendIDs(of: text, scratch: &scratch, to: &ids)
@@ -130,7 +130,7 @@ public final class Tokenizer: Sendable {
     ///
     /// This does not lower-case or map curly quotes first; training and evaluation code of the reference
     /// does that with ``prepareCaption(_:unicodeVersion:)`` before calling it.
-    public func encode(_ text: String, contextLength: Int = Tokenizer.defaultContextLength) -> [Int32] {
+    package func encode(_ text: String, contextLength: Int = Tokenizer.defaultContextLength) -> [Int32] {
         var row = [Int32](repeating: 0, count: contextLength)
         var scratch = Scratch()
         var ids: [Int32] = []
@@ -139,7 +139,7 @@ public final class Tokenizer: Sendable {
     }
 
     /// `clip.tokenize(texts, context_length)` as rows; shape `[batch, contextLength]`.
-    public func tokenize(_ texts: [String], contextLength: Int = Tokenizer.defaultContextLength) -> [[Int32]] {
+    package func tokenize(_ texts: [String], contextLength: Int = Tokenizer.defaultContextLength) -> [[Int32]] {
         var scratch = Scratch()
         var ids: [Int32] = []
         return texts.map { text in
@@ -153,7 +153,7 @@ public final class Tokenizer: Sendable {
 
     /// `clip.tokenize(texts, context_length)` as one row-major buffer; shape `[batch, contextLength]`,
     /// row `i` at `i * contextLength`.
-    public func tokenizeFlat(_ texts: [String], contextLength: Int = Tokenizer.defaultContextLength) -> [Int32] {
+    package func tokenizeFlat(_ texts: [String], contextLength: Int = Tokenizer.defaultContextLength) -> [Int32] {
         var flat = [Int32](repeating: 0, count: texts.count * contextLength)
         var scratch = Scratch()
         var ids: [Int32] = []
@@ -167,7 +167,7 @@ public final class Tokenizer: Sendable {
     }
 
     /// The position of `[SEP]` in a row made by this tokenizer (the reference's training `eos_index`).
-    public func sepIndex(in row: [Int32]) -> Int? {
+    package func sepIndex(in row: [Int32]) -> Int? {
         row.firstIndex(of: sepID)
     }
 
@@ -190,7 +190,7 @@ public final class Tokenizer: Sendable {
     /// cn-clip applies it to every caption before `clip.tokenize` in training (`training/data.py`),
     /// feature extraction (`eval/data.py`) and zero-shot prompts; plain `clip.tokenize` does not.
     /// The lower-casing is Python's (full mappings, final sigma), which differs from `String.lowercased()`.
-    public static func prepareCaption(
+    package static func prepareCaption(
         _ text: String, unicodeVersion: Unicode.Version = Tokenizer.referenceUnicodeVersion
     ) -> String {
         let scalars = Array(text.unicodeScalars)

@@ -4,7 +4,7 @@ import Essentials
 import Foundation
 
 /// A failure to load a WordPiece vocabulary; each case names the file (and token) at fault.
-public enum TokenizerError: UserFacingError, Equatable {
+package enum TokenizerError: UserFacingError, Equatable {
     /// The vocabulary file could not be read (missing, a directory, no permission…).
     case vocabularyUnreadable(path: String, reason: String)
     /// The vocabulary file is not valid UTF-8 (the reference would raise `UnicodeDecodeError`).
@@ -15,7 +15,7 @@ public enum TokenizerError: UserFacingError, Equatable {
     case bundledVocabularyMissing
 
     /// A one-line message naming the file and token at fault.
-    public var description: String {
+    package var description: String {
         switch self {
         case let .vocabularyUnreadable(path, reason):
             return "cannot read vocabulary file '\(path)': \(reason)"

@@ -4,12 +4,12 @@
 // randperm on the CPU for n < 2^32/20 is the Fisher–Yates variant `swap(r[i], r[i + random() % (n - i)])`.
 
 /// MT19937 as PyTorch's `CPUGeneratorImpl` seeds and steps it (`random()` = one 32-bit output).
-public struct MersenneTwister19937: Sendable {
+package struct MersenneTwister19937: Sendable {
     private var state = [UInt32](repeating: 0, count: 624)
     private var index = 624
 
     /// A generator seeded as `torch.Generator().manual_seed(seed)` (the low 32 bits initialise the state).
-    public init(seed: UInt64) {
+    package init(seed: UInt64) {
         state[0] = UInt32(truncatingIfNeeded: seed)
         for j in 1..<624 {
             state[j] = 1_812_433_253 &* (state[j - 1] ^ (state[j - 1] >> 30)) &+ UInt32(j)
@@ -17,7 +17,7 @@ public struct MersenneTwister19937: Sendable {
     }
 
     /// The next 32 random bits.
-    public mutating func next32() -> UInt32 {
+    package mutating func next32() -> UInt32 {
         if index >= 624 { twist() }
         var y = state[index]
         index += 1
@@ -40,7 +40,7 @@ public struct MersenneTwister19937: Sendable {
 }
 
 /// `torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()` (CPU, n < 2^32/20).
-public func torchRandperm(_ n: Int, seed: UInt64) -> [Int] {
+package func torchRandperm(_ n: Int, seed: UInt64) -> [Int] {
     precondition(n >= 0 && n < Int(UInt32.max / 20), "randperm: n = \(n) outside the small-n path")
     var r = Array(0..<n)
     var g = MersenneTwister19937(seed: seed)

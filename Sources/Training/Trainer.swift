@@ -17,43 +17,43 @@ import Tensors
 import Tokenization
 
 /// The result of a validation pass (`evaluate()`).
-public struct ValidationResult: Equatable {
+package struct ValidationResult: Equatable {
     /// Mean contrastive loss over the (padded) validation set.
-    public var loss: Float
+    package var loss: Float
     /// Fraction of images whose best-scoring text in their batch is their own.
-    public var imageToTextAccuracy: Float
+    package var imageToTextAccuracy: Float
     /// Fraction of texts whose best-scoring image in their batch is their own.
-    public var textToImageAccuracy: Float
+    package var textToImageAccuracy: Float
 }
 
 /// What a finished run did.
-public struct TrainingSummary {
+package struct TrainingSummary {
     /// Optimiser steps taken in total (those of the resumed checkpoint included).
-    public var steps: Int
+    package var steps: Int
     /// The loss of every step this run took, in order.
-    public var losses: [Float]
+    package var losses: [Float]
     /// Every validation result, in order.
-    public var validations: [ValidationResult]
+    package var validations: [ValidationResult]
     /// The checkpoint files written, in order.
-    public var checkpoints: [String]
+    package var checkpoints: [String]
     /// The log file, when outputs are on.
-    public var logPath: String?
+    package var logPath: String?
     /// The params file, when outputs are on.
-    public var paramsPath: String?
+    package var paramsPath: String?
     /// Whether the run stopped at `Trainer.haltAfterStep` (a simulated kill) rather than finishing.
-    public var halted: Bool
+    package var halted: Bool
 }
 
 /// Trains a `CLIP` as the reference's `main.py` does.
-public final class Trainer {
+package final class Trainer {
     /// The run's settings.
-    public let options: TrainingOptions
+    package let options: TrainingOptions
     /// The model being trained.
-    public let model: CLIP
+    package let model: CLIP
     /// Test hook: stop right after this global step (and its step checkpoints), as if the process were killed.
-    public var haltAfterStep: Int?
+    package var haltAfterStep: Int?
     /// Echo log lines to standard error (the reference's stream handler).
-    public var echoLog = true
+    package var echoLog = true
     let tokenizer: Tokenizer
     /// The ranks of the job (a world of one unless started by `mpirun`).
     let parallel: DataParallel
@@ -61,7 +61,7 @@ public final class Trainer {
 
     /// A trainer for `config`, its weights initialised randomly from `options.seed` (resume or finetune with `--resume`).
     /// With a `communicator` of several ranks, each trains on its shard and rank 0 alone writes logs and checkpoints.
-    public init(options: TrainingOptions, config: CLIPConfig, tokenizer: Tokenizer,
+    package init(options: TrainingOptions, config: CLIPConfig, tokenizer: Tokenizer,
                 communicator: Communicator = SingleProcessCommunicator()) throws {
         try options.validate()
         self.options = options
@@ -166,7 +166,7 @@ public final class Trainer {
     }
 
     /// Runs the training; throws `TrainingError` for bad data, flags, checkpoints or a diverged loss.
-    public func run() throws -> TrainingSummary {
+    package func run() throws -> TrainingSummary {
         if let t = options.threads { ComputeThreads.set(t) }
         let plan = try makePlan()
         let (optimizer, schedule) = makeOptimizer(maxSteps: plan.maxSteps)

@@ -30,21 +30,21 @@ extension AdamW {
 }
 
 /// A training checkpoint: the reference's dict.
-public struct TrainingSnapshot {
+package struct TrainingSnapshot {
     /// 1-based epoch the checkpoint was saved in (after it, for end-of-epoch saves).
-    public var epoch: Int
+    package var epoch: Int
     /// Optimiser steps taken.
-    public var step: Int
+    package var step: Int
     /// The experiment name.
-    public var name: String
+    package var name: String
     /// The model's values with `module.`-prefixed keys, in `state_dict` order.
-    public var stateDict: [(String, Tensor)]
+    package var stateDict: [(String, Tensor)]
     /// The optimiser state (nil if the checkpoint holds none).
-    public var optimizer: AdamW.StateDict?
+    package var optimizer: AdamW.StateDict?
 }
 
 /// Writes `snapshot` to `url` as the reference's `torch.save` of its dict, atomically (temporary file, then rename).
-public func writeTrainingCheckpoint(_ snapshot: TrainingSnapshot, to url: URL) throws {
+package func writeTrainingCheckpoint(_ snapshot: TrainingSnapshot, to url: URL) throws {
     let model = snapshot.stateDict.map { ($0.0.hasPrefix("module.") ? String($0.0.dropFirst(7)) : $0.0, $0.1) }
     let checkpoint = TrainingCheckpoint(epoch: snapshot.epoch, step: snapshot.step, name: snapshot.name, stateDict: model,
                                         optimizer: snapshot.optimizer?.pickleValue ?? .none)
@@ -56,16 +56,16 @@ public func writeTrainingCheckpoint(_ snapshot: TrainingSnapshot, to url: URL) t
 /// A checkpoint opened by `train --resume`, read as cn-clip's `main.py` reads it: `checkpoint["state_dict"]` always
 /// (through `Checkpoints.loadCheckpoint`, the loader of every command), `checkpoint["epoch"]` and `["step"]` only
 /// without `--reset-data-offset`, `checkpoint["optimizer"]` only without `--reset-optimizer`.
-public struct ResumeCheckpoint {
+package struct ResumeCheckpoint {
     /// The file, as given.
-    public let path: String
+    package let path: String
     /// The weights, normalised for a model (`module.` stripped; `bert.pooler`, `num_batches_tracked`, `position_ids` dropped).
-    public let stateDict: StateDict
+    package let stateDict: StateDict
     /// The torch.save dict's entries; nil when the file holds weights only.
     let entries: PickleDict?
 
     /// Opens `url`; errors are `TrainingError.checkpoint` naming the file.
-    public init(contentsOf url: URL) throws {
+    package init(contentsOf url: URL) throws {
         path = url.path
         guard FileManager.default.fileExists(atPath: path) else {
             throw TrainingError.checkpoint(path: path, reason: "no such checkpoint file")
@@ -80,10 +80,10 @@ public struct ResumeCheckpoint {
     }
 
     /// `checkpoint["epoch"]` where present (the log line names it).
-    public var epoch: Int? { entries?["epoch"]?.intValue }
+    package var epoch: Int? { entries?["epoch"]?.intValue }
 
     /// `checkpoint["epoch"]` and `checkpoint["step"]`: where the run stopped (1-based epoch, steps taken).
-    public func position() throws -> (epoch: Int, step: Int) {
+    package func position() throws -> (epoch: Int, step: Int) {
         guard let entries else {
             throw TrainingError.checkpoint(path: path, reason: "holds weights only, not a training checkpoint with 'epoch' and 'step': "
                 + "finetune from it with --reset-data-offset (and --reset-optimizer)")
@@ -103,7 +103,7 @@ public struct ResumeCheckpoint {
 
     /// `checkpoint["optimizer"]` as AdamW state; a missing, empty or unreadable entry is an error that names the
     /// reference's own failure and the flag that skips it. Its tensors may borrow the file's memory map (`AdamW.load` copies).
-    public func optimizerState() throws -> AdamW.StateDict {
+    package func optimizerState() throws -> AdamW.StateDict {
         let advice = "use --reset-optimizer to start a fresh optimizer"
         guard let entries else {
             throw TrainingError.checkpoint(path: path, reason: "the checkpoint has no optimizer state (it holds weights only); \(advice)")
@@ -128,7 +128,7 @@ public struct ResumeCheckpoint {
 }
 
 /// Reads a training checkpoint (`epoch`, `step`, `name`, `state_dict`, `optimizer`) written by us or by the reference.
-public func readTrainingCheckpoint(from url: URL) throws -> TrainingSnapshot {
+package func readTrainingCheckpoint(from url: URL) throws -> TrainingSnapshot {
     let c = try ResumeCheckpoint(contentsOf: url)
     let (epoch, step) = try c.position()
     let name = c.entries?["name"]?.stringValue ?? ""

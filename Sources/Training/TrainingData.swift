@@ -18,30 +18,30 @@ import Tensors
 import Tokenization
 
 /// One LMDB split (`{dir}/pairs` + `{dir}/imgs`) read as the reference's `LMDBDataset`.
-public final class LMDBTrainingDataset: @unchecked Sendable {
+package final class LMDBTrainingDataset: @unchecked Sendable {
     /// The split directory.
-    public let path: String
+    package let path: String
     /// "train" or "val": only used in messages, as the reference does.
-    public let split: String
+    package let split: String
     /// Pairs in the LMDB (`num_samples`).
-    public let sampleCount: Int
+    package let sampleCount: Int
     /// Images in the LMDB (`num_images`).
-    public let imageCount: Int
+    package let imageCount: Int
     /// Square side images are resized to.
-    public let resolution: Int
+    package let resolution: Int
     /// Tokens per caption, `[CLS]` and `[SEP]` included.
-    public let contextLength: Int
+    package let contextLength: Int
     /// The `--use-augment` transform; nil for the plain resize (always nil outside the train split, as the reference).
-    public let augmentation: TrainingAugmentation?
+    package let augmentation: TrainingAugmentation?
     /// `--seed`: with the epoch and the sample index, it fixes each sample's augmentation.
-    public let augmentationSeed: Int
+    package let augmentationSeed: Int
     let pairs: PairsStore
     let images: ImageStore
     let tokenizer: Tokenizer
 
     /// Opens the split at `path`, checking the directories as the reference's asserts do; `useAugment` takes
     /// effect on the "train" split only (the reference's `split == "train" and use_augment`).
-    public init(path: String, split: String, resolution: Int, contextLength: Int, tokenizer: Tokenizer,
+    package init(path: String, split: String, resolution: Int, contextLength: Int, tokenizer: Tokenizer,
                 useAugment: Bool = false, seed: Int = 0) throws {
         func isDirectory(_ p: String) -> Bool {
             var d: ObjCBool = false
@@ -81,7 +81,7 @@ public final class LMDBTrainingDataset: @unchecked Sendable {
     /// The generator of one sample's augmentation, a function of (seed, epoch, index) only. Each step feeds the
     /// next value into a fresh SplitMix64 whose output function is a bijection of its state, so distinct epochs
     /// (then distinct indices) give distinct streams.
-    public static func augmentationGenerator(seed: Int, epoch: Int, index: Int) -> SplitMix64 {
+    package static func augmentationGenerator(seed: Int, epoch: Int, index: Int) -> SplitMix64 {
         var base = SplitMix64(seed: UInt64(bitPattern: Int64(seed)) ^ 0x6A09_E667_F3BC_C909)
         var perEpoch = SplitMix64(seed: base.next() &+ UInt64(bitPattern: Int64(epoch)))
         var perSample = SplitMix64(seed: perEpoch.next() &+ UInt64(bitPattern: Int64(index)))
@@ -89,13 +89,13 @@ public final class LMDBTrainingDataset: @unchecked Sendable {
     }
 
     /// The reference's `pad_dataset`: the length rounded up to a multiple of `globalBatchSize`.
-    public func paddedLength(globalBatchSize: Int) -> Int {
+    package func paddedLength(globalBatchSize: Int) -> Int {
         (sampleCount + globalBatchSize - 1) / globalBatchSize * globalBatchSize
     }
 
     /// Sample `index` of the padded dataset (pair `index % sampleCount`) in `epoch`: the image `[3, res, res]`
     /// (CHW floats; augmented when `augmentation` is set) and the caption's token ids `[contextLength]`.
-    public func sample(at index: Int, epoch: Int = 0) throws -> (image: [Float], tokens: [Int32]) {
+    package func sample(at index: Int, epoch: Int = 0) throws -> (image: [Float], tokens: [Int32]) {
         let key = index % sampleCount
         let pair: PairRecord
         do { pair = try pairs.pair(at: key) } catch let e as DatasetError {
@@ -127,29 +127,29 @@ public final class LMDBTrainingDataset: @unchecked Sendable {
 }
 
 /// The reference's per-epoch sample order on one process.
-public enum EpochOrder {
+package enum EpochOrder {
     /// `DistributedSampler(shuffle=True, seed=seed)` after `set_epoch(epoch)` with world size 1: the indices of a
     /// dataset of `length` (padded) samples as `randperm(length)` seeded `seed + epoch`.
-    public static func indices(length: Int, seed: Int, epoch: Int) -> [Int] {
+    package static func indices(length: Int, seed: Int, epoch: Int) -> [Int] {
         torchRandperm(length, seed: UInt64(bitPattern: Int64(seed + epoch)))
     }
 }
 
 /// One batch: images `[batch, 3, res, res]` and token ids `[batch, context]` (flat), plus the dataset indices.
-public struct TrainingBatch: @unchecked Sendable {
+package struct TrainingBatch: @unchecked Sendable {
     /// `[batch, 3, res, res]`.
-    public let images: Tensor
+    package let images: Tensor
     /// `[batch, context]`, row-major.
-    public let tokens: [Int32]
+    package let tokens: [Int32]
     /// The padded-dataset index of each row.
-    public let indices: [Int]
+    package let indices: [Int]
     /// Rows.
-    public var count: Int { indices.count }
+    package var count: Int { indices.count }
 }
 
 /// Builds batches `first..<end` of `order` (cut into `batchSize` runs) on `workers` threads, at most
 /// `prefetch` batches ahead of the consumer, delivered in order — the reference's DataLoader, without processes.
-public final class BatchLoader: @unchecked Sendable {
+package final class BatchLoader: @unchecked Sendable {
     let dataset: LMDBTrainingDataset
     let epoch: Int
     let order: [Int]
@@ -166,7 +166,7 @@ public final class BatchLoader: @unchecked Sendable {
 
     /// A loader of batches `first..<end` of `epoch` (which seeds augmentation); `workers` 0 builds each batch on
     /// the consumer's thread when asked.
-    public init(dataset: LMDBTrainingDataset, order: [Int], batchSize: Int, first: Int, end: Int, workers: Int, epoch: Int = 0) {
+    package init(dataset: LMDBTrainingDataset, order: [Int], batchSize: Int, first: Int, end: Int, workers: Int, epoch: Int = 0) {
         self.dataset = dataset
         self.epoch = epoch
         self.order = order
@@ -189,7 +189,7 @@ public final class BatchLoader: @unchecked Sendable {
     deinit { stop() }
 
     /// Batch `b` of the order (rows `b*batchSize ..< (b+1)*batchSize`).
-    public func build(_ b: Int) throws -> TrainingBatch {
+    package func build(_ b: Int) throws -> TrainingBatch {
         let rows = Array(order[(b * batchSize)..<((b + 1) * batchSize)])
         let plane = 3 * dataset.resolution * dataset.resolution
         let images = Tensor.uninitialized([rows.count, 3, dataset.resolution, dataset.resolution])
@@ -224,7 +224,7 @@ public final class BatchLoader: @unchecked Sendable {
     }
 
     /// The next batch in order, or nil after the last; rethrows a worker's error for that batch.
-    public func next() throws -> TrainingBatch? {
+    package func next() throws -> TrainingBatch? {
         if workers == 0 {
             guard nextToConsume < end else { return nil }
             defer { nextToConsume += 1 }
@@ -241,7 +241,7 @@ public final class BatchLoader: @unchecked Sendable {
     }
 
     /// Stops the workers (after the batches they are building); safe to call twice.
-    public func stop() {
+    package func stop() {
         condition.lock()
         stopped = true
         condition.broadcast()

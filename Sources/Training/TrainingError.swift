@@ -5,7 +5,7 @@ import Essentials
 import Foundation
 
 /// An error of `cnclip train`: bad data, bad flags, an unusable checkpoint or a diverged run.
-public enum TrainingError: UserFacingError, Equatable {
+package enum TrainingError: UserFacingError, Equatable {
     /// A dataset LMDB is missing or unreadable (`path` names the directory or key at fault).
     case dataset(path: String, reason: String)
     /// Flags that cannot work together.
@@ -18,7 +18,7 @@ public enum TrainingError: UserFacingError, Equatable {
     case io(path: String, reason: String)
 
     /// A one-line message for the user.
-    public var description: String {
+    package var description: String {
         switch self {
         case .dataset(let p, let r): return "\(p): \(r)"
         case .invalidOption(let m): return m

@@ -6,15 +6,15 @@
 import Foundation
 
 /// Writes log lines to `out_{timestamp}.log` (appending, as Python's FileHandler does) and optionally to stderr.
-public final class TrainingLogger {
+package final class TrainingLogger {
     /// The log file, or nil when outputs are off.
-    public let path: String?
+    package let path: String?
     private let handle: FileHandle?
     private let echo: Bool
     private let formatter: DateFormatter
 
     /// A logger appending to `path` (created if needed), echoing to standard error when `echo`.
-    public init(path: String?, echo: Bool) throws {
+    package init(path: String?, echo: Bool) throws {
         self.path = path
         self.echo = echo
         formatter = DateFormatter()
@@ -38,7 +38,7 @@ public final class TrainingLogger {
     deinit { try? handle?.close() }
 
     /// One INFO line: `{asctime} | INFO | Rank 0 | {message}`.
-    public func info(_ message: String) {
+    package func info(_ message: String) {
         let line = "\(formatter.string(from: Date())) | INFO | Rank 0 | \(message)\n"
         handle?.write(Data(line.utf8))
         if echo { FileHandle.standardError.write(Data(line.utf8)) }
@@ -46,9 +46,9 @@ public final class TrainingLogger {
 }
 
 /// The message formats of the reference's `train.py` and `main.py`.
-public enum TrainingLogFormat {
+package enum TrainingLogFormat {
     /// `str(value)` of a Python float (shortest round-trip digits, `1e-06` style below 1e-4).
-    public static func pythonFloat(_ value: Double) -> String {
+    package static func pythonFloat(_ value: Double) -> String {
         if value.isNaN { return "nan" }
         if value.isInfinite { return value < 0 ? "-inf" : "inf" }
         return value.description  // Swift and Python agree on shortest repr and on the exponent style in this range
@@ -58,7 +58,7 @@ public enum TrainingLogFormat {
     static func fixed(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
 
     /// The training line (`train.py`, every `--log-interval` steps).
-    public static func trainingLine(step: Int, maxSteps: Int, epoch: Int, samples: Int, samplesPerEpoch: Int, percent: Double,
+    package static func trainingLine(step: Int, maxSteps: Int, epoch: Int, samples: Int, samplesPerEpoch: Int, percent: Double,
                                     loss: Float, accuracy: (i2t: Double, t2i: Double)?, dataTime: Double, batchTime: Double,
                                     lr: Double, logitScale: Float, globalBatchSize: Int) -> String {
         var s = "Global Steps: \(step)/\(maxSteps) | Train Epoch: \(epoch) [\(samples)/\(samplesPerEpoch) (\(fixed(percent, 0))%)] | "
@@ -72,19 +72,19 @@ public enum TrainingLogFormat {
     }
 
     /// The validation result line (`evaluate()`).
-    public static func validationLine(epoch: Int, steps: Int, loss: Float, i2t: Float, t2i: Float, logitScale: Float, batchSize: Int) -> String {
+    package static func validationLine(epoch: Int, steps: Int, loss: Float, i2t: Float, t2i: Float, logitScale: Float, batchSize: Int) -> String {
         "Validation Result (epoch \(epoch) @ \(steps) steps) | Valid Loss: \(fixed(Double(loss), 6)) | "
             + "Image2Text Acc: \(fixed(Double(i2t) * 100, 2)) | Text2Image Acc: \(fixed(Double(t2i) * 100, 2)) | "
             + "logit_scale: \(fixed(Double(logitScale), 3)) | Valid Batch Size: \(batchSize)"
     }
 
     /// The checkpoint line (`main.py` / `train.py`).
-    public static func savedLine(path: String, epoch: Int, steps: Int, seconds: Double) -> String {
+    package static func savedLine(path: String, epoch: Int, steps: Int, seconds: Double) -> String {
         "Saved checkpoint \(path) (epoch \(epoch) @ \(steps) steps) (writing took \(pythonFloat(seconds)) seconds)"
     }
 
     /// `os.path.join(a, b, …)` for relative components.
-    public static func join(_ parts: String...) -> String {
+    package static func join(_ parts: String...) -> String {
         var out = ""
         for p in parts {
             if p.hasPrefix("/") { out = p; continue }
@@ -94,7 +94,7 @@ public enum TrainingLogFormat {
     }
 
     /// The params file: `name: value` lines sorted by name, as `main.py` writes `vars(args)`.
-    public static func paramsFile(_ values: [(String, String)]) -> String {
+    package static func paramsFile(_ values: [(String, String)]) -> String {
         values.sorted { $0.0 < $1.0 }.map { "\($0.0): \($0.1)\n" }.joined()
     }
 

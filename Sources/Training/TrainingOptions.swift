@@ -5,92 +5,92 @@
 import Foundation
 
 /// Every setting of a training run; property names are the reference's flag names in camel case.
-public struct TrainingOptions: Sendable {
+package struct TrainingOptions: Sendable {
     /// `--train-data`: the training split's LMDB directory (holding `pairs` and `imgs`).
-    public var trainData: String
+    package var trainData: String
     /// `--val-data`: the validation split's LMDB directory; nil disables validation.
-    public var valData: String?
+    package var valData: String?
     /// `--num-workers`: decode threads for training batches (0: decode on the training thread).
-    public var numWorkers = 4
+    package var numWorkers = 4
     /// `--valid-num-workers`: decode threads for validation batches.
-    public var validNumWorkers = 1
+    package var validNumWorkers = 1
     /// `--logs`: where `{name}/` goes; nil (or "none") writes no logs and no checkpoints.
-    public var logs: String? = "./logs/"
+    package var logs: String? = "./logs/"
     /// `--name`: the experiment's folder under `logs`.
-    public var name = "train_clip"
+    package var name = "train_clip"
     /// `--log-interval`: log a training line every this many steps.
-    public var logInterval = 10
+    package var logInterval = 10
     /// `--report-training-batch-acc`: add in-batch accuracies to the training lines.
-    public var reportTrainingBatchAcc = false
+    package var reportTrainingBatchAcc = false
     /// `--batch-size`: samples per training batch.
-    public var batchSize = 64
+    package var batchSize = 64
     /// `--valid-batch-size`: samples per validation batch.
-    public var validBatchSize = 64
+    package var validBatchSize = 64
     /// `--max-steps`: steps to train (has priority over `maxEpochs`).
-    public var maxSteps: Int?
+    package var maxSteps: Int?
     /// `--max-epochs`: epochs to train when `maxSteps` is nil.
-    public var maxEpochs = 32
+    package var maxEpochs = 32
     /// `--valid-step-interval`: validate every this many steps (nil: never between steps).
-    public var validStepInterval: Int?
+    package var validStepInterval: Int?
     /// `--valid-epoch-interval`: validate every this many epochs (nil: never after epochs).
-    public var validEpochInterval: Int? = 1
+    package var validEpochInterval: Int? = 1
     /// `--context-length`: tokens per caption, `[CLS]` and `[SEP]` included.
-    public var contextLength = 52
+    package var contextLength = 52
     /// `--lr`: peak learning rate (nil: the vision model's default).
-    public var lr: Double?
+    package var lr: Double?
     /// `--beta1`: AdamW β1 (nil: the vision model's default).
-    public var beta1: Double?
+    package var beta1: Double?
     /// `--beta2`: AdamW β2 (nil: the vision model's default).
-    public var beta2: Double?
+    package var beta2: Double?
     /// `--eps`: AdamW ε (nil: the vision model's default).
-    public var eps: Double?
+    package var eps: Double?
     /// `--wd`: weight decay of the decayed group.
-    public var wd = 0.2
+    package var wd = 0.2
     /// `--warmup`: linear warmup steps.
-    public var warmup = 500
+    package var warmup = 500
     /// `--accum-freq`: batches whose features are contrasted together per optimiser step.
-    public var accumFreq = 1
+    package var accumFreq = 1
     /// `--freeze-vision`: no gradient for `visual.*` (and BatchNorm statistics frozen for ResNets).
-    public var freezeVision = false
+    package var freezeVision = false
     /// `--mask-ratio`: FLIP — the fraction of patch tokens each training image drops (ViT only; nil: the
     /// reference's default 0, printed as `0`).
-    public var maskRatio: Double?
+    package var maskRatio: Double?
     /// `--grad-checkpointing`: recompute each transformer block in the backward pass instead of keeping its
     /// activations (less memory, about one more forward pass of time).
-    public var gradCheckpointing = false
+    package var gradCheckpointing = false
     /// `--gather-with-grad`: under several processes, gathered features carry gradient to the rank that made
     /// them (`torch.distributed.nn.all_gather`), which makes the update that of one process with the global batch.
-    public var gatherWithGrad = false
+    package var gatherWithGrad = false
     /// `--use-augment`: the reference's timm augmentation of training images (random resized crop, flip, AutoAugment).
-    public var useAugment = false
+    package var useAugment = false
     /// `--seed`: seeds the data order (as the reference), our dropout masks and our augmentations.
-    public var seed = 123
+    package var seed = 123
     /// `--save-step-frequency`: save `epoch_{E}_{S}.pt` every this many steps (≤ 0: never).
-    public var saveStepFrequency = -1
+    package var saveStepFrequency = -1
     /// `--save-epoch-frequency`: save `epoch{N}.pt` every this many epochs.
-    public var saveEpochFrequency = 1
+    package var saveEpochFrequency = 1
     /// `--resume`: checkpoint to resume from (nil: `{logs}/{name}/checkpoints/epoch_latest.pt` if it exists).
-    public var resume: String?
+    package var resume: String?
     /// `--reset-data-offset`: on resume, start again from epoch 0, step 0.
-    public var resetDataOffset = false
+    package var resetDataOffset = false
     /// `--reset-optimizer`: on resume, start with a fresh optimiser state.
-    public var resetOptimizer = false
+    package var resetOptimizer = false
     /// `--vision-model`: the vision preset (and the source of the optimiser defaults).
-    public var visionModel = "ViT-B-16"
+    package var visionModel = "ViT-B-16"
     /// `--text-model`: the text preset.
-    public var textModel = "RoBERTa-wwm-ext-base-chinese"
+    package var textModel = "RoBERTa-wwm-ext-base-chinese"
     /// `--config`: a CLIP config JSON replacing the presets' architecture (ours).
-    public var config: String?
+    package var config: String?
     /// `--threads`: compute threads (ours); nil keeps the library's default.
-    public var threads: Int?
+    package var threads: Int?
     /// `--precision`: accepted for compatibility ("amp", "fp16", "fp32"); computation is fp32.
-    public var precision = "amp"
+    package var precision = "amp"
 
     /// Options for training on `trainData` with the reference's defaults.
-    public init(trainData: String) { self.trainData = trainData }
+    package init(trainData: String) { self.trainData = trainData }
 
     /// The reference's `get_default_params(model_name)`: lr, β1, β2, ε of the vision model (nil for others).
-    public static func defaultOptimizerParameters(visionModel: String) -> (lr: Double, beta1: Double, beta2: Double, eps: Double)? {
+    package static func defaultOptimizerParameters(visionModel: String) -> (lr: Double, beta1: Double, beta2: Double, eps: Double)? {
         switch visionModel {
         case "RN50", "RN101", "RN50x4": return (5.0e-4, 0.9, 0.999, 1.0e-8)
         case "ViT-B-32", "ViT-B-16", "ViT-H-14": return (5.0e-4, 0.9, 0.98, 1.0e-6)
@@ -100,7 +100,7 @@ public struct TrainingOptions: Sendable {
     }
 
     /// lr, β1, β2, ε: the flags where given, else the vision model's defaults.
-    public func resolvedOptimizerParameters() throws -> (lr: Double, beta1: Double, beta2: Double, eps: Double) {
+    package func resolvedOptimizerParameters() throws -> (lr: Double, beta1: Double, beta2: Double, eps: Double) {
         let d = Self.defaultOptimizerParameters(visionModel: visionModel)
         guard let lr = lr ?? d?.lr, let b1 = beta1 ?? d?.beta1, let b2 = beta2 ?? d?.beta2, let e = eps ?? d?.eps else {
             throw TrainingError.invalidOption("--vision-model \(visionModel) has no default optimiser settings: give --lr, --beta1, --beta2 and --eps")
@@ -109,13 +109,13 @@ public struct TrainingOptions: Sendable {
     }
 
     /// Whether outputs are written (the reference's `should_save`: `--logs` not empty and not "none").
-    public var writesOutputs: Bool {
+    package var writesOutputs: Bool {
         guard let logs else { return false }
         return !logs.isEmpty && logs.lowercased() != "none"
     }
 
     /// Checks the flags that the trainer cannot work with.
-    public func validate() throws {
+    package func validate() throws {
         if !["amp", "fp16", "fp32"].contains(precision) { throw TrainingError.invalidOption("--precision must be amp, fp16 or fp32") }
         if batchSize < 1 { throw TrainingError.invalidOption("--batch-size must be at least 1, got \(batchSize)") }
         if validBatchSize < 1 { throw TrainingError.invalidOption("--valid-batch-size must be at least 1, got \(validBatchSize)") }

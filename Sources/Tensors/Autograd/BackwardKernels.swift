@@ -19,7 +19,7 @@ func accumulate(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>,
 }
 
 /// Sum over the leading dimensions: `x [rows, n]` (any leading shape) → `[n]` (the gradient of a broadcast).
-public func sumRows(_ x: Tensor, width n: Int) -> Tensor {
+package func sumRows(_ x: Tensor, width n: Int) -> Tensor {
     precondition(n > 0 && x.count % n == 0, "sumRows: \(x.shape) by \(n)")
     let rows = x.count / n
     let out = Tensor(shape: [n])
@@ -29,7 +29,7 @@ public func sumRows(_ x: Tensor, width n: Int) -> Tensor {
 }
 
 /// Elementwise product of two tensors of one shape.
-public func multiplied(_ a: Tensor, _ b: Tensor) -> Tensor {
+package func multiplied(_ a: Tensor, _ b: Tensor) -> Tensor {
     precondition(a.count == b.count, "multiplied: \(a.shape) * \(b.shape)")
     let out = Tensor.uninitialized(a.shape)
     let x = a.data, y = b.data, d = out.mutableData
@@ -41,7 +41,7 @@ public func multiplied(_ a: Tensor, _ b: Tensor) -> Tensor {
 
 /// Gradients of layer normalisation: `x [..., n]`, `g` the output gradient → (`dx`, `dweight [n]`, `dbias [n]`).
 /// Mean and inverse deviation are recomputed per row (cheaper than storing them).
-public func layerNormBackward(_ x: Tensor, weight: Tensor, eps: Float, gradient g: Tensor) -> (x: Tensor, weight: Tensor, bias: Tensor) {
+package func layerNormBackward(_ x: Tensor, weight: Tensor, eps: Float, gradient g: Tensor) -> (x: Tensor, weight: Tensor, bias: Tensor) {
     let n = x.lastDim, rows = x.rowCount
     let dx = Tensor.uninitialized(x.shape)
     let threads = max(1, ComputeThreads.count)
@@ -80,7 +80,7 @@ public func layerNormBackward(_ x: Tensor, weight: Tensor, eps: Float, gradient 
 }
 
 /// Batch statistics of `x [n, c, h, w]` per channel: mean and biased variance (two passes, as PyTorch).
-public func channelStatistics(_ x: Tensor) -> (mean: [Float], variance: [Float]) {
+package func channelStatistics(_ x: Tensor) -> (mean: [Float], variance: [Float]) {
     precondition(x.rank == 4, "channelStatistics: \(x.shape)")
     let (n, c) = (x.shape[0], x.shape[1])
     let plane = x.shape[2] * x.shape[3], m = Float(n * plane)
@@ -99,7 +99,7 @@ public func channelStatistics(_ x: Tensor) -> (mean: [Float], variance: [Float])
 
 /// Gradient of training-mode batch normalisation w.r.t. `x [n, c, h, w]`, weight and bias, given the batch
 /// statistics the forward used.
-public func batchNormTrainingBackward(_ x: Tensor, weight: Tensor, mean: [Float], variance: [Float], eps: Float,
+package func batchNormTrainingBackward(_ x: Tensor, weight: Tensor, mean: [Float], variance: [Float], eps: Float,
                                       gradient g: Tensor) -> (x: Tensor, weight: Tensor, bias: Tensor) {
     let (n, c) = (x.shape[0], x.shape[1])
     let plane = x.shape[2] * x.shape[3], m = Float(n * plane)
@@ -129,14 +129,14 @@ public func batchNormTrainingBackward(_ x: Tensor, weight: Tensor, mean: [Float]
 
 /// Dropout of attention probabilities (BERT's `attention_probs_dropout_prob`): probability `p`, and a seed from
 /// which each head's mask is a pure function, so the backward pass regenerates the forward's mask exactly.
-public struct AttentionDropout: Sendable {
+package struct AttentionDropout: Sendable {
     /// Probability of zeroing a probability.
-    public let p: Float
+    package let p: Float
     /// Seed of this call's masks.
-    public let seed: UInt64
+    package let seed: UInt64
 
     /// Dropout with probability `p` and masks drawn from `seed`.
-    public init(p: Float, seed: UInt64) {
+    package init(p: Float, seed: UInt64) {
         precondition(p >= 0 && p < 1, "attention dropout: p = \(p) outside [0, 1)")
         self.p = p
         self.seed = seed
@@ -166,7 +166,7 @@ public struct AttentionDropout: Sendable {
 /// The attention probabilities are recomputed per head rather than kept from the forward: keeping them costs
 /// `batch·heads·lq·lk` floats per layer (hundreds of MB for ViT-B at training batch sizes), recomputing costs
 /// one `q kᵀ` product and a softmax, and the forward kernel stays exactly the inference kernel.
-public func multiHeadAttentionBackward(q: Tensor, qOffset: Int, k: Tensor, kOffset: Int, v: Tensor, vOffset: Int,
+package func multiHeadAttentionBackward(q: Tensor, qOffset: Int, k: Tensor, kOffset: Int, v: Tensor, vOffset: Int,
                                        batch: Int, lq: Int, lk: Int, heads: Int, headDim d: Int, keyBias: Tensor?,
                                        dropout: AttentionDropout? = nil, gradient g: Tensor,
                                        dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutablePointer<Float>?,
@@ -223,7 +223,7 @@ public func multiHeadAttentionBackward(q: Tensor, qOffset: Int, k: Tensor, kOffs
 
 
 /// Gradients of `conv2d` (no bias) w.r.t. `x [n, c, h, w]` and `weight [oc, c, kh, kw]`; nil where not wanted.
-public func conv2dBackward(_ x: Tensor, weight: Tensor, stride: Int, padding: Int, gradient g: Tensor,
+package func conv2dBackward(_ x: Tensor, weight: Tensor, stride: Int, padding: Int, gradient g: Tensor,
                            wantInput: Bool, wantWeight: Bool) -> (x: Tensor?, weight: Tensor?) {
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (oc, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
@@ -270,7 +270,7 @@ public func conv2dBackward(_ x: Tensor, weight: Tensor, stride: Int, padding: In
 }
 
 /// Gradient of `patches`: rows `[n, grid², c·p·p]` scattered back to `[n, c, h, w]` (pixels no patch covers get 0).
-public func patchesBackward(_ g: Tensor, imageShape: [Int], size p: Int) -> Tensor {
+package func patchesBackward(_ g: Tensor, imageShape: [Int], size p: Int) -> Tensor {
     let (n, c, h, w) = (imageShape[0], imageShape[1], imageShape[2], imageShape[3])
     let gh = h / p, gw = w / p, k = c * p * p
     let out = Tensor(shape: imageShape)
@@ -293,7 +293,7 @@ public func patchesBackward(_ g: Tensor, imageShape: [Int], size p: Int) -> Tens
 }
 
 /// Gradient of `avgPool2d` with kernel = stride = `k`: each window's pixels get `g / k²`.
-public func avgPool2dBackward(_ g: Tensor, inputShape: [Int], kernel k: Int) -> Tensor {
+package func avgPool2dBackward(_ g: Tensor, inputShape: [Int], kernel k: Int) -> Tensor {
     let (n, c, h, w) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
     let oh = h / k, ow = w / k
     let out = Tensor(shape: inputShape)

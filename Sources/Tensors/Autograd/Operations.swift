@@ -7,7 +7,7 @@ import Foundation
 // MARK: - Matrix products
 
 /// `x @ weight.T + bias`: `x [..., in]`, `weight [out, in]`, `bias [out]` → `[..., out]`.
-public func linear(_ x: Variable, weight: Variable, bias: Variable?) -> Variable {
+package func linear(_ x: Variable, weight: Variable, bias: Variable?) -> Variable {
     let out = linear(x.value, weight: weight.value, bias: bias?.value)
     let xv = x.value, wv = weight.value
     return Variable.record(out, inputs: [x, weight] + (bias.map { [$0] } ?? [])) { g in
@@ -32,7 +32,7 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable?) -> Variable
 }
 
 /// `a @ b`: `a [..., m, k]` (leading dimensions flattened into rows), `b [k, n]` → `[..., n]`.
-public func matmul(_ a: Variable, _ b: Variable) -> Variable {
+package func matmul(_ a: Variable, _ b: Variable) -> Variable {
     let av = a.value, bv = b.value
     return Variable.record(matmul(av, bv), inputs: [a, b]) { g in
         let m = av.rowCount, k = av.lastDim, n = bv.shape[1]
@@ -52,7 +52,7 @@ public func matmul(_ a: Variable, _ b: Variable) -> Variable {
 }
 
 /// `a @ b.T`: `a [m, k]`, `b [n, k]` → `[m, n]`.
-public func matmulTransposed(_ a: Variable, _ b: Variable) -> Variable {
+package func matmulTransposed(_ a: Variable, _ b: Variable) -> Variable {
     let av = a.value, bv = b.value
     return Variable.record(matmulTransposed(av, bv), inputs: [a, b]) { g in
         let m = av.shape[0], k = av.shape[1], n = bv.shape[0]
@@ -74,7 +74,7 @@ public func matmulTransposed(_ a: Variable, _ b: Variable) -> Variable {
 // MARK: - Elementwise
 
 /// `a + b` for one shape, or `b` broadcast over the leading dimensions of `a` (`b` of shape `a.shape.suffix`).
-public func add(_ a: Variable, _ b: Variable) -> Variable {
+package func add(_ a: Variable, _ b: Variable) -> Variable {
     let bShape = b.value.shape, n = b.value.count
     return Variable.record(add(a.value, b.value), inputs: [a, b]) { g in
         // The broadcast operand's gradient sums over the dimensions it was repeated along.
@@ -83,12 +83,12 @@ public func add(_ a: Variable, _ b: Variable) -> Variable {
 }
 
 /// `x * s` for a constant `s`.
-public func scaled(_ x: Variable, by s: Float) -> Variable {
+package func scaled(_ x: Variable, by s: Float) -> Variable {
     Variable.record(scaled(x.value, by: s), inputs: [x]) { g in [scaled(g, by: s)] }
 }
 
 /// `x * s` for a one-element variable `s` (`logit_scale.exp() * logits`).
-public func scaled(_ x: Variable, by s: Variable) -> Variable {
+package func scaled(_ x: Variable, by s: Variable) -> Variable {
     precondition(s.value.count == 1, "scaled(by:): the factor must have one element, got \(s.shape)")
     let xv = x.value, sv = s.value.data[0]
     return Variable.record(scaled(xv, by: sv), inputs: [x, s]) { g in
@@ -103,13 +103,13 @@ public func scaled(_ x: Variable, by s: Variable) -> Variable {
 }
 
 /// `e^x` elementwise (PyTorch's `exp`, for `logit_scale.exp()`).
-public func exp(_ x: Variable) -> Variable {
+package func exp(_ x: Variable) -> Variable {
     let y = map(x.value) { Foundation.exp($0) }
     return Variable.record(y, inputs: [x]) { g in [multiplied(g, y)] }
 }
 
 /// ReLU: `max(x, 0)`; the gradient passes where the output is positive (PyTorch's convention: 0 at 0).
-public func relu(_ x: Variable) -> Variable {
+package func relu(_ x: Variable) -> Variable {
     let y = relu(x.value)
     return Variable.record(y, inputs: [x]) { g in
         let d = Tensor.uninitialized(g.shape)
@@ -119,7 +119,7 @@ public func relu(_ x: Variable) -> Variable {
 }
 
 /// Exact GELU (erf), as BERT's `gelu`.
-public func gelu(_ x: Variable) -> Variable {
+package func gelu(_ x: Variable) -> Variable {
     let xv = x.value
     return Variable.record(gelu(xv), inputs: [x]) { g in
         let d = Tensor.uninitialized(g.shape)
@@ -138,7 +138,7 @@ public func gelu(_ x: Variable) -> Variable {
 }
 
 /// QuickGELU, `x * sigmoid(1.702 * x)`.
-public func quickGelu(_ x: Variable) -> Variable {
+package func quickGelu(_ x: Variable) -> Variable {
     let xv = x.value
     return Variable.record(quickGelu(xv), inputs: [x]) { g in
         let d = Tensor.uninitialized(g.shape)
@@ -156,7 +156,7 @@ public func quickGelu(_ x: Variable) -> Variable {
 
 /// Inverted dropout: zeroes each element with probability `p` and scales the rest by `1/(1-p)`, drawing
 /// from `rng`; the identity (nothing drawn, nothing recorded) when `p == 0` or not `training`.
-public func dropout<R: RandomNumberGenerator>(_ x: Variable, p: Float, training: Bool, using rng: inout R) -> Variable {
+package func dropout<R: RandomNumberGenerator>(_ x: Variable, p: Float, training: Bool, using rng: inout R) -> Variable {
     precondition(p >= 0 && p < 1, "dropout: p = \(p) outside [0, 1)")
     guard training && p > 0 else { return x }
     let keep = 1 / (1 - p)
@@ -171,7 +171,7 @@ public func dropout<R: RandomNumberGenerator>(_ x: Variable, p: Float, training:
 // MARK: - Normalisation
 
 /// Layer normalisation over the last dimension: `x [..., n]`, `weight [n]`, `bias [n]`.
-public func layerNorm(_ x: Variable, weight: Variable, bias: Variable, eps: Float) -> Variable {
+package func layerNorm(_ x: Variable, weight: Variable, bias: Variable, eps: Float) -> Variable {
     let xv = x.value, wv = weight.value
     return Variable.record(layerNorm(xv, weight: wv, bias: bias.value, eps: eps), inputs: [x, weight, bias]) { g in
         let r = layerNormBackward(xv, weight: wv, eps: eps, gradient: g)
@@ -180,7 +180,7 @@ public func layerNorm(_ x: Variable, weight: Variable, bias: Variable, eps: Floa
 }
 
 /// Each row divided by its L2 norm: `x [..., n]`.
-public func l2Normalized(_ x: Variable) -> Variable {
+package func l2Normalized(_ x: Variable) -> Variable {
     let xv = x.value, y = l2Normalized(xv)
     return Variable.record(y, inputs: [x]) { g in
         // dx = (g − y·(g·y)) / ‖x‖
@@ -198,7 +198,7 @@ public func l2Normalized(_ x: Variable) -> Variable {
 }
 
 /// Softmax over the last dimension.
-public func softmax(_ x: Variable) -> Variable {
+package func softmax(_ x: Variable) -> Variable {
     let y = softmax(x.value)
     return Variable.record(y, inputs: [x]) { g in
         // dx = y ∘ (g − Σ g∘y) per row
@@ -215,7 +215,7 @@ public func softmax(_ x: Variable) -> Variable {
 }
 
 /// Mean cross-entropy of `logits [n, classes]` against class indices `targets` (PyTorch's `cross_entropy`) → scalar `[]`.
-public func crossEntropy(_ logits: Variable, targets: [Int]) -> Variable {
+package func crossEntropy(_ logits: Variable, targets: [Int]) -> Variable {
     let lv = logits.value
     precondition(lv.rank == 2 && targets.count == lv.shape[0], "crossEntropy: logits \(lv.shape) for \(targets.count) targets")
     let (n, c) = (lv.shape[0], lv.shape[1])
@@ -246,7 +246,7 @@ public func crossEntropy(_ logits: Variable, targets: [Int]) -> Variable {
 /// Multi-head attention on variables, as `multiHeadAttention` on tensors (same buffers, offsets, key bias) →
 /// `[batch, lq, heads·d]`. q, k and v may be the same variable (a packed `[batch, seq, 3·width]` projection); the
 /// key bias is a constant. `dropout` (training) drops attention probabilities; nil or p = 0 is the inference kernel.
-public func multiHeadAttention(q: Variable, qOffset: Int = 0, k: Variable, kOffset: Int = 0, v: Variable, vOffset: Int = 0,
+package func multiHeadAttention(q: Variable, qOffset: Int = 0, k: Variable, kOffset: Int = 0, v: Variable, vOffset: Int = 0,
                                batch: Int, lq: Int, lk: Int, heads: Int, headDim d: Int,
                                keyBias: Tensor? = nil, dropout: AttentionDropout? = nil) -> Variable {
     let dropout = (dropout?.p ?? 0) > 0 ? dropout : nil
@@ -273,7 +273,7 @@ public func multiHeadAttention(q: Variable, qOffset: Int = 0, k: Variable, kOffs
 // MARK: - Lookup, views and concatenation
 
 /// Rows of `table [vocab, width]` picked by `ids` → `[ids.count, width]`; the gradient scatter-adds into the table.
-public func embedding(_ table: Variable, ids: [Int32]) -> Variable {
+package func embedding(_ table: Variable, ids: [Int32]) -> Variable {
     let shape = table.shape
     return Variable.record(embedding(table.value, ids: ids), inputs: [table]) { g in
         let w = shape[1]
@@ -284,17 +284,17 @@ public func embedding(_ table: Variable, ids: [Int32]) -> Variable {
 }
 
 /// The same elements under another shape (one dimension may be -1).
-public func reshaped(_ x: Variable, _ shape: [Int]) -> Variable {
+package func reshaped(_ x: Variable, _ shape: [Int]) -> Variable {
     let old = x.shape
     return Variable.record(x.value.reshaped(shape), inputs: [x]) { g in [g.reshaped(old)] }
 }
 
 extension Variable {
     /// The same elements under another shape (one dimension may be -1).
-    public func reshaped(_ shape: [Int]) -> Variable { Tensors.reshaped(self, shape) }
+    package func reshaped(_ shape: [Int]) -> Variable { Tensors.reshaped(self, shape) }
 
     /// Rows `range` along the first dimension.
-    public func rows(_ range: Range<Int>) -> Variable {
+    package func rows(_ range: Range<Int>) -> Variable {
         let shape = self.shape
         return Variable.record(value.rows(range), inputs: [self]) { g in
             let d = Tensor(shape: shape)
@@ -305,7 +305,7 @@ extension Variable {
 }
 
 /// The first position of each sequence: `[batch, seq, width]` → `[batch, 1, width]`.
-public func firstRows(_ x: Variable) -> Variable {
+package func firstRows(_ x: Variable) -> Variable {
     let shape = x.shape
     if shape[1] == 1 { return x }
     return Variable.record(firstRows(x.value), inputs: [x]) { g in
@@ -317,7 +317,7 @@ public func firstRows(_ x: Variable) -> Variable {
 }
 
 /// Concatenation along `axis`: every part has the same dimensions except at `axis`.
-public func concatenate(_ parts: [Variable], axis: Int) -> Variable {
+package func concatenate(_ parts: [Variable], axis: Int) -> Variable {
     precondition(!parts.isEmpty, "concatenate: nothing to join")
     let first = parts[0].shape
     precondition(axis >= 0 && axis < first.count, "concatenate: axis \(axis) for \(first)")
@@ -354,7 +354,7 @@ public func concatenate(_ parts: [Variable], axis: Int) -> Variable {
 }
 
 /// `count` copies of `x` stacked along a new first dimension: `x [...]` → `[count, ...]` (a broadcast).
-public func repeated(_ x: Variable, count: Int) -> Variable {
+package func repeated(_ x: Variable, count: Int) -> Variable {
     let n = x.value.count
     let out = Tensor.uninitialized([count] + x.shape)
     for i in 0..<count { (out.mutableData + i * n).update(from: x.value.data, count: n) }
@@ -365,13 +365,13 @@ public func repeated(_ x: Variable, count: Int) -> Variable {
 // MARK: - Images
 
 /// Non-overlapping patches as rows: `x [n, c, h, w]` → `[n, (h/p)·(w/p), c·p·p]` (see `patches`).
-public func patches(_ x: Variable, size p: Int) -> Variable {
+package func patches(_ x: Variable, size p: Int) -> Variable {
     let shape = x.shape
     return Variable.record(patches(x.value, size: p), inputs: [x]) { g in [patchesBackward(g, imageShape: shape, size: p)] }
 }
 
 /// 2-D convolution without bias: `x [n, c, h, w]`, `weight [oc, c, kh, kw]` → `[n, oc, oh, ow]`.
-public func conv2d(_ x: Variable, weight: Variable, stride: Int = 1, padding: Int = 0) -> Variable {
+package func conv2d(_ x: Variable, weight: Variable, stride: Int = 1, padding: Int = 0) -> Variable {
     let xv = x.value, wv = weight.value
     return Variable.record(conv2d(xv, weight: wv, stride: stride, padding: padding), inputs: [x, weight]) { g in
         let r = conv2dBackward(xv, weight: wv, stride: stride, padding: padding, gradient: g,
@@ -381,14 +381,14 @@ public func conv2d(_ x: Variable, weight: Variable, stride: Int = 1, padding: In
 }
 
 /// Average pooling with kernel = stride = `k`: `[n, c, h, w]` → `[n, c, h/k, w/k]`.
-public func avgPool2d(_ x: Variable, kernel k: Int) -> Variable {
+package func avgPool2d(_ x: Variable, kernel k: Int) -> Variable {
     let shape = x.shape
     return Variable.record(avgPool2d(x.value, kernel: k), inputs: [x]) { g in [avgPool2dBackward(g, inputShape: shape, kernel: k)] }
 }
 
 /// Batch normalisation of `x [n, c, h, w]` with the batch's own statistics (training mode), optionally
 /// followed by ReLU; returns the output and the batch mean and biased variance (for the running statistics).
-public func batchNorm2dTraining(_ x: Variable, weight: Variable, bias: Variable, eps: Float)
+package func batchNorm2dTraining(_ x: Variable, weight: Variable, bias: Variable, eps: Float)
     -> (output: Variable, mean: [Float], variance: [Float]) {
     let xv = x.value, wv = weight.value
     let (mean, variance) = channelStatistics(xv)
@@ -403,7 +403,7 @@ public func batchNorm2dTraining(_ x: Variable, weight: Variable, bias: Variable,
 }
 
 /// Batch normalisation of `x [n, c, h, w]` with fixed (running) statistics, as `batchNorm2d` (evaluation mode).
-public func batchNorm2d(_ x: Variable, weight: Variable, bias: Variable, runningMean: Tensor, runningVar: Tensor,
+package func batchNorm2d(_ x: Variable, weight: Variable, bias: Variable, runningMean: Tensor, runningVar: Tensor,
                         eps: Float) -> Variable {
     let xv = x.value, wv = weight.value
     let out = batchNorm2d(xv, weight: wv, bias: bias.value, runningMean: runningMean, runningVar: runningVar, eps: eps)
@@ -428,7 +428,7 @@ public func batchNorm2d(_ x: Variable, weight: Variable, bias: Variable, running
 
 /// The tokens of attention pooling: `x [n, c, h, w]` → `[n, h·w + 1, c]`, the spatial mean first, then the
 /// pixels in row-major order (the reference's `flatten(2).permute(2, 0, 1)` with the mean concatenated in front).
-public func spatialTokens(_ x: Variable) -> Variable {
+package func spatialTokens(_ x: Variable) -> Variable {
     let xv = x.value
     precondition(xv.rank == 4, "spatialTokens: \(xv.shape)")
     let (n, c, hw) = (xv.shape[0], xv.shape[1], xv.shape[2] * xv.shape[3])
@@ -458,7 +458,7 @@ public func spatialTokens(_ x: Variable) -> Variable {
 /// Running statistics `[c]` after one training batch, as PyTorch's BatchNorm: `(1 − momentum)·running +
 /// momentum·batch`, the batch variance made unbiased (× count / (count − 1)) for the running variance.
 /// `count` is the number of values per channel (`n·h·w`).
-public func updateRunningStatistics(mean: Tensor, variance: Tensor, batchMean: [Float], batchVariance: [Float],
+package func updateRunningStatistics(mean: Tensor, variance: Tensor, batchMean: [Float], batchVariance: [Float],
                                     count: Int, momentum: Float) -> (mean: Tensor, variance: Tensor) {
     let c = mean.count
     precondition(variance.count == c && batchMean.count == c && batchVariance.count == c, "updateRunningStatistics: sizes")
@@ -474,7 +474,7 @@ public func updateRunningStatistics(mean: Tensor, variance: Tensor, batchMean: [
 /// Rows of each batch item picked by index: `x [batch, seq, width]`, `indices [batch, keep]` (row-major, each in
 /// `0..<seq`) → `[batch, keep, width]` (`torch.gather(x, 1, idx.unsqueeze(-1).repeat(1, 1, width))`).
 /// The gradient adds each output row back to the row it came from.
-public func gatherRows(_ x: Variable, indices: [Int], keep: Int) -> Variable {
+package func gatherRows(_ x: Variable, indices: [Int], keep: Int) -> Variable {
     let shape = x.shape
     precondition(shape.count == 3 && indices.count == shape[0] * keep, "gatherRows: \(indices.count) indices for \(shape) keeping \(keep)")
     let (b, l, w) = (shape[0], shape[1], shape[2])

@@ -9,7 +9,7 @@
 import Foundation
 
 /// A node of the autograd graph: a leaf that accumulates a gradient, or the record of one operation.
-public final class GradNode: @unchecked Sendable {
+package final class GradNode: @unchecked Sendable {
     /// The nodes of the inputs that require a gradient (nil for constant inputs), in the operation's input order.
     let parents: [GradNode?]
     /// Maps the gradient of the output to one gradient per input (nil where not needed); nil for leaves.
@@ -17,10 +17,10 @@ public final class GradNode: @unchecked Sendable {
     /// Shape of the value this node stands for; a gradient always has it.
     let shape: [Int]
     /// The accumulated gradient: kept on leaves after `backward()`, dropped from intermediate nodes once used.
-    public internal(set) var grad: Tensor?
+    package internal(set) var grad: Tensor?
 
     /// A leaf of `shape` (a trainable tensor) with no gradient yet.
-    public init(leafShape shape: [Int]) {
+    package init(leafShape shape: [Int]) {
         self.parents = []
         self.backwardRule = nil
         self.shape = shape
@@ -33,13 +33,13 @@ public final class GradNode: @unchecked Sendable {
     }
 
     /// True for leaves (nodes not produced by an operation).
-    public var isLeaf: Bool { backwardRule == nil }
+    package var isLeaf: Bool { backwardRule == nil }
 
     /// Forgets the accumulated gradient.
-    public func zeroGrad() { grad = nil }
+    package func zeroGrad() { grad = nil }
 
     /// Replaces the accumulated gradient (data-parallel training writes the ranks' average back).
-    public func setGrad(_ g: Tensor?) {
+    package func setGrad(_ g: Tensor?) {
         precondition(g == nil || g!.count == shape.reduce(1, *), "gradient \(g!.shape) for a value of \(shape)")
         grad = g.map { $0.shape == shape ? $0 : $0.reshaped(shape) }
     }
@@ -53,60 +53,60 @@ public final class GradNode: @unchecked Sendable {
 }
 
 /// A tensor in an autograd computation: its value and, if it requires a gradient, its graph node.
-public struct Variable: @unchecked Sendable, CustomStringConvertible {
+package struct Variable: @unchecked Sendable, CustomStringConvertible {
     /// The value.
-    public let value: Tensor
+    package let value: Tensor
     /// The graph node; nil for constants (nothing upstream requires a gradient).
-    public let node: GradNode?
+    package let node: GradNode?
 
     /// A constant: operations on constants alone record nothing.
-    public init(_ value: Tensor) {
+    package init(_ value: Tensor) {
         self.value = value
         self.node = nil
     }
 
     /// `value` standing for `node` (a leaf or an operation's output).
-    public init(_ value: Tensor, node: GradNode?) {
+    package init(_ value: Tensor, node: GradNode?) {
         self.value = value
         self.node = node
     }
 
     /// A new trainable leaf holding `value`; after `backward()` its gradient is in `grad`.
-    public static func leaf(_ value: Tensor) -> Variable { Variable(value, node: GradNode(leafShape: value.shape)) }
+    package static func leaf(_ value: Tensor) -> Variable { Variable(value, node: GradNode(leafShape: value.shape)) }
 
     /// Whether a gradient flows to this value.
-    public var requiresGrad: Bool { node != nil }
+    package var requiresGrad: Bool { node != nil }
 
     /// The accumulated gradient (leaves, after `backward()`), same shape as `value`.
-    public var grad: Tensor? { node?.grad }
+    package var grad: Tensor? { node?.grad }
 
     /// Dimensions of the value.
-    public var shape: [Int] { value.shape }
+    package var shape: [Int] { value.shape }
 
     /// Number of dimensions of the value.
-    public var rank: Int { value.rank }
+    package var rank: Int { value.rank }
 
     /// The value without its graph (PyTorch's `detach`).
-    public var detached: Variable { Variable(value) }
+    package var detached: Variable { Variable(value) }
 
     /// Short description: the value and whether it requires a gradient.
-    public var description: String { "Variable(\(value)\(requiresGrad ? ", requires grad" : ""))" }
+    package var description: String { "Variable(\(value)\(requiresGrad ? ", requires grad" : ""))" }
 
     /// The output of an operation on `inputs`: recorded with `rule` only when some input requires a gradient.
     /// `rule` receives the output's gradient and returns one gradient per input (nil for inputs without one).
-    public static func record(_ value: Tensor, inputs: [Variable], rule: @escaping (Tensor) -> [Tensor?]) -> Variable {
+    package static func record(_ value: Tensor, inputs: [Variable], rule: @escaping (Tensor) -> [Tensor?]) -> Variable {
         guard !GradientRecording.isPaused, inputs.contains(where: { $0.node != nil }) else { return Variable(value) }
         return Variable(value, node: GradNode(shape: value.shape, parents: inputs.map(\.node), rule: rule))
     }
 
     /// Back-propagates from this scalar (one element) with seed gradient 1, accumulating into every leaf reached.
-    public func backward() {
+    package func backward() {
         precondition(value.count == 1, "backward() needs a scalar, got \(value.shape); use backward(seed:)")
         backward(seed: Tensor(shape: value.shape, repeating: 1))
     }
 
     /// Back-propagates `seed` (the gradient of some scalar w.r.t. this value, same shape) through the graph.
-    public func backward(seed: Tensor) {
+    package func backward(seed: Tensor) {
         guard let root = node else { return }
         precondition(seed.count == value.count, "backward: seed \(seed.shape) for \(value.shape)")
         // Reverse topological order by an iterative depth-first search (models are deep enough to make
@@ -134,14 +134,14 @@ public struct Variable: @unchecked Sendable, CustomStringConvertible {
 }
 
 /// Whether operations record graph nodes on the current thread (PyTorch's `torch.no_grad()` when paused).
-public enum GradientRecording {
+package enum GradientRecording {
     @TaskLocal static var paused = false
 
     /// True inside `withoutRecording`: operations return constants.
-    public static var isPaused: Bool { paused }
+    package static var isPaused: Bool { paused }
 
     /// Runs `body` with recording paused: values only, no graph (activations are freed as soon as they are used).
-    public static func withoutRecording<T>(_ body: () throws -> T) rethrows -> T {
+    package static func withoutRecording<T>(_ body: () throws -> T) rethrows -> T {
         try $paused.withValue(true, operation: body)
     }
 }
@@ -151,7 +151,7 @@ public enum GradientRecording {
 /// the forward and again before the recomputation and must put any randomness `body` uses (dropout
 /// generators) into the same state, so that both computations are the same (torch's `preserve_rng_state`).
 /// Parameters used by `body` receive their gradients during the recomputation.
-public func checkpointed(_ x: Variable, prepare: @escaping () -> Void, _ body: @escaping (Variable) -> Variable) -> Variable {
+package func checkpointed(_ x: Variable, prepare: @escaping () -> Void, _ body: @escaping (Variable) -> Variable) -> Variable {
     prepare()
     let y = GradientRecording.withoutRecording { body(x.detached) }
     // Recorded even when `x` is a constant: the parameters inside `body` still need their gradients.
