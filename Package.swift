@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "CKernels"),
         // What every target shares: the safe output writer, Python's JSON text, the seeded generator, Base64.
         .target(name: "Essentials"),
-        .target(name: "Tensors", dependencies: ["CKernels"]),
+        .target(name: "Tensors", dependencies: ["CKernels", "Essentials"]),
         .target(name: "NeuralNet", dependencies: ["Tensors", "Essentials"]),
         // Checkpoints pickles NeuralNet's optimizer state dict; NeuralNet knows nothing of files.
         .target(name: "Checkpoints", dependencies: ["Tensors", "NeuralNet", "Essentials"]),
@@ -75,6 +75,6 @@ let package = Package(
         .testTarget(name: "DemoServerTests", dependencies: ["cnclip", "DemoServer", "Gallery", "Evaluation", "ChineseCLIP", "Imaging", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["cnclip", "Checkpoints", "ChineseCLIP", "Imaging", "Tokenization", "TestSupport"]),
     ],
-    swiftLanguageModes: [.v5],
+    swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17
 )

@@ -212,7 +212,7 @@ package final class LMDBTransaction {
 /// When `pipelined`, full batches are committed on a background thread while the caller fills the next one (at
 /// most two batches in flight): parsing and validating input then overlaps with LMDB's copying and writing, which
 /// is what bounds a dataset build. Errors from the background surface at the next `put`, `flush` or `finish`.
-package final class LMDBBatchWriter {
+package final class LMDBBatchWriter: @unchecked Sendable {  // sound: `lock` guards `current`, `spare` and `failure`; the writer thread gets its batch by hand-over
     /// The environment written to.
     package let environment: LMDBEnvironment
     /// Entries per transaction.
@@ -222,7 +222,7 @@ package final class LMDBBatchWriter {
     /// Whether batches are committed on a background thread.
     package let pipelined: Bool
 
-    private final class Batch {
+    private final class Batch: @unchecked Sendable {  // sound: one thread at a time owns a batch (handed over by `flush`)
         var bytes: [UInt8] = []
         var entries: [(keyStart: Int, keyCount: Int, valueCount: Int)] = []
     }

@@ -81,15 +81,19 @@ package enum SyntheticDataset {
 
         // Sensor-like noise over everything: a triangular luminance term (±14) plus a small per-channel term (±3),
         // all from one 64-bit draw per pixel.
+        let lumaScale: Float = 14 / 255, chromaScale: Float = 6 / 255
         let pixels = [UInt8](unsafeUninitializedCapacity: n * 3) { out, initialized in
             canvas.withUnsafeBufferPointer { src in
                 for p in 0..<n {
                     let bits = rng.next()
-                    let luma = (Float(bits & 0xFF) + Float((bits >> 8) & 0xFF) - 255) * (14 / 255)
+                    let low = Float(bits & 0xFF), high = Float((bits >> 8) & 0xFF)
+                    let luma: Float = (low + high - 255) * lumaScale
                     for c in 0..<3 {
-                        let chroma = Float((bits >> (16 + 8 * UInt64(c))) & 0xFF) * (6 / 255) - 3
+                        let byte = Float((bits >> (16 + 8 * UInt64(c))) & 0xFF)
+                        let chroma: Float = byte * chromaScale - 3
                         // Clamped first, so adding ½ and truncating rounds (and cheaper than `rounded()`).
-                        out[p * 3 + c] = UInt8(max(0, min(255, src[p * 3 + c] + luma + chroma)) + 0.5)
+                        let value: Float = src[p * 3 + c] + luma + chroma
+                        out[p * 3 + c] = UInt8(max(0, min(255, value)) + 0.5)
                     }
                 }
             }

@@ -12,11 +12,11 @@ package enum BatchPipeline {
     /// worker thread: it writes the item's `floatsPerItem` floats into its slot of the batch and returns a value of
     /// its own (a thumbnail, or nothing). `consume` receives every batch on the calling thread — the items, their
     /// floats `[items.count · floatsPerItem]` and their values. The first error anywhere ends the run and is thrown.
-    package static func run<Item, Extra>(
+    package static func run<Item: Sendable, Extra: Sendable>(
         floatsPerItem: Int,
         ahead: Int = 2,
         produce: @escaping (_ ship: ([Item]) -> Bool) throws -> Void,
-        prepare: @escaping (_ item: Item, _ floats: UnsafeMutableBufferPointer<Float>) throws -> Extra,
+        prepare: @escaping @Sendable (_ item: Item, _ floats: UnsafeMutableBufferPointer<Float>) throws -> Extra,
         consume: (_ items: [Item], _ floats: [Float], _ extras: [Extra]) throws -> Void
     ) throws {
         let queue = BoundedQueue<Result<(items: [Item], floats: [Float], extras: [Extra]), Error>>(capacity: ahead)
@@ -41,18 +41,32 @@ package enum BatchPipeline {
             if let error = failure.error { _ = queue.put(.failure(error)); return false }
             return queue.put(.success((items, floats, extras.map { $0! })))
         }
-        let producer = Thread {
+        let job = ProducerJob {
             do { try produce(ship) } catch { _ = queue.put(.failure(error)) }
             queue.close()
+        }
+        let finished = DispatchSemaphore(value: 0)
+        let producer = Thread {
+            job.body()
+            finished.signal()
         }
         // A main thread's stack (8 MiB), not a secondary thread's smaller default: `concurrentPerform` also runs items
         // on the producer thread, and decoding goes deep into the image libraries.
         producer.stackSize = 8 << 20
         producer.start()
-        defer { queue.cancel() }
+        defer {
+            // Stop the producer (its next `ship` returns false) and wait for it: what it touched is ours again.
+            queue.cancel()
+            finished.wait()
+        }
         while let batch = queue.take() {
             let (items, floats, extras) = try batch.get()
             try consume(items, floats, extras)
         }
     }
+}
+
+/// The producer's work, handed to its thread.
+private struct ProducerJob: @unchecked Sendable {  // sound: one thread runs it, and `run` waits for that thread before returning
+    let body: () -> Void
 }

@@ -24,7 +24,7 @@ package final class FirstError: @unchecked Sendable {  // sound: the lock guards
 }
 
 /// A FIFO of at most `capacity` items between one producer and one consumer thread.
-package final class BoundedQueue<T> {
+package final class BoundedQueue<T: Sendable>: @unchecked Sendable {  // sound: the condition's lock guards all state
     private var items: [T] = []
     private let capacity: Int
     private let condition = NSCondition()
@@ -59,4 +59,18 @@ package final class BoundedQueue<T> {
         condition.broadcast()
         return item
     }
+}
+
+/// `DispatchQueue.concurrentPerform` for a body that need not be `@Sendable`: for kernels whose calls each write
+/// their own part of memory the caller owns. Every call ends before this returns.
+package func concurrentPerform(iterations: Int, _ body: (Int) -> Void) {
+    withoutActuallyEscaping(body) { body in
+        let shared = SharedBody(call: body)
+        DispatchQueue.concurrentPerform(iterations: iterations) { shared.call($0) }
+    }
+}
+
+/// A body shared by the calls of one `concurrentPerform`.
+private struct SharedBody: @unchecked Sendable {  // sound: the calls touch disjoint data and end before the caller goes on
+    let call: (Int) -> Void
 }

@@ -9,6 +9,7 @@
 
 import CKernels
 import Dispatch
+import Essentials
 
 /// Matrix products on row-major fp32 buffers; every element's rounding is independent of the call's shape.
 package enum BLAS {
@@ -39,7 +40,7 @@ package enum BLAS {
         // would otherwise transpose the whole weight on every thread).
         if m >= 32 * threads && (m >= n || n < 16 * threads) {
             // Split the rows of C (and of op(a)) in whole 6-row panels of the kernel.
-            DispatchQueue.concurrentPerform(iterations: threads) { t in
+            concurrentPerform(iterations: threads) { t in
                 let lo = (m * t / threads) / 6 * 6, hi = t == threads - 1 ? m : (m * (t + 1) / threads) / 6 * 6
                 guard hi > lo else { return }
                 let ap = transA ? a + lo : a + lo * lda
@@ -47,7 +48,7 @@ package enum BLAS {
             }
         } else {
             // Split the columns of C (and of op(b)) in whole 16-column panels of the kernel.
-            DispatchQueue.concurrentPerform(iterations: threads) { t in
+            concurrentPerform(iterations: threads) { t in
                 let lo = (n * t / threads) & ~15, hi = t == threads - 1 ? n : (n * (t + 1) / threads) & ~15
                 guard hi > lo else { return }
                 let bp = transB ? b + lo * ldb : b + lo

@@ -1,6 +1,7 @@
 // Work splitting for the kernels (matrix products split themselves in BLAS.swift, over the same count).
 
 import Dispatch
+import Essentials
 import Foundation
 
 /// How many threads every kernel, BLAS products included, splits its work over (defaults to the active processor count).
@@ -31,7 +32,7 @@ func parallelChunks(_ count: Int, cost: Int, _ body: (Int, Range<Int>) -> Void) 
     let threads = ComputeThreads.count
     let chunks = (threads <= 1 || count <= 1 || count * max(cost, 1) < 32_768) ? 1 : min(count, threads)
     if chunks == 1 { body(0, 0..<count); return 1 }
-    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+    concurrentPerform(iterations: chunks) { c in
         body(c, count * c / chunks..<count * (c + 1) / chunks)
     }
     return chunks

@@ -61,7 +61,7 @@ struct Serve: AsyncParsableCommand {
         let app = DemoServer.application(service: service, configuration: configuration) { bound in
             // Scripts and tests read this line to learn the port (with --port 0).
             print("Serving \(images) images and \(captions) captions at http://\(host):\(bound)/")
-            fflush(stdout)
+            fflush(nil)  // every output stream: Glibc's `stdout` is a global var Swift 6 will not read from here
         }
         try await app.runService()
     }
