@@ -82,7 +82,7 @@ package enum CheckpointDType: String, Sendable, CaseIterable {
 }
 
 /// A tensor read from a checkpoint: its stored dtype and shape, with values as fp32 `Tensor` (floating) or `[Int64]` (integer).
-package struct CheckpointTensor: @unchecked Sendable, Equatable, CustomStringConvertible {
+package struct CheckpointTensor: Sendable, Equatable, CustomStringConvertible {
     /// The values: fp32 for every floating dtype, exact 64-bit integers for every integer or bool dtype.
     package enum Values {
         /// fp32 elements, contiguous row-major.

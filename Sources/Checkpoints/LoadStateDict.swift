@@ -48,7 +48,7 @@ package func loadRawStateDict(_ url: URL) throws -> StateDict {
 
 /// A checkpoint as every command reads it: the tensors ready for a model and, for a cn-clip training checkpoint,
 /// the dict's other entries (`epoch`, `step`, `name`, `optimizer`), which only `train --resume` reads.
-package struct LoadedCheckpoint: @unchecked Sendable {
+package struct LoadedCheckpoint: Sendable {
     /// The tensors after `StateDict.normalizedForModel()`: what is accepted, renamed and dropped is decided there.
     package var stateDict: StateDict
     /// The top-level dict of a `torch.save({"epoch", "step", "name", "state_dict", "optimizer"})` file; nil for a

@@ -6,7 +6,7 @@
 import Foundation
 
 /// A decoded pickle value: plain Python data plus tensors. Python sets decode as `.list`.
-package indirect enum PickleValue: Equatable, CustomStringConvertible, @unchecked Sendable {
+package indirect enum PickleValue: Equatable, CustomStringConvertible, Sendable {
     /// Python `None`.
     case none
     /// Python `bool`.
@@ -84,7 +84,7 @@ package indirect enum PickleValue: Equatable, CustomStringConvertible, @unchecke
 }
 
 /// An insertion-ordered dict as pickled by Python (`dict` and `OrderedDict` alike).
-package struct PickleDict: Equatable, Sequence, @unchecked Sendable {
+package struct PickleDict: Equatable, Sequence, Sendable {
     /// The entries in insertion order.
     package private(set) var entries: [(key: PickleValue, value: PickleValue)] = []
     private var stringIndex: [String: Int] = [:]

@@ -7,7 +7,7 @@ import Foundation
 import Tensors
 
 /// Named checkpoint tensors in file order, plus the keys that were dropped on the way in.
-package struct StateDict: @unchecked Sendable, Sequence {
+package struct StateDict: Sendable, Sequence {
     /// The keys in order.
     package private(set) var keys: [String] = []
     private var tensors: [String: CheckpointTensor] = [:]

@@ -6,7 +6,7 @@ import Foundation
 import Tensors
 
 /// A whole `torch.save` object, decoded, with accessors for cn-clip's training-checkpoint fields.
-package struct TorchCheckpoint: @unchecked Sendable {
+package struct TorchCheckpoint: Sendable {
     /// The file it was read from.
     package let url: URL
     /// The saved object (for cn-clip checkpoints a dict with `epoch`, `step`, `name`, `state_dict`, `optimizer`).

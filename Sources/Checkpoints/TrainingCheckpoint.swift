@@ -12,7 +12,7 @@ import NeuralNet
 import Tensors
 
 /// A cn-clip training checkpoint (`epoch`, `step`, `name`, `state_dict`, `optimizer`), read and written as torch does.
-package struct TrainingCheckpoint: @unchecked Sendable {
+package struct TrainingCheckpoint: Sendable {
     /// The epoch the checkpoint was written after (the reference saves `epoch + 1`).
     package var epoch: Int
     /// Optimisation steps taken so far.

@@ -81,7 +81,7 @@ package final class AttentionPool2d: Module, @unchecked Sendable {
 }
 
 /// The ModifiedResNet image tower.
-package final class ModifiedResNet: Module, ImageEncoder, @unchecked Sendable {
+package final class ModifiedResNet: Module, ImageEncoder {
     /// Input side in pixels.
     package let inputResolution: Int
     let conv1: Conv2d, bn1: BatchNorm2d, conv2: Conv2d, bn2: BatchNorm2d, conv3: Conv2d, bn3: BatchNorm2d

@@ -94,7 +94,7 @@ package final class ResidualAttentionBlock: Module, @unchecked Sendable {
 }
 
 /// The vision transformer: patch embedding, class token, positional embedding, blocks, `ln_post`, `proj`.
-package final class VisualTransformer: Module, ImageEncoder, @unchecked Sendable {
+package final class VisualTransformer: Module, ImageEncoder {
     /// Input side in pixels.
     package let inputResolution: Int
     /// Patch side.
@@ -177,7 +177,7 @@ package final class VisualTransformer: Module, ImageEncoder, @unchecked Sendable
 /// class token and `int((L - 1) · (1 - ratio))` of its `L - 1` patch tokens, chosen uniformly at random.
 /// The reference draws the choice from `torch.rand`; ours comes from a seedable generator (reseeded each step
 /// by the trainer, like dropout), so runs are reproducible — the same distribution, not torch's stream.
-package final class PatchMasking: Module, RandomizedModule, @unchecked Sendable {
+package final class PatchMasking: Module, RandomizedModule {
     /// Fraction of patch tokens dropped (`--mask-ratio`); 0 keeps them all.
     package var ratio: Float = 0
     /// The generator the choices come from.

@@ -158,7 +158,7 @@ package final class BatchNorm2d: Module, @unchecked Sendable {
 
 /// `nn.Dropout`: in training mode zeroes each element with probability `p` (scaling the rest by `1/(1-p)`),
 /// drawing from its own seeded generator; the identity in evaluation mode or when `p == 0`.
-package final class Dropout: Module, RandomizedModule, @unchecked Sendable {
+package final class Dropout: Module, RandomizedModule {
     /// Probability of zeroing an element.
     package let p: Float
     private var rng: SplitMix64

@@ -89,7 +89,7 @@ enum StoragePool {
 }
 
 /// An fp32 tensor: `shape` over row-major contiguous `storage` starting at `offset`.
-public struct Tensor: @unchecked Sendable, CustomStringConvertible {
+public struct Tensor: Sendable, CustomStringConvertible {
     /// Dimensions, outermost first (`[batch, seq, width]`).
     public let shape: [Int]
     /// The memory the elements live in.

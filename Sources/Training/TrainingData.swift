@@ -136,7 +136,7 @@ package enum EpochOrder {
 }
 
 /// One batch: images `[batch, 3, res, res]` and token ids `[batch, context]` (flat), plus the dataset indices.
-package struct TrainingBatch: @unchecked Sendable {
+package struct TrainingBatch: Sendable {
     /// `[batch, 3, res, res]`.
     package let images: Tensor
     /// `[batch, context]`, row-major.

@@ -53,7 +53,7 @@ package final class GradNode: @unchecked Sendable {
 }
 
 /// A tensor in an autograd computation: its value and, if it requires a gradient, its graph node.
-package struct Variable: @unchecked Sendable, CustomStringConvertible {
+package struct Variable: Sendable, CustomStringConvertible {
     /// The value.
     package let value: Tensor
     /// The graph node; nil for constants (nothing upstream requires a gradient).
