@@ -6,7 +6,7 @@ import NeuralNet
 import Tensors
 
 /// Word + position + token-type embeddings, then LayerNorm.
-package final class BertEmbeddings: Module, @unchecked Sendable {
+package final class BertEmbeddings: Module, Sendable {
     let wordEmbeddings: Embedding, positionEmbeddings: Embedding, tokenTypeEmbeddings: Embedding
     let layerNorm: LayerNorm
 
@@ -40,7 +40,7 @@ package final class BertEmbeddings: Module, @unchecked Sendable {
 }
 
 /// One encoder layer: self-attention with output LayerNorm, then the GELU feed-forward with output LayerNorm.
-package final class BertLayer: Module, @unchecked Sendable {
+package final class BertLayer: Module, Sendable {
     let query: Linear, key: Linear, value: Linear
     let attentionOutput: Linear, attentionNorm: LayerNorm
     let intermediate: Linear, output: Linear, outputNorm: LayerNorm
@@ -94,7 +94,7 @@ package final class BertLayer: Module, @unchecked Sendable {
 }
 
 /// BERT without the pooler: embeddings and encoder layers.
-package final class BertModel: Module, @unchecked Sendable {
+package final class BertModel: Module, Sendable {
     let embeddings: BertEmbeddings
     let layers: ModuleList<BertLayer>
     /// Recompute each encoder layer in the backward pass instead of keeping its activations

@@ -63,7 +63,7 @@ package final class SingleProcessCommunicator: Communicator, @unchecked Sendable
 }
 
 /// The ranks of an `mpirun` job (MPI_COMM_WORLD).
-package final class MPICommunicator: Communicator, @unchecked Sendable {
+package final class MPICommunicator: Communicator, Sendable {
     package let rank: Int
     package let worldSize: Int
 

@@ -52,7 +52,7 @@ package func runCommand(_ executable: URL, _ arguments: [String], environment: [
 
 /// Whether a command's timeout fired before it exited, decided under a lock, so that a command seen to have
 /// exited is not signalled afterwards (its process id could belong to another process by then).
-private final class Watchdog: @unchecked Sendable {
+private final class Watchdog: Sendable {
     private let lock = NSLock()
     private var done = false, fired = false
 
