@@ -5,7 +5,7 @@ import NeuralNet
 import Tensors
 
 /// Chinese-CLIP: an image tower and a BERT text tower projected into one embedding space.
-package final class CLIP: Module, @unchecked Sendable {
+package final class CLIP: Module {
     /// The configuration it was built from.
     package let config: CLIPConfig
     /// The image tower (`visual.*`).

@@ -16,7 +16,7 @@ package protocol ImageEncoder: Module {
 }
 
 /// `nn.MultiheadAttention` with packed input projection: `in_proj_weight [3w, w]`, `in_proj_bias [3w]`, `out_proj`.
-package final class MultiheadAttention: Module, @unchecked Sendable {
+package final class MultiheadAttention: Module {
     /// `[3·width, width]`: query, key, value projections stacked.
     package let inProjWeight: Parameter
     /// `[3·width]`.
@@ -57,7 +57,7 @@ package final class MultiheadAttention: Module, @unchecked Sendable {
 }
 
 /// `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))` with a QuickGELU MLP of 4× width.
-package final class ResidualAttentionBlock: Module, @unchecked Sendable {
+package final class ResidualAttentionBlock: Module {
     /// Self-attention.
     package let attn: MultiheadAttention
     /// Pre-attention norm.

@@ -4,7 +4,7 @@ import Essentials
 import Tensors
 
 /// `nn.Linear`: `weight [out, in]`, `bias [out]`.
-package final class Linear: Module, @unchecked Sendable {
+package final class Linear: Module {
     /// `[out, in]`.
     package let weight: Parameter
     /// `[out]`, absent when built without bias.
@@ -27,7 +27,7 @@ package final class Linear: Module, @unchecked Sendable {
 }
 
 /// `nn.LayerNorm` over the last dimension: `weight [n]`, `bias [n]`.
-package final class LayerNorm: Module, @unchecked Sendable {
+package final class LayerNorm: Module {
     /// `[n]`.
     package let weight: Parameter
     /// `[n]`.
@@ -53,7 +53,7 @@ package final class LayerNorm: Module, @unchecked Sendable {
 }
 
 /// `nn.Embedding`: `weight [count, width]`.
-package final class Embedding: Module, @unchecked Sendable {
+package final class Embedding: Module {
     /// `[count, width]`.
     package let weight: Parameter
 
@@ -72,7 +72,7 @@ package final class Embedding: Module, @unchecked Sendable {
 }
 
 /// `nn.Conv2d` without bias (every convolution in the reference models): `weight [out, in, k, k]`.
-package final class Conv2d: Module, @unchecked Sendable {
+package final class Conv2d: Module {
     /// `[out, in, k, k]`.
     package let weight: Parameter
     /// Step between windows.
@@ -98,7 +98,7 @@ package final class Conv2d: Module, @unchecked Sendable {
 
 /// `nn.BatchNorm2d`: `weight`, `bias`, buffers `running_mean`, `running_var` (all `[c]`). Evaluation mode uses the
 /// running statistics; training mode the batch's, updating the running ones as PyTorch (momentum 0.1, unbiased variance).
-package final class BatchNorm2d: Module, @unchecked Sendable {
+package final class BatchNorm2d: Module {
     /// `[c]`.
     package let weight: Parameter
     /// `[c]`.

@@ -168,7 +168,7 @@ open class Module: @unchecked Sendable {
 }
 
 /// A container whose children are named `0`, `1`, … (PyTorch's `nn.Sequential` / `nn.ModuleList`).
-package final class ModuleList<Element: Module>: Module, @unchecked Sendable {
+package final class ModuleList<Element: Module>: Module {
     /// The children in order.
     package let items: [Element]
 
