@@ -12,7 +12,7 @@ import Darwin
 #endif
 
 /// A file mapped read-only into memory; unmapped when the last reference (including borrowing tensors) goes away.
-package final class MappedFile: @unchecked Sendable {
+package final class MappedFile: @unchecked Sendable {  // sound: the mapping is read-only and lives as long as this object
     /// The mapped file.
     package let url: URL
     /// The file's bytes (empty for an empty file).

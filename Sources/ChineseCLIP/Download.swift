@@ -65,7 +65,7 @@ public struct CheckpointDownloader: Sendable {
 }
 
 /// Streams one URL into a file, appending to what the file already holds when the server honours a range request.
-final class HTTPFileFetcher: NSObject, URLSessionDataDelegate, @unchecked Sendable {
+final class HTTPFileFetcher: NSObject, URLSessionDataDelegate, @unchecked Sendable {  // sound: URLSession calls the delegate on its one serial delegate queue
     let url: URL
     let destination: URL
     let progress: ((Int64, Int64?) -> Void)?

@@ -8,7 +8,7 @@ import CLMDB
 import Foundation
 
 /// An LMDB environment: one directory holding `data.mdb` and `lock.mdb`, with a single unnamed database.
-package final class LMDBEnvironment: @unchecked Sendable {
+package final class LMDBEnvironment: @unchecked Sendable {  // sound: an LMDB environment is shared by threads by design (each opens its own transactions); one writer at a time
     /// The environment directory.
     package let path: String
     /// Whether the environment was opened read-only.

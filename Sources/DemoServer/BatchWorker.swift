@@ -8,7 +8,7 @@ import Foundation
 ///
 /// The model's work is CPU-bound and synchronous: it runs on this thread (and the Tensors thread pool), never on
 /// the server's event loops or the Swift concurrency pool, so slow inference cannot stall accepting connections.
-package final class BatchWorker<Job: Sendable, Output: Sendable>: @unchecked Sendable {
+package final class BatchWorker<Job: Sendable, Output: Sendable>: @unchecked Sendable {  // sound: `condition` guards the queue; `process` runs on the worker thread only
     /// Most jobs handed to one `process` call.
     package let maxBatch: Int
     private let process: ([Job]) -> [Result<Output, Error>]

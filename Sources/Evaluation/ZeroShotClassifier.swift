@@ -197,7 +197,7 @@ package enum ZeroShotEvaluation {
 
     /// Decodes files in parallel; the first failure in file order is the one reported.
     private static func decode(_ paths: [String]) throws -> [Image] {
-        final class Slots: @unchecked Sendable { var items: [Result<Image, Error>?] = [] }
+        final class Slots: @unchecked Sendable { var items: [Result<Image, Error>?] = [] }  // sound: written under `lock` only
         let slots = Slots()
         slots.items = Array(repeating: nil, count: paths.count)
         let lock = NSLock()

@@ -6,7 +6,7 @@ import Essentials
 import Foundation
 
 /// An approximate inner-product index (IVF, HNSW, PQ, … — whatever a FAISS factory string names).
-package final class FaissIndex: @unchecked Sendable {
+package final class FaissIndex: @unchecked Sendable {  // sound: FAISS indexes are safe for concurrent searches; adds and writes happen on one thread
     private let handle: OpaquePointer
 
     private init(handle: OpaquePointer) { self.handle = handle }

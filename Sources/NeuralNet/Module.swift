@@ -4,7 +4,7 @@
 import Tensors
 
 /// A named tensor owned by a module: a learnable parameter or a buffer (BatchNorm running statistics).
-package final class Parameter: @unchecked Sendable {
+package final class Parameter: @unchecked Sendable {  // sound: values change only in training steps, which run on one thread; inference only reads them
     /// The current value; its shape never changes after construction.
     package var value: Tensor
     /// True for buffers: saved and loaded like parameters, never trained.
@@ -63,7 +63,7 @@ package enum StateDictError: Error, CustomStringConvertible, Equatable {
 
 /// Base class of every layer: registers parameters and children under the reference's names.
 // `open`: the model targets subclass it (a `package` class cannot be subclassed outside its module).
-open class Module: @unchecked Sendable {
+open class Module: @unchecked Sendable {  // sound: the tree and its parameters change only while a model is built or trained, on one thread; inference only reads
     private var ownParameters: [(String, Parameter)] = []
     private var children: [(String, Module)] = []
 

@@ -6,7 +6,7 @@ import Foundation
 
 /// How many threads every kernel, BLAS products included, splits its work over (defaults to the active processor count).
 package enum ComputeThreads {
-    nonisolated(unsafe) private static var value = ProcessInfo.processInfo.activeProcessorCount
+    nonisolated(unsafe) private static var value = ProcessInfo.processInfo.activeProcessorCount  // sound: set between jobs, never while a kernel runs
 
     /// The current thread count.
     package static var count: Int { value }

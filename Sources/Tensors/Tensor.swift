@@ -7,7 +7,7 @@
 import Foundation
 
 /// Contiguous fp32 memory owned by the tensor library or borrowed from an owner (a memory map) kept alive with it.
-public final class TensorStorage: @unchecked Sendable {
+public final class TensorStorage: @unchecked Sendable {  // sound: buffers are written only while their tensor is being computed, before it is shared
     /// First element.
     public let pointer: UnsafeMutablePointer<Float>
     /// Number of elements.
@@ -53,8 +53,8 @@ public final class TensorStorage: @unchecked Sendable {
 /// allocations come from the kernel as zeroed pages, whose faults cost more than the arithmetic of small layers.
 enum StoragePool {
     private static let lock = NSLock()
-    nonisolated(unsafe) private static var free: [Int: [UnsafeMutableRawPointer]] = [:]
-    nonisolated(unsafe) private static var cachedBytes = 0
+    nonisolated(unsafe) private static var free: [Int: [UnsafeMutableRawPointer]] = [:]  // sound: under `lock`
+    nonisolated(unsafe) private static var cachedBytes = 0  // sound: under `lock`
     /// Buffers smaller than this go straight to malloc, which handles them well.
     static let minimumBytes = 1 << 16
     /// At most this much memory is kept for reuse.

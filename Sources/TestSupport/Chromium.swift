@@ -16,7 +16,7 @@ package struct ChromiumError: Error, CustomStringConvertible {
 }
 
 /// A headless Chromium process and its DevTools connection.
-package final class Chromium: @unchecked Sendable {
+package final class Chromium: @unchecked Sendable {  // sound: tests drive one browser from one thread
     /// Where the browser was found: `$CHROMIUM`, else the usual Debian/Ubuntu paths.
     package static func executable() -> String? {
         let env = ProcessInfo.processInfo.environment["CHROMIUM"].map { [$0] } ?? []
@@ -188,7 +188,7 @@ package final class Chromium: @unchecked Sendable {
 }
 
 /// One tab of a ``Chromium``.
-package final class ChromiumPage: @unchecked Sendable {
+package final class ChromiumPage: @unchecked Sendable {  // sound: tests drive one page from one thread
     /// The browser.
     package let browser: Chromium
     /// The DevTools session of this tab.

@@ -36,7 +36,7 @@ package func runCommand(_ executable: URL, _ arguments: [String], environment: [
             DispatchQueue.global().asyncAfter(deadline: .now() + 10) { if watchdog.stillRunning { kill(pid, SIGKILL) } }
         }
     }
-    nonisolated(unsafe) var errData = Data()
+    nonisolated(unsafe) var errData = Data()  // sound: written by the drain thread before `drained` is signalled, read after
     let drained = DispatchSemaphore(value: 0)
     Thread.detachNewThread {
         errData = err.fileHandleForReading.readDataToEndOfFile()
@@ -52,7 +52,7 @@ package func runCommand(_ executable: URL, _ arguments: [String], environment: [
 
 /// Whether a command's timeout fired before it exited, decided under a lock, so that a command seen to have
 /// exited is not signalled afterwards (its process id could belong to another process by then).
-private final class Watchdog: Sendable {
+private final class Watchdog: @unchecked Sendable {  // sound: `lock` guards `done` and `fired`
     private let lock = NSLock()
     private var done = false, fired = false
 

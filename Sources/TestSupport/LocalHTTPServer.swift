@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// A loopback HTTP file server for tests (never part of the shipped library).
-package final class LocalHTTPServer: @unchecked Sendable {
+package final class LocalHTTPServer: @unchecked Sendable {  // sound: `lock` guards the mutable settings and the request log
     /// The port it listens on.
     package let port: UInt16
     private let listener: Int32

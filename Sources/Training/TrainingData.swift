@@ -18,7 +18,7 @@ import Tensors
 import Tokenization
 
 /// One LMDB split (`{dir}/pairs` + `{dir}/imgs`) read as the reference's `LMDBDataset`.
-package final class LMDBTrainingDataset: @unchecked Sendable {
+package final class LMDBTrainingDataset: @unchecked Sendable {  // sound: read-only after init; every read opens its own LMDB transaction
     /// The split directory.
     package let path: String
     /// "train" or "val": only used in messages, as the reference does.
@@ -149,7 +149,7 @@ package struct TrainingBatch: Sendable {
 
 /// Builds batches `first..<end` of `order` (cut into `batchSize` runs) on `workers` threads, at most
 /// `prefetch` batches ahead of the consumer, delivered in order — the reference's DataLoader, without processes.
-package final class BatchLoader: @unchecked Sendable {
+package final class BatchLoader: @unchecked Sendable {  // sound: its worker threads hand batches over through a locked queue
     let dataset: LMDBTrainingDataset
     let epoch: Int
     let order: [Int]

@@ -65,7 +65,7 @@ struct BuildLMDB: ParsableCommand {
 }
 
 /// A path shared with a signal handler: the temporary output in progress, if any.
-final class PendingPath: @unchecked Sendable {
+final class PendingPath: @unchecked Sendable {  // sound: `lock` guards `path`
     private let lock = NSLock()
     private var path: String?
     func set(_ p: String?) { lock.lock(); path = p; lock.unlock() }

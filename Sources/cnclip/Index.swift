@@ -34,7 +34,7 @@ func printSummary(_ s: GalleryBuildSummary, directory: String) {
 }
 
 /// The builder's progress on a terminal: one line per stage, each ended when the next stage starts.
-final class BuilderProgress: @unchecked Sendable {
+final class BuilderProgress: @unchecked Sendable {  // sound: `lock` guards all state
     private let lock = NSLock()
     private var stage: String?
     private var bar: ProgressLine?

@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// A one-line progress display (count, rate, ETA) on a terminal; silent when standard error is not a terminal.
-final class ProgressLine: @unchecked Sendable {
+final class ProgressLine: @unchecked Sendable {  // sound: updated from one thread at a time (the command's own, or under BuilderProgress's lock)
     private let label: String
     private let start = Date()
     private var last = Date.distantPast

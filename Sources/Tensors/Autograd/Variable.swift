@@ -9,7 +9,7 @@
 import Foundation
 
 /// A node of the autograd graph: a leaf that accumulates a gradient, or the record of one operation.
-package final class GradNode: @unchecked Sendable {
+package final class GradNode: @unchecked Sendable {  // sound: a tape is built and walked backward on one thread
     /// The nodes of the inputs that require a gradient (nil for constant inputs), in the operation's input order.
     let parents: [GradNode?]
     /// Maps the gradient of the output to one gradient per input (nil where not needed); nil for leaves.
