@@ -11,7 +11,7 @@ final class GettingStartedArticleTests: XCTestCase {
     func testArticleRunsOnTheTinyModel() throws {
         let previous = FileManager.default.currentDirectoryPath
         XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(fixtures.path))  // the article's paths are relative to it
-        defer { FileManager.default.changeCurrentDirectoryPath(previous) }
+        defer { _ = FileManager.default.changeCurrentDirectoryPath(previous) }
         let r = try articleWalkthrough()
         XCTAssertEqual(r.imageShape, [2, 32])
         XCTAssertEqual(r.textShape, [3, 32])
