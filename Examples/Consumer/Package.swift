@@ -1,0 +1,16 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "Consumer",
+    platforms: [.macOS(.v13)],
+    dependencies: [
+        // The checkout of ChineseCLIP, named: a path dependency is otherwise known by its folder's name.
+        .package(name: "ChineseCLIP", path: "../.."),
+    ],
+    targets: [
+        .executableTarget(name: "Consumer", dependencies: [
+            .product(name: "ChineseCLIP", package: "ChineseCLIP"),
+        ]),
+    ]
+)
