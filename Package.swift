@@ -2,13 +2,10 @@
 import PackageDescription
 
 // One target per concern; imports point downward only. The README's Layout table says what each target holds.
-// Test targets are still compiled in the Swift 5 language mode: in Swift 6, TensorsTests' concurrency tests (and maybe
-// others) capture non-Sendable closures across threads. Moving them is the next step of the Swift 6 migration.
-let tests: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 
 let package = Package(
     name: "ChineseCLIP",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v15)],  // Synchronization.Mutex
     products: [
         .library(name: "ChineseCLIP", targets: ["ChineseCLIP"]),
         .executable(name: "cnclip", targets: ["cnclip"]),
@@ -63,21 +60,21 @@ let package = Package(
         ]),
 
         // Test helpers (a loopback HTTP server); not a product.
-        .target(name: "TestSupport", dependencies: ["Tensors"], path: "Sources/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Essentials", "Tensors"], path: "Sources/TestSupport"),
 
-        .testTarget(name: "EssentialsTests", dependencies: ["Essentials"], swiftSettings: tests),
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "CKernels", "Checkpoints", "TestSupport"], swiftSettings: tests),
-        .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Tensors", "Checkpoints", "TestSupport"], swiftSettings: tests),
-        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "NeuralNet", "Tensors"], swiftSettings: tests),
-        .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"], swiftSettings: tests),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging"], swiftSettings: tests),
-        .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "TestSupport"], swiftSettings: tests),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Essentials", "Checkpoints", "Imaging", "NeuralNet"], swiftSettings: tests),
-        .testTarget(name: "FeatureExtractionTests", dependencies: ["FeatureExtraction"], swiftSettings: tests),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "ChineseCLIP", "Checkpoints", "NeuralNet", "Tensors", "Tokenization", "TestSupport"], swiftSettings: tests),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Essentials", "ChineseCLIP", "Tensors"], swiftSettings: tests),
-        .testTarget(name: "DemoServerTests", dependencies: ["cnclip", "DemoServer", "Gallery", "Evaluation", "ChineseCLIP", "Imaging", "TestSupport"], swiftSettings: tests),
-        .testTarget(name: "CLITests", dependencies: ["cnclip", "Checkpoints", "ChineseCLIP", "Imaging", "Tokenization", "TestSupport"], swiftSettings: tests),
+        .testTarget(name: "EssentialsTests", dependencies: ["Essentials"]),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "CKernels", "Checkpoints", "TestSupport"]),
+        .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Tensors", "Checkpoints", "TestSupport"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "NeuralNet", "Tensors"]),
+        .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
+        .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "TestSupport"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Essentials", "Checkpoints", "Imaging", "NeuralNet"]),
+        .testTarget(name: "FeatureExtractionTests", dependencies: ["FeatureExtraction"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "ChineseCLIP", "Checkpoints", "NeuralNet", "Tensors", "Tokenization", "TestSupport"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Essentials", "ChineseCLIP", "Tensors"]),
+        .testTarget(name: "DemoServerTests", dependencies: ["cnclip", "DemoServer", "Gallery", "Evaluation", "ChineseCLIP", "Imaging", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["cnclip", "Checkpoints", "ChineseCLIP", "Imaging", "Tokenization", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17

@@ -17,7 +17,7 @@ import Darwin
 #endif
 
 /// A memory-mapped safetensors file: its header and the tensors it holds.
-package final class SafeTensorsFile: @unchecked Sendable {  // sound: read-only view of a memory-mapped file
+package final class SafeTensorsFile: Sendable {
     /// Dtype, shape and byte range of one stored tensor.
     package struct Info: Sendable, Equatable {
         /// Stored element type.

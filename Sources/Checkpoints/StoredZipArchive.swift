@@ -21,7 +21,7 @@ package struct ZipEntry: Sendable, Hashable {
 }
 
 /// A zip archive read from a memory map; entries' bytes are slices of the map (no copies).
-package final class StoredZipArchive: @unchecked Sendable {  // sound: read-only view of a memory-mapped file
+package final class StoredZipArchive: Sendable {
     /// The mapped file.
     package let file: MappedFile
     /// Entries in central-directory order.

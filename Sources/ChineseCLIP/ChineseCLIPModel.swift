@@ -7,7 +7,7 @@ import Tensors
 import Tokenization
 
 /// A Chinese-CLIP model ready to encode images and texts as `cn_clip` does.
-public final class ChineseCLIPModel: @unchecked Sendable {  // sound: immutable after init; encoding only reads the network (see Module)
+public final class ChineseCLIPModel: Sendable {
     /// The network.
     package let clip: CLIP
     /// The reference tokenizer.

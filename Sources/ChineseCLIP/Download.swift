@@ -2,6 +2,7 @@
 // from the address), with what it lacks: resume of a partial file, progress, and an atomic rename at the end.
 
 import Foundation
+import Synchronization
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -39,9 +40,10 @@ public struct CheckpointDownloader: Sendable {
     }
 
     /// Downloads `model` unless it is cached; returns the cached file. A `.part` file left by an interrupted
-    /// download is resumed with an HTTP range request. `progress(received, total)` is called as bytes arrive.
+    /// download is resumed with an HTTP range request. `progress(received, total)` is called as bytes arrive, on
+    /// URLSession's delegate thread.
     @discardableResult
-    public func download(_ model: ModelPresets.Released, progress: ((Int64, Int64?) -> Void)? = nil) throws -> URL {
+    public func download(_ model: ModelPresets.Released, progress: (@Sendable (Int64, Int64?) -> Void)? = nil) throws -> URL {
         let target = cachedPath(for: model)
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: target.path, isDirectory: &isDir) {
@@ -65,17 +67,21 @@ public struct CheckpointDownloader: Sendable {
 }
 
 /// Streams one URL into a file, appending to what the file already holds when the server honours a range request.
-final class HTTPFileFetcher: NSObject, URLSessionDataDelegate, @unchecked Sendable {  // sound: URLSession calls the delegate on its one serial delegate queue
+final class HTTPFileFetcher: NSObject, URLSessionDataDelegate, Sendable {
     let url: URL
     let destination: URL
-    let progress: ((Int64, Int64?) -> Void)?
-    private var handle: FileHandle?
-    private var received: Int64 = 0
-    private var total: Int64?
-    private var failure: Error?
+    let progress: (@Sendable (Int64, Int64?) -> Void)?
+    /// What the delegate callbacks have seen so far: the open file, bytes held, the size announced, the first error.
+    private struct Transfer {
+        var handle: FileHandle?
+        var received: Int64 = 0
+        var total: Int64?
+        var failure: Error?
+    }
+    private let transfer = Mutex(Transfer())
     private let done = DispatchSemaphore(value: 0)
 
-    init(url: URL, destination: URL, progress: ((Int64, Int64?) -> Void)?) {
+    init(url: URL, destination: URL, progress: (@Sendable (Int64, Int64?) -> Void)?) {
         self.url = url
         self.destination = destination
         self.progress = progress
@@ -85,12 +91,15 @@ final class HTTPFileFetcher: NSObject, URLSessionDataDelegate, @unchecked Sendab
         let existing = (try? FileManager.default.attributesOfItem(atPath: destination.path)[.size] as? Int64) ?? 0
         var request = URLRequest(url: url)
         if existing > 0 { request.setValue("bytes=\(existing)-", forHTTPHeaderField: "Range") }
-        received = existing
+        transfer.withLock { $0.received = existing }
         let session = URLSession(configuration: .ephemeral, delegate: self, delegateQueue: nil)
         session.dataTask(with: request).resume()
         done.wait()
         session.finishTasksAndInvalidate()
-        try? handle?.close()
+        let (failure, received, total) = transfer.withLock { t in
+            try? t.handle?.close()
+            return (t.failure, t.received, t.total)
+        }
         if let failure { throw failure }
         if let total, received != total {
             throw CLIPError.io(path: url.absoluteString, reason: "download ended after \(received) of \(total) bytes; run again to resume")
@@ -98,52 +107,61 @@ final class HTTPFileFetcher: NSObject, URLSessionDataDelegate, @unchecked Sendab
     }
 
     func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
-                    completionHandler: @escaping (URLSession.ResponseDisposition) -> Void) {
+                    completionHandler: @escaping @Sendable (URLSession.ResponseDisposition) -> Void) {
         guard let http = response as? HTTPURLResponse else { completionHandler(.cancel); return }
-        do {
-            switch http.statusCode {
-            case 206:
-                // Resume: keep what we have and append.
-                if let range = http.value(forHTTPHeaderField: "Content-Range"), let slash = range.lastIndex(of: "/") {
-                    total = Int64(range[range.index(after: slash)...])
+        let shown: (Int64, Int64?)? = transfer.withLock { t in
+            do {
+                switch http.statusCode {
+                case 206:
+                    // Resume: keep what we have and append.
+                    if let range = http.value(forHTTPHeaderField: "Content-Range"), let slash = range.lastIndex(of: "/") {
+                        t.total = Int64(range[range.index(after: slash)...])
+                    }
+                    t.handle = try FileHandle(forWritingTo: destination)
+                    try t.handle?.seekToEnd()
+                case 200:
+                    // The server sent the whole file: start over.
+                    t.received = 0
+                    t.total = http.expectedContentLength >= 0 ? http.expectedContentLength : nil
+                    _ = FileManager.default.createFile(atPath: destination.path, contents: nil)
+                    t.handle = try FileHandle(forWritingTo: destination)
+                default:
+                    t.failure = CLIPError.io(path: url.absoluteString, reason: "HTTP status \(http.statusCode)")
+                    return nil
                 }
-                handle = try FileHandle(forWritingTo: destination)
-                try handle?.seekToEnd()
-            case 200:
-                // The server sent the whole file: start over.
-                received = 0
-                total = http.expectedContentLength >= 0 ? http.expectedContentLength : nil
-                _ = FileManager.default.createFile(atPath: destination.path, contents: nil)
-                handle = try FileHandle(forWritingTo: destination)
-            default:
-                failure = CLIPError.io(path: url.absoluteString, reason: "HTTP status \(http.statusCode)")
-                completionHandler(.cancel)
-                return
+            } catch {
+                t.failure = CLIPError.io(path: destination.path, reason: "cannot write: \(error.localizedDescription)")
+                return nil
             }
-        } catch {
-            failure = CLIPError.io(path: destination.path, reason: "cannot write: \(error.localizedDescription)")
-            completionHandler(.cancel)
-            return
+            return (t.received, t.total)
         }
-        progress?(received, total)
+        guard let shown else { completionHandler(.cancel); return }
+        progress?(shown.0, shown.1)
         completionHandler(.allow)
     }
 
     func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
-        guard failure == nil else { return }
-        do {
-            try handle?.write(contentsOf: data)
-            received += Int64(data.count)
-            progress?(received, total)
-        } catch {
-            failure = CLIPError.io(path: destination.path, reason: "cannot write: \(error.localizedDescription)")
-            dataTask.cancel()
+        let shown: (Int64, Int64?)? = transfer.withLock { t in
+            guard t.failure == nil else { return nil }
+            do {
+                try t.handle?.write(contentsOf: data)
+                t.received += Int64(data.count)
+                return (t.received, t.total)
+            } catch {
+                t.failure = CLIPError.io(path: destination.path, reason: "cannot write: \(error.localizedDescription)")
+                dataTask.cancel()
+                return nil
+            }
         }
+        if let shown { progress?(shown.0, shown.1) }
     }
 
     func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
-        if let error, failure == nil {
-            failure = CLIPError.io(path: url.absoluteString, reason: "download failed after \(received) bytes (\(error.localizedDescription)); run again to resume")
+        transfer.withLock { t in
+            if let error, t.failure == nil {
+                t.failure = CLIPError.io(path: url.absoluteString,
+                                         reason: "download failed after \(t.received) bytes (\(error.localizedDescription)); run again to resume")
+            }
         }
         done.signal()
     }

@@ -36,7 +36,7 @@ package struct PairRecord: Equatable, Sendable {
 }
 
 /// Reads a `pairs` LMDB (`{split}/pairs`).
-package final class PairsStore {
+package final class PairsStore: Sendable {
     /// The environment read.
     package let environment: LMDBEnvironment
     /// The `num_samples` value.
@@ -84,7 +84,7 @@ package final class PairsStore {
 }
 
 /// Reads an `imgs` LMDB (`{split}/imgs`).
-package final class ImageStore {
+package final class ImageStore: Sendable {
     /// The environment read.
     package let environment: LMDBEnvironment
     /// The `num_images` value.

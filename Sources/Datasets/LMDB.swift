@@ -6,6 +6,7 @@
 
 import CLMDB
 import Foundation
+import Synchronization
 
 /// An LMDB environment: one directory holding `data.mdb` and `lock.mdb`, with a single unnamed database.
 package final class LMDBEnvironment: @unchecked Sendable {  // sound: an LMDB environment is shared by threads by design (each opens its own transactions); one writer at a time
@@ -212,7 +213,7 @@ package final class LMDBTransaction {
 /// When `pipelined`, full batches are committed on a background thread while the caller fills the next one (at
 /// most two batches in flight): parsing and validating input then overlaps with LMDB's copying and writing, which
 /// is what bounds a dataset build. Errors from the background surface at the next `put`, `flush` or `finish`.
-package final class LMDBBatchWriter: @unchecked Sendable {  // sound: `lock` guards `current`, `spare` and `failure`; the writer thread gets its batch by hand-over
+package final class LMDBBatchWriter {
     /// The environment written to.
     package let environment: LMDBEnvironment
     /// Entries per transaction.
@@ -222,14 +223,29 @@ package final class LMDBBatchWriter: @unchecked Sendable {  // sound: `lock` gua
     /// Whether batches are committed on a background thread.
     package let pipelined: Bool
 
-    private final class Batch: @unchecked Sendable {  // sound: one thread at a time owns a batch (handed over by `flush`)
+    /// Keys and values of one transaction, back to back in `bytes`.
+    private struct Batch: Sendable {
         var bytes: [UInt8] = []
         var entries: [(keyStart: Int, keyCount: Int, valueCount: Int)] = []
+        mutating func clear() {
+            bytes.removeAll(keepingCapacity: true)
+            entries.removeAll(keepingCapacity: true)
+        }
     }
+    /// What the caller and the background commits share: batches handed over (in order), emptied batches whose
+    /// buffers are reused, and the first failure.
+    private struct Shared: Sendable {
+        var handedOver: [Batch] = []
+        var spare: [Batch] = []
+        var failure: Error?
+    }
+    /// `Shared` under a lock, in a box that the background commits keep alive.
+    private final class SharedBox: Sendable {
+        let state = Mutex(Shared())
+    }
+    /// The batch being filled, on the caller's thread.
     private var current = Batch()
-    private var spare: [Batch] = []
-    private var failure: Error?
-    private let lock = NSLock()
+    private let box = SharedBox()
     private let queue = DispatchQueue(label: "cnclip.lmdb-writer")
     private let slots = DispatchSemaphore(value: 2)
 
@@ -243,11 +259,10 @@ package final class LMDBBatchWriter: @unchecked Sendable {  // sound: `lock` gua
 
     /// Queues `value` under `key`; commits when the batch is full.
     package func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws {
-        let b = current
-        b.entries.append((b.bytes.count, key.count, value.count))
-        b.bytes.append(contentsOf: key)
-        b.bytes.append(contentsOf: value)
-        if b.entries.count >= maxEntries || b.bytes.count >= maxBytes { try flush() }
+        current.entries.append((current.bytes.count, key.count, value.count))
+        current.bytes.append(contentsOf: key)
+        current.bytes.append(contentsOf: value)
+        if current.entries.count >= maxEntries || current.bytes.count >= maxBytes { try flush() }
     }
 
     /// Queues `value` under the UTF-8 bytes of `key`.
@@ -258,26 +273,26 @@ package final class LMDBBatchWriter: @unchecked Sendable {  // sound: `lock` gua
     /// Commits the queued entries (hands them to the background thread when pipelined).
     package func flush() throws {
         try rethrowFailure()
-        let b = current
-        guard !b.entries.isEmpty else { return }
+        guard !current.entries.isEmpty else { return }
         if !pipelined {
-            try write(b)
-            b.entries.removeAll(keepingCapacity: true)
-            b.bytes.removeAll(keepingCapacity: true)
+            try Self.write(current, to: environment)
+            current.clear()
             return
         }
         slots.wait()
-        lock.lock()
-        current = spare.popLast() ?? Batch()
-        lock.unlock()
-        queue.async { [self] in
-            lock.lock(); let failed = failure != nil; lock.unlock()
-            if !failed {
-                do { try write(b) } catch { lock.lock(); failure = error; lock.unlock() }
+        current = box.state.withLock { shared in
+            shared.handedOver.append(current)
+            return shared.spare.popLast() ?? Batch()
+        }
+        let environment = environment, box = box, slots = slots
+        queue.async {
+            // The serial queue takes the batches in the order they were handed over; the buffer is then ours alone.
+            var batch = box.state.withLock { $0.handedOver.removeFirst() }
+            if box.state.withLock({ $0.failure == nil }) {
+                do { try Self.write(batch, to: environment) } catch { box.state.withLock { $0.failure = $0.failure ?? error } }
             }
-            b.entries.removeAll(keepingCapacity: true)
-            b.bytes.removeAll(keepingCapacity: true)
-            lock.lock(); spare.append(b); lock.unlock()
+            batch.clear()
+            box.state.withLock { $0.spare.append(batch) }
             slots.signal()
         }
     }
@@ -290,11 +305,10 @@ package final class LMDBBatchWriter: @unchecked Sendable {  // sound: `lock` gua
     }
 
     private func rethrowFailure() throws {
-        lock.lock(); defer { lock.unlock() }
-        if let f = failure { throw f }
+        if let f = box.state.withLock({ $0.failure }) { throw f }
     }
 
-    private func write(_ b: Batch) throws {
+    private static func write(_ b: Batch, to environment: LMDBEnvironment) throws {
         try b.bytes.withUnsafeBytes { all in
             try environment.write { txn in
                 for e in b.entries {

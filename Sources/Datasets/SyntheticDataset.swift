@@ -216,9 +216,8 @@ package enum SyntheticDataset {
         var out = [(caption: String, base64: String)](repeating: ("", ""), count: range.count)
         let failure = FirstError()
         try out.withUnsafeMutableBufferPointer { buffer in
-            let results = SendablePointer(pointer: buffer.baseAddress!)
             let chunks = min(threads, range.count)
-            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            concurrentPerform(iterations: chunks) { c in
                 let lo = range.count * c / chunks, hi = range.count * (c + 1) / chunks
                 for i in lo..<hi {
                     let (scene, image) = item(seed: seed, split: split, index: range.lowerBound + i, resolution: resolution)
@@ -228,7 +227,7 @@ package enum SyntheticDataset {
                         case .jpeg(let q): data = try image.jpegData(quality: q)
                         case .png: data = try image.pngData()
                         }
-                        results.pointer[i] = (scene.caption, Base64.encode(data))
+                        buffer[i] = (scene.caption, Base64.encode(data))
                     } catch {
                         failure.record(DatasetError.badImage(file: "\(split)_imgs.tsv", line: range.lowerBound + i + 1,
                                                              id: "item \(range.lowerBound + i)", reason: "cannot encode: \(error)"))

@@ -46,7 +46,7 @@ extension Communicator {
 }
 
 /// A job of one process: every collective is the identity.
-package final class SingleProcessCommunicator: Communicator, @unchecked Sendable {  // sound: stateless
+package final class SingleProcessCommunicator: Communicator {
     /// The world of one.
     package init() {}
     package var rank: Int { 0 }

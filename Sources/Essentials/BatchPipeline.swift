@@ -15,23 +15,22 @@ package enum BatchPipeline {
     package static func run<Item: Sendable, Extra: Sendable>(
         floatsPerItem: Int,
         ahead: Int = 2,
-        produce: @escaping (_ ship: ([Item]) -> Bool) throws -> Void,
+        produce: @escaping @Sendable (_ ship: @Sendable ([Item]) -> Bool) throws -> Void,
         prepare: @escaping @Sendable (_ item: Item, _ floats: UnsafeMutableBufferPointer<Float>) throws -> Extra,
         consume: (_ items: [Item], _ floats: [Float], _ extras: [Extra]) throws -> Void
     ) throws {
         let queue = BoundedQueue<Result<(items: [Item], floats: [Float], extras: [Extra]), Error>>(capacity: ahead)
-        func ship(_ items: [Item]) -> Bool {
+        @Sendable func ship(_ items: [Item]) -> Bool {
             if items.isEmpty { return true }
             var floats = [Float](repeating: 0, count: items.count * floatsPerItem)
             var extras = [Extra?](repeating: nil, count: items.count)
             let failure = FirstError()
             floats.withUnsafeMutableBufferPointer { f in
                 extras.withUnsafeMutableBufferPointer { e in
-                    let fp = SendablePointer(pointer: f.baseAddress!), ep = SendablePointer(pointer: e.baseAddress!)
-                    DispatchQueue.concurrentPerform(iterations: items.count) { i in
+                    concurrentPerform(iterations: items.count) { i in
                         do {
-                            let slot = UnsafeMutableBufferPointer(start: fp.pointer + i * floatsPerItem, count: floatsPerItem)
-                            (ep.pointer + i).pointee = try prepare(items[i], slot)
+                            let slot = UnsafeMutableBufferPointer(rebasing: f[(i * floatsPerItem)..<((i + 1) * floatsPerItem)])
+                            e[i] = try prepare(items[i], slot)
                         } catch {
                             failure.record(error)
                         }
@@ -41,13 +40,10 @@ package enum BatchPipeline {
             if let error = failure.error { _ = queue.put(.failure(error)); return false }
             return queue.put(.success((items, floats, extras.map { $0! })))
         }
-        let job = ProducerJob {
-            do { try produce(ship) } catch { _ = queue.put(.failure(error)) }
-            queue.close()
-        }
         let finished = DispatchSemaphore(value: 0)
         let producer = Thread {
-            job.body()
+            do { try produce(ship) } catch { _ = queue.put(.failure(error)) }
+            queue.close()
             finished.signal()
         }
         // A main thread's stack (8 MiB), not a secondary thread's smaller default: `concurrentPerform` also runs items
@@ -64,9 +60,4 @@ package enum BatchPipeline {
             try consume(items, floats, extras)
         }
     }
-}
-
-/// The producer's work, handed to its thread.
-private struct ProducerJob: @unchecked Sendable {  // sound: one thread runs it, and `run` waits for that thread before returning
-    let body: () -> Void
 }

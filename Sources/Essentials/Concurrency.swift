@@ -1,63 +1,91 @@
-// The few thread primitives the pipelines share: a pointer several workers write disjoint parts of, the first
-// error any of them hit, and a bounded queue between a producer thread and its consumer.
+// The few thread primitives the pipelines share: parallel calls that write disjoint parts of the caller's memory,
+// the first error any of them hit, a monitor (lock, condition and state) and a bounded queue between a producer
+// thread and its consumer.
 
 import Foundation
-
-/// A pointer handed to worker threads that each write their own disjoint slice of it.
-package struct SendablePointer<T>: @unchecked Sendable {  // sound: every worker writes only its own indices
-    /// The shared pointer.
-    package let pointer: UnsafeMutablePointer<T>
-    /// Wraps `pointer`.
-    package init(pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }
-}
+import Synchronization
 
 /// The first error recorded by any of several threads.
-package final class FirstError: @unchecked Sendable {  // sound: the lock guards `first`
-    private let lock = NSLock()
-    private var first: Error?
+package final class FirstError: Sendable {
+    private let first = Mutex<Error?>(nil)
     /// An empty record.
     package init() {}
     /// Keeps `e` unless an error was recorded before.
-    package func record(_ e: Error) { lock.lock(); if first == nil { first = e }; lock.unlock() }
+    package func record(_ e: Error) { first.withLock { if $0 == nil { $0 = e } } }
     /// The first error recorded, if any.
-    package var error: Error? { lock.lock(); defer { lock.unlock() }; return first }
+    package var error: Error? { first.withLock { $0 } }
+}
+
+/// State shared by threads that wait for one another: a lock, a condition and the value they guard (a monitor).
+///
+/// `Synchronization.Mutex` has no condition to wait on; this is the one place that pairs `NSCondition` with state,
+/// so that the types built on it are checked by the compiler.
+package final class Monitor<State: Sendable>: @unchecked Sendable {  // sound: `state` is read and written only while `condition` is locked
+    private let condition = NSCondition()
+    private var state: State
+
+    /// A monitor guarding `state`.
+    package init(_ state: State) { self.state = state }
+
+    /// Runs `body` on the state with the lock held, then wakes every waiter (their conditions are checked again).
+    package func withLock<R>(_ body: (inout State) throws -> R) rethrows -> R {
+        condition.lock()
+        defer { condition.broadcast(); condition.unlock() }
+        return try body(&state)
+    }
+
+    /// Waits until `ready` holds, then runs `body` as `withLock` does, without releasing the lock in between.
+    package func wait<R>(until ready: (State) -> Bool, then body: (inout State) throws -> R) rethrows -> R {
+        condition.lock()
+        defer { condition.broadcast(); condition.unlock() }
+        while !ready(state) { condition.wait() }
+        return try body(&state)
+    }
+
+    /// As ``wait(until:then:)``, giving up at `deadline`: nil when `ready` still does not hold then.
+    package func wait<R>(until ready: (State) -> Bool, deadline: Date, then body: (inout State) throws -> R) rethrows -> R? {
+        condition.lock()
+        defer { condition.broadcast(); condition.unlock() }
+        while !ready(state) {
+            if !condition.wait(until: deadline) && !ready(state) { return nil }
+        }
+        return try body(&state)
+    }
 }
 
 /// A FIFO of at most `capacity` items between one producer and one consumer thread.
-package final class BoundedQueue<T: Sendable>: @unchecked Sendable {  // sound: the condition's lock guards all state
-    private var items: [T] = []
+package final class BoundedQueue<T: Sendable>: Sendable {
+    private struct State: Sendable {
+        var items: [T] = []
+        var closed = false
+        var cancelled = false
+    }
     private let capacity: Int
-    private let condition = NSCondition()
-    private var closed = false
-    private var cancelled = false
+    private let monitor = Monitor(State())
 
     /// A queue holding at most `capacity` items.
     package init(capacity: Int) { self.capacity = capacity }
 
     /// Adds `item`, waiting while full; returns false when the consumer has cancelled.
     package func put(_ item: T) -> Bool {
-        condition.lock(); defer { condition.unlock() }
-        while items.count >= capacity && !cancelled { condition.wait() }
-        if cancelled { return false }
-        items.append(item)
-        condition.broadcast()
-        return true
+        monitor.wait(until: { $0.items.count < capacity || $0.cancelled }) { state in
+            if state.cancelled { return false }
+            state.items.append(item)
+            return true
+        }
     }
 
     /// No more items will come.
-    package func close() { condition.lock(); closed = true; condition.broadcast(); condition.unlock() }
+    package func close() { monitor.withLock { $0.closed = true } }
 
     /// The consumer stops; a waiting producer is released.
-    package func cancel() { condition.lock(); cancelled = true; items.removeAll(); condition.broadcast(); condition.unlock() }
+    package func cancel() { monitor.withLock { $0.cancelled = true; $0.items.removeAll() } }
 
     /// The next item, waiting while empty; nil once closed and drained.
     package func take() -> T? {
-        condition.lock(); defer { condition.unlock() }
-        while items.isEmpty && !closed { condition.wait() }
-        if items.isEmpty { return nil }
-        let item = items.removeFirst()
-        condition.broadcast()
-        return item
+        monitor.wait(until: { !$0.items.isEmpty || $0.closed }) { state in
+            state.items.isEmpty ? nil : state.items.removeFirst()
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 import ChineseCLIP
 import Foundation
+import Synchronization
 import Imaging
 import Tensors
 import Tokenization
@@ -197,14 +198,11 @@ package enum ZeroShotEvaluation {
 
     /// Decodes files in parallel; the first failure in file order is the one reported.
     private static func decode(_ paths: [String]) throws -> [Image] {
-        final class Slots: @unchecked Sendable { var items: [Result<Image, Error>?] = [] }  // sound: written under `lock` only
-        let slots = Slots()
-        slots.items = Array(repeating: nil, count: paths.count)
-        let lock = NSLock()
+        let slots = Mutex([Result<Image, Error>?](repeating: nil, count: paths.count))
         DispatchQueue.concurrentPerform(iterations: paths.count) { i in
             let r = Result { try ZeroShotDataset.loadImage(path: paths[i]) }
-            lock.lock(); slots.items[i] = r; lock.unlock()
+            slots.withLock { $0[i] = r }
         }
-        return try slots.items.map { try $0!.get() }
+        return try slots.withLock { $0 }.map { try $0!.get() }
     }
 }

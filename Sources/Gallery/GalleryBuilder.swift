@@ -14,6 +14,7 @@ import Datasets
 import Essentials
 import FeatureExtraction
 import Foundation
+import Synchronization
 import Imaging
 import Tensors
 #if canImport(Glibc)
@@ -145,18 +146,14 @@ package final class GalleryBuilder {
         if let images {
             let ids = try Self.truncate(lines: path(dir, GalleryFiles.imageIDs), to: manifest.count)
             try Self.truncate(file: path(dir, GalleryFiles.imageFeatures), to: manifest.count * dim * 4)
-            var known = Set(ids)
+            let known = Set(ids)
             let idsOut = try Self.appending(path(dir, GalleryFiles.imageIDs))
             let featuresOut = try Self.appending(path(dir, GalleryFiles.imageFeatures))
             defer { try? idsOut.close(); try? featuresOut.close() }
             let thumbs = try LMDBEnvironment(creatingAt: path(dir, GalleryFiles.thumbnails), mapSize: 64 << 20)
             let writer = LMDBBatchWriter(thumbs)
             var row = manifest.count
-            try encodeImages(images, skip: { id in
-                if known.contains(id) { summary.imagesSkipped += 1; return true }
-                known.insert(id)
-                return false
-            }) { ids, features, thumbnails in
+            summary.imagesSkipped = try encodeImages(images, skipping: known) { ids, features, thumbnails in
                 try featuresOut.write(contentsOf: Self.bytes(features))
                 try idsOut.write(contentsOf: Data(ids.map { $0 + "\n" }.joined().utf8))
                 for t in thumbnails {
@@ -285,14 +282,15 @@ package final class GalleryBuilder {
 
     // MARK: The image pipeline
 
-    /// Reads `source` in order, skipping ids for which `skip` says so, and calls `write` with each batch's ids,
-    /// features `[n, dim]` and JPEG thumbnails.
-    private func encodeImages(_ source: GalleryImageSource, skip: @escaping (String) -> Bool,
-                              write: (_ ids: [String], _ features: [Float], _ thumbnails: [Data]) throws -> Void) throws {
+    /// Reads `source` in order, skipping the ids in `indexed`, and calls `write` with each batch's ids, features
+    /// `[n, dim]` and JPEG thumbnails; returns how many images were skipped.
+    private func encodeImages(_ source: GalleryImageSource, skipping indexed: Set<String>,
+                              write: (_ ids: [String], _ features: [Float], _ thumbnails: [Data]) throws -> Void) throws -> Int {
         let resolution = model.resolution
         let batchSize = options.batchSize, thumbSize = options.thumbnailSize, quality = options.thumbnailQuality
         let sourceName = source.path
         var done = 0
+        let skipped = Atomic(0)
         try BatchPipeline.run(
             floatsPerItem: 3 * resolution * resolution,
             produce: { ship in
@@ -301,7 +299,7 @@ package final class GalleryBuilder {
                 var going = true
                 try source.forEach { item in
                     if !seen.insert(item.id).inserted { throw GalleryError.duplicateID(source: sourceName, id: item.id) }
-                    if skip(item.id) { return true }
+                    if indexed.contains(item.id) { skipped.add(1, ordering: .relaxed); return true }
                     pending.append(item)
                     if pending.count == batchSize {
                         going = ship(pending)
@@ -326,6 +324,7 @@ package final class GalleryBuilder {
                 done += items.count
                 progress?("images", done, nil)
             })
+        return skipped.load(ordering: .relaxed)
     }
 
     /// A JPEG of `image` in RGB whose longer side is at most `size` (never enlarged), resized bicubically.

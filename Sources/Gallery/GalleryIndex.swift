@@ -161,7 +161,7 @@ package struct GalleryCaption: Sendable, Equatable {
 }
 
 /// A gallery loaded for searching: features memory-mapped, ids and captions in memory, thumbnails read on demand.
-package final class GalleryIndex: @unchecked Sendable {  // sound: read-only after init, over memory-mapped files
+package final class GalleryIndex: Sendable {
     /// The directory it was read from.
     package let directory: String
     /// Its manifest.

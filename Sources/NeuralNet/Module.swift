@@ -4,7 +4,7 @@
 import Tensors
 
 /// A named tensor owned by a module: a learnable parameter or a buffer (BatchNorm running statistics).
-package final class Parameter: @unchecked Sendable {  // sound: values change only in training steps, which run on one thread; inference only reads them
+package final class Parameter {
     /// The current value; its shape never changes after construction.
     package var value: Tensor
     /// True for buffers: saved and loaded like parameters, never trained.

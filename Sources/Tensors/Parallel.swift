@@ -3,17 +3,19 @@
 import Dispatch
 import Essentials
 import Foundation
+import Synchronization
 
 /// How many threads every kernel, BLAS products included, splits its work over (defaults to the active processor count).
 package enum ComputeThreads {
-    nonisolated(unsafe) private static var value = ProcessInfo.processInfo.activeProcessorCount  // sound: set between jobs, never while a kernel runs
+    // Set between jobs, never while a kernel runs: relaxed ordering is enough.
+    private static let value = Atomic(ProcessInfo.processInfo.activeProcessorCount)
 
     /// The current thread count.
-    package static var count: Int { value }
+    package static var count: Int { value.load(ordering: .relaxed) }
 
     /// Sets the thread count.
     package static func set(_ n: Int) {
-        value = max(1, n)
+        value.store(max(1, n), ordering: .relaxed)
     }
 }
 

@@ -5,6 +5,7 @@
 // `withUnsafeMutableBufferPointer`, which only code that just allocated the tensor calls.
 
 import Foundation
+import Synchronization
 
 /// Contiguous fp32 memory owned by the tensor library or borrowed from an owner (a memory map) kept alive with it.
 public final class TensorStorage: @unchecked Sendable {  // sound: buffers are written only while their tensor is being computed, before it is shared
@@ -52,39 +53,33 @@ public final class TensorStorage: @unchecked Sendable {  // sound: buffers are w
 /// Reuses large buffers: a forward pass frees and allocates the same sizes over and over, and fresh large
 /// allocations come from the kernel as zeroed pages, whose faults cost more than the arithmetic of small layers.
 enum StoragePool {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var free: [Int: [UnsafeMutableRawPointer]] = [:]  // sound: under `lock`
-    nonisolated(unsafe) private static var cachedBytes = 0  // sound: under `lock`
+    /// Free buffers by size (their addresses, as plain integers: the cache's state is then `Sendable` and hands
+    /// each buffer to one caller), and their total size.
+    private static let cache = Mutex<(free: [Int: [UInt]], bytes: Int)>(([:], 0))
     /// Buffers smaller than this go straight to malloc, which handles them well.
     static let minimumBytes = 1 << 16
     /// At most this much memory is kept for reuse.
     static let limitBytes = 1 << 28
 
     static func allocate(_ bytes: Int) -> UnsafeMutableRawPointer {
-        if bytes >= minimumBytes {
-            lock.lock()
-            if let p = free[bytes]?.popLast() {
-                cachedBytes -= bytes
-                lock.unlock()
-                return p
-            }
-            lock.unlock()
+        if bytes >= minimumBytes, let address = cache.withLock({ cache -> UInt? in
+            guard let address = cache.free[bytes]?.popLast() else { return nil }
+            cache.bytes -= bytes
+            return address
+        }) {
+            return UnsafeMutableRawPointer(bitPattern: address)!
         }
         return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
     }
 
     static func release(_ p: UnsafeMutableRawPointer, bytes: Int) {
-        if bytes >= minimumBytes {
-            lock.lock()
-            if cachedBytes + bytes <= limitBytes {
-                free[bytes, default: []].append(p)
-                cachedBytes += bytes
-                lock.unlock()
-                return
-            }
-            lock.unlock()
+        let kept = bytes >= minimumBytes && cache.withLock { cache in
+            guard cache.bytes + bytes <= limitBytes else { return false }
+            cache.free[bytes, default: []].append(UInt(bitPattern: p))
+            cache.bytes += bytes
+            return true
         }
-        p.deallocate()
+        if !kept { p.deallocate() }
     }
 }
 

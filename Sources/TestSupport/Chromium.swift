@@ -2,6 +2,7 @@
 // a pipe (`--remote-debugging-pipe`: the browser reads commands on fd 3 and writes replies on fd 4, each message a
 // JSON text ended by a NUL byte). A pipe needs no WebSocket client and no port, and dies with the browser.
 
+import Essentials
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -16,7 +17,7 @@ package struct ChromiumError: Error, CustomStringConvertible {
 }
 
 /// A headless Chromium process and its DevTools connection.
-package final class Chromium: @unchecked Sendable {  // sound: tests drive one browser from one thread
+package final class Chromium: Sendable {
     /// Where the browser was found: `$CHROMIUM`, else the usual Debian/Ubuntu paths.
     package static func executable() -> String? {
         let env = ProcessInfo.processInfo.environment["CHROMIUM"].map { [$0] } ?? []
@@ -28,11 +29,15 @@ package final class Chromium: @unchecked Sendable {  // sound: tests drive one b
     private let toBrowser: Int32
     private let fromBrowser: Int32
     private let profile: URL
-    private let condition = NSCondition()
-    private var nextID = 1
-    private var replies: [Int: [String: Any]] = [:]
-    private var events: [[String: Any]] = []
-    private var closed = false
+    /// What the reader thread and the callers share: the next command id, replies by id and events (each as the
+    /// browser's JSON text, parsed by whoever takes it), and whether the browser has gone.
+    private struct Exchange: Sendable {
+        var nextID = 1
+        var replies: [Int: Data] = [:]
+        var events: [(method: String, session: String?, message: Data)] = []
+        var closed = false
+    }
+    private let exchange = Monitor(Exchange())
     /// The browser's standard error, for failure messages.
     package let logFile: URL
 
@@ -82,11 +87,10 @@ package final class Chromium: @unchecked Sendable {  // sound: tests drive one b
 
     /// Closes the browser and removes its profile.
     package func quit() {
-        condition.lock()
-        let wasClosed = closed
-        closed = true
-        condition.broadcast()
-        condition.unlock()
+        let wasClosed = exchange.withLock { x in
+            defer { x.closed = true }
+            return x.closed
+        }
         if wasClosed { return }
         kill(pid, SIGTERM)
         var status: Int32 = 0
@@ -99,10 +103,10 @@ package final class Chromium: @unchecked Sendable {  // sound: tests drive one b
     /// Sends a DevTools command and waits for its result; a protocol error is thrown.
     @discardableResult
     package func send(_ method: String, _ params: [String: Any] = [:], session: String? = nil, timeout: TimeInterval = 30) throws -> [String: Any] {
-        condition.lock()
-        let id = nextID
-        nextID += 1
-        condition.unlock()
+        let id = exchange.withLock { x in
+            defer { x.nextID += 1 }
+            return x.nextID
+        }
         var message: [String: Any] = ["id": id, "method": method, "params": params]
         if let session { message["sessionId"] = session }
         var bytes = try JSONSerialization.data(withJSONObject: message)
@@ -118,13 +122,13 @@ package final class Chromium: @unchecked Sendable {  // sound: tests drive one b
         }
         guard ok else { throw ChromiumError("the browser's pipe is closed (\(method)); log: \(log())") }
         let deadline = Date().addingTimeInterval(timeout)
-        condition.lock()
-        defer { condition.unlock() }
-        while replies[id] == nil {
-            if closed { throw ChromiumError("the browser exited during \(method); log: \(log())") }
-            if !condition.wait(until: deadline) { throw ChromiumError("no reply to \(method) within \(Int(timeout)) s") }
+        guard let taken = exchange.wait(until: { $0.replies[id] != nil || $0.closed }, deadline: deadline,
+                                        then: { $0.replies.removeValue(forKey: id) }) else {
+            throw ChromiumError("no reply to \(method) within \(Int(timeout)) s")
         }
-        let reply = replies.removeValue(forKey: id)!
+        guard let text = taken, let reply = try JSONSerialization.jsonObject(with: text) as? [String: Any] else {
+            throw ChromiumError("the browser exited during \(method); log: \(log())")
+        }
         if let error = reply["error"] as? [String: Any] { throw ChromiumError("\(method): \(error["message"] ?? error)") }
         return reply["result"] as? [String: Any] ?? [:]
     }
@@ -144,20 +148,20 @@ package final class Chromium: @unchecked Sendable {  // sound: tests drive one b
     /// Waits for an event named `method` (of `session`, when given) that arrived since the last call consumed events.
     package func waitForEvent(_ method: String, session: String?, timeout: TimeInterval) throws -> [String: Any] {
         let deadline = Date().addingTimeInterval(timeout)
-        condition.lock()
-        defer { condition.unlock() }
-        while true {
-            if let i = events.firstIndex(where: { $0["method"] as? String == method && (session == nil || $0["sessionId"] as? String == session) }) {
-                return events.remove(at: i)
-            }
-            if closed { throw ChromiumError("the browser exited while waiting for \(method)") }
-            if !condition.wait(until: deadline) { throw ChromiumError("no \(method) within \(Int(timeout)) s") }
+        let matches = { (e: (method: String, session: String?, message: Data)) in e.method == method && (session == nil || e.session == session) }
+        guard let taken = exchange.wait(until: { $0.events.contains(where: matches) || $0.closed }, deadline: deadline,
+                                        then: { x in x.events.firstIndex(where: matches).map { x.events.remove(at: $0).message } }) else {
+            throw ChromiumError("no \(method) within \(Int(timeout)) s")
         }
+        guard let text = taken, let event = try JSONSerialization.jsonObject(with: text) as? [String: Any] else {
+            throw ChromiumError("the browser exited while waiting for \(method)")
+        }
+        return event
     }
 
     /// Forgets the events received so far.
     package func clearEvents() {
-        condition.lock(); events.removeAll(); condition.unlock()
+        exchange.withLock { $0.events.removeAll() }
     }
 
     private func log() -> String {
@@ -175,20 +179,21 @@ package final class Chromium: @unchecked Sendable {  // sound: tests drive one b
                 let message = pending[pending.startIndex..<nul]
                 pending = Data(pending[(nul + 1)...])
                 guard let object = (try? JSONSerialization.jsonObject(with: message)) as? [String: Any] else { continue }
-                condition.lock()
-                if let id = object["id"] as? Int { replies[id] = object } else { events.append(object) }
-                // Keep the event list bounded: tests wait for recent events only.
-                if events.count > 2000 { events.removeFirst(1000) }
-                condition.broadcast()
-                condition.unlock()
+                let id = object["id"] as? Int, method = object["method"] as? String ?? "", session = object["sessionId"] as? String
+                let text = Data(message)
+                exchange.withLock { x in
+                    if let id { x.replies[id] = text } else { x.events.append((method, session, text)) }
+                    // Keep the event list bounded: tests wait for recent events only.
+                    if x.events.count > 2000 { x.events.removeFirst(1000) }
+                }
             }
         }
-        condition.lock(); closed = true; condition.broadcast(); condition.unlock()
+        exchange.withLock { $0.closed = true }
     }
 }
 
 /// One tab of a ``Chromium``.
-package final class ChromiumPage: @unchecked Sendable {  // sound: tests drive one page from one thread
+package final class ChromiumPage: Sendable {
     /// The browser.
     package let browser: Chromium
     /// The DevTools session of this tab.

@@ -1,6 +1,7 @@
 // Runs the built `cnclip` binary for end-to-end tests.
 
 import Foundation
+import Synchronization
 
 /// What a finished command left: its exit status and everything it printed.
 package struct CommandResult: Sendable {
@@ -36,10 +37,11 @@ package func runCommand(_ executable: URL, _ arguments: [String], environment: [
             DispatchQueue.global().asyncAfter(deadline: .now() + 10) { if watchdog.stillRunning { kill(pid, SIGKILL) } }
         }
     }
-    nonisolated(unsafe) var errData = Data()  // sound: written by the drain thread before `drained` is signalled, read after
+    let errData = Mutex(Data())
     let drained = DispatchSemaphore(value: 0)
     Thread.detachNewThread {
-        errData = err.fileHandleForReading.readDataToEndOfFile()
+        let data = err.fileHandleForReading.readDataToEndOfFile()
+        errData.withLock { $0 = data }
         drained.signal()
     }
     let outData = out.fileHandleForReading.readDataToEndOfFile()
@@ -47,23 +49,22 @@ package func runCommand(_ executable: URL, _ arguments: [String], environment: [
     p.waitUntilExit()
     let timedOut = watchdog.exited()
     return CommandResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                         stderr: String(decoding: errData, as: UTF8.self), timedOut: timedOut)
+                         stderr: String(decoding: errData.withLock { $0 }, as: UTF8.self), timedOut: timedOut)
 }
 
 /// Whether a command's timeout fired before it exited, decided under a lock, so that a command seen to have
 /// exited is not signalled afterwards (its process id could belong to another process by then).
-private final class Watchdog: @unchecked Sendable {  // sound: `lock` guards `done` and `fired`
-    private let lock = NSLock()
-    private var done = false, fired = false
+private final class Watchdog: Sendable {
+    private let state = Mutex((done: false, fired: false))
 
     /// Called at the timeout: true (and the command counts as timed out) when it has not exited yet.
-    func fire() -> Bool { lock.lock(); defer { lock.unlock() }; if !done { fired = true }; return !done }
+    func fire() -> Bool { state.withLock { if !$0.done { $0.fired = true }; return !$0.done } }
 
     /// Whether the command is still running.
-    var stillRunning: Bool { lock.lock(); defer { lock.unlock() }; return !done }
+    var stillRunning: Bool { state.withLock { !$0.done } }
 
     /// Called once the command has exited; returns whether the timeout had fired.
-    func exited() -> Bool { lock.lock(); defer { lock.unlock() }; done = true; return fired }
+    func exited() -> Bool { state.withLock { $0.done = true; return $0.fired } }
 }
 
 /// The `cnclip` built beside the running test bundle (`.build/<configuration>/cnclip`).

@@ -2,26 +2,27 @@
 // and can cut the first response short to simulate a broken download. Loopback only.
 
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A loopback HTTP file server for tests (never part of the shipped library).
-package final class LocalHTTPServer: @unchecked Sendable {  // sound: `lock` guards the mutable settings and the request log
+package final class LocalHTTPServer: Sendable {
     /// The port it listens on.
     package let port: UInt16
     private let listener: Int32
     private let files: [String: Data]
-    private let lock = NSLock()
-    private var cutFirstAfter: Int?
+    /// The cut still to make, the `Range:` headers received and whether `stop` was called.
+    private let state: Mutex<(cutFirstAfter: Int?, rangeRequests: [String], stopped: Bool)>
+
     /// The `Range:` headers received, in order.
-    package private(set) var rangeRequests: [String] = []
-    private var stopped = false
+    package var rangeRequests: [String] { state.withLock { $0.rangeRequests } }
 
     /// Serves `files` (path → bytes); the first response is cut after `cutFirstAfter` body bytes if given.
     package init(files: [String: Data], cutFirstAfter: Int? = nil) throws {
         self.files = files
-        self.cutFirstAfter = cutFirstAfter
+        self.state = Mutex((cutFirstAfter, [], false))
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         self.listener = listener
         var yes: Int32 = 1
@@ -44,7 +45,7 @@ package final class LocalHTTPServer: @unchecked Sendable {  // sound: `lock` gua
 
     /// Stops accepting connections.
     package func stop() {
-        lock.lock(); stopped = true; lock.unlock()
+        state.withLock { $0.stopped = true }
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
     }
@@ -55,8 +56,7 @@ package final class LocalHTTPServer: @unchecked Sendable {  // sound: `lock` gua
             if fd < 0 { return }
             handle(fd)
             close(fd)
-            lock.lock(); let s = stopped; lock.unlock()
-            if s { return }
+            if state.withLock({ $0.stopped }) { return }
         }
     }
 
@@ -74,7 +74,7 @@ package final class LocalHTTPServer: @unchecked Sendable {  // sound: `lock` gua
         let path = parts.count > 1 ? String(parts[1]) : "/"
         var start = 0
         if let range = lines.first(where: { $0.lowercased().hasPrefix("range:") }) {
-            lock.lock(); rangeRequests.append(range); lock.unlock()
+            state.withLock { $0.rangeRequests.append(range) }
             if let eq = range.firstIndex(of: "="), let dash = range.firstIndex(of: "-") {
                 start = Int(range[range.index(after: eq)..<dash].trimmingCharacters(in: .whitespaces)) ?? 0
             }
@@ -88,7 +88,7 @@ package final class LocalHTTPServer: @unchecked Sendable {  // sound: `lock` gua
                              : "HTTP/1.1 200 OK\r\n"
         head += "Content-Length: \(slice.count)\r\nConnection: close\r\n\r\n"
         send(fd, Data(head.utf8))
-        lock.lock(); let cut = cutFirstAfter; cutFirstAfter = nil; lock.unlock()
+        let cut = state.withLock { state in defer { state.cutFirstAfter = nil }; return state.cutFirstAfter }
         send(fd, cut.map { slice.prefix($0) } ?? slice)
     }
 

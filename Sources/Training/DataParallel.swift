@@ -15,7 +15,7 @@ import NeuralNet
 import Tensors
 
 /// Time and volume of the gradient all-reduces so far (reported at the end of a multi-process run).
-final class ReductionStatistics: @unchecked Sendable {  // sound: updated only by the training thread that owns the communicator
+final class ReductionStatistics {
     var seconds = 0.0
     var calls = 0
     var floats = 0

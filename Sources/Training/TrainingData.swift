@@ -18,7 +18,7 @@ import Tensors
 import Tokenization
 
 /// One LMDB split (`{dir}/pairs` + `{dir}/imgs`) read as the reference's `LMDBDataset`.
-package final class LMDBTrainingDataset: @unchecked Sendable {  // sound: read-only after init; every read opens its own LMDB transaction
+package final class LMDBTrainingDataset: Sendable {
     /// The split directory.
     package let path: String
     /// "train" or "val": only used in messages, as the reference does.
@@ -149,7 +149,7 @@ package struct TrainingBatch: Sendable {
 
 /// Builds batches `first..<end` of `order` (cut into `batchSize` runs) on `workers` threads, at most
 /// `prefetch` batches ahead of the consumer, delivered in order — the reference's DataLoader, without processes.
-package final class BatchLoader: @unchecked Sendable {  // sound: its worker threads hand batches over through a locked queue
+package final class BatchLoader: Sendable {
     let dataset: LMDBTrainingDataset
     let epoch: Int
     let order: [Int]
@@ -157,12 +157,15 @@ package final class BatchLoader: @unchecked Sendable {  // sound: its worker thr
     let end: Int
     let workers: Int
     let prefetch: Int
-    private var nextToConsume: Int
-    private var nextToBuild: Int
-    private var ready: [Int: Result<TrainingBatch, Error>] = [:]
-    private var stopped = false
-    private var running = 0
-    private let condition = NSCondition()
+    /// Where the consumer and the workers are, and the batches built but not yet consumed.
+    private struct Progress: Sendable {
+        var nextToConsume: Int
+        var nextToBuild: Int
+        var ready: [Int: Result<TrainingBatch, Error>] = [:]
+        var stopped = false
+        var running: Int
+    }
+    private let progress: Monitor<Progress>
 
     /// A loader of batches `first..<end` of `epoch` (which seeds augmentation); `workers` 0 builds each batch on
     /// the consumer's thread when asked.
@@ -174,15 +177,11 @@ package final class BatchLoader: @unchecked Sendable {  // sound: its worker thr
         self.end = end
         self.workers = workers
         self.prefetch = max(2 * workers, 1)  // torch's prefetch_factor 2 per worker
-        self.nextToConsume = first
-        self.nextToBuild = first
-        if workers > 0 {
-            running = workers
-            for _ in 0..<workers {
-                let t = Thread { [self] in work() }
-                t.stackSize = 8 << 20
-                t.start()
-            }
+        self.progress = Monitor(Progress(nextToConsume: first, nextToBuild: first, running: max(workers, 0)))
+        for _ in 0..<max(workers, 0) {
+            let t = Thread { [self] in work() }
+            t.stackSize = 8 << 20
+            t.start()
         }
     }
 
@@ -204,48 +203,43 @@ package final class BatchLoader: @unchecked Sendable {  // sound: its worker thr
 
     private func work() {
         while true {
-            condition.lock()
-            while !stopped && nextToBuild < end && nextToBuild >= nextToConsume + prefetch { condition.wait() }
-            if stopped || nextToBuild >= end {
-                running -= 1
-                condition.broadcast()
-                condition.unlock()
-                return
+            let claimed = progress.wait(until: { $0.stopped || $0.nextToBuild >= end || $0.nextToBuild < $0.nextToConsume + prefetch }) {
+                p -> Int? in
+                if p.stopped || p.nextToBuild >= end {
+                    p.running -= 1
+                    return nil
+                }
+                defer { p.nextToBuild += 1 }
+                return p.nextToBuild
             }
-            let b = nextToBuild
-            nextToBuild += 1
-            condition.unlock()
+            guard let b = claimed else { return }
             let result = Result { try build(b) }
-            condition.lock()
-            ready[b] = result
-            condition.broadcast()
-            condition.unlock()
+            progress.withLock { $0.ready[b] = result }
         }
     }
 
     /// The next batch in order, or nil after the last; rethrows a worker's error for that batch.
     package func next() throws -> TrainingBatch? {
         if workers == 0 {
-            guard nextToConsume < end else { return nil }
-            defer { nextToConsume += 1 }
-            return try build(nextToConsume)
+            let b = progress.withLock { p -> Int? in
+                guard p.nextToConsume < end else { return nil }
+                defer { p.nextToConsume += 1 }
+                return p.nextToConsume
+            }
+            return try b.map(build)
         }
-        condition.lock()
-        defer { condition.unlock() }
-        guard nextToConsume < end else { return nil }
-        while ready[nextToConsume] == nil { condition.wait() }
-        let result = ready.removeValue(forKey: nextToConsume)!
-        nextToConsume += 1
-        condition.broadcast()
-        return try result.get()
+        let result = progress.wait(until: { $0.nextToConsume >= end || $0.ready[$0.nextToConsume] != nil }) {
+            p -> Result<TrainingBatch, Error>? in
+            guard p.nextToConsume < end else { return nil }
+            defer { p.nextToConsume += 1 }
+            return p.ready.removeValue(forKey: p.nextToConsume)!
+        }
+        return try result?.get()
     }
 
     /// Stops the workers (after the batches they are building); safe to call twice.
     package func stop() {
-        condition.lock()
-        stopped = true
-        condition.broadcast()
-        while running > 0 { condition.wait() }
-        condition.unlock()
+        progress.withLock { $0.stopped = true }
+        progress.wait(until: { $0.running == 0 }) { _ in }
     }
 }

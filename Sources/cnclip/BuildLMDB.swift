@@ -2,6 +2,7 @@ import ArgumentParser
 import Datasets
 import Essentials
 import Foundation
+import Synchronization
 
 /// `cnclip build-lmdb`: `build_lmdb_dataset.py` — a dataset's TSV/JSONL splits into the LMDBs training and evaluation read.
 struct BuildLMDB: ParsableCommand {
@@ -65,11 +66,10 @@ struct BuildLMDB: ParsableCommand {
 }
 
 /// A path shared with a signal handler: the temporary output in progress, if any.
-final class PendingPath: @unchecked Sendable {  // sound: `lock` guards `path`
-    private let lock = NSLock()
-    private var path: String?
-    func set(_ p: String?) { lock.lock(); path = p; lock.unlock() }
-    func get() -> String? { lock.lock(); defer { lock.unlock() }; return path }
+final class PendingPath: Sendable {
+    private let path = Mutex<String?>(nil)
+    func set(_ p: String?) { path.withLock { $0 = p } }
+    func get() -> String? { path.withLock { $0 } }
 }
 
 /// On SIGINT/SIGTERM, removes the path `path()` names (a temporary output) before exiting with 128+signal,

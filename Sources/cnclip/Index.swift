@@ -2,6 +2,7 @@
 
 import ArgumentParser
 import Foundation
+import Synchronization
 import Gallery
 
 /// `cnclip index`: groups the gallery subcommands.
@@ -34,26 +35,25 @@ func printSummary(_ s: GalleryBuildSummary, directory: String) {
 }
 
 /// The builder's progress on a terminal: one line per stage, each ended when the next stage starts.
-final class BuilderProgress: @unchecked Sendable {  // sound: `lock` guards all state
-    private let lock = NSLock()
-    private var stage: String?
-    private var bar: ProgressLine?
+final class BuilderProgress: Sendable {
+    private let line = Mutex<(stage: String, bar: ProgressLine)?>(nil)
 
     /// Shows `done` of `total` items of `stage`.
     func update(_ stage: String, _ done: Int, _ total: Int?) {
-        lock.lock(); defer { lock.unlock() }
-        if stage != self.stage {
-            bar?.finish()
-            self.stage = stage
-            bar = ProgressLine(label: stage)
+        line.withLock { line in
+            if line?.stage != stage {
+                line?.bar.finish()
+                line = (stage, ProgressLine(label: stage))
+            }
+            line?.bar.update(Int64(done), total.map(Int64.init), unit: "items")
         }
-        bar?.update(Int64(done), total.map(Int64.init), unit: "items")
     }
 
     /// Ends the current line.
     func finish() {
-        lock.lock(); defer { lock.unlock() }
-        bar?.finish()
-        bar = nil
+        line.withLock { line in
+            line?.bar.finish()
+            line = nil
+        }
     }
 }

@@ -1,21 +1,28 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A one-line progress display (count, rate, ETA) on a terminal; silent when standard error is not a terminal.
-final class ProgressLine: @unchecked Sendable {  // sound: updated from one thread at a time (the command's own, or under BuilderProgress's lock)
+final class ProgressLine: Sendable {
     private let label: String
     private let start = Date()
-    private var last = Date.distantPast
+    private let last = Mutex(Date.distantPast)
     private let enabled = isatty(2) == 1
 
     init(label: String) { self.label = label }
 
     /// Shows `done` of `total` (bytes or items), at most ten times a second.
     func update(_ done: Int64, _ total: Int64?, unit: String = "B") {
-        guard enabled, Date().timeIntervalSince(last) > 0.1 else { return }
-        last = Date()
+        guard enabled else { return }
+        let due = last.withLock { last in
+            let now = Date()
+            if now.timeIntervalSince(last) <= 0.1 { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
         let elapsed = max(Date().timeIntervalSince(start), 1e-3)
         let rate = Double(done) / elapsed
         var line = "\r\(label): \(format(Double(done), unit))"

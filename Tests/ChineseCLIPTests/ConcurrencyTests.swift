@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Tensors
 import XCTest
 @testable import ChineseCLIP
@@ -12,13 +13,12 @@ final class ConcurrencyTests: XCTestCase {
         let texts = ["皮卡丘", "一只可爱的小猫在草地上玩耍", "iPhone 15 Pro Max 手机壳"]
         let soloImages = try model.encodeImageFiles(paths).scalars
         let soloTexts = model.encodeTexts(texts).scalars
-        let lock = NSLock()
-        var mismatches = 0
+        let mismatches = Atomic(0)
         DispatchQueue.concurrentPerform(iterations: 8) { i in
             let ok = i % 2 == 0 ? (try? model.encodeImageFiles(paths).scalars) == soloImages
                                 : model.encodeTexts(texts).scalars == soloTexts
-            if !ok { lock.lock(); mismatches += 1; lock.unlock() }
+            if !ok { mismatches.add(1, ordering: .relaxed) }
         }
-        XCTAssertEqual(mismatches, 0)
+        XCTAssertEqual(mismatches.load(ordering: .relaxed), 0)
     }
 }

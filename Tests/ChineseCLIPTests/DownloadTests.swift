@@ -1,3 +1,4 @@
+import Synchronization
 import TestSupport
 import XCTest
 @testable import ChineseCLIP
@@ -20,11 +21,11 @@ final class DownloadTests: XCTestCase {
         defer { server.stop() }
         let dir = try tempDir()
         let d = CheckpointDownloader(cacheDirectory: dir, baseURL: server.baseURL + "/ckpt")
-        var calls = 0
-        let path = try d.download(model) { _, _ in calls += 1 }
+        let calls = Atomic(0)
+        let path = try d.download(model) { _, _ in calls.add(1, ordering: .relaxed) }
         XCTAssertEqual(path.lastPathComponent, "clip_cn_rn50.pt")
         XCTAssertEqual(try Data(contentsOf: path), payload())
-        XCTAssertGreaterThan(calls, 0)
+        XCTAssertGreaterThan(calls.load(ordering: .relaxed), 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: path.path + ".part"))
         // A second call finds the cached file and does not fetch again.
         server.stop()

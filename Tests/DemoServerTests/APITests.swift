@@ -4,6 +4,7 @@ import Foundation
 import Imaging
 import Evaluation
 import Gallery
+import Synchronization
 import TestSupport
 import XCTest
 
@@ -24,11 +25,14 @@ final class APITests: XCTestCase {
         configuration.port = 0
         configuration.maxBodyBytes = maxBody
         let ready = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var port = 0
-        let app = DemoServer.application(service: service, configuration: configuration) { p in port = p; ready.signal() }
+        let port = Atomic(0)
+        let app = DemoServer.application(service: service, configuration: configuration) { p in
+            port.store(p, ordering: .relaxed)
+            ready.signal()
+        }
         Task.detached { try await app.runService(gracefulShutdownSignals: []) }
         guard ready.wait(timeout: .now() + 120) == .success else { throw ChromiumError("the server did not start") }
-        return Server(service: service, port: port, model: model)
+        return Server(service: service, port: port.load(ordering: .relaxed), model: model)
     }
 
     var server: Server { get throws { try Self.shared.get() } }
@@ -274,7 +278,7 @@ final class APITests: XCTestCase {
         let f = try DemoFixture.get()
         let texts = try DemoFixture.jsonLines(f.validTexts).prefix(12).map { $0["text"] as! String }
         let images = try f.validImageFiles().prefix(4).map(\.data)
-        func ask(_ i: Int) throws -> [(row: Int, score: Double)] {
+        @Sendable func ask(_ i: Int) throws -> [(row: Int, score: Double)] {
             let r = i % 3 == 2
                 ? try rawHTTP(port: port, method: "POST", path: "/api/search/image?k=5", headers: ["Content-Type": "image/png"], body: images[i % images.count])
                 : try rawHTTP(port: port, method: "POST", path: "/api/search/text", body: JSONSerialization.data(withJSONObject: ["query": texts[i % texts.count], "k": 5]))
@@ -282,16 +286,16 @@ final class APITests: XCTestCase {
             return (r.json?["results"] as? [[String: Any]] ?? []).map { ($0["row"] as! Int, $0["score"] as! Double) }
         }
         let expected = try (0..<24).map(ask)
-        let lock = NSLock()
-        var got = [[(row: Int, score: Double)]?](repeating: nil, count: 96), failures: [String] = []
+        let results = Mutex<(got: [[(row: Int, score: Double)]?], failures: [String])>((Array(repeating: nil, count: 96), []))
         DispatchQueue.concurrentPerform(iterations: 16) { client in
             for j in 0..<6 {
                 let i = client * 6 + j
-                do { let hits = try ask(i % 24); lock.withLock { got[i] = hits } } catch {
-                    lock.withLock { failures.append("\(error)") }
+                do { let hits = try ask(i % 24); results.withLock { $0.got[i] = hits } } catch {
+                    results.withLock { $0.failures.append("\(error)") }
                 }
             }
         }
+        let (got, failures) = results.withLock { $0 }
         XCTAssertEqual(failures, [])
         for i in 0..<96 {
             let want = expected[i % 24], have = try XCTUnwrap(got[i])

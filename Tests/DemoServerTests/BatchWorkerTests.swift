@@ -1,15 +1,15 @@
 import DemoServer
 import Foundation
+import Synchronization
 import XCTest
 
 /// The batching worker: jobs that queue while it is busy are processed together, each gets its own result.
 final class BatchWorkerTests: XCTestCase {
     func testJobsQueuedWhileBusyFormOneBatchAndKeepTheirOrder() async throws {
         let gate = DispatchSemaphore(value: 0)
-        let seen = NSLock()
-        nonisolated(unsafe) var batches: [[Int]] = []
+        let batches = Mutex<[[Int]]>([])
         let worker = BatchWorker<Int, Int>(name: "test", maxBatch: 8) { jobs in
-            let first = seen.withLock { batches.append(jobs); return batches.count == 1 }
+            let first = batches.withLock { $0.append(jobs); return $0.count == 1 }
             if first { gate.wait() }  // hold the first batch until the others have queued
             return jobs.map { $0 < 0 ? .failure(CancellationError()) : .success($0 * 10) }
         }
@@ -25,7 +25,7 @@ final class BatchWorkerTests: XCTestCase {
         var results: [Int?] = []
         for t in rest { results.append(try? await t.value) }
         XCTAssertEqual(results, [20, 30, 40, 50, 60, nil, 80, 90, 100, 110])
-        let all = seen.withLock { batches }
+        let all = batches.withLock { $0 }
         XCTAssertEqual(all.count, 3)
         XCTAssertEqual(all[0], [1])
         XCTAssertEqual(all[1].count, 8, "at most maxBatch per batch")

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TestSupport
 import XCTest
 
@@ -6,7 +7,7 @@ import XCTest
 /// dropping an image, classifying it. Screenshots go to `.test-artifacts/screenshots/` (git-ignored) for a person to look at.
 final class BrowserTests: XCTestCase {
     /// A `cnclip serve` child process on a free port.
-    final class ServeProcess: @unchecked Sendable {
+    final class ServeProcess: Sendable {
         let process = Process()
         let port: Int
         init(index: String) throws {
@@ -33,13 +34,15 @@ final class BrowserTests: XCTestCase {
         func stop() { process.terminate(); process.waitUntilExit() }
     }
 
-    nonisolated(unsafe) static var serve: ServeProcess?
-    nonisolated(unsafe) static var browser: Chromium?
+    /// The server and the browser, started by the first test that needs them and stopped after the last.
+    static let running = Mutex<(serve: ServeProcess?, browser: Chromium?)>((nil, nil))
     static let screenshots = DemoFixture.artifacts.appendingPathComponent("screenshots")
 
     override class func tearDown() {
-        browser?.quit(); browser = nil
-        serve?.stop(); serve = nil
+        running.withLock {
+            $0.browser?.quit(); $0.browser = nil
+            $0.serve?.stop(); $0.serve = nil
+        }
         super.tearDown()
     }
 
@@ -51,12 +54,15 @@ final class BrowserTests: XCTestCase {
             if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail(message); throw ChromiumError(message) }
             throw XCTSkip(message)
         }
-        if Self.serve == nil { Self.serve = try ServeProcess(index: try DemoFixture.get().index) }
-        if Self.browser == nil { Self.browser = try Chromium(executable: executable) }
-        let page = try Self.browser!.newPage()
-        try page.navigate("http://127.0.0.1:\(Self.serve!.port)/")
+        let (browser, port) = try Self.running.withLock { running in
+            if running.serve == nil { running.serve = try ServeProcess(index: try DemoFixture.get().index) }
+            if running.browser == nil { running.browser = try Chromium(executable: executable) }
+            return (running.browser!, running.serve!.port)
+        }
+        let page = try browser.newPage()
+        try page.navigate("http://127.0.0.1:\(port)/")
         try page.waitUntil("document.getElementById('info').textContent.startsWith('图库：48 张图片')")
-        return (page, Self.serve!.port)
+        return (page, port)
     }
 
     func shot(_ page: ChromiumPage, _ name: String) throws {

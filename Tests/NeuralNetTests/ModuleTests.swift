@@ -9,7 +9,7 @@ import TestSupport
 import XCTest
 
 /// A block as the reference nests them: `ln_1`, `fc`.
-private final class Block: Module, @unchecked Sendable {
+private final class Block: Module, Sendable {
     let ln1 = LayerNorm(4)
     let fc = Linear(4, 3)
     override init() {
@@ -20,7 +20,7 @@ private final class Block: Module, @unchecked Sendable {
 }
 
 /// A tower with a convolution, a batch norm (parameters then buffers) and a bias-free projection.
-private final class Tower: Module, @unchecked Sendable {
+private final class Tower: Module, Sendable {
     override init() {
         super.init()
         register("conv1", Conv2d(3, 2, kernel: 3))
@@ -30,12 +30,12 @@ private final class Tower: Module, @unchecked Sendable {
 }
 
 /// The root registers a child before its own scalar parameter: PyTorch still lists own parameters first.
-private final class Root: Module, @unchecked Sendable {
-    var logitScale: Parameter!
+private final class Root: Module, Sendable {
+    let logitScale = Parameter(shape: [])
     override init() {
         super.init()
         register("visual", Tower())
-        logitScale = parameter("logit_scale", [])
+        register("logit_scale", logitScale)
         register("blocks", ModuleList([Block(), Block()]))
     }
 }

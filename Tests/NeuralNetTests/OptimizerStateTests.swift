@@ -9,7 +9,7 @@ import Tensors
 import XCTest
 
 /// A small model with a decayed (`fc.weight`) and an exempt group (`ln_1.*`, `fc.bias`), as the reference groups them.
-private final class Tiny: Module, @unchecked Sendable {
+private final class Tiny: Module, Sendable {
     let ln1 = LayerNorm(4)
     let fc = Linear(4, 3)
     override init() {

@@ -1,7 +1,8 @@
 // Several caller threads running the same kernels at once must get the serial result bit for bit: the engine
-// calls OpenBLAS single-threaded from our own threads, and the kernels share the buffer pool.
+// runs its GEMM and attention kernels on the caller's threads, and the kernels share the buffer pool.
 
 import Foundation
+import Synchronization
 import Tensors
 import TestSupport
 import XCTest
@@ -12,8 +13,8 @@ final class ConcurrencyTests: XCTestCase {
         let lc = "linear_rows", ac = "attention_cross"
         let x = try Golden.input(lc, "x"), w = try Golden.input(lc, "weight"), b = try Golden.input(lc, "bias")
         let q = try Golden.input(ac, "q"), kv = try Golden.input(ac, "kv"), bias = try Golden.input(ac, "key_bias")
-        let runLinear = { linear(x, weight: w, bias: b) }
-        let runAttention = {
+        let runLinear: @Sendable () -> Tensor = { linear(x, weight: w, bias: b) }
+        let runAttention: @Sendable () -> Tensor = {
             multiHeadAttention(q: q, qOffset: 5, k: kv, kOffset: 0, v: kv, vOffset: 64,
                                batch: 2, lq: 12, lk: 20, heads: 4, headDim: 16, keyBias: bias)
         }
@@ -21,7 +22,7 @@ final class ConcurrencyTests: XCTestCase {
             try withComputeThreads(inner) {
                 let serialLinear = runLinear().scalars, serialAttention = runAttention().scalars
                 assertClose(Tensor(shape: [100, 90], scalars: serialLinear), try Golden.output(lc), "serial \(lc)")
-                let mismatches = Mismatches()
+                let mismatches = Mutex<[String]>([])
                 let threads = 6, rounds = 10
                 let start = DispatchSemaphore(value: 0), done = DispatchGroup()
                 for t in 0..<threads {
@@ -31,8 +32,8 @@ final class ConcurrencyTests: XCTestCase {
                         for r in 0..<rounds {
                             // Alternate the order so linear and attention overlap on different threads.
                             let (l, a) = (t + r) % 2 == 0 ? (runLinear(), runAttention()) : { let a = runAttention(); return (runLinear(), a) }()
-                            if l.scalars != serialLinear { mismatches.add("linear, thread \(t), round \(r)") }
-                            if a.scalars != serialAttention { mismatches.add("attention, thread \(t), round \(r)") }
+                            if l.scalars != serialLinear { mismatches.withLock { $0.append("linear, thread \(t), round \(r)") } }
+                            if a.scalars != serialAttention { mismatches.withLock { $0.append("attention, thread \(t), round \(r)") } }
                         }
                         done.leave()
                     }
@@ -40,18 +41,8 @@ final class ConcurrencyTests: XCTestCase {
                 }
                 for _ in 0..<threads { start.signal() }
                 done.wait()
-                XCTAssertEqual(mismatches.all, [], "with \(inner) inner threads: results differ from the serial call")
+                XCTAssertEqual(mismatches.withLock { $0 }, [], "with \(inner) inner threads: results differ from the serial call")
             }
         }
     }
-}
-
-/// Failures collected from several threads under a lock.
-private final class Mismatches: @unchecked Sendable {
-    private let lock = NSLock()
-    private var items: [String] = []
-    /// Records one failure.
-    func add(_ s: String) { lock.lock(); items.append(s); lock.unlock() }
-    /// Everything recorded so far.
-    var all: [String] { lock.lock(); defer { lock.unlock() }; return items }
 }

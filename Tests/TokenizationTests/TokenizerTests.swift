@@ -2,6 +2,7 @@
 // shared/reference/make_fixtures.py from cn-clip 1.6.0).
 
 import Foundation
+import Synchronization
 import XCTest
 @testable import Tokenization
 
@@ -205,18 +206,10 @@ final class TokenizerTests: XCTestCase {
         let tokenizer = try Tokenizer.bundled()
         let texts = try Self.loadCases().map(\.text)
         let expected = tokenizer.tokenizeFlat(texts)
-        let mismatches = ManagedAtomicCounter()
+        let mismatches = Atomic(0)
         DispatchQueue.concurrentPerform(iterations: 8) { _ in
-            if tokenizer.tokenizeFlat(texts) != expected { mismatches.increment() }
+            if tokenizer.tokenizeFlat(texts) != expected { mismatches.add(1, ordering: .relaxed) }
         }
-        XCTAssertEqual(mismatches.value, 0)
+        XCTAssertEqual(mismatches.load(ordering: .relaxed), 0)
     }
-}
-
-/// A lock-protected counter for the concurrency test.
-final class ManagedAtomicCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    func increment() { lock.lock(); count += 1; lock.unlock() }
-    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
 }

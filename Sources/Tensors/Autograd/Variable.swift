@@ -9,7 +9,7 @@
 import Foundation
 
 /// A node of the autograd graph: a leaf that accumulates a gradient, or the record of one operation.
-package final class GradNode: @unchecked Sendable {  // sound: a tape is built and walked backward on one thread
+package final class GradNode {
     /// The nodes of the inputs that require a gradient (nil for constant inputs), in the operation's input order.
     let parents: [GradNode?]
     /// Maps the gradient of the output to one gradient per input (nil where not needed); nil for leaves.
@@ -53,7 +53,7 @@ package final class GradNode: @unchecked Sendable {  // sound: a tape is built a
 }
 
 /// A tensor in an autograd computation: its value and, if it requires a gradient, its graph node.
-package struct Variable: Sendable, CustomStringConvertible {
+package struct Variable: CustomStringConvertible {
     /// The value.
     package let value: Tensor
     /// The graph node; nil for constants (nothing upstream requires a gradient).
