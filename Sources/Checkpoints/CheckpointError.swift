@@ -8,8 +8,6 @@ import Foundation
 
 /// Everything that can go wrong reading or writing checkpoints; each message names the file and the key, entry or offset.
 package enum CheckpointError: UserFacingError, Equatable, LocalizedError {
-    /// The file could not be opened, mapped, read or written.
-    case io(file: String, reason: String)
     /// The file is not a zip archive (and not another format we recognise).
     case notZip(file: String, reason: String)
     /// The file uses the pre-1.6 `torch.save` format, which this reader does not implement.
@@ -42,7 +40,6 @@ package enum CheckpointError: UserFacingError, Equatable, LocalizedError {
     /// A one-line message naming the file and the entry, key or offset at fault.
     package var description: String {
         switch self {
-        case let .io(file, reason): return "\(file): \(reason)"
         case let .notZip(file, reason): return "\(file): not a zip archive (\(reason))"
         case let .legacyTorchFormat(file):
             return "\(file): legacy (pre-1.6, non-zip) torch.save format is not supported; re-save it with a recent PyTorch (torch.save(obj, path) with the default _use_new_zipfile_serialization=True) or convert it to safetensors"

@@ -3,6 +3,7 @@
 // The format is sniffed from the bytes, not trusted from the extension: released cn-clip checkpoints
 // are `.pt`, Hugging Face ones `.bin` or `.safetensors`, and users rename files.
 
+import Essentials
 import Foundation
 
 /// The checkpoint formats `loadStateDict` recognises.
@@ -19,10 +20,10 @@ package enum CheckpointFormat: String, Sendable {
         let path = url.path
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw CheckpointError.io(file: path, reason: "no such file or directory")
+            throw FileError(path: path, reason: "no such file or directory")
         }
         if isDir.boolValue { return .huggingFaceDirectory }
-        guard let h = FileHandle(forReadingAtPath: path) else { throw CheckpointError.io(file: path, reason: "cannot open") }
+        guard let h = FileHandle(forReadingAtPath: path) else { throw FileError(path: path, reason: "cannot open") }
         defer { try? h.close() }
         let head = [UInt8](h.readData(ofLength: 9))
         if head.count >= 4, head[0] == 0x50, head[1] == 0x4b, head[2] == 0x03 || head[2] == 0x05, head[3] == 0x04 || head[3] == 0x06 {

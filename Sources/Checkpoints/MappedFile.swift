@@ -4,6 +4,7 @@
 // being read into a second copy. Tensors keep the map alive through `TensorStorage`'s owner reference, so
 // the mapping disappears exactly when the last borrowing tensor does.
 
+import Essentials
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -23,11 +24,11 @@ package final class MappedFile: @unchecked Sendable {  // sound: the mapping is 
         self.url = url
         let path = url.path
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw CheckpointError.io(file: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw FileError(path: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw CheckpointError.io(file: path, reason: "cannot stat: \(String(cString: strerror(errno)))") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw CheckpointError.io(file: path, reason: "not a regular file") }
+        guard fstat(fd, &st) == 0 else { throw FileError(path: path, reason: "cannot stat: \(String(cString: strerror(errno)))") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw FileError(path: path, reason: "not a regular file") }
         let size = Int(st.st_size)
         if size == 0 {
             // mmap refuses length 0; an empty buffer lets every format report "too short" uniformly.
@@ -36,7 +37,7 @@ package final class MappedFile: @unchecked Sendable {  // sound: the mapping is 
         }
         let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
         guard let p, p != MAP_FAILED else {
-            throw CheckpointError.io(file: path, reason: "cannot memory-map \(size) bytes: \(String(cString: strerror(errno)))")
+            throw FileError(path: path, reason: "cannot memory-map \(size) bytes: \(String(cString: strerror(errno)))")
         }
         bytes = UnsafeRawBufferPointer(start: p, count: size)
     }

@@ -234,9 +234,5 @@ package enum SafeTensors {
 /// Writes `url` through the one safe writer (Essentials' `AtomicOutput`); `body` gets a function appending bytes.
 /// A failure leaves the previous file in place and is reported as `CheckpointError.io`.
 func writeAtomically(_ url: URL, _ body: (@escaping (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
-    do {
-        try AtomicOutput.write(path: url.path) { file in try body { try file.write(bytes: $0) } }
-    } catch let e as OutputError {
-        throw CheckpointError.io(file: e.path, reason: e.reason)
-    }
+    try AtomicOutput.write(path: url.path) { file in try body { try file.write(bytes: $0) } }
 }

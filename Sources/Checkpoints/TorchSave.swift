@@ -7,6 +7,7 @@
 // `data.pkl` and the storages; the others tell it the layout (alignment, byte order) and match its files.
 // Every tensor gets its own storage (no sharing), written straight from the tensor's memory.
 
+import Essentials
 import Foundation
 import Tensors
 
@@ -28,7 +29,7 @@ package enum TorchSave {
     static func write(_ root: PickleValue, to url: URL, archiveName: String, forceZip64: Bool) throws {
         let path = url.path
         guard !archiveName.isEmpty, !archiveName.contains("/") else {
-            throw CheckpointError.io(file: path, reason: "archive name '\(archiveName)' must be a non-empty name without '/'")
+            throw FileError(path: path, reason: "archive name '\(archiveName)' must be a non-empty name without '/'")
         }
         let pickled: (bytes: [UInt8], storages: [TorchStorageWrite])
         do {

@@ -2,6 +2,7 @@
 // `Checkpoints.loadStateDict` (which owns the one key-remap table), then strict `Module.load`.
 
 import Checkpoints
+import Essentials
 import Foundation
 import NeuralNet
 import Tensors
@@ -24,6 +25,8 @@ extension CLIP {
         let stateDict: StateDict
         do { stateDict = try loadStateDict(checkpoint) } catch let error as CheckpointError {
             throw CLIPError.invalidInput(error.description)  // its message already names the file
+        } catch let error as FileError {
+            throw CLIPError.io(path: error.path, reason: error.reason)
         } catch {
             throw CLIPError.checkpoint(path: path, reason: "\(error)")
         }

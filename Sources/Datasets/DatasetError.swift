@@ -4,8 +4,6 @@ import Essentials
 
 /// An error reading, validating or writing a dataset; its description names the file and line, key or id at fault.
 package enum DatasetError: UserFacingError, Equatable, Sendable {
-    /// A file or directory could not be read, created, renamed or written.
-    case io(path: String, reason: String)
     /// An LMDB call failed: `operation` (e.g. `mdb_put`) on the environment at `path`, with LMDB's message.
     case lmdb(path: String, operation: String, code: Int32, message: String)
     /// A line of an input file is malformed (1-based `line`).
@@ -24,7 +22,6 @@ package enum DatasetError: UserFacingError, Equatable, Sendable {
     /// A one-line message for the user.
     package var description: String {
         switch self {
-        case .io(let p, let r): return "\(p): \(r)"
         case .lmdb(let p, let op, let code, let m): return "\(p): \(op) failed: \(m) (LMDB error \(code))"
         case .malformedLine(let f, let l, let r): return "\(f):\(l): \(r)"
         case .duplicateImage(let f, let l, let id, let first):

@@ -187,7 +187,7 @@ package struct DatasetMaker {
         }
 
         do { try fm.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true) } catch {
-            throw DatasetError.io(path: outputDirectory, reason: "cannot create: \(error.localizedDescription)")
+            throw FileError(path: outputDirectory, reason: "cannot create: \(error.localizedDescription)")
         }
         let tmp = (outputDirectory as NSString).appendingPathComponent(".make-dataset-\(getpid())-\(UUID().uuidString.prefix(8)).tmp")
         try? fm.createDirectory(atPath: tmp, withIntermediateDirectories: false)
@@ -220,9 +220,7 @@ package struct DatasetMaker {
             made.append(MadeSplit(split: name, images: count, texts: texts[s].count))
         }
         let files = active.flatMap { ["\(splits[$0].name)_imgs.tsv", "\(splits[$0].name)_texts.jsonl"] }
-        do { try AtomicOutput.install(files: files, from: tmp, into: outputDirectory) } catch let e as OutputError {
-            throw DatasetError.io(path: e.path, reason: e.reason)
-        }
+        try AtomicOutput.install(files: files, from: tmp, into: outputDirectory)
         return made
     }
 
@@ -259,7 +257,7 @@ final class OutputFile {
 
     init(path: String) throws {
         self.path = path
-        guard let f = fopen(path, "wb") else { throw DatasetError.io(path: path, reason: String(cString: strerror(errno))) }
+        guard let f = fopen(path, "wb") else { throw FileError(path: path, reason: String(cString: strerror(errno))) }
         handle = f
         setvbuf(f, nil, _IOFBF, 1 << 20)
     }
@@ -267,12 +265,12 @@ final class OutputFile {
     func write(_ s: String) throws {
         var s = s
         let ok = s.withUTF8 { fwrite($0.baseAddress, 1, $0.count, handle) == $0.count }
-        if !ok { throw DatasetError.io(path: path, reason: "write failed: \(String(cString: strerror(errno)))") }
+        if !ok { throw FileError(path: path, reason: "write failed: \(String(cString: strerror(errno)))") }
     }
 
     func close() throws {
         let flushed = fflush(handle) == 0 && fsync(fileno(handle)) == 0
         fclose(handle)
-        if !flushed { throw DatasetError.io(path: path, reason: "write failed: \(String(cString: strerror(errno)))") }
+        if !flushed { throw FileError(path: path, reason: "write failed: \(String(cString: strerror(errno)))") }
     }
 }

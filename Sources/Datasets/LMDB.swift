@@ -5,6 +5,7 @@
 // directory, `data.mdb` + `lock.mdb`), and the few calls we need are easier to audit than a dependency.
 
 import CLMDB
+import Essentials
 import Foundation
 import Synchronization
 
@@ -31,7 +32,7 @@ package final class LMDBEnvironment: @unchecked Sendable {  // sound: an LMDB en
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
-            throw DatasetError.io(path: path, reason: "cannot create the LMDB directory: \(error.localizedDescription)")
+            throw FileError(path: path, reason: "cannot create the LMDB directory: \(error.localizedDescription)")
         }
         try self.init(path: path, readOnly: false, mapSize: mapSize, durable: durable)
     }
@@ -47,7 +48,7 @@ package final class LMDBEnvironment: @unchecked Sendable {  // sound: an LMDB en
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
                 mdb_env_close(env)
-                throw DatasetError.io(path: path, reason: "no such LMDB directory")
+                throw FileError(path: path, reason: "no such LMDB directory")
             }
             flags |= UInt32(MDB_RDONLY) | UInt32(MDB_NOLOCK)
         }

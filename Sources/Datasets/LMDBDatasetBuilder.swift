@@ -88,7 +88,7 @@ package final class LMDBDatasetBuilder {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: dataDirectory, isDirectory: &isDir), isDir.boolValue else {
-            throw DatasetError.io(path: dataDirectory, reason: "the data directory does not exist")
+            throw FileError(path: dataDirectory, reason: "the data directory does not exist")
         }
         guard !splits.isEmpty else { throw DatasetError.invalidArgument("no split given") }
         for split in splits {
@@ -96,7 +96,7 @@ package final class LMDBDatasetBuilder {
                 throw DatasetError.invalidArgument("invalid split name '\(split)'")
             }
             for file in [imagesFile(split), textsFile(split)] where !fm.isReadableFile(atPath: file) {
-                throw DatasetError.io(path: file, reason: "no such file (split '\(split)' needs it)")
+                throw FileError(path: file, reason: "no such file (split '\(split)' needs it)")
             }
         }
         let createdRoot = !fm.fileExists(atPath: lmdbDirectory)
@@ -105,7 +105,7 @@ package final class LMDBDatasetBuilder {
         do {
             try fm.createDirectory(atPath: lmdbDirectory, withIntermediateDirectories: true)
         } catch {
-            throw DatasetError.io(path: lmdbDirectory, reason: "cannot create: \(error.localizedDescription)")
+            throw FileError(path: lmdbDirectory, reason: "cannot create: \(error.localizedDescription)")
         }
         let tmp = (lmdbDirectory as NSString).appendingPathComponent(".build-lmdb-\(getpid())-\(UUID().uuidString.prefix(8)).tmp")
         temporaryDirectory = tmp
@@ -127,9 +127,7 @@ package final class LMDBDatasetBuilder {
             // One step per split: the previous LMDB, if any, is swapped out into the temporary folder, removed with it.
             for split in splits {
                 let target = (lmdbDirectory as NSString).appendingPathComponent(split)
-                do { try AtomicOutputFolder.install((tmp as NSString).appendingPathComponent(split), at: target) } catch let e as OutputError {
-                    throw DatasetError.io(path: e.path, reason: e.reason)
-                }
+                try AtomicOutputFolder.install((tmp as NSString).appendingPathComponent(split), at: target)
             }
         } catch {
             if createdRoot { try? fm.removeItem(atPath: lmdbDirectory) }

@@ -22,14 +22,14 @@ package struct LineReader {
     package var fileSize: Int64 {
         get throws {
             do { return ((try FileManager.default.attributesOfItem(atPath: path)[.size]) as? NSNumber)?.int64Value ?? 0 }
-            catch { throw DatasetError.io(path: path, reason: "cannot read: \(error.localizedDescription)") }
+            catch { throw FileError(path: path, reason: "cannot read: \(error.localizedDescription)") }
         }
     }
 
     /// Calls `body` with each line's bytes (valid only during the call), its 1-based number and the bytes read so far.
     package func forEachLine(_ body: (_ line: UnsafeBufferPointer<UInt8>, _ number: Int, _ offset: Int64) throws -> Void) throws {
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw DatasetError.io(path: path, reason: String(cString: strerror(errno))) }
+        guard fd >= 0 else { throw FileError(path: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
         var buffer = [UInt8](repeating: 0, count: chunkSize)
         var start = 0, end = 0, number = 0
@@ -71,7 +71,7 @@ package struct LineReader {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + end, $0.count - end) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw DatasetError.io(path: path, reason: String(cString: strerror(errno)))
+                throw FileError(path: path, reason: String(cString: strerror(errno)))
             }
             if n == 0 { eof = true } else { end += n }
         }

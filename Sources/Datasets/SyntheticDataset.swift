@@ -152,11 +152,11 @@ package enum SyntheticDataset {
         try validate(splits: splits, resolution: resolution, encoding: encoding, threads: threads)
         let fm = FileManager.default
         do { try fm.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
-            throw DatasetError.io(path: directory, reason: "cannot create: \(error.localizedDescription)")
+            throw FileError(path: directory, reason: "cannot create: \(error.localizedDescription)")
         }
         let tmp = (directory as NSString).appendingPathComponent(".synth-dataset-\(getpid())-\(UUID().uuidString.prefix(8)).tmp")
         do { try fm.createDirectory(atPath: tmp, withIntermediateDirectories: false) } catch {
-            throw DatasetError.io(path: directory, reason: "cannot create a temporary directory in it: \(error.localizedDescription)")
+            throw FileError(path: directory, reason: "cannot create a temporary directory in it: \(error.localizedDescription)")
         }
         temporaryDirectoryChanged?(tmp)
         defer { try? fm.removeItem(atPath: tmp); temporaryDirectoryChanged?(nil) }
@@ -204,9 +204,7 @@ package enum SyntheticDataset {
             nextImage += split.count
             nextText += split.count
         }
-        do { try AtomicOutput.install(files: files, from: tmp, into: directory) } catch let e as OutputError {
-            throw DatasetError.io(path: e.path, reason: e.reason)
-        }
+        try AtomicOutput.install(files: files, from: tmp, into: directory)
         return made
     }
 

@@ -269,7 +269,7 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let e as HTTPError {
             let code = e.status == .notFound ? "not_found" : "http_\(e.status.code)"
             return errorResponse(status: e.status, code: code, message: e.body ?? e.status.reasonPhrase)
-        } catch let e as GalleryError {
+        } catch let e as UserFacingError where e is GalleryError || e is FileError {
             context.logger.error("gallery error: \(e)")
             return errorResponse(status: .internalServerError, code: "internal", message: e.description)
         } catch {

@@ -12,23 +12,6 @@ import Foundation
 import Glibc
 #endif
 
-/// A write that could not be completed; the target is as it was before.
-package struct OutputError: Error, CustomStringConvertible, Equatable {
-    /// The output's final path.
-    package var path: String
-    /// What went wrong, for the user.
-    package var reason: String
-
-    /// An error about `path`.
-    package init(path: String, reason: String) {
-        self.path = path
-        self.reason = reason
-    }
-
-    /// `path: reason`.
-    package var description: String { "\(path): \(reason)" }
-}
-
 private func systemError() -> String { String(cString: strerror(errno)) }
 
 /// Flushes a folder's entry list to disk, so a rename inside it survives a crash.
@@ -87,7 +70,7 @@ package final class AtomicOutputFile {
         if unnamed >= 0 { close(unnamed) }
         #endif
         guard let f = fopen(temporaryPath, "wbx") else {
-            throw OutputError(path: path, reason: "cannot create a file beside it: \(systemError())")
+            throw FileError(path: path, reason: "cannot create a file beside it: \(systemError())")
         }
         setvbuf(f, nil, _IOFBF, 1 << 20)
         handle = f
@@ -95,10 +78,10 @@ package final class AtomicOutputFile {
 
     /// Appends `bytes`.
     package func write(bytes: UnsafeRawBufferPointer) throws {
-        guard let handle else { throw OutputError(path: path, reason: "written after commit or discard") }
+        guard let handle else { throw FileError(path: path, reason: "written after commit or discard") }
         guard bytes.count > 0 else { return }
         if fwrite(bytes.baseAddress, 1, bytes.count, handle) != bytes.count {
-            throw OutputError(path: path, reason: "write failed: \(systemError())")
+            throw FileError(path: path, reason: "write failed: \(systemError())")
         }
     }
 
@@ -131,7 +114,7 @@ package final class AtomicOutputFile {
         if ok && rename(temporaryPath, path) != 0 { ok = false; reason = "cannot rename it into place: \(systemError())" }
         guard ok else {
             unlink(temporaryPath)
-            throw OutputError(path: path, reason: "cannot write: \(reason)")
+            throw FileError(path: path, reason: "cannot write: \(reason)")
         }
         syncFolder(parentFolder(path))
     }
@@ -189,8 +172,8 @@ package enum AtomicOutput {
 extension AtomicOutput {
     /// Flushes the finished file `source` to disk and renames it over `target`; errors name `target`.
     static func moveFlushed(_ source: String, to target: String) throws {
-        guard syncFile(source) else { throw OutputError(path: target, reason: "cannot flush the new file: \(systemError())") }
-        guard rename(source, target) == 0 else { throw OutputError(path: target, reason: "cannot rename it into place: \(systemError())") }
+        guard syncFile(source) else { throw FileError(path: target, reason: "cannot flush the new file: \(systemError())") }
+        guard rename(source, target) == 0 else { throw FileError(path: target, reason: "cannot rename it into place: \(systemError())") }
     }
 
     /// Moves finished files `names` from the temporary folder `built` into `folder` (both on one file system): each
@@ -216,7 +199,7 @@ package final class AtomicOutputFolder {
         self.path = path
         temporaryPath = temporarySibling(of: path)
         guard mkdir(temporaryPath, 0o755) == 0 else {
-            throw OutputError(path: path, reason: "cannot create a folder beside it: \(systemError())")
+            throw FileError(path: path, reason: "cannot create a folder beside it: \(systemError())")
         }
     }
 
@@ -235,10 +218,10 @@ package final class AtomicOutputFolder {
         try syncTree(built)
         if FileManager.default.fileExists(atPath: target) {
             guard exchange(built, target) else {
-                throw OutputError(path: target, reason: "cannot swap the new folder into place: \(systemError())")
+                throw FileError(path: target, reason: "cannot swap the new folder into place: \(systemError())")
             }
         } else if rename(built, target) != 0 {
-            throw OutputError(path: target, reason: "cannot rename the new folder into place: \(systemError())")
+            throw FileError(path: target, reason: "cannot rename the new folder into place: \(systemError())")
         }
         syncFolder(parentFolder(target))
     }
@@ -262,7 +245,7 @@ package final class AtomicOutputFolder {
                 var isDir: ObjCBool = false
                 guard fm.fileExists(atPath: full, isDirectory: &isDir) else { continue }
                 if isDir.boolValue { folders.append(full); continue }
-                guard syncFile(full) else { throw OutputError(path: full, reason: "cannot flush: \(systemError())") }
+                guard syncFile(full) else { throw FileError(path: full, reason: "cannot flush: \(systemError())") }
             }
         }
         folders.forEach(syncFolder)

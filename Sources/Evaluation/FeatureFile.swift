@@ -10,8 +10,6 @@ import Tensors
 
 /// Errors reading or writing feature, annotation and prediction files; each names the file and line.
 package enum RetrievalError: UserFacingError, Equatable {
-    /// A file could not be opened, read or written.
-    case io(path: String, reason: String)
     /// A line is not what the format needs (bad JSON, a missing key, a wrong type).
     case malformedLine(path: String, line: Int, reason: String)
     /// A feature's length differs from the first feature's.
@@ -22,7 +20,6 @@ package enum RetrievalError: UserFacingError, Equatable {
     /// A one-line message for the user.
     package var description: String {
         switch self {
-        case .io(let p, let r): return "\(p): \(r)"
         case .malformedLine(let p, let l, let r): return "\(p):\(l): \(r)"
         case .dimensionMismatch(let p, let l, let id, let e, let f):
             return "\(p):\(l): feature of id \(id) has \(f) values, expected \(e) (as the first feature read)"
@@ -70,7 +67,7 @@ package final class FeatureFileReader {
         self.idKey = idKey
         self.dim = dim
         guard let h = FileHandle(forReadingAtPath: path) else {
-            throw RetrievalError.io(path: path, reason: FileManager.default.fileExists(atPath: path) ? "cannot be opened" : "no such file")
+            throw FileError(path: path, reason: FileManager.default.fileExists(atPath: path) ? "cannot be opened" : "no such file")
         }
         handle = h
         let attrs = try? FileManager.default.attributesOfItem(atPath: path)
@@ -106,7 +103,7 @@ package final class FeatureFileReader {
             }
             let chunk: Data
             do { chunk = try handle.read(upToCount: 8 << 20) ?? Data() } catch {
-                throw RetrievalError.io(path: path, reason: "read failed: \(error.localizedDescription)")
+                throw FileError(path: path, reason: "read failed: \(error.localizedDescription)")
             }
             if chunk.isEmpty { eof = true } else { buffer.append(contentsOf: chunk) }
         }

@@ -295,7 +295,7 @@ package enum AnnotationTransform {
     package static func transform(input: String) throws -> [String] {
         let file: PythonTextLines
         do { file = try PythonTextLines.read(input) } catch let e as PythonTextLines.OpenFailure {
-            throw RetrievalError.io(path: input, reason: String(cString: strerror(e.errno)))
+            throw FileError(path: input, reason: String(cString: strerror(e.errno)))
         }
         var order: [(PyJSON, [PyJSON])] = []
         var index: [PyKey: Int] = [:]

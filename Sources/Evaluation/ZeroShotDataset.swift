@@ -24,8 +24,6 @@ package enum ZeroShotError: UserFacingError, Equatable {
     case index(path: String, reason: String)
     /// A template set the dataset rule names is missing from the bundled templates.
     case unknownTemplateSet(String)
-    /// A file could not be read or written.
-    case io(path: String, reason: String)
 
     /// A one-line message for the user.
     package var description: String {
@@ -40,7 +38,6 @@ package enum ZeroShotError: UserFacingError, Equatable {
         case .image(let p, let r): return "\(p): \(r)"
         case .index(let p, let r): return "\(p): index file: \(r)"
         case .unknownTemplateSet(let n): return "template set '\(n)' is missing from the bundled zeroshot_templates.json"
-        case .io(let p, let r): return "\(p): \(r)"
         }
     }
 }
@@ -68,10 +65,10 @@ package struct ZeroShotDataset: Sendable {
     /// Scans `root` as torchvision's `ImageFolder` does; a class folder without images is an error.
     package init(imageFolder root: String) throws {
         let fm = FileManager.default
-        guard isDirectory(root) else { throw ZeroShotError.io(path: root, reason: "no such folder") }
+        guard isDirectory(root) else { throw FileError(path: root, reason: "no such folder") }
         let entries: [String]
         do { entries = try fm.contentsOfDirectory(atPath: root) } catch {
-            throw ZeroShotError.io(path: root, reason: "cannot list the folder: \(error.localizedDescription)")
+            throw FileError(path: root, reason: "cannot list the folder: \(error.localizedDescription)")
         }
         let classes = entries.filter { isDirectory(joinPath(root, $0)) }.sorted(by: codePointLess)
         guard !classes.isEmpty else { throw ZeroShotError.noClassFolders(path: root) }

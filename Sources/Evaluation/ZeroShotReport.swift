@@ -90,10 +90,10 @@ package struct ElevaterSubmission: Sendable {
         do {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             try AtomicOutput.write(jsonString(), to: path)
-        } catch let e as OutputError {
-            throw ZeroShotError.io(path: path, reason: e.reason)
+        } catch let e as FileError {
+            throw e
         } catch {
-            throw ZeroShotError.io(path: path, reason: "cannot write: \(error.localizedDescription)")
+            throw FileError(path: path, reason: "cannot write: \(error.localizedDescription)")
         }
     }
 }

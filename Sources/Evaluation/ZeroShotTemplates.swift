@@ -2,6 +2,7 @@
 // The template texts are data (Resources/zeroshot_templates.json, generated from the installed reference by
 // scripts/reference/make_zeroshot_templates.py); only the dataset → set rule lives in code.
 
+import Essentials
 import Foundation
 
 /// The reference's prompt-template sets (`cvinw_zeroshot_templates.py`), `{}` standing for the class name.
@@ -47,12 +48,12 @@ package enum ZeroShotTemplates {
 
     private static let cache = Result<[String: [String]], Error> {
         guard let url = Bundle.module.url(forResource: "zeroshot_templates", withExtension: "json") else {
-            throw ZeroShotError.io(path: "zeroshot_templates.json", reason: "resource missing from the Evaluation bundle")
+            throw FileError(path: "zeroshot_templates.json", reason: "resource missing from the Evaluation bundle")
         }
         do {
             return try JSONDecoder().decode([String: [String]].self, from: Data(contentsOf: url))
         } catch {
-            throw ZeroShotError.io(path: url.path, reason: "cannot read the template sets: \(error)")
+            throw FileError(path: url.path, reason: "cannot read the template sets: \(error)")
         }
     }
 }

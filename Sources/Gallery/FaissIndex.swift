@@ -63,11 +63,7 @@ package final class FaissIndex: @unchecked Sendable {  // sound: FAISS indexes a
 
     /// Writes the index to `path` (through a temporary file renamed into place).
     package func write(to path: String) throws {
-        do {
-            try AtomicOutput.writeNamed(path: path) { tmp in try Self.check(cfaiss_write(handle, tmp), "\(path): cannot write the FAISS index") }
-        } catch let e as OutputError {
-            throw GalleryError.io(path: e.path, reason: e.reason)
-        }
+        try AtomicOutput.writeNamed(path: path) { tmp in try Self.check(cfaiss_write(handle, tmp), "\(path): cannot write the FAISS index") }
     }
 
     /// Sets how many OpenMP threads FAISS may use.

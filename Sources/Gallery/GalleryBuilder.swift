@@ -87,7 +87,7 @@ package final class GalleryBuilder {
         var isDir: ObjCBool = false
         if fm.fileExists(atPath: output, isDirectory: &isDir) {
             guard isDir.boolValue, (try? fm.contentsOfDirectory(atPath: output))?.isEmpty == true else {
-                throw GalleryError.io(path: output, reason: "already exists; use `cnclip index add` to grow an index, or choose a new directory")
+                throw FileError(path: output, reason: "already exists; use `cnclip index add` to grow an index, or choose a new directory")
             }
         }
         let url = URL(fileURLWithPath: output).standardizedFileURL
@@ -95,10 +95,10 @@ package final class GalleryBuilder {
         do {
             try fm.createDirectory(atPath: url.deletingLastPathComponent().path, withIntermediateDirectories: true)
             folder = try AtomicOutputFolder(path: url.path)
-        } catch let e as OutputError {
-            throw GalleryError.io(path: e.path, reason: e.reason)
+        } catch let e as FileError {
+            throw e
         } catch {
-            throw GalleryError.io(path: url.deletingLastPathComponent().path, reason: "cannot create: \(error.localizedDescription)")
+            throw FileError(path: url.deletingLastPathComponent().path, reason: "cannot create: \(error.localizedDescription)")
         }
         let tmp = folder.temporaryPath
         do {
@@ -107,8 +107,8 @@ package final class GalleryBuilder {
                                            contextLength: options.contextLength, probeText: Self.probeText, probeFeature: probe)
             var summary = try append(directory: tmp, manifest: &manifest, images: images, captions: captions, newApproximate: options.approximate)
             try manifest.write(directory: tmp)
-            do { try folder.commit() } catch let e as OutputError {
-                throw GalleryError.io(path: output, reason: e.reason)
+            do { try folder.commit() } catch let e as FileError {
+                throw FileError(path: output, reason: e.reason)
             }
             summary.approximate = manifest.approximate?.factory
             return summary
@@ -348,8 +348,8 @@ package final class GalleryBuilder {
 
     static func appending(_ path: String) throws -> FileHandle {
         if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
-        guard let h = FileHandle(forWritingAtPath: path) else { throw GalleryError.io(path: path, reason: "cannot open for writing") }
-        do { try h.seekToEnd() } catch { throw GalleryError.io(path: path, reason: "cannot seek: \(error.localizedDescription)") }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw FileError(path: path, reason: "cannot open for writing") }
+        do { try h.seekToEnd() } catch { throw FileError(path: path, reason: "cannot seek: \(error.localizedDescription)") }
         return h
     }
 
@@ -359,7 +359,7 @@ package final class GalleryBuilder {
             if bytes == 0 { return }
             throw GalleryError.badIndex(path: path, reason: "missing")
         }
-        guard Glibc.truncate(path, off_t(bytes)) == 0 else { throw GalleryError.io(path: path, reason: "cannot truncate: \(String(cString: strerror(errno)))") }
+        guard Glibc.truncate(path, off_t(bytes)) == 0 else { throw FileError(path: path, reason: "cannot truncate: \(String(cString: strerror(errno)))") }
     }
 
     /// The first `count` lines of `path`, after cutting the file after them.

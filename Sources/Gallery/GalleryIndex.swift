@@ -21,8 +21,6 @@ import Tensors
 
 /// Errors building, loading or searching a gallery; each names the file or item at fault.
 package enum GalleryError: UserFacingError, Equatable, Sendable {
-    /// A file could not be read or written.
-    case io(path: String, reason: String)
     /// An index directory's files disagree with its manifest or with each other.
     case badIndex(path: String, reason: String)
     /// An image of the source could not be read or decoded.
@@ -39,7 +37,6 @@ package enum GalleryError: UserFacingError, Equatable, Sendable {
     /// A one-line message for the user.
     package var description: String {
         switch self {
-        case .io(let p, let r): return "\(p): \(r)"
         case .badIndex(let p, let r): return "\(p): not a usable gallery index: \(r)"
         case .badImage(let s, let id, let r): return "\(s): image \(id): \(r)"
         case .duplicateID(let s, let id): return "\(s): image id \(id) appears twice"

@@ -22,7 +22,7 @@ package enum GalleryImageSource: Sendable, Equatable {
     package static func detect(_ path: String) throws -> GalleryImageSource {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw GalleryError.io(path: path, reason: "no such file or directory")
+            throw FileError(path: path, reason: "no such file or directory")
         }
         if !isDir.boolValue { return .tsv(path) }
         return FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("data.mdb")) ? .lmdb(path) : .folder(path)
@@ -46,7 +46,7 @@ package enum GalleryImageSource: Sendable, Equatable {
         package func bytes() throws -> Data {
             if let base64 { return Data(try Base64.decode(base64)) }
             guard let file, let data = FileManager.default.contents(atPath: file) else {
-                throw GalleryError.io(path: file ?? "?", reason: "cannot read")
+                throw FileError(path: file ?? "?", reason: "cannot read")
             }
             return data
         }
@@ -89,7 +89,7 @@ package enum GalleryImageSource: Sendable, Equatable {
     /// Image files under `root`, as relative paths sorted by their bytes (so the order is the same on every machine).
     static func imageFiles(in root: String) throws -> [String] {
         guard let walker = FileManager.default.enumerator(atPath: root) else {
-            throw GalleryError.io(path: root, reason: "cannot list the folder")
+            throw FileError(path: root, reason: "cannot list the folder")
         }
         var files: [String] = []
         while let rel = walker.nextObject() as? String {

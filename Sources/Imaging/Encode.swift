@@ -120,7 +120,7 @@ extension Image {
         }
         do {
             try AtomicOutput.write(path: url.path) { try $0.write(data) }
-        } catch let error as OutputError {
+        } catch let error as FileError {
             throw ImageError(file: url.path, reason: .encodingFailed(error.reason))
         }
     }

@@ -257,7 +257,7 @@ package final class Trainer {
         let checkpointDir = TrainingLogFormat.join(logsDir, o.name, "checkpoints")
         if writes {
             do { try FileManager.default.createDirectory(atPath: checkpointDir, withIntermediateDirectories: true) } catch {
-                throw TrainingError.io(path: checkpointDir, reason: "cannot create the checkpoint directory: \(error.localizedDescription)")
+                throw FileError(path: checkpointDir, reason: "cannot create the checkpoint directory: \(error.localizedDescription)")
             }
         }
         let log = try TrainingLogger(path: writes ? logPath : nil, echo: echoLog && parallel.rank == 0)
@@ -536,7 +536,7 @@ package final class Trainer {
 
 /// Writes `text` to `path` through the one safe writer: the previous file stays until the new one is whole.
 func atomicWrite(_ text: String, to path: String) throws {
-    do { try AtomicOutput.write(text, to: path) } catch let e as OutputError {
-        throw TrainingError.io(path: path, reason: e.reason)
+    do { try AtomicOutput.write(text, to: path) } catch let e as FileError {
+        throw FileError(path: path, reason: e.reason)
     }
 }

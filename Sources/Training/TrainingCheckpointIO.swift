@@ -4,6 +4,7 @@
 // loader of every command), so a run started with cn-clip resumes here, and ours resume in cn-clip.
 
 import Checkpoints
+import Essentials
 import Foundation
 import NeuralNet
 import Tensors
@@ -49,7 +50,7 @@ package func writeTrainingCheckpoint(_ snapshot: TrainingSnapshot, to url: URL) 
     let checkpoint = TrainingCheckpoint(epoch: snapshot.epoch, step: snapshot.step, name: snapshot.name, stateDict: model,
                                         optimizer: snapshot.optimizer?.pickleValue ?? .none)
     do { try checkpoint.write(to: url) } catch {
-        throw TrainingError.io(path: url.path, reason: "cannot write the checkpoint: \(error)")
+        throw FileError(path: url.path, reason: "cannot write the checkpoint: \(error)")
     }
 }
 
@@ -74,7 +75,7 @@ package struct ResumeCheckpoint {
             let loaded = try loadCheckpoint(url)
             stateDict = loaded.stateDict
             entries = loaded.trainingEntries
-        } catch let e as CheckpointError {
+        } catch let e as UserFacingError {  // CheckpointError or FileError
             throw TrainingError.checkpoint(path: path, reason: "cannot read the checkpoint: \(e.description)")
         }
     }

@@ -61,7 +61,7 @@ package final class LMDBTrainingDataset: Sendable {
         do {
             pairs = try PairsStore(path: pairsPath)
             images = try ImageStore(path: imagesPath)
-        } catch let e as DatasetError {
+        } catch let e as UserFacingError {  // DatasetError or FileError
             throw TrainingError.dataset(path: pairsPath, reason: "cannot open the \(split) LMDB: \(e.description)")
         }
         guard pairs.count > 0 else {

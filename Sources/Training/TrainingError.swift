@@ -14,8 +14,6 @@ package enum TrainingError: UserFacingError, Equatable {
     case checkpoint(path: String, reason: String)
     /// The loss became NaN or infinite at 1-based `step`; the last good checkpoint (if any) is kept.
     case nonFiniteLoss(step: Int, loss: Float, lastCheckpoint: String?)
-    /// An output (log, params file, checkpoint) could not be written.
-    case io(path: String, reason: String)
 
     /// A one-line message for the user.
     package var description: String {
@@ -27,7 +25,6 @@ package enum TrainingError: UserFacingError, Equatable {
             let kept = last.map { "the last good checkpoint is kept at \($0)" } ?? "no checkpoint had been written yet"
             return "the loss is \(loss) at step \(step): training stopped before updating the weights; \(kept). "
                 + "Try a lower --lr or a longer --warmup."
-        case .io(let p, let r): return "\(p): \(r)"
         }
     }
 }

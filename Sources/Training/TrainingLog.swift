@@ -3,6 +3,7 @@
 // filter's `Rank 0 | ` prefix), the training and validation lines of `train.py`, and `params_{timestamp}.txt`
 // (`{name}: {str(value)}` per argument, sorted by name).
 
+import Essentials
 import Foundation
 
 /// Writes log lines to `out_{timestamp}.log` (appending, as Python's FileHandler does) and optionally to stderr.
@@ -24,10 +25,10 @@ package final class TrainingLogger {
         if let path {
             if !FileManager.default.fileExists(atPath: path) {
                 guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                    throw TrainingError.io(path: path, reason: "cannot create the log file")
+                    throw FileError(path: path, reason: "cannot create the log file")
                 }
             }
-            guard let h = FileHandle(forWritingAtPath: path) else { throw TrainingError.io(path: path, reason: "cannot open the log file") }
+            guard let h = FileHandle(forWritingAtPath: path) else { throw FileError(path: path, reason: "cannot open the log file") }
             h.seekToEndOfFile()
             handle = h
         } else {

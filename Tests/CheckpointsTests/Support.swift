@@ -1,6 +1,7 @@
 // Shared helpers for the Checkpoints tests: fixture paths, temporary files, and a tiny stored-zip writer
 // for hand-made torch archives (to exercise cases the reference fixtures do not contain).
 
+import Essentials
 import Foundation
 import XCTest
 @testable import Checkpoints
@@ -28,6 +29,21 @@ func assertCheckpointError(_ body: @autoclosure () throws -> Any, file: StaticSt
         XCTFail("expected an error", file: file, line: line)
     } catch let e as CheckpointError {
         XCTAssertTrue(check(e), "unexpected error: \(e)", file: file, line: line)
+        return e
+    } catch {
+        XCTFail("unexpected error type: \(error)", file: file, line: line)
+    }
+    return nil
+}
+
+/// Asserts that `body` throws a `FileError` about `path`, and returns it.
+@discardableResult
+func assertFileError(_ body: @autoclosure () throws -> Any, path: String, file: StaticString = #filePath, line: UInt = #line) -> FileError? {
+    do {
+        _ = try body()
+        XCTFail("expected an error", file: file, line: line)
+    } catch let e as FileError {
+        XCTAssertEqual(e.path, path, "unexpected error: \(e)", file: file, line: line)
         return e
     } catch {
         XCTFail("unexpected error type: \(error)", file: file, line: line)

@@ -206,7 +206,7 @@ final class TorchCheckpointTests: XCTestCase {
         let empty = dir.appendingPathComponent("empty.pt")
         try Data().write(to: empty)
         assertCheckpointError(try TorchCheckpoint(url: empty)) { if case .notZip = $0 { return true } else { return false } }
-        assertCheckpointError(try loadStateDict(dir.appendingPathComponent("missing.pt"))) { if case .io = $0 { return true } else { return false } }
+        assertFileError(try loadStateDict(dir.appendingPathComponent("missing.pt")), path: dir.appendingPathComponent("missing.pt").path)
     }
 
     func testUnknownGlobalInACheckpointIsAnError() throws {

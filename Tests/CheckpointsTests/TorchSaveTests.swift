@@ -161,9 +161,7 @@ final class TorchSaveTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["keep.pt"])
         // A missing directory is an I/O error naming the file.
         let missing = dir.appendingPathComponent("no/such/dir/x.pt")
-        assertCheckpointError(try TorchSave.write(.none, to: missing)) {
-            if case .io(let file, _) = $0 { return file == missing.path } else { return false }
-        }
+        assertFileError(try TorchSave.write(.none, to: missing), path: missing.path)
     }
 
     func testProtocol4EncoderUnchangedForSimpleTuples() throws {

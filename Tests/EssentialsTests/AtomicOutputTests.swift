@@ -39,7 +39,7 @@ final class AtomicOutputTests: XCTestCase {
     func testUnwritableFolderIsAnErrorNamingTheTarget() throws {
         let target = path("missing/out.txt")
         XCTAssertThrowsError(try AtomicOutput.write("x", to: target)) { error in
-            XCTAssertEqual((error as? OutputError)?.path, target, "\(error)")
+            XCTAssertEqual((error as? FileError)?.path, target, "\(error)")
         }
     }
 

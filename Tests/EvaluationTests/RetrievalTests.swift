@@ -192,7 +192,7 @@ final class RetrievalTests: XCTestCase {
         try check("{\"image_id\": \"x\"}\n", .malformedLine(path: p, line: 1, reason: "no \"feature\" key (id x)"))
         try check("{\"image_id\": 1, \"feature\": [1, \"2\"]}\n", .malformedLine(path: p, line: 1, reason: "\"feature\" holds a non-number at column 32"))
         XCTAssertThrowsError(try FeatureFileReader(path: path("missing.jsonl"), idKey: "image_id")) {
-            XCTAssertEqual($0 as? RetrievalError, .io(path: self.path("missing.jsonl"), reason: "no such file"))
+            XCTAssertEqual($0 as? FileError, FileError(path: self.path("missing.jsonl"), reason: "no such file"))
         }
     }
 
