@@ -60,14 +60,14 @@ let package = Package(
         ]),
 
         // Test helpers (a loopback HTTP server); not a product.
-        .target(name: "TestSupport", dependencies: ["Essentials", "Tensors"], path: "Sources/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Checkpoints", "Essentials", "Tensors"], path: "Sources/TestSupport"),
 
         .testTarget(name: "EssentialsTests", dependencies: ["Essentials"]),
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "CKernels", "Checkpoints", "TestSupport"]),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "CKernels", "Checkpoints", "Essentials", "TestSupport"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Tensors", "Checkpoints", "TestSupport"]),
-        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Essentials", "NeuralNet", "Tensors"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Essentials", "NeuralNet", "Tensors", "TestSupport"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Essentials"]),
         .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Essentials", "Checkpoints", "Imaging", "NeuralNet"]),
         .testTarget(name: "FeatureExtractionTests", dependencies: ["FeatureExtraction"]),

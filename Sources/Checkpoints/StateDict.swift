@@ -128,7 +128,7 @@ package struct StateDict: Sendable, Sequence {
 
 extension PickleValue {
     /// Python's name for the value's type, for error messages.
-    var kindName: String {
+    package var kindName: String {
         switch self {
         case .none: return "None"
         case .bool: return "a bool"

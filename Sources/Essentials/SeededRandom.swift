@@ -5,13 +5,13 @@ import Foundation
 
 /// SplitMix64: a small, fast, seedable generator (not cryptographic).
 package struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
+    @usableFromInline var state: UInt64
 
     /// A generator whose sequence is fixed by `seed`.
-    package init(seed: UInt64) { state = seed }
+    @inlinable package init(seed: UInt64) { state = seed }
 
-    /// The next 64 random bits.
-    package mutating func next() -> UInt64 {
+    /// The next 64 random bits (inlinable: kernels draw one per element).
+    @inlinable package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

@@ -147,7 +147,7 @@ final class DatasetCLITests: XCTestCase {
         // Golden files from scripts/reference/make_extract_features_golden.py (the reference's extract_features.py).
         let golden = fixtures.appendingPathComponent("extract")
         let texts = scratch.appendingPathComponent("train_texts.jsonl")
-        try FileManager.default.copyItem(at: golden.appendingPathComponent("train_texts.jsonl"), to: texts)
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("dataset/train_texts.jsonl"), to: texts)
         let r = try cnclip(["extract-features", "--extract-image-feats", "--extract-text-feats",
                             "--image-data", fixtures.appendingPathComponent("dataset/lmdb/train/imgs").path,
                             "--text-data", texts.path, "--img-batch-size", "4", "--text-batch-size", "3", "--precision", "fp32"] + vitArgs)

@@ -117,10 +117,18 @@ final class ZeroShotCLITests: XCTestCase {
                         mentioning: "\(labels.path): 2 labels, but", save: save)
     }
 
-    /// A copy of the fixture test set in a temporary folder, to break.
+    /// A copy of the fixture test set in a temporary folder, to break. Its images are links into `Fixtures/images`
+    /// (one copy of each fixture); the copy holds their bytes, so it can be changed without touching the fixtures.
     func copyOfTestSet() throws -> URL {
-        let dir = try tempDir().appendingPathComponent("test")
-        try FileManager.default.copyItem(at: zeroshot.appendingPathComponent("test"), to: dir)
+        let fm = FileManager.default
+        let source = zeroshot.appendingPathComponent("test"), dir = try tempDir().appendingPathComponent("test")
+        for folder in try fm.contentsOfDirectory(atPath: source.path) {
+            try fm.createDirectory(at: dir.appendingPathComponent(folder), withIntermediateDirectories: true)
+            for name in try fm.contentsOfDirectory(atPath: source.appendingPathComponent(folder).path) {
+                try Data(contentsOf: source.appendingPathComponent(folder).appendingPathComponent(name))
+                    .write(to: dir.appendingPathComponent(folder).appendingPathComponent(name))
+            }
+        }
         return dir
     }
 

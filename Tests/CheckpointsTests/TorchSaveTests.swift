@@ -14,6 +14,7 @@
 
 import Foundation
 import NeuralNet
+import TestSupport
 import XCTest
 import Tensors
 @testable import Checkpoints

@@ -4,6 +4,7 @@
 // for byte (float bits for the normalised tensor); the policy table must be timm's; and our random draws must
 // follow the reference's distributions (crop box statistics from timm's own get_params, sub-policy and op
 // frequencies from timm's table).
+import Essentials
 import Foundation
 import XCTest
 import Imaging
@@ -215,7 +216,7 @@ final class AugmentParityTests: XCTestCase {
 
     func testCropBoxesFollowTimmsDistribution() throws {
         for s in try loadCases().crop {
-            var rng = TestSplitMix(seed: UInt64(s.width * 1000 + s.height))
+            var rng = SplitMix64(seed: UInt64(s.width * 1000 + s.height))
             let n = s.draws
             var boxes: [[Double]] = []
             var fallbacks = 0
@@ -253,7 +254,7 @@ final class AugmentParityTests: XCTestCase {
     func testPolicyDrawsFollowTimmsDistribution() throws {
         let p = try loadCases().policy
         let augmentation = TrainingAugmentation(resolution: 224)
-        var rng = TestSplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let n = 50_000
         let rows = augmentation.policy.count
         var chosen = [Int](repeating: 0, count: rows)
@@ -301,23 +302,10 @@ final class AugmentParityTests: XCTestCase {
     func testSameGeneratorSameAugmentation() throws {
         let image = try Image(contentsOfFile: fixturesURL.appendingPathComponent("images/rgb.jpg").path)
         let augmentation = TrainingAugmentation(resolution: 48)
-        var a = TestSplitMix(seed: 42), b = TestSplitMix(seed: 42), c = TestSplitMix(seed: 43)
+        var a = SplitMix64(seed: 42), b = SplitMix64(seed: 42), c = SplitMix64(seed: 43)
         let x = augmentation.tensor(image, using: &a), y = augmentation.tensor(image, using: &b)
         XCTAssertEqual(x, y)
         XCTAssertEqual(x.count, 3 * 48 * 48)
         XCTAssertNotEqual(x, augmentation.tensor(image, using: &c))
-    }
-}
-
-/// SplitMix64, local to the tests (Imaging sits below NeuralNet, whose SplitMix64 the trainer uses).
-struct TestSplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

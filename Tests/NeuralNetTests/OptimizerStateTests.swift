@@ -6,6 +6,7 @@ import Checkpoints
 import Foundation
 import NeuralNet
 import Tensors
+import TestSupport
 import XCTest
 
 /// A small model with a decayed (`fc.weight`) and an exempt group (`ln_1.*`, `fc.bias`), as the reference groups them.

@@ -9,6 +9,7 @@
 // bound is tight enough to catch any wrong term (a missing factor or a transposed product is off by O(1)).
 
 import Checkpoints
+import Essentials
 import Foundation
 import Tensors
 import TestSupport
@@ -271,27 +272,14 @@ final class GradientParityTests: XCTestCase {
         let x = Variable.leaf(Tensor(shape: [1000], repeating: 1))
         XCTAssertEqual(dropout(x, p: 0, training: true, using: &rng).node === x.node, true)
         XCTAssertEqual(dropout(x, p: 0.5, training: false, using: &rng).node === x.node, true)
-        var seeded = SeededGenerator(seed: 7)
+        var seeded = SplitMix64(seed: 7)
         let y = dropout(x, p: 0.25, training: true, using: &seeded)
         let kept = y.value.scalars.filter { $0 != 0 }
         XCTAssertTrue(kept.allSatisfy { abs($0 - 1 / 0.75) < 1e-6 })
         XCTAssertTrue((650...850).contains(kept.count), "kept \(kept.count) of 1000 at p = 0.25")
         y.backward(seed: Tensor(shape: [1000], repeating: 1))
         XCTAssertEqual(x.grad?.scalars, y.value.scalars)
-        var again = SeededGenerator(seed: 7)
+        var again = SplitMix64(seed: 7)
         XCTAssertEqual(dropout(Variable(x.value), p: 0.25, training: true, using: &again).value.scalars, y.value.scalars)
-    }
-}
-
-/// A tiny seeded generator for the dropout test (NeuralNet's SplitMix64 lives in a higher target).
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

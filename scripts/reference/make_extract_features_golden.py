@@ -1,8 +1,9 @@
 """Golden output of cn-clip's eval/extract_features.py on the fixture dataset with the vit-tiny checkpoint.
 
-Writes Tests/Fixtures/extract/{train_texts.jsonl, train_texts.txt_feat.jsonl, train_imgs.img_feat.jsonl}: the
-train split's texts (copied, so the reference's default output paths, derived from --text-data, are exercised) and
-the features the reference script writes for them and for the images of the train LMDB.
+Writes Tests/Fixtures/extract/{train_texts.txt_feat.jsonl, train_imgs.img_feat.jsonl}: the features the reference
+script writes for the train split's texts and for the images of the train LMDB. The texts are copied beside them for
+the run (so the reference's default output paths, derived from --text-data, are exercised) and the copy removed
+after: the one copy of the texts stays Tests/Fixtures/dataset/train_texts.jsonl.
 
 The script needs CUDA and only accepts released model names, so it runs on a private copy of the cn_clip package
 (the shared environment is never modified) whose ViT-B-32 / RBT3-chinese configs are replaced by vit-tiny's, with
@@ -45,6 +46,7 @@ try:
     import cn_clip.eval.extract_features as mod
     assert mod.__file__.startswith(tmp), mod.__file__
     runpy.run_path(mod.__file__, run_name="__main__")
+    os.remove(texts)
 finally:
     shutil.rmtree(tmp)
 print("written:", sorted(os.listdir(out)))

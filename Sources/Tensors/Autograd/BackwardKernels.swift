@@ -2,6 +2,7 @@
 // kernels they allocate their outputs and never mutate their inputs.
 
 import Dispatch
+import Essentials
 import Foundation
 
 // MARK: - Helpers
@@ -145,15 +146,10 @@ package struct AttentionDropout: Sendable {
     /// Multiplies the `[lq, lk]` probabilities of head `item` (batch·heads + head) by its mask: 0 with
     /// probability `p`, else `1/(1-p)` (SplitMix64 stream of `seed` and `item`).
     func apply(to probabilities: UnsafeMutablePointer<Float>, count: Int, item: Int) {
-        var state = seed ^ (UInt64(item) &* 0xD1B5_4A32_D192_ED03)
+        var generator = SplitMix64(seed: seed ^ (UInt64(item) &* 0xD1B5_4A32_D192_ED03))
         let keep = 1 / (1 - p)
         for i in 0..<count {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
-            let u = Float(z >> 40) * 0x1p-24  // uniform in [0, 1)
+            let u = Float(generator.next() >> 40) * 0x1p-24  // uniform in [0, 1)
             probabilities[i] *= u < p ? 0 : keep
         }
     }
