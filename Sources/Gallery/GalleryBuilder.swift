@@ -347,7 +347,7 @@ package final class GalleryBuilder {
     }
 
     static func appending(_ path: String) throws -> FileHandle {
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let h = FileHandle(forWritingAtPath: path) else { throw FileError(path: path, reason: "cannot open for writing") }
         do { try h.seekToEnd() } catch { throw FileError(path: path, reason: "cannot seek: \(error.localizedDescription)") }
         return h

@@ -353,13 +353,21 @@ package final class Trainer {
                 return false
             }
         }
+        progress.summary.steps = stepsBefore + trained
+        try finishEpoch(epoch, from: firstStep, trained: trained, plan: plan, optimizer: optimizer, outputs: outputs, progress: progress)
+        return true
+    }
+
+    /// The end of an epoch, as main.py ends one: the max_steps notice, epoch validation, the epoch checkpoints.
+    func finishEpoch(_ epoch: Int, from firstStep: Int, trained: Int, plan: Plan, optimizer: AdamW, outputs: Outputs,
+                     progress: Progress) throws {
+        let o = options
         // The reference notices max_steps at the next batch of the epoch, if there is one.
         let stopBatch = max(0, (plan.maxSteps - plan.stepsPerEpoch * epoch) * o.accumFreq)
         if stopBatch < plan.numBatches && stopBatch >= firstStep * o.accumFreq {
             outputs.log.info("Stopping training due to step \(plan.stepsPerEpoch * epoch + stopBatch / o.accumFreq) has reached max_steps \(plan.maxSteps / o.accumFreq)")
         }
-        let steps = stepsBefore + trained
-        progress.summary.steps = steps
+        let steps = progress.summary.steps
         if o.valData != nil, let every = o.validEpochInterval, (epoch + 1) % every == 0 {
             try validate(plan, epoch: epoch, steps: steps, outputs: outputs, progress: progress)
         }
@@ -369,7 +377,6 @@ package final class Trainer {
             }
             try save(epoch: epoch + 1, step: steps, file: "epoch_latest.pt", optimizer: optimizer, outputs: outputs, progress: progress)
         }
-        return true
     }
 
     /// Writes checkpoint `file` as main.py's `torch.save` dict and logs it as the reference does.
