@@ -6,7 +6,7 @@ import NeuralNet
 import Tensors
 
 /// Word + position + token-type embeddings, then LayerNorm.
-package final class BertEmbeddings: Module, Sendable {
+package final class BertEmbeddings: Module {
     let wordEmbeddings: Embedding, positionEmbeddings: Embedding, tokenTypeEmbeddings: Embedding
     let layerNorm: LayerNorm
 
@@ -40,7 +40,7 @@ package final class BertEmbeddings: Module, Sendable {
 }
 
 /// One encoder layer: self-attention with output LayerNorm, then the GELU feed-forward with output LayerNorm.
-package final class BertLayer: Module, Sendable {
+package final class BertLayer: Module {
     let query: Linear, key: Linear, value: Linear
     let attentionOutput: Linear, attentionNorm: LayerNorm
     let intermediate: Linear, output: Linear, outputNorm: LayerNorm
@@ -94,7 +94,7 @@ package final class BertLayer: Module, Sendable {
 }
 
 /// BERT without the pooler: embeddings and encoder layers.
-package final class BertModel: Module, Sendable {
+package final class BertModel: Module {
     let embeddings: BertEmbeddings
     let layers: ModuleList<BertLayer>
     /// Recompute each encoder layer in the backward pass instead of keeping its activations

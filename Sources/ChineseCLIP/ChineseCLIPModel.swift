@@ -7,7 +7,7 @@ import Tensors
 import Tokenization
 
 /// A Chinese-CLIP model ready to encode images and texts as `cn_clip` does.
-public final class ChineseCLIPModel: Sendable {
+public final class ChineseCLIPModel: @unchecked Sendable {  // sound: the network (a Module tree, not Sendable: training mutates it) is only read once init returns
     /// The network.
     package let clip: CLIP
     /// The reference tokenizer.

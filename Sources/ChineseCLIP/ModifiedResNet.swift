@@ -6,7 +6,7 @@ import NeuralNet
 import Tensors
 
 /// A bottleneck block: 1×1, 3×3, avg-pool when strided, 1×1 (×4 channels), plus the (pooled, projected) identity.
-package final class Bottleneck: Module, Sendable {
+package final class Bottleneck: Module {
     let conv1: Conv2d, bn1: BatchNorm2d, conv2: Conv2d, bn2: BatchNorm2d, conv3: Conv2d, bn3: BatchNorm2d
     let downsample: (conv: Conv2d, bn: BatchNorm2d)?
     let stride: Int
@@ -49,7 +49,7 @@ package final class Bottleneck: Module, Sendable {
 }
 
 /// Attention pooling: the mean token attends over all spatial tokens; only its output is kept.
-package final class AttentionPool2d: Module, Sendable {
+package final class AttentionPool2d: Module {
     let positionalEmbedding: Parameter
     let kProj: Linear, qProj: Linear, vProj: Linear, cProj: Linear
     let heads: Int

@@ -21,14 +21,8 @@ package enum ApproximateRecall {
                 for r in rows {
                     var g = SplitMix64(seed: seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(r + 1))
                     let c = Int(g.next() % UInt64(clusters))
-                    var norm: Float = 0
-                    for j in 0..<dim {
-                        let v = centres[c * dim + j] + spread * g.nextNormal()
-                        o[r * dim + j] = v
-                        norm += v * v
-                    }
-                    let inv = 1 / norm.squareRoot()
-                    for j in 0..<dim { o[r * dim + j] *= inv }
+                    perturb(centres[(c * dim)..<((c + 1) * dim)], spread: spread, rng: &g,
+                            into: UnsafeMutableBufferPointer(rebasing: o[(r * dim)..<((r + 1) * dim)]))
                 }
             }
         }
@@ -40,18 +34,27 @@ package enum ApproximateRecall {
         let n = gallery.count / dim
         var rng = SplitMix64(seed: seed)
         var out = [Float](repeating: 0, count: count * dim)
-        for q in 0..<count {
-            let r = Int(rng.next() % UInt64(n))
-            var norm: Float = 0
-            for j in 0..<dim {
-                let v = gallery[r * dim + j] + spread * rng.nextNormal()
-                out[q * dim + j] = v
-                norm += v * v
+        out.withUnsafeMutableBufferPointer { o in
+            for q in 0..<count {
+                let r = Int(rng.next() % UInt64(n))
+                perturb(gallery[(r * dim)..<((r + 1) * dim)], spread: spread, rng: &rng,
+                        into: UnsafeMutableBufferPointer(rebasing: o[(q * dim)..<((q + 1) * dim)]))
             }
-            let inv = 1 / norm.squareRoot()
-            for j in 0..<dim { out[q * dim + j] *= inv }
         }
         return out
+    }
+
+    /// Writes `base` plus Gaussian noise of `spread` per coordinate, normalised to unit length, into `out`.
+    private static func perturb(_ base: ArraySlice<Float>, spread: Float, rng: inout SplitMix64,
+                                into out: UnsafeMutableBufferPointer<Float>) {
+        var norm: Float = 0
+        for (j, b) in zip(out.indices, base) {
+            let v = b + spread * rng.nextNormal()
+            out[j] = v
+            norm += v * v
+        }
+        let inv = 1 / norm.squareRoot()
+        for j in out.indices { out[j] *= inv }
     }
 
     /// Mean over queries of |approximate top k ∩ exact top k| / |exact top k|.

@@ -63,7 +63,7 @@ package enum StateDictError: Error, CustomStringConvertible, Equatable {
 
 /// Base class of every layer: registers parameters and children under the reference's names.
 // `open`: the model targets subclass it (a `package` class cannot be subclassed outside its module).
-open class Module: @unchecked Sendable {  // sound: the tree and its parameters change only while a model is built or trained, on one thread; inference only reads
+open class Module {
     private var ownParameters: [(String, Parameter)] = []
     private var children: [(String, Module)] = []
 

@@ -9,7 +9,7 @@ import TestSupport
 import XCTest
 
 /// A block as the reference nests them: `ln_1`, `fc`.
-private final class Block: Module, Sendable {
+private final class Block: Module {
     let ln1 = LayerNorm(4)
     let fc = Linear(4, 3)
     override init() {
@@ -20,7 +20,7 @@ private final class Block: Module, Sendable {
 }
 
 /// A tower with a convolution, a batch norm (parameters then buffers) and a bias-free projection.
-private final class Tower: Module, Sendable {
+private final class Tower: Module {
     override init() {
         super.init()
         register("conv1", Conv2d(3, 2, kernel: 3))
@@ -30,7 +30,7 @@ private final class Tower: Module, Sendable {
 }
 
 /// The root registers a child before its own scalar parameter: PyTorch still lists own parameters first.
-private final class Root: Module, Sendable {
+private final class Root: Module {
     let logitScale = Parameter(shape: [])
     override init() {
         super.init()

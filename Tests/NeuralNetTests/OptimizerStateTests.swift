@@ -10,7 +10,7 @@ import TestSupport
 import XCTest
 
 /// A small model with a decayed (`fc.weight`) and an exempt group (`ln_1.*`, `fc.bias`), as the reference groups them.
-private final class Tiny: Module, Sendable {
+private final class Tiny: Module {
     let ln1 = LayerNorm(4)
     let fc = Linear(4, 3)
     override init() {
