@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "Consumer",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v15)],
     dependencies: [
         // The checkout of ChineseCLIP, named: a path dependency is otherwise known by its folder's name.
         .package(name: "ChineseCLIP", path: "../.."),
