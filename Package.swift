@@ -26,9 +26,12 @@ let package = Package(
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         // FAISS through a C interface of our own: Debian's libfaiss-dev has only the static C++ library
         // (built with OpenMP, against the system BLAS/LAPACK).
-        .target(name: "CFaiss",
-                linkerSettings: [.linkedLibrary("faiss"), .linkedLibrary("gomp"), .linkedLibrary("lapack"),
-                                 .linkedLibrary("blas"), .linkedLibrary("stdc++")]),
+        .target(
+            name: "CFaiss",
+            linkerSettings: [
+                .linkedLibrary("faiss"), .linkedLibrary("gomp"), .linkedLibrary("lapack"),
+                .linkedLibrary("blas"), .linkedLibrary("stdc++"),
+            ]),
 
         // Our GEMM (C with an AVX2/FMA kernel chosen at run time; no build flags, so the package stays usable as a dependency).
         .target(name: "CKernels"),
@@ -43,21 +46,31 @@ let package = Package(
         .target(name: "ChineseCLIP", dependencies: ["Essentials", "Tensors", "NeuralNet", "Checkpoints", "Tokenization", "Imaging"]),
         .target(name: "Datasets", dependencies: ["Essentials", "Checkpoints", "Imaging", "CLMDB"]),
         .target(name: "Distributed", dependencies: ["CMPI"]),
-        .target(name: "Training", dependencies: ["Essentials", "Distributed", "Datasets", "ChineseCLIP", "NeuralNet", "Tensors", "Checkpoints", "Imaging", "Tokenization"]),
+        .target(
+            name: "Training",
+            dependencies: ["Essentials", "Distributed", "Datasets", "ChineseCLIP", "NeuralNet", "Tensors", "Checkpoints", "Imaging", "Tokenization"]),
         .target(name: "FeatureExtraction", dependencies: ["Essentials", "Datasets", "ChineseCLIP", "Imaging", "Tensors", "Tokenization"]),
-        .target(name: "Evaluation", dependencies: ["Essentials", "ChineseCLIP", "Imaging", "NeuralNet", "Tensors", "Tokenization"],
-                resources: [.copy("Resources/zeroshot_templates.json")]),
-        .target(name: "Gallery", dependencies: ["Essentials", "Datasets", "FeatureExtraction", "Evaluation", "ChineseCLIP", "Imaging", "Tensors", "Checkpoints", "CFaiss"]),
-        .target(name: "DemoServer", dependencies: [
-            "Gallery", "Evaluation", "ChineseCLIP", "Essentials", "Imaging", "Tensors", "Tokenization",
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "Logging", package: "swift-log"),
-        ], resources: [.copy("Resources/index.html")]),
-        .executableTarget(name: "cnclip", dependencies: [
-            "ChineseCLIP", "Datasets", "Distributed", "Essentials", "FeatureExtraction", "Evaluation", "Gallery", "DemoServer", "NeuralNet", "Tensors", "Training", "Tokenization",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        .target(
+            name: "Evaluation", dependencies: ["Essentials", "ChineseCLIP", "Imaging", "NeuralNet", "Tensors", "Tokenization"],
+            resources: [.copy("Resources/zeroshot_templates.json")]),
+        .target(
+            name: "Gallery",
+            dependencies: ["Essentials", "Datasets", "FeatureExtraction", "Evaluation", "ChineseCLIP", "Imaging", "Tensors", "Checkpoints", "CFaiss"]),
+        .target(
+            name: "DemoServer",
+            dependencies: [
+                "Gallery", "Evaluation", "ChineseCLIP", "Essentials", "Imaging", "Tensors", "Tokenization",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ], resources: [.copy("Resources/index.html")]),
+        .executableTarget(
+            name: "cnclip",
+            dependencies: [
+                "ChineseCLIP", "Datasets", "Distributed", "Essentials", "FeatureExtraction", "Evaluation", "Gallery", "DemoServer", "NeuralNet",
+                "Tensors", "Training", "Tokenization",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
 
         // Test helpers (a loopback HTTP server); not a product.
         .target(name: "TestSupport", dependencies: ["Checkpoints", "Essentials", "Tensors"], path: "Sources/TestSupport"),
@@ -71,9 +84,12 @@ let package = Package(
         .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Essentials", "Checkpoints", "Imaging", "NeuralNet"]),
         .testTarget(name: "FeatureExtractionTests", dependencies: ["FeatureExtraction"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "ChineseCLIP", "Checkpoints", "NeuralNet", "Tensors", "Tokenization", "TestSupport"]),
+        .testTarget(
+            name: "TrainingTests",
+            dependencies: ["Training", "Distributed", "ChineseCLIP", "Checkpoints", "NeuralNet", "Tensors", "Tokenization", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Essentials", "ChineseCLIP", "Tensors"]),
-        .testTarget(name: "DemoServerTests", dependencies: ["cnclip", "DemoServer", "Gallery", "Evaluation", "ChineseCLIP", "Imaging", "TestSupport"]),
+        .testTarget(
+            name: "DemoServerTests", dependencies: ["cnclip", "DemoServer", "Gallery", "Evaluation", "ChineseCLIP", "Imaging", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["cnclip", "Checkpoints", "ChineseCLIP", "Imaging", "Tokenization", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6],

@@ -1,4 +1,6 @@
 // swift-tools-version: 6.1
+// swift-format-ignore-file
+// (Not formatted: the DocC getting-started article quotes this manifest line for line.)
 import PackageDescription
 
 let package = Package(

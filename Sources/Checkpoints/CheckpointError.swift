@@ -42,15 +42,18 @@ package enum CheckpointError: UserFacingError, Equatable, LocalizedError {
         switch self {
         case let .notZip(file, reason): return "\(file): not a zip archive (\(reason))"
         case let .legacyTorchFormat(file):
-            return "\(file): legacy (pre-1.6, non-zip) torch.save format is not supported; re-save it with a recent PyTorch (torch.save(obj, path) with the default _use_new_zipfile_serialization=True) or convert it to safetensors"
+            return
+                "\(file): legacy (pre-1.6, non-zip) torch.save format is not supported; re-save it with a recent PyTorch (torch.save(obj, path) with the default _use_new_zipfile_serialization=True) or convert it to safetensors"
         case let .truncated(file, reason): return "\(file): truncated file: \(reason)"
         case let .compressedEntry(file, entry, method):
-            return "\(file): zip entry '\(entry)' is compressed (method \(method)); torch.save archives store entries uncompressed — re-save with torch.save"
+            return
+                "\(file): zip entry '\(entry)' is compressed (method \(method)); torch.save archives store entries uncompressed — re-save with torch.save"
         case let .badZip(file, offset, reason): return "\(file): malformed zip at byte \(offset): \(reason)"
         case let .missingEntry(file, entry): return "\(file): missing entry '\(entry)'"
         case let .pickle(source, offset, reason): return "\(source): pickle error at byte \(offset): \(reason)"
         case let .unsupportedGlobal(source, offset, name):
-            return "\(source): pickle at byte \(offset) refers to global '\(name)', which is not allowed (only tensors, storages, OrderedDict and plain values are decoded)"
+            return
+                "\(source): pickle at byte \(offset) refers to global '\(name)', which is not allowed (only tensors, storages, OrderedDict and plain values are decoded)"
         case let .badTensor(file, key, reason): return "\(file): tensor '\(key)': \(reason)"
         case let .badSafetensorsHeader(file, reason): return "\(file): bad safetensors header: \(reason)"
         case let .unknownKey(file, key, reason): return "\(file): unknown key '\(key)': \(reason)"

@@ -225,8 +225,10 @@ enum TensorBuild {
     ///
     /// Contiguous aligned fp32 data borrows `bytes` (kept alive by `mapping`, through `sharedStorage` when
     /// several tensors view one storage); everything else is gathered into a fresh fp32 or Int64 copy.
-    static func make(bytes: UnsafeRawBufferPointer, dtype: CheckpointDType, offset: Int, shape: [Int], stride: [Int],
-                     mapping: MappedFile?, sharedStorage: (() -> TensorStorage)?, file: String, key: String) throws -> CheckpointTensor {
+    static func make(
+        bytes: UnsafeRawBufferPointer, dtype: CheckpointDType, offset: Int, shape: [Int], stride: [Int],
+        mapping: MappedFile?, sharedStorage: (() -> TensorStorage)?, file: String, key: String
+    ) throws -> CheckpointTensor {
         guard shape.count == stride.count else {
             throw CheckpointError.badTensor(file: file, key: key, reason: "size \(shape) and stride \(stride) differ in rank")
         }
@@ -238,7 +240,10 @@ enum TensorBuild {
         if n > 0 {
             let last = offset + zip(shape, stride).reduce(0) { $0 + ($1.0 - 1) * $1.1 }
             guard last < storageCount else {
-                throw CheckpointError.badTensor(file: file, key: key, reason: "size \(shape), stride \(stride), offset \(offset) reach element \(last) of a storage of \(storageCount) \(dtype) elements")
+                throw CheckpointError.badTensor(
+                    file: file, key: key,
+                    reason:
+                        "size \(shape), stride \(stride), offset \(offset) reach element \(last) of a storage of \(storageCount) \(dtype) elements")
             }
         }
         let contiguous = isContiguous(shape: shape, stride: stride)
@@ -250,9 +255,11 @@ enum TensorBuild {
         switch dtype {
         case .float32:
             if contiguous, let mapping, Int(bitPattern: raw) % MemoryLayout<Float>.alignment == 0 {
-                let storage = sharedStorage?() ?? TensorStorage(
-                    borrowing: UnsafeMutablePointer(mutating: raw.assumingMemoryBound(to: Float.self)),
-                    count: storageCount, owner: mapping)
+                let storage =
+                    sharedStorage?()
+                    ?? TensorStorage(
+                        borrowing: UnsafeMutablePointer(mutating: raw.assumingMemoryBound(to: Float.self)),
+                        count: storageCount, owner: mapping)
                 return CheckpointTensor(Tensor(shape: shape, storage: storage, offset: offset), dtype: .float32, mapping: mapping)
             }
             return floatCopy(shape: shape, stride: stride, offset: offset, contiguous: contiguous, dtype: dtype) { i in
@@ -289,8 +296,10 @@ enum TensorBuild {
         }
     }
 
-    @inline(__always) private static func floatCopy(shape: [Int], stride: [Int], offset: Int, contiguous: Bool, dtype: CheckpointDType,
-                                                    _ read: (Int) -> Float) -> CheckpointTensor {
+    @inline(__always) private static func floatCopy(
+        shape: [Int], stride: [Int], offset: Int, contiguous: Bool, dtype: CheckpointDType,
+        _ read: (Int) -> Float
+    ) -> CheckpointTensor {
         let t = Tensor.uninitialized(shape)
         let out = t.mutableData
         if contiguous {
@@ -302,8 +311,10 @@ enum TensorBuild {
         return CheckpointTensor(t, dtype: dtype)
     }
 
-    @inline(__always) private static func intCopy(shape: [Int], stride: [Int], offset: Int, dtype: CheckpointDType,
-                                                  _ read: (Int) -> Int64) -> CheckpointTensor {
+    @inline(__always) private static func intCopy(
+        shape: [Int], stride: [Int], offset: Int, dtype: CheckpointDType,
+        _ read: (Int) -> Int64
+    ) -> CheckpointTensor {
         var values = [Int64](repeating: 0, count: shape.reduce(1, *))
         values.withUnsafeMutableBufferPointer { out in
             forEachIndex(shape: shape, stride: stride, offset: offset) { s, d in out[d] = read(s) }

@@ -22,7 +22,7 @@ package enum KeyRemap {
         ("visual.conv1.weight", "vision_model.embeddings.patch_embedding.weight", .exact),
         ("visual.class_embedding", "vision_model.embeddings.class_embedding", .exact),
         ("visual.positional_embedding", "vision_model.embeddings.position_embedding.weight", .exact),
-        ("visual.ln_pre.", "vision_model.pre_layrnorm.", .param), // "layrnorm" is Hugging Face's spelling
+        ("visual.ln_pre.", "vision_model.pre_layrnorm.", .param),  // "layrnorm" is Hugging Face's spelling
         ("visual.ln_post.", "vision_model.post_layernorm.", .param),
     ]
     /// Per-block entries under `visual.transformer.resblocks.{i}.` ↔ `vision_model.encoder.layers.{i}.` (all `param`).
@@ -163,7 +163,8 @@ package enum KeyRemap {
         out.dropped = sd.dropped
         for (key, t) in sd {
             guard let m = toHuggingFace(name: key) else {
-                throw CheckpointError.unknownKey(file: sd.source, key: key, reason: "has no Hugging Face ChineseCLIPModel name (RN50 models have no Hugging Face layout)")
+                throw CheckpointError.unknownKey(
+                    file: sd.source, key: key, reason: "has no Hugging Face ChineseCLIPModel name (RN50 models have no Hugging Face layout)")
             }
             switch m {
             case .drop: out.dropped.append(key)
@@ -182,7 +183,8 @@ package enum KeyRemap {
     /// The transpose of a 2-D floating tensor `[a, b]` → `[b, a]`.
     static func transpose(_ t: CheckpointTensor, key: String, source: String) throws -> CheckpointTensor {
         guard t.shape.count == 2, case .float(let x) = t.values else {
-            throw CheckpointError.typeMismatch(file: source, key: key, reason: "expected a 2-D floating tensor to transpose, got \(t.dtype)\(t.shape)")
+            throw CheckpointError.typeMismatch(
+                file: source, key: key, reason: "expected a 2-D floating tensor to transpose, got \(t.dtype)\(t.shape)")
         }
         let (a, b) = (t.shape[0], t.shape[1])
         let y = Tensor.uninitialized([b, a])
@@ -197,7 +199,8 @@ package enum KeyRemap {
         var rows = 0
         for t in ts {
             guard !t.shape.isEmpty, Array(t.shape.dropFirst()) == inner, t.isFloatingPoint else {
-                throw CheckpointError.typeMismatch(file: source, key: key, reason: "q/k/v parts have shapes \(ts.map(\.shape)); they must agree after dim 0")
+                throw CheckpointError.typeMismatch(
+                    file: source, key: key, reason: "q/k/v parts have shapes \(ts.map(\.shape)); they must agree after dim 0")
             }
             rows += t.shape[0]
         }
@@ -214,7 +217,8 @@ package enum KeyRemap {
     /// A floating tensor `[3n, ...]` cut into three `[n, ...]` pieces along dim 0.
     static func split3(_ t: CheckpointTensor, key: String, source: String) throws -> [CheckpointTensor] {
         guard let n0 = t.shape.first, n0 % 3 == 0, t.isFloatingPoint else {
-            throw CheckpointError.typeMismatch(file: source, key: key, reason: "expected a floating tensor whose dim 0 divides by 3, got \(t.dtype)\(t.shape)")
+            throw CheckpointError.typeMismatch(
+                file: source, key: key, reason: "expected a floating tensor whose dim 0 divides by 3, got \(t.dtype)\(t.shape)")
         }
         let x = t.tensor
         return (0..<3).map { CheckpointTensor(x.rows((n0 / 3 * $0)..<(n0 / 3 * ($0 + 1))).copy(), dtype: t.dtype) }

@@ -33,7 +33,7 @@ package enum CheckpointFormat: String, Sendable {
             throw CheckpointError.legacyTorchFormat(file: path)
         }
         if head.count == 9, head[8] == UInt8(ascii: "{") { return .safetensors }
-        if url.pathExtension == "safetensors" { return .safetensors } // let the reader report what is wrong with it
+        if url.pathExtension == "safetensors" { return .safetensors }  // let the reader report what is wrong with it
         throw CheckpointError.unsupportedFormat(file: path, reason: "neither a torch.save zip archive nor a safetensors file")
     }
 }
@@ -99,8 +99,9 @@ private func loadHuggingFaceDirectory(_ dir: URL) throws -> StateDict {
         guard fm.fileExists(atPath: f.path) else { continue }
         // Sharded weights: the index maps each parameter to a shard; load shards in first-mention order.
         guard let data = fm.contents(atPath: f.path),
-              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let map = json["weight_map"] as? [String: String] else {
+            let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let map = json["weight_map"] as? [String: String]
+        else {
             throw CheckpointError.unsupportedFormat(file: f.path, reason: "index has no weight_map object")
         }
         var shards: [String] = []
@@ -109,7 +110,9 @@ private func loadHuggingFaceDirectory(_ dir: URL) throws -> StateDict {
         for shard in shards {
             let sd = try loadRawStateDict(dir.appendingPathComponent(shard))
             for (k, v) in sd {
-                if out.contains(k) { throw CheckpointError.typeMismatch(file: dir.appendingPathComponent(shard).path, key: k, reason: "appears in two shards") }
+                if out.contains(k) {
+                    throw CheckpointError.typeMismatch(file: dir.appendingPathComponent(shard).path, key: k, reason: "appears in two shards")
+                }
                 out[k] = v
             }
         }

@@ -6,10 +6,11 @@
 
 import Essentials
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A file mapped read-only into memory; unmapped when the last reference (including borrowing tensors) goes away.

@@ -117,7 +117,9 @@ private final class PickleVM {
     // MARK: reading
 
     func take(_ n: Int) throws -> UnsafeRawBufferPointer {
-        guard n >= 0, n <= bytes.count - pos else { throw fail("stream ends inside an opcode argument (needs \(n) bytes at \(pos), has \(bytes.count - pos))") }
+        guard n >= 0, n <= bytes.count - pos else {
+            throw fail("stream ends inside an opcode argument (needs \(n) bytes at \(pos), has \(bytes.count - pos))")
+        }
         defer { pos += n }
         return UnsafeRawBufferPointer(rebasing: bytes[pos..<(pos + n)])
     }
@@ -225,10 +227,10 @@ private final class PickleVM {
     func resolveGlobal(_ module: String, _ name: String) throws -> Item {
         switch (module, name) {
         case ("collections", "OrderedDict"),
-             ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor"),
-             ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state"),
-             ("_codecs", "encode"), ("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"),
-             ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"):
+            ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor"),
+            ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state"),
+            ("_codecs", "encode"), ("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"),
+            ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"):
             return .global(module: module, name: name)
         case ("torch", _) where CheckpointDType(torchStorage: name) != nil:
             return .global(module: module, name: name)
@@ -336,7 +338,7 @@ private final class PickleVM {
         case ("u", _):
             guard bits <= UInt64(Int.max) else { throw fail("numpy uint64 scalar \(bits) does not fit 64-bit int") }
             return .int(Int(bits))
-        default: // signed: sign-extend from the top bit of its size
+        default:  // signed: sign-extend from the top bit of its size
             let shift = UInt64(64 - 8 * dtype.size)
             return .int(Int(Int64(bitPattern: bits << shift) >> Int64(shift)))
         }
@@ -344,7 +346,8 @@ private final class PickleVM {
 
     func persistent(_ pidItem: Item) throws -> Item {
         guard case .tuple(let pid) = pidItem, pid.count >= 5,
-              case .value(.string("storage")) = pid[0] else {
+            case .value(.string("storage")) = pid[0]
+        else {
             throw fail("unsupported persistent id (only torch ('storage', ...) ids are understood)")
         }
         guard case .global(_, let cls) = pid[1], let dtype = CheckpointDType(torchStorage: cls) else {
@@ -366,132 +369,136 @@ private final class PickleVM {
             let op = bytes[pos]
             pos += 1
             switch op {
-            case 0x80: // PROTO
+            case 0x80:  // PROTO
                 let v = try u8()
                 guard v <= 5 else { throw fail("unsupported pickle protocol \(v)") }
-            case 0x95: _ = try u64() // FRAME: framing only groups bytes; the stream is read as one buffer
-            case 0x2e: // STOP
+            case 0x95: _ = try u64()  // FRAME: framing only groups bytes; the stream is read as one buffer
+            case 0x2e:  // STOP
                 let result = try pop()
                 return try value(result)
-            case 0x28: marks.append(stack.count) // MARK
-            case 0x30: _ = try pop() // POP
-            case 0x31: _ = try popMark() // POP_MARK
-            case 0x32: stack.append(try top()) // DUP
+            case 0x28: marks.append(stack.count)  // MARK
+            case 0x30: _ = try pop()  // POP
+            case 0x31: _ = try popMark()  // POP_MARK
+            case 0x32: stack.append(try top())  // DUP
 
             case 0x4e: push(.none)
             case 0x88: push(.bool(true))
             case 0x89: push(.bool(false))
-            case 0x4b: push(.int(try u8())) // BININT1
-            case 0x4d: push(.int(try u16())) // BININT2
-            case 0x4a: push(.int(try i32())) // BININT
-            case 0x8a: push(.int(try long(try u8()))) // LONG1
-            case 0x8b: // LONG4
+            case 0x4b: push(.int(try u8()))  // BININT1
+            case 0x4d: push(.int(try u16()))  // BININT2
+            case 0x4a: push(.int(try i32()))  // BININT
+            case 0x8a: push(.int(try long(try u8())))  // LONG1
+            case 0x8b:  // LONG4
                 let n = try i32()
                 guard n >= 0 else { throw fail("negative LONG4 length") }
                 push(.int(try long(n)))
-            case 0x49: // INT (text)
+            case 0x49:  // INT (text)
                 let s = try line()
-                if s == "01" { push(.bool(true)) } else if s == "00" { push(.bool(false)) } else {
+                if s == "01" {
+                    push(.bool(true))
+                } else if s == "00" {
+                    push(.bool(false))
+                } else {
                     guard let v = Int(s) else { throw fail("INT argument '\(s)' is not a 64-bit integer") }
                     push(.int(v))
                 }
-            case 0x4c: // LONG (text)
+            case 0x4c:  // LONG (text)
                 var s = try line()
                 if s.hasSuffix("L") { s.removeLast() }
                 guard let v = Int(s) else { throw fail("LONG argument '\(s)' is not a 64-bit integer") }
                 push(.int(v))
-            case 0x47: // BINFLOAT (big-endian double)
+            case 0x47:  // BINFLOAT (big-endian double)
                 push(.float(Double(bitPattern: UInt64(bigEndian: try take(8).loadUnaligned(as: UInt64.self)))))
-            case 0x46: // FLOAT (text)
+            case 0x46:  // FLOAT (text)
                 let s = try line()
                 guard let v = Double(s) else { throw fail("FLOAT argument '\(s)' is not a number") }
                 push(.float(v))
 
-            case 0x58: push(.string(try utf8(try u32()))) // BINUNICODE
-            case 0x8c: push(.string(try utf8(try u8()))) // SHORT_BINUNICODE
-            case 0x8d: push(.string(try utf8(try u64()))) // BINUNICODE8
-            case 0x56: push(.string(try rawUnicodeEscape(try line()))) // UNICODE (text)
-            case 0x54: // BINSTRING
+            case 0x58: push(.string(try utf8(try u32())))  // BINUNICODE
+            case 0x8c: push(.string(try utf8(try u8())))  // SHORT_BINUNICODE
+            case 0x8d: push(.string(try utf8(try u64())))  // BINUNICODE8
+            case 0x56: push(.string(try rawUnicodeEscape(try line())))  // UNICODE (text)
+            case 0x54:  // BINSTRING
                 let n = try i32()
                 guard n >= 0 else { throw fail("negative BINSTRING length") }
                 push(.string(try legacyString(n)))
-            case 0x55: push(.string(try legacyString(try u8()))) // SHORT_BINSTRING
-            case 0x42: push(.bytes(Array(try take(try u32())))) // BINBYTES
-            case 0x43: push(.bytes(Array(try take(try u8())))) // SHORT_BINBYTES
-            case 0x8e, 0x96: push(.bytes(Array(try take(try u64())))) // BINBYTES8, BYTEARRAY8
+            case 0x55: push(.string(try legacyString(try u8())))  // SHORT_BINSTRING
+            case 0x42: push(.bytes(Array(try take(try u32()))))  // BINBYTES
+            case 0x43: push(.bytes(Array(try take(try u8()))))  // SHORT_BINBYTES
+            case 0x8e, 0x96: push(.bytes(Array(try take(try u64()))))  // BINBYTES8, BYTEARRAY8
 
-            case 0x5d: stack.append(.list(ListBox())) // EMPTY_LIST
-            case 0x8f: stack.append(.list(ListBox())) // EMPTY_SET
-            case 0x6c: // LIST
+            case 0x5d: stack.append(.list(ListBox()))  // EMPTY_LIST
+            case 0x8f: stack.append(.list(ListBox()))  // EMPTY_SET
+            case 0x6c:  // LIST
                 let box = ListBox(); box.items = try popMark(); stack.append(.list(box))
-            case 0x61: // APPEND
+            case 0x61:  // APPEND
                 let v = try pop()
                 guard case .list(let box) = try top() else { throw fail("APPEND to something that is not a list") }
                 box.items.append(v)
-            case 0x65, 0x90: // APPENDS, ADDITEMS
+            case 0x65, 0x90:  // APPENDS, ADDITEMS
                 let items = try popMark()
                 guard case .list(let box) = try top() else { throw fail("APPENDS to something that is not a list or set") }
                 box.items.append(contentsOf: items)
-            case 0x91: // FROZENSET
+            case 0x91:  // FROZENSET
                 let box = ListBox(); box.items = try popMark(); stack.append(.list(box))
 
-            case 0x29: stack.append(.tuple([])) // EMPTY_TUPLE
-            case 0x74: stack.append(.tuple(try popMark())) // TUPLE
-            case 0x85: let a = try pop(); stack.append(.tuple([a])) // TUPLE1
-            case 0x86: let b = try pop(); let a = try pop(); stack.append(.tuple([a, b])) // TUPLE2
-            case 0x87: let c = try pop(); let b = try pop(); let a = try pop(); stack.append(.tuple([a, b, c])) // TUPLE3
+            case 0x29: stack.append(.tuple([]))  // EMPTY_TUPLE
+            case 0x74: stack.append(.tuple(try popMark()))  // TUPLE
+            case 0x85: let a = try pop(); stack.append(.tuple([a]))  // TUPLE1
+            case 0x86: let b = try pop(); let a = try pop(); stack.append(.tuple([a, b]))  // TUPLE2
+            case 0x87: let c = try pop(); let b = try pop(); let a = try pop(); stack.append(.tuple([a, b, c]))  // TUPLE3
 
-            case 0x7d: stack.append(.dict(DictBox())) // EMPTY_DICT
-            case 0x64: // DICT
+            case 0x7d: stack.append(.dict(DictBox()))  // EMPTY_DICT
+            case 0x64:  // DICT
                 let items = try popMark()
                 guard items.count % 2 == 0 else { throw fail("DICT with an odd number of items") }
                 let box = DictBox()
                 for i in stride(from: 0, to: items.count, by: 2) { try setItem(box, items[i], items[i + 1]) }
                 stack.append(.dict(box))
-            case 0x73: // SETITEM
+            case 0x73:  // SETITEM
                 let v = try pop(); let k = try pop()
                 guard case .dict(let box) = try top() else { throw fail("SETITEM on something that is not a dict") }
                 try setItem(box, k, v)
-            case 0x75: // SETITEMS
+            case 0x75:  // SETITEMS
                 let items = try popMark()
                 guard items.count % 2 == 0 else { throw fail("SETITEMS with an odd number of items") }
                 guard case .dict(let box) = try top() else { throw fail("SETITEMS on something that is not a dict") }
                 for i in stride(from: 0, to: items.count, by: 2) { try setItem(box, items[i], items[i + 1]) }
 
-            case 0x71: memo[try u8()] = try top() // BINPUT
-            case 0x72: memo[try u32()] = try top() // LONG_BINPUT
-            case 0x70: // PUT (text)
+            case 0x71: memo[try u8()] = try top()  // BINPUT
+            case 0x72: memo[try u32()] = try top()  // LONG_BINPUT
+            case 0x70:  // PUT (text)
                 let s = try line()
                 guard let i = Int(s) else { throw fail("PUT index '\(s)' is not an int") }
                 memo[i] = try top()
-            case 0x94: memo[memo.count] = try top() // MEMOIZE
-            case 0x68: try get(try u8()) // BINGET
-            case 0x6a: try get(try u32()) // LONG_BINGET
-            case 0x67: // GET (text)
+            case 0x94: memo[memo.count] = try top()  // MEMOIZE
+            case 0x68: try get(try u8())  // BINGET
+            case 0x6a: try get(try u32())  // LONG_BINGET
+            case 0x67:  // GET (text)
                 let s = try line()
                 guard let i = Int(s) else { throw fail("GET index '\(s)' is not an int") }
                 try get(i)
 
-            case 0x63: // GLOBAL
+            case 0x63:  // GLOBAL
                 let module = try line(), name = try line()
                 stack.append(try resolveGlobal(module, name))
-            case 0x93: // STACK_GLOBAL
+            case 0x93:  // STACK_GLOBAL
                 let nameItem = try pop(), moduleItem = try pop()
                 guard case .value(.string(let name)) = nameItem, case .value(.string(let module)) = moduleItem else {
                     throw fail("STACK_GLOBAL operands are not strings")
                 }
                 stack.append(try resolveGlobal(module, name))
-            case 0x52: // REDUCE
+            case 0x52:  // REDUCE
                 let args = try pop(), callable = try pop()
                 stack.append(try call(callable, args))
-            case 0x81: // NEWOBJ
+            case 0x81:  // NEWOBJ
                 let args = try pop(), cls = try pop()
                 stack.append(try newObject(cls, args))
-            case 0x92: // NEWOBJ_EX
-                _ = try pop() // kwargs
+            case 0x92:  // NEWOBJ_EX
+                _ = try pop()  // kwargs
                 let args = try pop(), cls = try pop()
                 stack.append(try newObject(cls, args))
-            case 0x62: // BUILD
+            case 0x62:  // BUILD
                 let state = try pop()  // dropped for dicts and tensors: see below
                 let target = try top()
                 switch target {
@@ -501,7 +508,7 @@ private final class PickleVM {
                     // attribute this way, and it must not turn into a state-dict key.
                     break
                 case .value(.tensor):
-                    break // Python-side attributes of a tensor do not affect its values.
+                    break  // Python-side attributes of a tensor do not affect its values.
                 case .numpyDType(let dtype):
                     // numpy's dtype state: (version, byte order '<' '>' '|' '=', ...).
                     guard case .tuple(let fields) = state, fields.count > 1, case .value(.string(let order)) = fields[1] else {
@@ -511,9 +518,9 @@ private final class PickleVM {
                 default:
                     throw fail("BUILD on an object that is not a dict or tensor")
                 }
-            case 0x51: // BINPERSID
+            case 0x51:  // BINPERSID
                 stack.append(try persistent(try pop()))
-            case 0x50: // PERSID (text): ids are strings, never torch storages
+            case 0x50:  // PERSID (text): ids are strings, never torch storages
                 throw fail("text persistent id '\(try line())' is not supported")
             case 0x82, 0x83, 0x84: throw fail("extension registry opcodes (EXT1/2/4) are not supported")
             case 0x97, 0x98: throw fail("out-of-band buffers (NEXT_BUFFER/READONLY_BUFFER) are not supported")
@@ -567,8 +574,9 @@ private final class PickleVM {
             if scalars[i] == "\\", i + 1 < scalars.count, scalars[i + 1] == "u" || scalars[i + 1] == "U" {
                 let len = scalars[i + 1] == "u" ? 4 : 8
                 guard i + 2 + len <= scalars.count,
-                      let code = UInt32(String(String.UnicodeScalarView(scalars[(i + 2)..<(i + 2 + len)])), radix: 16),
-                      let u = Unicode.Scalar(code) else { throw fail("bad escape in UNICODE argument") }
+                    let code = UInt32(String(String.UnicodeScalarView(scalars[(i + 2)..<(i + 2 + len)])), radix: 16),
+                    let u = Unicode.Scalar(code)
+                else { throw fail("bad escape in UNICODE argument") }
                 out.append(u); i += 2 + len
             } else {
                 out.append(scalars[i]); i += 1

@@ -18,7 +18,7 @@ package enum PickleEncoder {
         var w = Writer()
         w.out = [0x80, 4]
         try w.save(value)
-        w.write([0x2e]) // STOP
+        w.write([0x2e])  // STOP
         w.commitFrame()
         return w.out
     }
@@ -96,17 +96,25 @@ private struct Writer {
         case .float(let d): write([0x47] + withUnsafeBytes(of: d.bitPattern.bigEndian, Array.init))
         case .string(let s):
             let b = Array(s.utf8)
-            if b.count < 256 { writePayload(header: [0x8c, UInt8(b.count)], payload: b) }
-            else if b.count > 0xFFFF_FFFF { writePayload(header: [0x8d] + Self.le64(b.count), payload: b) }
-            else { writePayload(header: [0x58] + Self.le32(b.count), payload: b) }
+            if b.count < 256 {
+                writePayload(header: [0x8c, UInt8(b.count)], payload: b)
+            } else if b.count > 0xFFFF_FFFF {
+                writePayload(header: [0x8d] + Self.le64(b.count), payload: b)
+            } else {
+                writePayload(header: [0x58] + Self.le32(b.count), payload: b)
+            }
             memoize()
         case .bytes(let b):
-            if b.count < 256 { writePayload(header: [0x43, UInt8(b.count)], payload: b) }
-            else if b.count > 0xFFFF_FFFF { writePayload(header: [0x8e] + Self.le64(b.count), payload: b) }
-            else { writePayload(header: [0x42] + Self.le32(b.count), payload: b) }
+            if b.count < 256 {
+                writePayload(header: [0x43, UInt8(b.count)], payload: b)
+            } else if b.count > 0xFFFF_FFFF {
+                writePayload(header: [0x8e] + Self.le64(b.count), payload: b)
+            } else {
+                writePayload(header: [0x42] + Self.le32(b.count), payload: b)
+            }
             memoize()
         case .tuple(let items):
-            if items.isEmpty { write([0x29]); return } // the empty tuple is a singleton: never memoized
+            if items.isEmpty { write([0x29]); return }  // the empty tuple is a singleton: never memoized
             if items.count <= 3 {
                 for v in items { try save(v) }
                 write([[0x85, 0x86, 0x87][items.count - 1]])
@@ -120,8 +128,12 @@ private struct Writer {
             write([0x5d])
             memoize()
             try batched(items.count) { w, range in
-                if range.count == 1 { try w.save(items[range.lowerBound]); w.write([0x61]) } // APPEND
-                else { w.write([0x28]); for i in range { try w.save(items[i]) }; w.write([0x65]) } // MARK … APPENDS
+                if range.count == 1 {
+                    try w.save(items[range.lowerBound]); w.write([0x61])
+                }  // APPEND
+                else {
+                    w.write([0x28]); for i in range { try w.save(items[i]) }; w.write([0x65])
+                }  // MARK … APPENDS
             }
         case .dict(let d):
             write([0x7d])
@@ -129,11 +141,11 @@ private struct Writer {
             let entries = d.entries
             try batched(entries.count) { w, range in
                 if range.count == 1 {
-                    try w.save(entries[range.lowerBound].key); try w.save(entries[range.lowerBound].value); w.write([0x73]) // SETITEM
+                    try w.save(entries[range.lowerBound].key); try w.save(entries[range.lowerBound].value); w.write([0x73])  // SETITEM
                 } else {
                     w.write([0x28])
                     for i in range { try w.save(entries[i].key); try w.save(entries[i].value) }
-                    w.write([0x75]) // SETITEMS
+                    w.write([0x75])  // SETITEMS
                 }
             }
         case .tensor:

@@ -10,10 +10,11 @@
 import Essentials
 import Foundation
 import Tensors
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A memory-mapped safetensors file: its header and the tensors it holds.
@@ -109,16 +110,23 @@ package final class SafeTensorsFile: Sendable {
                 let (p, o) = acc.0.multipliedReportingOverflow(by: d); return (p, acc.1 || o)
             }
             guard !overflow, count * dtype.byteSize == offs[1] - offs[0] else {
-                throw CheckpointError.badTensor(file: path, key: key, reason: "shape \(shape) of \(dt) needs \(overflow ? "too many" : String(count * dtype.byteSize)) bytes, data_offsets \(offs) give \(offs[1] - offs[0])")
+                throw CheckpointError.badTensor(
+                    file: path, key: key,
+                    reason:
+                        "shape \(shape) of \(dt) needs \(overflow ? "too many" : String(count * dtype.byteSize)) bytes, data_offsets \(offs) give \(offs[1] - offs[0])"
+                )
             }
             infos[key] = Info(dtype: dtype, shape: shape, range: offs[0]..<offs[1])
         }
-        let ordered = infos.sorted { ($0.value.range.lowerBound, $0.value.range.upperBound, $0.key) < ($1.value.range.lowerBound, $1.value.range.upperBound, $1.key) }
+        let ordered = infos.sorted {
+            ($0.value.range.lowerBound, $0.value.range.upperBound, $0.key) < ($1.value.range.lowerBound, $1.value.range.upperBound, $1.key)
+        }
         var end = 0
         for (key, info) in ordered {
             guard info.range.lowerBound == end else {
                 let what = info.range.lowerBound < end ? "overlaps the previous tensor, which ends at \(end)" : "leaves a gap after byte \(end)"
-                throw CheckpointError.badTensor(file: path, key: key, reason: "data_offsets [\(info.range.lowerBound), \(info.range.upperBound)] \(what)")
+                throw CheckpointError.badTensor(
+                    file: path, key: key, reason: "data_offsets [\(info.range.lowerBound), \(info.range.upperBound)] \(what)")
             }
             end = info.range.upperBound
         }
@@ -136,7 +144,8 @@ package final class SafeTensorsFile: Sendable {
         for x in a {
             // JSONSerialization gives NSNumber; a Bool or fractional number is not an integer.
             guard let n = x as? NSNumber, String(cString: n.objCType) != "c", n.doubleValue == n.doubleValue.rounded(),
-                  let i = Int(exactly: n.doubleValue) else { return nil }
+                let i = Int(exactly: n.doubleValue)
+            else { return nil }
             out.append(i)
         }
         return out
@@ -147,9 +156,10 @@ package final class SafeTensorsFile: Sendable {
         guard let info = infos[key] else { throw CheckpointError.missingKey(file: file.path, key: key) }
         let start = dataStart + info.range.lowerBound
         let bytes = UnsafeRawBufferPointer(rebasing: file.bytes[start..<(dataStart + info.range.upperBound)])
-        return try TensorBuild.make(bytes: bytes, dtype: info.dtype, offset: 0, shape: info.shape,
-                                    stride: TensorBuild.contiguousStrides(info.shape), mapping: file, sharedStorage: nil,
-                                    file: file.path, key: key)
+        return try TensorBuild.make(
+            bytes: bytes, dtype: info.dtype, offset: 0, shape: info.shape,
+            stride: TensorBuild.contiguousStrides(info.shape), mapping: file, sharedStorage: nil,
+            file: file.path, key: key)
     }
 
     /// All tensors in data order.
@@ -178,7 +188,9 @@ package enum SafeTensors {
     }
 
     /// The header bytes (length prefix included) and data order for `tensors`, as the reference writer lays them out.
-    static func layout(_ tensors: [(String, CheckpointTensor)], metadata: [String: String]?, path: String) throws -> (header: [UInt8], order: [(String, CheckpointTensor)]) {
+    static func layout(_ tensors: [(String, CheckpointTensor)], metadata: [String: String]?, path: String) throws -> (
+        header: [UInt8], order: [(String, CheckpointTensor)]
+    ) {
         var seen = Set<String>()
         for (k, _) in tensors {
             guard seen.insert(k).inserted else { throw CheckpointError.typeMismatch(file: path, key: k, reason: "appears twice") }
@@ -193,7 +205,9 @@ package enum SafeTensors {
         var first = true
         if let metadata {
             json += "\"__metadata__\":{"
-            json += metadata.keys.sorted().map { "\(PythonJSON.string($0, ensureASCII: false)):\(PythonJSON.string(metadata[$0]!, ensureASCII: false))" }.joined(separator: ",")
+            json += metadata.keys.sorted().map {
+                "\(PythonJSON.string($0, ensureASCII: false)):\(PythonJSON.string(metadata[$0]!, ensureASCII: false))"
+            }.joined(separator: ",")
             json += "}"
             first = false
         }
@@ -203,7 +217,8 @@ package enum SafeTensors {
             let size = t.count * dt.byteSize
             if !first { json += "," }
             first = false
-            json += "\(PythonJSON.string(k, ensureASCII: false)):{\"dtype\":\"\(dt.safetensorsName)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}"
+            json +=
+                "\(PythonJSON.string(k, ensureASCII: false)):{\"dtype\":\"\(dt.safetensorsName)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}"
             offset += size
         }
         json += "}"

@@ -51,7 +51,8 @@ package final class StoredZipArchive: Sendable {
             if size >= 4, r.u8(0) == 0x80, r.u8(1) == 0x02, r.u8(2) == 0x8a, r.u8(3) == 0x0a {
                 throw CheckpointError.legacyTorchFormat(file: path)
             }
-            throw CheckpointError.notZip(file: path, reason: String(format: "starts with bytes %02x %02x %02x %02x, not PK\\3\\4", r.u8(0), r.u8(1), r.u8(2), r.u8(3)))
+            throw CheckpointError.notZip(
+                file: path, reason: String(format: "starts with bytes %02x %02x %02x %02x, not PK\\3\\4", r.u8(0), r.u8(1), r.u8(2), r.u8(3)))
         }
 
         // The end record sits in the last 22 + up to 65535 comment bytes; prefer one whose comment ends the file.
@@ -67,7 +68,8 @@ package final class StoredZipArchive: Sendable {
             p -= 1
         }
         guard eocd >= 0 else {
-            throw CheckpointError.truncated(file: path, reason: "zip end-of-central-directory record not found in the last \(min(size, 22 + 65535)) bytes of \(size)")
+            throw CheckpointError.truncated(
+                file: path, reason: "zip end-of-central-directory record not found in the last \(min(size, 22 + 65535)) bytes of \(size)")
         }
         var entryCount = Int(r.u16(eocd + 10))
         var cdSize = Int(r.u32(eocd + 12))
@@ -76,7 +78,8 @@ package final class StoredZipArchive: Sendable {
         if locator >= 0, r.u32(locator) == Self.zip64LocatorSignature {
             let rec64 = r.u64(locator + 8)
             guard rec64 < UInt64(size), r.has(Int(rec64), 56), r.u32(Int(rec64)) == Self.zip64EOCDSignature else {
-                throw CheckpointError.badZip(file: path, offset: locator, reason: "ZIP64 locator points to \(rec64), where there is no ZIP64 end record")
+                throw CheckpointError.badZip(
+                    file: path, offset: locator, reason: "ZIP64 locator points to \(rec64), where there is no ZIP64 end record")
             }
             let o = Int(rec64)
             let n64 = r.u64(o + 32), s64 = r.u64(o + 40), off64 = r.u64(o + 48)
@@ -86,7 +89,8 @@ package final class StoredZipArchive: Sendable {
             entryCount = Int(n64); cdSize = Int(s64); cdOffset = Int(off64)
         }
         guard r.has(cdOffset, cdSize) else {
-            throw CheckpointError.truncated(file: path, reason: "central directory at \(cdOffset) (\(cdSize) bytes) runs past the end (\(size) bytes)")
+            throw CheckpointError.truncated(
+                file: path, reason: "central directory at \(cdOffset) (\(cdSize) bytes) runs past the end (\(size) bytes)")
         }
 
         var list: [ZipEntry] = []
@@ -121,12 +125,14 @@ package final class StoredZipArchive: Sendable {
                 e += 4 + len
             }
             guard localOffset < UInt64(size), r.has(Int(localOffset), 30), r.u32(Int(localOffset)) == Self.localSignature else {
-                throw CheckpointError.badZip(file: path, offset: Int(min(localOffset, UInt64(Int.max))), reason: "entry '\(name)': no local header at its recorded offset")
+                throw CheckpointError.badZip(
+                    file: path, offset: Int(min(localOffset, UInt64(Int.max))), reason: "entry '\(name)': no local header at its recorded offset")
             }
             let lo = Int(localOffset)
             let dataOffset = lo + 30 + Int(r.u16(lo + 26)) + Int(r.u16(lo + 28))
             guard csize <= UInt64(size), r.has(dataOffset, Int(csize)) else {
-                throw CheckpointError.truncated(file: path, reason: "entry '\(name)': \(csize) bytes at \(dataOffset) run past the end (\(size) bytes)")
+                throw CheckpointError.truncated(
+                    file: path, reason: "entry '\(name)': \(csize) bytes at \(dataOffset) run past the end (\(size) bytes)")
             }
             if method == 0 && csize != usize {
                 throw CheckpointError.badZip(file: path, offset: c, reason: "stored entry '\(name)' has compressed size \(csize) but size \(usize)")

@@ -84,7 +84,7 @@ final class StoredZipWriter {
         if gap < 4 { gap += Self.alignment }
         var header = le32(UInt32(0x0403_4b50)) + le16(20) + le16(0x0808) + le16(0) + le16(0) + le16(0)
         header += le32(0) + le32(0) + le32(0) + le16(n.count) + le16(gap) + n
-        header += [0x46, 0x42] + le16(gap - 4) + [UInt8](repeating: 0x5a, count: gap - 4) // "FB", then 'Z' padding
+        header += [0x46, 0x42] + le16(gap - 4) + [UInt8](repeating: 0x5a, count: gap - 4)  // "FB", then 'Z' padding
         try put(header)
         currentName = n
         currentStart = start

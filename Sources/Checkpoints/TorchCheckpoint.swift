@@ -57,18 +57,21 @@ package struct TorchCheckpoint: Sendable {
             }
             let bytes = try archive.data(of: entry)
             guard bytes.count >= storage.count * storage.dtype.byteSize else {
-                throw CheckpointError.truncated(file: path, reason: "entry '\(entryName)' has \(bytes.count) bytes, the pickle says \(storage.count) \(storage.dtype) elements")
+                throw CheckpointError.truncated(
+                    file: path, reason: "entry '\(entryName)' has \(bytes.count) bytes, the pickle says \(storage.count) \(storage.dtype) elements")
             }
             let used = UnsafeRawBufferPointer(rebasing: bytes[0..<(storage.count * storage.dtype.byteSize)])
             let makeShared: () -> TensorStorage = {
                 if let s = shared[storage.key] { return s }
-                let s = TensorStorage(borrowing: UnsafeMutablePointer(mutating: used.baseAddress!.assumingMemoryBound(to: Float.self)),
-                                      count: storage.count, owner: mapping)
+                let s = TensorStorage(
+                    borrowing: UnsafeMutablePointer(mutating: used.baseAddress!.assumingMemoryBound(to: Float.self)),
+                    count: storage.count, owner: mapping)
                 shared[storage.key] = s
                 return s
             }
-            return try TensorBuild.make(bytes: used, dtype: storage.dtype, offset: offset, shape: shape, stride: stride,
-                                        mapping: mapping, sharedStorage: makeShared, file: path, key: entryName)
+            return try TensorBuild.make(
+                bytes: used, dtype: storage.dtype, offset: offset, shape: shape, stride: stride,
+                mapping: mapping, sharedStorage: makeShared, file: path, key: entryName)
         }
         let decoder = PickleDecoder(source: path + ":" + pkl.name, tensorResolver: resolver)
         return try decoder.decode(try archive.data(of: pkl))

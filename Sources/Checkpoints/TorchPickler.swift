@@ -52,20 +52,28 @@ struct TorchPickler {
     static func pickle(_ value: PickleValue) throws -> (bytes: [UInt8], storages: [TorchStorageWrite]) {
         var p = TorchPickler()
         try p.save(value)
-        p.out.append(0x2e) // STOP
+        p.out.append(0x2e)  // STOP
         return (p.out, p.storages)
     }
 
     private mutating func memoize() {
         let i = memoCount
         memoCount += 1
-        if i < 256 { out += [0x71, UInt8(i)] } // BINPUT
-        else { out.append(0x72); out += withUnsafeBytes(of: UInt32(i).littleEndian, Array.init) } // LONG_BINPUT
+        if i < 256 {
+            out += [0x71, UInt8(i)]
+        }  // BINPUT
+        else {
+            out.append(0x72); out += withUnsafeBytes(of: UInt32(i).littleEndian, Array.init)
+        }  // LONG_BINPUT
     }
 
     private mutating func get(_ i: Int) {
-        if i < 256 { out += [0x68, UInt8(i)] } // BINGET
-        else { out.append(0x6a); out += withUnsafeBytes(of: UInt32(i).littleEndian, Array.init) } // LONG_BINGET
+        if i < 256 {
+            out += [0x68, UInt8(i)]
+        }  // BINGET
+        else {
+            out.append(0x6a); out += withUnsafeBytes(of: UInt32(i).littleEndian, Array.init)
+        }  // LONG_BINGET
     }
 
     /// GLOBAL `module\nname\n`, memoized so later uses are BINGETs (a class is one object in Python).
@@ -81,7 +89,7 @@ struct TorchPickler {
     private mutating func string(_ s: String) {
         if let i = stringMemo[s] { get(i); return }
         let b = Array(s.utf8)
-        out.append(0x58) // BINUNICODE (protocol 2 has no SHORT_BINUNICODE)
+        out.append(0x58)  // BINUNICODE (protocol 2 has no SHORT_BINUNICODE)
         out += withUnsafeBytes(of: UInt32(b.count).littleEndian, Array.init)
         out += b
         stringMemo[s] = memoCount
@@ -89,8 +97,8 @@ struct TorchPickler {
     }
 
     private mutating func int(_ v: Int) {
-        if v >= 0 && v <= 0xff { out += [0x4b, UInt8(v)]; return } // BININT1
-        if v >= 0 && v <= 0xffff { out += [0x4d, UInt8(v & 0xff), UInt8(v >> 8)]; return } // BININT2
+        if v >= 0 && v <= 0xff { out += [0x4b, UInt8(v)]; return }  // BININT1
+        if v >= 0 && v <= 0xffff { out += [0x4d, UInt8(v & 0xff), UInt8(v >> 8)]; return }  // BININT2
         if v >= Int(Int32.min) && v <= Int(Int32.max) { out.append(0x4a); out += withUnsafeBytes(of: Int32(v).littleEndian, Array.init); return }
         // LONG1: the shortest two's-complement little-endian form, as Python's encode_long gives it.
         var bytes = withUnsafeBytes(of: Int64(v).littleEndian, Array.init)
@@ -110,7 +118,7 @@ struct TorchPickler {
                 try item(&self, i)
                 out.append(single)
             } else {
-                out.append(0x28) // MARK
+                out.append(0x28)  // MARK
                 for j in i..<end { try item(&self, j) }
                 out.append(multiple)
             }
@@ -132,31 +140,32 @@ struct TorchPickler {
             text.unicodeScalars.append(contentsOf: b.map { Unicode.Scalar($0) })
             string(text)
             string("latin1")
-            out.append(0x86) // TUPLE2
+            out.append(0x86)  // TUPLE2
             memoize()
-            out.append(0x52) // REDUCE
+            out.append(0x52)  // REDUCE
             memoize()
         case .tuple(let items):
             try tuple(items.count) { p, i in try p.save(items[i]) }
         case .list(let items):
-            out.append(0x5d) // EMPTY_LIST
+            out.append(0x5d)  // EMPTY_LIST
             memoize()
             try batched(items.count, single: 0x61, multiple: 0x65) { p, i in try p.save(items[i]) }
         case .dict(let d):
             if d.isOrderedDict {
                 // OrderedDict.__reduce__: the class called with no arguments, then the items.
                 global("collections", "OrderedDict")
-                out.append(0x29) // EMPTY_TUPLE
-                out.append(0x52) // REDUCE
+                out.append(0x29)  // EMPTY_TUPLE
+                out.append(0x52)  // REDUCE
             } else {
-                out.append(0x7d) // EMPTY_DICT
+                out.append(0x7d)  // EMPTY_DICT
             }
             memoize()
             let entries = d.entries
             for e in entries {
                 switch e.key {
                 case .list, .dict, .tensor:
-                    throw CheckpointError.pickle(source: "<torch.save>", offset: out.count, reason: "dict key \(e.key.kindName) is unhashable in Python")
+                    throw CheckpointError.pickle(
+                        source: "<torch.save>", offset: out.count, reason: "dict key \(e.key.kindName) is unhashable in Python")
                 default: break
                 }
             }
@@ -171,7 +180,7 @@ struct TorchPickler {
 
     /// A tuple of `n` items saved by `item`: EMPTY_TUPLE, TUPLE1-3, or MARK…TUPLE, then memoized.
     private mutating func tuple(_ n: Int, _ item: (inout TorchPickler, Int) throws -> Void) rethrows {
-        if n == 0 { out.append(0x29); return } // the empty tuple is a singleton CPython never memoizes
+        if n == 0 { out.append(0x29); return }  // the empty tuple is a singleton CPython never memoizes
         if n > 3 { out.append(0x28) }
         for i in 0..<n { try item(&self, i) }
         out.append(n > 3 ? 0x74 : [0x85, 0x86, 0x87][n - 1])
@@ -190,7 +199,7 @@ struct TorchPickler {
         let shape = t.shape
 
         global("torch._utils", "_rebuild_tensor_v2")
-        out.append(0x28) // MARK: the six arguments
+        out.append(0x28)  // MARK: the six arguments
         // The persistent id ('storage', torch.XStorage, key, 'cpu', numel), then BINPERSID.
         out.append(0x28)
         string("storage")
@@ -200,18 +209,18 @@ struct TorchPickler {
         int(t.count)
         out.append(0x74)
         memoize()
-        out.append(0x51) // BINPERSID
-        int(0) // storage offset
+        out.append(0x51)  // BINPERSID
+        int(0)  // storage offset
         tuple(shape.count) { p, i in p.int(shape[i]) }
         tuple(strides.count) { p, i in p.int(strides[i]) }
-        out.append(0x89) // requires_grad False
-        global("collections", "OrderedDict") // backward hooks: an empty OrderedDict
+        out.append(0x89)  // requires_grad False
+        global("collections", "OrderedDict")  // backward hooks: an empty OrderedDict
         out.append(0x29)
         out.append(0x52)
         memoize()
-        out.append(0x74) // TUPLE
+        out.append(0x74)  // TUPLE
         memoize()
-        out.append(0x52) // REDUCE
+        out.append(0x52)  // REDUCE
         memoize()
     }
 }

@@ -12,7 +12,7 @@ import Foundation
 import Tensors
 
 #if _endian(big)
-#error("TorchSave writes fp32 storages as they lie in memory; torch archives are little-endian")
+    #error("TorchSave writes fp32 storages as they lie in memory; torch archives are little-endian")
 #endif
 
 /// Writes `torch.save`-compatible zip archives.

@@ -73,27 +73,29 @@ extension AdamW.StateDict {
         var st = PickleDict()
         for i in state.keys.sorted() {
             let s = state[i]!
-            st[.int(i)] = .dict(PickleDict([
-                (.string("step"), .tensor(CheckpointTensor(Tensor(shape: [], scalars: [Float(s.step)])))),
-                (.string("exp_avg"), .tensor(CheckpointTensor(s.expAvg))),
-                (.string("exp_avg_sq"), .tensor(CheckpointTensor(s.expAvgSq))),
-            ]))
+            st[.int(i)] = .dict(
+                PickleDict([
+                    (.string("step"), .tensor(CheckpointTensor(Tensor(shape: [], scalars: [Float(s.step)])))),
+                    (.string("exp_avg"), .tensor(CheckpointTensor(s.expAvg))),
+                    (.string("exp_avg_sq"), .tensor(CheckpointTensor(s.expAvgSq))),
+                ]))
         }
         let gs: [PickleValue] = groups.map { g in
-            .dict(PickleDict([
-                (.string("weight_decay"), .float(g.weightDecay)),
-                (.string("lr"), .float(g.learningRate)),
-                (.string("betas"), .tuple([.float(g.betas.0), .float(g.betas.1)])),
-                (.string("eps"), .float(g.eps)),
-                (.string("amsgrad"), .bool(false)),
-                (.string("maximize"), .bool(false)),
-                (.string("foreach"), .none),
-                (.string("capturable"), .bool(false)),
-                (.string("differentiable"), .bool(false)),
-                (.string("fused"), .none),
-                (.string("decoupled_weight_decay"), .bool(true)),
-                (.string("params"), .list(g.parameterIndices.map { .int($0) })),
-            ]))
+            .dict(
+                PickleDict([
+                    (.string("weight_decay"), .float(g.weightDecay)),
+                    (.string("lr"), .float(g.learningRate)),
+                    (.string("betas"), .tuple([.float(g.betas.0), .float(g.betas.1)])),
+                    (.string("eps"), .float(g.eps)),
+                    (.string("amsgrad"), .bool(false)),
+                    (.string("maximize"), .bool(false)),
+                    (.string("foreach"), .none),
+                    (.string("capturable"), .bool(false)),
+                    (.string("differentiable"), .bool(false)),
+                    (.string("fused"), .none),
+                    (.string("decoupled_weight_decay"), .bool(true)),
+                    (.string("params"), .list(g.parameterIndices.map { .int($0) })),
+                ]))
         }
         return .dict(PickleDict([(.string("state"), .dict(st)), (.string("param_groups"), .list(gs))]))
     }
@@ -141,8 +143,10 @@ extension AdamW.StateDict {
                 guard case .int(let i) = p else { throw bad("\(at).params", "holds \(p.kindName), not parameter indices") }
                 return i
             }
-            groups.append(Group(learningRate: try number("lr"), betas: (b1, b2), eps: try number("eps"),
-                                weightDecay: try number("weight_decay"), parameterIndices: indices))
+            groups.append(
+                Group(
+                    learningRate: try number("lr"), betas: (b1, b2), eps: try number("eps"),
+                    weightDecay: try number("weight_decay"), parameterIndices: indices))
         }
         self.init(state: state, groups: groups)
     }

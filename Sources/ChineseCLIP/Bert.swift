@@ -32,7 +32,7 @@ package final class BertEmbeddings: Module {
     package func callAsFunction(_ ids: [Int32], batch: Int, seq: Int) -> Variable {
         let w = wordEmbeddings.weight.value.lastDim
         let words: Variable = wordEmbeddings(ids)
-        let pos = positionEmbeddings.weight.variable.rows(0..<seq)                // position ids 0..<seq
+        let pos = positionEmbeddings.weight.variable.rows(0..<seq)  // position ids 0..<seq
         let type0 = tokenTypeEmbeddings.weight.variable.rows(0..<1).reshaped([w])  // token type 0 everywhere
         let x = add(add(words.reshaped([batch, seq, w]), pos), type0)
         return dropout(layerNorm(x))
@@ -84,10 +84,12 @@ package final class BertLayer: Module {
     package func callAsFunction(_ x: Variable, keyBias: Tensor, firstTokenOnly: Bool = false) -> Variable {
         let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
         let q = query(firstTokenOnly ? firstRows(x) : x)
-        let probsDropout = isTraining && attentionProbsDropout.p > 0
+        let probsDropout =
+            isTraining && attentionProbsDropout.p > 0
             ? AttentionDropout(p: attentionProbsDropout.p, seed: attentionProbsDropout.nextSeed()) : nil
-        let ctx = multiHeadAttention(q: q, k: key(x), v: value(x), batch: b, lq: q.shape[1], lk: l,
-                                     heads: heads, headDim: w / heads, keyBias: keyBias, dropout: probsDropout)
+        let ctx = multiHeadAttention(
+            q: q, k: key(x), v: value(x), batch: b, lq: q.shape[1], lk: l,
+            heads: heads, headDim: w / heads, keyBias: keyBias, dropout: probsDropout)
         let a = attentionNorm(add(attentionDropout(attentionOutput(ctx)), firstTokenOnly ? firstRows(x) : x))
         return outputNorm(add(outputDropout(output(gelu(intermediate(a)))), a))
     }

@@ -22,12 +22,14 @@ package final class CLIP: Module {
         self.config = config
         switch config.visionLayers {
         case .resnet(let layers):
-            visual = ModifiedResNet(layers: layers, outputDim: config.embedDim, heads: config.visionWidth * 32 / config.visionHeadWidth,
-                                    inputResolution: config.imageResolution, width: config.visionWidth)
+            visual = ModifiedResNet(
+                layers: layers, outputDim: config.embedDim, heads: config.visionWidth * 32 / config.visionHeadWidth,
+                inputResolution: config.imageResolution, width: config.visionWidth)
         case .transformer(let layers):
             let patch = config.visionPatchSize ?? 16
-            visual = VisualTransformer(inputResolution: config.imageResolution, patchSize: patch, width: config.visionWidth,
-                                       layers: layers, heads: config.visionWidth / config.visionHeadWidth, outputDim: config.embedDim)
+            visual = VisualTransformer(
+                inputResolution: config.imageResolution, patchSize: patch, width: config.visionWidth,
+                layers: layers, heads: config.visionWidth / config.visionHeadWidth, outputDim: config.embedDim)
         }
         bert = BertModel(config)
         textProjection = Parameter(shape: [config.textHiddenSize, config.embedDim])
@@ -84,7 +86,8 @@ package final class CLIP: Module {
     /// The reference's `forward(image, text)`: L2-normalised image features `[batch, embed]`, L2-normalised text
     /// features `[batch, embed]` (token ids flat `[batch, context]`), and `logit_scale.exp()` `[]`.
     package func forward(images: Variable, texts ids: [Int32], textBatch: Int)
-        -> (imageFeatures: Variable, textFeatures: Variable, logitScale: Variable) {
+        -> (imageFeatures: Variable, textFeatures: Variable, logitScale: Variable)
+    {
         (l2Normalized(imageFeatures(images)), l2Normalized(textFeatures(ids, batch: textBatch)), exp(logitScale.variable))
     }
 
@@ -92,7 +95,7 @@ package final class CLIP: Module {
     /// text→image cross-entropies over `scale · img @ txt.T` (`[batch, batch]`), pairs on the diagonal.
     package static func contrastiveLoss(imageFeatures: Variable, textFeatures: Variable, logitScale: Variable) -> Variable {
         let perImage = scaled(matmulTransposed(imageFeatures, textFeatures), by: logitScale)  // [images, texts]
-        let perText = scaled(matmulTransposed(textFeatures, imageFeatures), by: logitScale)   // [texts, images]
+        let perText = scaled(matmulTransposed(textFeatures, imageFeatures), by: logitScale)  // [texts, images]
         let targets = Array(0..<imageFeatures.shape[0])
         return scaled(add(crossEntropy(perImage, targets: targets), crossEntropy(perText, targets: targets)), by: 0.5)
     }
@@ -111,4 +114,3 @@ extension Float {
     /// e raised to this value.
     fileprivate func exp() -> Float { Float(Foundation.exp(Double(self))) }
 }
-

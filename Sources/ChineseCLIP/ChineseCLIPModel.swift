@@ -7,7 +7,7 @@ import Tensors
 import Tokenization
 
 /// A Chinese-CLIP model ready to encode images and texts as `cn_clip` does.
-public final class ChineseCLIPModel: @unchecked Sendable {  // sound: the network (a Module tree, not Sendable: training mutates it) is only read once init returns
+public final class ChineseCLIPModel: @unchecked Sendable {  // sound: its Module tree is only read once init returns
     /// The network.
     package let clip: CLIP
     /// The reference tokenizer.
@@ -33,8 +33,9 @@ public final class ChineseCLIPModel: @unchecked Sendable {  // sound: the networ
 
     /// Loads a checkpoint with the `VISION@TEXT` preset pair (the reference's `--vision-model` / `--text-model`).
     public convenience init(checkpoint: URL, visionModel: String, textModel: String, vocabularyPath: String? = nil) throws {
-        try self.init(checkpoint: checkpoint, config: ModelPresets.config(vision: visionModel, text: textModel),
-                      vocabularyPath: vocabularyPath)
+        try self.init(
+            checkpoint: checkpoint, config: ModelPresets.config(vision: visionModel, text: textModel),
+            vocabularyPath: vocabularyPath)
     }
 
     /// Loads a Hugging Face `ChineseCLIPModel` directory, its config taken from its `config.json`.
@@ -44,8 +45,10 @@ public final class ChineseCLIPModel: @unchecked Sendable {  // sound: the networ
     }
 
     /// Loads a released model (`ViT-B-16`, …) from the download cache (`cnclip download NAME` puts it there).
-    public convenience init(released name: String, cacheDirectory: URL = CheckpointDownloader.defaultCacheDirectory,
-                            vocabularyPath: String? = nil) throws {
+    public convenience init(
+        released name: String, cacheDirectory: URL = CheckpointDownloader.defaultCacheDirectory,
+        vocabularyPath: String? = nil
+    ) throws {
         guard let model = ModelPresets.released(named: name) else {
             throw CLIPError.unknownModel(name: name, known: ModelPresets.released.map(\.name))
         }

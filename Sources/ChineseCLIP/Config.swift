@@ -103,8 +103,11 @@ public struct CLIPConfig: Codable, Sendable, Equatable {
         textNumHiddenLayers = try c.decode(Int.self, forKey: .textNumHiddenLayers)
         textTypeVocabSize = try c.decode(Int.self, forKey: .textTypeVocabSize)
         if case .transformer = visionLayers, visionPatchSize == nil {
-            throw DecodingError.keyNotFound(CodingKeys.visionPatchSize, .init(codingPath: c.codingPath,
-                debugDescription: "a ViT config needs vision_patch_size"))
+            throw DecodingError.keyNotFound(
+                CodingKeys.visionPatchSize,
+                .init(
+                    codingPath: c.codingPath,
+                    debugDescription: "a ViT config needs vision_patch_size"))
         }
     }
 
@@ -125,7 +128,9 @@ func describe(_ error: Error) -> String {
     guard let e = error as? DecodingError else { return "\(error)" }
     func path(_ c: DecodingError.Context) -> String { c.codingPath.map(\.stringValue).joined(separator: ".") }
     switch e {
-    case .keyNotFound(let k, let c): return "missing key '\(([path(c)] + [k.stringValue]).filter { !$0.isEmpty }.joined(separator: "."))'\(c.debugDescription.isEmpty ? "" : ": " + c.debugDescription)"
+    case .keyNotFound(let k, let c):
+        return
+            "missing key '\(([path(c)] + [k.stringValue]).filter { !$0.isEmpty }.joined(separator: "."))'\(c.debugDescription.isEmpty ? "" : ": " + c.debugDescription)"
     case .typeMismatch(_, let c), .valueNotFound(_, let c): return "bad value at '\(path(c))': \(c.debugDescription)"
     case .dataCorrupted(let c): return "\(path(c).isEmpty ? "" : "'\(path(c))': ")\(c.debugDescription)"
     @unknown default: return "\(error)"
@@ -168,16 +173,21 @@ public enum ModelPresets {
 
     /// The five released models, in the reference's order.
     public static let released: [Released] = [
-        .init(name: "ViT-B-16", structure: "ViT-B-16@RoBERTa-wwm-ext-base-chinese", resolution: 224,
-              url: "https://clip-cn-beijing.oss-cn-beijing.aliyuncs.com/checkpoints/clip_cn_vit-b-16.pt"),
-        .init(name: "ViT-L-14", structure: "ViT-L-14@RoBERTa-wwm-ext-base-chinese", resolution: 224,
-              url: "https://clip-cn-beijing.oss-cn-beijing.aliyuncs.com/checkpoints/clip_cn_vit-l-14.pt"),
-        .init(name: "ViT-L-14-336", structure: "ViT-L-14-336@RoBERTa-wwm-ext-base-chinese", resolution: 336,
-              url: "https://clip-cn-beijing.oss-cn-beijing.aliyuncs.com/checkpoints/clip_cn_vit-l-14-336.pt"),
-        .init(name: "ViT-H-14", structure: "ViT-H-14@RoBERTa-wwm-ext-large-chinese", resolution: 224,
-              url: "https://clip-cn-beijing.oss-cn-beijing.aliyuncs.com/checkpoints/clip_cn_vit-h-14.pt"),
-        .init(name: "RN50", structure: "RN50@RBT3-chinese", resolution: 224,
-              url: "https://clip-cn-beijing.oss-cn-beijing.aliyuncs.com/checkpoints/clip_cn_rn50.pt"),
+        .init(
+            name: "ViT-B-16", structure: "ViT-B-16@RoBERTa-wwm-ext-base-chinese", resolution: 224,
+            url: "https://clip-cn-beijing.oss-cn-beijing.aliyuncs.com/checkpoints/clip_cn_vit-b-16.pt"),
+        .init(
+            name: "ViT-L-14", structure: "ViT-L-14@RoBERTa-wwm-ext-base-chinese", resolution: 224,
+            url: "https://clip-cn-beijing.oss-cn-beijing.aliyuncs.com/checkpoints/clip_cn_vit-l-14.pt"),
+        .init(
+            name: "ViT-L-14-336", structure: "ViT-L-14-336@RoBERTa-wwm-ext-base-chinese", resolution: 336,
+            url: "https://clip-cn-beijing.oss-cn-beijing.aliyuncs.com/checkpoints/clip_cn_vit-l-14-336.pt"),
+        .init(
+            name: "ViT-H-14", structure: "ViT-H-14@RoBERTa-wwm-ext-large-chinese", resolution: 224,
+            url: "https://clip-cn-beijing.oss-cn-beijing.aliyuncs.com/checkpoints/clip_cn_vit-h-14.pt"),
+        .init(
+            name: "RN50", structure: "RN50@RBT3-chinese", resolution: 224,
+            url: "https://clip-cn-beijing.oss-cn-beijing.aliyuncs.com/checkpoints/clip_cn_rn50.pt"),
     ]
 
     /// The released model called `name`, if any.
@@ -191,12 +201,13 @@ public enum ModelPresets {
         guard let t = Self.text[text] else {
             throw CLIPError.unknownModel(name: text, known: Self.text.keys.sorted())
         }
-        return CLIPConfig(embedDim: v.embedDim, imageResolution: v.resolution, visionLayers: v.layers, visionWidth: v.width,
-                          visionPatchSize: v.patch, visionHeadWidth: v.headWidth, vocabSize: 21128,
-                          textAttentionProbsDropoutProb: 0.1, textHiddenAct: "gelu", textHiddenDropoutProb: 0.1,
-                          textHiddenSize: t.hidden, textInitializerRange: 0.02, textIntermediateSize: t.intermediate,
-                          textMaxPositionEmbeddings: 512, textNumAttentionHeads: t.heads, textNumHiddenLayers: t.layers,
-                          textTypeVocabSize: 2)
+        return CLIPConfig(
+            embedDim: v.embedDim, imageResolution: v.resolution, visionLayers: v.layers, visionWidth: v.width,
+            visionPatchSize: v.patch, visionHeadWidth: v.headWidth, vocabSize: 21128,
+            textAttentionProbsDropoutProb: 0.1, textHiddenAct: "gelu", textHiddenDropoutProb: 0.1,
+            textHiddenSize: t.hidden, textInitializerRange: 0.02, textIntermediateSize: t.intermediate,
+            textMaxPositionEmbeddings: 512, textNumAttentionHeads: t.heads, textNumHiddenLayers: t.layers,
+            textTypeVocabSize: 2)
     }
 
     /// The config for `"VISION@TEXT"` or a released name (`ViT-B-16`).
@@ -212,10 +223,12 @@ public enum ModelPresets {
 
 extension CLIPConfig {
     /// A config from its fields (memberwise).
-    public init(embedDim: Int, imageResolution: Int, visionLayers: VisionLayers, visionWidth: Int, visionPatchSize: Int?,
-                visionHeadWidth: Int, vocabSize: Int, textAttentionProbsDropoutProb: Double, textHiddenAct: String,
-                textHiddenDropoutProb: Double, textHiddenSize: Int, textInitializerRange: Double, textIntermediateSize: Int,
-                textMaxPositionEmbeddings: Int, textNumAttentionHeads: Int, textNumHiddenLayers: Int, textTypeVocabSize: Int) {
+    public init(
+        embedDim: Int, imageResolution: Int, visionLayers: VisionLayers, visionWidth: Int, visionPatchSize: Int?,
+        visionHeadWidth: Int, vocabSize: Int, textAttentionProbsDropoutProb: Double, textHiddenAct: String,
+        textHiddenDropoutProb: Double, textHiddenSize: Int, textInitializerRange: Double, textIntermediateSize: Int,
+        textMaxPositionEmbeddings: Int, textNumAttentionHeads: Int, textNumHiddenLayers: Int, textTypeVocabSize: Int
+    ) {
         self.embedDim = embedDim; self.imageResolution = imageResolution; self.visionLayers = visionLayers
         self.visionWidth = visionWidth; self.visionPatchSize = visionPatchSize; self.visionHeadWidth = visionHeadWidth
         self.vocabSize = vocabSize; self.textAttentionProbsDropoutProb = textAttentionProbsDropoutProb

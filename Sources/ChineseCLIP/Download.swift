@@ -3,8 +3,9 @@
 
 import Foundation
 import Synchronization
+
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// Downloads released checkpoints into a cache directory.
@@ -106,8 +107,10 @@ final class HTTPFileFetcher: NSObject, URLSessionDataDelegate, Sendable {
         }
     }
 
-    func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
-                    completionHandler: @escaping @Sendable (URLSession.ResponseDisposition) -> Void) {
+    func urlSession(
+        _ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
+        completionHandler: @escaping @Sendable (URLSession.ResponseDisposition) -> Void
+    ) {
         guard let http = response as? HTTPURLResponse else { completionHandler(.cancel); return }
         let shown: (Int64, Int64?)? = transfer.withLock { t in
             do {
@@ -159,8 +162,9 @@ final class HTTPFileFetcher: NSObject, URLSessionDataDelegate, Sendable {
     func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
         transfer.withLock { t in
             if let error, t.failure == nil {
-                t.failure = CLIPError.io(path: url.absoluteString,
-                                         reason: "download failed after \(t.received) bytes (\(error.localizedDescription)); run again to resume")
+                t.failure = CLIPError.io(
+                    path: url.absoluteString,
+                    reason: "download failed after \(t.received) bytes (\(error.localizedDescription)); run again to resume")
             }
         }
         done.signal()

@@ -21,13 +21,16 @@ extension CLIP {
         let parameters = namedParameters()
         let shapes = Dictionary(parameters.map { ($0.0, $0.1.value.shape) }, uniquingKeysWith: { a, _ in a })
         for (name, p) in parameters {
-            p.value = Self.initialValue(name: name, shape: p.value.shape, shapes: shapes,
-                                        textInitializerRange: Float(config.textInitializerRange), using: &rng)
+            p.value = Self.initialValue(
+                name: name, shape: p.value.shape, shapes: shapes,
+                textInitializerRange: Float(config.textInitializerRange), using: &rng)
         }
     }
 
-    private static func initialValue(name: String, shape: [Int], shapes: [String: [Int]], textInitializerRange: Float,
-                                     using rng: inout SplitMix64) -> Tensor {
+    private static func initialValue(
+        name: String, shape: [Int], shapes: [String: [Int]], textInitializerRange: Float,
+        using rng: inout SplitMix64
+    ) -> Tensor {
         let leaf = name.split(separator: ".").last.map(String.init) ?? name
         let owner = String(name.dropLast(leaf.count))  // "…module." with its dot
         func constant(_ v: Float) -> Tensor { Tensor(shape: shape, repeating: v) }
@@ -45,7 +48,8 @@ extension CLIP {
             return leaf == "bias" ? constant(0) : normal(textInitializerRange)
         }
         // visual.*
-        let isNorm = owner.contains("ln_") || owner.hasSuffix("bn1.") || owner.hasSuffix("bn2.") || owner.hasSuffix("bn3.")
+        let isNorm =
+            owner.contains("ln_") || owner.hasSuffix("bn1.") || owner.hasSuffix("bn2.") || owner.hasSuffix("bn3.")
             || owner.hasSuffix("downsample.1.")
         if isNorm {
             if leaf == "bias" { return constant(0) }

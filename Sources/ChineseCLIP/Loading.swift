@@ -39,7 +39,8 @@ extension CLIP {
         var tensors: [String: Tensor] = [:]
         for (key, value) in stateDict {
             guard value.isFloatingPoint else {
-                throw CLIPError.checkpoint(path: stateDict.source, reason: "key '\(key)' holds \(value.dtype) values; the model has only floating-point weights")
+                throw CLIPError.checkpoint(
+                    path: stateDict.source, reason: "key '\(key)' holds \(value.dtype) values; the model has only floating-point weights")
             }
             tensors[key] = value.tensor
         }
@@ -75,13 +76,14 @@ extension CLIPConfig {
             throw CLIPError.badConfig(path: url.path, reason: describe(error))
         }
         let t = hf.text_config, v = hf.vision_config
-        return CLIPConfig(embedDim: hf.projection_dim, imageResolution: v.image_size, visionLayers: .transformer(v.num_hidden_layers),
-                          visionWidth: v.hidden_size, visionPatchSize: v.patch_size,
-                          visionHeadWidth: v.hidden_size / max(v.num_attention_heads, 1), vocabSize: t.vocab_size ?? 21128,
-                          textAttentionProbsDropoutProb: t.attention_probs_dropout_prob ?? 0.1, textHiddenAct: t.hidden_act ?? "gelu",
-                          textHiddenDropoutProb: t.hidden_dropout_prob ?? 0.1, textHiddenSize: t.hidden_size,
-                          textInitializerRange: t.initializer_range ?? 0.02, textIntermediateSize: t.intermediate_size,
-                          textMaxPositionEmbeddings: t.max_position_embeddings ?? 512, textNumAttentionHeads: t.num_attention_heads,
-                          textNumHiddenLayers: t.num_hidden_layers, textTypeVocabSize: t.type_vocab_size ?? 2)
+        return CLIPConfig(
+            embedDim: hf.projection_dim, imageResolution: v.image_size, visionLayers: .transformer(v.num_hidden_layers),
+            visionWidth: v.hidden_size, visionPatchSize: v.patch_size,
+            visionHeadWidth: v.hidden_size / max(v.num_attention_heads, 1), vocabSize: t.vocab_size ?? 21128,
+            textAttentionProbsDropoutProb: t.attention_probs_dropout_prob ?? 0.1, textHiddenAct: t.hidden_act ?? "gelu",
+            textHiddenDropoutProb: t.hidden_dropout_prob ?? 0.1, textHiddenSize: t.hidden_size,
+            textInitializerRange: t.initializer_range ?? 0.02, textIntermediateSize: t.intermediate_size,
+            textMaxPositionEmbeddings: t.max_position_embeddings ?? 512, textNumAttentionHeads: t.num_attention_heads,
+            textNumHiddenLayers: t.num_hidden_layers, textTypeVocabSize: t.type_vocab_size ?? 2)
     }
 }

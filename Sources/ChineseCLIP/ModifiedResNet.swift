@@ -123,8 +123,9 @@ package final class ModifiedResNet: Module, ImageEncoder {
     /// Images `[batch, 3, res, res]` → features `[batch, output]`, recording gradients for parameters that require
     /// them; BatchNorm uses batch statistics (and updates its running ones) in training mode.
     package func forward(_ images: Variable) -> Variable {
-        precondition(images.rank == 4 && images.shape[1] == 3 && images.shape[2] == inputResolution && images.shape[3] == inputResolution,
-                     "ModifiedResNet expects [batch, 3, \(inputResolution), \(inputResolution)], got \(images.shape)")
+        precondition(
+            images.rank == 4 && images.shape[1] == 3 && images.shape[2] == inputResolution && images.shape[3] == inputResolution,
+            "ModifiedResNet expects [batch, 3, \(inputResolution), \(inputResolution)], got \(images.shape)")
         var x = bn1(conv1(images), relu: true)
         x = bn2(conv2(x), relu: true)
         x = bn3(conv3(x), relu: true)

@@ -46,11 +46,13 @@ package final class MultiheadAttention: Module {
         let att: Variable
         if firstQueryOnly {
             let q = firstRows(qkv)  // [b, 1, 3w]: its first w columns are the query
-            att = multiHeadAttention(q: q, qOffset: 0, k: qkv, kOffset: w, v: qkv, vOffset: 2 * w,
-                                     batch: b, lq: 1, lk: l, heads: heads, headDim: w / heads)
+            att = multiHeadAttention(
+                q: q, qOffset: 0, k: qkv, kOffset: w, v: qkv, vOffset: 2 * w,
+                batch: b, lq: 1, lk: l, heads: heads, headDim: w / heads)
         } else {
-            att = multiHeadAttention(q: qkv, qOffset: 0, k: qkv, kOffset: w, v: qkv, vOffset: 2 * w,
-                                     batch: b, lq: l, lk: l, heads: heads, headDim: w / heads)
+            att = multiHeadAttention(
+                q: qkv, qOffset: 0, k: qkv, kOffset: w, v: qkv, vOffset: 2 * w,
+                batch: b, lq: l, lk: l, heads: heads, headDim: w / heads)
         }
         return outProj(att)
     }
@@ -151,14 +153,15 @@ package final class VisualTransformer: Module, ImageEncoder {
     /// Images `[batch, 3, res, res]` → features `[batch, output]`, recording gradients for parameters that require them.
     /// The last block computes the class token alone: no other row of it reaches the output, in training or not.
     package func forward(_ images: Variable) -> Variable {
-        precondition(images.rank == 4 && images.shape[1] == 3 && images.shape[2] == inputResolution && images.shape[3] == inputResolution,
-                     "VisualTransformer expects [batch, 3, \(inputResolution), \(inputResolution)], got \(images.shape)")
+        precondition(
+            images.rank == 4 && images.shape[1] == 3 && images.shape[2] == inputResolution && images.shape[3] == inputResolution,
+            "VisualTransformer expects [batch, 3, \(inputResolution), \(inputResolution)], got \(images.shape)")
         let b = images.shape[0]
         // The stride-p convolution as patch rows @ the flattened kernel (same products, no column buffer).
-        let p = patches(images, size: patchSize)                                        // [b, grid², 3·p·p]
+        let p = patches(images, size: patchSize)  // [b, grid², 3·p·p]
         let emb = linear(p, weight: conv1.weight.variable.reshaped([width, -1]), bias: nil)  // [b, grid², width]
-        let cls = repeated(classEmbedding.variable.reshaped([1, width]), count: b)       // [b, 1, width]
-        let tokens = concatenate([cls, emb], axis: 1)                                     // [b, grid² + 1, width]
+        let cls = repeated(classEmbedding.variable.reshaped([1, width]), count: b)  // [b, 1, width]
+        let tokens = concatenate([cls, emb], axis: 1)  // [b, grid² + 1, width]
         var x = lnPre(patchMasking(add(tokens, positionalEmbedding.variable)))
         for (i, block) in blocks.items.enumerated() {
             let last = i == blocks.items.count - 1

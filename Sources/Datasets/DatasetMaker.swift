@@ -68,8 +68,10 @@ package struct DatasetMaker {
     package static func parseRatios(_ text: String) throws -> [(name: String, ratio: Double)] {
         let parts = text.split(whereSeparator: { $0 == "," || $0 == ":" }).map { Double($0.trimmingCharacters(in: .whitespaces)) }
         guard (1...3).contains(parts.count), parts.allSatisfy({ $0 != nil && $0! >= 0 && $0!.isFinite }),
-              parts.reduce(0, { $0 + $1! }) > 0 else {
-            throw DatasetError.invalidArgument("--split-ratio '\(text)': expected up to three non-negative numbers for train,valid,test, e.g. 0.8,0.1,0.1")
+            parts.reduce(0, { $0 + $1! }) > 0
+        else {
+            throw DatasetError.invalidArgument(
+                "--split-ratio '\(text)': expected up to three non-negative numbers for train,valid,test, e.g. 0.8,0.1,0.1")
         }
         return zip(["train", "valid", "test"], parts.map { $0! }).map { (name: $0, ratio: $1) }
     }
@@ -103,16 +105,19 @@ package struct DatasetMaker {
             guard let cols = columns else {
                 let names = fields.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
                 guard let i = names.firstIndex(where: { $0 == "image_path" || $0 == "image" }),
-                      let c = names.firstIndex(of: "caption") else {
-                    throw DatasetError.malformedLine(file: captionsFile, line: line,
-                                                     reason: "expected a header naming the columns image_path and caption, got \(names)")
+                    let c = names.firstIndex(of: "caption")
+                else {
+                    throw DatasetError.malformedLine(
+                        file: captionsFile, line: line,
+                        reason: "expected a header naming the columns image_path and caption, got \(names)")
                 }
                 columns = (i, c, fields.count)
                 return
             }
             guard fields.count == cols.count else {
-                throw DatasetError.malformedLine(file: captionsFile, line: line,
-                                                 reason: "\(fields.count) fields where the header has \(cols.count) (quote captions holding commas)")
+                throw DatasetError.malformedLine(
+                    file: captionsFile, line: line,
+                    reason: "\(fields.count) fields where the header has \(cols.count) (quote captions holding commas)")
             }
             records.append(CaptionRecord(image: fields[cols.image], caption: fields[cols.caption], line: line))
         }
@@ -130,7 +135,9 @@ package struct DatasetMaker {
             if quoted {
                 if c == "\"" {
                     if let n = it.next() { if n == "\"" { field.append("\"") } else { quoted = false; pending = n } } else { quoted = false }
-                } else { field.append(c) }
+                } else {
+                    field.append(c)
+                }
             } else if c == "\"" && field.isEmpty && !wasQuoted {
                 quoted = true; wasQuoted = true
             } else if c == "," {
@@ -166,7 +173,9 @@ package struct DatasetMaker {
         var splitOf = [Int](repeating: 0, count: images.count)
         var cursor = 0
         for (s, split) in splits.enumerated() {
-            let n = s == splits.count - 1 ? order.count - cursor
+            let n =
+                s == splits.count - 1
+                ? order.count - cursor
                 : min(order.count - cursor, Int((Double(order.count) * split.ratio / total).rounded()))
             for i in order[cursor..<cursor + n] { splitOf[i] = s }
             cursor += n
@@ -214,7 +223,9 @@ package struct DatasetMaker {
             try tsv.close()
             let jsonl = try OutputFile(path: (tmp as NSString).appendingPathComponent("\(name)_texts.jsonl"))
             for t in texts[s] {
-                try jsonl.write("{\"text_id\": \(t.id), \"text\": \(PythonJSON.string(t.caption, ensureASCII: false)), \"image_ids\": [\(t.images.map(String.init).joined(separator: ", "))]}\n")
+                try jsonl.write(
+                    "{\"text_id\": \(t.id), \"text\": \(PythonJSON.string(t.caption, ensureASCII: false)), \"image_ids\": [\(t.images.map(String.init).joined(separator: ", "))]}\n"
+                )
             }
             try jsonl.close()
             made.append(MadeSplit(split: name, images: count, texts: texts[s].count))
@@ -248,7 +259,6 @@ package struct DatasetMaker {
         }
     }
 }
-
 
 /// A buffered output file (for writing multi-gigabyte TSVs without holding them).
 final class OutputFile {

@@ -10,7 +10,7 @@ import Foundation
 import Synchronization
 
 /// An LMDB environment: one directory holding `data.mdb` and `lock.mdb`, with a single unnamed database.
-package final class LMDBEnvironment: @unchecked Sendable {  // sound: an LMDB environment is shared by threads by design (each opens its own transactions); one writer at a time
+package final class LMDBEnvironment: @unchecked Sendable {  // sound: LMDB lets threads share an environment, each with its own transactions
     /// The environment directory.
     package let path: String
     /// Whether the environment was opened read-only.
@@ -132,8 +132,9 @@ package final class LMDBTransaction {
     init(_ environment: LMDBEnvironment, write: Bool) throws {
         self.environment = environment
         var t: OpaquePointer?
-        try LMDBEnvironment.check(mdb_txn_begin(environment.env, nil, write ? 0 : UInt32(MDB_RDONLY), &t),
-                                  environment.path, "mdb_txn_begin")
+        try LMDBEnvironment.check(
+            mdb_txn_begin(environment.env, nil, write ? 0 : UInt32(MDB_RDONLY), &t),
+            environment.path, "mdb_txn_begin")
         txn = t!
         var d: MDB_dbi = 0
         let rc = mdb_dbi_open(txn, nil, 0, &d)
@@ -201,8 +202,9 @@ package final class LMDBTransaction {
             if rc == MDB_NOTFOUND { return }
             try LMDBEnvironment.check(rc, environment.path, "mdb_cursor_get")
             op = MDB_NEXT
-            let go = try body(UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size),
-                              UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
+            let go = try body(
+                UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size),
+                UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
             if !go { return }
         }
     }

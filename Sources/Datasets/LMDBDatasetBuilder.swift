@@ -118,10 +118,13 @@ package final class LMDBDatasetBuilder {
             for split in splits {
                 let dir = (tmp as NSString).appendingPathComponent(split)
                 let images = try buildImages(split: split, into: (dir as NSString).appendingPathComponent(DatasetLayout.imagesDirectory))
-                let pairs = try buildPairs(split: split, imageIDs: images.ids,
-                                           into: (dir as NSString).appendingPathComponent(DatasetLayout.pairsDirectory))
-                summaries.append(SplitSummary(split: split, pairs: pairs, images: images.count,
-                                              directory: (lmdbDirectory as NSString).appendingPathComponent(split)))
+                let pairs = try buildPairs(
+                    split: split, imageIDs: images.ids,
+                    into: (dir as NSString).appendingPathComponent(DatasetLayout.pairsDirectory))
+                summaries.append(
+                    SplitSummary(
+                        split: split, pairs: pairs, images: images.count,
+                        directory: (lmdbDirectory as NSString).appendingPathComponent(split)))
             }
             // Everything is built: swap the splits into place.
             // One step per split: the previous LMDB, if any, is swapped out into the temporary folder, removed with it.

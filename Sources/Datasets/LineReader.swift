@@ -4,8 +4,9 @@
 
 import Essentials
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Reads a file line by line (`\n`-terminated; a trailing `\r` is dropped) without loading it whole.
@@ -21,8 +22,9 @@ package struct LineReader {
     /// The file's size in bytes (for progress).
     package var fileSize: Int64 {
         get throws {
-            do { return ((try FileManager.default.attributesOfItem(atPath: path)[.size]) as? NSNumber)?.int64Value ?? 0 }
-            catch { throw FileError(path: path, reason: "cannot read: \(error.localizedDescription)") }
+            do { return ((try FileManager.default.attributesOfItem(atPath: path)[.size]) as? NSNumber)?.int64Value ?? 0 } catch {
+                throw FileError(path: path, reason: "cannot read: \(error.localizedDescription)")
+            }
         }
     }
 
@@ -109,8 +111,10 @@ package struct ImageTSVReader {
     ///
     /// Surrounding whitespace is stripped first, as the reference does; a line without exactly one tab, with an
     /// empty id, or whose second field is not base64 (either alphabet, padded) is an error naming `file:line`.
-    package func forEach(validateBase64: Bool = true,
-                        _ body: (_ record: TSVImageLine, _ line: Int, _ offset: Int64) throws -> Void) throws {
+    package func forEach(
+        validateBase64: Bool = true,
+        _ body: (_ record: TSVImageLine, _ line: Int, _ offset: Int64) throws -> Void
+    ) throws {
         let path = lines.path
         try lines.forEachLine { raw, number, offset in
             let line = stripped(raw)
@@ -126,8 +130,9 @@ package struct ImageTSVReader {
             if id.isEmpty { throw DatasetError.malformedLine(file: path, line: number, reason: "empty image id") }
             if validateBase64, let bad = Base64.firstInvalidOffset(b64) {
                 let shown = String(decoding: id, as: UTF8.self)
-                throw DatasetError.malformedLine(file: path, line: number,
-                                                 reason: "image id \(shown): invalid base64 \(bad.reason) at character \(bad.offset + 1)")
+                throw DatasetError.malformedLine(
+                    file: path, line: number,
+                    reason: "image id \(shown): invalid base64 \(bad.reason) at character \(bad.offset + 1)")
             }
             try body(TSVImageLine(id: id, base64: b64), number, offset)
         }
@@ -151,7 +156,8 @@ package struct JSONLReader {
             let value: PyJSON
             do { value = try PyJSONParser.parse(line) } catch let e as PyJSONSyntaxError {
                 // The reference's `json.loads(line)` raises JSONDecodeError with this text.
-                throw DatasetError.malformedLine(file: path, line: number, reason: "invalid JSON: \(e.pythonMessage(in: String(decoding: line, as: UTF8.self)))")
+                throw DatasetError.malformedLine(
+                    file: path, line: number, reason: "invalid JSON: \(e.pythonMessage(in: String(decoding: line, as: UTF8.self)))")
             }
             guard case .object(let pairs) = value else {
                 throw DatasetError.malformedLine(file: path, line: number, reason: "expected a JSON object")

@@ -144,11 +144,13 @@ package enum SyntheticDataset {
     /// a positive count into `directory` (created if missing); on error nothing there has changed.
     /// `progress` gets (images done, total) from the writing thread.
     @discardableResult
-    package static func write(to directory: String, splits: [(name: String, count: Int)] = defaultSplits, seed: UInt64 = defaultSeed,
-                             resolution: Int = 64, encoding: Encoding = .jpeg(quality: 90),
-                             threads: Int = ProcessInfo.processInfo.activeProcessorCount,
-                             progress: ((Int, Int) -> Void)? = nil,
-                             temporaryDirectoryChanged: ((String?) -> Void)? = nil) throws -> [MadeSplit] {
+    package static func write(
+        to directory: String, splits: [(name: String, count: Int)] = defaultSplits, seed: UInt64 = defaultSeed,
+        resolution: Int = 64, encoding: Encoding = .jpeg(quality: 90),
+        threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+        progress: ((Int, Int) -> Void)? = nil,
+        temporaryDirectoryChanged: ((String?) -> Void)? = nil
+    ) throws -> [MadeSplit] {
         try validate(splits: splits, resolution: resolution, encoding: encoding, threads: threads)
         let fm = FileManager.default
         do { try fm.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
@@ -175,14 +177,16 @@ package enum SyntheticDataset {
             var start = 0
             while start < split.count {
                 let count = min(batch, split.count - start)
-                let rendered = try renderBatch(seed: seed, split: split.name, range: start..<start + count,
-                                               resolution: resolution, encoding: encoding, threads: threads)
+                let rendered = try renderBatch(
+                    seed: seed, split: split.name, range: start..<start + count,
+                    resolution: resolution, encoding: encoding, threads: threads)
                 for (i, item) in rendered.enumerated() {
                     let imageID = nextImage + start + i, textID = nextText + start + i
                     try tsv.write("\(imageID)\t")
                     try tsv.write(item.base64)
                     try tsv.write("\n")
-                    try texts.write("{\"text_id\": \(textID), \"text\": \(PythonJSON.string(item.caption, ensureASCII: false)), \"image_ids\": [\(imageID)]}\n")
+                    try texts.write(
+                        "{\"text_id\": \(textID), \"text\": \(PythonJSON.string(item.caption, ensureASCII: false)), \"image_ids\": [\(imageID)]}\n")
                     captions.append(item.caption)
                 }
                 start += count
@@ -196,7 +200,9 @@ package enum SyntheticDataset {
             for (i, c) in captions.enumerated() { group[c, default: []].append(nextImage + i) }
             let groups = try OutputFile(path: path(names[2]))
             for (i, c) in captions.enumerated() {
-                try groups.write("{\"text_id\": \(nextText + i), \"text\": \(PythonJSON.string(c, ensureASCII: false)), \"image_ids\": [\(group[c]!.map(String.init).joined(separator: ", "))]}\n")
+                try groups.write(
+                    "{\"text_id\": \(nextText + i), \"text\": \(PythonJSON.string(c, ensureASCII: false)), \"image_ids\": [\(group[c]!.map(String.init).joined(separator: ", "))]}\n"
+                )
             }
             try groups.close()
             made.append(MadeSplit(split: split.name, images: split.count, texts: split.count))
@@ -209,8 +215,10 @@ package enum SyntheticDataset {
     }
 
     /// Renders and encodes items `range` of a split over `threads` threads; results in item order.
-    static func renderBatch(seed: UInt64, split: String, range: Range<Int>, resolution: Int, encoding: Encoding,
-                            threads: Int) throws -> [(caption: String, base64: String)] {
+    static func renderBatch(
+        seed: UInt64, split: String, range: Range<Int>, resolution: Int, encoding: Encoding,
+        threads: Int
+    ) throws -> [(caption: String, base64: String)] {
         var out = [(caption: String, base64: String)](repeating: ("", ""), count: range.count)
         let failure = FirstError()
         try out.withUnsafeMutableBufferPointer { buffer in
@@ -227,8 +235,10 @@ package enum SyntheticDataset {
                         }
                         buffer[i] = (scene.caption, Base64.encode(data))
                     } catch {
-                        failure.record(DatasetError.badImage(file: "\(split)_imgs.tsv", line: range.lowerBound + i + 1,
-                                                             id: "item \(range.lowerBound + i)", reason: "cannot encode: \(error)"))
+                        failure.record(
+                            DatasetError.badImage(
+                                file: "\(split)_imgs.tsv", line: range.lowerBound + i + 1,
+                                id: "item \(range.lowerBound + i)", reason: "cannot encode: \(error)"))
                         return
                     }
                 }

@@ -44,8 +44,10 @@ package struct SyntheticScene: Hashable, Sendable {
         package var rgb: (r: UInt8, g: UInt8, b: UInt8) {
             // Chosen to stay apart from each other and from the 105–154 grey background, including luminance,
             // so that 4:2:0 JPEG chroma subsampling does not merge small shapes into the background.
-            [(215, 35, 35), (40, 165, 60), (35, 75, 215), (240, 215, 35),
-             (135, 55, 185), (245, 135, 25), (20, 20, 20), (240, 240, 240)][rawValue]
+            [
+                (215, 35, 35), (40, 165, 60), (35, 75, 215), (240, 215, 35),
+                (135, 55, 185), (245, 135, 25), (20, 20, 20), (240, 240, 240),
+            ][rawValue]
         }
     }
 
@@ -157,10 +159,12 @@ package struct SyntheticScene: Hashable, Sendable {
         var objects: [Object] = []
         for _ in 0..<count {
             let position = positions.remove(at: rng.below(positions.count))
-            objects.append(Object(shape: Shape.allCases[rng.below(Shape.allCases.count)],
-                                  colour: Colour.allCases[rng.below(Colour.allCases.count)],
-                                  size: Size.allCases[rng.below(Size.allCases.count)],
-                                  position: position))
+            objects.append(
+                Object(
+                    shape: Shape.allCases[rng.below(Shape.allCases.count)],
+                    colour: Colour.allCases[rng.below(Colour.allCases.count)],
+                    size: Size.allCases[rng.below(Size.allCases.count)],
+                    position: position))
         }
         return try! SyntheticScene(objects)  // distinct positions by construction
     }

@@ -54,7 +54,8 @@ package final class BatchWorker<Job: Sendable, Output: Sendable>: Sendable {
 
     private func loop() {
         while true {
-            let taken = queue.wait(until: { !$0.pending.isEmpty || $0.stopped }) { q -> [(job: Job, continuation: CheckedContinuation<Output, Error>)]? in
+            let taken = queue.wait(until: { !$0.pending.isEmpty || $0.stopped }) {
+                q -> [(job: Job, continuation: CheckedContinuation<Output, Error>)]? in
                 if q.pending.isEmpty { return nil }  // stopped, and nothing left
                 let batch = Array(q.pending.prefix(maxBatch))
                 q.pending.removeFirst(batch.count)

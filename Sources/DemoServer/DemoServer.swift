@@ -7,10 +7,10 @@
 
 import Essentials
 import Foundation
+import Gallery
 import Hummingbird
 import Logging
 import NIOCore
-import Gallery
 
 /// How the server listens and what it accepts.
 package struct DemoServerConfiguration: Sendable {
@@ -34,9 +34,11 @@ package struct DemoServerConfiguration: Sendable {
 /// Builds and runs the demo's HTTP application.
 package enum DemoServer {
     /// The Hummingbird application serving `service`; `onRunning` receives the bound port once listening.
-    package static func application(service: SearchService, configuration: DemoServerConfiguration,
-                                   logger: Logger? = nil,
-                                   onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+    package static func application(
+        service: SearchService, configuration: DemoServerConfiguration,
+        logger: Logger? = nil,
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
         let router = Router()
         router.add(middleware: JSONErrorMiddleware())
         let api = DemoAPI(service: service, configuration: configuration)
@@ -66,7 +68,8 @@ struct DemoAPI: Sendable {
     let configuration: DemoServerConfiguration
 
     func page() throws -> Response {
-        guard let url = Bundle.module.url(forResource: "index", withExtension: "html"), let data = FileManager.default.contents(atPath: url.path) else {
+        guard let url = Bundle.module.url(forResource: "index", withExtension: "html"), let data = FileManager.default.contents(atPath: url.path)
+        else {
             throw ServiceError(500, "missing_page", "the page is missing from the DemoServer bundle")
         }
         var headers = HTTPFields()
@@ -77,18 +80,19 @@ struct DemoAPI: Sendable {
 
     func info() -> Response {
         let gallery = service.gallery
-        return json(obj([
-            "images": (.int(Int64(gallery.count))),
-            "captions": (.int(Int64(gallery.captions.count))),
-            "dim": (.int(Int64(gallery.dim))),
-            "index": (.string(indexName)),
-            "context_length": (.int(Int64(service.contextLength))),
-            "max_body_bytes": (.int(Int64(configuration.maxBodyBytes))),
-            "max_query_characters": (.int(Int64(service.limits.maxQueryCharacters))),
-            "max_results": (.int(Int64(service.limits.maxResults))),
-            "default_results": (.int(Int64(configuration.defaultResults))),
-            "default_template": (.string(configuration.defaultTemplate)),
-        ]))
+        return json(
+            obj([
+                "images": (.int(Int64(gallery.count))),
+                "captions": (.int(Int64(gallery.captions.count))),
+                "dim": (.int(Int64(gallery.dim))),
+                "index": (.string(indexName)),
+                "context_length": (.int(Int64(service.contextLength))),
+                "max_body_bytes": (.int(Int64(configuration.maxBodyBytes))),
+                "max_query_characters": (.int(Int64(service.limits.maxQueryCharacters))),
+                "max_results": (.int(Int64(service.limits.maxResults))),
+                "default_results": (.int(Int64(configuration.defaultResults))),
+                "default_template": (.string(configuration.defaultTemplate)),
+            ]))
     }
 
     var indexName: String {
@@ -110,11 +114,12 @@ struct DemoAPI: Sendable {
             k = try intField(body["k"], name: "k", default: configuration.defaultResults)
         }
         let results = try await service.searchText(query, k: k)
-        return json(obj([
-            "query": (.string(query)),
-            "index": (.string(indexName)),
-            "results": (.array(results.enumerated().map { imageJSON($1, rank: $0 + 1) })),
-        ]))
+        return json(
+            obj([
+                "query": (.string(query)),
+                "index": (.string(indexName)),
+                "results": (.array(results.enumerated().map { imageJSON($1, rank: $0 + 1) })),
+            ]))
     }
 
     /// `POST /api/search/image?k=…&captions=…` with the image file as the body.
@@ -124,23 +129,32 @@ struct DemoAPI: Sendable {
         let captions = try intParameter(params["captions"], name: "captions", default: configuration.defaultCaptions)
         let data = try await body(request)
         let (images, caps) = try await service.searchImage(data, k: k, captions: captions)
-        return json(obj([
-            "index": (.string(indexName)),
-            "results": (.array(images.enumerated().map { imageJSON($1, rank: $0 + 1) })),
-            "captions": (.array(caps.enumerated().map { r, c in
-                obj(["rank": (.int(Int64(r + 1))), "row": (.int(Int64(c.row))), "id": (idJSON(c.id)),
-                         "text": (.string(c.text)), "score": (.float(Double(c.score)))])
-            })),
-        ]))
+        return json(
+            obj([
+                "index": (.string(indexName)),
+                "results": (.array(images.enumerated().map { imageJSON($1, rank: $0 + 1) })),
+                "captions":
+                    (.array(
+                        caps.enumerated().map { r, c in
+                            obj([
+                                "rank": (.int(Int64(r + 1))), "row": (.int(Int64(c.row))), "id": (idJSON(c.id)),
+                                "text": (.string(c.text)), "score": (.float(Double(c.score))),
+                            ])
+                        })),
+            ]))
     }
 
     /// `POST /api/classify` with `{"image": BASE64, "labels": […], "template": "…{}…"}` (or `"templates": […]`).
     func classify(_ request: Request) async throws -> Response {
         let body = try await jsonBody(request)
-        guard case .string(let b64)? = body["image"] else { throw ServiceError(400, "empty_upload", "the body needs \"image\": the image file in base64") }
+        guard case .string(let b64)? = body["image"] else {
+            throw ServiceError(400, "empty_upload", "the body needs \"image\": the image file in base64")
+        }
         let image: Data
         do { image = Data(try Base64.decode(Array(b64.utf8))) } catch { throw ServiceError(400, "bad_base64", "\"image\" is not base64: \(error)") }
-        guard case .array(let rawLabels)? = body["labels"] else { throw ServiceError(400, "no_labels", "the body needs \"labels\": a list of strings") }
+        guard case .array(let rawLabels)? = body["labels"] else {
+            throw ServiceError(400, "no_labels", "the body needs \"labels\": a list of strings")
+        }
         let labels = try rawLabels.map { v -> String in
             guard case .string(let s) = v else { throw ServiceError(400, "bad_label", "every label must be a string") }
             return s
@@ -157,13 +171,18 @@ struct DemoAPI: Sendable {
         default: throw ServiceError(400, "bad_template", "give \"template\" (a string) or \"templates\" (a list of strings), not both")
         }
         let results = try await service.classify(image, labels: labels, templates: templates)
-        let ranked = results.enumerated().sorted { $0.element.probability > $1.element.probability || ($0.element.probability == $1.element.probability && $0.offset < $1.offset) }
-        return json(obj([
-            "templates": (.array(templates.map { .string($0) })),
-            "labels": (.array(ranked.map { _, r in
-                obj(["label": (.string(r.label)), "probability": (.float(Double(r.probability)))])
-            })),
-        ]))
+        let ranked = results.enumerated().sorted {
+            $0.element.probability > $1.element.probability || ($0.element.probability == $1.element.probability && $0.offset < $1.offset)
+        }
+        return json(
+            obj([
+                "templates": (.array(templates.map { .string($0) })),
+                "labels":
+                    (.array(
+                        ranked.map { _, r in
+                            obj(["label": (.string(r.label)), "probability": (.float(Double(r.probability)))])
+                        })),
+            ]))
     }
 
     /// `GET /thumbnails/ROW` (or `ROW.jpg`): only decimal row numbers are names; anything else is refused.
@@ -184,8 +203,10 @@ struct DemoAPI: Sendable {
     // MARK: Helpers
 
     func imageJSON(_ r: ImageResult, rank: Int) -> PyJSON {
-        obj(["rank": (.int(Int64(rank))), "row": (.int(Int64(r.row))), "id": (idJSON(r.id)),
-                 "score": (.float(Double(r.score))), "thumbnail": (.string("/thumbnails/\(r.row)"))])
+        obj([
+            "rank": (.int(Int64(rank))), "row": (.int(Int64(r.row))), "id": (idJSON(r.id)),
+            "score": (.float(Double(r.score))), "thumbnail": (.string("/thumbnails/\(r.row)")),
+        ])
     }
 
     /// An id's json.dumps rendering back as a value (ints stay ints, paths stay strings).
@@ -250,9 +271,13 @@ func errorResponse(status: HTTPResponse.Status, code: String, message: String) -
     var headers = HTTPFields()
     headers[.contentType] = "application/json; charset=utf-8"
     var out = [UInt8]()
-    pythonDumps(obj(["error": (obj([
-        "status": (.int(Int64(status.code))), "code": (.string(code)), "message": (.string(message)),
-    ]))]), into: &out)
+    pythonDumps(
+        obj([
+            "error":
+                (obj([
+                    "status": (.int(Int64(status.code))), "code": (.string(code)), "message": (.string(message)),
+                ]))
+        ]), into: &out)
     return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: out)))
 }
 

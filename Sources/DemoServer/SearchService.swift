@@ -2,10 +2,10 @@
 // One model and one gallery are loaded once and shared; each kind of work has its own batching worker.
 
 import ChineseCLIP
-import Foundation
-import Imaging
 import Evaluation
+import Foundation
 import Gallery
+import Imaging
 import Tensors
 import Tokenization
 
@@ -97,8 +97,10 @@ package final class SearchService: Sendable {
     struct ClassifyJob: Sendable { var pixels: [Float]; var labels: [String]; var templates: [String] }
 
     /// A service over `gallery` with `model`, which must be the model the gallery was built with.
-    package init(model: ChineseCLIPModel, gallery: GalleryIndex, limits: ServiceLimits = ServiceLimits(),
-                contextLength: Int? = nil, approximate: Bool = true) throws {
+    package init(
+        model: ChineseCLIPModel, gallery: GalleryIndex, limits: ServiceLimits = ServiceLimits(),
+        contextLength: Int? = nil, approximate: Bool = true
+    ) throws {
         let contextLength = contextLength ?? gallery.manifest.contextLength
         guard contextLength >= 2, contextLength <= model.config.textMaxPositionEmbeddings else {
             throw GalleryError.invalidArgument("context length \(contextLength) is outside 2…\(model.config.textMaxPositionEmbeddings)")
@@ -130,10 +132,12 @@ package final class SearchService: Sendable {
             let captions = features.withUnsafeBufferPointer { gallery.searchCaptions($0, queryCount: jobs.count, k: kc) }
             return images.enumerated().map { i, r in
                 r.map { hits in
-                    (Array(hits.prefix(jobs[i].k)).map { Self.image($0, gallery) },
-                     Array(captions[i].prefix(jobs[i].captions)).map {
-                        CaptionResult(row: $0.row, id: gallery.captions[$0.row].id, text: gallery.captions[$0.row].text, score: $0.score)
-                     })
+                    (
+                        Array(hits.prefix(jobs[i].k)).map { Self.image($0, gallery) },
+                        Array(captions[i].prefix(jobs[i].captions)).map {
+                            CaptionResult(row: $0.row, id: gallery.captions[$0.row].id, text: gallery.captions[$0.row].text, score: $0.score)
+                        }
+                    )
                 }
             }
         }
@@ -141,7 +145,8 @@ package final class SearchService: Sendable {
             jobs.map { job in
                 // All prompts of all labels in one encode call.
                 let prompts = job.labels.flatMap { ZeroShotClassifier.prompts(label: $0, templates: job.templates) }
-                let features = model.encodeTexts(tokens: model.tokenize(prompts, contextLength: contextLength), count: prompts.count, normalized: true)
+                let features = model.encodeTexts(
+                    tokens: model.tokenize(prompts, contextLength: contextLength), count: prompts.count, normalized: true)
                 let classifier = ZeroShotClassifier(classNames: job.labels, promptFeatures: features, promptsPerClass: job.templates.count)
                 let image = model.encodeImages(preprocessed: Tensor(shape: [1, 3, resolution, resolution], scalars: job.pixels), normalized: true)
                 let p = classifier.probabilities(imageFeatures: image).scalars
@@ -181,7 +186,9 @@ package final class SearchService: Sendable {
         guard labels.count <= limits.maxLabels else { throw ServiceError(400, "too_many_labels", "at most \(limits.maxLabels) labels") }
         if labels.contains(where: \.isEmpty) { throw ServiceError(400, "empty_label", "a label is empty") }
         guard !templates.isEmpty else { throw ServiceError(400, "no_templates", "give at least one template") }
-        guard templates.count <= limits.maxTemplates else { throw ServiceError(400, "too_many_templates", "at most \(limits.maxTemplates) templates") }
+        guard templates.count <= limits.maxTemplates else {
+            throw ServiceError(400, "too_many_templates", "at most \(limits.maxTemplates) templates")
+        }
         for t in labels + templates where t.count > limits.maxLabelCharacters {
             throw ServiceError(400, "label_too_long", "labels and templates have at most \(limits.maxLabelCharacters) characters")
         }
@@ -223,8 +230,10 @@ package final class SearchService: Sendable {
         ImageResult(row: hit.row, id: gallery.ids[hit.row], score: hit.score)
     }
 
-    static func results(_ features: Tensor, count: Int, dim: Int,
-                        _ search: (UnsafeBufferPointer<Float>) throws -> [[GalleryHit]]) -> [Result<[GalleryHit], Error>] {
+    static func results(
+        _ features: Tensor, count: Int, dim: Int,
+        _ search: (UnsafeBufferPointer<Float>) throws -> [[GalleryHit]]
+    ) -> [Result<[GalleryHit], Error>] {
         do {
             let hits = try features.withUnsafeBufferPointer { try search($0) }
             return hits.map { .success($0) }

@@ -16,9 +16,10 @@ package struct ProcessPlacement: Sendable, Equatable {
     /// The placement of this process, read from `environment` and the operating system.
     package init(environment: [String: String] = ProcessInfo.processInfo.environment) {
         let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)
-        self.init(localProcesses: Int(environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? 1,
-                  availableCores: status.flatMap { Self.allowedCores(procStatus: $0) } ?? ProcessInfo.processInfo.activeProcessorCount,
-                  hostCores: ProcessInfo.processInfo.processorCount)
+        self.init(
+            localProcesses: Int(environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? 1,
+            availableCores: status.flatMap { Self.allowedCores(procStatus: $0) } ?? ProcessInfo.processInfo.activeProcessorCount,
+            hostCores: ProcessInfo.processInfo.processorCount)
     }
 
     /// The number of cores in the `Cpus_allowed:` mask of a Linux `/proc/<pid>/status` text (hex words separated

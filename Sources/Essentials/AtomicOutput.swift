@@ -8,8 +8,9 @@
 // (`renameat2(RENAME_EXCHANGE)` on Linux) and only then removed.
 
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 private func systemError() -> String { String(cString: strerror(errno)) }
@@ -59,15 +60,15 @@ package final class AtomicOutputFile {
         self.path = path
         temporaryPath = temporarySibling(of: path)
         #if os(Linux)
-        // O_TMPFILE is a macro Swift cannot import: __O_TMPFILE | O_DIRECTORY, 020200000 on Linux's common ABIs.
-        let unnamed = open(parentFolder(path), 0o20_200_000 | O_WRONLY | O_CLOEXEC, 0o666)
-        if unnamed >= 0, let f = fdopen(unnamed, "wb") {
-            isUnnamed = true
-            setvbuf(f, nil, _IOFBF, 1 << 20)
-            handle = f
-            return
-        }
-        if unnamed >= 0 { close(unnamed) }
+            // O_TMPFILE is a macro Swift cannot import: __O_TMPFILE | O_DIRECTORY, 020200000 on Linux's common ABIs.
+            let unnamed = open(parentFolder(path), 0o20_200_000 | O_WRONLY | O_CLOEXEC, 0o666)
+            if unnamed >= 0, let f = fdopen(unnamed, "wb") {
+                isUnnamed = true
+                setvbuf(f, nil, _IOFBF, 1 << 20)
+                handle = f
+                return
+            }
+            if unnamed >= 0 { close(unnamed) }
         #endif
         guard let f = fopen(temporaryPath, "wbx") else {
             throw FileError(path: path, reason: "cannot create a file beside it: \(systemError())")

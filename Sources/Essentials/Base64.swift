@@ -27,7 +27,8 @@ package enum Base64 {
     }()
 
     /// Where `text` stops being valid padded base64, with why; nil when it is valid.
-    package static func firstInvalidOffset<C: RandomAccessCollection>(_ text: C) -> (offset: Int, reason: String)? where C.Element == UInt8, C.Index == Int {
+    package static func firstInvalidOffset<C: RandomAccessCollection>(_ text: C) -> (offset: Int, reason: String)?
+    where C.Element == UInt8, C.Index == Int {
         if let fast = text.withContiguousStorageIfAvailable({ firstInvalidOffset(bytes: $0) }) { return fast }
         return firstInvalidOffset(bytes: Array(text).withUnsafeBufferPointer { UnsafeBufferPointer(start: $0.baseAddress, count: $0.count) })
     }
@@ -69,7 +70,7 @@ package enum Base64 {
             let lower = (v &- V(repeating: 97)) .< V(repeating: 26)
             let digit = (v &- V(repeating: 48)) .< V(repeating: 10)
             let symbol = (v .== V(repeating: 43)) .| (v .== V(repeating: 47)) .| (v .== V(repeating: 45)) .| (v .== V(repeating: 95))
-            ok = ok .& (upper .| lower .| digit .| symbol)
+            ok .&= upper .| lower .| digit .| symbol
             i += 16
             if i & 4095 == 0 && !all(ok) { return false }
         }

@@ -79,7 +79,11 @@ package final class BoundedQueue<T: Sendable>: Sendable {
     package func close() { monitor.withLock { $0.closed = true } }
 
     /// The consumer stops; a waiting producer is released.
-    package func cancel() { monitor.withLock { $0.cancelled = true; $0.items.removeAll() } }
+    package func cancel() {
+        monitor.withLock {
+            $0.cancelled = true; $0.items.removeAll()
+        }
+    }
 
     /// The next item, waiting while empty; nil once closed and drained.
     package func take() -> T? {

@@ -49,7 +49,10 @@ package indirect enum PyJSON: Equatable, Sendable {
 
     /// True for values Python's `isinstance(x, int)` accepts (ints and bools).
     package var isPythonInt: Bool {
-        switch self { case .int, .bigInt, .bool: return true; default: return false }
+        switch self {
+        case .int, .bigInt, .bool: return true;
+        default: return false
+        }
     }
 
     /// Python's type name, as TypeError messages spell it.
@@ -295,7 +298,8 @@ package struct PyJSONParser {
             case UInt8(ascii: "t"): bytes.append(0x09)
             case UInt8(ascii: "u"):
                 guard end - i >= 4, let u = UInt16(String(decoding: UnsafeBufferPointer(start: p + i, count: 4), as: UTF8.self), radix: 16),
-                      (0..<4).allSatisfy({ isHex(p[i + $0]) }) else { throw fail("Invalid \\uXXXX escape") }
+                    (0..<4).allSatisfy({ isHex(p[i + $0]) })
+                else { throw fail("Invalid \\uXXXX escape") }
                 i += 4
                 flush()
                 units.append(u)

@@ -128,15 +128,19 @@ func pythonStringRepr(_ s: String) -> String {
         case "\r": out += "\\r"
         case "\t": out += "\\t"
         default:
-            if Character(u) == quote { out += "\\" + String(quote) }
-            else if u.value < 0x20 || (u.value >= 0x7F && u.value <= 0xA0) || u.value == 0xAD {
+            if Character(u) == quote {
+                out += "\\" + String(quote)
+            } else if u.value < 0x20 || (u.value >= 0x7F && u.value <= 0xA0) || u.value == 0xAD {
                 out += "\\x" + hex(u.value, 2)
             } else if u.properties.generalCategory == .unassigned || u.properties.generalCategory == .lineSeparator
-                        || u.properties.generalCategory == .paragraphSeparator || u.properties.generalCategory == .format
-                        || u.properties.generalCategory == .spaceSeparator && u != " " || u.properties.generalCategory == .privateUse
-                        || u.properties.generalCategory == .surrogate {
+                || u.properties.generalCategory == .paragraphSeparator || u.properties.generalCategory == .format
+                || u.properties.generalCategory == .spaceSeparator && u != " " || u.properties.generalCategory == .privateUse
+                || u.properties.generalCategory == .surrogate
+            {
                 out += u.value <= 0xFF ? "\\x" + hex(u.value, 2) : u.value <= 0xFFFF ? "\\u" + hex(u.value, 4) : "\\U" + hex(u.value, 8)
-            } else { out.unicodeScalars.append(u) }
+            } else {
+                out.unicodeScalars.append(u)
+            }
         }
     }
     return out + String(quote)
@@ -182,4 +186,3 @@ package func pythonDumps(_ v: PyJSON, ensureASCII: Bool = true) -> String {
     pythonDumps(v, ensureASCII: ensureASCII, into: &out)
     return String(decoding: out, as: UTF8.self)
 }
-

@@ -153,7 +153,9 @@ package final class FeatureFileReader {
                                     scratch.removeAll(keepingCapacity: true)
                                     idp[row] = try self.parseLine(base + r.0, r.1 - r.0, line: firstLine + row, into: &scratch, expected: d)
                                     for k in 0..<d { vp[row * d + k] = scratch[k] }
-                                } catch let e as RetrievalError { ep[row] = e } catch { ep[row] = .malformedLine(path: self.path, line: firstLine + row, reason: "\(error)") }
+                                } catch let e as RetrievalError { ep[row] = e } catch {
+                                    ep[row] = .malformedLine(path: self.path, line: firstLine + row, reason: "\(error)")
+                                }
                             }
                         }
                     }
@@ -176,10 +178,14 @@ package final class FeatureFileReader {
         var sawFeature = false
         do {
             parser.skipSpace()
-            if parser.i < count, p[parser.i] == UInt8(ascii: "}") { parser.i += 1 } else {
+            if parser.i < count, p[parser.i] == UInt8(ascii: "}") {
+                parser.i += 1
+            } else {
                 while true {
                     parser.skipSpace()
-                    guard parser.i < count, p[parser.i] == UInt8(ascii: "\"") else { throw parser.fail("Expecting property name enclosed in double quotes") }
+                    guard parser.i < count, p[parser.i] == UInt8(ascii: "\"") else {
+                        throw parser.fail("Expecting property name enclosed in double quotes")
+                    }
                     let key = try parser.string()
                     parser.skipSpace()
                     guard parser.i < count, p[parser.i] == UInt8(ascii: ":") else { throw parser.fail("Expecting ':' delimiter") }
@@ -263,7 +269,9 @@ package func parseFeatureFloat(_ p: UnsafePointer<UInt8>, from start: Int, end: 
     }
     guard p[i] >= 0x30, p[i] <= 0x39 else { return nil }
     var w: UInt64 = 0, digits = 0, exp10 = 0, truncated = false
-    if p[i] == 0x30 { i += 1 } else {
+    if p[i] == 0x30 {
+        i += 1
+    } else {
         while i < end, p[i] >= 0x30, p[i] <= 0x39 {
             if digits < 19 { w = w &* 10 &+ UInt64(p[i] - 0x30); digits += 1 } else { exp10 += 1; if p[i] != 0x30 { truncated = true } }
             i += 1
@@ -274,7 +282,9 @@ package func parseFeatureFloat(_ p: UnsafePointer<UInt8>, from start: Int, end: 
         while i < end, p[i] >= 0x30, p[i] <= 0x39 {
             if digits < 19 {
                 if w == 0 && p[i] == 0x30 { exp10 -= 1 } else { w = w &* 10 &+ UInt64(p[i] - 0x30); digits += 1; exp10 -= 1 }
-            } else if p[i] != 0x30 { truncated = true }
+            } else if p[i] != 0x30 {
+                truncated = true
+            }
             i += 1
         }
     }

@@ -128,14 +128,23 @@ package enum RecallEvaluation {
         switch outcome {
         case .success(let r1, let r5, let r10):
             let mean = (r1 + r5 + r10) / 3.0
-            return pythonDumps(.object([
-                ("success", .bool(true)), ("score", .float(mean * 100)),
-                ("scoreJson", .object([("score", .float(mean * 100)), ("mean_recall", .float(mean * 100)),
-                                       ("r1", .float(r1 * 100)), ("r5", .float(r5 * 100)), ("r10", .float(r10 * 100))])),
-            ]))
+            return pythonDumps(
+                .object([
+                    ("success", .bool(true)), ("score", .float(mean * 100)),
+                    (
+                        "scoreJson",
+                        .object([
+                            ("score", .float(mean * 100)), ("mean_recall", .float(mean * 100)),
+                            ("r1", .float(r1 * 100)), ("r5", .float(r5 * 100)), ("r10", .float(r10 * 100)),
+                        ])
+                    ),
+                ]))
         case .failure(let detail):
-            return pythonDumps(.object([("errorDetail", detail), ("errorMsg", detail), ("score", .int(0)),
-                                        ("scoreJson", .object([])), ("success", .bool(false))]))
+            return pythonDumps(
+                .object([
+                    ("errorDetail", detail), ("errorMsg", detail), ("score", .int(0)),
+                    ("scoreJson", .object([])), ("success", .bool(false)),
+                ]))
         }
     }
 
@@ -239,7 +248,8 @@ package enum RecallEvaluation {
             let idValue = obj[qk]!
             if !idValue.isPythonInt {
                 if tr {
-                    throw EvalFailure("Found an invalid image_id \(pythonStr(idValue)), it should be an integer (not string), please check your schema")
+                    throw EvalFailure(
+                        "Found an invalid image_id \(pythonStr(idValue)), it should be an integer (not string), please check your schema")
                 }
                 guard let prev = lastQid else {
                     throw EvalFailure("cannot access local variable 'qid' where it is not associated with a value")
@@ -256,7 +266,9 @@ package enum RecallEvaluation {
                 throw EvalFailure("\(Q) \(qid) has wrong number of predicted \(pk)! Require \(k), but \(preds.count) founded.")
             }
             for (rank, p) in preds.enumerated() where !p.isPythonInt {
-                throw EvalFailure("\(Q) \(qid) has an invalid predicted \(one) \(pythonStr(p)) at rank \(rank + 1), it should be an integer (not string), please check your schema")
+                throw EvalFailure(
+                    "\(Q) \(qid) has an invalid predicted \(one) \(pythonStr(p)) at rank \(rank + 1), it should be an integer (not string), please check your schema"
+                )
             }
             let keys = preds.map { $0.pythonKey! }
             if Set(keys).count != k {

@@ -67,8 +67,10 @@ package struct TopKAccumulator {
     /// `g0..<g0+cols`. Blocks must arrive in increasing gallery order, so a later equal score never displaces an
     /// earlier one (the stable sort's rule). With `refine`, the block's scores are only a filter and each
     /// candidate's kept score is `refine`'s canonical one; without it the block's scores are kept as they are.
-    package mutating func offer(scores block: UnsafePointer<Float>, ldc: Int, rows: Int, cols: Int, q0: Int, g0: Int,
-                               refine: CanonicalScores? = nil) {
+    package mutating func offer(
+        scores block: UnsafePointer<Float>, ldc: Int, rows: Int, cols: Int, q0: Int, g0: Int,
+        refine: CanonicalScores? = nil
+    ) {
         let k = self.k
         guard k > 0 else { return }
         scores.withUnsafeMutableBufferPointer { sp in
@@ -220,10 +222,12 @@ package enum TopKSearch {
     /// Scores one gallery block `[count, dim]` against all queries `[queries, dim]` and offers the scores to `acc`.
     /// `g0` is the block's first gallery row; blocks must come in file order.
     /// `queryBounds` are `queryBounds(queries:count:dim:)` of the queries (computed once by the caller).
-    package static func accumulate(queries: UnsafeBufferPointer<Float>, queryCount: Int, dim: Int,
-                                  gallery: UnsafeBufferPointer<Float>, galleryCount: Int, g0: Int,
-                                  options: TopKOptions, queryBounds: [Float]? = nil, into acc: inout TopKAccumulator,
-                                  queriesDone: ((Int) -> Void)? = nil) {
+    package static func accumulate(
+        queries: UnsafeBufferPointer<Float>, queryCount: Int, dim: Int,
+        gallery: UnsafeBufferPointer<Float>, galleryCount: Int, g0: Int,
+        options: TopKOptions, queryBounds: [Float]? = nil, into acc: inout TopKAccumulator,
+        queriesDone: ((Int) -> Void)? = nil
+    ) {
         guard queryCount > 0, galleryCount > 0, acc.k > 0 else { return }
         let bounds = dim == 0 ? [] : queryBounds ?? Self.queryBounds(queries: queries.baseAddress!, count: queryCount, dim: dim)
         let gNorms = dim == 0 ? [] : rowNorms(gallery.baseAddress!, count: galleryCount, dim: dim)
@@ -237,10 +241,11 @@ package enum TopKSearch {
                     for t in 0..<(rows * galleryCount) { sp[t] = 0 }
                 } else {
                     // scores[rows, galleryCount] = queries[q0..<q0+rows] @ gallery.T
-                    BLAS.gemm(transB: true, m: rows, n: galleryCount, k: dim,
-                              a: queries.baseAddress! + q0 * dim, lda: dim,
-                              b: gallery.baseAddress!, ldb: dim,
-                              c: sp.baseAddress!, ldc: galleryCount)
+                    BLAS.gemm(
+                        transB: true, m: rows, n: galleryCount, k: dim,
+                        a: queries.baseAddress! + q0 * dim, lda: dim,
+                        b: gallery.baseAddress!, ldb: dim,
+                        c: sp.baseAddress!, ldc: galleryCount)
                 }
                 if dim == 0 {
                     acc.offer(scores: sp.baseAddress!, ldc: galleryCount, rows: rows, cols: galleryCount, q0: q0, g0: g0)
@@ -249,8 +254,9 @@ package enum TopKSearch {
                 }
                 bounds.withUnsafeBufferPointer { bp in
                     gNorms.withUnsafeBufferPointer { np in
-                        let refine = CanonicalScores(queries: queries.baseAddress!, gallery: gallery.baseAddress!, dim: dim,
-                                                     queryBound: bp.baseAddress!, galleryNorm: np.baseAddress!)
+                        let refine = CanonicalScores(
+                            queries: queries.baseAddress!, gallery: gallery.baseAddress!, dim: dim,
+                            queryBound: bp.baseAddress!, galleryNorm: np.baseAddress!)
                         acc.offer(scores: sp.baseAddress!, ldc: galleryCount, rows: rows, cols: galleryCount, q0: q0, g0: g0, refine: refine)
                     }
                 }
@@ -277,8 +283,10 @@ package enum TopKSearch {
     /// Ranks a gallery `[galleryRows, dim]` for queries `[queryRows, dim]` (both borrowed, e.g. a memory-mapped
     /// file) and returns each query's best `options.k` gallery rows with their canonical scores, best first —
     /// the ranking `make-topk-predictions` writes.
-    package static func searchScored(queries qp: UnsafeBufferPointer<Float>, gallery gp: UnsafeBufferPointer<Float>, dim: Int,
-                                    options: TopKOptions) -> [(indices: [Int], scores: [Float])] {
+    package static func searchScored(
+        queries qp: UnsafeBufferPointer<Float>, gallery gp: UnsafeBufferPointer<Float>, dim: Int,
+        options: TopKOptions
+    ) -> [(indices: [Int], scores: [Float])] {
         let nq = dim == 0 ? 0 : qp.count / dim, ng = dim == 0 ? 0 : gp.count / dim
         var acc = TopKAccumulator(queries: nq, k: options.keep(of: ng))
         let bounds = nq > 0 && dim > 0 ? queryBounds(queries: qp.baseAddress!, count: nq, dim: dim) : []
@@ -286,9 +294,10 @@ package enum TopKSearch {
         let block = max(1, options.galleryBlockRows)
         while g0 < ng {
             let n = min(block, ng - g0)
-            accumulate(queries: qp, queryCount: nq, dim: dim,
-                       gallery: UnsafeBufferPointer(rebasing: gp[(g0 * dim)..<((g0 + n) * dim)]), galleryCount: n, g0: g0,
-                       options: options, queryBounds: bounds, into: &acc)
+            accumulate(
+                queries: qp, queryCount: nq, dim: dim,
+                gallery: UnsafeBufferPointer(rebasing: gp[(g0 * dim)..<((g0 + n) * dim)]), galleryCount: n, g0: g0,
+                options: options, queryBounds: bounds, into: &acc)
             g0 += n
         }
         return (0..<nq).map { (acc.ranked($0), acc.rankedScores($0)) }
@@ -330,8 +339,10 @@ package enum TopKPredictions {
     /// Reads all queries, streams the gallery file in blocks of `options.galleryBlockRows`, and writes
     /// `{"<query key>": id, "<predictions key>": [ids]}` lines (Python `json.dumps` text) to `output` atomically.
     @discardableResult
-    package static func run(imageFeatures: String, textFeatures: String, direction: RetrievalDirection,
-                           options: TopKOptions, output: String, progress: Progress? = nil) throws -> Timings {
+    package static func run(
+        imageFeatures: String, textFeatures: String, direction: RetrievalDirection,
+        options: TopKOptions, output: String, progress: Progress? = nil
+    ) throws -> Timings {
         var timings = Timings()
         var clock = DispatchTime.now().uptimeNanoseconds
         func lap() -> Double {
@@ -349,9 +360,11 @@ package enum TopKPredictions {
         // Python's [:k] on a list of n items: know n only at the end, so keep max(k, 0) now and trim later for k < 0.
         let keepNow = options.k >= 0 ? options.k : Int.max
         var acc: TopKAccumulator?
-        let bounds = queries.count > 0 && queries.dim > 0 ? queries.values.withUnsafeBufferPointer {
-            TopKSearch.queryBounds(queries: $0.baseAddress!, count: queries.count, dim: queries.dim)
-        } : []
+        let bounds =
+            queries.count > 0 && queries.dim > 0
+            ? queries.values.withUnsafeBufferPointer {
+                TopKSearch.queryBounds(queries: $0.baseAddress!, count: queries.count, dim: queries.dim)
+            } : []
         var blocks: [FeatureBlock] = []  // only used when k < 0 (we must see n first)
         var bytesBefore: Int64 = 0
         while let block = try gallery.nextBlock(maxRows: options.galleryBlockRows) {
@@ -368,9 +381,10 @@ package enum TopKPredictions {
             if acc == nil { acc = TopKAccumulator(queries: queries.count, k: keepNow) }
             queries.values.withUnsafeBufferPointer { qp in
                 block.values.withUnsafeBufferPointer { gp in
-                    TopKSearch.accumulate(queries: qp, queryCount: queries.count, dim: block.dim, gallery: gp,
-                                          galleryCount: block.count, g0: g0, options: options, queryBounds: bounds, into: &acc!,
-                                          queriesDone: report)
+                    TopKSearch.accumulate(
+                        queries: qp, queryCount: queries.count, dim: block.dim, gallery: gp,
+                        galleryCount: block.count, g0: g0, options: options, queryBounds: bounds, into: &acc!,
+                        queriesDone: report)
                 }
             }
             timings.score += lap()
@@ -384,14 +398,16 @@ package enum TopKPredictions {
             for b in blocks {
                 queries.values.withUnsafeBufferPointer { qp in
                     b.values.withUnsafeBufferPointer { gp in
-                        TopKSearch.accumulate(queries: qp, queryCount: queries.count, dim: b.dim, gallery: gp, galleryCount: b.count,
-                                              g0: b.lines[0] - 1, options: options, queryBounds: bounds, into: &acc!)
+                        TopKSearch.accumulate(
+                            queries: qp, queryCount: queries.count, dim: b.dim, gallery: gp, galleryCount: b.count,
+                            g0: b.lines[0] - 1, options: options, queryBounds: bounds, into: &acc!)
                     }
                 }
             }
         }
         let result = acc ?? TopKAccumulator(queries: queries.count, k: 0)
-        let head1 = Array("{\(PythonJSON.string(direction.queryKey)): ".utf8), head2 = Array(", \(PythonJSON.string(direction.predictionsKey)): [".utf8)
+        let head1 = Array("{\(PythonJSON.string(direction.queryKey)): ".utf8),
+            head2 = Array(", \(PythonJSON.string(direction.predictionsKey)): [".utf8)
         let gids = galleryIDs.map { Array($0.utf8) }
         try AtomicOutput.write(path: output) { sink in
             var line = [UInt8]()

@@ -4,8 +4,8 @@
 
 import ChineseCLIP
 import Foundation
-import Synchronization
 import Imaging
+import Synchronization
 import Tensors
 import Tokenization
 
@@ -29,8 +29,10 @@ package struct ZeroShotClassifier: Sendable {
     /// Builds the weights: for each class, every template filled with its name and passed through the reference's
     /// text preparation (lower-case, curly quotes → `"`), encoded, normalised, averaged and normalised again.
     /// `progress` is called with (classes done, classes).
-    package init(model: ChineseCLIPModel, classNames: [String], templates: [String], contextLength: Int = 52,
-                progress: ((Int, Int) -> Void)? = nil) {
+    package init(
+        model: ChineseCLIPModel, classNames: [String], templates: [String], contextLength: Int = 52,
+        progress: ((Int, Int) -> Void)? = nil
+    ) {
         precondition(!templates.isEmpty, "at least one template is needed")
         var perClass: [Tensor] = []
         for (c, name) in classNames.enumerated() {
@@ -38,15 +40,17 @@ package struct ZeroShotClassifier: Sendable {
             perClass.append(model.encodeTexts(prompts, contextLength: contextLength, normalized: false, batchSize: 64))
             progress?(c + 1, classNames.count)
         }
-        self.init(classNames: classNames, promptFeatures: perClass.isEmpty ? Tensor(shape: [0, model.config.embedDim]) : concatenateRows(perClass),
-                  promptsPerClass: templates.count)
+        self.init(
+            classNames: classNames, promptFeatures: perClass.isEmpty ? Tensor(shape: [0, model.config.embedDim]) : concatenateRows(perClass),
+            promptsPerClass: templates.count)
     }
 
     /// Builds the weights from already encoded prompts: `promptFeatures` is `[classes * promptsPerClass, embed]`
     /// (normalised here, so normalised or not), class by class in the order ``prompts(label:templates:)`` gives (one batched encode for a server).
     package init(classNames: [String], promptFeatures: Tensor, promptsPerClass: Int) {
-        precondition(promptsPerClass > 0 && promptFeatures.rank == 2 && promptFeatures.shape[0] == classNames.count * promptsPerClass,
-                     "promptFeatures must be [classes * promptsPerClass, embed]")
+        precondition(
+            promptsPerClass > 0 && promptFeatures.rank == 2 && promptFeatures.shape[0] == classNames.count * promptsPerClass,
+            "promptFeatures must be [classes * promptsPerClass, embed]")
         let dim = promptFeatures.shape[1]
         let out = Tensor(shape: [classNames.count, dim])
         let w = out.mutableData
@@ -174,8 +178,10 @@ package enum ZeroShotEvaluation {
     /// Encodes the dataset's images in batches of `batchSize` (each decoded and converted to RGB, then preprocessed
     /// as `image_transform`), classifies them and counts top-1 hits. `progress` gets (images done, images).
     /// A file that cannot be decoded stops the run with an error naming it.
-    package static func run(model: ChineseCLIPModel, dataset: ZeroShotDataset, classifier: ZeroShotClassifier,
-                           batchSize: Int = 64, progress: ((Int, Int) -> Void)? = nil) throws -> ZeroShotResult {
+    package static func run(
+        model: ChineseCLIPModel, dataset: ZeroShotDataset, classifier: ZeroShotClassifier,
+        batchSize: Int = 64, progress: ((Int, Int) -> Void)? = nil
+    ) throws -> ZeroShotResult {
         let samples = dataset.samples
         let k = classifier.classNames.count
         let all = Tensor(shape: [samples.count, k])

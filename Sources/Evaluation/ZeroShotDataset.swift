@@ -117,8 +117,9 @@ package struct ZeroShotDataset: Sendable {
     /// folders unless the missing ones are last — either way the accuracy would not mean what it says.
     package func checkLabels(_ labels: [String], labelFile: String) throws {
         guard labels.count == classFolders.count else {
-            throw ZeroShotError.classCountMismatch(labelFile: labelFile, labels: labels.count, datapath: root,
-                                                   folders: classFolders.count)
+            throw ZeroShotError.classCountMismatch(
+                labelFile: labelFile, labels: labels.count, datapath: root,
+                folders: classFolders.count)
         }
     }
 
@@ -162,7 +163,8 @@ func codePointLess(_ a: String, _ b: String) -> Bool {
 private func walk(_ top: String, into out: inout [(root: String, files: [String])], visited: inout Set<String>) {
     let real = (top as NSString).resolvingSymlinksInPath
     guard visited.insert(real).inserted,
-          let names = try? FileManager.default.contentsOfDirectory(atPath: top) else { return }
+        let names = try? FileManager.default.contentsOfDirectory(atPath: top)
+    else { return }
     var files: [String] = []
     var dirs: [String] = []
     for name in names {
@@ -179,7 +181,8 @@ func pythonStripped(_ s: String) -> String {
     }
     let scalars = Array(s.unicodeScalars)
     guard let first = scalars.firstIndex(where: { !isSpace($0) }),
-          let last = scalars.lastIndex(where: { !isSpace($0) }) else { return "" }
+        let last = scalars.lastIndex(where: { !isSpace($0) })
+    else { return "" }
     var view = String.UnicodeScalarView()
     view.append(contentsOf: scalars[first...last])
     return String(view)

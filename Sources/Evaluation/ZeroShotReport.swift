@@ -6,11 +6,12 @@
 import ChineseCLIP
 import Essentials
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import NeuralNet
 import Tensors
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The ELEVATER benchmark submission `zeroshot_evaluation.py` writes to `{save_dir}/{dataset}.json`.
 package struct ElevaterSubmission: Sendable {

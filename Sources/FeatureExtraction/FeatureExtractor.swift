@@ -54,8 +54,10 @@ package struct FeatureExtractor {
     /// With a `shard`, only that process's batches are decoded and computed (every key is still checked, so every
     /// process rejects a bad key alike). Returns the number of images computed here.
     @discardableResult
-    package func extractImageFeatures(lmdbPath: String, batchSize: Int, shard: BatchShard = .whole,
-                                     write: (_ ids: [Int], _ features: Tensor) throws -> Void) throws -> Int {
+    package func extractImageFeatures(
+        lmdbPath: String, batchSize: Int, shard: BatchShard = .whole,
+        write: (_ ids: [Int], _ features: Tensor) throws -> Void
+    ) throws -> Int {
         let store = try ImageStore(path: lmdbPath)
         let resolution = model.resolution
         var done = 0
@@ -107,8 +109,10 @@ package struct FeatureExtractor {
     /// Calls `write` with each batch's `text_id` values and L2-normalised features `[n, embed]`. With a `shard`,
     /// only that process's batches are computed (every line is still checked). Returns the count computed here.
     @discardableResult
-    package func extractTextFeatures(jsonlPath: String, batchSize: Int, contextLength: Int, shard: BatchShard = .whole,
-                                    write: (_ ids: [PyJSON], _ features: Tensor) throws -> Void) throws -> Int {
+    package func extractTextFeatures(
+        jsonlPath: String, batchSize: Int, contextLength: Int, shard: BatchShard = .whole,
+        write: (_ ids: [PyJSON], _ features: Tensor) throws -> Void
+    ) throws -> Int {
         let reader = JSONLReader(path: jsonlPath)
         var ids: [PyJSON] = [], texts: [String] = []
         var done = 0, seen = 0

@@ -21,8 +21,9 @@ package enum ApproximateRecall {
                 for r in rows {
                     var g = SplitMix64(seed: seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(r + 1))
                     let c = Int(g.next() % UInt64(clusters))
-                    perturb(centres[(c * dim)..<((c + 1) * dim)], spread: spread, rng: &g,
-                            into: UnsafeMutableBufferPointer(rebasing: o[(r * dim)..<((r + 1) * dim)]))
+                    perturb(
+                        centres[(c * dim)..<((c + 1) * dim)], spread: spread, rng: &g,
+                        into: UnsafeMutableBufferPointer(rebasing: o[(r * dim)..<((r + 1) * dim)]))
                 }
             }
         }
@@ -37,16 +38,19 @@ package enum ApproximateRecall {
         out.withUnsafeMutableBufferPointer { o in
             for q in 0..<count {
                 let r = Int(rng.next() % UInt64(n))
-                perturb(gallery[(r * dim)..<((r + 1) * dim)], spread: spread, rng: &rng,
-                        into: UnsafeMutableBufferPointer(rebasing: o[(q * dim)..<((q + 1) * dim)]))
+                perturb(
+                    gallery[(r * dim)..<((r + 1) * dim)], spread: spread, rng: &rng,
+                    into: UnsafeMutableBufferPointer(rebasing: o[(q * dim)..<((q + 1) * dim)]))
             }
         }
         return out
     }
 
     /// Writes `base` plus Gaussian noise of `spread` per coordinate, normalised to unit length, into `out`.
-    private static func perturb(_ base: ArraySlice<Float>, spread: Float, rng: inout SplitMix64,
-                                into out: UnsafeMutableBufferPointer<Float>) {
+    private static func perturb(
+        _ base: ArraySlice<Float>, spread: Float, rng: inout SplitMix64,
+        into out: UnsafeMutableBufferPointer<Float>
+    ) {
         var norm: Float = 0
         for (j, b) in zip(out.indices, base) {
             let v = b + spread * rng.nextNormal()
@@ -76,8 +80,10 @@ package enum ApproximateRecall {
     }
 
     /// FAISS top k of `queries`, rescored canonically as a gallery's approximate search does.
-    package static func approximate(_ index: FaissIndex, queries: UnsafeBufferPointer<Float>, gallery: UnsafeBufferPointer<Float>,
-                                   dim: Int, k: Int) throws -> [[GalleryHit]] {
+    package static func approximate(
+        _ index: FaissIndex, queries: UnsafeBufferPointer<Float>, gallery: UnsafeBufferPointer<Float>,
+        dim: Int, k: Int
+    ) throws -> [[GalleryHit]] {
         GalleryIndex.rescored(try index.search(queries.baseAddress!, count: queries.count / dim, k: k), queries: queries, gallery: gallery, dim: dim)
     }
 }

@@ -14,11 +14,12 @@ import Datasets
 import Essentials
 import FeatureExtraction
 import Foundation
-import Synchronization
 import Imaging
+import Synchronization
 import Tensors
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// How to build a gallery.
@@ -103,8 +104,9 @@ package final class GalleryBuilder {
         let tmp = folder.temporaryPath
         do {
             let probe = model.encodeTexts([Self.probeText], contextLength: options.contextLength).scalars
-            var manifest = GalleryManifest(count: 0, dim: model.config.embedDim, captions: 0, thumbnailSize: options.thumbnailSize,
-                                           contextLength: options.contextLength, probeText: Self.probeText, probeFeature: probe)
+            var manifest = GalleryManifest(
+                count: 0, dim: model.config.embedDim, captions: 0, thumbnailSize: options.thumbnailSize,
+                contextLength: options.contextLength, probeText: Self.probeText, probeFeature: probe)
             var summary = try append(directory: tmp, manifest: &manifest, images: images, captions: captions, newApproximate: options.approximate)
             try manifest.write(directory: tmp)
             do { try folder.commit() } catch let e as FileError {
@@ -138,8 +140,10 @@ package final class GalleryBuilder {
 
     private func path(_ dir: String, _ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
 
-    private func append(directory dir: String, manifest: inout GalleryManifest, images: GalleryImageSource?, captions: String?,
-                        newApproximate: String?) throws -> GalleryBuildSummary {
+    private func append(
+        directory dir: String, manifest: inout GalleryManifest, images: GalleryImageSource?, captions: String?,
+        newApproximate: String?
+    ) throws -> GalleryBuildSummary {
         var summary = GalleryBuildSummary()
         let dim = manifest.dim
         let startCount = manifest.count
@@ -171,12 +175,13 @@ package final class GalleryBuilder {
         if let captions {
             let lines = try Self.truncate(lines: path(dir, GalleryFiles.captions), to: manifest.captions)
             try Self.truncate(file: path(dir, GalleryFiles.captionFeatures), to: manifest.captions * dim * 4)
-            var known = Set(try lines.map { line -> String in
-                guard case .object(let m)? = try? PyJSONParser.parse(line), let id = m.last(where: { $0.key == "text_id" })?.value else {
-                    throw GalleryError.badIndex(path: path(dir, GalleryFiles.captions), reason: "unreadable line \(line.prefix(60))")
-                }
-                return pythonDumps(id)
-            })
+            var known = Set(
+                try lines.map { line -> String in
+                    guard case .object(let m)? = try? PyJSONParser.parse(line), let id = m.last(where: { $0.key == "text_id" })?.value else {
+                        throw GalleryError.badIndex(path: path(dir, GalleryFiles.captions), reason: "unreadable line \(line.prefix(60))")
+                    }
+                    return pythonDumps(id)
+                })
             let linesOut = try Self.appending(path(dir, GalleryFiles.captions))
             let featuresOut = try Self.appending(path(dir, GalleryFiles.captionFeatures))
             defer { try? linesOut.close(); try? featuresOut.close() }
@@ -191,7 +196,8 @@ package final class GalleryBuilder {
             }
             var next = 0
             let extractor = FeatureExtractor(model: model)
-            try extractor.extractTextFeatures(jsonlPath: captions, batchSize: options.batchSize, contextLength: manifest.contextLength) { _, features in
+            try extractor.extractTextFeatures(jsonlPath: captions, batchSize: options.batchSize, contextLength: manifest.contextLength) {
+                _, features in
                 let n = features.shape[0]
                 var keep: [Int] = []
                 var out = ""
@@ -284,8 +290,10 @@ package final class GalleryBuilder {
 
     /// Reads `source` in order, skipping the ids in `indexed`, and calls `write` with each batch's ids, features
     /// `[n, dim]` and JPEG thumbnails; returns how many images were skipped.
-    private func encodeImages(_ source: GalleryImageSource, skipping indexed: Set<String>,
-                              write: (_ ids: [String], _ features: [Float], _ thumbnails: [Data]) throws -> Void) throws -> Int {
+    private func encodeImages(
+        _ source: GalleryImageSource, skipping indexed: Set<String>,
+        write: (_ ids: [String], _ features: [Float], _ thumbnails: [Data]) throws -> Void
+    ) throws -> Int {
         let resolution = model.resolution
         let batchSize = options.batchSize, thumbSize = options.thumbnailSize, quality = options.thumbnailQuality
         let sourceName = source.path
@@ -359,7 +367,9 @@ package final class GalleryBuilder {
             if bytes == 0 { return }
             throw GalleryError.badIndex(path: path, reason: "missing")
         }
-        guard Glibc.truncate(path, off_t(bytes)) == 0 else { throw FileError(path: path, reason: "cannot truncate: \(String(cString: strerror(errno)))") }
+        guard Glibc.truncate(path, off_t(bytes)) == 0 else {
+            throw FileError(path: path, reason: "cannot truncate: \(String(cString: strerror(errno)))")
+        }
     }
 
     /// The first `count` lines of `path`, after cutting the file after them.
@@ -390,7 +400,9 @@ extension GalleryIndex {
         let diff = zip(probe, manifest.probeFeature).map { abs($0 - $1) }.max() ?? 0
         // Different BLAS threading may move the last bits; a different model moves whole digits.
         guard diff <= 1e-4 else {
-            throw GalleryError.modelMismatch(path: directory, reason: "built with another model (probe feature differs by \(diff)); pass the checkpoint and config it was built with")
+            throw GalleryError.modelMismatch(
+                path: directory,
+                reason: "built with another model (probe feature differs by \(diff)); pass the checkpoint and config it was built with")
         }
     }
 }

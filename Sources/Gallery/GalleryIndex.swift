@@ -104,7 +104,9 @@ package struct GalleryManifest: Codable, Sendable, Equatable {
             throw GalleryError.badIndex(path: path, reason: "unreadable manifest: \(error)")
         }
         guard m.format == formatName else { throw GalleryError.badIndex(path: path, reason: "format is \"\(m.format)\", not \"\(formatName)\"") }
-        guard m.version == currentVersion else { throw GalleryError.badIndex(path: path, reason: "layout version \(m.version); this cnclip reads \(currentVersion)") }
+        guard m.version == currentVersion else {
+            throw GalleryError.badIndex(path: path, reason: "layout version \(m.version); this cnclip reads \(currentVersion)")
+        }
         guard m.count >= 0, m.dim > 0, m.captions >= 0, m.probeFeature.count == m.dim else {
             throw GalleryError.badIndex(path: path, reason: "inconsistent counts")
         }
@@ -188,8 +190,9 @@ package final class GalleryIndex: Sendable {
         if manifest.captions > 0 {
             captions = try Self.readLines(path(GalleryFiles.captions), count: manifest.captions, directory: directory).enumerated().map { n, line in
                 guard case .object(let members)? = try? PyJSONParser.parse(line),
-                      let id = members.last(where: { $0.key == "text_id" })?.value,
-                      case .string(let text)? = members.last(where: { $0.key == "text" })?.value else {
+                    let id = members.last(where: { $0.key == "text_id" })?.value,
+                    case .string(let text)? = members.last(where: { $0.key == "text" })?.value
+                else {
                     throw GalleryError.badIndex(path: path(GalleryFiles.captions), reason: "line \(n + 1) is not {\"text_id\": …, \"text\": \"…\"}")
                 }
                 return GalleryCaption(id: pythonDumps(id), text: text)
@@ -203,8 +206,9 @@ package final class GalleryIndex: Sendable {
         if loadApproximate, let info = manifest.approximate {
             let index = try FaissIndex(contentsOf: path(GalleryFiles.approximate))
             guard index.count == manifest.count, index.dim == manifest.dim else {
-                throw GalleryError.badIndex(path: path(GalleryFiles.approximate),
-                                            reason: "holds \(index.count) vectors of \(index.dim), the gallery \(manifest.count) of \(manifest.dim)")
+                throw GalleryError.badIndex(
+                    path: path(GalleryFiles.approximate),
+                    reason: "holds \(index.count) vectors of \(index.dim), the gallery \(manifest.count) of \(manifest.dim)")
             }
             for (name, value) in info.parameters.sorted(by: { $0.key < $1.key }) { try index.setParameter(name, value) }
             approximate = index
@@ -225,7 +229,9 @@ package final class GalleryIndex: Sendable {
 
     /// The best `k` images for each of `queryCount` L2-normalised queries `[queryCount, dim]`, best first.
     /// Exact unless `approximate` is true and the gallery has a FAISS index.
-    package func searchImages(_ queries: UnsafeBufferPointer<Float>, queryCount: Int, k: Int, approximate useApproximate: Bool = false) throws -> [[GalleryHit]] {
+    package func searchImages(_ queries: UnsafeBufferPointer<Float>, queryCount: Int, k: Int, approximate useApproximate: Bool = false) throws
+        -> [[GalleryHit]]
+    {
         precondition(queries.count == queryCount * dim, "queries must be [queryCount, dim]")
         if useApproximate, let index = approximate {
             return try withImageFeatures { gallery in
@@ -262,8 +268,10 @@ package final class GalleryIndex: Sendable {
     }
 
     /// FAISS candidates rescored canonically and ordered as exact search orders them (score desc, row asc).
-    static func rescored(_ candidates: [[(id: Int, score: Float)]], queries: UnsafeBufferPointer<Float>,
-                         gallery: UnsafeBufferPointer<Float>, dim: Int) -> [[GalleryHit]] {
+    static func rescored(
+        _ candidates: [[(id: Int, score: Float)]], queries: UnsafeBufferPointer<Float>,
+        gallery: UnsafeBufferPointer<Float>, dim: Int
+    ) -> [[GalleryHit]] {
         candidates.enumerated().map { q, list in
             list.map { c in GalleryHit(row: c.id, score: canonicalDot(queries.baseAddress! + q * dim, gallery.baseAddress! + c.id * dim, dim)) }
                 .sorted { $0.score > $1.score || ($0.score == $1.score && $0.row < $1.row) }

@@ -30,7 +30,9 @@ package enum GalleryImageSource: Sendable, Equatable {
 
     /// The path given.
     package var path: String {
-        switch self { case .lmdb(let p), .tsv(let p), .folder(let p): return p }
+        switch self {
+        case .lmdb(let p), .tsv(let p), .folder(let p): return p
+        }
     }
 
     /// One image as the source holds it; `bytes()` decodes or reads it (on a worker thread).

@@ -49,9 +49,9 @@
 // killed run replays the same augmentations).
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// One image operation with its argument resolved, as timm's `AugmentOp` ends up calling Pillow.
@@ -220,8 +220,10 @@ package struct AugmentationDraw: Equatable, Sendable {
     package var operations: [AugmentOperation]
 
     /// A draw with every choice given; `steps` only documents where `operations` came from.
-    package init(top: Int, left: Int, height: Int, width: Int, flip: Bool, subPolicy: Int, steps: [Int] = [],
-                operations: [AugmentOperation]) {
+    package init(
+        top: Int, left: Int, height: Int, width: Int, flip: Bool, subPolicy: Int, steps: [Int] = [],
+        operations: [AugmentOperation]
+    ) {
         self.top = top
         self.left = left
         self.height = height
@@ -270,13 +272,15 @@ package struct TrainingAugmentation: Sendable {
             ops.append(step.op.operation(magnitude: step.magnitude, negated: negated))
             steps.append(k)
         }
-        return AugmentationDraw(top: box.top, left: box.left, height: box.height, width: box.width,
-                                flip: flip, subPolicy: index, steps: steps, operations: ops)
+        return AugmentationDraw(
+            top: box.top, left: box.left, height: box.height, width: box.width,
+            flip: flip, subPolicy: index, steps: steps, operations: ops)
     }
 
     /// timm's `RandomResizedCropAndInterpolation.get_params` with scale (0.9, 1.0) and ratio (3/4, 4/3).
     package static func cropBox<G: RandomNumberGenerator>(width w: Int, height h: Int, using rng: inout G)
-        -> (top: Int, left: Int, height: Int, width: Int) {
+        -> (top: Int, left: Int, height: Int, width: Int)
+    {
         precondition(w > 0 && h > 0, "cannot crop an empty \(w)x\(h) image")
         let area = Double(w * h)
         let logRatio = (log(cropRatio.lower), log(cropRatio.upper))

@@ -30,8 +30,9 @@ extension Image {
         var out: UnsafeMutablePointer<UInt8>? = nil
         var size: UInt = 0
         let rc = source.pixels.withUnsafeBufferPointer { px in
-            tjCompress2(handle, px.baseAddress, Int32(width), 0, Int32(height), Int32(pf.rawValue),
-                        &out, &size, Int32(subsamp.rawValue), Int32(quality), 0)
+            tjCompress2(
+                handle, px.baseAddress, Int32(width), 0, Int32(height), Int32(pf.rawValue),
+                &out, &size, Int32(subsamp.rawValue), Int32(quality), 0)
         }
         defer { if let out { tjFree(out) } }
         guard rc == 0, let out else {

@@ -113,8 +113,9 @@ extension Image {
 
     /// `Image.blend(a, b, alpha)`: `a + alpha * (b - a)` per sample in float32, truncated (clipped when extrapolating).
     package static func blend(_ a: Image, _ b: Image, alpha: Double) -> Image {
-        precondition(a.mode == b.mode && a.width == b.width && a.height == b.height,
-                     "blend needs images of one mode and size, got \(a.mode.rawValue) \(a.width)x\(a.height) and \(b.mode.rawValue) \(b.width)x\(b.height)")
+        precondition(
+            a.mode == b.mode && a.width == b.width && a.height == b.height,
+            "blend needs images of one mode and size, got \(a.mode.rawValue) \(a.width)x\(a.height) and \(b.mode.rawValue) \(b.width)x\(b.height)")
         precondition(a.mode != .palette && a.mode != .bilevel, "blend does not support \(a.mode.rawValue) images")
         let f = Float(alpha)
         if f == 0 { return a }
@@ -157,8 +158,9 @@ extension Image {
         for (j, n) in h.enumerated() { sum += j * n; count += n }
         let mean = count == 0 ? 0.0 : Double(sum) / Double(count)
         let level = UInt8(Int(mean + 0.5))
-        let degenerate = Image(width: width, height: height, mode: mode,
-                               pixels: [UInt8](repeating: level, count: pixels.count))
+        let degenerate = Image(
+            width: width, height: height, mode: mode,
+            pixels: [UInt8](repeating: level, count: pixels.count))
         return Image.blend(degenerate, self, alpha: factor)
     }
 

@@ -16,9 +16,9 @@
 //    square; otherwise the inverse matrix from `-radians(angle)` with cos/sin rounded to 15 decimals
 //    (Python's correctly rounded `round(x, 15)`, reproduced with C's "%.15f"), then the affine path.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Interpolations Pillow's affine `transform` and `rotate` offer besides NEAREST.
@@ -32,8 +32,9 @@ package enum AffineFilter: Sendable {
 extension Image {
     /// Pillow's `crop((left, top, left + width, top + height))` for a box inside the image; mode and palette kept.
     package func cropped(left: Int, top: Int, width w: Int, height h: Int) -> Image {
-        precondition(left >= 0 && top >= 0 && w >= 0 && h >= 0 && left + w <= width && top + h <= height,
-                     "crop box (\(left), \(top), \(left + w), \(top + h)) is not inside the \(width)x\(height) image")
+        precondition(
+            left >= 0 && top >= 0 && w >= 0 && h >= 0 && left + w <= width && top + h <= height,
+            "crop box (\(left), \(top), \(left + w), \(top + h)) is not inside the \(width)x\(height) image")
         let c = mode.channels
         var out = [UInt8](repeating: 0, count: w * h * c)
         for y in 0..<h {
@@ -121,8 +122,10 @@ extension Image {
         if (angle == 90 || angle == 270) && width == height { return angle == 90 ? rotated90() : rotated270() }
         let cx = Double(width) / 2, cy = Double(height) / 2
         let radians = -(angle * (Double.pi / 180.0))
-        var m = [pythonRound15(cos(radians)), pythonRound15(sin(radians)), 0.0,
-                 pythonRound15(-sin(radians)), pythonRound15(cos(radians)), 0.0]
+        var m = [
+            pythonRound15(cos(radians)), pythonRound15(sin(radians)), 0.0,
+            pythonRound15(-sin(radians)), pythonRound15(cos(radians)), 0.0,
+        ]
         let x = -cx - 0, y = -cy - 0
         let c2 = m[0] * x + m[1] * y + m[2]
         let c5 = m[3] * x + m[4] * y + m[5]
@@ -178,8 +181,10 @@ private func cubic8(_ v1: UInt8, _ v2: UInt8, _ v3: UInt8, _ v4: UInt8, _ d: Dou
 }
 
 /// Pillow's bicubic_filter8 / bicubic_filter32RGB: false (pixel keeps the fill) when the point is outside.
-private func bicubicSample(_ src: UnsafeBufferPointer<UInt8>, _ w: Int, _ h: Int, _ c: Int,
-                           _ xin0: Double, _ yin0: Double, _ out: inout [UInt8]) -> Bool {
+private func bicubicSample(
+    _ src: UnsafeBufferPointer<UInt8>, _ w: Int, _ h: Int, _ c: Int,
+    _ xin0: Double, _ yin0: Double, _ out: inout [UInt8]
+) -> Bool {
     if xin0 < 0.0 || xin0 >= Double(w) || yin0 < 0.0 || yin0 >= Double(h) { return false }
     let xin = xin0 - 0.5, yin = yin0 - 0.5
     var x = pillowFloor(xin), y = pillowFloor(yin)
@@ -204,8 +209,10 @@ private func bicubicSample(_ src: UnsafeBufferPointer<UInt8>, _ w: Int, _ h: Int
 }
 
 /// Pillow's bilinear_filter8 / bilinear_filter32RGB: false when the point is outside.
-private func bilinearSample(_ src: UnsafeBufferPointer<UInt8>, _ w: Int, _ h: Int, _ c: Int,
-                            _ xin0: Double, _ yin0: Double, _ out: inout [UInt8]) -> Bool {
+private func bilinearSample(
+    _ src: UnsafeBufferPointer<UInt8>, _ w: Int, _ h: Int, _ c: Int,
+    _ xin0: Double, _ yin0: Double, _ out: inout [UInt8]
+) -> Bool {
     if xin0 < 0.0 || xin0 >= Double(w) || yin0 < 0.0 || yin0 >= Double(h) { return false }
     let xin = xin0 - 0.5, yin = yin0 - 0.5
     let x = pillowFloor(xin), y = pillowFloor(yin)

@@ -50,8 +50,9 @@ public struct Image: Sendable, Equatable {
     /// Wraps existing pixels; the buffer must hold `width * height * mode.channels` bytes.
     public init(width: Int, height: Int, mode: Mode, pixels: [UInt8], palette: [UInt8]? = nil) {
         precondition(width >= 0 && height >= 0, "negative image size")
-        precondition(pixels.count == width * height * mode.channels,
-                     "pixel buffer holds \(pixels.count) bytes, \(mode.rawValue) \(width)x\(height) needs \(width * height * mode.channels)")
+        precondition(
+            pixels.count == width * height * mode.channels,
+            "pixel buffer holds \(pixels.count) bytes, \(mode.rawValue) \(width)x\(height) needs \(width * height * mode.channels)")
         precondition(mode != .palette || palette != nil, "a palette image needs a palette")
         precondition(palette == nil || (palette!.count % 3 == 0 && palette!.count <= 768), "palette must be at most 256 RGB triples")
         self.width = width

@@ -70,9 +70,9 @@ package enum ResampleFilter: Sendable, CaseIterable {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 private let precisionBits: Int32 = 32 - 8 - 2
@@ -143,32 +143,34 @@ private func horizontalPass<C: ChannelCount>(
     let c = C.n
     let half: Int32 = 1 << (precisionBits - 1)
     coeffs.weights.withUnsafeBufferPointer { kk in
-    coeffs.first.withUnsafeBufferPointer { firsts in
-    coeffs.count.withUnsafeBufferPointer { counts in
-        let kb = kk.baseAddress!
-        for yy in 0..<rows {
-            let srow = src + (yy + firstRow) * srcWidth * c
-            var d = dst + yy * outWidth * c
-            for xx in 0..<outWidth {
-                let k = kb + xx * coeffs.taps
-                var p = srow + firsts[xx] * c
-                var s0 = half, s1 = half, s2 = half, s3 = half
-                for x in 0..<counts[xx] {
-                    let w = k[x]
-                    s0 &+= Int32(p[0]) &* w
-                    if c > 1 { s1 &+= Int32(p[1]) &* w }
-                    if c > 2 { s2 &+= Int32(p[2]) &* w }
-                    if c > 3 { s3 &+= Int32(p[3]) &* w }
-                    p += c
+        coeffs.first.withUnsafeBufferPointer { firsts in
+            coeffs.count.withUnsafeBufferPointer { counts in
+                let kb = kk.baseAddress!
+                for yy in 0..<rows {
+                    let srow = src + (yy + firstRow) * srcWidth * c
+                    var d = dst + yy * outWidth * c
+                    for xx in 0..<outWidth {
+                        let k = kb + xx * coeffs.taps
+                        var p = srow + firsts[xx] * c
+                        var s0 = half, s1 = half, s2 = half, s3 = half
+                        for x in 0..<counts[xx] {
+                            let w = k[x]
+                            s0 &+= Int32(p[0]) &* w
+                            if c > 1 { s1 &+= Int32(p[1]) &* w }
+                            if c > 2 { s2 &+= Int32(p[2]) &* w }
+                            if c > 3 { s3 &+= Int32(p[3]) &* w }
+                            p += c
+                        }
+                        d[0] = clip8(s0)
+                        if c > 1 { d[1] = clip8(s1) }
+                        if c > 2 { d[2] = clip8(s2) }
+                        if c > 3 { d[3] = clip8(s3) }
+                        d += c
+                    }
                 }
-                d[0] = clip8(s0)
-                if c > 1 { d[1] = clip8(s1) }
-                if c > 2 { d[2] = clip8(s2) }
-                if c > 3 { d[3] = clip8(s3) }
-                d += c
             }
         }
-    }}}
+    }
 }
 
 /// Vertical pass, accumulated a whole output row at a time: integer sums are order-independent, so
@@ -232,22 +234,25 @@ func convolutionResize(
     // 100x400 -> 50x200 vertical-first but 200x400 -> 100x200 horizontal-first; 300x300 -> 100x30
     // (height factor 10, width 3) horizontal-first; a growing height is always horizontal-first.
     // Tests/Fixtures/resize (scripts/reference/make_resize_fixtures.py) locks these shapes.
-    let verticalFirst = needHorizontal && needVertical && outHeight < height
+    let verticalFirst =
+        needHorizontal && needVertical && outHeight < height
         && height - outHeight > 2 * (width - outWidth)
     if verticalFirst {
         let horizontal = ResampleCoefficients(inSize: width, in0: 0, in1: Float(width), outSize: outWidth, filter: filter)
         var tmp = [UInt8](repeating: 0, count: width * channels * outHeight)
         src.withUnsafeBufferPointer { s in
             tmp.withUnsafeMutableBufferPointer { t in
-                verticalPass(src: s.baseAddress!, rowLength: width * channels, dst: t.baseAddress!, outHeight: outHeight,
-                             coeffs: vertical, rowShift: 0)
+                verticalPass(
+                    src: s.baseAddress!, rowLength: width * channels, dst: t.baseAddress!, outHeight: outHeight,
+                    coeffs: vertical, rowShift: 0)
             }
         }
         var out = [UInt8](repeating: 0, count: outWidth * outHeight * channels)
         tmp.withUnsafeBufferPointer { t in
             out.withUnsafeMutableBufferPointer { o in
-                runHorizontal(channels: channels, src: t.baseAddress!, srcWidth: width, firstRow: 0, rows: outHeight,
-                              dst: o.baseAddress!, outWidth: outWidth, coeffs: horizontal)
+                runHorizontal(
+                    channels: channels, src: t.baseAddress!, srcWidth: width, firstRow: 0, rows: outHeight,
+                    dst: o.baseAddress!, outWidth: outWidth, coeffs: horizontal)
             }
         }
         return out
@@ -262,8 +267,9 @@ func convolutionResize(
         var tmp = [UInt8](repeating: 0, count: outWidth * rows * channels)
         src.withUnsafeBufferPointer { s in
             tmp.withUnsafeMutableBufferPointer { t in
-                runHorizontal(channels: channels, src: s.baseAddress!, srcWidth: width, firstRow: firstRow, rows: rows,
-                              dst: t.baseAddress!, outWidth: outWidth, coeffs: horizontal)
+                runHorizontal(
+                    channels: channels, src: s.baseAddress!, srcWidth: width, firstRow: firstRow, rows: rows,
+                    dst: t.baseAddress!, outWidth: outWidth, coeffs: horizontal)
             }
         }
         current = tmp
@@ -275,8 +281,9 @@ func convolutionResize(
     var out = [UInt8](repeating: 0, count: rowLength * outHeight)
     current.withUnsafeBufferPointer { s in
         out.withUnsafeMutableBufferPointer { o in
-            verticalPass(src: s.baseAddress!, rowLength: rowLength, dst: o.baseAddress!, outHeight: outHeight,
-                         coeffs: vertical, rowShift: rowShift)
+            verticalPass(
+                src: s.baseAddress!, rowLength: rowLength, dst: o.baseAddress!, outHeight: outHeight,
+                coeffs: vertical, rowShift: rowShift)
         }
     }
     return out
@@ -325,12 +332,14 @@ extension Image {
         }
         if mode == .rgba || mode == .la {
             let pre = premultipliedAlpha(pixels, channels: c)
-            let px = convolutionResize(pre, width: width, height: height, channels: c,
-                                       outWidth: size.width, outHeight: size.height, filter: filter)
+            let px = convolutionResize(
+                pre, width: width, height: height, channels: c,
+                outWidth: size.width, outHeight: size.height, filter: filter)
             return Image(width: size.width, height: size.height, mode: mode, pixels: unpremultipliedAlpha(px, channels: c))
         }
-        let px = convolutionResize(pixels, width: width, height: height, channels: c,
-                                   outWidth: size.width, outHeight: size.height, filter: filter)
+        let px = convolutionResize(
+            pixels, width: width, height: height, channels: c,
+            outWidth: size.width, outHeight: size.height, filter: filter)
         return Image(width: size.width, height: size.height, mode: mode, pixels: px)
     }
 }

@@ -129,8 +129,9 @@ package final class BatchNorm2d: Module {
 
     /// `x [n, c, h, w]` normalised with the running statistics, then ReLU if asked.
     package func callAsFunction(_ x: Tensor, relu: Bool = false) -> Tensor {
-        batchNorm2d(x, weight: weight.value, bias: bias.value, runningMean: runningMean.value,
-                    runningVar: runningVar.value, eps: eps, relu: relu)
+        batchNorm2d(
+            x, weight: weight.value, bias: bias.value, runningMean: runningMean.value,
+            runningVar: runningVar.value, eps: eps, relu: relu)
     }
 
     /// `x [n, c, h, w]` normalised (batch statistics in training mode, running ones otherwise), then ReLU if asked.
@@ -144,8 +145,9 @@ package final class BatchNorm2d: Module {
         let y: Variable
         if isTraining {
             let r = batchNorm2dTraining(x, weight: w, bias: b, eps: eps)
-            let updated = updateRunningStatistics(mean: runningMean.value, variance: runningVar.value, batchMean: r.mean,
-                                                  batchVariance: r.variance, count: x.value.count / x.shape[1], momentum: momentum)
+            let updated = updateRunningStatistics(
+                mean: runningMean.value, variance: runningVar.value, batchMean: r.mean,
+                batchVariance: r.variance, count: x.value.count / x.shape[1], momentum: momentum)
             runningMean.value = updated.mean
             runningVar.value = updated.variance
             y = r.output
@@ -178,7 +180,6 @@ package final class Dropout: Module, RandomizedModule {
 
     /// A fresh seed from this layer's generator (for masks drawn inside a kernel, such as attention dropout).
     package func nextSeed() -> UInt64 { rng.next() }
-
 
     /// `x` (any shape) with dropout applied in training mode.
     package func callAsFunction(_ x: Variable) -> Variable {

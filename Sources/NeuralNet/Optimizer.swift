@@ -67,11 +67,11 @@ package final class AdamW {
                 let stepSize = Float(lr / biasCorrection1)
                 let bc2 = Float(biasCorrection2Sqrt), e = Float(eps)
                 for i in 0..<n {
-                    if wd != 0 { w[i] *= decay }                       // param.mul_(1 - lr * wd)
-                    m[i] += oneMinusBeta1 * (g[i] - m[i])              // exp_avg.lerp_(grad, 1 - beta1)
-                    v[i] = v[i] * b2 + oneMinusBeta2 * (g[i] * g[i])   // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
-                    let denom = v[i].squareRoot() / bc2 + e            // exp_avg_sq.sqrt() / sqrt(bc2) + eps
-                    w[i] += -stepSize * (m[i] / denom)                 // param.addcdiv_(exp_avg, denom, -step_size)
+                    if wd != 0 { w[i] *= decay }  // param.mul_(1 - lr * wd)
+                    m[i] += oneMinusBeta1 * (g[i] - m[i])  // exp_avg.lerp_(grad, 1 - beta1)
+                    v[i] = v[i] * b2 + oneMinusBeta2 * (g[i] * g[i])  // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
+                    let denom = v[i].squareRoot() / bc2 + e  // exp_avg_sq.sqrt() / sqrt(bc2) + eps
+                    w[i] += -stepSize * (m[i] / denom)  // param.addcdiv_(exp_avg, denom, -step_size)
                 }
                 p.value = param
                 state[key] = s
@@ -87,8 +87,10 @@ extension AdamW {
         let named = module.trainableParameters()
         let exempt = named.filter { isExemptFromWeightDecay($0.0) }
         let decayed = named.filter { !isExemptFromWeightDecay($0.0) }
-        return [ParameterGroup(parameters: exempt, weightDecay: 0, learningRate: learningRate),
-                ParameterGroup(parameters: decayed, weightDecay: weightDecay, learningRate: learningRate)]
+        return [
+            ParameterGroup(parameters: exempt, weightDecay: 0, learningRate: learningRate),
+            ParameterGroup(parameters: decayed, weightDecay: weightDecay, learningRate: learningRate),
+        ]
     }
 
     /// Whether the reference exempts the parameter called `name` from weight decay.
@@ -171,8 +173,10 @@ extension AdamW {
                 saved[index] = state[ObjectIdentifier(p)]
                 index += 1
             }
-            groups.append(StateDict.Group(learningRate: group.learningRate, betas: betas, eps: eps, weightDecay: group.weightDecay,
-                                          parameterIndices: Array(first..<index)))
+            groups.append(
+                StateDict.Group(
+                    learningRate: group.learningRate, betas: betas, eps: eps, weightDecay: group.weightDecay,
+                    parameterIndices: Array(first..<index)))
         }
         return StateDict(state: saved, groups: groups)
     }

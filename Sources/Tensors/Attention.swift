@@ -10,12 +10,15 @@ import Foundation
 ///   - keyBias: optional `[batch, lk]` additive bias per key (BERT's `(1 - mask) * -10000`).
 ///   - dropout: optional dropout of the attention probabilities (training), applied after the softmax.
 /// - Returns: `[batch, lq, heads * d]`.
-package func multiHeadAttention(q: Tensor, qOffset: Int = 0, k: Tensor, kOffset: Int = 0, v: Tensor, vOffset: Int = 0,
-                               batch: Int, lq: Int, lk: Int, heads: Int, headDim d: Int,
-                               keyBias: Tensor? = nil, dropout: AttentionDropout? = nil) -> Tensor {
+package func multiHeadAttention(
+    q: Tensor, qOffset: Int = 0, k: Tensor, kOffset: Int = 0, v: Tensor, vOffset: Int = 0,
+    batch: Int, lq: Int, lk: Int, heads: Int, headDim d: Int,
+    keyBias: Tensor? = nil, dropout: AttentionDropout? = nil
+) -> Tensor {
     let qs = q.lastDim, ks = k.lastDim, vs = v.lastDim
-    precondition(q.count == batch * lq * qs && k.count == batch * lk * ks && v.count == batch * lk * vs,
-                 "attention: q \(q.shape) k \(k.shape) v \(v.shape) for batch \(batch), lq \(lq), lk \(lk)")
+    precondition(
+        q.count == batch * lq * qs && k.count == batch * lk * ks && v.count == batch * lk * vs,
+        "attention: q \(q.shape) k \(k.shape) v \(v.shape) for batch \(batch), lq \(lq), lk \(lk)")
     precondition(qOffset + heads * d <= qs && kOffset + heads * d <= ks && vOffset + heads * d <= vs, "attention: heads exceed width")
     if let keyBias { precondition(keyBias.count == batch * lk, "attention: key bias \(keyBias.shape)") }
     let width = heads * d

@@ -14,9 +14,11 @@ import Essentials
 /// Matrix products on row-major fp32 buffers; every element's rounding is independent of the call's shape.
 package enum BLAS {
     /// One product on the calling thread.
-    static func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
-                      _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-                      _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, bias: UnsafePointer<Float>? = nil) {
+    static func sgemm(
+        _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, bias: UnsafePointer<Float>? = nil
+    ) {
         cnclip_sgemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, bias, c, ldc)
     }
 
@@ -24,10 +26,12 @@ package enum BLAS {
     /// `[k, n]` and `bias` (`[n]`, added to every row in the product's last rounding step) is optional.
     /// `lda`, `ldb`, `ldc` are row strides of the stored (untransposed) matrices. Large products are split
     /// over `ComputeThreads.count` threads; the result is the same bits for any split.
-    package static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
-                            alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
-                            b: UnsafePointer<Float>, ldb: Int,
-                            beta: Float = 0, bias: UnsafePointer<Float>? = nil, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    package static func gemm(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, bias: UnsafePointer<Float>? = nil, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         if m == 0 || n == 0 { return }
         let threads = ComputeThreads.count
         // Small products stay on the calling thread (attention heads are split at a higher level).

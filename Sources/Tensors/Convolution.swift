@@ -21,15 +21,18 @@ package func conv2d(_ x: Tensor, weight: Tensor, stride: Int = 1, padding: Int =
             im2col(x, image: img, kh: kh, kw: kw, stride: stride, padding: padding, oh: oh, ow: ow, into: cols)
             colPtr = UnsafePointer(cols)
         }
-        BLAS.gemm(m: oc, n: pixels, k: kdim, a: weight.data, lda: kdim, b: colPtr, ldb: pixels,
-                  c: out.mutableData + img * oc * pixels, ldc: pixels)
+        BLAS.gemm(
+            m: oc, n: pixels, k: kdim, a: weight.data, lda: kdim, b: colPtr, ldb: pixels,
+            c: out.mutableData + img * oc * pixels, ldc: pixels)
     }
     return out
 }
 
 /// The im2col matrix of image `img` of `x [n, c, h, w]` for a `kh`×`kw` kernel: `[c·kh·kw, oh·ow]` into `cols`.
-func im2col(_ x: Tensor, image img: Int, kh: Int, kw: Int, stride: Int, padding: Int, oh: Int, ow: Int,
-            into cols: UnsafeMutablePointer<Float>) {
+func im2col(
+    _ x: Tensor, image img: Int, kh: Int, kw: Int, stride: Int, padding: Int, oh: Int, ow: Int,
+    into cols: UnsafeMutablePointer<Float>
+) {
     let (c, h, w) = (x.shape[1], x.shape[2], x.shape[3])
     let pixels = oh * ow, src = x.data + img * c * h * w
     parallelFor(c * kh * kw, cost: pixels) { rows in
@@ -101,8 +104,10 @@ package func avgPool2d(_ x: Tensor, kernel k: Int) -> Tensor {
 }
 
 /// Batch normalisation with running statistics (inference), optionally followed by ReLU: `x [n, c, h, w]`.
-package func batchNorm2d(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
-                        eps: Float, relu: Bool = false) -> Tensor {
+package func batchNorm2d(
+    _ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
+    eps: Float, relu: Bool = false
+) -> Tensor {
     precondition(x.rank == 4 && weight.count == x.shape[1], "batchNorm2d: x \(x.shape) weight \(weight.shape)")
     let (n, c) = (x.shape[0], x.shape[1])
     let plane = x.shape[2] * x.shape[3]

@@ -21,8 +21,9 @@ package func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [n])
     if let bias { precondition(bias.count == n, "linear: bias \(bias.shape) for \(n) outputs") }
     // The bias joins in the product's store (bias + sum, rounded once, as addmm's beta·bias + sum).
-    BLAS.gemm(transB: true, m: m, n: n, k: k, a: x.data, lda: k, b: weight.data, ldb: k,
-              bias: bias?.data, c: out.mutableData, ldc: n)
+    BLAS.gemm(
+        transB: true, m: m, n: n, k: k, a: x.data, lda: k, b: weight.data, ldb: k,
+        bias: bias?.data, c: out.mutableData, ldc: n)
     return out
 }
 
@@ -67,8 +68,9 @@ package func map(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
 
 /// `a + b` for tensors of one shape, or `b` broadcast over the leading dimensions of `a` (`b` of shape `a.shape.suffix`).
 package func add(_ a: Tensor, _ b: Tensor) -> Tensor {
-    precondition(b.count > 0 && a.count % b.count == 0 && Array(a.shape.suffix(b.rank)) == b.shape,
-                 "add: \(a.shape) + \(b.shape)")
+    precondition(
+        b.count > 0 && a.count % b.count == 0 && Array(a.shape.suffix(b.rank)) == b.shape,
+        "add: \(a.shape) + \(b.shape)")
     let out = Tensor.uninitialized(a.shape)
     let n = b.count, x = a.data, y = b.data, d = out.mutableData
     parallelFor(a.count / n, cost: n) { rows in
@@ -130,7 +132,8 @@ package func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) ->
             var j = 0
             while j + 8 <= n {
                 let v = (UnsafeRawPointer(xi + j).loadUnaligned(as: SIMD8<Float>.self) - mean) * inv
-                let y = v * UnsafeRawPointer(w + j).loadUnaligned(as: SIMD8<Float>.self) + UnsafeRawPointer(b + j).loadUnaligned(as: SIMD8<Float>.self)
+                let y =
+                    v * UnsafeRawPointer(w + j).loadUnaligned(as: SIMD8<Float>.self) + UnsafeRawPointer(b + j).loadUnaligned(as: SIMD8<Float>.self)
                 UnsafeMutableRawPointer(yo + j).storeBytes(of: y, as: SIMD8<Float>.self)
                 j += 8
             }

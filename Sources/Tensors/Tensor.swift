@@ -62,23 +62,27 @@ enum StoragePool {
     static let limitBytes = 1 << 28
 
     static func allocate(_ bytes: Int) -> UnsafeMutableRawPointer {
-        if bytes >= minimumBytes, let address = cache.withLock({ cache -> UInt? in
-            guard let address = cache.free[bytes]?.popLast() else { return nil }
-            cache.bytes -= bytes
-            return address
-        }) {
+        if bytes >= minimumBytes,
+            let address = cache.withLock({ cache -> UInt? in
+                guard let address = cache.free[bytes]?.popLast() else { return nil }
+                cache.bytes -= bytes
+                return address
+            })
+        {
             return UnsafeMutableRawPointer(bitPattern: address)!
         }
         return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
     }
 
     static func release(_ p: UnsafeMutableRawPointer, bytes: Int) {
-        let kept = bytes >= minimumBytes && cache.withLock { cache in
-            guard cache.bytes + bytes <= limitBytes else { return false }
-            cache.free[bytes, default: []].append(UInt(bitPattern: p))
-            cache.bytes += bytes
-            return true
-        }
+        let kept =
+            bytes >= minimumBytes
+            && cache.withLock { cache in
+                guard cache.bytes + bytes <= limitBytes else { return false }
+                cache.free[bytes, default: []].append(UInt(bitPattern: p))
+                cache.bytes += bytes
+                return true
+            }
         if !kept { p.deallocate() }
     }
 }

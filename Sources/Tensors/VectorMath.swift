@@ -79,8 +79,10 @@ package func exp(scalar x: Float) -> Float { exp(SIMD8(repeating: x))[0] }
 
 /// Applies `f` to `count` floats eight at a time (the tail padded), writing `dst` (which may equal `src`).
 @inlinable
-package func mapVectorized(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, count: Int,
-                          _ f: (SIMD8<Float>) -> SIMD8<Float>) {
+package func mapVectorized(
+    _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, count: Int,
+    _ f: (SIMD8<Float>) -> SIMD8<Float>
+) {
     var i = 0
     while i + 8 <= count {
         let v = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD8<Float>.self)

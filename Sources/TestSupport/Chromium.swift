@@ -4,8 +4,9 @@
 
 import Essentials
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Errors talking to the browser.
@@ -55,10 +56,12 @@ package final class Chromium: Sendable {
             close(commands[i]); close(replies[i])
             commands[i] = c; replies[i] = r
         }
-        let args = [executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                    "--no-default-browser-check", "--disable-extensions", "--disable-background-networking", "--disable-sync",
-                    "--hide-scrollbars", "--mute-audio", "--force-device-scale-factor=1", "--window-size=\(width),\(height)",
-                    "--remote-debugging-pipe", "--user-data-dir=\(profile.path)", "about:blank"]
+        let args = [
+            executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+            "--no-default-browser-check", "--disable-extensions", "--disable-background-networking", "--disable-sync",
+            "--hide-scrollbars", "--mute-audio", "--force-device-scale-factor=1", "--window-size=\(width),\(height)",
+            "--remote-debugging-pipe", "--user-data-dir=\(profile.path)", "about:blank",
+        ]
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -122,8 +125,11 @@ package final class Chromium: Sendable {
         }
         guard ok else { throw ChromiumError("the browser's pipe is closed (\(method)); log: \(log())") }
         let deadline = Date().addingTimeInterval(timeout)
-        guard let taken = exchange.wait(until: { $0.replies[id] != nil || $0.closed }, deadline: deadline,
-                                        then: { $0.replies.removeValue(forKey: id) }) else {
+        guard
+            let taken = exchange.wait(
+                until: { $0.replies[id] != nil || $0.closed }, deadline: deadline,
+                then: { $0.replies.removeValue(forKey: id) })
+        else {
             throw ChromiumError("no reply to \(method) within \(Int(timeout)) s")
         }
         guard let text = taken, let reply = try JSONSerialization.jsonObject(with: text) as? [String: Any] else {
@@ -149,8 +155,11 @@ package final class Chromium: Sendable {
     package func waitForEvent(_ method: String, session: String?, timeout: TimeInterval) throws -> [String: Any] {
         let deadline = Date().addingTimeInterval(timeout)
         let matches = { (e: (method: String, session: String?, message: Data)) in e.method == method && (session == nil || e.session == session) }
-        guard let taken = exchange.wait(until: { $0.events.contains(where: matches) || $0.closed }, deadline: deadline,
-                                        then: { x in x.events.firstIndex(where: matches).map { x.events.remove(at: $0).message } }) else {
+        guard
+            let taken = exchange.wait(
+                until: { $0.events.contains(where: matches) || $0.closed }, deadline: deadline,
+                then: { x in x.events.firstIndex(where: matches).map { x.events.remove(at: $0).message } })
+        else {
             throw ChromiumError("no \(method) within \(Int(timeout)) s")
         }
         guard let text = taken, let event = try JSONSerialization.jsonObject(with: text) as? [String: Any] else {
@@ -238,11 +247,14 @@ package final class ChromiumPage: Sendable {
     /// Scrolls the element matching `selector` into view and clicks it with the mouse at its centre (mouse events
     /// outside the viewport hit nothing).
     package func click(_ selector: String) throws {
-        guard let box = try evaluate("""
-            (() => { const e = document.querySelector(\(jsString(selector))); e.scrollIntoView({block: 'center'});
-                     const r = e.getBoundingClientRect();
-                     return [r.left + r.width / 2, r.top + r.height / 2]; })()
-            """) as? [Double], box.count == 2 else { throw ChromiumError("no element \(selector)") }
+        guard
+            let box = try evaluate(
+                """
+                (() => { const e = document.querySelector(\(jsString(selector))); e.scrollIntoView({block: 'center'});
+                         const r = e.getBoundingClientRect();
+                         return [r.left + r.width / 2, r.top + r.height / 2]; })()
+                """) as? [Double], box.count == 2
+        else { throw ChromiumError("no element \(selector)") }
         for type in ["mousePressed", "mouseReleased"] {
             try send("Input.dispatchMouseEvent", ["type": type, "x": box[0], "y": box[1], "button": "left", "clickCount": 1])
         }
@@ -255,7 +267,8 @@ package final class ChromiumPage: Sendable {
 
     /// Presses a key such as Enter on the focused element.
     package func press(key: String, code: Int) throws {
-        try send("Input.dispatchKeyEvent", ["type": "keyDown", "key": key, "code": key, "windowsVirtualKeyCode": code, "text": key == "Enter" ? "\r" : ""])
+        try send(
+            "Input.dispatchKeyEvent", ["type": "keyDown", "key": key, "code": key, "windowsVirtualKeyCode": code, "text": key == "Enter" ? "\r" : ""])
         try send("Input.dispatchKeyEvent", ["type": "keyUp", "key": key, "code": key, "windowsVirtualKeyCode": code])
     }
 

@@ -18,8 +18,10 @@ package struct CommandResult: Sendable {
 /// Runs `executable` with `arguments` and waits for it. Standard error is drained on another thread, so a
 /// command that fills one pipe while we read the other cannot deadlock. With a `timeout` (seconds), a command
 /// still running then gets SIGTERM (`mpirun` passes it on to its ranks), and SIGKILL 10 s later.
-package func runCommand(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil,
-                       timeout: TimeInterval? = nil) throws -> CommandResult {
+package func runCommand(
+    _ executable: URL, _ arguments: [String], environment: [String: String]? = nil,
+    timeout: TimeInterval? = nil
+) throws -> CommandResult {
     let p = Process()
     p.executableURL = executable
     p.arguments = arguments
@@ -48,8 +50,9 @@ package func runCommand(_ executable: URL, _ arguments: [String], environment: [
     drained.wait()
     p.waitUntilExit()
     let timedOut = watchdog.exited()
-    return CommandResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                         stderr: String(decoding: errData.withLock { $0 }, as: UTF8.self), timedOut: timedOut)
+    return CommandResult(
+        status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+        stderr: String(decoding: errData.withLock { $0 }, as: UTF8.self), timedOut: timedOut)
 }
 
 /// Whether a command's timeout fired before it exited, decided under a lock, so that a command seen to have
@@ -58,13 +61,21 @@ private final class Watchdog: Sendable {
     private let state = Mutex((done: false, fired: false))
 
     /// Called at the timeout: true (and the command counts as timed out) when it has not exited yet.
-    func fire() -> Bool { state.withLock { if !$0.done { $0.fired = true }; return !$0.done } }
+    func fire() -> Bool {
+        state.withLock {
+            if !$0.done { $0.fired = true }; return !$0.done
+        }
+    }
 
     /// Whether the command is still running.
     var stillRunning: Bool { state.withLock { !$0.done } }
 
     /// Called once the command has exited; returns whether the timeout had fired.
-    func exited() -> Bool { state.withLock { $0.done = true; return $0.fired } }
+    func exited() -> Bool {
+        state.withLock {
+            $0.done = true; return $0.fired
+        }
+    }
 }
 
 /// The `cnclip` built beside the running test bundle (`.build/<configuration>/cnclip`).

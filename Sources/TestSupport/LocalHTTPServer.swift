@@ -3,8 +3,9 @@
 
 import Foundation
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A loopback HTTP file server for tests (never part of the shipped library).
@@ -84,11 +85,15 @@ package final class LocalHTTPServer: Sendable {
             return
         }
         let slice = body.subdata(in: min(start, body.count)..<body.count)
-        var head = start > 0 ? "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes \(start)-\(body.count - 1)/\(body.count)\r\n"
-                             : "HTTP/1.1 200 OK\r\n"
+        var head =
+            start > 0
+            ? "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes \(start)-\(body.count - 1)/\(body.count)\r\n"
+            : "HTTP/1.1 200 OK\r\n"
         head += "Content-Length: \(slice.count)\r\nConnection: close\r\n\r\n"
         send(fd, Data(head.utf8))
-        let cut = state.withLock { state in defer { state.cutFirstAfter = nil }; return state.cutFirstAfter }
+        let cut = state.withLock { state in
+            defer { state.cutFirstAfter = nil }; return state.cutFirstAfter
+        }
         send(fd, cut.map { slice.prefix($0) } ?? slice)
     }
 

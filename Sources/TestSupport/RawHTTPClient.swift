@@ -3,8 +3,9 @@
 // reads a response by its Content-Length (or chunks) without waiting for the server to close.
 
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A parsed HTTP response.
@@ -36,8 +37,10 @@ package struct RawHTTPError: Error, CustomStringConvertible {
 ///
 /// `head` lines are sent as given after the request line; `Host` and `Connection: close` are added, and
 /// `Content-Length` too unless `chunked` (the body is then sent as 16 KiB chunks) or `declaredLength` overrides it.
-package func rawHTTP(port: Int, method: String, path: String, headers: [String: String] = [:], body: Data? = nil,
-                    chunked: Bool = false, declaredLength: Int? = nil, timeout: TimeInterval = 60) throws -> HTTPReply {
+package func rawHTTP(
+    port: Int, method: String, path: String, headers: [String: String] = [:], body: Data? = nil,
+    chunked: Bool = false, declaredLength: Int? = nil, timeout: TimeInterval = 60
+) throws -> HTTPReply {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw RawHTTPError(description: "socket: \(errno)") }
     defer { close(fd) }
@@ -47,7 +50,9 @@ package func rawHTTP(port: Int, method: String, path: String, headers: [String: 
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
     addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    let connected = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    let connected = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
     guard connected == 0 else { throw RawHTTPError(description: "connect to port \(port): errno \(errno)") }
 
     var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
@@ -61,7 +66,9 @@ package func rawHTTP(port: Int, method: String, path: String, headers: [String: 
             var offset = 0
             while offset < body.count {
                 let n = min(16384, body.count - offset)
-                guard sendAll(fd, Data((String(n, radix: 16) + "\r\n").utf8) + body.subdata(in: offset..<(offset + n)) + Data("\r\n".utf8)) else { break }
+                guard sendAll(fd, Data((String(n, radix: 16) + "\r\n").utf8) + body.subdata(in: offset..<(offset + n)) + Data("\r\n".utf8)) else {
+                    break
+                }
                 offset += n
             }
             _ = sendAll(fd, Data("0\r\n\r\n".utf8))

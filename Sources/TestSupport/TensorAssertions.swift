@@ -6,8 +6,10 @@ import XCTest
 
 /// Asserts every element of `actual` is within `tolerance × max(1, max |expected|)` of `expected`; on failure
 /// reports the first values and the largest difference with its index.
-package func assertClose(_ actual: Tensor, _ expected: Tensor, tolerance: Float = 1e-5, _ name: String,
-                 file: StaticString = #filePath, line: UInt = #line) {
+package func assertClose(
+    _ actual: Tensor, _ expected: Tensor, tolerance: Float = 1e-5, _ name: String,
+    file: StaticString = #filePath, line: UInt = #line
+) {
     XCTAssertEqual(actual.shape, expected.shape, "\(name): shape", file: file, line: line)
     guard actual.shape == expected.shape else { return }
     let a = actual.scalars, e = expected.scalars
@@ -19,7 +21,8 @@ package func assertClose(_ actual: Tensor, _ expected: Tensor, tolerance: Float 
         if !(d <= worst) { worst = d; at = i }
     }
     if at >= 0 && !(worst <= tolerance * scale) {
-        XCTFail("""
+        XCTFail(
+            """
             \(name): max |diff| \(worst) at \(at) (expected \(e[at]), got \(a[at])) exceeds \(tolerance) × \(scale)
               expected first: \(e.prefix(8))
               actual first:   \(a.prefix(8))

@@ -157,10 +157,10 @@ struct Pipeline: Sendable {
             }
             if needsNFD {
                 var run = String.UnicodeScalarView()
-                run.append(contentsOf: src[i ..< j])
+                run.append(contentsOf: src[i..<j])
                 out.append(contentsOf: String(run).decomposedStringWithCanonicalMapping.unicodeScalars)
             } else {
-                out.append(contentsOf: src[i ..< j])
+                out.append(contentsOf: src[i..<j])
             }
             i = j
         }
@@ -198,7 +198,7 @@ struct Pipeline: Sendable {
                 while end > start {
                     let b = bounds[end]
                     if b - a <= limit {
-                        let id = vocab.lookup(UnsafeBufferPointer(rebasing: buf[a ..< b]), continuation: continuation)
+                        let id = vocab.lookup(UnsafeBufferPointer(rebasing: buf[a..<b]), continuation: continuation)
                         if id >= 0 {
                             found = id
                             break

@@ -70,7 +70,7 @@ struct PythonUnicode: Sendable {
         if v < 0x80 { return Self.isASCIIPunctuation(v) }
         switch category(s) {
         case .connectorPunctuation?, .dashPunctuation?, .openPunctuation?, .closePunctuation?,
-             .initialPunctuation?, .finalPunctuation?, .otherPunctuation?:
+            .initialPunctuation?, .finalPunctuation?, .otherPunctuation?:
             return true
         default:
             return false

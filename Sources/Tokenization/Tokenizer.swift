@@ -159,7 +159,7 @@ package final class Tokenizer: Sendable {
         var ids: [Int32] = []
         flat.withUnsafeMutableBufferPointer { all in
             for (i, text) in texts.enumerated() {
-                let row = UnsafeMutableBufferPointer(rebasing: all[i * contextLength ..< (i + 1) * contextLength])
+                let row = UnsafeMutableBufferPointer(rebasing: all[i * contextLength..<(i + 1) * contextLength])
                 encodeRow(text, contextLength: contextLength, scratch: &scratch, ids: &ids, into: row)
             }
         }
@@ -181,7 +181,7 @@ package final class Tokenizer: Sendable {
         pipeline.appendIDs(of: text, limit: contextLength - 2, scratch: &scratch, to: &ids)
         let kept = min(ids.count, contextLength - 2)
         row[0] = clsID
-        for i in 0 ..< kept { row[1 + i] = ids[i] }
+        for i in 0..<kept { row[1 + i] = ids[i] }
         row[1 + kept] = sepID
     }
 

@@ -95,7 +95,7 @@ struct VocabularyTable: Sendable {
         var maxContinuation = 0
         bytes.withUnsafeBufferPointer { all in
             for i in tokens.indices {
-                let key = UnsafeBufferPointer(rebasing: all[starts[i] ..< starts[i + 1]])
+                let key = UnsafeBufferPointer(rebasing: all[starts[i]..<starts[i + 1]])
                 Self.insert(Int32(i), key: key, into: &whole, mask: mask, bytes: all, starts: starts, skip: 0)
                 maxWhole = max(maxWhole, key.count)
                 if key.count >= 2 && key[0] == UInt8(ascii: "#") && key[1] == UInt8(ascii: "#") {
@@ -174,6 +174,6 @@ struct VocabularyTable: Sendable {
         var hi = line.endIndex
         while lo < hi && PythonUnicode.isPythonSpace(line[lo].value) { lo = line.index(after: lo) }
         while hi > lo && PythonUnicode.isPythonSpace(line[line.index(before: hi)].value) { hi = line.index(before: hi) }
-        return String(String.UnicodeScalarView(line[lo ..< hi]))
+        return String(String.UnicodeScalarView(line[lo..<hi]))
     }
 }

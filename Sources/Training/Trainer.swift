@@ -61,8 +61,10 @@ package final class Trainer {
 
     /// A trainer for `config`, its weights initialised randomly from `options.seed` (resume or finetune with `--resume`).
     /// With a `communicator` of several ranks, each trains on its shard and rank 0 alone writes logs and checkpoints.
-    package init(options: TrainingOptions, config: CLIPConfig, tokenizer: Tokenizer,
-                communicator: Communicator = SingleProcessCommunicator()) throws {
+    package init(
+        options: TrainingOptions, config: CLIPConfig, tokenizer: Tokenizer,
+        communicator: Communicator = SingleProcessCommunicator()
+    ) throws {
         try options.validate()
         self.options = options
         self.parallel = DataParallel(communicator: communicator, gatherWithGrad: options.gatherWithGrad)
@@ -174,19 +176,26 @@ package final class Trainer {
         let (start, resumedFrom) = try resumeIfAsked(optimizer: optimizer, stepsPerEpoch: plan.stepsPerEpoch, log: outputs.log)
         // DistributedDataParallel starts every rank from rank 0's parameters and buffers.
         try parallel.broadcastFromMain(model.namedParameters().map(\.1))
-        let progress = Progress(summary: TrainingSummary(steps: start.steps, losses: [], validations: [], checkpoints: [],
-                                                         logPath: outputs.writes ? outputs.logPath : nil, paramsPath: outputs.paramsPath,
-                                                         halted: false),
-                                lastCheckpoint: resumedFrom)
+        let progress = Progress(
+            summary: TrainingSummary(
+                steps: start.steps, losses: [], validations: [], checkpoints: [],
+                logPath: outputs.writes ? outputs.logPath : nil, paramsPath: outputs.paramsPath,
+                halted: false),
+            lastCheckpoint: resumedFrom)
         for epoch in start.epoch..<max(plan.maxEpochs, start.epoch) {
             let firstStep = epoch == start.epoch ? start.stepInEpoch : 0
-            guard try trainEpoch(epoch, from: firstStep, plan: plan, optimizer: optimizer, schedule: schedule, outputs: outputs,
-                                 progress: progress) else { return progress.summary }
+            guard
+                try trainEpoch(
+                    epoch, from: firstStep, plan: plan, optimizer: optimizer, schedule: schedule, outputs: outputs,
+                    progress: progress)
+            else { return progress.summary }
         }
         let r = parallel.statistics
         if r.calls > 0 {
-            outputs.log.info(String(format: "Gradient all-reduce over %d processes: %.1f ms per step, %.1f MB of gradients per step",
-                                    parallel.worldSize, 1000 * r.seconds / Double(r.calls), Double(r.floats) * 4 / 1e6 / Double(r.calls)))
+            outputs.log.info(
+                String(
+                    format: "Gradient all-reduce over %d processes: %.1f ms per step, %.1f MB of gradients per step",
+                    parallel.worldSize, 1000 * r.seconds / Double(r.calls), Double(r.floats) * 4 / 1e6 / Double(r.calls)))
         }
         return progress.summary
     }
@@ -195,9 +204,10 @@ package final class Trainer {
     func makePlan() throws -> Plan {
         let o = options, world = parallel.worldSize
         let resolution = model.config.imageResolution
-        let train = try LMDBTrainingDataset(path: o.trainData, split: "train", resolution: resolution,
-                                            contextLength: o.contextLength, tokenizer: tokenizer,
-                                            useAugment: o.useAugment, seed: o.seed)
+        let train = try LMDBTrainingDataset(
+            path: o.trainData, split: "train", resolution: resolution,
+            contextLength: o.contextLength, tokenizer: tokenizer,
+            useAugment: o.useAugment, seed: o.seed)
         guard o.batchSize * world <= train.sampleCount else {
             let what = world == 1 ? "--batch-size \(o.batchSize)" : "--batch-size \(o.batchSize) × \(world) processes"
             throw TrainingError.invalidOption("\(what) is larger than the training set (\(train.sampleCount) pairs in \(o.trainData))")
@@ -206,7 +216,8 @@ package final class Trainer {
         if let v = o.valData {
             let d = try LMDBTrainingDataset(path: v, split: "val", resolution: resolution, contextLength: o.contextLength, tokenizer: tokenizer)
             guard o.validBatchSize * world <= d.sampleCount else {
-                throw TrainingError.invalidOption("--valid-batch-size \(o.validBatchSize) is larger than the validation set (\(d.sampleCount) pairs in \(v))")
+                throw TrainingError.invalidOption(
+                    "--valid-batch-size \(o.validBatchSize) is larger than the validation set (\(d.sampleCount) pairs in \(v))")
             }
             val = d
         }
@@ -224,8 +235,9 @@ package final class Trainer {
             maxEpochs = o.maxEpochs
             maxSteps = stepsPerEpoch * maxEpochs
         }
-        return Plan(train: train, val: val, padded: padded, numBatches: numBatches, stepsPerEpoch: stepsPerEpoch,
-                    maxSteps: maxSteps, maxEpochs: maxEpochs)
+        return Plan(
+            train: train, val: val, padded: padded, numBatches: numBatches, stepsPerEpoch: stepsPerEpoch,
+            maxSteps: maxSteps, maxEpochs: maxEpochs)
     }
 
     /// main.py's optimiser: `--freeze-vision` applied, AdamW over the two reference groups, the cosine schedule.
@@ -235,9 +247,12 @@ package final class Trainer {
         let named = model.trainableParameters().filter { $0.1.requiresGrad }
         let exempt = named.filter { AdamW.isExemptFromWeightDecay($0.0) }, decayed = named.filter { !AdamW.isExemptFromWeightDecay($0.0) }
         let s = optimizerSettings
-        let optimizer = AdamW(groups: [ParameterGroup(parameters: exempt, weightDecay: 0, learningRate: s.lr),
-                                       ParameterGroup(parameters: decayed, weightDecay: options.wd, learningRate: s.lr)],
-                              betas: (s.beta1, s.beta2), eps: s.eps)
+        let optimizer = AdamW(
+            groups: [
+                ParameterGroup(parameters: exempt, weightDecay: 0, learningRate: s.lr),
+                ParameterGroup(parameters: decayed, weightDecay: options.wd, learningRate: s.lr),
+            ],
+            betas: (s.beta1, s.beta2), eps: s.eps)
         return (optimizer, CosineSchedule(baseLearningRate: s.lr, warmupSteps: options.warmup, totalSteps: maxSteps))
     }
 
@@ -265,8 +280,9 @@ package final class Trainer {
         log.info("train LMDB file contains \(plan.train.imageCount) images and \(plan.train.sampleCount) pairs.")
         if let val = plan.val { log.info("val LMDB file contains \(val.imageCount) images and \(val.sampleCount) pairs.") }
         let s = optimizerSettings
-        let params = paramsValues(lr: s.lr, beta1: s.beta1, beta2: s.beta2, eps: s.eps, maxSteps: plan.maxSteps,
-                                  maxEpochs: plan.maxEpochs, logPath: logPath, checkpointDir: checkpointDir)
+        let params = paramsValues(
+            lr: s.lr, beta1: s.beta1, beta2: s.beta2, eps: s.eps, maxSteps: plan.maxSteps,
+            maxEpochs: plan.maxEpochs, logPath: logPath, checkpointDir: checkpointDir)
         var paramsPath: String?
         if writes {
             let path = TrainingLogFormat.join(logsDir, o.name, "params_\(timeSuffix).txt")
@@ -277,8 +293,9 @@ package final class Trainer {
         for (k, v) in params.sorted(by: { $0.0 < $1.0 }) { log.info("  \(k): \(v)") }
         log.info("Use CPU (\(ComputeThreads.count) threads) for training")
         if (o.maskRatio ?? 0) > 0 && isResNet {
-            log.info("Note: mask_ratio > 0 (FLIP strategy) is currently only implemented for VisualTransformer. "
-                     + "It will not function for ResNet backbone.")
+            log.info(
+                "Note: mask_ratio > 0 (FLIP strategy) is currently only implemented for VisualTransformer. "
+                    + "It will not function for ResNet backbone.")
         }
         return Outputs(writes: writes, logPath: logPath, checkpointDir: checkpointDir, paramsPath: paramsPath, log: log)
     }
@@ -304,15 +321,18 @@ package final class Trainer {
 
     /// Trains epoch `epoch` from its step `firstStep` (train.py's `train`), then validates and saves as the reference
     /// does at an epoch's end. Returns false when the run was halted (`haltAfterStep`).
-    func trainEpoch(_ epoch: Int, from firstStep: Int, plan: Plan, optimizer: AdamW, schedule: CosineSchedule, outputs: Outputs,
-                    progress: Progress) throws -> Bool {
+    func trainEpoch(
+        _ epoch: Int, from firstStep: Int, plan: Plan, optimizer: AdamW, schedule: CosineSchedule, outputs: Outputs,
+        progress: Progress
+    ) throws -> Bool {
         let o = options, world = parallel.worldSize
         let randomized = model.namedModules().compactMap { $0.1 as? RandomizedModule }
         setTrainingMode()
         let order = parallel.shard(EpochOrder.indices(length: plan.padded, seed: o.seed, epoch: epoch))
         let lastStep = min(plan.stepsPerEpoch, max(plan.maxSteps - plan.stepsPerEpoch * epoch, firstStep))
-        let loader = BatchLoader(dataset: plan.train, order: order, batchSize: o.batchSize, first: firstStep * o.accumFreq,
-                                 end: lastStep * o.accumFreq, workers: o.numWorkers, epoch: epoch)
+        let loader = BatchLoader(
+            dataset: plan.train, order: order, batchSize: o.batchSize, first: firstStep * o.accumFreq,
+            end: lastStep * o.accumFreq, workers: o.numWorkers, epoch: epoch)
         defer { loader.stop() }
         let stepsBefore = progress.summary.steps
         var trained = 0
@@ -324,8 +344,9 @@ package final class Trainer {
             var batches: [TrainingBatch] = []
             for _ in 0..<o.accumFreq { if let b = try loader.next() { batches.append(b) } }
             let dataTime = Date().timeIntervalSince(end)
-            let (loss, acc) = try trainStep(batches, step: step, optimizer: optimizer, randomized: randomized,
-                                            lastCheckpoint: progress.lastCheckpoint)
+            let (loss, acc) = try trainStep(
+                batches, step: step, optimizer: optimizer, randomized: randomized,
+                lastCheckpoint: progress.lastCheckpoint)
             let batchTime = Date().timeIntervalSince(end)
             end = Date()
             trained += 1
@@ -333,11 +354,12 @@ package final class Trainer {
             progress.summary.steps = stepsBefore + trained
             if (step + 1) % o.logInterval == 0 {
                 let batchSize = o.batchSize * o.accumFreq * world
-                outputs.log.info(TrainingLogFormat.trainingLine(
-                    step: step + 1, maxSteps: plan.maxSteps, epoch: epoch + 1, samples: (local + 1) * batchSize,
-                    samplesPerEpoch: plan.padded, percent: 100.0 * Double(local + 1) / Double(plan.stepsPerEpoch), loss: loss,
-                    accuracy: o.reportTrainingBatchAcc ? acc : nil, dataTime: dataTime, batchTime: batchTime, lr: lr,
-                    logitScale: model.logitScale.value.data[0], globalBatchSize: batchSize))
+                outputs.log.info(
+                    TrainingLogFormat.trainingLine(
+                        step: step + 1, maxSteps: plan.maxSteps, epoch: epoch + 1, samples: (local + 1) * batchSize,
+                        samplesPerEpoch: plan.padded, percent: 100.0 * Double(local + 1) / Double(plan.stepsPerEpoch), loss: loss,
+                        accuracy: o.reportTrainingBatchAcc ? acc : nil, dataTime: dataTime, batchTime: batchTime, lr: lr,
+                        logitScale: model.logitScale.value.data[0], globalBatchSize: batchSize))
             }
             if o.valData != nil, let every = o.validStepInterval, (step + 1) % every == 0 {
                 try validate(plan, epoch: epoch, steps: step + 1, outputs: outputs, progress: progress)
@@ -359,13 +381,17 @@ package final class Trainer {
     }
 
     /// The end of an epoch, as main.py ends one: the max_steps notice, epoch validation, the epoch checkpoints.
-    func finishEpoch(_ epoch: Int, from firstStep: Int, trained: Int, plan: Plan, optimizer: AdamW, outputs: Outputs,
-                     progress: Progress) throws {
+    func finishEpoch(
+        _ epoch: Int, from firstStep: Int, trained: Int, plan: Plan, optimizer: AdamW, outputs: Outputs,
+        progress: Progress
+    ) throws {
         let o = options
         // The reference notices max_steps at the next batch of the epoch, if there is one.
         let stopBatch = max(0, (plan.maxSteps - plan.stepsPerEpoch * epoch) * o.accumFreq)
         if stopBatch < plan.numBatches && stopBatch >= firstStep * o.accumFreq {
-            outputs.log.info("Stopping training due to step \(plan.stepsPerEpoch * epoch + stopBatch / o.accumFreq) has reached max_steps \(plan.maxSteps / o.accumFreq)")
+            outputs.log.info(
+                "Stopping training due to step \(plan.stepsPerEpoch * epoch + stopBatch / o.accumFreq) has reached max_steps \(plan.maxSteps / o.accumFreq)"
+            )
         }
         let steps = progress.summary.steps
         if o.valData != nil, let every = o.validEpochInterval, (epoch + 1) % every == 0 {
@@ -383,9 +409,10 @@ package final class Trainer {
     func save(epoch: Int, step: Int, file: String, optimizer: AdamW, outputs: Outputs, progress: Progress) throws {
         let t0 = Date()
         let path = TrainingLogFormat.join(outputs.checkpointDir, file)
-        let snap = TrainingSnapshot(epoch: epoch, step: step, name: options.name,
-                                    stateDict: model.namedParameters().map { ("module." + $0.0, $0.1.value) },
-                                    optimizer: optimizer.stateDict())
+        let snap = TrainingSnapshot(
+            epoch: epoch, step: step, name: options.name,
+            stateDict: model.namedParameters().map { ("module." + $0.0, $0.1.value) },
+            optimizer: optimizer.stateDict())
         try writeTrainingCheckpoint(snap, to: URL(fileURLWithPath: path))
         outputs.log.info(TrainingLogFormat.savedLine(path: path, epoch: epoch, steps: step, seconds: Date().timeIntervalSince(t0)))
         progress.summary.checkpoints.append(path)
@@ -398,15 +425,19 @@ package final class Trainer {
         outputs.log.info("Begin to eval on validation set (epoch \(epoch + 1) @ \(steps) steps)...")
         let r = try evaluate(val, log: outputs.log)
         progress.summary.validations.append(r)
-        outputs.log.info(TrainingLogFormat.validationLine(epoch: epoch + 1, steps: steps, loss: r.loss, i2t: r.imageToTextAccuracy,
-                                                          t2i: r.textToImageAccuracy, logitScale: model.logitScale.value.data[0],
-                                                          batchSize: options.validBatchSize))
+        outputs.log.info(
+            TrainingLogFormat.validationLine(
+                epoch: epoch + 1, steps: steps, loss: r.loss, i2t: r.imageToTextAccuracy,
+                t2i: r.textToImageAccuracy, logitScale: model.logitScale.value.data[0],
+                batchSize: options.validBatchSize))
     }
 
     /// One optimiser step over `batches` (`--accum-freq` of them): the loss of the last backward and the
     /// in-batch accuracies of its logits.
-    func trainStep(_ batches: [TrainingBatch], step: Int, optimizer: AdamW, randomized: [RandomizedModule],
-                   lastCheckpoint: String?) throws -> (Float, (i2t: Double, t2i: Double)) {
+    func trainStep(
+        _ batches: [TrainingBatch], step: Int, optimizer: AdamW, randomized: [RandomizedModule],
+        lastCheckpoint: String?
+    ) throws -> (Float, (i2t: Double, t2i: Double)) {
         func forward(_ b: TrainingBatch) -> (Variable, Variable, Variable) {
             model.forward(images: Variable(b.images), texts: b.tokens, textBatch: b.count)
         }
@@ -490,8 +521,9 @@ package final class Trainer {
         }
         let padded = data.paddedLength(globalBatchSize: o.validBatchSize * parallel.worldSize)
         let batches = padded / (o.validBatchSize * parallel.worldSize)
-        let loader = BatchLoader(dataset: data, order: parallel.shard(EpochOrder.indices(length: padded, seed: o.seed, epoch: 0)),
-                                 batchSize: o.validBatchSize, first: 0, end: batches, workers: o.validNumWorkers)
+        let loader = BatchLoader(
+            dataset: data, order: parallel.shard(EpochOrder.indices(length: padded, seed: o.seed, epoch: 0)),
+            batchSize: o.validBatchSize, first: 0, end: batches, workers: o.validNumWorkers)
         defer { loader.stop() }
         var cumulativeLoss: Float = 0, i2t: Float = 0, t2i: Float = 0, elements: Float = 0
         var i = 0
@@ -509,13 +541,16 @@ package final class Trainer {
         }
         // The reference's all_reduce of the four sums (exact for one process: Float → Double → Float).
         let totals = try parallel.sum([cumulativeLoss, i2t, t2i, elements].map(Double.init)).map(Float.init)
-        return ValidationResult(loss: totals[0] / totals[3], imageToTextAccuracy: totals[1] / totals[3],
-                                textToImageAccuracy: totals[2] / totals[3])
+        return ValidationResult(
+            loss: totals[0] / totals[3], imageToTextAccuracy: totals[1] / totals[3],
+            textToImageAccuracy: totals[2] / totals[3])
     }
 
     /// `vars(args)` as the reference's params file lists them, with this run's values (CPU, one process).
-    func paramsValues(lr: Double, beta1: Double, beta2: Double, eps: Double, maxSteps: Int, maxEpochs: Int,
-                      logPath: String, checkpointDir: String) -> [(String, String)] {
+    func paramsValues(
+        lr: Double, beta1: Double, beta2: Double, eps: Double, maxSteps: Int, maxEpochs: Int,
+        logPath: String, checkpointDir: String
+    ) -> [(String, String)] {
         typealias F = TrainingLogFormat
         let o = options
         return [
@@ -523,7 +558,8 @@ package final class Trainer {
             ("bert_weight_path", "None"), ("beta1", F.py(beta1)), ("beta2", F.py(beta2)), ("checkpoint_path", checkpointDir),
             ("clip_weight_path", "None"), ("config", F.py(o.config)), ("context_length", String(o.contextLength)), ("debug", "False"),
             ("device", "cpu"), ("distillation", "False"), ("eps", F.py(eps)), ("freeze_vision", F.py(o.freezeVision)),
-            ("gather_with_grad", F.py(o.gatherWithGrad)), ("grad_checkpointing", F.py(o.gradCheckpointing)), ("kd_loss_weight", "0.5"), ("local_device_rank", "0"),
+            ("gather_with_grad", F.py(o.gatherWithGrad)), ("grad_checkpointing", F.py(o.gradCheckpointing)), ("kd_loss_weight", "0.5"),
+            ("local_device_rank", "0"),
             ("log_interval", String(o.logInterval)), ("log_level", "20"), ("log_path", logPath), ("logs", F.py(o.logs)),
             ("lr", F.py(lr)), ("mask_ratio", o.maskRatio.map(F.py) ?? "0"), ("max_epochs", String(maxEpochs)), ("max_steps", String(maxSteps)),
             ("name", o.name), ("num_workers", String(o.numWorkers)), ("precision", o.precision), ("rank", String(parallel.rank)),

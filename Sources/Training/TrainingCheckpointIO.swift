@@ -20,12 +20,17 @@ extension AdamW {
             case let .groupSize(g, saved, live): what = "group \(g) has \(saved) parameters in the checkpoint, \(live) in the model"
             case let .shapeMismatch(index, name, _, expected, found): what = "state \(index) has shape \(found), parameter '\(name)' is \(expected)"
             case .differentBetasOrEps:
-                throw TrainingError.checkpoint(path: source, reason: "its optimizer groups have different betas or eps, "
-                    + "which cnclip train does not support; use --reset-optimizer")
+                throw TrainingError.checkpoint(
+                    path: source,
+                    reason: "its optimizer groups have different betas or eps, "
+                        + "which cnclip train does not support; use --reset-optimizer")
             }
             let reference = e.torchValueError.map { "stops with ValueError: \($0)" } ?? "loads it and fails at its first step"
-            throw TrainingError.checkpoint(path: source, reason: "its optimizer state belongs to other parameters: \(what) "
-                + "(cn-clip's main.py \(reference)); another architecture, or --freeze-vision changed? Use --reset-optimizer to start a fresh optimizer")
+            throw TrainingError.checkpoint(
+                path: source,
+                reason: "its optimizer state belongs to other parameters: \(what) "
+                    + "(cn-clip's main.py \(reference)); another architecture, or --freeze-vision changed? Use --reset-optimizer to start a fresh optimizer"
+            )
         }
     }
 }
@@ -47,8 +52,9 @@ package struct TrainingSnapshot {
 /// Writes `snapshot` to `url` as the reference's `torch.save` of its dict, atomically (temporary file, then rename).
 package func writeTrainingCheckpoint(_ snapshot: TrainingSnapshot, to url: URL) throws {
     let model = snapshot.stateDict.map { ($0.0.hasPrefix("module.") ? String($0.0.dropFirst(7)) : $0.0, $0.1) }
-    let checkpoint = TrainingCheckpoint(epoch: snapshot.epoch, step: snapshot.step, name: snapshot.name, stateDict: model,
-                                        optimizer: snapshot.optimizer?.pickleValue ?? .none)
+    let checkpoint = TrainingCheckpoint(
+        epoch: snapshot.epoch, step: snapshot.step, name: snapshot.name, stateDict: model,
+        optimizer: snapshot.optimizer?.pickleValue ?? .none)
     do { try checkpoint.write(to: url) } catch {
         throw FileError(path: url.path, reason: "cannot write the checkpoint: \(error)")
     }
@@ -86,16 +92,21 @@ package struct ResumeCheckpoint {
     /// `checkpoint["epoch"]` and `checkpoint["step"]`: where the run stopped (1-based epoch, steps taken).
     package func position() throws -> (epoch: Int, step: Int) {
         guard let entries else {
-            throw TrainingError.checkpoint(path: path, reason: "holds weights only, not a training checkpoint with 'epoch' and 'step': "
-                + "finetune from it with --reset-data-offset (and --reset-optimizer)")
+            throw TrainingError.checkpoint(
+                path: path,
+                reason: "holds weights only, not a training checkpoint with 'epoch' and 'step': "
+                    + "finetune from it with --reset-data-offset (and --reset-optimizer)")
         }
         func number(_ key: String) throws -> Int {
             guard let v = entries[key] else {
-                throw TrainingError.checkpoint(path: path, reason: "has no '\(key)' entry (cn-clip's main.py stops with KeyError: '\(key)'); "
-                    + "use --reset-data-offset to start from step 0")
+                throw TrainingError.checkpoint(
+                    path: path,
+                    reason: "has no '\(key)' entry (cn-clip's main.py stops with KeyError: '\(key)'); "
+                        + "use --reset-data-offset to start from step 0")
             }
             guard let n = v.intValue, n >= 0 else {
-                throw TrainingError.checkpoint(path: path, reason: "its '\(key)' entry is \(v), not a step count; use --reset-data-offset to start from step 0")
+                throw TrainingError.checkpoint(
+                    path: path, reason: "its '\(key)' entry is \(v), not a step count; use --reset-data-offset to start from step 0")
             }
             return n
         }
@@ -110,16 +121,23 @@ package struct ResumeCheckpoint {
             throw TrainingError.checkpoint(path: path, reason: "the checkpoint has no optimizer state (it holds weights only); \(advice)")
         }
         guard let value = entries["optimizer"] else {
-            throw TrainingError.checkpoint(path: path, reason: "the checkpoint has no optimizer state: no 'optimizer' entry "
-                + "(cn-clip's main.py stops with KeyError: 'optimizer'); \(advice)")
+            throw TrainingError.checkpoint(
+                path: path,
+                reason: "the checkpoint has no optimizer state: no 'optimizer' entry "
+                    + "(cn-clip's main.py stops with KeyError: 'optimizer'); \(advice)")
         }
         switch value {
         case .none:
-            throw TrainingError.checkpoint(path: path, reason: "the checkpoint has no optimizer state: its 'optimizer' entry is None "
-                + "(cn-clip's main.py stops with AttributeError: 'NoneType' object has no attribute 'copy'); \(advice)")
+            throw TrainingError.checkpoint(
+                path: path,
+                reason: "the checkpoint has no optimizer state: its 'optimizer' entry is None "
+                    + "(cn-clip's main.py stops with AttributeError: 'NoneType' object has no attribute 'copy'); \(advice)")
         case .dict(let d) where d["param_groups"] == nil:
-            throw TrainingError.checkpoint(path: path, reason: "the checkpoint has no optimizer state: its 'optimizer' entry "
-                + (d.entries.isEmpty ? "is empty" : "has no 'param_groups'") + " (cn-clip's main.py stops with KeyError: 'param_groups'); \(advice)")
+            throw TrainingError.checkpoint(
+                path: path,
+                reason: "the checkpoint has no optimizer state: its 'optimizer' entry "
+                    + (d.entries.isEmpty ? "is empty" : "has no 'param_groups'")
+                    + " (cn-clip's main.py stops with KeyError: 'param_groups'); \(advice)")
         default: break
         }
         do { return try AdamW.StateDict(value, source: path) } catch let e as CheckpointError {
@@ -134,6 +152,7 @@ package func readTrainingCheckpoint(from url: URL) throws -> TrainingSnapshot {
     let (epoch, step) = try c.position()
     let name = c.entries?["name"]?.stringValue ?? ""
     let optimizer = c.entries?["optimizer"] == nil || c.entries?["optimizer"] == PickleValue.none ? nil : try c.optimizerState()
-    return TrainingSnapshot(epoch: epoch, step: step, name: name,
-                            stateDict: c.stateDict.entries.map { ("module." + $0.key, $0.value.tensor) }, optimizer: optimizer)
+    return TrainingSnapshot(
+        epoch: epoch, step: step, name: name,
+        stateDict: c.stateDict.entries.map { ("module." + $0.key, $0.value.tensor) }, optimizer: optimizer)
 }

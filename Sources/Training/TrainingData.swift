@@ -41,8 +41,10 @@ package final class LMDBTrainingDataset: Sendable {
 
     /// Opens the split at `path`, checking the directories as the reference's asserts do; `useAugment` takes
     /// effect on the "train" split only (the reference's `split == "train" and use_augment`).
-    package init(path: String, split: String, resolution: Int, contextLength: Int, tokenizer: Tokenizer,
-                useAugment: Bool = false, seed: Int = 0) throws {
+    package init(
+        path: String, split: String, resolution: Int, contextLength: Int, tokenizer: Tokenizer,
+        useAugment: Bool = false, seed: Int = 0
+    ) throws {
         func isDirectory(_ p: String) -> Bool {
             var d: ObjCBool = false
             return FileManager.default.fileExists(atPath: p, isDirectory: &d) && d.boolValue
@@ -110,8 +112,9 @@ package final class LMDBTrainingDataset: Sendable {
             throw TrainingError.dataset(path: images.environment.path, reason: e.description)
         }
         guard let bytes else {
-            throw TrainingError.dataset(path: images.environment.path,
-                                        reason: "key '\(imageID)': no such image (pair '\(key)' refers to it)")
+            throw TrainingError.dataset(
+                path: images.environment.path,
+                reason: "key '\(imageID)': no such image (pair '\(key)' refers to it)")
         }
         let image: Image
         do { image = try Image(data: bytes, name: "\(images.environment.path) key '\(imageID)'") } catch {

@@ -59,9 +59,11 @@ package enum TrainingLogFormat {
     static func fixed(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
 
     /// The training line (`train.py`, every `--log-interval` steps).
-    package static func trainingLine(step: Int, maxSteps: Int, epoch: Int, samples: Int, samplesPerEpoch: Int, percent: Double,
-                                    loss: Float, accuracy: (i2t: Double, t2i: Double)?, dataTime: Double, batchTime: Double,
-                                    lr: Double, logitScale: Float, globalBatchSize: Int) -> String {
+    package static func trainingLine(
+        step: Int, maxSteps: Int, epoch: Int, samples: Int, samplesPerEpoch: Int, percent: Double,
+        loss: Float, accuracy: (i2t: Double, t2i: Double)?, dataTime: Double, batchTime: Double,
+        lr: Double, logitScale: Float, globalBatchSize: Int
+    ) -> String {
         var s = "Global Steps: \(step)/\(maxSteps) | Train Epoch: \(epoch) [\(samples)/\(samplesPerEpoch) (\(fixed(percent, 0))%)] | "
         s += "Loss: \(fixed(Double(loss), 6)) | "
         if let a = accuracy {

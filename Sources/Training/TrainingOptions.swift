@@ -103,7 +103,8 @@ package struct TrainingOptions: Sendable {
     package func resolvedOptimizerParameters() throws -> (lr: Double, beta1: Double, beta2: Double, eps: Double) {
         let d = Self.defaultOptimizerParameters(visionModel: visionModel)
         guard let lr = lr ?? d?.lr, let b1 = beta1 ?? d?.beta1, let b2 = beta2 ?? d?.beta2, let e = eps ?? d?.eps else {
-            throw TrainingError.invalidOption("--vision-model \(visionModel) has no default optimiser settings: give --lr, --beta1, --beta2 and --eps")
+            throw TrainingError.invalidOption(
+                "--vision-model \(visionModel) has no default optimiser settings: give --lr, --beta1, --beta2 and --eps")
         }
         return (lr, b1, b2, e)
     }

@@ -4,8 +4,9 @@ import Essentials
 import Foundation
 import NeuralNet
 import Tensors
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `cnclip bench`: encoding (or training-step) throughput with random weights, as `bench_torch.py`
@@ -14,16 +15,16 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure encoding or training throughput with random weights (a benchmark, not a test).",
         discussion: """
-        Prints one JSON line: images/s, texts/s, peak memory. Same protocol as the reference's bench_torch.py: one \
-        warm-up run, then the median of --iters. Texts are the reference benchmark's caption unless --texts names \
-        a file (one text per line, cycled to fill the batch); txt_positions is how many positions each text's \
-        encoding computed (padding after the batch's longest text is skipped; the median over the timed runs, \
-        run i taking the texts from line i × --txt-batch on). --img-batch 0 or --txt-batch 0 \
-        skips that tower. --checkpoint loads real weights instead of random ones and reports load_s. With \
-        --train: training steps instead (forward in training mode, the contrastive loss, backward, AdamW with \
-        the reference's parameter groups) on --batch random images and synthetic-style captions, as \
-        scripts/reference/bench_train_step.py times the reference; prints samples/s.
-        """)
+            Prints one JSON line: images/s, texts/s, peak memory. Same protocol as the reference's bench_torch.py: one \
+            warm-up run, then the median of --iters. Texts are the reference benchmark's caption unless --texts names \
+            a file (one text per line, cycled to fill the batch); txt_positions is how many positions each text's \
+            encoding computed (padding after the batch's longest text is skipped; the median over the timed runs, \
+            run i taking the texts from line i × --txt-batch on). --img-batch 0 or --txt-batch 0 \
+            skips that tower. --checkpoint loads real weights instead of random ones and reports load_s. With \
+            --train: training steps instead (forward in training mode, the contrastive loss, backward, AdamW with \
+            the reference's parameter groups) on --batch random images and synthetic-style captions, as \
+            scripts/reference/bench_train_step.py times the reference; prints samples/s.
+            """)
 
     @Option(name: .customLong("vision-model")) var visionModel = "ViT-B-16"
     @Option(name: .customLong("text-model")) var textModel = "RoBERTa-wwm-ext-base-chinese"
@@ -61,9 +62,10 @@ struct Bench: ParsableCommand {
                 result["img_per_s"] = Double(imageBatch) / median { _ in _ = clip.encodeImage(images) }
             }
             if textBatch > 0 {
-                let lines = try textsPath.map { path in
-                    try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
-                } ?? ["一只可爱的小猫在草地上玩耍"]
+                let lines =
+                    try textsPath.map { path in
+                        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+                    } ?? ["一只可爱的小猫在草地上玩耍"]
                 guard !lines.isEmpty else { throw ValidationError("--texts \(textsPath ?? ""): no texts") }
                 // Run i encodes the texts from line i·batch on (cycled), so that batch 1 sees a mix of lengths too.
                 let runs = (0..<max(1, iterations)).map { i in
@@ -85,7 +87,8 @@ struct Bench: ParsableCommand {
     func runTraining() throws {
         try reported {
             ComputeThreads.set(threads)
-            let config = try self.config.map { try CLIPConfig.load(contentsOf: URL(fileURLWithPath: $0)) }
+            let config =
+                try self.config.map { try CLIPConfig.load(contentsOf: URL(fileURLWithPath: $0)) }
                 ?? ModelPresets.config(vision: visionModel, text: textModel)
             let clip = CLIP(config)
             clip.initializeRandomly(seed: 0)
@@ -116,8 +119,10 @@ struct Bench: ParsableCommand {
 
     /// The captions both benchmarks train on: the synthetic dataset's style, cycled (bench_train_step.py has the same list).
     static func trainingCaptions(_ count: Int) -> [String] {
-        let captions = ["左上角有一个红色的大圆形，中间有一个黑色的小三角形", "右下角有一个蓝色的小正方形",
-                        "中间有一个黄色的大星形", "左下角有一个紫色的小圆形，右上角有一个白色的大三角形"]
+        let captions = [
+            "左上角有一个红色的大圆形，中间有一个黑色的小三角形", "右下角有一个蓝色的小正方形",
+            "中间有一个黄色的大星形", "左下角有一个紫色的小圆形，右上角有一个白色的大三角形",
+        ]
         return (0..<count).map { captions[$0 % captions.count] }
     }
 

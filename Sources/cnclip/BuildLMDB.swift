@@ -10,12 +10,12 @@ struct BuildLMDB: ParsableCommand {
         commandName: "build-lmdb",
         abstract: "Serialize {split}_imgs.tsv and {split}_texts.jsonl into LMDB, as cn-clip's build_lmdb_dataset.py does.",
         discussion: """
-        Writes LMDB_DIR/SPLIT/imgs (key image_id → base64, plus num_images) and LMDB_DIR/SPLIT/pairs (key "0".."N-1" → \
-        pickle of (image_id, text_id, text), plus num_samples), with the same keys and values as the reference.
-        Inputs are validated (errors name file:line); everything is built in a temporary directory and renamed into \
-        place at the end, so a failed or interrupted run changes nothing.
-        Example: cnclip build-lmdb --data_dir datasets/MUGE --splits train,valid,test
-        """)
+            Writes LMDB_DIR/SPLIT/imgs (key image_id → base64, plus num_images) and LMDB_DIR/SPLIT/pairs (key "0".."N-1" → \
+            pickle of (image_id, text_id, text), plus num_samples), with the same keys and values as the reference.
+            Inputs are validated (errors name file:line); everything is built in a temporary directory and renamed into \
+            place at the end, so a failed or interrupted run changes nothing.
+            Example: cnclip build-lmdb --data_dir datasets/MUGE --splits train,valid,test
+            """)
 
     @Option(name: [.customLong("data_dir"), .customLong("data-dir")], help: "The directory holding {split}_imgs.tsv and {split}_texts.jsonl.")
     var dataDir: String
@@ -26,10 +26,14 @@ struct BuildLMDB: ParsableCommand {
     @Option(name: [.customLong("lmdb_dir"), .customLong("lmdb-dir")], help: "Output directory (default: DATA_DIR/lmdb).")
     var lmdbDir: String?
 
-    @Flag(name: [.customLong("check-images"), .customLong("check_images")], help: "Also decode every image and report the first bad one by id and line.")
+    @Flag(
+        name: [.customLong("check-images"), .customLong("check_images")], help: "Also decode every image and report the first bad one by id and line."
+    )
     var checkImages = false
 
-    @Flag(name: [.customLong("sync")], help: "Flush every commit to disk before going on, as the reference does (crash-safe, slower on large datasets).")
+    @Flag(
+        name: [.customLong("sync")], help: "Flush every commit to disk before going on, as the reference does (crash-safe, slower on large datasets)."
+    )
     var sync = false
 
     func run() throws {

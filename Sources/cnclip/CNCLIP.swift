@@ -11,13 +11,15 @@ struct CNCLIP: AsyncParsableCommand {
         commandName: "cnclip",
         abstract: "Chinese-CLIP in Swift: the same features as cn-clip from its own checkpoints, without Python.",
         discussion: """
-        Start with `cnclip models` to see the model names, `cnclip download ViT-B-16` to fetch a released
-        checkpoint, then `cnclip similarity --model ViT-B-16 --image cat.jpg --text 猫 --text 狗`.
-        """,
-        subcommands: [Models.self, Download.self, Encode.self, Similarity.self, Bench.self,
-                      BuildLMDB.self, MakeDataset.self, SynthDataset.self, ExtractFeatures.self,
-                      MakeTopKPredictions.self, MakeTopKPredictionsTR.self, TransformIRAnnotationToTR.self,
-                      Evaluation.self, EvaluationTR.self, ZeroShotEval.self, Train.self, Index.self, Serve.self])
+            Start with `cnclip models` to see the model names, `cnclip download ViT-B-16` to fetch a released
+            checkpoint, then `cnclip similarity --model ViT-B-16 --image cat.jpg --text 猫 --text 狗`.
+            """,
+        subcommands: [
+            Models.self, Download.self, Encode.self, Similarity.self, Bench.self,
+            BuildLMDB.self, MakeDataset.self, SynthDataset.self, ExtractFeatures.self,
+            MakeTopKPredictions.self, MakeTopKPredictionsTR.self, TransformIRAnnotationToTR.self,
+            Evaluation.self, EvaluationTR.self, ZeroShotEval.self, Train.self, Index.self, Serve.self,
+        ])
 }
 
 /// Writes `message` to standard error.

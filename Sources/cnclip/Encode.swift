@@ -9,11 +9,11 @@ struct Encode: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print the features of images and texts, one JSON line per input.",
         discussion: """
-        Each line is {"image": PATH, "feature": [...]} or {"text": TEXT, "feature": [...]}, images first, in the
-        order given. Features are L2-normalised (as cn-clip's extract_features writes them) unless --unnormalized,
-        which gives encode_image / encode_text as they are.
-        Example: cnclip encode --model ViT-B-16 --image cat.jpg --text 一只猫
-        """)
+            Each line is {"image": PATH, "feature": [...]} or {"text": TEXT, "feature": [...]}, images first, in the
+            order given. Features are L2-normalised (as cn-clip's extract_features writes them) unless --unnormalized,
+            which gives encode_image / encode_text as they are.
+            Example: cnclip encode --model ViT-B-16 --image cat.jpg --text 一只猫
+            """)
 
     @OptionGroup var model: ModelOptions
 
@@ -38,7 +38,8 @@ struct Encode: ParsableCommand {
         try reported {
             let clip = try model.load()
             if contextLength > clip.config.textMaxPositionEmbeddings {
-                throw CLIPError.invalidInput("--context-length \(contextLength) exceeds the model's \(clip.config.textMaxPositionEmbeddings) positions")
+                throw CLIPError.invalidInput(
+                    "--context-length \(contextLength) exceeds the model's \(clip.config.textMaxPositionEmbeddings) positions")
             }
             // Everything is computed before anything is printed, so a bad input leaves no partial output.
             let imageFeatures = try clip.encodeImageFiles(images, normalized: !unnormalized)

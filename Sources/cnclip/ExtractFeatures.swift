@@ -14,23 +14,23 @@ struct ExtractFeatures: ParsableCommand {
         commandName: "extract-features",
         abstract: "Extract L2-normalised image features from an LMDB and text features from a JSONL, as extract_features.py does.",
         discussion: """
-        Writes {"text_id": ID, "feature": [...]} per line of --text-data (file order) and {"image_id": ID, "feature": \
-        [...]} per image of the --image-data LMDB (key byte order, as the reference's cursor walks it), numbers \
-        formatted as the reference's json.dumps writes them. Texts are lower-cased and “ ” mapped to " first, as the \
-        reference's eval dataset does. Default outputs, derived from --text-data as the reference derives them: \
-        texts → TEXT_DATA minus its last 6 characters + ".txt_feat.jsonl"; images → TEXT_DATA with "_texts.jsonl" \
-        replaced by "_imgs" + ".img_feat.jsonl".
-        --precision is accepted for compatibility; features are always computed in fp32 (the reference's "amp" and \
-        "fp32" compute in fp32 on its GPU too; "fp16" would differ in the last digits). --debug is accepted and ignored.
-        Several processes: `mpirun -np N cnclip extract-features …` shares the batches among the ranks (rank r computes \
-        batches r, r+N, …, each batch as a one-process run forms it) and rank 0 writes the files a one-process run \
-        with the same --threads writes, byte for byte. Each rank uses --threads compute threads (default: the host's \
-        cores divided among its ranks); the thread count can change the last digits, as it splits matrix products.
-        Model: --resume CHECKPOINT with --vision-model/--text-model (defaults ViT-B-16 and RoBERTa-wwm-ext-base-chinese, \
-        as the reference) or --config, or --model NAME.
-        Example: cnclip extract-features --extract-image-feats --extract-text-feats --image-data data/lmdb/valid/imgs \\
-          --text-data data/valid_texts.jsonl --resume epoch_latest.pt --vision-model ViT-B-16 --text-model RoBERTa-wwm-ext-base-chinese
-        """)
+            Writes {"text_id": ID, "feature": [...]} per line of --text-data (file order) and {"image_id": ID, "feature": \
+            [...]} per image of the --image-data LMDB (key byte order, as the reference's cursor walks it), numbers \
+            formatted as the reference's json.dumps writes them. Texts are lower-cased and “ ” mapped to " first, as the \
+            reference's eval dataset does. Default outputs, derived from --text-data as the reference derives them: \
+            texts → TEXT_DATA minus its last 6 characters + ".txt_feat.jsonl"; images → TEXT_DATA with "_texts.jsonl" \
+            replaced by "_imgs" + ".img_feat.jsonl".
+            --precision is accepted for compatibility; features are always computed in fp32 (the reference's "amp" and \
+            "fp32" compute in fp32 on its GPU too; "fp16" would differ in the last digits). --debug is accepted and ignored.
+            Several processes: `mpirun -np N cnclip extract-features …` shares the batches among the ranks (rank r computes \
+            batches r, r+N, …, each batch as a one-process run forms it) and rank 0 writes the files a one-process run \
+            with the same --threads writes, byte for byte. Each rank uses --threads compute threads (default: the host's \
+            cores divided among its ranks); the thread count can change the last digits, as it splits matrix products.
+            Model: --resume CHECKPOINT with --vision-model/--text-model (defaults ViT-B-16 and RoBERTa-wwm-ext-base-chinese, \
+            as the reference) or --config, or --model NAME.
+            Example: cnclip extract-features --extract-image-feats --extract-text-feats --image-data data/lmdb/valid/imgs \\
+              --text-data data/valid_texts.jsonl --resume epoch_latest.pt --vision-model ViT-B-16 --text-model RoBERTa-wwm-ext-base-chinese
+            """)
 
     @Flag(name: .customLong("extract-image-feats"), help: "Extract image features.")
     var extractImageFeats = false

@@ -2,8 +2,8 @@
 
 import ArgumentParser
 import Foundation
-import Synchronization
 import Gallery
+import Synchronization
 
 /// `cnclip index`: groups the gallery subcommands.
 struct Index: ParsableCommand {
@@ -14,13 +14,15 @@ struct Index: ParsableCommand {
 
 /// The flags that say where a gallery's images and captions come from.
 struct GallerySourceFlags: ParsableArguments {
-    @Option(name: .customLong("image-data"), help: "Images: an imgs LMDB directory, an images TSV (id<TAB>base64), or a folder of JPEG/PNG/WebP files.")
+    @Option(
+        name: .customLong("image-data"), help: "Images: an imgs LMDB directory, an images TSV (id<TAB>base64), or a folder of JPEG/PNG/WebP files.")
     var imageData: String?
 
     @Option(name: .customLong("text-data"), help: "Captions for image-to-caption search: a texts JSONL ({\"text_id\", \"text\", …} per line).")
     var textData: String?
 
-    @Option(name: .customLong("img-batch-size"), help: "Images (and captions) encoded per batch; equal to extract-features's gives its exact features.")
+    @Option(
+        name: .customLong("img-batch-size"), help: "Images (and captions) encoded per batch; equal to extract-features's gives its exact features.")
     var batchSize = 64
 }
 

@@ -8,10 +8,10 @@ struct IndexAdd: ParsableCommand {
         commandName: "add",
         abstract: "Add new images (and captions) to a gallery; ids already indexed are skipped.",
         discussion: """
-        Use the model the gallery was built with (it is checked). A FAISS index, if the gallery has one, gets the new
-        vectors in its existing clusters; rebuild the gallery when it has grown several times over.
-        Restart `cnclip serve` to serve the additions.
-        """)
+            Use the model the gallery was built with (it is checked). A FAISS index, if the gallery has one, gets the new
+            vectors in its existing clusters; rebuild the gallery when it has grown several times over.
+            Restart `cnclip serve` to serve the additions.
+            """)
 
     @OptionGroup var model: ModelOptions
     @OptionGroup var source: GallerySourceFlags

@@ -8,11 +8,11 @@ struct IndexBuild: ParsableCommand {
         commandName: "build",
         abstract: "Build a searchable gallery: image features, thumbnails, ids, an exact index and optionally a FAISS one.",
         discussion: """
-        Example: cnclip index build --resume epoch_latest.pt --config synthetic-clip.json \\
-                   --image-data demo/data/lmdb/test/imgs --text-data demo/data/test_texts.jsonl --output demo/index
-        The exact index ranks as make-topk-predictions does. --approximate adds a FAISS index (a factory string such
-        as IVF4096,Flat or HNSW32, or auto) for galleries of millions; `cnclip serve` then searches through it.
-        """)
+            Example: cnclip index build --resume epoch_latest.pt --config synthetic-clip.json \\
+                       --image-data demo/data/lmdb/test/imgs --text-data demo/data/test_texts.jsonl --output demo/index
+            The exact index ranks as make-topk-predictions does. --approximate adds a FAISS index (a factory string such
+            as IVF4096,Flat or HNSW32, or auto) for galleries of millions; `cnclip serve` then searches through it.
+            """)
 
     @OptionGroup var model: ModelOptions
     @OptionGroup var source: GallerySourceFlags

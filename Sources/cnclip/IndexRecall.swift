@@ -8,10 +8,10 @@ struct IndexRecall: ParsableCommand {
         commandName: "recall",
         abstract: "Measure a FAISS index's recall@k against exact search on a synthetic gallery (no model needed).",
         discussion: """
-        The gallery is --count unit vectors of --dim around --clusters random centres; queries are gallery vectors
-        with noise. Prints build times and, per --nprobe value, recall@k and search time. Example (BENCHMARKS.md):
-        cnclip index recall --count 1000000 --dim 128 --factory auto --nprobe 1,4,16,64
-        """)
+            The gallery is --count unit vectors of --dim around --clusters random centres; queries are gallery vectors
+            with noise. Prints build times and, per --nprobe value, recall@k and search time. Example (BENCHMARKS.md):
+            cnclip index recall --count 1000000 --dim 128 --factory auto --nprobe 1,4,16,64
+            """)
 
     @Option(name: .customLong("count"), help: "Gallery vectors.")
     var count = 1_000_000
@@ -56,9 +56,13 @@ struct IndexRecall: ParsableCommand {
         var start = clock.now
         let gallery = ApproximateRecall.syntheticGallery(count: count, dim: dim, clusters: clusters, spread: spread, seed: seed)
         let q = ApproximateRecall.queries(from: gallery, dim: dim, count: queries, spread: spread / Float(dim).squareRoot(), seed: seed &+ 1)
-        print(String(format: "gallery: %d × %d (%d clusters), %d queries, generated in %.1f s", count, dim, clusters, queries, seconds(clock.now - start)))
+        print(
+            String(
+                format: "gallery: %d × %d (%d clusters), %d queries, generated in %.1f s", count, dim, clusters, queries, seconds(clock.now - start)))
         start = clock.now
-        let exact = q.withUnsafeBufferPointer { qp in gallery.withUnsafeBufferPointer { ApproximateRecall.exact(queries: qp, gallery: $0, dim: dim, k: topK) } }
+        let exact = q.withUnsafeBufferPointer { qp in
+            gallery.withUnsafeBufferPointer { ApproximateRecall.exact(queries: qp, gallery: $0, dim: dim, k: topK) }
+        }
         let exactTime = seconds(clock.now - start)
         print(String(format: "exact (flat) search: %.2f s for %d queries (%.2f ms/query)", exactTime, queries, 1000 * exactTime / Double(queries)))
         try reported {

@@ -14,10 +14,10 @@ struct IndexSearch: ParsableCommand {
         commandName: "search",
         abstract: "Search a gallery by text or image; with --text-data, write make-topk-predictions's file.",
         discussion: """
-        --text / --image print one JSON line per query: {"query": …, "results": [{"row", "id", "score"}, …]}.
-        --text-data TEXTS.jsonl --output PRED.jsonl writes {"text_id": …, "image_ids": […]} lines: with the exact
-        index and the same batch sizes, the same file extract-features + make-topk-predictions write.
-        """)
+            --text / --image print one JSON line per query: {"query": …, "results": [{"row", "id", "score"}, …]}.
+            --text-data TEXTS.jsonl --output PRED.jsonl writes {"text_id": …, "image_ids": […]} lines: with the exact
+            index and the same batch sizes, the same file extract-features + make-topk-predictions write.
+            """)
 
     @OptionGroup var model: ModelOptions
 
@@ -56,16 +56,30 @@ struct IndexSearch: ParsableCommand {
         let clip = try reported { try model.load() }
         try reported {
             let gallery = try GalleryIndex(directory: index, loadApproximate: approximate)
-            try gallery.checkModel(probeFeature: clip.encodeTexts([gallery.manifest.probeText], contextLength: gallery.manifest.contextLength).scalars)
-            if approximate && gallery.approximate == nil { throw GalleryError.invalidArgument("\(index) has no FAISS index (build it with --approximate)") }
+            try gallery.checkModel(
+                probeFeature: clip.encodeTexts([gallery.manifest.probeText], contextLength: gallery.manifest.contextLength).scalars)
+            if approximate && gallery.approximate == nil {
+                throw GalleryError.invalidArgument("\(index) has no FAISS index (build it with --approximate)")
+            }
             let context = gallery.manifest.contextLength
             func lines(_ label: (Int) -> PyJSON, _ features: Tensor, count: Int) throws -> String {
                 let hits = try features.withUnsafeBufferPointer { try gallery.searchImages($0, queryCount: count, k: topK, approximate: approximate) }
                 return hits.enumerated().map { q, list in
-                    pythonDumps(.object([(key: "query", value: label(q)), (key: "results", value: .array(list.map { h in
-                        .object([(key: "row", value: .int(Int64(h.row))), (key: "id", value: (try? PyJSONParser.parse(gallery.ids[h.row])) ?? .null),
-                                 (key: "score", value: .float(Double(h.score)))])
-                    }))])) + "\n"
+                    pythonDumps(
+                        .object([
+                            (key: "query", value: label(q)),
+                            (
+                                key: "results",
+                                value: .array(
+                                    list.map { h in
+                                        .object([
+                                            (key: "row", value: .int(Int64(h.row))),
+                                            (key: "id", value: (try? PyJSONParser.parse(gallery.ids[h.row])) ?? .null),
+                                            (key: "score", value: .float(Double(h.score))),
+                                        ])
+                                    })
+                            ),
+                        ])) + "\n"
                 }.joined()
             }
             var out = ""

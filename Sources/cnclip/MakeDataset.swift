@@ -8,23 +8,25 @@ struct MakeDataset: ParsableCommand {
         commandName: "make-dataset",
         abstract: "Make {split}_imgs.tsv and {split}_texts.jsonl from a folder of images and a captions file.",
         discussion: """
-        Captions: a CSV file with a header naming the columns image_path and caption (quote captions holding commas), \
-        or a JSONL file (.jsonl) of {"image": PATH, "caption": TEXT}; an image may have several captions. Paths are \
-        relative to --images.
-        Ids: images are numbered 1, 2, … in order of first appearance in the captions file; texts 1, 2, … in order of \
-        first appearance; identical captions of several images in one split become one text with several image_ids.
-        Splits: images are shuffled (SplitMix64 seeded with --seed, so the split is the same on every machine) and cut \
-        by --split-ratio into train, valid and test; a split with ratio 0 is not written.
-        Images: each file is decoded to check it. Without --resize the TSV holds the file's own bytes (base64); with \
-        --resize N the image is scaled so its shorter side is N pixels (aspect ratio kept, Pillow's bicubic, never \
-        enlarged), converted to RGB and stored as JPEG (--jpeg-quality). Training resizes to the model's square \
-        resolution anyway, so N = the model's resolution (224) loses nothing and makes the dataset much smaller.
-        Output files are written to a temporary directory and renamed into place at the end.
-        Example: cnclip make-dataset --images photos --captions captions.csv --output data --split-ratio 8:1:1
-        then: cnclip build-lmdb --data_dir data --splits train,valid,test
-        """)
+            Captions: a CSV file with a header naming the columns image_path and caption (quote captions holding commas), \
+            or a JSONL file (.jsonl) of {"image": PATH, "caption": TEXT}; an image may have several captions. Paths are \
+            relative to --images.
+            Ids: images are numbered 1, 2, … in order of first appearance in the captions file; texts 1, 2, … in order of \
+            first appearance; identical captions of several images in one split become one text with several image_ids.
+            Splits: images are shuffled (SplitMix64 seeded with --seed, so the split is the same on every machine) and cut \
+            by --split-ratio into train, valid and test; a split with ratio 0 is not written.
+            Images: each file is decoded to check it. Without --resize the TSV holds the file's own bytes (base64); with \
+            --resize N the image is scaled so its shorter side is N pixels (aspect ratio kept, Pillow's bicubic, never \
+            enlarged), converted to RGB and stored as JPEG (--jpeg-quality). Training resizes to the model's square \
+            resolution anyway, so N = the model's resolution (224) loses nothing and makes the dataset much smaller.
+            Output files are written to a temporary directory and renamed into place at the end.
+            Example: cnclip make-dataset --images photos --captions captions.csv --output data --split-ratio 8:1:1
+            then: cnclip build-lmdb --data_dir data --splits train,valid,test
+            """)
 
-    @Option(name: [.customLong("images"), .customLong("image-dir"), .customLong("image_dir")], help: "The folder the captions' image paths are relative to.")
+    @Option(
+        name: [.customLong("images"), .customLong("image-dir"), .customLong("image_dir")],
+        help: "The folder the captions' image paths are relative to.")
     var images: String
 
     @Option(name: [.customLong("captions")], help: "CSV (image_path,caption with a header) or JSONL ({\"image\", \"caption\"}) captions file.")

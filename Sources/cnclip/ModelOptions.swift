@@ -4,7 +4,8 @@ import Foundation
 
 /// The flags that choose a model, spelled as the reference's scripts spell them.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .customLong("resume"), help: "Checkpoint: a torch.save .pt file, a .safetensors file, or a Hugging Face ChineseCLIPModel directory.")
+    @Option(
+        name: .customLong("resume"), help: "Checkpoint: a torch.save .pt file, a .safetensors file, or a Hugging Face ChineseCLIPModel directory.")
     var resume: String?
 
     @Option(name: .customLong("vision-model"), help: "Vision preset: ViT-B-32, ViT-B-16, ViT-L-14, ViT-L-14-336, ViT-H-14 or RN50.")
@@ -59,4 +60,3 @@ struct ModelOptions: ParsableArguments {
         return try ChineseCLIPModel(checkpoint: url, config: config, vocabularyPath: vocabFile)
     }
 }
-

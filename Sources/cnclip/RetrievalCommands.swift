@@ -3,8 +3,8 @@
 // printed lines and byte-for-byte the same output files.
 
 import ArgumentParser
-import Foundation
 import Evaluation
+import Foundation
 
 /// The flags of `make_topk_predictions.py` and `make_topk_predictions_tr.py`.
 struct TopKFlags: ParsableArguments {
@@ -42,15 +42,18 @@ struct TopKFlags: ParsableArguments {
         print("Begin to compute top-\(topK) predictions for \(queries)...")
         let progress = ProgressLine(label: "top-\(topK)")
         let timings = try reported {
-            try TopKPredictions.run(imageFeatures: imageFeats, textFeatures: textFeats, direction: direction,
-                                    options: TopKOptions(k: topK, galleryBlockRows: evalBatchSize), output: output,
-                                    progress: { progress.update($0, $1) })
+            try TopKPredictions.run(
+                imageFeatures: imageFeats, textFeatures: textFeats, direction: direction,
+                options: TopKOptions(k: topK, galleryBlockRows: evalBatchSize), output: output,
+                progress: { progress.update($0, $1) })
         }
         progress.finish()
         if ProcessInfo.processInfo.environment["CNCLIP_TIMINGS"] != nil {
             // For scripts/bench-topk.sh: phase times on standard error.
-            printError(String(format: "timings: parse queries %.3f s, parse gallery %.3f s, score %.3f s, write %.3f s",
-                              timings.parseQueries, timings.parseGallery, timings.score, timings.write))
+            printError(
+                String(
+                    format: "timings: parse queries %.3f s, parse gallery %.3f s, score %.3f s, write %.3f s",
+                    timings.parseQueries, timings.parseGallery, timings.score, timings.write))
         }
         print("Top-\(topK) predictions are saved in \(output)")
         print("Done!")

@@ -8,12 +8,12 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve a gallery: a page to search it by Chinese text or by image and to try zero-shot classification, and a JSON API.",
         discussion: """
-        Example: cnclip serve --index demo/index --resume demo/logs/synthetic/checkpoints/epoch_latest.pt \\
-                   --config demo/synthetic-clip.json      then open http://127.0.0.1:8080/
-        The model is loaded once; concurrent requests are encoded in batches. Stop with Ctrl-C.
-        API: GET /api/info, GET|POST /api/search/text, POST /api/search/image, POST /api/classify,
-        GET /thumbnails/ROW (see the README).
-        """)
+            Example: cnclip serve --index demo/index --resume demo/logs/synthetic/checkpoints/epoch_latest.pt \\
+                       --config demo/synthetic-clip.json      then open http://127.0.0.1:8080/
+            The model is loaded once; concurrent requests are encoded in batches. Stop with Ctrl-C.
+            API: GET /api/info, GET|POST /api/search/text, POST /api/search/image, POST /api/classify,
+            GET /thumbnails/ROW (see the README).
+            """)
 
     @OptionGroup var model: ModelOptions
 

@@ -54,8 +54,11 @@ struct Similarity: ParsableCommand {
 
     /// Display width: CJK and other wide characters take two columns.
     func width(_ s: String) -> Int {
-        s.unicodeScalars.reduce(0) { n, u in n + ((0x1100...0x115F).contains(u.value) || (0x2E80...0xA4CF).contains(u.value)
-            || (0xAC00...0xD7A3).contains(u.value) || (0xF900...0xFAFF).contains(u.value) || (0xFE30...0xFE4F).contains(u.value)
-            || (0xFF00...0xFF60).contains(u.value) || (0xFFE0...0xFFE6).contains(u.value) || (0x20000...0x3FFFD).contains(u.value) ? 2 : 1) }
+        s.unicodeScalars.reduce(0) { n, u in
+            n
+                + ((0x1100...0x115F).contains(u.value) || (0x2E80...0xA4CF).contains(u.value)
+                    || (0xAC00...0xD7A3).contains(u.value) || (0xF900...0xFAFF).contains(u.value) || (0xFE30...0xFE4F).contains(u.value)
+                    || (0xFF00...0xFF60).contains(u.value) || (0xFFE0...0xFFE6).contains(u.value) || (0x20000...0x3FFFD).contains(u.value) ? 2 : 1)
+        }
     }
 }

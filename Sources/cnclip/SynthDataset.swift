@@ -8,22 +8,22 @@ struct SynthDataset: ParsableCommand {
         commandName: "synth-dataset",
         abstract: "Write a synthetic dataset of coloured shapes with Chinese captions ({split}_imgs.tsv, {split}_texts.jsonl).",
         discussion: """
-        Each image (--resolution px square) shows 1 or 2 anti-aliased shapes (圆形/正方形/三角形/星形) in one of 8 colours \
-        (红色/绿色/蓝色/黄色/紫色/橙色/黑色/白色), large (大) or small (小), at distinct positions \
-        (左上角/右上角/中间/左下角/右下角) on a noisy grey background. Captions name the shapes in that position order, \
-        e.g. "左上角有一个红色的大圆形，中间有一个黑色的小三角形", so identical scenes have identical captions; the longest \
-        is 29 tokens with [CLS] and [SEP], so train with context length 32.
-        Files per split: {split}_imgs.tsv (image_id<TAB>base64), {split}_texts.jsonl (one text per image, \
-        image_ids [its image]: strict Recall) and {split}_texts.caption_groups.jsonl (the same text ids, image_ids = \
-        every image of the split with that caption: pass it as ground truth for the Recall that counts any image with \
-        the query's caption as a hit). Image ids are 1000001, 1000002, …, text ids 1, 2, …, consecutive over \
-        train, valid, test.
-        The output depends only on --seed, --resolution and the split sizes (not on --threads); a split's images and \
-        captions do not depend on the other splits' sizes. JPEG quality 90 is the default: at 64 px the default set's TSVs hold \
-        56 MB as JPEG and 241 MB as PNG (the noise does not compress losslessly), and PNG takes about 5× longer.
-        Files are written to a temporary directory and renamed into place at the end.
-        Example: cnclip synth-dataset --output synth && cnclip build-lmdb --data_dir synth --splits train,valid,test
-        """)
+            Each image (--resolution px square) shows 1 or 2 anti-aliased shapes (圆形/正方形/三角形/星形) in one of 8 colours \
+            (红色/绿色/蓝色/黄色/紫色/橙色/黑色/白色), large (大) or small (小), at distinct positions \
+            (左上角/右上角/中间/左下角/右下角) on a noisy grey background. Captions name the shapes in that position order, \
+            e.g. "左上角有一个红色的大圆形，中间有一个黑色的小三角形", so identical scenes have identical captions; the longest \
+            is 29 tokens with [CLS] and [SEP], so train with context length 32.
+            Files per split: {split}_imgs.tsv (image_id<TAB>base64), {split}_texts.jsonl (one text per image, \
+            image_ids [its image]: strict Recall) and {split}_texts.caption_groups.jsonl (the same text ids, image_ids = \
+            every image of the split with that caption: pass it as ground truth for the Recall that counts any image with \
+            the query's caption as a hit). Image ids are 1000001, 1000002, …, text ids 1, 2, …, consecutive over \
+            train, valid, test.
+            The output depends only on --seed, --resolution and the split sizes (not on --threads); a split's images and \
+            captions do not depend on the other splits' sizes. JPEG quality 90 is the default: at 64 px the default set's TSVs hold \
+            56 MB as JPEG and 241 MB as PNG (the noise does not compress losslessly), and PNG takes about 5× longer.
+            Files are written to a temporary directory and renamed into place at the end.
+            Example: cnclip synth-dataset --output synth && cnclip build-lmdb --data_dir synth --splits train,valid,test
+            """)
 
     @Option(name: [.customLong("output"), .customLong("data-dir"), .customLong("data_dir")], help: "Output directory.")
     var output: String
@@ -90,8 +90,9 @@ struct SynthDataset: ParsableCommand {
             for m in made {
                 let tsv = (output as NSString).appendingPathComponent("\(m.split)_imgs.tsv")
                 let size = ((try? FileManager.default.attributesOfItem(atPath: tsv))?[.size] as? NSNumber)?.int64Value ?? 0
-                print("\(m.split): \(m.images) images, \(m.texts) texts → \(tsv) (\(String(format: "%.1f", Double(size) / 1_048_576)) MiB), "
-                      + "\(output)/\(m.split)_texts.jsonl, \(output)/\(m.split)_texts.caption_groups.jsonl")
+                print(
+                    "\(m.split): \(m.images) images, \(m.texts) texts → \(tsv) (\(String(format: "%.1f", Double(size) / 1_048_576)) MiB), "
+                        + "\(output)/\(m.split)_texts.jsonl, \(output)/\(m.split)_texts.caption_groups.jsonl")
             }
             print(String(format: "done in %.1f s", Date().timeIntervalSince(start)))
         }

@@ -12,20 +12,20 @@ struct Train: ParsableCommand {
         commandName: "train",
         abstract: "Train or finetune a Chinese-CLIP model on an LMDB dataset, as cn_clip/training/main.py does.",
         discussion: """
-        Flags and defaults are the reference's (params.py); lr, betas and eps default per --vision-model. Writes \
-        {logs}/{name}/params_{time}.txt, out_{time}.log and checkpoints/epoch{N}.pt, epoch_{E}_{S}.pt \
-        (--save-step-frequency) and epoch_latest.pt. Without --resume, an existing {logs}/{name}/checkpoints/\
-        epoch_latest.pt is resumed, as the reference does; a checkpoint saved inside an epoch resumes at the next \
-        batch, so a killed run ends with the weights of an uninterrupted one. To finetune a released model: \
-        --resume ckpt.pt --reset-data-offset --reset-optimizer (any checkpoint encode reads: cn-clip .pt files, \
-        safetensors, Hugging Face directories); without the reset flags the checkpoint's epoch, step and AdamW state \
-        are restored, as cn-clip's own training checkpoints hold them. --config FILE replaces the presets' architecture. \
-        Weights start from a seeded random initialisation. --use-augment applies the reference's timm augmentation \
-        to training images (random resized crop of 90-100% area, horizontal flip, AutoAugment 'original'), seeded \
-        per (--seed, epoch, sample) so resuming stays exact. --mask-ratio drops that fraction of each training \
-        image's patches (FLIP; ViT only); --grad-checkpointing trades time for memory. Under mpirun, each process \
-        trains on its share of every batch (data parallel).
-        """)
+            Flags and defaults are the reference's (params.py); lr, betas and eps default per --vision-model. Writes \
+            {logs}/{name}/params_{time}.txt, out_{time}.log and checkpoints/epoch{N}.pt, epoch_{E}_{S}.pt \
+            (--save-step-frequency) and epoch_latest.pt. Without --resume, an existing {logs}/{name}/checkpoints/\
+            epoch_latest.pt is resumed, as the reference does; a checkpoint saved inside an epoch resumes at the next \
+            batch, so a killed run ends with the weights of an uninterrupted one. To finetune a released model: \
+            --resume ckpt.pt --reset-data-offset --reset-optimizer (any checkpoint encode reads: cn-clip .pt files, \
+            safetensors, Hugging Face directories); without the reset flags the checkpoint's epoch, step and AdamW state \
+            are restored, as cn-clip's own training checkpoints hold them. --config FILE replaces the presets' architecture. \
+            Weights start from a seeded random initialisation. --use-augment applies the reference's timm augmentation \
+            to training images (random resized crop of 90-100% area, horizontal flip, AutoAugment 'original'), seeded \
+            per (--seed, epoch, sample) so resuming stays exact. --mask-ratio drops that fraction of each training \
+            image's patches (FLIP; ViT only); --grad-checkpointing trades time for memory. Under mpirun, each process \
+            trains on its share of every batch (data parallel).
+            """)
 
     @Option(name: .customLong("train-data"), help: "The LMDB directory of the training split (holding pairs/ and imgs/).")
     var trainData: String
@@ -118,7 +118,9 @@ struct Train: ParsableCommand {
         o.maxSteps = maxSteps
         o.maxEpochs = maxEpochs
         o.validStepInterval = validStepInterval
-        if validEpochInterval.lowercased() == "none" { o.validEpochInterval = nil } else {
+        if validEpochInterval.lowercased() == "none" {
+            o.validEpochInterval = nil
+        } else {
             guard let v = Int(validEpochInterval) else { throw ValidationError("--valid-epoch-interval must be an integer or None") }
             o.validEpochInterval = v
         }

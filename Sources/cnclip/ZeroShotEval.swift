@@ -1,7 +1,7 @@
 import ArgumentParser
 import ChineseCLIP
-import Foundation
 import Evaluation
+import Foundation
 
 /// `cnclip zeroshot-eval`: cn-clip's `zeroshot_evaluation.py` — zero-shot top-1 accuracy and the ELEVATER file.
 struct ZeroShotEval: ParsableCommand {
@@ -9,17 +9,17 @@ struct ZeroShotEval: ParsableCommand {
         commandName: "zeroshot-eval",
         abstract: "Zero-shot image classification with prompt templates, as cn-clip's zeroshot_evaluation.py.",
         discussion: """
-        --datapath is a folder with one sub-folder per class (torchvision ImageFolder layout; folders are taken in
-        sorted order), --label-file has one class name per line in that order. Prints `zeroshot-top1: FRACTION`
-        after `Result:` and writes the ELEVATER submission to SAVE_DIR/DATASET.json. The prompt templates follow
-        --dataset as in the reference (food-101, oxford-flower-102, fgvc-aircraft-2013b-variants102, eurosat_clip,
-        resisc45_clip and country211 have their own; any other name uses the OpenAI set).
-        Without --vision-model/--text-model/--config the model is ViT-B-16 with RoBERTa-wwm-ext-base-chinese,
-        the reference's defaults; --vision-model also names the model in the file ("CN-CLIP-VISION").
-        Example: cnclip zeroshot-eval --datapath data/cifar-100/test --label-file data/cifar-100/label_cn.txt \\
-          --save-dir data/save_predictions --dataset cifar-100 --resume clip_cn_vit-b-16.pt --vision-model ViT-B-16 \\
-          --text-model RoBERTa-wwm-ext-base-chinese
-        """)
+            --datapath is a folder with one sub-folder per class (torchvision ImageFolder layout; folders are taken in
+            sorted order), --label-file has one class name per line in that order. Prints `zeroshot-top1: FRACTION`
+            after `Result:` and writes the ELEVATER submission to SAVE_DIR/DATASET.json. The prompt templates follow
+            --dataset as in the reference (food-101, oxford-flower-102, fgvc-aircraft-2013b-variants102, eurosat_clip,
+            resisc45_clip and country211 have their own; any other name uses the OpenAI set).
+            Without --vision-model/--text-model/--config the model is ViT-B-16 with RoBERTa-wwm-ext-base-chinese,
+            the reference's defaults; --vision-model also names the model in the file ("CN-CLIP-VISION").
+            Example: cnclip zeroshot-eval --datapath data/cifar-100/test --label-file data/cifar-100/label_cn.txt \\
+              --save-dir data/save_predictions --dataset cifar-100 --resume clip_cn_vit-b-16.pt --vision-model ViT-B-16 \\
+              --text-model RoBERTa-wwm-ext-base-chinese
+            """)
 
     @OptionGroup var model: ModelOptions
 
@@ -65,7 +65,8 @@ struct ZeroShotEval: ParsableCommand {
     /// True when no flag says which model the checkpoint holds, so the reference's default presets apply.
     private var usesReferenceDefaults: Bool {
         guard model.visionModel == nil, model.textModel == nil, model.config == nil, model.model == nil,
-              let resume = model.resume else { return false }
+            let resume = model.resume
+        else { return false }
         var isDir: ObjCBool = false
         return !(FileManager.default.fileExists(atPath: resume, isDirectory: &isDir) && isDir.boolValue)
     }
@@ -81,8 +82,9 @@ struct ZeroShotEval: ParsableCommand {
 
     private func loadModel() throws -> ChineseCLIPModel {
         if usesReferenceDefaults, let resume = model.resume {
-            return try ChineseCLIPModel(checkpoint: URL(fileURLWithPath: resume), visionModel: Self.referenceVision,
-                                        textModel: Self.referenceText, vocabularyPath: model.vocabFile)
+            return try ChineseCLIPModel(
+                checkpoint: URL(fileURLWithPath: resume), visionModel: Self.referenceVision,
+                textModel: Self.referenceText, vocabularyPath: model.vocabFile)
         }
         return try model.load()
     }
@@ -121,8 +123,10 @@ struct ZeroShotEval: ParsableCommand {
 
         print("Building zero-shot classifier")
         let classBar = ProgressLine(label: "classes")
-        let classifier = ZeroShotClassifier(model: clip, classNames: classNames, templates: templates,
-                                            contextLength: contextLength) { classBar.update(Int64($0), Int64($1), unit: "classes") }
+        let classifier = ZeroShotClassifier(
+            model: clip, classNames: classNames, templates: templates,
+            contextLength: contextLength
+        ) { classBar.update(Int64($0), Int64($1), unit: "classes") }
         classBar.finish()
 
         print("Using classifier")
@@ -138,8 +142,9 @@ struct ZeroShotEval: ParsableCommand {
         }
         print("torch.Size([\(result.probabilities.shape[0]), \(result.probabilities.shape[1])])")
 
-        let submission = ElevaterSubmission(model: clip, visionModelName: visionModelName, datasetName: dataset,
-                                            predictions: result.probabilities)
+        let submission = ElevaterSubmission(
+            model: clip, visionModelName: visionModelName, datasetName: dataset,
+            predictions: result.probabilities)
         try submission.write(to: ElevaterSubmission.path(saveDir: saveDir, dataset: dataset))
 
         print("Result:")

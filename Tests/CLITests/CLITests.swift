@@ -12,8 +12,10 @@ final class CLITests: XCTestCase {
     func cnclip(_ args: [String]) throws -> CommandResult { try runCNCLIP(args) }
 
     var vitArgs: [String] {
-        ["--resume", fixtures.appendingPathComponent("models/vit-tiny.pt").path,
-         "--config", fixtures.appendingPathComponent("models/vit-tiny.json").path]
+        [
+            "--resume", fixtures.appendingPathComponent("models/vit-tiny.pt").path,
+            "--config", fixtures.appendingPathComponent("models/vit-tiny.json").path,
+        ]
     }
 
     func image(_ name: String) -> String { fixtures.appendingPathComponent("images/\(name)").path }
@@ -44,15 +46,20 @@ final class CLITests: XCTestCase {
     func testModelsListsPresetsAndReleasedNames() throws {
         let r = try cnclip(["models"])
         XCTAssertEqual(r.status, 0)
-        for name in ["ViT-B-16", "ViT-L-14-336", "ViT-H-14", "RN50", "ViT-B-32", "RoBERTa-wwm-ext-base-chinese",
-                     "RoBERTa-wwm-ext-large-chinese", "RBT3-chinese"] {
+        for name in [
+            "ViT-B-16", "ViT-L-14-336", "ViT-H-14", "RN50", "ViT-B-32", "RoBERTa-wwm-ext-base-chinese",
+            "RoBERTa-wwm-ext-large-chinese", "RBT3-chinese",
+        ] {
             XCTAssertTrue(r.stdout.contains(name), name)
         }
     }
 
     func testEncodeGivesReferenceFeatures() throws {
-        let r = try cnclip(["encode"] + vitArgs + ["--image", image("rgb.jpg"), "--image", image("palette.png"),
-                                                   "--text", "皮卡丘", "--text", "杰尼龟", "--unnormalized"])
+        let r = try cnclip(
+            ["encode"] + vitArgs + [
+                "--image", image("rgb.jpg"), "--image", image("palette.png"),
+                "--text", "皮卡丘", "--text", "杰尼龟", "--unnormalized",
+            ])
         XCTAssertEqual(r.status, 0, r.stderr)
         let lines = try features(r.stdout)
         XCTAssertEqual(lines.count, 4)
@@ -75,8 +82,10 @@ final class CLITests: XCTestCase {
 
     func testEncodeWithPresetNames() throws {
         // rn-tiny is no preset: its weights do not fit ViT-B-16, and the error names a key.
-        let r = try cnclip(["encode", "--resume", fixtures.appendingPathComponent("models/rn-tiny.pt").path,
-                            "--vision-model", "ViT-B-16", "--text-model", "RBT3-chinese", "--text", "x"])
+        let r = try cnclip([
+            "encode", "--resume", fixtures.appendingPathComponent("models/rn-tiny.pt").path,
+            "--vision-model", "ViT-B-16", "--text-model", "RBT3-chinese", "--text", "x",
+        ])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("rn-tiny.pt"), r.stderr)
         XCTAssertTrue(r.stderr.contains("key '"), r.stderr)
@@ -84,8 +93,11 @@ final class CLITests: XCTestCase {
     }
 
     func testSimilarityTable() throws {
-        let r = try cnclip(["similarity"] + vitArgs + ["--image", image("rgb.jpg"), "--image", image("gray.png"),
-                                                       "--text", "皮卡丘", "--text", "杰尼龟", "--text", "小火龙"])
+        let r = try cnclip(
+            ["similarity"] + vitArgs + [
+                "--image", image("rgb.jpg"), "--image", image("gray.png"),
+                "--text", "皮卡丘", "--text", "杰尼龟", "--text", "小火龙",
+            ])
         XCTAssertEqual(r.status, 0, r.stderr)
         let rows = r.stdout.split(separator: "\n")
         XCTAssertEqual(rows.count, 3)
@@ -113,10 +125,18 @@ final class CLITests: XCTestCase {
             (["encode"] + vitArgs + ["--image", text.path], [text.path]),
             (["encode"] + vitArgs + ["--image", gif.path], [gif.path, "GIF"]),
             (["encode"] + vitArgs + ["--image", dir.appendingPathComponent("missing.png").path], ["missing.png"]),
-            (["encode", "--resume", dir.appendingPathComponent("none.pt").path, "--config",
-              fixtures.appendingPathComponent("models/vit-tiny.json").path, "--text", "x"], ["none.pt"]),
-            (["encode", "--resume", fixtures.appendingPathComponent("models/vit-tiny.pt").path,
-              "--vision-model", "ViT-Z", "--text-model", "RBT3-chinese", "--text", "x"], ["ViT-Z", "ViT-B-16"]),
+            (
+                [
+                    "encode", "--resume", dir.appendingPathComponent("none.pt").path, "--config",
+                    fixtures.appendingPathComponent("models/vit-tiny.json").path, "--text", "x",
+                ], ["none.pt"]
+            ),
+            (
+                [
+                    "encode", "--resume", fixtures.appendingPathComponent("models/vit-tiny.pt").path,
+                    "--vision-model", "ViT-Z", "--text-model", "RBT3-chinese", "--text", "x",
+                ], ["ViT-Z", "ViT-B-16"]
+            ),
             (["encode"] + vitArgs + ["--vocab-file", dir.appendingPathComponent("vocab.txt").path, "--text", "x"], ["vocab.txt"]),
             (["download", "ViT-Q-1"], ["ViT-Q-1", "RN50"]),
         ]
@@ -144,10 +164,12 @@ final class CLITests: XCTestCase {
     func testTrainWithAugment() throws {
         let logs = FileManager.default.temporaryDirectory.appendingPathComponent("cnclip-cli-augment-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: logs) }
-        let r = try cnclip(["train", "--train-data", fixtures.appendingPathComponent("dataset/lmdb/train").path,
-                            "--config", fixtures.appendingPathComponent("models/vit-tiny.json").path,
-                            "--batch-size", "4", "--max-steps", "2", "--warmup", "1", "--num-workers", "1",
-                            "--use-augment", "--logs", logs.path, "--name", "aug"])
+        let r = try cnclip([
+            "train", "--train-data", fixtures.appendingPathComponent("dataset/lmdb/train").path,
+            "--config", fixtures.appendingPathComponent("models/vit-tiny.json").path,
+            "--batch-size", "4", "--max-steps", "2", "--warmup", "1", "--num-workers", "1",
+            "--use-augment", "--logs", logs.path, "--name", "aug",
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         let dir = logs.appendingPathComponent("aug")
         let params = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir.path).first { $0.hasPrefix("params_") })

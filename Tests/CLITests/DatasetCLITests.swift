@@ -1,8 +1,8 @@
 import ChineseCLIP
 import Foundation
 import Imaging
-import Tokenization
 import TestSupport
+import Tokenization
 import XCTest
 
 /// End-to-end tests of `cnclip build-lmdb`, `make-dataset` and `extract-features` on the built binary.
@@ -62,13 +62,17 @@ final class DatasetCLITests: XCTestCase {
             ("no-tab", with(tsv, 2, tsv[2].replacingOccurrences(of: "\t", with: " ")), jsonl, [], "train_imgs.tsv:3", ["tab"]),
             ("base64", with(tsv, 4, tsv[4] + "!"), jsonl, [], "train_imgs.tsv:5", ["base64"]),
             ("duplicate", tsv + [tsv[1]], jsonl, [], "train_imgs.tsv:10", ["image id \(id2)", "line 2"]),
-            ("bad-image", with(tsv, 6, "\(tsv[6].split(separator: "\t")[0])\t" + Data(repeating: 0x42, count: 300).base64EncodedString()),
-             jsonl, ["--check-images"], "train_imgs.tsv:7", ["image id 1000044"]),
+            (
+                "bad-image", with(tsv, 6, "\(tsv[6].split(separator: "\t")[0])\t" + Data(repeating: 0x42, count: 300).base64EncodedString()),
+                jsonl, ["--check-images"], "train_imgs.tsv:7", ["image id 1000044"]
+            ),
             ("no-text-id", tsv, with(jsonl, 3, #"{"text": "x", "image_ids": [1000002]}"#), [], "train_texts.jsonl:4", ["text_id"]),
             ("no-image-ids", tsv, with(jsonl, 1, #"{"text_id": 1, "text": "x"}"#), [], "train_texts.jsonl:2", ["image_ids"]),
             ("bad-json", tsv, with(jsonl, 5, "{\"text_id\": 505, "), [], "train_texts.jsonl:6", ["invalid JSON"]),
-            ("missing-image", tsv, with(jsonl, 7, #"{"text_id": 507, "text": "x", "image_ids": [1000051, 999]}"#), [],
-             "train_texts.jsonl:8", ["image id 999", "train_imgs.tsv"]),
+            (
+                "missing-image", tsv, with(jsonl, 7, #"{"text_id": 507, "text": "x", "image_ids": [1000051, 999]}"#), [],
+                "train_texts.jsonl:8", ["image id 999", "train_imgs.tsv"]
+            ),
         ]
         for (name, t, j, extra, location, mentions) in cases {
             let dir = scratch.appendingPathComponent(name)
@@ -102,11 +106,14 @@ final class DatasetCLITests: XCTestCase {
         let captions = scratch.appendingPathComponent("captions.csv")
         try Data("image_path,caption\nrgb.jpg,一只猫\nrgb.png,\"红色的, 圆形\"\ngray.png,一只猫\nwide.png,宽图\n".utf8).write(to: captions)
         let out = scratch.appendingPathComponent("made")
-        var r = try cnclip(["make-dataset", "--images", fixtures.appendingPathComponent("images").path, "--captions", captions.path,
-                            "--output", out.path, "--split-ratio", "0.5,0.5", "--seed", "3", "--resize", "48"])
+        var r = try cnclip([
+            "make-dataset", "--images", fixtures.appendingPathComponent("images").path, "--captions", captions.path,
+            "--output", out.path, "--split-ratio", "0.5,0.5", "--seed", "3", "--resize", "48",
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path).sorted(),
-                       ["train_imgs.tsv", "train_texts.jsonl", "valid_imgs.tsv", "valid_texts.jsonl"])
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: out.path).sorted(),
+            ["train_imgs.tsv", "train_texts.jsonl", "valid_imgs.tsv", "valid_texts.jsonl"])
         r = try cnclip(["build-lmdb", "--data_dir", out.path, "--splits", "train,valid", "--check-images"])
         XCTAssertEqual(r.status, 0, r.stderr)
         // An error names the captions file and line, and writes nothing.
@@ -122,8 +129,10 @@ final class DatasetCLITests: XCTestCase {
     // MARK: extract-features
 
     var vitArgs: [String] {
-        ["--resume", fixtures.appendingPathComponent("models/vit-tiny.pt").path,
-         "--config", fixtures.appendingPathComponent("models/vit-tiny.json").path]
+        [
+            "--resume", fixtures.appendingPathComponent("models/vit-tiny.pt").path,
+            "--config", fixtures.appendingPathComponent("models/vit-tiny.json").path,
+        ]
     }
 
     /// (id, feature) per line of a feature file, and the line with every number replaced by N (its format).
@@ -148,33 +157,43 @@ final class DatasetCLITests: XCTestCase {
         let golden = fixtures.appendingPathComponent("extract")
         let texts = scratch.appendingPathComponent("train_texts.jsonl")
         try FileManager.default.copyItem(at: fixtures.appendingPathComponent("dataset/train_texts.jsonl"), to: texts)
-        let r = try cnclip(["extract-features", "--extract-image-feats", "--extract-text-feats",
-                            "--image-data", fixtures.appendingPathComponent("dataset/lmdb/train/imgs").path,
-                            "--text-data", texts.path, "--img-batch-size", "4", "--text-batch-size", "3", "--precision", "fp32"] + vitArgs)
+        let r = try cnclip(
+            [
+                "extract-features", "--extract-image-feats", "--extract-text-feats",
+                "--image-data", fixtures.appendingPathComponent("dataset/lmdb/train/imgs").path,
+                "--text-data", texts.path, "--img-batch-size", "4", "--text-batch-size", "3", "--precision", "fp32",
+            ] + vitArgs)
         XCTAssertEqual(r.status, 0, r.stderr)
         // Default output paths, derived from --text-data as the reference derives them.
-        for (ours, theirs, key) in [("train_imgs.img_feat.jsonl", "train_imgs.img_feat.jsonl", "image_id"),
-                                    ("train_texts.txt_feat.jsonl", "train_texts.txt_feat.jsonl", "text_id")] {
+        for (ours, theirs, key) in [
+            ("train_imgs.img_feat.jsonl", "train_imgs.img_feat.jsonl", "image_id"),
+            ("train_texts.txt_feat.jsonl", "train_texts.txt_feat.jsonl", "text_id"),
+        ] {
             let a = try featureFile(scratch.appendingPathComponent(ours), key: key)
             let e = try featureFile(golden.appendingPathComponent(theirs), key: key)
             XCTAssertEqual(a.map(\.id), e.map(\.id), ours)
             XCTAssertEqual(a.map(\.shape), e.map(\.shape), "\(ours): same JSON layout")
             for (x, y) in zip(a, e) { assertClose(x.feature, y.feature, "\(ours) id \(x.id)") }
         }
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: scratch.path).sorted(),
-                       ["train_imgs.img_feat.jsonl", "train_texts.jsonl", "train_texts.txt_feat.jsonl"], "no temporary files left")
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: scratch.path).sorted(),
+            ["train_imgs.img_feat.jsonl", "train_texts.jsonl", "train_texts.txt_feat.jsonl"], "no temporary files left")
     }
 
     func testExtractFeaturesEqualsTheLibraryEncoders() throws {
         let imgOut = scratch.appendingPathComponent("img.jsonl"), txtOut = scratch.appendingPathComponent("txt.jsonl")
         let textData = fixtures.appendingPathComponent("dataset/valid_texts.jsonl")
-        let r = try cnclip(["extract-features", "--extract-image-feats", "--extract-text-feats",
-                            "--image-data", fixtures.appendingPathComponent("dataset/lmdb/valid/imgs").path, "--text-data", textData.path,
-                            "--image-feat-output-path", imgOut.path, "--text-feat-output-path", txtOut.path,
-                            "--img-batch-size", "3", "--context-length", "24"] + vitArgs)
+        let r = try cnclip(
+            [
+                "extract-features", "--extract-image-feats", "--extract-text-feats",
+                "--image-data", fixtures.appendingPathComponent("dataset/lmdb/valid/imgs").path, "--text-data", textData.path,
+                "--image-feat-output-path", imgOut.path, "--text-feat-output-path", txtOut.path,
+                "--img-batch-size", "3", "--context-length", "24",
+            ] + vitArgs)
         XCTAssertEqual(r.status, 0, r.stderr)
-        let model = try ChineseCLIPModel(checkpoint: fixtures.appendingPathComponent("models/vit-tiny.pt"),
-                                         config: CLIPConfig.load(contentsOf: fixtures.appendingPathComponent("models/vit-tiny.json")))
+        let model = try ChineseCLIPModel(
+            checkpoint: fixtures.appendingPathComponent("models/vit-tiny.pt"),
+            config: CLIPConfig.load(contentsOf: fixtures.appendingPathComponent("models/vit-tiny.json")))
         // Images: the valid TSV's lines, in LMDB key order (the ids here sort the same as bytes and as numbers).
         let tsv = try lines(fixtures.appendingPathComponent("dataset/valid_imgs.tsv")).map { $0.split(separator: "\t") }
             .sorted { $0[0] < $1[0] }
@@ -205,8 +224,11 @@ final class DatasetCLITests: XCTestCase {
         try Data(#"{"text_id": 1, "text": "x", "image_ids": [5]}\#n"#.utf8).write(to: data.appendingPathComponent("test_texts.jsonl"))
         XCTAssertEqual(try cnclip(["build-lmdb", "--data_dir", data.path, "--splits", "test"]).status, 0)
         let out = scratch.appendingPathComponent("feat.jsonl")
-        var r = try cnclip(["extract-features", "--extract-image-feats", "--image-data", data.appendingPathComponent("lmdb/test/imgs").path,
-                            "--image-feat-output-path", out.path] + vitArgs)
+        var r = try cnclip(
+            [
+                "extract-features", "--extract-image-feats", "--image-data", data.appendingPathComponent("lmdb/test/imgs").path,
+                "--image-feat-output-path", out.path,
+            ] + vitArgs)
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("lmdb/test/imgs") && r.stderr.contains("image id 5"), r.stderr)
         let missing = scratch.appendingPathComponent("none/imgs").path

@@ -39,8 +39,9 @@ final class DistributedCLITests: XCTestCase {
 
     /// `cnclip args` in `ranks` processes under mpirun, killed if still running after `timeout` seconds.
     func mpiCNCLIP(_ ranks: Int, _ args: [String], timeout: TimeInterval = 300) throws -> CommandResult {
-        try runCommand(try mpirun(), ["--oversubscribe", "-np", String(ranks), builtCNCLIP.path] + args,
-                       environment: mpiEnvironment, timeout: timeout)
+        try runCommand(
+            try mpirun(), ["--oversubscribe", "-np", String(ranks), builtCNCLIP.path] + args,
+            environment: mpiEnvironment, timeout: timeout)
     }
 
     func cnclip(_ args: [String], file: StaticString = #filePath, line: UInt = #line) throws -> CommandResult {
@@ -50,8 +51,10 @@ final class DistributedCLITests: XCTestCase {
     }
 
     var modelArgs: [String] {
-        ["--resume", Self.fixtures.appendingPathComponent("models/vit-tiny.pt").path,
-         "--config", Self.fixtures.appendingPathComponent("models/vit-tiny.json").path, "--context-length", "32"]
+        [
+            "--resume", Self.fixtures.appendingPathComponent("models/vit-tiny.pt").path,
+            "--config", Self.fixtures.appendingPathComponent("models/vit-tiny.json").path, "--context-length", "32",
+        ]
     }
 
     /// A synthetic dataset of 40 validation images and texts, with its LMDB.
@@ -65,16 +68,18 @@ final class DistributedCLITests: XCTestCase {
     /// extract-features on `data`'s valid split into `dir` (image and text features).
     func extractArgs(_ data: URL, _ dir: URL, imageData: String? = nil) throws -> [String] {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return ["extract-features", "--extract-image-feats", "--extract-text-feats",
-                "--image-data", imageData ?? data.appendingPathComponent("lmdb/valid/imgs").path,
-                "--text-data", data.appendingPathComponent("valid_texts.jsonl").path,
-                "--image-feat-output-path", dir.appendingPathComponent("img.jsonl").path,
-                "--text-feat-output-path", dir.appendingPathComponent("txt.jsonl").path,
-                // 40 images in 14 batches, 40 texts in 10: several per rank, and a short last round for 3 ranks.
-                "--img-batch-size", "3", "--text-batch-size", "4",
-                // The same compute threads in every process: BLAS products are split by thread count, and OpenBLAS
-                // rounds a product's columns differently when it computes them in narrower calls.
-                "--threads", "1"] + modelArgs
+        return [
+            "extract-features", "--extract-image-feats", "--extract-text-feats",
+            "--image-data", imageData ?? data.appendingPathComponent("lmdb/valid/imgs").path,
+            "--text-data", data.appendingPathComponent("valid_texts.jsonl").path,
+            "--image-feat-output-path", dir.appendingPathComponent("img.jsonl").path,
+            "--text-feat-output-path", dir.appendingPathComponent("txt.jsonl").path,
+            // 40 images in 14 batches, 40 texts in 10: several per rank, and a short last round for 3 ranks.
+            "--img-batch-size", "3", "--text-batch-size", "4",
+            // The same compute threads in every process: BLAS products are split by thread count, and OpenBLAS
+            // rounds a product's columns differently when it computes them in narrower calls.
+            "--threads", "1",
+        ] + modelArgs
     }
 
     func testRanksWriteTheFilesOneProcessWrites() throws {
@@ -91,10 +96,13 @@ final class DistributedCLITests: XCTestCase {
             let r = try mpiCNCLIP(ranks, try extractArgs(data, dir))
             XCTAssertFalse(r.timedOut, "mpirun -np \(ranks) hung")
             XCTAssertEqual(r.status, 0, "mpirun -np \(ranks): \(r.stderr)\n\(r.stdout)")
-            XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("img.jsonl")), image, "-np \(ranks): image features differ from one process's")
-            XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("txt.jsonl")), text, "-np \(ranks): text features differ from one process's")
-            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted(), ["img.jsonl", "txt.jsonl"],
-                           "no temporary file left")
+            XCTAssertEqual(
+                try Data(contentsOf: dir.appendingPathComponent("img.jsonl")), image, "-np \(ranks): image features differ from one process's")
+            XCTAssertEqual(
+                try Data(contentsOf: dir.appendingPathComponent("txt.jsonl")), text, "-np \(ranks): text features differ from one process's")
+            XCTAssertEqual(
+                try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted(), ["img.jsonl", "txt.jsonl"],
+                "no temporary file left")
             // Only rank 0 speaks.
             XCTAssertEqual(r.stdout.components(separatedBy: "40 image features are stored in").count - 1, 1, r.stdout)
             XCTAssertEqual(r.stdout.components(separatedBy: "40 text features are stored in").count - 1, 1, r.stdout)
@@ -151,14 +159,21 @@ final class DistributedCLITests: XCTestCase {
         let datapath = scratch.appendingPathComponent("datapath").path
         let hostfile = scratch.appendingPathComponent("hosts")
         try "host1 slots=2\nhost2 slots=2\n".write(to: hostfile, atomically: true, encoding: .utf8)
-        for (script, dataset, extra) in [("muge_finetune_vit-b-16_rbt-base.sh", "MUGE", [String]()),
-                                         ("flickr30k_finetune_vit-b-16_rbt-base.sh", "Flickr30k-CN", []),
-                                         ("coco-cn_finetune_vit-b-16_rbt-base.sh", "COCO-CN", ["--grad-checkpointing"])] {
-            let syntax = try runCommand(URL(fileURLWithPath: "/bin/bash"), ["-n", Self.repository.appendingPathComponent("run_scripts/\(script)").path])
+        for (script, dataset, extra) in [
+            ("muge_finetune_vit-b-16_rbt-base.sh", "MUGE", [String]()),
+            ("flickr30k_finetune_vit-b-16_rbt-base.sh", "Flickr30k-CN", []),
+            ("coco-cn_finetune_vit-b-16_rbt-base.sh", "COCO-CN", ["--grad-checkpointing"]),
+        ] {
+            let syntax = try runCommand(
+                URL(fileURLWithPath: "/bin/bash"), ["-n", Self.repository.appendingPathComponent("run_scripts/\(script)").path])
             XCTAssertEqual(syntax.status, 0, "bash -n \(script): \(syntax.stderr)")
-            let r = try dryRun(script, ["GPUS_PER_NODE": "2", "WORKER_CNT": "2", "HOSTFILE": hostfile.path,
-                                        "MPIRUN_ARGS": "--mca btl_tcp_if_include eth0"],
-                               arguments: [datapath, "--max-steps", "7"])
+            let r = try dryRun(
+                script,
+                [
+                    "GPUS_PER_NODE": "2", "WORKER_CNT": "2", "HOSTFILE": hostfile.path,
+                    "MPIRUN_ARGS": "--mca btl_tcp_if_include eth0",
+                ],
+                arguments: [datapath, "--max-steps", "7"])
             XCTAssertEqual(r.status, 0, "\(script): \(r.stderr)")
             let commandLine = r.stdout.split(separator: "\n").last { !$0.hasPrefix("#") }.map(String.init) ?? ""
             let words = commandLine.split(separator: " ").map(String.init)
@@ -168,10 +183,12 @@ final class DistributedCLITests: XCTestCase {
                 XCTFail("\(script): no `cnclip train` in \(commandLine)"); continue
             }
             let trainArgs = Array(words[(train + 1)...])
-            for flag in ["--train-data=\(datapath)/datasets/\(dataset)/lmdb/train", "--val-data=\(datapath)/datasets/\(dataset)/lmdb/valid",
-                         "--resume=\(datapath)/pretrained_weights/clip_cn_vit-b-16.pt", "--reset-data-offset", "--reset-optimizer",
-                         "--logs=\(datapath)/experiments/", "--vision-model=ViT-B-16", "--text-model=RoBERTa-wwm-ext-base-chinese",
-                         "--use-augment", "--report-training-batch-acc", "--context-length=52"] + extra {
+            for flag in [
+                "--train-data=\(datapath)/datasets/\(dataset)/lmdb/train", "--val-data=\(datapath)/datasets/\(dataset)/lmdb/valid",
+                "--resume=\(datapath)/pretrained_weights/clip_cn_vit-b-16.pt", "--reset-data-offset", "--reset-optimizer",
+                "--logs=\(datapath)/experiments/", "--vision-model=ViT-B-16", "--text-model=RoBERTa-wwm-ext-base-chinese",
+                "--use-augment", "--report-training-batch-acc", "--context-length=52",
+            ] + extra {
                 XCTAssertTrue(trainArgs.contains(flag), "\(script): \(flag) missing from \(trainArgs)")
             }
             XCTAssertEqual(Array(trainArgs.suffix(2)), ["--max-steps", "7"], "extra arguments go to cnclip train")
@@ -184,8 +201,9 @@ final class DistributedCLITests: XCTestCase {
         }
 
         // HOSTS (the machines, the first being this one) becomes a hostfile of GPUS_PER_NODE slots each.
-        var r = try dryRun("muge_finetune_vit-b-16_rbt-base.sh", ["GPUS_PER_NODE": "3", "WORKER_CNT": "2", "HOSTS": "alpha,beta"],
-                           arguments: [datapath])
+        var r = try dryRun(
+            "muge_finetune_vit-b-16_rbt-base.sh", ["GPUS_PER_NODE": "3", "WORKER_CNT": "2", "HOSTS": "alpha,beta"],
+            arguments: [datapath])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("# alpha slots=3\n# beta slots=3\n"), r.stdout)
         XCTAssertTrue(r.stdout.contains("mpirun -np 6 --map-by ppr:3:node --hostfile "), r.stdout)

@@ -40,15 +40,19 @@ final class DistributedTrainCLITests: XCTestCase {
     func prepare(train: Int) throws -> [String] {
         let data = scratch.appendingPathComponent("data"), configPath = scratch.appendingPathComponent("clip.json").path
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
-        var r = try runCNCLIP(["synth-dataset", "--output", data.path, "--train", "\(train)", "--valid", "40", "--test", "0",
-                               "--resolution", "32", "--seed", "5"])
+        var r = try runCNCLIP([
+            "synth-dataset", "--output", data.path, "--train", "\(train)", "--valid", "40", "--test", "0",
+            "--resolution", "32", "--seed", "5",
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         r = try runCNCLIP(["build-lmdb", "--data_dir", data.path, "--splits", "train,valid"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        return ["train", "--train-data", data.appendingPathComponent("lmdb/train").path,
-                "--val-data", data.appendingPathComponent("lmdb/valid").path, "--config", configPath, "--context-length", "32",
-                "--lr", "1e-3", "--warmup", "2", "--log-interval", "1", "--seed", "3", "--valid-batch-size", "10",
-                "--logs", scratch.appendingPathComponent("logs").path]
+        return [
+            "train", "--train-data", data.appendingPathComponent("lmdb/train").path,
+            "--val-data", data.appendingPathComponent("lmdb/valid").path, "--config", configPath, "--context-length", "32",
+            "--lr", "1e-3", "--warmup", "2", "--log-interval", "1", "--seed", "3", "--valid-batch-size", "10",
+            "--logs", scratch.appendingPathComponent("logs").path,
+        ]
     }
 
     func losses(_ log: String) -> [Double] {
@@ -71,16 +75,22 @@ final class DistributedTrainCLITests: XCTestCase {
         let common = try prepare(train: 400)
         let one = try runCNCLIP(common + ["--batch-size", "20", "--max-steps", "6", "--name", "one", "--gather-with-grad"])
         XCTAssertEqual(one.status, 0, one.stderr)
-        let two = try runCommand(mpirun, ["-np", "2", builtCNCLIP.path] + common
-                                 + ["--batch-size", "10", "--max-steps", "6", "--name", "two", "--gather-with-grad"], environment: mpiEnvironment)
+        let two = try runCommand(
+            mpirun,
+            ["-np", "2", builtCNCLIP.path] + common
+                + ["--batch-size", "10", "--max-steps", "6", "--name", "two", "--gather-with-grad"], environment: mpiEnvironment)
         XCTAssertEqual(two.status, 0, two.stderr)
         let (a, b) = (losses(one.stderr), losses(two.stderr))
         XCTAssertEqual(a.count, 6, one.stderr)
         XCTAssertEqual(b.count, 6, "rank 0 alone logs: \(two.stderr)")
         for (x, y) in zip(a, b) { XCTAssertEqual(y, x, accuracy: 1e-5 * abs(x), "losses \(a) vs \(b)") }
         XCTAssertTrue(two.stderr.contains("Global Batch Size: 20"), two.stderr)
-        let params = try String(contentsOf: try XCTUnwrap(FileManager.default.contentsOfDirectory(at: scratch.appendingPathComponent("logs/two"),
-            includingPropertiesForKeys: nil).first { $0.lastPathComponent.hasPrefix("params_") }), encoding: .utf8)
+        let params = try String(
+            contentsOf: try XCTUnwrap(
+                FileManager.default.contentsOfDirectory(
+                    at: scratch.appendingPathComponent("logs/two"),
+                    includingPropertiesForKeys: nil
+                ).first { $0.lastPathComponent.hasPrefix("params_") }), encoding: .utf8)
         XCTAssertTrue(params.contains("world_size: 2\n") && params.contains("gather_with_grad: True\n"), params)
 
         let (wa, wb) = (try weights("one"), try weights("two"))
@@ -92,8 +102,10 @@ final class DistributedTrainCLITests: XCTestCase {
             XCTAssertLessThanOrEqual(worst, 1e-4 * scale, "\(key): first \(x.prefix(3)) vs \(y.prefix(3))")
         }
 
-        let local = try runCommand(mpirun, ["-np", "2", builtCNCLIP.path] + common
-                                   + ["--batch-size", "10", "--max-steps", "2", "--name", "local"], environment: mpiEnvironment)
+        let local = try runCommand(
+            mpirun,
+            ["-np", "2", builtCNCLIP.path] + common
+                + ["--batch-size", "10", "--max-steps", "2", "--name", "local"], environment: mpiEnvironment)
         XCTAssertEqual(local.status, 0, local.stderr)
         XCTAssertEqual(losses(local.stderr).first ?? 0, a[0], accuracy: 1e-5 * a[0])
     }
@@ -105,8 +117,9 @@ final class DistributedTrainCLITests: XCTestCase {
         let common = try prepare(train: 400) + ["--accum-freq", "2", "--max-steps", "3", "--gather-with-grad"]
         let one = try runCNCLIP(common + ["--batch-size", "20", "--name", "accum-one"])
         XCTAssertEqual(one.status, 0, one.stderr)
-        let two = try runCommand(mpirun, ["-np", "2", builtCNCLIP.path] + common + ["--batch-size", "10", "--name", "accum-two"],
-                                 environment: mpiEnvironment)
+        let two = try runCommand(
+            mpirun, ["-np", "2", builtCNCLIP.path] + common + ["--batch-size", "10", "--name", "accum-two"],
+            environment: mpiEnvironment)
         XCTAssertEqual(two.status, 0, two.stderr)
         let (a, b) = (losses(one.stderr), losses(two.stderr))
         XCTAssertEqual(a.count, 3, one.stderr)
@@ -123,8 +136,11 @@ final class DistributedTrainCLITests: XCTestCase {
         let name = "killed-\(UUID().uuidString.prefix(8))"
         let p = Process()
         p.executableURL = mpirun
-        p.arguments = ["-np", "2", builtCNCLIP.path] + common + ["--batch-size", "10", "--max-steps", "100000", "--save-step-frequency", "3",
-                                                                 "--name", name, "--valid-epoch-interval", "None"]
+        p.arguments =
+            ["-np", "2", builtCNCLIP.path] + common + [
+                "--batch-size", "10", "--max-steps", "100000", "--save-step-frequency", "3",
+                "--name", name, "--valid-epoch-interval", "None",
+            ]
         p.environment = ProcessInfo.processInfo.environment.merging(mpiEnvironment) { $1 }
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
@@ -134,7 +150,8 @@ final class DistributedTrainCLITests: XCTestCase {
         func savedLine() -> Substring? {
             let dir = scratch.appendingPathComponent("logs/\(name)")
             guard let log = (try? FileManager.default.contentsOfDirectory(atPath: dir.path))?.first(where: { $0.hasPrefix("out_") }),
-                  let text = try? String(contentsOf: dir.appendingPathComponent(log), encoding: .utf8) else { return nil }
+                let text = try? String(contentsOf: dir.appendingPathComponent(log), encoding: .utf8)
+            else { return nil }
             return text.split(separator: "\n").last { $0.contains("Saved checkpoint") && $0.contains("epoch_latest.pt") }
         }
         var waited = 0.0
@@ -162,17 +179,22 @@ final class DistributedTrainCLITests: XCTestCase {
         // Resumed automatically from epoch_latest.pt, with the same two processes. (The file may be one save newer
         // than the log's last line, if the kill fell between the two: the resumed run says which step it loaded.)
         let maxSteps = logged + 6
-        let resumed = try runCommand(mpirun, ["-np", "2", builtCNCLIP.path] + common
-                                     + ["--batch-size", "10", "--max-steps", "\(maxSteps)", "--name", name, "--valid-epoch-interval", "None"],
-                                     environment: mpiEnvironment)
+        let resumed = try runCommand(
+            mpirun,
+            ["-np", "2", builtCNCLIP.path] + common
+                + ["--batch-size", "10", "--max-steps", "\(maxSteps)", "--name", name, "--valid-epoch-interval", "None"],
+            environment: mpiEnvironment)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         let loaded = try XCTUnwrap(resumed.stderr.split(separator: "\n").first { $0.contains("=> loaded checkpoint '\(latest.path)'") })
         let step = try XCTUnwrap(Int(loaded.components(separatedBy: " @ ")[1].prefix { $0.isNumber }))
         XCTAssertTrue(step == logged || step == logged + 3, loaded.description)
         XCTAssertEqual(losses(resumed.stderr).count, maxSteps - step, resumed.stderr)
         // And with one process, starting the data over.
-        let single = try runCNCLIP(common + ["--batch-size", "10", "--max-steps", "2", "--name", name, "--reset-data-offset",
-                                             "--valid-epoch-interval", "None"])
+        let single = try runCNCLIP(
+            common + [
+                "--batch-size", "10", "--max-steps", "2", "--name", name, "--reset-data-offset",
+                "--valid-epoch-interval", "None",
+            ])
         XCTAssertEqual(single.status, 0, single.stderr)
         XCTAssertEqual(losses(single.stderr).count, 2, single.stderr)
     }

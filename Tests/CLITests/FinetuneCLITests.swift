@@ -21,11 +21,13 @@ final class FinetuneCLITests: XCTestCase {
     /// and name as written) with the fixture dataset and tiny models: `--config` stands for the model flags and the
     /// batch sizes fit its 15 training / 8 validation pairs.
     func readmeFinetune(_ arch: String, name: String = "muge_finetune") -> [String] {
-        ["train", "--train-data", path("dataset/lmdb/train"), "--val-data", path("dataset/lmdb/valid"),
-         "--resume", path("resume/\(arch)/epoch1.pt"), "--reset-data-offset", "--reset-optimizer",
-         "--config", path("resume/\(arch).json"),
-         "--batch-size", "4", "--valid-batch-size", "4", "--max-epochs", "3", "--lr", "5e-5", "--warmup", "100",
-         "--logs", scratch.appendingPathComponent("logs").path, "--name", name]
+        [
+            "train", "--train-data", path("dataset/lmdb/train"), "--val-data", path("dataset/lmdb/valid"),
+            "--resume", path("resume/\(arch)/epoch1.pt"), "--reset-data-offset", "--reset-optimizer",
+            "--config", path("resume/\(arch).json"),
+            "--batch-size", "4", "--valid-batch-size", "4", "--max-epochs", "3", "--lr", "5e-5", "--warmup", "100",
+            "--logs", scratch.appendingPathComponent("logs").path, "--name", name,
+        ]
     }
 
     func testReadmeFinetuneExampleRunsOnCnClipCheckpoints() throws {
@@ -37,11 +39,14 @@ final class FinetuneCLITests: XCTestCase {
             XCTAssertEqual(r.stderr.components(separatedBy: "Validation Result (epoch ").count - 1, 3, r.stderr)
             let checkpoints = scratch.appendingPathComponent("logs/muge_finetune_\(arch)/checkpoints")
             for epoch in 1...3 {
-                XCTAssertTrue(FileManager.default.fileExists(atPath: checkpoints.appendingPathComponent("epoch\(epoch).pt").path), "\(arch) epoch\(epoch).pt")
+                XCTAssertTrue(
+                    FileManager.default.fileExists(atPath: checkpoints.appendingPathComponent("epoch\(epoch).pt").path), "\(arch) epoch\(epoch).pt")
             }
             // The finetuned model serves inference.
-            let encoded = try runCNCLIP(["encode", "--resume", checkpoints.appendingPathComponent("epoch3.pt").path,
-                                         "--config", path("resume/\(arch).json"), "--text", "一只猫"])
+            let encoded = try runCNCLIP([
+                "encode", "--resume", checkpoints.appendingPathComponent("epoch3.pt").path,
+                "--config", path("resume/\(arch).json"), "--text", "一只猫",
+            ])
             XCTAssertEqual(encoded.status, 0, encoded.stderr)
         }
     }
@@ -50,8 +55,10 @@ final class FinetuneCLITests: XCTestCase {
     /// numpy scalars, which the pickle reader must accept without running anything).
     func testEncodeReadsCnClipTrainingCheckpoints() throws {
         for arch in ["vit", "rn"] {
-            let r = try runCNCLIP(["encode", "--resume", path("resume/\(arch)/epoch1.pt"), "--config", path("resume/\(arch).json"),
-                                   "--text", "你好"])
+            let r = try runCNCLIP([
+                "encode", "--resume", path("resume/\(arch)/epoch1.pt"), "--config", path("resume/\(arch).json"),
+                "--text", "你好",
+            ])
             XCTAssertEqual(r.status, 0, "\(arch): \(r.stderr)")
             XCTAssertTrue(r.stdout.contains("\"feature\""), r.stdout)
         }
@@ -72,9 +79,11 @@ final class FinetuneCLITests: XCTestCase {
     /// and names the file, and the run writes no checkpoint.
     func testEmptyOptimizerWithoutResetIsAClearError() throws {
         let file = path("resume/forms/rn-prefix-empty.pt")
-        let r = try runCNCLIP(["train", "--train-data", path("dataset/lmdb/train"), "--resume", file,
-                               "--config", path("resume/rn-forms.json"), "--batch-size", "4", "--lr", "1e-4",
-                               "--logs", scratch.appendingPathComponent("logs").path, "--name", "empty"])
+        let r = try runCNCLIP([
+            "train", "--train-data", path("dataset/lmdb/train"), "--resume", file,
+            "--config", path("resume/rn-forms.json"), "--batch-size", "4", "--lr", "1e-4",
+            "--logs", scratch.appendingPathComponent("logs").path, "--name", "empty",
+        ])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains(file) && r.stderr.contains("no optimizer state") && r.stderr.contains("--reset-optimizer"), r.stderr)
         let checkpoints = scratch.appendingPathComponent("logs/empty/checkpoints").path

@@ -49,7 +49,10 @@ final class RetrievalCLITests: XCTestCase {
         r = try cnclip(["evaluation", eval("valid_texts.jsonl"), eval("valid_predictions.jsonl"), path("output.json")])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(try bytes(path("output.json")), try bytes(eval("output.json")))
-        XCTAssertEqual(r.stdout, "Read standard from \(eval("valid_texts.jsonl"))\nRead user submit file from \(eval("valid_predictions.jsonl"))\nThe evaluation finished successfully.\n")
+        XCTAssertEqual(
+            r.stdout,
+            "Read standard from \(eval("valid_texts.jsonl"))\nRead user submit file from \(eval("valid_predictions.jsonl"))\nThe evaluation finished successfully.\n"
+        )
         r = try cnclip(["evaluation-tr", eval("valid_texts.tr.jsonl"), eval("valid_tr_predictions.jsonl"), path("output_tr.json")])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(try bytes(path("output_tr.json")), try bytes(eval("output_tr.json")))
@@ -61,19 +64,25 @@ final class RetrievalCLITests: XCTestCase {
         let r = try cnclip(["evaluation", eval("valid_texts.jsonl"), path("bad.jsonl"), path("out.json")])
         XCTAssertEqual(r.status, 0, r.stderr)
         let msg = "Text_id 200000 has wrong number of predicted image_ids! Require 10, but 3 founded."
-        XCTAssertEqual(try String(contentsOfFile: path("out.json"), encoding: .utf8),
-                       "{\"errorDetail\": \"\(msg)\", \"errorMsg\": \"\(msg)\", \"score\": 0, \"scoreJson\": {}, \"success\": false}")
+        XCTAssertEqual(
+            try String(contentsOfFile: path("out.json"), encoding: .utf8),
+            "{\"errorDetail\": \"\(msg)\", \"errorMsg\": \"\(msg)\", \"score\": 0, \"scoreJson\": {}, \"success\": false}")
         XCTAssertTrue(r.stdout.hasSuffix("The evaluation failed: \(msg)\n"), r.stdout)
     }
 
     func testBadFeatureFileFailsWithFileAndLineAndWritesNothing() throws {
-        try "{\"text_id\": 1, \"feature\": [0.5]}\n{\"text_id\": 2, \"feature\": [0.5\n".write(toFile: path("t.jsonl"), atomically: true, encoding: .utf8)
-        let r = try cnclip(["make-topk-predictions", "--image-feats", eval("valid_imgs.img_feat.jsonl"), "--text-feats", path("t.jsonl"),
-                            "--output", path("p.jsonl")])
+        try "{\"text_id\": 1, \"feature\": [0.5]}\n{\"text_id\": 2, \"feature\": [0.5\n".write(
+            toFile: path("t.jsonl"), atomically: true, encoding: .utf8)
+        let r = try cnclip([
+            "make-topk-predictions", "--image-feats", eval("valid_imgs.img_feat.jsonl"), "--text-feats", path("t.jsonl"),
+            "--output", path("p.jsonl"),
+        ])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("\(path("t.jsonl")):2: invalid JSON"), r.stderr)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp.path), ["t.jsonl"])
-        let r2 = try cnclip(["make-topk-predictions", "--image-feats", path("none.jsonl"), "--text-feats", path("t.jsonl"), "--output", path("p.jsonl")])
+        let r2 = try cnclip([
+            "make-topk-predictions", "--image-feats", path("none.jsonl"), "--text-feats", path("t.jsonl"), "--output", path("p.jsonl"),
+        ])
         XCTAssertEqual(r2.status, 1)
         let r3 = try cnclip(["make-topk-predictions"] + feats + ["--eval-batch-size", "0", "--output", path("p.jsonl")])
         XCTAssertNotEqual(r3.status, 0)

@@ -1,7 +1,7 @@
 import Foundation
 import Imaging
-import Tokenization
 import TestSupport
+import Tokenization
 import XCTest
 
 /// End-to-end tests of `cnclip synth-dataset` on the built binary, and of its captions with the bundled tokenizer.
@@ -44,8 +44,12 @@ final class SynthDatasetCLITests: XCTestCase {
         r = try cnclip(["synth-dataset", "--output", b.path, "--threads", "3"] + small)
         XCTAssertEqual(r.status, 0, r.stderr)
         let files = try contents(a)
-        XCTAssertEqual(files.keys.sorted(), ["train_imgs.tsv", "train_texts.caption_groups.jsonl", "train_texts.jsonl",
-                                             "valid_imgs.tsv", "valid_texts.caption_groups.jsonl", "valid_texts.jsonl"])
+        XCTAssertEqual(
+            files.keys.sorted(),
+            [
+                "train_imgs.tsv", "train_texts.caption_groups.jsonl", "train_texts.jsonl",
+                "valid_imgs.tsv", "valid_texts.caption_groups.jsonl", "valid_texts.jsonl",
+            ])
         XCTAssertEqual(files, try contents(b), "same seed, different thread counts: identical files")
 
         // build-lmdb accepts it, decoding every image.
@@ -55,25 +59,31 @@ final class SynthDatasetCLITests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("Finished serializing 24 valid split images"), r.stdout)
         // And the LMDB reads back: extract-features (with the tiny fixture model) finds every valid image and text.
         let imgFeat = scratch.appendingPathComponent("img.jsonl"), txtFeat = scratch.appendingPathComponent("txt.jsonl")
-        r = try cnclip(["extract-features", "--extract-image-feats", "--extract-text-feats",
-                        "--image-data", a.appendingPathComponent("lmdb/valid/imgs").path,
-                        "--text-data", a.appendingPathComponent("valid_texts.jsonl").path,
-                        "--image-feat-output-path", imgFeat.path, "--text-feat-output-path", txtFeat.path, "--context-length", "32",
-                        "--resume", fixtures.appendingPathComponent("models/vit-tiny.pt").path,
-                        "--config", fixtures.appendingPathComponent("models/vit-tiny.json").path])
+        r = try cnclip([
+            "extract-features", "--extract-image-feats", "--extract-text-feats",
+            "--image-data", a.appendingPathComponent("lmdb/valid/imgs").path,
+            "--text-data", a.appendingPathComponent("valid_texts.jsonl").path,
+            "--image-feat-output-path", imgFeat.path, "--text-feat-output-path", txtFeat.path, "--context-length", "32",
+            "--resume", fixtures.appendingPathComponent("models/vit-tiny.pt").path,
+            "--config", fixtures.appendingPathComponent("models/vit-tiny.json").path,
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         let validTexts = try jsonLines(a.appendingPathComponent("valid_texts.jsonl"))
         let validImageIDs = validTexts.map { ($0["image_ids"] as! [Int])[0] }
         XCTAssertEqual(try jsonLines(imgFeat).map { $0["image_id"] as! Int }.sorted(), validImageIDs.sorted())
         XCTAssertEqual(try jsonLines(txtFeat).map { $0["text_id"] as! Int }, validTexts.map { $0["text_id"] as! Int })
-        XCTAssertEqual(Set(validImageIDs).intersection(try jsonLines(a.appendingPathComponent("train_texts.jsonl"))
-            .map { ($0["image_ids"] as! [Int])[0] }), [], "image ids are distinct across splits")
+        XCTAssertEqual(
+            Set(validImageIDs).intersection(
+                try jsonLines(a.appendingPathComponent("train_texts.jsonl"))
+                    .map { ($0["image_ids"] as! [Int])[0] }), [], "image ids are distinct across splits")
     }
 
     func testEveryCaptionFitsContextLength32() throws {
         let dir = scratch.appendingPathComponent("tok")
-        let r = try cnclip(["synth-dataset", "--output", dir.path, "--train", "3000", "--valid", "200", "--test", "200",
-                            "--resolution", "16"])
+        let r = try cnclip([
+            "synth-dataset", "--output", dir.path, "--train", "3000", "--valid", "200", "--test", "200",
+            "--resolution", "16",
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         let tokenizer = try Tokenizer.bundled()
         var longest = 0

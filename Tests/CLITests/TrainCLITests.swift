@@ -34,11 +34,13 @@ final class TrainCLITests: XCTestCase {
     func recall(_ checkpoint: String, data: URL, configPath: String) throws -> (strict: [Double], groups: [Double]) {
         let img = scratch.appendingPathComponent("img.jsonl").path, txt = scratch.appendingPathComponent("txt.jsonl").path
         let pred = scratch.appendingPathComponent("pred.jsonl").path
-        _ = try cnclip(["extract-features", "--extract-image-feats", "--extract-text-feats",
-                        "--image-data", data.appendingPathComponent("lmdb/test/imgs").path,
-                        "--text-data", data.appendingPathComponent("test_texts.jsonl").path,
-                        "--image-feat-output-path", img, "--text-feat-output-path", txt,
-                        "--resume", checkpoint, "--config", configPath, "--context-length", "32"])
+        _ = try cnclip([
+            "extract-features", "--extract-image-feats", "--extract-text-feats",
+            "--image-data", data.appendingPathComponent("lmdb/test/imgs").path,
+            "--text-data", data.appendingPathComponent("test_texts.jsonl").path,
+            "--image-feat-output-path", img, "--text-feat-output-path", txt,
+            "--resume", checkpoint, "--config", configPath, "--context-length", "32",
+        ])
         _ = try cnclip(["make-topk-predictions", "--image-feats", img, "--text-feats", txt, "--top-k", "10", "--output", pred])
         func evaluate(_ truth: String) throws -> [Double] {
             let out = scratch.appendingPathComponent("out.json")
@@ -54,13 +56,17 @@ final class TrainCLITests: XCTestCase {
         let data = scratch.appendingPathComponent("data"), logs = scratch.appendingPathComponent("logs")
         let configPath = scratch.appendingPathComponent("clip.json").path
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
-        _ = try cnclip(["synth-dataset", "--output", data.path, "--train", "2000", "--valid", "200", "--test", "200",
-                        "--resolution", "32", "--seed", "5"])
+        _ = try cnclip([
+            "synth-dataset", "--output", data.path, "--train", "2000", "--valid", "200", "--test", "200",
+            "--resolution", "32", "--seed", "5",
+        ])
         _ = try cnclip(["build-lmdb", "--data_dir", data.path, "--splits", "train,valid,test"])
-        let common = ["train", "--train-data", data.appendingPathComponent("lmdb/train").path,
-                      "--val-data", data.appendingPathComponent("lmdb/valid").path, "--config", configPath,
-                      "--context-length", "32", "--batch-size", "100", "--valid-batch-size", "100", "--lr", "2e-3",
-                      "--wd", "0.001", "--seed", "3", "--logs", logs.path, "--log-interval", "10"]
+        let common = [
+            "train", "--train-data", data.appendingPathComponent("lmdb/train").path,
+            "--val-data", data.appendingPathComponent("lmdb/valid").path, "--config", configPath,
+            "--context-length", "32", "--batch-size", "100", "--valid-batch-size", "100", "--lr", "2e-3",
+            "--wd", "0.001", "--seed", "3", "--logs", logs.path, "--log-interval", "10",
+        ]
         _ = try cnclip(common + ["--max-steps", "1", "--warmup", "1", "--name", "early"])
         let run = try cnclip(common + ["--max-steps", "200", "--warmup", "20", "--name", "synthetic"])
 

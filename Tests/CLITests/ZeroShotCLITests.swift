@@ -24,12 +24,14 @@ final class ZeroShotCLITests: XCTestCase {
     /// The reference's command line from make_fixtures.py, with our --config supplying vit-tiny's structure.
     func args(datapath: String? = nil, labelFile: String? = nil, saveDir: String, dataset: String) -> [String] {
         let models = Self.fixtures.appendingPathComponent("models")
-        return ["zeroshot-eval", "--datapath", datapath ?? zeroshot.appendingPathComponent("test").path,
-                "--label-file", labelFile ?? zeroshot.appendingPathComponent("label_cn.txt").path,
-                "--save-dir", saveDir, "--dataset", dataset, "--img-batch-size", "4", "--context-length", "52",
-                "--num-workers", "0", "--resume", models.appendingPathComponent("vit-tiny.pt").path,
-                "--vision-model", "ViT-B-32", "--text-model", "RBT3-chinese",
-                "--config", models.appendingPathComponent("vit-tiny.json").path]
+        return [
+            "zeroshot-eval", "--datapath", datapath ?? zeroshot.appendingPathComponent("test").path,
+            "--label-file", labelFile ?? zeroshot.appendingPathComponent("label_cn.txt").path,
+            "--save-dir", saveDir, "--dataset", dataset, "--img-batch-size", "4", "--context-length", "52",
+            "--num-workers", "0", "--resume", models.appendingPathComponent("vit-tiny.pt").path,
+            "--vision-model", "ViT-B-32", "--text-model", "RBT3-chinese",
+            "--config", models.appendingPathComponent("vit-tiny.json").path,
+        ]
     }
 
     func testPrintsAndWritesWhatTheReferenceDoes() throws {
@@ -54,8 +56,9 @@ final class ZeroShotCLITests: XCTestCase {
             let worst = zip(pa[0], pe[0]).flatMap { zip($0, $1).map { abs($0 - $1) } }.max() ?? 1
             XCTAssertLessThanOrEqual(worst, Self.tolerance, dataset)
         }
-        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: save.path)),
-                       ["fixture-objects.json", "food-101.json"], "no temporary files left")
+        XCTAssertEqual(
+            Set(try FileManager.default.contentsOfDirectory(atPath: save.path)),
+            ["fixture-objects.json", "food-101.json"], "no temporary files left")
     }
 
     func testEmptyFlagValueAsTheRunScriptPassesIt() throws {
@@ -73,10 +76,12 @@ final class ZeroShotCLITests: XCTestCase {
         let root = try tempDir()
         let datasets = root.appendingPathComponent("datasets/fixture-objects")
         try FileManager.default.createDirectory(at: datasets, withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(at: datasets.appendingPathComponent("test"),
-                                                   withDestinationURL: zeroshot.appendingPathComponent("test"))
-        try FileManager.default.copyItem(at: zeroshot.appendingPathComponent("label_cn.txt"),
-                                         to: datasets.appendingPathComponent("label_cn.txt"))
+        try FileManager.default.createSymbolicLink(
+            at: datasets.appendingPathComponent("test"),
+            withDestinationURL: zeroshot.appendingPathComponent("test"))
+        try FileManager.default.copyItem(
+            at: zeroshot.appendingPathComponent("label_cn.txt"),
+            to: datasets.appendingPathComponent("label_cn.txt"))
         let binary = builtCNCLIP.path
         let config = Self.fixtures.appendingPathComponent("models/vit-tiny.json").path
         let wrapper = root.appendingPathComponent("cnclip-wrapper")
@@ -85,10 +90,13 @@ final class ZeroShotCLITests: XCTestCase {
 
         let script = Self.fixtures.deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("run_scripts/zeroshot_eval.sh").path
-        let r = try runCommand(URL(fileURLWithPath: "/bin/bash"),
-                               [script, "0", root.path, "fixture-objects", "ViT-B-32", "RBT3-chinese",
-                                Self.fixtures.appendingPathComponent("models/vit-tiny.pt").path],
-                               environment: ["CNCLIP": wrapper.path])
+        let r = try runCommand(
+            URL(fileURLWithPath: "/bin/bash"),
+            [
+                script, "0", root.path, "fixture-objects", "ViT-B-32", "RBT3-chinese",
+                Self.fixtures.appendingPathComponent("models/vit-tiny.pt").path,
+            ],
+            environment: ["CNCLIP": wrapper.path])
         let stdout = r.stdout
         XCTAssertEqual(r.status, 0, stdout + r.stderr)
         let expected = try String(contentsOf: zeroshot.appendingPathComponent("fixture-objects.stdout.txt"), encoding: .utf8)
@@ -113,8 +121,9 @@ final class ZeroShotCLITests: XCTestCase {
         let save = try tempDir(), work = try tempDir()
         let labels = work.appendingPathComponent("two.txt")
         try Data("猫\n汽车\n".utf8).write(to: labels)
-        try assertFails(try cnclip(args(labelFile: labels.path, saveDir: save.path, dataset: "x")),
-                        mentioning: "\(labels.path): 2 labels, but", save: save)
+        try assertFails(
+            try cnclip(args(labelFile: labels.path, saveDir: save.path, dataset: "x")),
+            mentioning: "\(labels.path): 2 labels, but", save: save)
     }
 
     /// A copy of the fixture test set in a temporary folder, to break. Its images are links into `Fixtures/images`
@@ -137,8 +146,9 @@ final class ZeroShotCLITests: XCTestCase {
         for f in try FileManager.default.contentsOfDirectory(atPath: data.appendingPathComponent("001").path) {
             try FileManager.default.removeItem(at: data.appendingPathComponent("001/\(f)"))
         }
-        try assertFails(try cnclip(args(datapath: data.path, saveDir: save.path, dataset: "x")),
-                        mentioning: "no image file in the class folder(s) 001", save: save)
+        try assertFails(
+            try cnclip(args(datapath: data.path, saveDir: save.path, dataset: "x")),
+            mentioning: "no image file in the class folder(s) 001", save: save)
     }
 
     func testUnreadableImageIsNamed() throws {

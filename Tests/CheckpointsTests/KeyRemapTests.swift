@@ -1,6 +1,7 @@
 import Foundation
-import XCTest
 import Tensors
+import XCTest
+
 @testable import Checkpoints
 
 final class KeyRemapTests: XCTestCase {
@@ -74,17 +75,23 @@ final class KeyRemapTests: XCTestCase {
 
     func testNameTable() {
         XCTAssertEqual(KeyRemap.fromHuggingFace(name: "vision_model.pre_layrnorm.weight"), .rename("visual.ln_pre.weight"))
-        XCTAssertEqual(KeyRemap.fromHuggingFace(name: "vision_model.encoder.layers.11.mlp.fc2.bias"), .rename("visual.transformer.resblocks.11.mlp.c_proj.bias"))
-        XCTAssertEqual(KeyRemap.fromHuggingFace(name: "vision_model.encoder.layers.3.self_attn.k_proj.weight"),
-                       .fusedPart(target: "visual.transformer.resblocks.3.attn.in_proj_weight", index: 1))
+        XCTAssertEqual(
+            KeyRemap.fromHuggingFace(name: "vision_model.encoder.layers.11.mlp.fc2.bias"), .rename("visual.transformer.resblocks.11.mlp.c_proj.bias"))
+        XCTAssertEqual(
+            KeyRemap.fromHuggingFace(name: "vision_model.encoder.layers.3.self_attn.k_proj.weight"),
+            .fusedPart(target: "visual.transformer.resblocks.3.attn.in_proj_weight", index: 1))
         XCTAssertEqual(KeyRemap.fromHuggingFace(name: "text_projection.weight"), .transpose("text_projection"))
-        XCTAssertEqual(KeyRemap.fromHuggingFace(name: "text_model.encoder.layer.0.attention.self.query.weight"),
-                       .rename("bert.encoder.layer.0.attention.self.query.weight"))
+        XCTAssertEqual(
+            KeyRemap.fromHuggingFace(name: "text_model.encoder.layer.0.attention.self.query.weight"),
+            .rename("bert.encoder.layer.0.attention.self.query.weight"))
         XCTAssertEqual(KeyRemap.fromHuggingFace(name: "vision_model.embeddings.position_ids"), .drop)
         XCTAssertNil(KeyRemap.fromHuggingFace(name: "vision_model.pre_layrnorm.gamma"))
-        XCTAssertEqual(KeyRemap.toHuggingFace(name: "visual.transformer.resblocks.0.attn.in_proj_bias"),
-                       .split(["vision_model.encoder.layers.0.self_attn.q_proj.bias", "vision_model.encoder.layers.0.self_attn.k_proj.bias",
-                               "vision_model.encoder.layers.0.self_attn.v_proj.bias"]))
+        XCTAssertEqual(
+            KeyRemap.toHuggingFace(name: "visual.transformer.resblocks.0.attn.in_proj_bias"),
+            .split([
+                "vision_model.encoder.layers.0.self_attn.q_proj.bias", "vision_model.encoder.layers.0.self_attn.k_proj.bias",
+                "vision_model.encoder.layers.0.self_attn.v_proj.bias",
+            ]))
         XCTAssertEqual(KeyRemap.toHuggingFace(name: "bert.pooler.dense.weight"), .drop)
         XCTAssertTrue(KeyRemap.looksLikeHuggingFace(["logit_scale", "vision_model.embeddings.class_embedding"]))
         XCTAssertFalse(KeyRemap.looksLikeHuggingFace(["logit_scale", "visual.proj"]))

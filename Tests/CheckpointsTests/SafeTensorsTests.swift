@@ -1,6 +1,7 @@
 import Foundation
-import XCTest
 import Tensors
+import XCTest
+
 @testable import Checkpoints
 
 final class SafeTensorsTests: XCTestCase {
@@ -11,7 +12,7 @@ final class SafeTensorsTests: XCTestCase {
         let tokens = try file.tensor("tokens")
         XCTAssertEqual(tokens.dtype, .int64)
         XCTAssertEqual(tokens.shape, [12, 52])
-        XCTAssertEqual(tokens.integers?.first, 101) // [CLS]
+        XCTAssertEqual(tokens.integers?.first, 101)  // [CLS]
         let images = try file.tensor("images")
         XCTAssertEqual(images.shape, [13, 3, 64, 64])
         let map = try XCTUnwrap(images.mapping)
@@ -81,24 +82,34 @@ final class SafeTensorsTests: XCTestCase {
         }
         assertCheckpointError(try SafeTensors.read(try file(header: ok, data: Array(repeating: 0, count: 8), lengthOverride: 1 << 40)), header)
         assertCheckpointError(try SafeTensors.read(try file(header: ok, data: [], lengthOverride: 500)), header)
-        assertCheckpointError(try SafeTensors.read(try file(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]"#, data: Array(repeating: 0, count: 8))), header)
+        assertCheckpointError(
+            try SafeTensors.read(try file(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]"#, data: Array(repeating: 0, count: 8))),
+            header)
         assertCheckpointError(try SafeTensors.read(try file(header: "[1,2,3]   ")), header)
         // Out of range, overlapping, wrong size, unknown dtype: each names the key.
-        assertCheckpointError(try SafeTensors.read(try file(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, data: [0, 0, 0, 0])), tensor("a"))
-        assertCheckpointError(try SafeTensors.read(try file(
-            header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
-            data: Array(repeating: 0, count: 12))), tensor("b"))
-        assertCheckpointError(try SafeTensors.read(try file(header: #"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8))), tensor("a"))
-        assertCheckpointError(try SafeTensors.read(try file(header: #"{"q":{"dtype":"C64","shape":[1],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8))), tensor("q"))
+        assertCheckpointError(
+            try SafeTensors.read(try file(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, data: [0, 0, 0, 0])), tensor("a"))
+        assertCheckpointError(
+            try SafeTensors.read(
+                try file(
+                    header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+                    data: Array(repeating: 0, count: 12))), tensor("b"))
+        assertCheckpointError(
+            try SafeTensors.read(try file(header: #"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8))),
+            tensor("a"))
+        assertCheckpointError(
+            try SafeTensors.read(try file(header: #"{"q":{"dtype":"C64","shape":[1],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8))),
+            tensor("q"))
         // Bytes after the last tensor are not allowed by the reference reader either.
         assertCheckpointError(try SafeTensors.read(try file(header: ok, data: Array(repeating: 0, count: 12))), header)
     }
 
     func testOtherDtypesConvert() throws {
         // F16 [1, -2], BF16 [0.5], F64 [3.25], I32 [-5], U8 [200], BOOL [1]
-        let header = #"{"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"BF16","shape":[1],"data_offsets":[4,6]},"# +
-            #""d":{"dtype":"F64","shape":[1],"data_offsets":[6,14]},"i":{"dtype":"I32","shape":[1],"data_offsets":[14,18]},"# +
-            #""u":{"dtype":"U8","shape":[1],"data_offsets":[18,19]},"t":{"dtype":"BOOL","shape":[1],"data_offsets":[19,20]}}"#
+        let header =
+            #"{"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"BF16","shape":[1],"data_offsets":[4,6]},"#
+            + #""d":{"dtype":"F64","shape":[1],"data_offsets":[6,14]},"i":{"dtype":"I32","shape":[1],"data_offsets":[14,18]},"#
+            + #""u":{"dtype":"U8","shape":[1],"data_offsets":[18,19]},"t":{"dtype":"BOOL","shape":[1],"data_offsets":[19,20]}}"#
         var data: [UInt8] = [0x00, 0x3c, 0x00, 0xc0, 0x00, 0x3f]
         data += withUnsafeBytes(of: Double(3.25).bitPattern.littleEndian, Array.init)
         data += withUnsafeBytes(of: Int32(-5).littleEndian, Array.init)

@@ -4,6 +4,7 @@
 import Essentials
 import Foundation
 import XCTest
+
 @testable import Checkpoints
 
 enum Fixture {
@@ -22,8 +23,10 @@ func temporaryDirectory(_ test: XCTestCase) throws -> URL {
 
 /// Asserts that `body` throws a `CheckpointError` matching `check`, and returns it.
 @discardableResult
-func assertCheckpointError(_ body: @autoclosure () throws -> Any, file: StaticString = #filePath, line: UInt = #line,
-                           _ check: (CheckpointError) -> Bool) -> CheckpointError? {
+func assertCheckpointError(
+    _ body: @autoclosure () throws -> Any, file: StaticString = #filePath, line: UInt = #line,
+    _ check: (CheckpointError) -> Bool
+) -> CheckpointError? {
     do {
         _ = try body()
         XCTFail("expected an error", file: file, line: line)
@@ -63,15 +66,18 @@ func makeZip(_ entries: [(String, [UInt8])], methods: [String: UInt16] = [:], zi
         let n = Array(name.utf8)
         let method = Int(methods[name] ?? 0)
         let offset = out.count
-        out += le32(0x0403_4b50) + le16(20) + le16(0) + le16(method) + le16(0) + le16(0) + le32(0)
+        out +=
+            le32(0x0403_4b50) + le16(20) + le16(0) + le16(method) + le16(0) + le16(0) + le32(0)
             + le32(data.count) + le32(data.count) + le16(n.count) + le16(0) + n + data
         if zip64 {
             let extra = le16(1) + le16(24) + le64(data.count) + le64(data.count) + le64(offset)
-            central += le32(0x0201_4b50) + le16(45) + le16(45) + le16(0) + le16(method) + le16(0) + le16(0) + le32(0)
+            central +=
+                le32(0x0201_4b50) + le16(45) + le16(45) + le16(0) + le16(method) + le16(0) + le16(0) + le32(0)
                 + le32(0xFFFF_FFFF) + le32(0xFFFF_FFFF) + le16(n.count) + le16(extra.count) + le16(0) + le16(0) + le16(0) + le32(0)
                 + le32(0xFFFF_FFFF) + n + extra
         } else {
-            central += le32(0x0201_4b50) + le16(20) + le16(20) + le16(0) + le16(method) + le16(0) + le16(0) + le32(0)
+            central +=
+                le32(0x0201_4b50) + le16(20) + le16(20) + le16(0) + le16(method) + le16(0) + le16(0) + le32(0)
                 + le32(data.count) + le32(data.count) + le16(n.count) + le16(0) + le16(0) + le16(0) + le16(0) + le32(0)
                 + le32(offset) + n
         }
@@ -80,7 +86,8 @@ func makeZip(_ entries: [(String, [UInt8])], methods: [String: UInt16] = [:], zi
     out += central
     if zip64 {
         let record = out.count
-        out += le32(0x0606_4b50) + le64(44) + le16(45) + le16(45) + le32(0) + le32(0)
+        out +=
+            le32(0x0606_4b50) + le64(44) + le16(45) + le16(45) + le32(0) + le32(0)
             + le64(entries.count) + le64(entries.count) + le64(central.count) + le64(cdOffset)
         out += le32(0x0706_4b50) + le32(0) + le64(record) + le32(1)
         out += le32(0x0605_4b50) + le16(0) + le16(0) + le16(0xFFFF) + le16(0xFFFF) + le32(0xFFFF_FFFF) + le32(0xFFFF_FFFF) + le16(0)

@@ -1,6 +1,7 @@
 import Foundation
-import XCTest
 import Tensors
+import XCTest
+
 @testable import Checkpoints
 
 final class TorchCheckpointTests: XCTestCase {
@@ -126,13 +127,16 @@ final class TorchCheckpointTests: XCTestCase {
     private func handMadeArchive(compressStorage: Bool = false) throws -> URL {
         func rebuild(offset: UInt8, size: [UInt8], stride: [UInt8]) -> [UInt8] {
             var p = Op.global("torch._utils", "_rebuild_tensor_v2") + Op.mark
-            p += Op.mark + Op.unicode("storage") + Op.global("torch", "FloatStorage") + Op.unicode("0") + Op.unicode("cpu") + Op.int1(6) + Op.tuple + Op.binpersid
+            p +=
+                Op.mark + Op.unicode("storage") + Op.global("torch", "FloatStorage") + Op.unicode("0") + Op.unicode("cpu") + Op.int1(6) + Op.tuple
+                + Op.binpersid
             p += Op.int1(offset) + Op.mark + size.flatMap(Op.int1) + Op.tuple + Op.mark + stride.flatMap(Op.int1) + Op.tuple
             p += Op.newFalse + Op.global("collections", "OrderedDict") + Op.emptyTuple + Op.reduce + Op.tuple + Op.reduce
             return p
         }
         var pkl: [UInt8] = [0x80, 0x02] + Op.emptyDict + Op.mark
-        pkl += Op.unicode("param") + Op.global("torch._utils", "_rebuild_parameter") + Op.mark
+        pkl +=
+            Op.unicode("param") + Op.global("torch._utils", "_rebuild_parameter") + Op.mark
             + rebuild(offset: 1, size: [2, 2], stride: [1, 2]) + Op.newTrue + Op.global("collections", "OrderedDict") + Op.emptyTuple + Op.reduce
             + Op.tuple + Op.reduce
         pkl += Op.unicode("whole") + rebuild(offset: 0, size: [6], stride: [1])
@@ -141,8 +145,9 @@ final class TorchCheckpointTests: XCTestCase {
         // Pad so the storage's data starts at an odd offset: it cannot be borrowed as Float.
         let before = 30 + "archive/data.pkl".utf8.count + pkl.count + 30 + "archive/byteorder".utf8.count + 6 + 30 + "archive/pad".utf8.count
         let pad = [UInt8](repeating: 0, count: (4 - (before + 30 + "archive/data/0".utf8.count) % 4) % 4 + 1)
-        let zip = makeZip([("archive/data.pkl", pkl), ("archive/byteorder", Array("little".utf8)), ("archive/pad", pad), ("archive/data/0", storage)],
-                          methods: compressStorage ? ["archive/data/0": 8] : [:])
+        let zip = makeZip(
+            [("archive/data.pkl", pkl), ("archive/byteorder", Array("little".utf8)), ("archive/pad", pad), ("archive/data/0", storage)],
+            methods: compressStorage ? ["archive/data/0": 8] : [:])
         let url = try temporaryDirectory(self).appendingPathComponent("hand.pt")
         try Data(zip).write(to: url)
         return url

@@ -14,9 +14,10 @@
 
 import Foundation
 import NeuralNet
+import Tensors
 import TestSupport
 import XCTest
-import Tensors
+
 @testable import Checkpoints
 
 final class TorchSaveTests: XCTestCase {
@@ -40,22 +41,23 @@ final class TorchSaveTests: XCTestCase {
         sd[.string("ids")] = .tensor(CheckpointTensor(shape: [4], integers: [1, -2, 1 << 40, Int64.min + 1]))
         sd[.string("empty")] = .tensor(CheckpointTensor(Tensor(shape: [0, 3])))
         sd[.string("big")] = .tensor(CheckpointTensor(Tensor(shape: [300, 7], scalars: (0..<2100).map { Float($0) * 0.25 - 7 })))
-        return .dict(PickleDict([
-            (.string("epoch"), .int(3)),
-            (.string("step"), .int(1_234_567_890_123)),
-            (.string("neg"), .int(-70000)),
-            (.string("min"), .int(Int.min)),
-            (.string("name"), .string("实验-finetune")),
-            (.string("lr"), .float(1e-4)),
-            (.string("flag"), .bool(true)),
-            (.string("nothing"), .none),
-            (.string("raw"), .bytes([0, 0xff, 0x61, 0x80])),
-            (.string("list"), .list([.int(1), .float(2.5), .string("x"), .list([]), .tuple([])])),
-            (.string("tuples"), .tuple([.tuple([.int(9)]), .tuple([.int(1), .int(2), .int(3), .int(4)])])),
-            (.string("int_keys"), .dict(PickleDict([(.int(0), .string("zero")), (.int(7), .string("seven"))]))),
-            (.string("long_list"), .list((0..<2500).map { .int($0) })),
-            (.string("state_dict"), .dict(sd)),
-        ]))
+        return .dict(
+            PickleDict([
+                (.string("epoch"), .int(3)),
+                (.string("step"), .int(1_234_567_890_123)),
+                (.string("neg"), .int(-70000)),
+                (.string("min"), .int(Int.min)),
+                (.string("name"), .string("实验-finetune")),
+                (.string("lr"), .float(1e-4)),
+                (.string("flag"), .bool(true)),
+                (.string("nothing"), .none),
+                (.string("raw"), .bytes([0, 0xff, 0x61, 0x80])),
+                (.string("list"), .list([.int(1), .float(2.5), .string("x"), .list([]), .tuple([])])),
+                (.string("tuples"), .tuple([.tuple([.int(9)]), .tuple([.int(1), .int(2), .int(3), .int(4)])])),
+                (.string("int_keys"), .dict(PickleDict([(.int(0), .string("zero")), (.int(7), .string("seven"))]))),
+                (.string("long_list"), .list((0..<2500).map { .int($0) })),
+                (.string("state_dict"), .dict(sd)),
+            ]))
     }
 
     func testCRC32KnownValue() {
@@ -92,11 +94,13 @@ final class TorchSaveTests: XCTestCase {
         let url = try temporaryDirectory(self).appendingPathComponent("layout.pt")
         try TorchSave.write(Self.everyKind(), to: url, archiveName: "layout")
         let archive = try StoredZipArchive(url: url)
-        XCTAssertEqual(archive.entries.map(\.name), [
-            "layout/data.pkl", "layout/.format_version", "layout/.storage_alignment", "layout/byteorder",
-            "layout/data/0", "layout/data/1", "layout/data/2", "layout/data/3", "layout/data/4",
-            "layout/version", "layout/.data/serialization_id",
-        ])
+        XCTAssertEqual(
+            archive.entries.map(\.name),
+            [
+                "layout/data.pkl", "layout/.format_version", "layout/.storage_alignment", "layout/byteorder",
+                "layout/data/0", "layout/data/1", "layout/data/2", "layout/data/3", "layout/data/4",
+                "layout/version", "layout/.data/serialization_id",
+            ])
         for e in archive.entries { XCTAssertEqual(e.dataOffset % 64, 0, e.name) }
         func text(_ n: String) throws -> String { String(decoding: try archive.data(named: "layout/" + n), as: UTF8.self) }
         XCTAssertEqual(try text("version"), "3\n")
@@ -104,10 +108,10 @@ final class TorchSaveTests: XCTestCase {
         XCTAssertEqual(try text(".format_version"), "1")
         XCTAssertEqual(try text(".storage_alignment"), "64")
         XCTAssertEqual(try text(".data/serialization_id").count, 40)
-        XCTAssertEqual(try archive.data(named: "layout/data/1").count, 4)   // the 0-d tensor: one element
+        XCTAssertEqual(try archive.data(named: "layout/data/1").count, 4)  // the 0-d tensor: one element
         XCTAssertEqual(try archive.data(named: "layout/data/2").count, 32)  // int64 ×4
-        XCTAssertEqual(try archive.data(named: "layout/data/3").count, 0)   // the empty tensor
-        withExtendedLifetime(archive) {} // the data(named:) buffers above are views of its memory map
+        XCTAssertEqual(try archive.data(named: "layout/data/3").count, 0)  // the empty tensor
+        withExtendedLifetime(archive) {}  // the data(named:) buffers above are views of its memory map
         // Local headers as torch writes them: data-descriptor + UTF-8 flags, padding extra field "FB".
         let bytes = try Data(contentsOf: url)
         XCTAssertEqual(Array(bytes[0..<4]), [0x50, 0x4b, 0x03, 0x04])
@@ -136,7 +140,7 @@ final class TorchSaveTests: XCTestCase {
         XCTAssertEqual(got["state_dict"]?["ids"]?.tensorValue?.integers, [1, -2, 1 << 40, -(1 << 62)])
 
         // Our pickle of what we read is torch's data.pkl, byte for byte.
-        let archive = try StoredZipArchive(url: url) // keeps the map alive while its bytes are copied
+        let archive = try StoredZipArchive(url: url)  // keeps the map alive while its bytes are copied
         let torchPickle = try withExtendedLifetime(archive) { Array(try archive.data(named: "torch_saved/data.pkl")) }
         XCTAssertEqual(try TorchPickler.pickle(got).bytes, torchPickle)
 
@@ -168,8 +172,10 @@ final class TorchSaveTests: XCTestCase {
     func testProtocol4EncoderUnchangedForSimpleTuples() throws {
         // pickle.dumps((7, 7, 'a text'), protocol=4) in CPython 3.11.
         let bytes = try PickleEncoder.encode(.tuple([.int(7), .int(7), .string("a text")]))
-        XCTAssertEqual(bytes, [0x80, 0x04, 0x95, 0x10, 0, 0, 0, 0, 0, 0, 0, 0x4b, 0x07, 0x4b, 0x07, 0x8c, 0x06]
-                       + Array("a text".utf8) + [0x94, 0x87, 0x94, 0x2e])
+        XCTAssertEqual(
+            bytes,
+            [0x80, 0x04, 0x95, 0x10, 0, 0, 0, 0, 0, 0, 0, 0x4b, 0x07, 0x4b, 0x07, 0x8c, 0x06]
+                + Array("a text".utf8) + [0x94, 0x87, 0x94, 0x2e])
     }
 
     // MARK: TrainingCheckpoint
@@ -177,15 +183,21 @@ final class TorchSaveTests: XCTestCase {
     func testTrainingCheckpointRoundTrip() throws {
         let url = try outputURL("training.pt")
         let optimizer = AdamW.StateDict(
-            state: [0: .init(step: 3, expAvg: Tensor(shape: [2], scalars: [0.1, 0.2]), expAvgSq: Tensor(shape: [2], scalars: [0.01, 0.04])),
-                    1: .init(step: 3, expAvg: Tensor(shape: [2, 2], scalars: [1, 2, 3, 4]), expAvgSq: Tensor(shape: [2, 2], scalars: [5, 6, 7, 8]))],
-            groups: [.init(learningRate: 1e-3, betas: (0.9, 0.98), eps: 1e-6, weightDecay: 0, parameterIndices: [0]),
-                     .init(learningRate: 1e-3, betas: (0.9, 0.98), eps: 1e-6, weightDecay: 0.2, parameterIndices: [1, 2])])
-        let ck = TrainingCheckpoint(epoch: 2, step: 40, name: "exp", stateDict: [
-            ("visual.ln_pre.bias", Tensor(shape: [2], scalars: [1, 2])),
-            ("visual.proj", Tensor(shape: [2, 2], scalars: [3, 4, 5, 6])),
-            ("visual.bn1.num_batches_tracked", Tensor(shape: [], scalars: [12])),
-        ], optimizer: optimizer.pickleValue)
+            state: [
+                0: .init(step: 3, expAvg: Tensor(shape: [2], scalars: [0.1, 0.2]), expAvgSq: Tensor(shape: [2], scalars: [0.01, 0.04])),
+                1: .init(step: 3, expAvg: Tensor(shape: [2, 2], scalars: [1, 2, 3, 4]), expAvgSq: Tensor(shape: [2, 2], scalars: [5, 6, 7, 8])),
+            ],
+            groups: [
+                .init(learningRate: 1e-3, betas: (0.9, 0.98), eps: 1e-6, weightDecay: 0, parameterIndices: [0]),
+                .init(learningRate: 1e-3, betas: (0.9, 0.98), eps: 1e-6, weightDecay: 0.2, parameterIndices: [1, 2]),
+            ])
+        let ck = TrainingCheckpoint(
+            epoch: 2, step: 40, name: "exp",
+            stateDict: [
+                ("visual.ln_pre.bias", Tensor(shape: [2], scalars: [1, 2])),
+                ("visual.proj", Tensor(shape: [2, 2], scalars: [3, 4, 5, 6])),
+                ("visual.bn1.num_batches_tracked", Tensor(shape: [], scalars: [12])),
+            ], optimizer: optimizer.pickleValue)
         try ck.write(to: url)
 
         // The raw file has the reference's layout.
@@ -196,9 +208,12 @@ final class TorchSaveTests: XCTestCase {
         XCTAssertEqual(raw.root["state_dict"]?["module.visual.bn1.num_batches_tracked"]?.tensorValue?.integers, [12])
         XCTAssertEqual(try StoredZipArchive(url: url).entries.first?.name, "training/data.pkl")
         let groups = try XCTUnwrap(raw.root["optimizer"]?["param_groups"]?.arrayValue)
-        XCTAssertEqual(groups[0].dictValue?.keys.compactMap(\.stringValue), [
-            "weight_decay", "lr", "betas", "eps", "amsgrad", "maximize", "foreach", "capturable", "differentiable",
-            "fused", "decoupled_weight_decay", "params"])
+        XCTAssertEqual(
+            groups[0].dictValue?.keys.compactMap(\.stringValue),
+            [
+                "weight_decay", "lr", "betas", "eps", "amsgrad", "maximize", "foreach", "capturable", "differentiable",
+                "fused", "decoupled_weight_decay", "params",
+            ])
         let step = try XCTUnwrap(raw.root["optimizer"]?["state"]?.dictValue?[.int(1)]?["step"]?.tensorValue)
         XCTAssertEqual(step.shape, [])
         XCTAssertEqual(step.dtype, .float32)
@@ -295,7 +310,7 @@ extension TorchSaveTests {
         guard let mb = ProcessInfo.processInfo.environment["CNCLIP_BIG_SAVE_MB"].flatMap(Int.init) else {
             throw XCTSkip("set CNCLIP_BIG_SAVE_MB to run")
         }
-        let count = mb << 18 // floats
+        let count = mb << 18  // floats
         let t = Tensor(shape: [count / 1024, 1024], repeating: 0.5)
         var sd = PickleDict()
         sd.isOrderedDict = true
@@ -303,11 +318,11 @@ extension TorchSaveTests {
         func peakMB() -> Int {
             var u = rusage()
             #if os(Linux)
-            getrusage(RUSAGE_SELF.rawValue, &u)
-            return u.ru_maxrss / 1024 // KiB on Linux
+                getrusage(RUSAGE_SELF.rawValue, &u)
+                return u.ru_maxrss / 1024  // KiB on Linux
             #else
-            getrusage(RUSAGE_SELF, &u)
-            return u.ru_maxrss / (1 << 20) // bytes on Darwin
+                getrusage(RUSAGE_SELF, &u)
+                return u.ru_maxrss / (1 << 20)  // bytes on Darwin
             #endif
         }
         let before = peakMB()

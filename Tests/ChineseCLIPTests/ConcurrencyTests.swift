@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Tensors
 import XCTest
+
 @testable import ChineseCLIP
 
 /// One model shared by concurrent callers gives each the same features as a lone caller.
@@ -15,8 +16,10 @@ final class ConcurrencyTests: XCTestCase {
         let soloTexts = model.encodeTexts(texts).scalars
         let mismatches = Atomic(0)
         DispatchQueue.concurrentPerform(iterations: 8) { i in
-            let ok = i % 2 == 0 ? (try? model.encodeImageFiles(paths).scalars) == soloImages
-                                : model.encodeTexts(texts).scalars == soloTexts
+            let ok =
+                i % 2 == 0
+                ? (try? model.encodeImageFiles(paths).scalars) == soloImages
+                : model.encodeTexts(texts).scalars == soloTexts
             if !ok { mismatches.add(1, ordering: .relaxed) }
         }
         XCTAssertEqual(mismatches.load(ordering: .relaxed), 0)

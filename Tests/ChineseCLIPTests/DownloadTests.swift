@@ -1,6 +1,7 @@
 import Synchronization
 import TestSupport
 import XCTest
+
 @testable import ChineseCLIP
 
 /// `cnclip download`'s engine against a local server: the whole file, a resumed partial file, errors.

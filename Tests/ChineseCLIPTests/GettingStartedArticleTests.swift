@@ -1,4 +1,5 @@
-// swift-format-ignore-file: the article quotes this code line for line (GettingStartedArticleTests compares them).
+// swift-format-ignore-file
+// (Not formatted: the DocC article quotes this code line for line, and the test below compares them.)
 // The DocC article Sources/ChineseCLIP/ChineseCLIP.docc/GettingStarted.md, kept honest: its Swift code lives here
 // (the manifest excerpt in Examples/Consumer/Package.swift, which CI builds), compiled against the public API only
 // and run on the tiny test model; one test fails when an article block is no longer found verbatim in this file or

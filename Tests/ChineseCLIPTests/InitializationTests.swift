@@ -17,8 +17,9 @@ final class InitializationTests: XCTestCase {
         let data = try Data(contentsOf: fixtures.appendingPathComponent("init/init_stats.json"))
         let root = try JSONSerialization.jsonObject(with: data) as! [String: Any]
         let seeds = root["seeds"] as! Int
-        let reference = try JSONDecoder().decode([String: Stats].self,
-                                                 from: JSONSerialization.data(withJSONObject: root[model]!))
+        let reference = try JSONDecoder().decode(
+            [String: Stats].self,
+            from: JSONSerialization.data(withJSONObject: root[model]!))
         let config = try JSONDecoder().decode(CLIPConfig.self, from: Data(contentsOf: fixtures.appendingPathComponent("models/\(model).json")))
         var pooled: [String: [Double]] = [:]
         for seed in 0..<seeds {
@@ -39,7 +40,8 @@ final class InitializationTests: XCTestCase {
             let mean = values.reduce(0, +) / n
             let std = (values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / n).squareRoot()
             let lo = values.min()!, hi = values.max()!
-            let summary = "\(name): ours mean \(mean) std \(std) range [\(lo), \(hi)]; reference mean \(ref.mean) std \(ref.std) range [\(ref.min), \(ref.max)]"
+            let summary =
+                "\(name): ours mean \(mean) std \(std) range [\(lo), \(hi)]; reference mean \(ref.mean) std \(ref.std) range [\(ref.min), \(ref.max)]"
             if ref.std == 0 {
                 XCTAssertTrue(lo == Double(Float(ref.mean)) && hi == lo, "constant expected: \(summary)")
                 continue

@@ -2,6 +2,7 @@ import Checkpoints
 import Foundation
 import Tensors
 import XCTest
+
 @testable import ChineseCLIP
 
 /// Bad checkpoints, configs and names give errors that name the file and the key or name at fault.
@@ -84,8 +85,10 @@ final class LoadingErrorTests: XCTestCase {
 
     func testMissingVocabulary() throws {
         let vocab = dir.appendingPathComponent("vocab.txt").path
-        assertError(try ChineseCLIPModel(checkpoint: fixtures.appendingPathComponent("models/vit-tiny.pt"), config: vitConfig(),
-                                         vocabularyPath: vocab), contains: [vocab])
+        assertError(
+            try ChineseCLIPModel(
+                checkpoint: fixtures.appendingPathComponent("models/vit-tiny.pt"), config: vitConfig(),
+                vocabularyPath: vocab), contains: [vocab])
     }
 
     func testPresetsMatchReference() throws {
@@ -98,7 +101,8 @@ final class LoadingErrorTests: XCTestCase {
         XCTAssertEqual(rn.visionLayers, .resnet([3, 4, 6, 3])); XCTAssertEqual(rn.textNumHiddenLayers, 3)
         XCTAssertEqual(try ModelPresets.config(named: "ViT-L-14-336").imageResolution, 336)
         // RN50.json in the reference writes vision_layers as a string.
-        let json = #"{"embed_dim":1024,"image_resolution":224,"vision_layers":"[3,4,6,3]","vision_width":64,"vision_patch_size":null,"vocab_size":21128,"text_attention_probs_dropout_prob":0.1,"text_hidden_act":"gelu","text_hidden_dropout_prob":0.1,"text_hidden_size":768,"text_initializer_range":0.02,"text_intermediate_size":3072,"text_max_position_embeddings":512,"text_num_attention_heads":12,"text_num_hidden_layers":3,"text_type_vocab_size":2}"#
+        let json =
+            #"{"embed_dim":1024,"image_resolution":224,"vision_layers":"[3,4,6,3]","vision_width":64,"vision_patch_size":null,"vocab_size":21128,"text_attention_probs_dropout_prob":0.1,"text_hidden_act":"gelu","text_hidden_dropout_prob":0.1,"text_hidden_size":768,"text_initializer_range":0.02,"text_intermediate_size":3072,"text_max_position_embeddings":512,"text_num_attention_heads":12,"text_num_hidden_layers":3,"text_type_vocab_size":2}"#
         XCTAssertEqual(try JSONDecoder().decode(CLIPConfig.self, from: Data(json.utf8)), rn)
         // Every preset pair builds a model whose parameter count is positive and whose names are unique.
         for v in ModelPresets.vision.keys where v != "ViT-H-14" && v != "ViT-L-14" && v != "ViT-L-14-336" {

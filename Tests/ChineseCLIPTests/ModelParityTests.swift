@@ -4,6 +4,7 @@ import Imaging
 import Tensors
 import TestSupport
 import XCTest
+
 @testable import ChineseCLIP
 
 /// vit-tiny and rn-tiny features and logits against the reference (`models/NAME.expected.safetensors`, made by
@@ -20,7 +21,8 @@ final class ModelParityTests: XCTestCase {
         let tokens = expected["tokens"]!.integers!.map { Int32($0) }
         let imageFeatures = model.encodeImage(images)
         let textFeatures = model.encodeText(tokens, batch: expected["tokens"]!.shape[0])
-        assertClose(imageFeatures, try expected.tensor("image_features"), tolerance: tolerance, "\(checkpoint) image_features", file: file, line: line)
+        assertClose(
+            imageFeatures, try expected.tensor("image_features"), tolerance: tolerance, "\(checkpoint) image_features", file: file, line: line)
         assertClose(textFeatures, try expected.tensor("text_features"), tolerance: tolerance, "\(checkpoint) text_features", file: file, line: line)
         let logits = model.similarity(imageFeatures: imageFeatures, textFeatures: textFeatures)
         assertClose(logits, try expected.tensor("logits_per_image"), tolerance: tolerance, "\(checkpoint) logits_per_image", file: file, line: line)
@@ -46,7 +48,8 @@ final class ModelParityTests: XCTestCase {
     func testEndToEndFromFilesAndTexts() throws {
         let cfg = try config("vit-tiny")
         let model = try ChineseCLIPModel(checkpoint: fixtures.appendingPathComponent("models/vit-tiny.pt"), config: cfg)
-        let inputs = try JSONSerialization.jsonObject(with: Data(contentsOf: fixtures.appendingPathComponent("models/vit-tiny.inputs.json"))) as! [String: Any]
+        let inputs =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: fixtures.appendingPathComponent("models/vit-tiny.inputs.json"))) as! [String: Any]
         let names = inputs["image_order"] as! [String], texts = inputs["texts"] as! [String]
         let expected = try loadFixture("models/vit-tiny.expected.safetensors")
         let img = try model.encodeImageFiles(names.map { fixtures.appendingPathComponent("images/\($0)").path }, normalized: false, batchSize: 5)
@@ -63,8 +66,9 @@ final class ModelParityTests: XCTestCase {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cnclip-hf-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("models/vit-tiny.hf.safetensors"),
-                                         to: dir.appendingPathComponent("model.safetensors"))
+        try FileManager.default.copyItem(
+            at: fixtures.appendingPathComponent("models/vit-tiny.hf.safetensors"),
+            to: dir.appendingPathComponent("model.safetensors"))
         let hfConfig = """
             {"projection_dim": 32,
              "text_config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
@@ -75,6 +79,7 @@ final class ModelParityTests: XCTestCase {
         let model = try ChineseCLIPModel(huggingFaceDirectory: dir)
         XCTAssertEqual(model.config.visionHeadWidth, 16)
         let expected = try loadFixture("models/vit-tiny.expected.safetensors")
-        assertClose(model.clip.encodeImage(try expected.tensor("images")), try expected.tensor("image_features"), tolerance: 1e-4, "HF dir image features")
+        assertClose(
+            model.clip.encodeImage(try expected.tensor("images")), try expected.tensor("image_features"), tolerance: 1e-4, "HF dir image features")
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Tensors
 import XCTest
+
 @testable import ChineseCLIP
 
 /// Text features are computed only up to the batch's longest text; padding is masked, and every kernel rounds a

@@ -55,8 +55,9 @@ final class TrainingStepParityTests: XCTestCase {
         let model = try makeModel(), data = try batch()
         let l = loss(model, data)
         let value = Double(l.value.data[0])
-        XCTAssertLessThanOrEqual(abs(value - expected.first_loss), 1e-5 * abs(expected.first_loss),
-                                 "first loss \(value), expected \(expected.first_loss)")
+        XCTAssertLessThanOrEqual(
+            abs(value - expected.first_loss), 1e-5 * abs(expected.first_loss),
+            "first loss \(value), expected \(expected.first_loss)")
         l.backward()
         let grads = try loadFixture("training/grads.safetensors")
         let named = model.trainableParameters()
@@ -113,8 +114,9 @@ final class TrainingStepParityTests: XCTestCase {
     func testFiveAdamWSteps() throws {
         let model = try makeModel(), data = try batch()
         let o = expected.optimizer
-        let optimizer = AdamW(groups: AdamW.referenceGroups(model, weightDecay: o.wd, learningRate: o.lr),
-                              betas: (o.betas[0], o.betas[1]), eps: o.eps)
+        let optimizer = AdamW(
+            groups: AdamW.referenceGroups(model, weightDecay: o.wd, learningRate: o.lr),
+            betas: (o.betas[0], o.betas[1]), eps: o.eps)
         let schedule = CosineSchedule(baseLearningRate: o.lr, warmupSteps: o.warmup, totalSteps: o.total_steps)
         for step in 0..<expected.losses.count {
             let lr = schedule.learningRate(at: step)

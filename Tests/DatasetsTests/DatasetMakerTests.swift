@@ -1,8 +1,9 @@
-@testable import Datasets
 import Essentials
 import Foundation
 import Imaging
 import XCTest
+
+@testable import Datasets
 
 /// `make-dataset`: captions + images → the reference's TSV/JSONL layout, deterministic, validated, atomic.
 final class DatasetMakerTests: XCTestCase {
@@ -24,23 +25,26 @@ final class DatasetMakerTests: XCTestCase {
     }
 
     func testCSVWithSeveralCaptionsPerImage() throws {
-        let file = try captions(#"""
-        image_path,caption
-        rgb.jpg,一只猫
-        rgb.png,"红色的, 圆形"
-        rgb.jpg,"他说""你好"""
-        gray.png,一只猫
-        """#)
+        let file = try captions(
+            #"""
+            image_path,caption
+            rgb.jpg,一只猫
+            rgb.png,"红色的, 圆形"
+            rgb.jpg,"他说""你好"""
+            gray.png,一只猫
+            """#)
         var maker = DatasetMaker(imagesDirectory: Self.images.path, captionsFile: file, outputDirectory: scratch.appendingPathComponent("out").path)
         let made = try maker.make()
         XCTAssertEqual(made, [MadeSplit(split: "train", images: 3, texts: 3)])
         let jsonl = try String(contentsOf: scratch.appendingPathComponent("out/train_texts.jsonl"), encoding: .utf8)
-        XCTAssertEqual(jsonl, #"""
-        {"text_id": 1, "text": "一只猫", "image_ids": [1, 3]}
-        {"text_id": 2, "text": "红色的, 圆形", "image_ids": [2]}
-        {"text_id": 3, "text": "他说\"你好\"", "image_ids": [1]}
+        XCTAssertEqual(
+            jsonl,
+            #"""
+            {"text_id": 1, "text": "一只猫", "image_ids": [1, 3]}
+            {"text_id": 2, "text": "红色的, 圆形", "image_ids": [2]}
+            {"text_id": 3, "text": "他说\"你好\"", "image_ids": [1]}
 
-        """#)
+            """#)
         let tsv = try String(contentsOf: scratch.appendingPathComponent("out/train_imgs.tsv"), encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(tsv.map { $0.split(separator: "\t")[0] }, ["1", "2", "3"])
         let original = try Data(contentsOf: Self.images.appendingPathComponent("rgb.jpg"))
@@ -58,7 +62,8 @@ final class DatasetMakerTests: XCTestCase {
 
     func testSplitsAreDeterministicAndDisjoint() throws {
         let names = ["rgb.jpg", "rgb.png", "gray.png", "gray.jpg", "palette.png", "rgba.png", "tiny.png", "wide.png", "lossy.webp", "lossless.webp"]
-        let file = try captions(names.enumerated().map { #"{"image": "\#($1)", "caption": "caption \#($0)"}"# }.joined(separator: "\n"), name: "c.jsonl")
+        let file = try captions(
+            names.enumerated().map { #"{"image": "\#($1)", "caption": "caption \#($0)"}"# }.joined(separator: "\n"), name: "c.jsonl")
         func run(_ seed: UInt64, _ out: String) throws -> [String: [String]] {
             var maker = DatasetMaker(imagesDirectory: Self.images.path, captionsFile: file, outputDirectory: scratch.appendingPathComponent(out).path)
             maker.splits = try DatasetMaker.parseRatios("6:2:2")

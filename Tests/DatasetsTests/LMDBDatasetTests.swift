@@ -1,8 +1,9 @@
 import Checkpoints
-@testable import Datasets
 import Essentials
 import Foundation
 import XCTest
+
+@testable import Datasets
 
 /// The LMDB layout against the reference: what `build_lmdb_dataset.py` built from the fixture dataset.
 final class LMDBDatasetTests: XCTestCase {
@@ -20,7 +21,8 @@ final class LMDBDatasetTests: XCTestCase {
 
     /// `lmdb_expected.json`: "split/db" → [(key, value)] in cursor order.
     func expected() throws -> [String: [(String, Any)]] {
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: fixtures.appendingPathComponent("lmdb_expected.json"))) as! [String: [[Any]]]
+        let json =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: fixtures.appendingPathComponent("lmdb_expected.json"))) as! [String: [[Any]]]
         return json.mapValues { $0.map { ($0[0] as! String, $0[1]) } }
     }
 
@@ -59,7 +61,11 @@ final class LMDBDatasetTests: XCTestCase {
     /// The raw key/value bytes of one LMDB in cursor order (the `num_*` keys included).
     func rawEntries(_ path: String) throws -> [([UInt8], [UInt8])] {
         var out: [([UInt8], [UInt8])] = []
-        try LMDBEnvironment(readingAt: path).read { txn in try txn.forEach { k, v in out.append((Array(k), Array(v))); return true } }
+        try LMDBEnvironment(readingAt: path).read { txn in
+            try txn.forEach { k, v in
+                out.append((Array(k), Array(v))); return true
+            }
+        }
         return out
     }
 

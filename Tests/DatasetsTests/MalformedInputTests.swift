@@ -1,6 +1,7 @@
-@testable import Datasets
 import Foundation
 import XCTest
+
+@testable import Datasets
 
 /// Each malformed input is reported with its file and line (and id), and leaves no LMDB behind.
 final class MalformedInputTests: XCTestCase {

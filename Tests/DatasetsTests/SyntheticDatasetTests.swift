@@ -20,8 +20,10 @@ final class SyntheticDatasetTests: XCTestCase {
     typealias S = SyntheticScene
 
     func testCaptionGrammarAndOrder() throws {
-        let scene = try S([S.Object(shape: .triangle, colour: .black, size: .small, position: .center),
-                           S.Object(shape: .circle, colour: .red, size: .large, position: .topLeft)])
+        let scene = try S([
+            S.Object(shape: .triangle, colour: .black, size: .small, position: .center),
+            S.Object(shape: .circle, colour: .red, size: .large, position: .topLeft),
+        ])
         XCTAssertEqual(SyntheticDataset.caption(scene: scene), "左上角有一个红色的大圆形，中间有一个黑色的小三角形")
         XCTAssertEqual(scene.objects.map(\.position), [.topLeft, .center], "stored in caption order whatever the input order")
         XCTAssertEqual(S(caption: scene.caption), scene)
@@ -45,8 +47,10 @@ final class SyntheticDatasetTests: XCTestCase {
         XCTAssertEqual(counts[0], 0)
         XCTAssertTrue((850...1150).contains(counts[1]), "about half the scenes have one shape: \(counts)")
         // Captions outside the grammar are not scenes.
-        for bad in ["", "左上角有一个红色的大圆形，", "中间有一个红色的大圆形，左上角有一个红色的小圆形", "左上角有一个粉色的大圆形",
-                    "左上角有一个红色的大圆形，左上角有一个蓝色的小星形", "左上角有一个红色的中圆形"] {
+        for bad in [
+            "", "左上角有一个红色的大圆形，", "中间有一个红色的大圆形，左上角有一个红色的小圆形", "左上角有一个粉色的大圆形",
+            "左上角有一个红色的大圆形，左上角有一个蓝色的小星形", "左上角有一个红色的中圆形",
+        ] {
             XCTAssertNil(S(caption: bad), bad)
         }
     }
@@ -140,8 +144,12 @@ final class SyntheticDatasetTests: XCTestCase {
         XCTAssertEqual(reported.last?.1, 340)
         try SyntheticDataset.write(to: b.path, splits: splits, seed: 5, threads: 5)
         let fa = try files(a)
-        XCTAssertEqual(fa.keys.sorted(), ["train_imgs.tsv", "train_texts.caption_groups.jsonl", "train_texts.jsonl",
-                                          "valid_imgs.tsv", "valid_texts.caption_groups.jsonl", "valid_texts.jsonl"])
+        XCTAssertEqual(
+            fa.keys.sorted(),
+            [
+                "train_imgs.tsv", "train_texts.caption_groups.jsonl", "train_texts.jsonl",
+                "valid_imgs.tsv", "valid_texts.caption_groups.jsonl", "valid_texts.jsonl",
+            ])
         XCTAssertEqual(fa, try files(b), "1 and 5 threads write the same bytes")
         // Another seed changes everything; a split does not depend on the other splits' sizes.
         try SyntheticDataset.write(to: c.path, splits: [(name: "train", count: 10), (name: "valid", count: 40)], seed: 6, threads: 2)
@@ -242,7 +250,9 @@ final class SyntheticDatasetTests: XCTestCase {
             ([("train", 1)], 64, .png, 0, "threads 0"),
         ]
         for (splits, resolution, encoding, threads, message) in cases {
-            XCTAssertThrowsError(try SyntheticDataset.write(to: dir.path, splits: splits, resolution: resolution, encoding: encoding, threads: threads)) {
+            XCTAssertThrowsError(
+                try SyntheticDataset.write(to: dir.path, splits: splits, resolution: resolution, encoding: encoding, threads: threads)
+            ) {
                 XCTAssertTrue("\($0)".contains(message), "'\($0)' should mention \(message)")
             }
         }

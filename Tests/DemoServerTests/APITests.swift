@@ -1,9 +1,9 @@
 import ChineseCLIP
 import DemoServer
-import Foundation
-import Imaging
 import Evaluation
+import Foundation
 import Gallery
+import Imaging
 import Synchronization
 import TestSupport
 import XCTest
@@ -18,8 +18,9 @@ final class APITests: XCTestCase {
 
     static let shared: Result<Server, Error> = Result {
         let f = try DemoFixture.get()
-        let model = try ChineseCLIPModel(checkpoint: DemoFixture.fixtures.appendingPathComponent("models/vit-tiny.pt"),
-                                         config: CLIPConfig.load(contentsOf: DemoFixture.fixtures.appendingPathComponent("models/vit-tiny.json")))
+        let model = try ChineseCLIPModel(
+            checkpoint: DemoFixture.fixtures.appendingPathComponent("models/vit-tiny.pt"),
+            config: CLIPConfig.load(contentsOf: DemoFixture.fixtures.appendingPathComponent("models/vit-tiny.json")))
         let service = try SearchService(model: model, gallery: GalleryIndex(directory: f.index))
         var configuration = DemoServerConfiguration()
         configuration.port = 0
@@ -40,8 +41,9 @@ final class APITests: XCTestCase {
     func get(_ path: String) throws -> HTTPReply { try rawHTTP(port: server.port, method: "GET", path: path) }
 
     func post(_ path: String, json: Any) throws -> HTTPReply {
-        try rawHTTP(port: server.port, method: "POST", path: path, headers: ["Content-Type": "application/json"],
-                    body: JSONSerialization.data(withJSONObject: json))
+        try rawHTTP(
+            port: server.port, method: "POST", path: path, headers: ["Content-Type": "application/json"],
+            body: JSONSerialization.data(withJSONObject: json))
     }
 
     func post(_ path: String, body: Data, type: String = "image/png") throws -> HTTPReply {
@@ -87,9 +89,12 @@ final class APITests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: tmp) }
         let img = tmp.appendingPathComponent("img.jsonl").path, txt = tmp.appendingPathComponent("txt.jsonl").path
         let pred = tmp.appendingPathComponent("pred.jsonl").path
-        var r = try runCNCLIP(["extract-features", "--extract-image-feats", "--extract-text-feats", "--image-data", f.validImages,
-                               "--text-data", f.validTexts, "--img-batch-size", "16", "--text-batch-size", "1",
-                               "--image-feat-output-path", img, "--text-feat-output-path", txt] + DemoFixture.model)
+        var r = try runCNCLIP(
+            [
+                "extract-features", "--extract-image-feats", "--extract-text-feats", "--image-data", f.validImages,
+                "--text-data", f.validTexts, "--img-batch-size", "16", "--text-batch-size", "1",
+                "--image-feat-output-path", img, "--text-feat-output-path", txt,
+            ] + DemoFixture.model)
         XCTAssertEqual(r.status, 0, r.stderr)
         r = try runCNCLIP(["make-topk-predictions", "--image-feats", img, "--text-feats", txt, "--top-k", "10", "--output", pred])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -161,8 +166,9 @@ final class APITests: XCTestCase {
         }
         // One template string works too, and the default template when none is given.
         XCTAssertEqual(try post("/api/classify", json: ["image": data.base64EncodedString(), "labels": labels, "template": "这是{}"]).status, 200)
-        XCTAssertEqual(try post("/api/classify", json: ["image": data.base64EncodedString(), "labels": labels]).json?["templates"] as? [String],
-                       ["一张{}的图片。"])
+        XCTAssertEqual(
+            try post("/api/classify", json: ["image": data.base64EncodedString(), "labels": labels]).json?["templates"] as? [String],
+            ["一张{}的图片。"])
     }
 
     func testThumbnails() throws {
@@ -181,8 +187,11 @@ final class APITests: XCTestCase {
         let f = try DemoFixture.get()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cnclip-ivf-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let r = try runCNCLIP(["index", "build"] + DemoFixture.model + ["--image-data", f.validImages, "--text-data", f.validTexts,
-                                                                       "--output", dir, "--approximate", "IVF4,Flat", "--nprobe", "4"])
+        let r = try runCNCLIP(
+            ["index", "build"] + DemoFixture.model + [
+                "--image-data", f.validImages, "--text-data", f.validTexts,
+                "--output", dir, "--approximate", "IVF4,Flat", "--nprobe", "4",
+            ])
         XCTAssertEqual(r.status, 0, r.stderr)
         let model = try server.model
         let approximate = try SearchService(model: model, gallery: GalleryIndex(directory: dir))
@@ -247,23 +256,31 @@ final class APITests: XCTestCase {
     func testOversizedUploadsGet413() throws {
         let big = Data(repeating: 0xFF, count: Self.maxBody + 1)
         // Refused by its declared length before the body is read…
-        assertError(try rawHTTP(port: server.port, method: "POST", path: "/api/search/image", headers: ["Content-Type": "image/jpeg"],
-                                body: nil, declaredLength: 50 << 20), 413, "too_large")
+        assertError(
+            try rawHTTP(
+                port: server.port, method: "POST", path: "/api/search/image", headers: ["Content-Type": "image/jpeg"],
+                body: nil, declaredLength: 50 << 20), 413, "too_large")
         assertError(try post("/api/search/image", body: big), 413, "too_large")
         // …or while it streams in, when no length is declared.
-        assertError(try rawHTTP(port: server.port, method: "POST", path: "/api/search/image", headers: ["Content-Type": "image/jpeg"],
-                                body: big, chunked: true), 413, "too_large")
-        assertError(try rawHTTP(port: server.port, method: "POST", path: "/api/search/text", headers: ["Content-Type": "application/json"],
-                                body: Data("{\"query\": \"".utf8) + Data(repeating: 0x41, count: Self.maxBody) + Data("\"}".utf8)), 413, "too_large")
+        assertError(
+            try rawHTTP(
+                port: server.port, method: "POST", path: "/api/search/image", headers: ["Content-Type": "image/jpeg"],
+                body: big, chunked: true), 413, "too_large")
+        assertError(
+            try rawHTTP(
+                port: server.port, method: "POST", path: "/api/search/text", headers: ["Content-Type": "application/json"],
+                body: Data("{\"query\": \"".utf8) + Data(repeating: 0x41, count: Self.maxBody) + Data("\"}".utf8)), 413, "too_large")
         // Just under the limit is read (and is not an image).
         assertError(try post("/api/search/image", body: Data(repeating: 0x41, count: Self.maxBody - 1)), 415, "not_an_image")
         try assertStillServing()
     }
 
     func testPathTraversalOnThumbnailsIsRefused() throws {
-        for path in ["/thumbnails/../../etc/passwd", "/thumbnails/..%2F..%2Fetc%2Fpasswd", "/thumbnails/%2e%2e/index.json",
-                     "/thumbnails/1/../../index.json", "/thumbnails/..", "/thumbnails/-1", "/thumbnails/0x10", "/thumbnails/5.png",
-                     "/thumbnails/%35", "/thumbnails/99999999999999999999", "/thumbnails/index.json"] {
+        for path in [
+            "/thumbnails/../../etc/passwd", "/thumbnails/..%2F..%2Fetc%2Fpasswd", "/thumbnails/%2e%2e/index.json",
+            "/thumbnails/1/../../index.json", "/thumbnails/..", "/thumbnails/-1", "/thumbnails/0x10", "/thumbnails/5.png",
+            "/thumbnails/%35", "/thumbnails/99999999999999999999", "/thumbnails/index.json",
+        ] {
             let r = try get(path)
             assertError(r, 400, "bad_thumbnail_name")
             XCTAssertFalse(r.text.contains("root:"), path)
@@ -279,9 +296,13 @@ final class APITests: XCTestCase {
         let texts = try DemoFixture.jsonLines(f.validTexts).prefix(12).map { $0["text"] as! String }
         let images = try f.validImageFiles().prefix(4).map(\.data)
         @Sendable func ask(_ i: Int) throws -> [(row: Int, score: Double)] {
-            let r = i % 3 == 2
-                ? try rawHTTP(port: port, method: "POST", path: "/api/search/image?k=5", headers: ["Content-Type": "image/png"], body: images[i % images.count])
-                : try rawHTTP(port: port, method: "POST", path: "/api/search/text", body: JSONSerialization.data(withJSONObject: ["query": texts[i % texts.count], "k": 5]))
+            let r =
+                i % 3 == 2
+                ? try rawHTTP(
+                    port: port, method: "POST", path: "/api/search/image?k=5", headers: ["Content-Type": "image/png"], body: images[i % images.count])
+                : try rawHTTP(
+                    port: port, method: "POST", path: "/api/search/text",
+                    body: JSONSerialization.data(withJSONObject: ["query": texts[i % texts.count], "k": 5]))
             guard r.status == 200 else { throw ChromiumError("status \(r.status): \(r.text)") }
             return (r.json?["results"] as? [[String: Any]] ?? []).map { ($0["row"] as! Int, $0["score"] as! Double) }
         }

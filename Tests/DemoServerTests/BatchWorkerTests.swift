@@ -9,7 +9,9 @@ final class BatchWorkerTests: XCTestCase {
         let gate = DispatchSemaphore(value: 0)
         let batches = Mutex<[[Int]]>([])
         let worker = BatchWorker<Int, Int>(name: "test", maxBatch: 8) { jobs in
-            let first = batches.withLock { $0.append(jobs); return $0.count == 1 }
+            let first = batches.withLock {
+                $0.append(jobs); return $0.count == 1
+            }
             if first { gate.wait() }  // hold the first batch until the others have queued
             return jobs.map { $0 < 0 ? .failure(CancellationError()) : .success($0 * 10) }
         }

@@ -66,7 +66,8 @@ final class BrowserTests: XCTestCase {
     }
 
     func shot(_ page: ChromiumPage, _ name: String) throws {
-        try page.waitUntil("[...document.images].every(i => i.style.display === 'none' || !i.getAttribute('src') || (i.complete && i.naturalWidth > 0))")
+        try page.waitUntil(
+            "[...document.images].every(i => i.style.display === 'none' || !i.getAttribute('src') || (i.complete && i.naturalWidth > 0))")
         try page.screenshot(to: Self.screenshots.appendingPathComponent(name))
         XCTAssertGreaterThan(try Data(contentsOf: Self.screenshots.appendingPathComponent(name)).count, 10_000)
     }
@@ -82,8 +83,9 @@ final class BrowserTests: XCTestCase {
         try page.type(query)
         try page.press(key: "Enter", code: 13)
         try page.waitUntil("document.querySelectorAll('#text-results .result').length === 12")
-        let api = try rawHTTP(port: port, method: "POST", path: "/api/search/text",
-                              body: JSONSerialization.data(withJSONObject: ["query": query, "k": 12]))
+        let api = try rawHTTP(
+            port: port, method: "POST", path: "/api/search/text",
+            body: JSONSerialization.data(withJSONObject: ["query": query, "k": 12]))
         XCTAssertEqual(try rows(page, "#text-results"), (api.json?["results"] as? [[String: Any]])?.map { $0["row"] as! Int })
         XCTAssertTrue((try page.evaluate("document.getElementById('text-status').textContent") as? String ?? "").contains(query))
         let scores = try page.evaluate("[...document.querySelectorAll('#text-results .score')].map(s => Number(s.textContent))") as? [Double] ?? []
@@ -108,14 +110,19 @@ final class BrowserTests: XCTestCase {
         try data.write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }
         try page.setFiles("#image-input", [file.path])
-        try page.waitUntil("document.querySelectorAll('#image-results .result').length === 12 && document.querySelectorAll('#caption-results li').length === 5")
+        try page.waitUntil(
+            "document.querySelectorAll('#image-results .result').length === 12 && document.querySelectorAll('#caption-results li').length === 5")
         XCTAssertEqual(try page.evaluate("JSON.parse(document.querySelector('#image-results .result').dataset.id)") as? Int, id)
         try shot(page, "image-search.png")
 
         try page.click("#labels")
         // Ctrl+A: the key event alone does not edit in headless Chromium; the editing command it maps to does.
-        try page.send("Input.dispatchKeyEvent", ["type": "keyDown", "key": "a", "code": "KeyA", "modifiers": 2, "windowsVirtualKeyCode": 65,
-                                                 "commands": ["selectAll"]])
+        try page.send(
+            "Input.dispatchKeyEvent",
+            [
+                "type": "keyDown", "key": "a", "code": "KeyA", "modifiers": 2, "windowsVirtualKeyCode": 65,
+                "commands": ["selectAll"],
+            ])
         try page.send("Input.dispatchKeyEvent", ["type": "keyUp", "key": "a", "code": "KeyA", "modifiers": 2, "windowsVirtualKeyCode": 65])
         try page.type("红色，蓝色，绿色")
         try page.click("#classify-button")
@@ -124,7 +131,9 @@ final class BrowserTests: XCTestCase {
             let state = try page.evaluate("[document.getElementById('labels').value, document.getElementById('classify-status').textContent]")
             throw ChromiumError("\(error); labels and status: \(state ?? "?")")
         }
-        let labels = try page.evaluate("[...document.querySelectorAll('#classify-results .label-row > span:first-child')].map(s => s.textContent)") as? [String]
+        let labels =
+            try page.evaluate("[...document.querySelectorAll('#classify-results .label-row > span:first-child')].map(s => s.textContent)")
+            as? [String]
         XCTAssertEqual(Set(labels ?? []), ["红色", "蓝色", "绿色"])
         try shot(page, "classify.png")
     }
@@ -136,9 +145,12 @@ final class BrowserTests: XCTestCase {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("cnclip-drop-\(id).png")
         try data.write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }
-        guard let center = try page.evaluate("""
-            (() => { const r = document.getElementById('drop-zone').getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; })()
-            """) as? [Double] else { return XCTFail("no drop zone") }
+        guard
+            let center = try page.evaluate(
+                """
+                (() => { const r = document.getElementById('drop-zone').getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; })()
+                """) as? [Double]
+        else { return XCTFail("no drop zone") }
         let drag: [String: Any] = ["items": [], "files": [file.path], "dragOperationsMask": 1]
         for type in ["dragEnter", "dragOver", "drop"] {
             try page.send("Input.dispatchDragEvent", ["type": type, "x": center[0], "y": center[1], "data": drag])

@@ -26,20 +26,27 @@ struct DemoFixture {
 
     /// `--resume`/`--config` of the tiny fixture model.
     static var model: [String] {
-        ["--resume", fixtures.appendingPathComponent("models/vit-tiny.pt").path,
-         "--config", fixtures.appendingPathComponent("models/vit-tiny.json").path]
+        [
+            "--resume", fixtures.appendingPathComponent("models/vit-tiny.pt").path,
+            "--config", fixtures.appendingPathComponent("models/vit-tiny.json").path,
+        ]
     }
 
     static let shared: Result<DemoFixture, Error> = Result {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("cnclip-demo-fixture-\(getpid())")
         try? FileManager.default.removeItem(at: root)
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        atexit { try? FileManager.default.removeItem(at: FileManager.default.temporaryDirectory.appendingPathComponent("cnclip-demo-fixture-\(getpid())")) }
+        atexit {
+            try? FileManager.default.removeItem(at: FileManager.default.temporaryDirectory.appendingPathComponent("cnclip-demo-fixture-\(getpid())"))
+        }
         let f = DemoFixture(root: root)
         try f.run(["synth-dataset", "--output", f.data.path, "--train", "0", "--valid", "48", "--test", "24", "--seed", "7", "--image-format", "png"])
         try f.run(["build-lmdb", "--data_dir", f.data.path, "--splits", "valid,test"])
-        try f.run(["index", "build"] + model + ["--image-data", f.validImages, "--text-data", f.validTexts,
-                                                "--output", f.index, "--img-batch-size", "16", "--thumbnail-size", "48"])
+        try f.run(
+            ["index", "build"] + model + [
+                "--image-data", f.validImages, "--text-data", f.validTexts,
+                "--output", f.index, "--img-batch-size", "16", "--thumbnail-size", "48",
+            ])
         return f
     }
 

@@ -1,8 +1,8 @@
 import ChineseCLIP
-import Foundation
-import Imaging
 import Evaluation
+import Foundation
 import Gallery
+import Imaging
 import TestSupport
 import XCTest
 
@@ -20,21 +20,30 @@ final class GalleryTests: XCTestCase {
     func cnclip(_ args: [String]) throws -> CommandResult { try runCNCLIP(args) }
 
     func loadModel() throws -> ChineseCLIPModel {
-        try ChineseCLIPModel(checkpoint: DemoFixture.fixtures.appendingPathComponent("models/vit-tiny.pt"),
-                             config: CLIPConfig.load(contentsOf: DemoFixture.fixtures.appendingPathComponent("models/vit-tiny.json")))
+        try ChineseCLIPModel(
+            checkpoint: DemoFixture.fixtures.appendingPathComponent("models/vit-tiny.pt"),
+            config: CLIPConfig.load(contentsOf: DemoFixture.fixtures.appendingPathComponent("models/vit-tiny.json")))
     }
 
     func testFlatIndexGivesMakeTopKPredictionsFileAndFeatures() throws {
         let f = try DemoFixture.get()
-        var r = try cnclip(["extract-features", "--extract-image-feats", "--extract-text-feats", "--image-data", f.validImages,
-                            "--text-data", f.validTexts, "--img-batch-size", "16", "--text-batch-size", "64",
-                            "--image-feat-output-path", path("img.jsonl"), "--text-feat-output-path", path("txt.jsonl")] + DemoFixture.model)
+        var r = try cnclip(
+            [
+                "extract-features", "--extract-image-feats", "--extract-text-feats", "--image-data", f.validImages,
+                "--text-data", f.validTexts, "--img-batch-size", "16", "--text-batch-size", "64",
+                "--image-feat-output-path", path("img.jsonl"), "--text-feat-output-path", path("txt.jsonl"),
+            ] + DemoFixture.model)
         XCTAssertEqual(r.status, 0, r.stderr)
-        r = try cnclip(["make-topk-predictions", "--image-feats", path("img.jsonl"), "--text-feats", path("txt.jsonl"),
-                        "--top-k", "10", "--output", path("reference.jsonl")])
+        r = try cnclip([
+            "make-topk-predictions", "--image-feats", path("img.jsonl"), "--text-feats", path("txt.jsonl"),
+            "--top-k", "10", "--output", path("reference.jsonl"),
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
-        r = try cnclip(["index", "search", "--index", f.index, "--text-data", f.validTexts, "--top-k", "10",
-                        "--output", path("index.jsonl")] + DemoFixture.model)
+        r = try cnclip(
+            [
+                "index", "search", "--index", f.index, "--text-data", f.validTexts, "--top-k", "10",
+                "--output", path("index.jsonl"),
+            ] + DemoFixture.model)
         XCTAssertEqual(r.status, 0, r.stderr)
         let expected = try Data(contentsOf: URL(fileURLWithPath: path("reference.jsonl")))
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("index.jsonl"))), expected)
@@ -71,7 +80,9 @@ final class GalleryTests: XCTestCase {
         var r = try cnclip(["index", "build"] + DemoFixture.model + ["--image-data", f.testImages, "--output", out, "--img-batch-size", "16"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("24 images (24 added), 0 captions"), r.stdout)
-        r = try cnclip(["index", "add", "--index", out, "--image-data", f.validImages, "--text-data", f.validTexts, "--img-batch-size", "16"] + DemoFixture.model)
+        r = try cnclip(
+            ["index", "add", "--index", out, "--image-data", f.validImages, "--text-data", f.validTexts, "--img-batch-size", "16"] + DemoFixture.model
+        )
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("72 images (48 added), 48 captions (48 added)"), r.stdout)
         r = try cnclip(["index", "add", "--index", out, "--image-data", f.validImages, "--text-data", f.validTexts] + DemoFixture.model)
@@ -90,8 +101,11 @@ final class GalleryTests: XCTestCase {
     func testApproximateIndexProbingEveryListEqualsExactSearchAndGrows() throws {
         let f = try DemoFixture.get()
         let out = path("ivf")
-        var r = try cnclip(["index", "build"] + DemoFixture.model + ["--image-data", f.validImages, "--output", out,
-                                                                    "--approximate", "IVF4,Flat", "--nprobe", "4"])
+        var r = try cnclip(
+            ["index", "build"] + DemoFixture.model + [
+                "--image-data", f.validImages, "--output", out,
+                "--approximate", "IVF4,Flat", "--nprobe", "4",
+            ])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("FAISS IVF4,Flat"), r.stdout)
         let model = try loadModel()
@@ -144,8 +158,10 @@ final class GalleryTests: XCTestCase {
 
     func testAnotherModelIsRefused() throws {
         let f = try DemoFixture.get()
-        let other = ["--resume", DemoFixture.fixtures.appendingPathComponent("models/rn-tiny.pt").path,
-                     "--config", DemoFixture.fixtures.appendingPathComponent("models/rn-tiny.json").path]
+        let other = [
+            "--resume", DemoFixture.fixtures.appendingPathComponent("models/rn-tiny.pt").path,
+            "--config", DemoFixture.fixtures.appendingPathComponent("models/rn-tiny.json").path,
+        ]
         var r = try cnclip(["index", "search", "--index", f.index, "--text", "圆形"] + other)
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("built with another model"), r.stderr)
@@ -165,7 +181,9 @@ final class GalleryTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("already exists"), r.stderr)
         // A TSV whose third image is not an image: the error names it and no directory is left.
         let lines = try String(contentsOfFile: f.validTSV, encoding: .utf8).split(separator: "\n").prefix(5)
-        var tsv = lines.enumerated().map { i, l in i == 2 ? "\(l.split(separator: "\t")[0])\t\(Data("not an image".utf8).base64EncodedString())" : String(l) }
+        var tsv = lines.enumerated().map { i, l in
+            i == 2 ? "\(l.split(separator: "\t")[0])\t\(Data("not an image".utf8).base64EncodedString())" : String(l)
+        }
         try (tsv.joined(separator: "\n") + "\n").write(toFile: path("bad.tsv"), atomically: true, encoding: .utf8)
         let badID = lines[2].split(separator: "\t")[0]
         r = try cnclip(["index", "build"] + DemoFixture.model + ["--image-data", path("bad.tsv"), "--output", path("out")])
@@ -182,7 +200,8 @@ final class GalleryTests: XCTestCase {
         r = try cnclip(["index", "build"] + DemoFixture.model + ["--image-data", path("nowhere"), "--output", path("out")])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("no such file or directory"), r.stderr)
-        r = try cnclip(["index", "build"] + DemoFixture.model + ["--image-data", f.testImages, "--output", path("out"), "--approximate", "NoSuchIndex"])
+        r = try cnclip(
+            ["index", "build"] + DemoFixture.model + ["--image-data", f.testImages, "--output", path("out"), "--approximate", "NoSuchIndex"])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("cannot build a FAISS index"), r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("out")))
@@ -199,8 +218,11 @@ final class GalleryTests: XCTestCase {
         let big = Image(width: 300, height: 120, mode: .rgba, pixels: [UInt8](repeating: 200, count: 300 * 120 * 4))
         try big.pngData().write(to: folder.appendingPathComponent("big.PNG"))
         try Data("not an image".utf8).write(to: folder.appendingPathComponent("notes.txt"))
-        let r = try cnclip(["index", "build"] + DemoFixture.model + ["--image-data", tmp.appendingPathComponent("photos").path,
-                                                                    "--output", path("folder-index"), "--thumbnail-size", "64"])
+        let r = try cnclip(
+            ["index", "build"] + DemoFixture.model + [
+                "--image-data", tmp.appendingPathComponent("photos").path,
+                "--output", path("folder-index"), "--thumbnail-size", "64",
+            ])
         XCTAssertEqual(r.status, 0, r.stderr)
         let gallery = try GalleryIndex(directory: path("folder-index"))
         XCTAssertEqual(gallery.ids, ["\"img0.png\"", "\"sub/big.PNG\"", "\"sub/img1.png\"", "\"sub/img2.png\""])

@@ -29,7 +29,10 @@ final class AtomicOutputTests: XCTestCase {
         file.discard()
         XCTAssertEqual(read("out.txt"), "old\n")
         struct Stop: Error {}
-        XCTAssertThrowsError(try AtomicOutput.write(path: path("out.txt")) { try $0.write("half"); throw Stop() })
+        XCTAssertThrowsError(
+            try AtomicOutput.write(path: path("out.txt")) {
+                try $0.write("half"); throw Stop()
+            })
         XCTAssertEqual(read("out.txt"), "old\n", "a failing body keeps the old file")
         try AtomicOutput.write(path: path("out.txt")) { try $0.write("new\n") }
         XCTAssertEqual(read("out.txt"), "new\n")
@@ -47,9 +50,10 @@ final class AtomicOutputTests: XCTestCase {
         try AtomicOutput.writeNamed(path: path("index.bin")) { tmp in try Data("faiss".utf8).write(to: URL(fileURLWithPath: tmp)) }
         XCTAssertEqual(read("index.bin"), "faiss")
         struct Stop: Error {}
-        XCTAssertThrowsError(try AtomicOutput.writeNamed(path: path("index.bin")) { tmp in
-            try Data("partial".utf8).write(to: URL(fileURLWithPath: tmp)); throw Stop()
-        })
+        XCTAssertThrowsError(
+            try AtomicOutput.writeNamed(path: path("index.bin")) { tmp in
+                try Data("partial".utf8).write(to: URL(fileURLWithPath: tmp)); throw Stop()
+            })
         XCTAssertEqual(read("index.bin"), "faiss")
         let built = path("built")
         try FileManager.default.createDirectory(atPath: built, withIntermediateDirectories: false)
@@ -94,7 +98,8 @@ final class AtomicOutputTests: XCTestCase {
     static func wholeGeneration(_ data: Data) -> Int? {
         let bytes = [UInt8](data)
         guard let newline = bytes.firstIndex(of: 0x0A),
-              let generation = Int(String(decoding: bytes[..<newline], as: UTF8.self).dropFirst("generation ".count)) else { return nil }
+            let generation = Int(String(decoding: bytes[..<newline], as: UTF8.self).dropFirst("generation ".count))
+        else { return nil }
         return bytes == version(generation) ? generation : nil
     }
 

@@ -31,12 +31,18 @@ final class PythonJSONTests: XCTestCase {
 /// The parser gives what Python's `json.loads` gives: its types, its key order, its error messages.
 final class PyJSONParserTests: XCTestCase {
     func testParsesAsPythonJSONLoads() throws {
-        let v = try PyJSONParser.parse(#" {"a": [1, -2, 1.0, 2.5e3, true, false, null], "s": "x\"\\\/\n\u4e2d\ud83d\ude00", "e": {}, "l": [], "a": 7} "#)
+        let v = try PyJSONParser.parse(
+            #" {"a": [1, -2, 1.0, 2.5e3, true, false, null], "s": "x\"\\\/\n\u4e2d\ud83d\ude00", "e": {}, "l": [], "a": 7} "#)
         // A repeated key keeps its first position and its last value, as a Python dict does.
-        XCTAssertEqual(v, .object([(key: "a", value: .int(7)), (key: "s", value: .string("x\"\\/\n中😀")),
-                                   (key: "e", value: .object([])), (key: "l", value: .array([]))]))
-        XCTAssertEqual(try PyJSONParser.parse("[1, -2, 1.0, 2.5e3, true, null, 123456789012345678901234567890]"),
-                       .array([.int(1), .int(-2), .float(1), .float(2500), .bool(true), .null, .bigInt("123456789012345678901234567890")]))
+        XCTAssertEqual(
+            v,
+            .object([
+                (key: "a", value: .int(7)), (key: "s", value: .string("x\"\\/\n中😀")),
+                (key: "e", value: .object([])), (key: "l", value: .array([])),
+            ]))
+        XCTAssertEqual(
+            try PyJSONParser.parse("[1, -2, 1.0, 2.5e3, true, null, 123456789012345678901234567890]"),
+            .array([.int(1), .int(-2), .float(1), .float(2500), .bool(true), .null, .bigInt("123456789012345678901234567890")]))
         XCTAssertEqual(try PyJSONParser.parse("\"皮卡丘\""), .string("皮卡丘"))
         XCTAssertEqual(try PyJSONParser.parse("[NaN, -Infinity]"), .array([.float(.nan), .float(-.infinity)]))
     }

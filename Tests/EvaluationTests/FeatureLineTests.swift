@@ -1,7 +1,8 @@
-@testable import Evaluation
 import Essentials
 import Foundation
 import XCTest
+
+@testable import Evaluation
 
 /// Feature files are written with the numbers the reference's `json.dumps(tensor.tolist())` writes.
 final class FeatureLineTests: XCTestCase {

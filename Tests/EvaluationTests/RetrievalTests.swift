@@ -2,6 +2,7 @@ import Essentials
 import Foundation
 import Tensors
 import XCTest
+
 @testable import Evaluation
 
 /// Parity of the Retrieval library with the reference eval scripts (fixtures in Tests/Fixtures/eval and eval-errors).
@@ -24,8 +25,9 @@ final class RetrievalTests: XCTestCase {
     func testTopKBothDirectionsMatchReferenceFiles() throws {
         for (dir, expected) in [(RetrievalDirection.textToImage, "valid_predictions.jsonl"), (.imageToText, "valid_tr_predictions.jsonl")] {
             let out = path("p.jsonl")
-            try TopKPredictions.run(imageFeatures: eval("valid_imgs.img_feat.jsonl"), textFeatures: eval("valid_texts.txt_feat.jsonl"),
-                                    direction: dir, options: TopKOptions(k: 10, galleryBlockRows: 128), output: out)
+            try TopKPredictions.run(
+                imageFeatures: eval("valid_imgs.img_feat.jsonl"), textFeatures: eval("valid_texts.txt_feat.jsonl"),
+                direction: dir, options: TopKOptions(k: 10, galleryBlockRows: 128), output: out)
             XCTAssertEqual(try bytes(out), try bytes(eval(expected)), expected)
         }
     }
@@ -34,8 +36,9 @@ final class RetrievalTests: XCTestCase {
         let expected = try bytes(eval("valid_predictions.jsonl"))
         for (g, q) in [(1, nil), (7, 3), (16, 1), (33, 500), (299, nil), (300, 17), (100_000, nil)] as [(Int, Int?)] {
             let out = path("p.jsonl")
-            try TopKPredictions.run(imageFeatures: eval("valid_imgs.img_feat.jsonl"), textFeatures: eval("valid_texts.txt_feat.jsonl"),
-                                    direction: .textToImage, options: TopKOptions(k: 10, galleryBlockRows: g, queryBlockRows: q), output: out)
+            try TopKPredictions.run(
+                imageFeatures: eval("valid_imgs.img_feat.jsonl"), textFeatures: eval("valid_texts.txt_feat.jsonl"),
+                direction: .textToImage, options: TopKOptions(k: 10, galleryBlockRows: g, queryBlockRows: q), output: out)
             XCTAssertEqual(try bytes(out), expected, "gallery block \(g), query block \(String(describing: q))")
         }
     }
@@ -49,7 +52,11 @@ final class RetrievalTests: XCTestCase {
         var gallery = [Float]()
         var dupRows = [Int]()
         for r in 0..<n {
-            if r % 3 == 1 || r < 20 { gallery += dup; dupRows.append(r) } else { gallery += (0..<dim).map { _ in Float.random(in: -1...1, using: &rng) } }
+            if r % 3 == 1 || r < 20 {
+                gallery += dup; dupRows.append(r)
+            } else {
+                gallery += (0..<dim).map { _ in Float.random(in: -1...1, using: &rng) }
+            }
         }
         let queries = (0..<(dim * nq)).map { _ in Float.random(in: -1...1, using: &rng) }
         let saved = ComputeThreads.count
@@ -66,9 +73,10 @@ final class RetrievalTests: XCTestCase {
                             var g0 = 0
                             while g0 < n {
                                 let c = min(g, n - g0)
-                                TopKSearch.accumulate(queries: qp, queryCount: nq, dim: dim,
-                                                      gallery: UnsafeBufferPointer(rebasing: gp[(g0 * dim)..<((g0 + c) * dim)]),
-                                                      galleryCount: c, g0: g0, options: opts, into: &acc)
+                                TopKSearch.accumulate(
+                                    queries: qp, queryCount: nq, dim: dim,
+                                    gallery: UnsafeBufferPointer(rebasing: gp[(g0 * dim)..<((g0 + c) * dim)]),
+                                    galleryCount: c, g0: g0, options: opts, into: &acc)
                                 g0 += c
                             }
                         }
@@ -119,8 +127,9 @@ final class RetrievalTests: XCTestCase {
     func testNegativeAndZeroTopKBehaveAsPythonSlices() throws {
         for (k, count) in [(0, 0), (-1, 299), (-300, 0), (400, 300)] {
             let out = path("p.jsonl")
-            try TopKPredictions.run(imageFeatures: eval("valid_imgs.img_feat.jsonl"), textFeatures: eval("valid_texts.txt_feat.jsonl"),
-                                    direction: .textToImage, options: TopKOptions(k: k, galleryBlockRows: 64), output: out)
+            try TopKPredictions.run(
+                imageFeatures: eval("valid_imgs.img_feat.jsonl"), textFeatures: eval("valid_texts.txt_feat.jsonl"),
+                direction: .textToImage, options: TopKOptions(k: k, galleryBlockRows: 64), output: out)
             let first = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")[0]
             let obj = try JSONSerialization.jsonObject(with: Data(first.utf8)) as! [String: Any]
             XCTAssertEqual((obj["image_ids"] as! [Int]).count, count, "k \(k)")
@@ -131,9 +140,11 @@ final class RetrievalTests: XCTestCase {
 
     func testFloatParserGivesFloatOfCorrectlyRoundedDouble() {
         var rng = SystemRandomNumberGenerator()
-        var texts: [String] = ["0", "-0.0", "1", "1e5", "1E-5", "123456789012345678901234567890", "0.000001234", "3.4028235e38", "3.5e38",
-                               "1e-46", "1.4e-45", "7e-46", "2.5e-45", "-1.17549435e-38", "0.1", "0.30000000000000004", "9007199254740993",
-                               "1.00000005960464477539062", "1.000000059604644775390625", "1.0000000596046447753906251", "NaN", "Infinity", "-Infinity"]
+        var texts: [String] = [
+            "0", "-0.0", "1", "1e5", "1E-5", "123456789012345678901234567890", "0.000001234", "3.4028235e38", "3.5e38",
+            "1e-46", "1.4e-45", "7e-46", "2.5e-45", "-1.17549435e-38", "0.1", "0.30000000000000004", "9007199254740993",
+            "1.00000005960464477539062", "1.000000059604644775390625", "1.0000000596046447753906251", "NaN", "Infinity", "-Infinity",
+        ]
         for _ in 0..<20000 {
             let f = Float(bitPattern: UInt32.random(in: 0...0x7F7F_FFFF, using: &rng))
             texts.append(PythonJSON.repr(Double(f)))
@@ -156,13 +167,16 @@ final class RetrievalTests: XCTestCase {
     }
 
     func testPythonFloatRepr() {
-        let cases: [(Double, String)] = [(1e16, "1e+16"), (1234567890123456.0, "1234567890123456.0"), (0.0001, "0.0001"), (0.00001, "1e-05"),
-                                         (41.266666666666666, "41.266666666666666"), (5e-324, "5e-324"), (1.7976931348623157e308, "1.7976931348623157e+308"),
-                                         (100, "100.0"), (0, "0.0"), (-0.0, "-0.0"), (1.5e-7, "1.5e-07"), (-0.12426838278770447, "-0.12426838278770447"),
-                                         (39.800000000000004, "39.800000000000004"), (123456789.0, "123456789.0"), (1e22, "1e+22"), (2.5e15, "2500000000000000.0")]
+        let cases: [(Double, String)] = [
+            (1e16, "1e+16"), (1234567890123456.0, "1234567890123456.0"), (0.0001, "0.0001"), (0.00001, "1e-05"),
+            (41.266666666666666, "41.266666666666666"), (5e-324, "5e-324"), (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (100, "100.0"), (0, "0.0"), (-0.0, "-0.0"), (1.5e-7, "1.5e-07"), (-0.12426838278770447, "-0.12426838278770447"),
+            (39.800000000000004, "39.800000000000004"), (123456789.0, "123456789.0"), (1e22, "1e+22"), (2.5e15, "2500000000000000.0"),
+        ]
         for (d, s) in cases { XCTAssertEqual(PythonJSON.repr(d), s) }
-        XCTAssertEqual(pythonDumps(.array([.float(.nan), .float(.infinity), .float(-.infinity), .string("查\"\n\u{7f}😀"), .bool(true), .null])),
-                       "[NaN, Infinity, -Infinity, \"\\u67e5\\\"\\n\\u007f\\ud83d\\ude00\", true, null]")
+        XCTAssertEqual(
+            pythonDumps(.array([.float(.nan), .float(.infinity), .float(-.infinity), .string("查\"\n\u{7f}😀"), .bool(true), .null])),
+            "[NaN, Infinity, -Infinity, \"\\u67e5\\\"\\n\\u007f\\ud83d\\ude00\", true, null]")
     }
 
     /// Reading the reference's feature file and writing it back gives the same bytes (Python's float repr and layout).
@@ -186,11 +200,14 @@ final class RetrievalTests: XCTestCase {
         }
         let ok = "{\"image_id\": 1, \"feature\": [0.5, 1]}\n"
         try check(ok + "{\"image_id\": 2, \"feature\": [0.5, 1, 2]}\n", .dimensionMismatch(path: p, line: 2, id: "2", expected: 2, found: 3))
-        try check(ok + ok + "{\"image_id\": 3, \"feature\": [0.5, 1}\n", .malformedLine(path: p, line: 3, reason: "invalid JSON: Expecting ',' delimiter at column 35"))
+        try check(
+            ok + ok + "{\"image_id\": 3, \"feature\": [0.5, 1}\n",
+            .malformedLine(path: p, line: 3, reason: "invalid JSON: Expecting ',' delimiter at column 35"))
         try check(ok + "\n", .malformedLine(path: p, line: 2, reason: "not a JSON object"))
         try check(ok + "{\"feature\": [1, 2]}\n", .malformedLine(path: p, line: 2, reason: "no \"image_id\" key"))
         try check("{\"image_id\": \"x\"}\n", .malformedLine(path: p, line: 1, reason: "no \"feature\" key (id x)"))
-        try check("{\"image_id\": 1, \"feature\": [1, \"2\"]}\n", .malformedLine(path: p, line: 1, reason: "\"feature\" holds a non-number at column 32"))
+        try check(
+            "{\"image_id\": 1, \"feature\": [1, \"2\"]}\n", .malformedLine(path: p, line: 1, reason: "\"feature\" holds a non-number at column 32"))
         XCTAssertThrowsError(try FeatureFileReader(path: path("missing.jsonl"), idKey: "image_id")) {
             XCTAssertEqual($0 as? FileError, FileError(path: self.path("missing.jsonl"), reason: "no such file"))
         }
@@ -199,17 +216,22 @@ final class RetrievalTests: XCTestCase {
     func testFailedRunLeavesNoOutput() throws {
         let bad = path("bad.jsonl")
         try "{\"text_id\": 1, \"feature\": [1, 2]}\n{oops\n".write(toFile: bad, atomically: true, encoding: .utf8)
-        XCTAssertThrowsError(try TopKPredictions.run(imageFeatures: eval("valid_imgs.img_feat.jsonl"), textFeatures: bad, direction: .textToImage,
-                                                     options: TopKOptions(), output: path("out.jsonl")))
+        XCTAssertThrowsError(
+            try TopKPredictions.run(
+                imageFeatures: eval("valid_imgs.img_feat.jsonl"), textFeatures: bad, direction: .textToImage,
+                options: TopKOptions(), output: path("out.jsonl")))
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp.path), ["bad.jsonl"])
     }
 
     // MARK: evaluation
 
     func testEvaluationOutputsMatchReferenceFiles() throws {
-        try RecallEvaluation.run(groundTruth: eval("valid_texts.jsonl"), predictions: eval("valid_predictions.jsonl"), output: path("o.json"), direction: .textToImage)
+        try RecallEvaluation.run(
+            groundTruth: eval("valid_texts.jsonl"), predictions: eval("valid_predictions.jsonl"), output: path("o.json"), direction: .textToImage)
         XCTAssertEqual(try bytes(path("o.json")), try bytes(eval("output.json")))
-        try RecallEvaluation.run(groundTruth: eval("valid_texts.tr.jsonl"), predictions: eval("valid_tr_predictions.jsonl"), output: path("o.json"), direction: .imageToText)
+        try RecallEvaluation.run(
+            groundTruth: eval("valid_texts.tr.jsonl"), predictions: eval("valid_tr_predictions.jsonl"), output: path("o.json"),
+            direction: .imageToText)
         XCTAssertEqual(try bytes(path("o.json")), try bytes(eval("output_tr.json")))
     }
 

@@ -1,8 +1,9 @@
 import ChineseCLIP
 import Foundation
-@testable import Evaluation
 import Tensors
 import XCTest
+
+@testable import Evaluation
 
 /// Zero-shot classification against `Fixtures/zeroshot` (made by running the reference's zeroshot_evaluation.py
 /// with vit-tiny lent the names ViT-B-32 / RBT3-chinese).
@@ -65,9 +66,13 @@ final class ZeroShotTests: XCTestCase {
         let ds = try ZeroShotDataset(imageFolder: zeroshot.appendingPathComponent("test").path)
         XCTAssertEqual(ds.classFolders, ["000", "001", "002"])
         let names = ds.samples.map { "\($0.classIndex) " + ($0.path as NSString).lastPathComponent }
-        XCTAssertEqual(names, ["0 big.jpg", "0 cmyk.jpg", "0 palette.png", "0 rgb.jpg", "0 wide.png",
-                               "1 gray.png", "1 lossy.webp", "1 progressive.jpg", "1 rgb.png",
-                               "2 gray.jpg", "2 lossless.webp", "2 rgba.png", "2 tiny.png"])
+        XCTAssertEqual(
+            names,
+            [
+                "0 big.jpg", "0 cmyk.jpg", "0 palette.png", "0 rgb.jpg", "0 wide.png",
+                "1 gray.png", "1 lossy.webp", "1 progressive.jpg", "1 rgb.png",
+                "2 gray.jpg", "2 lossless.webp", "2 rgba.png", "2 tiny.png",
+            ])
     }
 
     func testImageFolderOrderingRules() throws {
@@ -75,15 +80,21 @@ final class ZeroShotTests: XCTestCase {
         // Code-point order ("B" < "a" < "b"), sub-folders walked after their parent's files, sorted by path,
         // extensions matched case-insensitively, other files skipped, hidden folders are classes too.
         // (Expected order checked against torchvision 0.29's ImageFolder on the same tree.)
-        for f in ["b/z.JPG", "b/a.txt", "b/sub/a.png", "b/sub-x/c.webp", "b/sub/deep/d.png", "b/a.jpeg", "B/x.png",
-                  "a/1.tiff", ".h/k.bmp"] {
+        for f in [
+            "b/z.JPG", "b/a.txt", "b/sub/a.png", "b/sub-x/c.webp", "b/sub/deep/d.png", "b/a.jpeg", "B/x.png",
+            "a/1.tiff", ".h/k.bmp",
+        ] {
             try touch(dir, f)
         }
         let ds = try ZeroShotDataset(imageFolder: dir.path)
         XCTAssertEqual(ds.classFolders, [".h", "B", "a", "b"])
         let rel = ds.samples.map { String($0.path.dropFirst(dir.path.count + 1)) }
-        XCTAssertEqual(rel, [".h/k.bmp", "B/x.png", "a/1.tiff", "b/a.jpeg", "b/z.JPG", "b/sub/a.png", "b/sub-x/c.webp",
-                             "b/sub/deep/d.png"])
+        XCTAssertEqual(
+            rel,
+            [
+                ".h/k.bmp", "B/x.png", "a/1.tiff", "b/a.jpeg", "b/z.JPG", "b/sub/a.png", "b/sub-x/c.webp",
+                "b/sub/deep/d.png",
+            ])
         XCTAssertEqual(ds.samples.map(\.classIndex), [0, 1, 2, 3, 3, 3, 3, 3])
     }
 
@@ -92,8 +103,9 @@ final class ZeroShotTests: XCTestCase {
         let url = dir.appendingPathComponent("labels.txt")
         try Data(" 猫 \r\n汽车\t\n\n红色的花\r".utf8).write(to: url)
         XCTAssertEqual(try ZeroShotDataset.readLabels(contentsOfFile: url.path), ["猫", "汽车", "", "红色的花"])
-        XCTAssertEqual(try ZeroShotDataset.readLabels(contentsOfFile: zeroshot.appendingPathComponent("label_cn.txt").path),
-                       ["猫", "汽车", "红色的花"])
+        XCTAssertEqual(
+            try ZeroShotDataset.readLabels(contentsOfFile: zeroshot.appendingPathComponent("label_cn.txt").path),
+            ["猫", "汽车", "红色的花"])
     }
 
     // MARK: Errors
@@ -111,8 +123,11 @@ final class ZeroShotTests: XCTestCase {
         XCTAssertNoThrow(try ds.checkLabels(["a", "b", "c"], labelFile: "l.txt"))
         for labels in [["a", "b"], ["a", "b", "c", "d"]] {
             XCTAssertThrowsError(try ds.checkLabels(labels, labelFile: "l.txt")) { e in
-                XCTAssertEqual(e as? ZeroShotError, .classCountMismatch(labelFile: "l.txt", labels: labels.count,
-                                                                        datapath: ds.root, folders: 3))
+                XCTAssertEqual(
+                    e as? ZeroShotError,
+                    .classCountMismatch(
+                        labelFile: "l.txt", labels: labels.count,
+                        datapath: ds.root, folders: 3))
                 XCTAssertTrue("\(e)".contains("l.txt"))
             }
         }
@@ -151,8 +166,9 @@ final class ZeroShotTests: XCTestCase {
         try Data("[1.5]".utf8).write(to: bad)
         XCTAssertEqual(try ZeroShotEvaluation.readIndex(contentsOfFile: good.path), [2, -1, 0])
         XCTAssertThrowsError(try ZeroShotEvaluation.readIndex(contentsOfFile: bad.path))
-        let r = ZeroShotResult(probabilities: Tensor(shape: [3, 2], scalars: [1, 0, 0, 1, 0.5, 0.5]), targets: [0, 1, 1],
-                               correct: 2, total: 3)
+        let r = ZeroShotResult(
+            probabilities: Tensor(shape: [3, 2], scalars: [1, 0, 0, 1, 0.5, 0.5]), targets: [0, 1, 1],
+            correct: 2, total: 3)
         let o = try r.reordered(by: [2, -1, 0], indexFile: "i.json")
         XCTAssertEqual(o.probabilities.scalars, [0.5, 0.5, 0.5, 0.5, 1, 0])
         XCTAssertEqual(o.targets, [1, 1, 0])
@@ -175,11 +191,14 @@ final class ZeroShotTests: XCTestCase {
     }
 
     func testPythonRoundAndJSONString() {
-        let cases: [(Double, Double)] = [(0.1234565, 0.123456), (0.3179825, 0.317983), (2.5e-07, 0), (0.9999996, 1),
-                                         (5e-07, 0), (1.5e-06, 2e-06)]
+        let cases: [(Double, Double)] = [
+            (0.1234565, 0.123456), (0.3179825, 0.317983), (2.5e-07, 0), (0.9999996, 1),
+            (5e-07, 0), (1.5e-06, 2e-06),
+        ]
         for (x, r) in cases { XCTAssertEqual(PythonFormat.round(x, digits: 6), r, "\(x)") }
-        XCTAssertEqual(PythonFormat.jsonString("a\"b\\c\n\t\u{01}\u{7f}猫😀/"),
-                       #""a\"b\\c\n\t\u0001\u007f\u732b\ud83d\ude00/""#)
+        XCTAssertEqual(
+            PythonFormat.jsonString("a\"b\\c\n\t\u{01}\u{7f}猫😀/"),
+            #""a\"b\\c\n\t\u0001\u007f\u732b\ud83d\ude00/""#)
     }
 
     // MARK: End to end with vit-tiny
@@ -219,13 +238,15 @@ final class ZeroShotTests: XCTestCase {
         let labels = try ZeroShotDataset.readLabels(contentsOfFile: zeroshot.appendingPathComponent("label_cn.txt").path)
         try data.checkLabels(labels, labelFile: "label_cn.txt")
         for (dataset, batch) in [("fixture-objects", 4), ("food-101", 4)] {  // the fixture's --img-batch-size
-            let classifier = ZeroShotClassifier(model: clip, classNames: labels,
-                                                templates: try ZeroShotTemplates.templates(forDataset: dataset))
+            let classifier = ZeroShotClassifier(
+                model: clip, classNames: labels,
+                templates: try ZeroShotTemplates.templates(forDataset: dataset))
             let result = try ZeroShotEvaluation.run(model: clip, dataset: data, classifier: classifier, batchSize: batch)
             let printed = try String(contentsOf: zeroshot.appendingPathComponent("\(dataset).stdout.txt"), encoding: .utf8)
             XCTAssertEqual(zeroShotResultLine(top1: result.top1) + "\nFinished.\n", printed, dataset)
-            let submission = ElevaterSubmission(model: clip, visionModelName: "ViT-B-32", datasetName: dataset,
-                                                predictions: result.probabilities)
+            let submission = ElevaterSubmission(
+                model: clip, visionModelName: "ViT-B-32", datasetName: dataset,
+                predictions: result.probabilities)
             XCTAssertEqual(submission.numParams, 863297)
             XCTAssertEqual(submission.numVisualParams, 152576)
             let expected = try String(contentsOf: zeroshot.appendingPathComponent("\(dataset).json"), encoding: .utf8)
@@ -236,8 +257,9 @@ final class ZeroShotTests: XCTestCase {
             try submission.write(to: path)
             try submission.write(to: path)  // replacing an existing file
             XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), submission.jsonString())
-            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("new").path),
-                           ["\(dataset).json"], "no temporary file left")
+            XCTAssertEqual(
+                try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("new").path),
+                ["\(dataset).json"], "no temporary file left")
         }
     }
 

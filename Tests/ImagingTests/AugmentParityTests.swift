@@ -6,8 +6,8 @@
 // frequencies from timm's table).
 import Essentials
 import Foundation
-import XCTest
 import Imaging
+import XCTest
 
 final class AugmentParityTests: XCTestCase {
     struct Source: Decodable { var mode: String; var size: [Int] }
@@ -154,8 +154,9 @@ final class AugmentParityTests: XCTestCase {
                 let op = try XCTUnwrap(AutoAugmentOp(rawValue: o.op), "unknown op \(o.op)")
                 ops.append(op.operation(magnitude: o.magnitude, negated: o.negated))
             }
-            let draw = AugmentationDraw(top: c.box[0], left: c.box[1], height: c.box[2], width: c.box[3],
-                                        flip: c.flip, subPolicy: 0, operations: ops)
+            let draw = AugmentationDraw(
+                top: c.box[0], left: c.box[1], height: c.box[2], width: c.box[3],
+                flip: c.flip, subPolicy: 0, operations: ops)
             let out = augmentation.apply(image, draw)
             XCTAssertEqual(out.mode, .rgb, c.name)
             XCTAssertEqual(out.width, c.resolution, c.name)
@@ -222,8 +223,9 @@ final class AugmentParityTests: XCTestCase {
             var fallbacks = 0
             for _ in 0..<n {
                 let b = TrainingAugmentation.cropBox(width: s.width, height: s.height, using: &rng)
-                XCTAssertTrue(b.top >= 0 && b.left >= 0 && b.top + b.height <= s.height && b.left + b.width <= s.width,
-                              "\(s.width)x\(s.height): box \(b) outside the image")
+                XCTAssertTrue(
+                    b.top >= 0 && b.left >= 0 && b.top + b.height <= s.height && b.left + b.width <= s.width,
+                    "\(s.width)x\(s.height): box \(b) outside the image")
                 boxes.append([Double(b.top), Double(b.left), Double(b.height), Double(b.width)])
                 if [b.top, b.left, b.height, b.width] == s.fallback_box { fallbacks += 1 }
             }

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import Imaging
+import XCTest
 
 final class DecodeErrorTests: XCTestCase {
     private var tempDir: URL!
@@ -20,8 +20,10 @@ final class DecodeErrorTests: XCTestCase {
         return url.path
     }
 
-    private func expectError(_ path: String, file: StaticString = #filePath, line: UInt = #line,
-                             _ check: (ImageError.Reason) -> Bool, mentions words: [String]) {
+    private func expectError(
+        _ path: String, file: StaticString = #filePath, line: UInt = #line,
+        _ check: (ImageError.Reason) -> Bool, mentions words: [String]
+    ) {
         do {
             let image = try Image(contentsOfFile: path)
             XCTFail("decoded \(path) as \(image.mode.rawValue) \(image.width)x\(image.height); expected an error", file: file, line: line)
@@ -42,25 +44,39 @@ final class DecodeErrorTests: XCTestCase {
         for name in ["rgb.jpg", "progressive.jpg", "gray.jpg"] {
             let bytes = [UInt8](try Data(contentsOf: fixturesURL.appendingPathComponent("images/\(name)")))
             let path = try write(Array(bytes.prefix(bytes.count * 2 / 3)), "cut-\(name)")
-            expectError(path, { if case .truncated = $0 { return true }; return false }, mentions: ["truncated"])
+            expectError(
+                path,
+                {
+                    if case .truncated = $0 { return true }; return false
+                }, mentions: ["truncated"])
         }
     }
 
     func testJPEGCutInsideItsHeadersIsAnError() throws {
         let bytes = [UInt8](try Data(contentsOf: fixturesURL.appendingPathComponent("images/rgb.jpg")))
         let path = try write(Array(bytes.prefix(100)), "header-only.jpg")
-        expectError(path, { reason in
-            switch reason { case .truncated, .corrupt: return true; default: return false }
-        }, mentions: [])
+        expectError(
+            path,
+            { reason in
+                switch reason {
+                case .truncated, .corrupt: return true;
+                default: return false
+                }
+            }, mentions: [])
     }
 
     func testTruncatedPNGAndWebPAreErrors() throws {
         for name in ["rgb.png", "palette.png", "lossy.webp", "lossless.webp"] {
             let bytes = [UInt8](try Data(contentsOf: fixturesURL.appendingPathComponent("images/\(name)")))
             let path = try write(Array(bytes.prefix(bytes.count / 2)), "cut-\(name)")
-            expectError(path, { reason in
-                switch reason { case .truncated, .corrupt: return true; default: return false }
-            }, mentions: [])
+            expectError(
+                path,
+                { reason in
+                    switch reason {
+                    case .truncated, .corrupt: return true;
+                    default: return false
+                    }
+                }, mentions: [])
         }
     }
 

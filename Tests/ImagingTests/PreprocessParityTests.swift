@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import Imaging
+import XCTest
 
 /// `Tests/Fixtures`, found from this file's path.
 let fixturesURL: URL = {
@@ -72,7 +72,9 @@ final class PreprocessParityTests: XCTestCase {
             if let first {
                 let p = first / 3, y = p / resolution, x = p % resolution
                 let w = Array(want[(p * 3)..<(p * 3 + 3)]), g = Array(got[(p * 3)..<(p * 3 + 3)])
-                failures.append("\(key): \(mismatches) of \(want.count) samples differ (max |diff| \(maxDiff)); first at (x \(x), y \(y)) channel \(first % 3): expected RGB \(w), got \(g)")
+                failures.append(
+                    "\(key): \(mismatches) of \(want.count) samples differ (max |diff| \(maxDiff)); first at (x \(x), y \(y)) channel \(first % 3): expected RGB \(w), got \(g)"
+                )
             }
         }
         if !failures.isEmpty {
@@ -101,7 +103,8 @@ final class PreprocessParityTests: XCTestCase {
             }
             if over > 0 {
                 let c = worstAt / 4096, y = (worstAt % 4096) / 64, x = worstAt % 64
-                failures.append("\(key): \(over) values off by more than 1e-6; worst at [c \(c), y \(y), x \(x)]: expected \(want[worstAt]), got \(got[worstAt])")
+                failures.append(
+                    "\(key): \(over) values off by more than 1e-6; worst at [c \(c), y \(y), x \(x)]: expected \(want[worstAt]), got \(got[worstAt])")
             }
         }
         if !failures.isEmpty { XCTFail(failures.joined(separator: "\n")) }
@@ -139,7 +142,9 @@ final class PreprocessParityTests: XCTestCase {
             sink &+= Int(out.pixels[0])
         }
         times.sort()
-        print("resize 1024x768 RGB -> 224x224 bicubic: median \(String(format: "%.2f", times[times.count / 2])) ms, best \(String(format: "%.2f", times[0])) ms (sink \(sink))")
+        print(
+            "resize 1024x768 RGB -> 224x224 bicubic: median \(String(format: "%.2f", times[times.count / 2])) ms, best \(String(format: "%.2f", times[0])) ms (sink \(sink))"
+        )
         let pre = DispatchTime.now().uptimeNanoseconds
         _ = image.preprocess(resolution: 224)
         print("preprocess(resolution: 224) on 1024x768: \(String(format: "%.2f", Double(DispatchTime.now().uptimeNanoseconds - pre) / 1e6)) ms")

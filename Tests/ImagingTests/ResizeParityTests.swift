@@ -3,8 +3,8 @@
 // or NEAREST for P), converted to RGB, and must equal Pillow's bytes exactly. The cases include both
 // sides of Pillow 13's vertical-first boundary (see `verticalFirst` in Sources/Imaging/Resample.swift).
 import Foundation
-import XCTest
 import Imaging
+import XCTest
 
 final class ResizeParityTests: XCTestCase {
     struct Case: Decodable {
@@ -62,7 +62,9 @@ final class ResizeParityTests: XCTestCase {
             }
             if let first {
                 let p = first / 3
-                failures.append("\(label): \(mismatches) of \(want.count) samples differ; first at (x \(p % W), y \(p / W)) channel \(first % 3): expected \(want[first]), got \(got[first])")
+                failures.append(
+                    "\(label): \(mismatches) of \(want.count) samples differ; first at (x \(p % W), y \(p / W)) channel \(first % 3): expected \(want[first]), got \(got[first])"
+                )
             }
         }
         if !failures.isEmpty {

@@ -17,8 +17,9 @@ func readSafetensors(_ url: URL) throws -> [String: TestTensor] {
         let entry = value as! [String: Any]
         let offsets = entry["data_offsets"] as! [Int]
         let start = 8 + headerLength + offsets[0], end = 8 + headerLength + offsets[1]
-        out[key] = TestTensor(dtype: entry["dtype"] as! String, shape: entry["shape"] as! [Int],
-                              bytes: data.subdata(in: start..<end))
+        out[key] = TestTensor(
+            dtype: entry["dtype"] as! String, shape: entry["shape"] as! [Int],
+            bytes: data.subdata(in: start..<end))
     }
     return out
 }

@@ -51,7 +51,6 @@ final class ModuleTests: XCTestCase {
     private func input(_ c: String, _ name: String) throws -> Tensor { try Self.golden.tensor("\(c).in.\(name)") }
     private func output(_ c: String) throws -> Tensor { try Self.golden.tensor("\(c).out") }
 
-
     // MARK: - The parameter tree
 
     /// The order `state_dict()` gives for the same tree in PyTorch 2 (less BatchNorm's `num_batches_tracked`, which loading drops).
@@ -168,8 +167,10 @@ final class ModuleTests: XCTestCase {
     }
 
     func testConv2dLayer() throws {
-        for (c, oc, k, stride, padding) in [("conv3x3_s2_p1", 5, 3, 2, 1), ("conv3x3_s1_p1", 5, 3, 1, 1), ("conv1x1", 4, 1, 1, 0),
-                                            ("conv_patch4", 6, 4, 4, 0)] {
+        for (c, oc, k, stride, padding) in [
+            ("conv3x3_s2_p1", 5, 3, 2, 1), ("conv3x3_s1_p1", 5, 3, 1, 1), ("conv1x1", 4, 1, 1, 0),
+            ("conv_patch4", 6, 4, 4, 0),
+        ] {
             let layer = Conv2d(3, oc, kernel: k, stride: stride, padding: padding)
             try layer.load(stateDict: ["weight": input(c, "weight")])
             assertClose(layer(try input(c, "x")), try output(c), "Conv2d \(c)")
@@ -179,8 +180,10 @@ final class ModuleTests: XCTestCase {
     func testBatchNorm2dLayer() throws {
         let c = "batch_norm"
         let layer = BatchNorm2d(3)
-        try layer.load(stateDict: ["weight": input(c, "weight"), "bias": input(c, "bias"),
-                                   "running_mean": input(c, "running_mean"), "running_var": input(c, "running_var")])
+        try layer.load(stateDict: [
+            "weight": input(c, "weight"), "bias": input(c, "bias"),
+            "running_mean": input(c, "running_mean"), "running_var": input(c, "running_var"),
+        ])
         let expected = try output(c)
         assertClose(layer(try input(c, "x")), expected, "BatchNorm2d")
         assertClose(layer(try input(c, "x"), relu: true), relu(expected), "BatchNorm2d + ReLU")

@@ -19,7 +19,8 @@ private final class Tiny: Module {
         register("fc", fc)
         // Deterministic, non-trivial starting values.
         for (i, (_, p)) in namedParameters().enumerated() {
-            p.value = Tensor(shape: p.value.shape, scalars: (0..<p.value.count).map { Float(sin(Double($0 * 7 + i * 3 + 1))) * 0.5 + (i == 0 ? 1 : 0) })
+            p.value = Tensor(
+                shape: p.value.shape, scalars: (0..<p.value.count).map { Float(sin(Double($0 * 7 + i * 3 + 1))) * 0.5 + (i == 0 ? 1 : 0) })
         }
     }
     func loss(_ x: Tensor, _ targets: [Int]) -> Variable {
@@ -38,7 +39,7 @@ final class OptimizerStateTests: XCTestCase {
     private func train(_ m: Tiny, _ opt: AdamW, steps: Range<Int>) {
         m.requireGradients()
         for s in steps {
-            opt.setLearningRate(0.05 / Double(s + 1)) // a changing learning rate, as the cosine schedule gives
+            opt.setLearningRate(0.05 / Double(s + 1))  // a changing learning rate, as the cosine schedule gives
             m.zeroGrad()
             m.loss(x, targets).backward()
             opt.step()
@@ -56,13 +57,15 @@ final class OptimizerStateTests: XCTestCase {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("epoch_latest.pt")
-        try TrainingCheckpoint(epoch: 1, step: 3, name: "tiny", stateDict: first.namedParameters().map { ($0.0, $0.1.value) },
-                               optimizer: opt1.stateDict().pickleValue).write(to: url)
+        try TrainingCheckpoint(
+            epoch: 1, step: 3, name: "tiny", stateDict: first.namedParameters().map { ($0.0, $0.1.value) },
+            optimizer: opt1.stateDict().pickleValue
+        ).write(to: url)
 
         let loaded = try TrainingCheckpoint(contentsOf: url)
         XCTAssertEqual(loaded.step, 3)
         let resumed = Tiny()
-        for (_, p) in resumed.namedParameters() { p.value = Tensor(shape: p.value.shape) } // forget the init
+        for (_, p) in resumed.namedParameters() { p.value = Tensor(shape: p.value.shape) }  // forget the init
         try resumed.load(stateDict: Dictionary(uniqueKeysWithValues: loaded.stateDict))
         let opt2 = makeOptimizer(resumed)
         try opt2.load(AdamW.StateDict(loaded.optimizer, source: url.path))
@@ -101,8 +104,11 @@ final class OptimizerStateTests: XCTestCase {
         let misshapen = AdamW.StateDict.ParameterState(step: 7, expAvg: Tensor(shape: [3]), expAvgSq: Tensor(shape: [4]))
         assertRefused({ $0.groups.removeLast() }, .groupCount(saved: 1, optimizer: 2))
         assertRefused({ $0.groups[1].parameterIndices.append(9) }, .groupSize(group: 1, saved: 2, optimizer: 1))
-        assertRefused({ $0.groups[0].learningRate = 1; $0.state[0] = misshapen },
-                      .shapeMismatch(index: 0, name: "ln_1.weight", field: "exp_avg", expected: [4], found: [3]))
+        assertRefused(
+            {
+                $0.groups[0].learningRate = 1; $0.state[0] = misshapen
+            },
+            .shapeMismatch(index: 0, name: "ln_1.weight", field: "exp_avg", expected: [4], found: [3]))
         assertRefused({ $0.groups[1].eps = 1e-8 }, .differentBetasOrEps)
     }
 }

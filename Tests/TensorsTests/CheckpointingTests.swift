@@ -39,7 +39,8 @@ extension GradientParityTests {
             let (xv, p1, p2) = (Variable.leaf(x), Variable.leaf(w1), Variable.leaf(w2))
             let h = scaled(xv, by: 1.5)
             var saved: LCG?
-            let y = checkpointing
+            let y =
+                checkpointing
                 ? checkpointed(h, prepare: { if let s = saved { generator = s } else { saved = generator } }) { body($0, p1, p2) }
                 : body(h, p1, p2)
             let loss = crossEntropy(y, targets: [0, 2, 1, 1])

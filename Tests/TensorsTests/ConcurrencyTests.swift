@@ -15,8 +15,9 @@ final class ConcurrencyTests: XCTestCase {
         let q = try Golden.input(ac, "q"), kv = try Golden.input(ac, "kv"), bias = try Golden.input(ac, "key_bias")
         let runLinear: @Sendable () -> Tensor = { linear(x, weight: w, bias: b) }
         let runAttention: @Sendable () -> Tensor = {
-            multiHeadAttention(q: q, qOffset: 5, k: kv, kOffset: 0, v: kv, vOffset: 64,
-                               batch: 2, lq: 12, lk: 20, heads: 4, headDim: 16, keyBias: bias)
+            multiHeadAttention(
+                q: q, qOffset: 5, k: kv, kOffset: 0, v: kv, vOffset: 64,
+                batch: 2, lq: 12, lk: 20, heads: 4, headDim: 16, keyBias: bias)
         }
         for inner in [1, 2] {
             try withComputeThreads(inner) {
@@ -31,7 +32,12 @@ final class ConcurrencyTests: XCTestCase {
                         start.wait()
                         for r in 0..<rounds {
                             // Alternate the order so linear and attention overlap on different threads.
-                            let (l, a) = (t + r) % 2 == 0 ? (runLinear(), runAttention()) : { let a = runAttention(); return (runLinear(), a) }()
+                            let (l, a) =
+                                (t + r) % 2 == 0
+                                ? (runLinear(), runAttention())
+                                : {
+                                    let a = runAttention(); return (runLinear(), a)
+                                }()
                             if l.scalars != serialLinear { mismatches.withLock { $0.append("linear, thread \(t), round \(r)") } }
                             if a.scalars != serialAttention { mismatches.withLock { $0.append("attention, thread \(t), round \(r)") } }
                         }

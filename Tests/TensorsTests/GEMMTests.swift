@@ -1,6 +1,7 @@
+import CKernels
 import Foundation
 import XCTest
-import CKernels
+
 @testable import Tensors
 
 /// `BLAS.gemm` (our `cnclip_sgemm`): correct against a float64 product, and every element's bits independent of
@@ -25,17 +26,24 @@ final class GEMMTests: XCTestCase {
         return s
     }
 
-    private func product(_ a: [Float], _ b: [Float], transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
-                         alpha: Float = 1, beta: Float = 0, c: [Float]? = nil, bias: [Float]? = nil) -> [Float] {
+    private func product(
+        _ a: [Float], _ b: [Float], transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+        alpha: Float = 1, beta: Float = 0, c: [Float]? = nil, bias: [Float]? = nil
+    ) -> [Float] {
         var out = c ?? [Float](repeating: 0, count: m * n)
         let biasCopy = bias ?? []
-        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in out.withUnsafeMutableBufferPointer { cp in
-            biasCopy.withUnsafeBufferPointer { biasp in
-                BLAS.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ap.baseAddress!,
-                          lda: transA ? m : k, b: bp.baseAddress!, ldb: transB ? k : n, beta: beta,
-                          bias: bias == nil ? nil : biasp.baseAddress, c: cp.baseAddress!, ldc: n)
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                out.withUnsafeMutableBufferPointer { cp in
+                    biasCopy.withUnsafeBufferPointer { biasp in
+                        BLAS.gemm(
+                            transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ap.baseAddress!,
+                            lda: transA ? m : k, b: bp.baseAddress!, ldb: transB ? k : n, beta: beta,
+                            bias: bias == nil ? nil : biasp.baseAddress, c: cp.baseAddress!, ldc: n)
+                    }
+                }
             }
-        } } }
+        }
         return out
     }
 
@@ -44,8 +52,9 @@ final class GEMMTests: XCTestCase {
         for (m, n, k) in [(5, 21, 40), (150, 200, 700), (3, 700, 900)] {
             let a = random(m * k, seed: 21), b = random(k * n, seed: 22), bias = random(n, seed: 23)
             let rows = (0..<m).flatMap { _ in bias }
-            XCTAssertEqual(product(a, b, transA: false, transB: true, m: m, n: n, k: k, bias: bias),
-                           product(a, b, transA: false, transB: true, m: m, n: n, k: k, beta: 1, c: rows), "m \(m) n \(n) k \(k)")
+            XCTAssertEqual(
+                product(a, b, transA: false, transB: true, m: m, n: n, k: k, bias: bias),
+                product(a, b, transA: false, transB: true, m: m, n: n, k: k, beta: 1, c: rows), "m \(m) n \(n) k \(k)")
         }
     }
 
@@ -57,10 +66,12 @@ final class GEMMTests: XCTestCase {
                 let c0 = random(m * n, seed: 5)
                 let c = product(a, b, transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.5, beta: 2, c: c0)
                 var worst = 0.0
-                for i in 0..<m { for j in 0..<n {
-                    let want = 0.5 * exact(a, b, transA: ta, transB: tb, m: m, n: n, k: k, i: i, j: j) + 2 * Double(c0[i * n + j])
-                    worst = max(worst, abs(Double(c[i * n + j]) - want) / (Double(k).squareRoot() + 1))
-                } }
+                for i in 0..<m {
+                    for j in 0..<n {
+                        let want = 0.5 * exact(a, b, transA: ta, transB: tb, m: m, n: n, k: k, i: i, j: j) + 2 * Double(c0[i * n + j])
+                        worst = max(worst, abs(Double(c[i * n + j]) - want) / (Double(k).squareRoot() + 1))
+                    }
+                }
                 XCTAssertLessThan(worst, 1e-5, "m \(m) n \(n) k \(k) transA \(ta) transB \(tb)")
             }
         }

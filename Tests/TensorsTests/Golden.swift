@@ -36,18 +36,23 @@ enum Golden {
 
 /// Asserts every element of `actual` is within `relative × max(|expected|, Float.leastNormalMagnitude)` of
 /// `expected` (infinities must match exactly), for values spanning many orders of magnitude.
-func assertRelativelyClose(_ actual: [Float], _ expected: [Float], relative: Float, _ name: String,
-                           file: StaticString = #filePath, line: UInt = #line) {
+func assertRelativelyClose(
+    _ actual: [Float], _ expected: [Float], relative: Float, _ name: String,
+    file: StaticString = #filePath, line: UInt = #line
+) {
     XCTAssertEqual(actual.count, expected.count, "\(name): count", file: file, line: line)
     var worst: Float = 0, at = -1
     for i in 0..<min(actual.count, expected.count) where actual[i] != expected[i] {
         // An infinity on one side only is an infinite error (inf - inf / inf would read as NaN).
-        let ratio = actual[i].isInfinite || expected[i].isInfinite ? Float.infinity
+        let ratio =
+            actual[i].isInfinite || expected[i].isInfinite
+            ? Float.infinity
             : abs(actual[i] - expected[i]) / max(abs(expected[i]), Float.leastNormalMagnitude)
         if !(ratio <= worst) { worst = ratio; at = i }
     }
     if at >= 0 && !(worst <= relative) {
-        XCTFail("""
+        XCTFail(
+            """
             \(name): max relative diff \(worst) at \(at) (expected \(expected[at]), got \(actual[at])) exceeds \(relative)
               expected first: \(expected.prefix(8))
               actual first:   \(actual.prefix(8))

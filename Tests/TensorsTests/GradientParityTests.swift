@@ -36,8 +36,10 @@ enum GradGolden {
 final class GradientParityTests: XCTestCase {
     /// Runs case `c`: its float inputs `names` become leaves, `f` builds the output; checks the output, the
     /// gradients against PyTorch (on 1, 2 and 3 threads when `threads`), then against finite differences when `fd`.
-    func check(_ c: String, _ names: [String], fd: Bool = true, threads: Bool = false, kink: Bool = false,
-               file: StaticString = #filePath, line: UInt = #line, _ f: ([Variable]) -> Variable) {
+    func check(
+        _ c: String, _ names: [String], fd: Bool = true, threads: Bool = false, kink: Bool = false,
+        file: StaticString = #filePath, line: UInt = #line, _ f: ([Variable]) -> Variable
+    ) {
         let inputs = names.map { GradGolden.tensor("\(c).in.\($0)") }
         let g = GradGolden.tensor("\(c).g")
         for t in threads ? [1, 2, 3] : [ComputeThreads.count] {
@@ -57,8 +59,10 @@ final class GradientParityTests: XCTestCase {
 
     /// Central differences of `sum(f(inputs) * g)` for every element of every input, compared with the
     /// analytic gradient. With `kink`, elements within 2h of 0 (where ReLU is not differentiable) are skipped.
-    func finiteDifferences(_ c: String, inputs: [Tensor], names: [String], g: Tensor, kink: Bool,
-                           file: StaticString, line: UInt, _ f: ([Variable]) -> Variable) {
+    func finiteDifferences(
+        _ c: String, inputs: [Tensor], names: [String], g: Tensor, kink: Bool,
+        file: StaticString, line: UInt, _ f: ([Variable]) -> Variable
+    ) {
         let h: Float = 1e-2
         let copies = inputs.map { $0.copy() }
         let leaves = copies.map { Variable.leaf($0) }
@@ -87,8 +91,9 @@ final class GradientParityTests: XCTestCase {
                 if !(d <= worst) { worst = d; at = j; numericAt = numeric }
             }
             if at >= 0 && !(worst <= 2e-3 * scale) {
-                XCTFail("\(c) d/d\(names[i]) vs finite differences: |diff| \(worst) at \(at) (numeric \(numericAt), analytic \(analytic.data[at])) exceeds 2e-3 × \(scale)",
-                        file: file, line: line)
+                XCTFail(
+                    "\(c) d/d\(names[i]) vs finite differences: |diff| \(worst) at \(at) (numeric \(numericAt), analytic \(analytic.data[at])) exceeds 2e-3 × \(scale)",
+                    file: file, line: line)
             }
         }
     }
@@ -140,10 +145,12 @@ final class GradientParityTests: XCTestCase {
         let rm = GradGolden.tensor("\(c).in.running_mean"), rv = GradGolden.tensor("\(c).in.running_var")
         let x = GradGolden.tensor("\(c).in.x")
         let m = x.count / x.shape[1]
-        let r = batchNorm2dTraining(Variable(x), weight: Variable(GradGolden.tensor("\(c).in.weight")),
-                                    bias: Variable(GradGolden.tensor("\(c).in.bias")), eps: 1e-5)
-        let updated = updateRunningStatistics(mean: rm, variance: rv, batchMean: r.mean, batchVariance: r.variance,
-                                              count: m, momentum: 0.1)
+        let r = batchNorm2dTraining(
+            Variable(x), weight: Variable(GradGolden.tensor("\(c).in.weight")),
+            bias: Variable(GradGolden.tensor("\(c).in.bias")), eps: 1e-5)
+        let updated = updateRunningStatistics(
+            mean: rm, variance: rv, batchMean: r.mean, batchVariance: r.variance,
+            count: m, momentum: 0.1)
         assertClose(updated.mean, GradGolden.tensor("\(c).extra.running_mean"), "\(c) running_mean")
         assertClose(updated.variance, GradGolden.tensor("\(c).extra.running_var"), "\(c) running_var")
         XCTAssertEqual(stats.mean.count, 3)
@@ -186,8 +193,9 @@ final class GradientParityTests: XCTestCase {
     /// The class-token-only last layer: the first query (through `firstRows`) against every key of the packed buffer.
     func testAttentionPackedFirstQuery() {
         check("attention_packed_first", ["qkv"]) {
-            multiHeadAttention(q: firstRows($0[0]), qOffset: 0, k: $0[0], kOffset: 16, v: $0[0], vOffset: 32,
-                               batch: 2, lq: 1, lk: 5, heads: 2, headDim: 8)
+            multiHeadAttention(
+                q: firstRows($0[0]), qOffset: 0, k: $0[0], kOffset: 16, v: $0[0], vOffset: 32,
+                batch: 2, lq: 1, lk: 5, heads: 2, headDim: 8)
         }
     }
 
@@ -195,8 +203,9 @@ final class GradientParityTests: XCTestCase {
     func testAttentionCross() {
         let kb = GradGolden.tensor("attention_cross.key_bias")
         check("attention_cross", ["q", "kv"], fd: false, threads: true) {
-            multiHeadAttention(q: $0[0], qOffset: 5, k: $0[1], kOffset: 0, v: $0[1], vOffset: 64,
-                               batch: 2, lq: 12, lk: 20, heads: 4, headDim: 16, keyBias: kb)
+            multiHeadAttention(
+                q: $0[0], qOffset: 5, k: $0[1], kOffset: 0, v: $0[1], vOffset: 64,
+                batch: 2, lq: 12, lk: 20, heads: 4, headDim: 16, keyBias: kb)
         }
     }
 
@@ -210,16 +219,19 @@ final class GradientParityTests: XCTestCase {
         let f: ([Variable]) -> Variable = {
             multiHeadAttention(q: $0[0], k: $0[1], v: $0[2], batch: 2, lq: 6, lk: 6, heads: 3, headDim: 4, keyBias: kb, dropout: drop)
         }
-        finiteDifferences(c + " with dropout", inputs: inputs, names: ["q", "k", "v"], g: GradGolden.tensor("\(c).g"), kink: false,
-                          file: #filePath, line: #line, f)
+        finiteDifferences(
+            c + " with dropout", inputs: inputs, names: ["q", "k", "v"], g: GradGolden.tensor("\(c).g"), kink: false,
+            file: #filePath, line: #line, f)
         // The same seed gives the same masks; another seed other masks; p = 0 is exactly the plain kernel.
         let constants = inputs.map { Variable($0) }
         XCTAssertEqual(f(constants).value.scalars, f(constants).value.scalars)
-        let other = multiHeadAttention(q: constants[0], k: constants[1], v: constants[2], batch: 2, lq: 6, lk: 6, heads: 3, headDim: 4,
-                                       keyBias: kb, dropout: AttentionDropout(p: 0.3, seed: 43))
+        let other = multiHeadAttention(
+            q: constants[0], k: constants[1], v: constants[2], batch: 2, lq: 6, lk: 6, heads: 3, headDim: 4,
+            keyBias: kb, dropout: AttentionDropout(p: 0.3, seed: 43))
         XCTAssertNotEqual(f(constants).value.scalars, other.value.scalars)
-        let none = multiHeadAttention(q: constants[0], k: constants[1], v: constants[2], batch: 2, lq: 6, lk: 6, heads: 3, headDim: 4,
-                                      keyBias: kb, dropout: AttentionDropout(p: 0, seed: 43))
+        let none = multiHeadAttention(
+            q: constants[0], k: constants[1], v: constants[2], batch: 2, lq: 6, lk: 6, heads: 3, headDim: 4,
+            keyBias: kb, dropout: AttentionDropout(p: 0, seed: 43))
         assertClose(none.value, GradGolden.tensor("\(c).out"), "attention with p = 0")
     }
 

@@ -14,8 +14,9 @@ final class PrimitiveParityTests: XCTestCase {
 
     func testLinear() throws {
         let c = "linear"
-        assertClose(linear(try Golden.input(c, "x"), weight: try Golden.input(c, "weight"), bias: try Golden.input(c, "bias")),
-                    try Golden.output(c), c)
+        assertClose(
+            linear(try Golden.input(c, "x"), weight: try Golden.input(c, "weight"), bias: try Golden.input(c, "bias")),
+            try Golden.output(c), c)
     }
 
     func testLinearWithoutBias() throws {
@@ -69,8 +70,9 @@ final class PrimitiveParityTests: XCTestCase {
         for t in threadCounts {
             let out = Tensor(shape: [100, 90], repeating: .nan)
             withComputeThreads(t) {
-                BLAS.gemm(transA: true, transB: true, m: 100, n: 90, k: 240, a: a.data, lda: 100, b: b.data, ldb: 240,
-                          c: out.mutableData, ldc: 90)
+                BLAS.gemm(
+                    transA: true, transB: true, m: 100, n: 90, k: 240, a: a.data, lda: 100, b: b.data, ldb: 240,
+                    c: out.mutableData, ldc: 90)
             }
             assertClose(out, expected, "\(c) on \(t) threads")
         }
@@ -144,14 +146,16 @@ final class PrimitiveParityTests: XCTestCase {
 
     func testLayerNorm() throws {
         let c = "layer_norm"
-        assertClose(layerNorm(try Golden.input(c, "x"), weight: try Golden.input(c, "weight"), bias: try Golden.input(c, "bias"), eps: 1e-5),
-                    try Golden.output(c), c)
+        assertClose(
+            layerNorm(try Golden.input(c, "x"), weight: try Golden.input(c, "weight"), bias: try Golden.input(c, "bias"), eps: 1e-5),
+            try Golden.output(c), c)
     }
 
     func testLayerNormBertEpsilon() throws {
         let c = "layer_norm_bert"
-        assertClose(layerNorm(try Golden.input(c, "x"), weight: try Golden.input(c, "weight"), bias: try Golden.input(c, "bias"), eps: 1e-12),
-                    try Golden.output(c), c)
+        assertClose(
+            layerNorm(try Golden.input(c, "x"), weight: try Golden.input(c, "weight"), bias: try Golden.input(c, "bias"), eps: 1e-12),
+            try Golden.output(c), c)
     }
 
     func testL2Normalized() throws {
@@ -183,8 +187,9 @@ final class PrimitiveParityTests: XCTestCase {
 
     func testAttentionWithKeyMask() throws {
         let c = "attention"
-        let out = multiHeadAttention(q: try Golden.input(c, "q"), k: try Golden.input(c, "k"), v: try Golden.input(c, "v"),
-                                     batch: 2, lq: 6, lk: 6, heads: 3, headDim: 4, keyBias: try Golden.input(c, "key_bias"))
+        let out = multiHeadAttention(
+            q: try Golden.input(c, "q"), k: try Golden.input(c, "k"), v: try Golden.input(c, "v"),
+            batch: 2, lq: 6, lk: 6, heads: 3, headDim: 4, keyBias: try Golden.input(c, "key_bias"))
         assertClose(out, try Golden.output(c), c)
     }
 
@@ -192,8 +197,9 @@ final class PrimitiveParityTests: XCTestCase {
     func testAttentionPackedQKV() throws {
         let c = "attention_packed"
         let qkv = try Golden.input(c, "qkv")
-        let out = multiHeadAttention(q: qkv, qOffset: 0, k: qkv, kOffset: 16, v: qkv, vOffset: 32,
-                                     batch: 2, lq: 5, lk: 5, heads: 2, headDim: 8)
+        let out = multiHeadAttention(
+            q: qkv, qOffset: 0, k: qkv, kOffset: 16, v: qkv, vOffset: 32,
+            batch: 2, lq: 5, lk: 5, heads: 2, headDim: 8)
         assertClose(out, try Golden.output(c), c)
     }
 
@@ -205,8 +211,9 @@ final class PrimitiveParityTests: XCTestCase {
         let expected = try Golden.output(c)
         for t in threadCounts {
             let out = withComputeThreads(t) {
-                multiHeadAttention(q: q, qOffset: 5, k: kv, kOffset: 0, v: kv, vOffset: 64,
-                                   batch: 2, lq: 12, lk: 20, heads: 4, headDim: 16, keyBias: bias)
+                multiHeadAttention(
+                    q: q, qOffset: 5, k: kv, kOffset: 0, v: kv, vOffset: 64,
+                    batch: 2, lq: 12, lk: 20, heads: 4, headDim: 16, keyBias: bias)
             }
             assertClose(out, expected, "\(c) on \(t) threads")
         }
@@ -259,7 +266,7 @@ final class PrimitiveParityTests: XCTestCase {
     func testPatchEmbeddingMatchesConvolution() throws {
         let c = "conv_patch4"
         let x = try Golden.input(c, "x"), w = try Golden.input(c, "weight"), conv = try Golden.output(c)
-        let rows = linear(patches(x, size: 4), weight: w.reshaped([6, 48]), bias: nil)   // [2, 9, 6]
+        let rows = linear(patches(x, size: 4), weight: w.reshaped([6, 48]), bias: nil)  // [2, 9, 6]
         let expected = Tensor.uninitialized([2, 9, 6])
         for n in 0..<2 { for p in 0..<9 { for o in 0..<6 { expected.mutableData[(n * 9 + p) * 6 + o] = conv[n, o, p / 3, p % 3] } } }
         assertClose(rows, expected, "patch embedding")
@@ -282,8 +289,9 @@ final class PrimitiveParityTests: XCTestCase {
         let mean = try Golden.input(c, "running_mean"), variance = try Golden.input(c, "running_var")
         let expected = try Golden.output(c)
         assertClose(batchNorm2d(x, weight: w, bias: b, runningMean: mean, runningVar: variance, eps: 1e-5), expected, c)
-        assertClose(batchNorm2d(x, weight: w, bias: b, runningMean: mean, runningVar: variance, eps: 1e-5, relu: true),
-                    relu(expected), "\(c) + relu")
+        assertClose(
+            batchNorm2d(x, weight: w, bias: b, runningMean: mean, runningVar: variance, eps: 1e-5, relu: true),
+            relu(expected), "\(c) + relu")
     }
 
     // MARK: - Lookup, slicing and concatenation

@@ -4,6 +4,7 @@
 import Foundation
 import Synchronization
 import XCTest
+
 @testable import Tokenization
 
 final class TokenizerTests: XCTestCase {
@@ -51,9 +52,10 @@ final class TokenizerTests: XCTestCase {
             XCTAssertEqual(flat.count, cases.count * length)
             for i in cases.indices {
                 let single = tokenizer.encode(cases[i].text, contextLength: length)
-                let flatRow = Array(flat[i * length ..< (i + 1) * length])
+                let flatRow = Array(flat[i * length..<(i + 1) * length])
                 if rows[i] != expected[i] || single != expected[i] || flatRow != expected[i] {
-                    XCTFail("""
+                    XCTFail(
+                        """
                         case \(i) context \(length) text \(cases[i].text.debugDescription)
                          expected \(expected[i])
                          rows     \(rows[i])

@@ -14,8 +14,9 @@ import NeuralNet
 import Tensors
 import TestSupport
 import Tokenization
-@testable import Training
 import XCTest
+
+@testable import Training
 
 final class ResumeInteropTests: XCTestCase {
     let resumeFixtures = fixtures.appendingPathComponent("resume")
@@ -40,7 +41,8 @@ final class ResumeInteropTests: XCTestCase {
         func arch(_ name: String) -> Arch { name == "vit" ? vit : rn }
     }
 
-    lazy var expected: Expected = try! JSONDecoder().decode(Expected.self, from: Data(contentsOf: resumeFixtures.appendingPathComponent("expected.json")))
+    lazy var expected: Expected = try! JSONDecoder().decode(
+        Expected.self, from: Data(contentsOf: resumeFixtures.appendingPathComponent("expected.json")))
 
     /// The flags the reference script trained with (its `HP`).
     func options(_ name: String, arch: String, _ edit: (inout TrainingOptions) -> Void = { _ in }) -> TrainingOptions {
@@ -88,7 +90,8 @@ final class ResumeInteropTests: XCTestCase {
     func assertLosses(_ got: [Float], _ want: ArraySlice<Double>, _ label: String, file f: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(got.count, want.count, "\(label): steps", file: f, line: line)
         for (i, (g, w)) in zip(got, want).enumerated() {
-            XCTAssertLessThanOrEqual(abs(Double(g) - w), 1e-5 * abs(w), "\(label): loss of step \(want.startIndex + i): \(g), cn-clip \(w)", file: f, line: line)
+            XCTAssertLessThanOrEqual(
+                abs(Double(g) - w), 1e-5 * abs(w), "\(label): loss of step \(want.startIndex + i): \(g), cn-clip \(w)", file: f, line: line)
         }
     }
 
@@ -147,10 +150,18 @@ final class ResumeInteropTests: XCTestCase {
 
     /// The words our refusal must carry for each of main.py's failures: the reference's exception and the flag that skips it.
     func phrases(for outcome: String) -> [String] {
-        if outcome.hasPrefix("KeyError: 'optimizer'") { return ["no optimizer state", "no 'optimizer' entry", "KeyError: 'optimizer'", "--reset-optimizer"] }
-        if outcome.hasPrefix("KeyError: 'param_groups'") { return ["no optimizer state", "'optimizer' entry is empty", "KeyError: 'param_groups'", "--reset-optimizer"] }
-        if outcome.hasPrefix("AttributeError: 'NoneType'") { return ["no optimizer state", "'optimizer' entry is None", "AttributeError", "--reset-optimizer"] }
-        if outcome.hasPrefix("ValueError: ") { return ["belongs to other parameters", String(outcome.dropFirst("ValueError: ".count)), "--reset-optimizer"] }
+        if outcome.hasPrefix("KeyError: 'optimizer'") {
+            return ["no optimizer state", "no 'optimizer' entry", "KeyError: 'optimizer'", "--reset-optimizer"]
+        }
+        if outcome.hasPrefix("KeyError: 'param_groups'") {
+            return ["no optimizer state", "'optimizer' entry is empty", "KeyError: 'param_groups'", "--reset-optimizer"]
+        }
+        if outcome.hasPrefix("AttributeError: 'NoneType'") {
+            return ["no optimizer state", "'optimizer' entry is None", "AttributeError", "--reset-optimizer"]
+        }
+        if outcome.hasPrefix("ValueError: ") {
+            return ["belongs to other parameters", String(outcome.dropFirst("ValueError: ".count)), "--reset-optimizer"]
+        }
         return [outcome]
     }
 
@@ -171,8 +182,10 @@ final class ResumeInteropTests: XCTestCase {
                             let label = "\(file) reset_data_offset=\(resetDataOffset) reset_optimizer=\(resetOptimizer)"
                             var want = try referenceOutcome(file, resetDataOffset: resetDataOffset, resetOptimizer: resetOptimizer)
                             if prefix == "bare" {
-                                XCTAssertTrue(want.hasPrefix("RuntimeError: Error(s) in loading state_dict for DistributedDataParallel"), "\(label): \(want)")
-                                want = try referenceOutcome("\(arch)-prefix-\(form).pt", resetDataOffset: resetDataOffset, resetOptimizer: resetOptimizer)
+                                XCTAssertTrue(
+                                    want.hasPrefix("RuntimeError: Error(s) in loading state_dict for DistributedDataParallel"), "\(label): \(want)")
+                                want = try referenceOutcome(
+                                    "\(arch)-prefix-\(form).pt", resetDataOffset: resetDataOffset, resetOptimizer: resetOptimizer)
                             }
                             let o = options("forms", arch: arch) {
                                 $0.resume = path
@@ -180,9 +193,11 @@ final class ResumeInteropTests: XCTestCase {
                                 $0.resetOptimizer = resetOptimizer
                             }
                             let t = try trainer(o, config: "\(arch)-forms.json")
-                            let optimizer = AdamW(groups: AdamW.referenceGroups(t.model, weightDecay: 0.2, learningRate: 1e-3), betas: (0.9, 0.98), eps: 1e-6)
+                            let optimizer = AdamW(
+                                groups: AdamW.referenceGroups(t.model, weightDecay: 0.2, learningRate: 1e-3), betas: (0.9, 0.98), eps: 1e-6)
                             do {
-                                let point = try t.resume(from: path, optimizer: optimizer, stepsPerEpoch: 4, log: try TrainingLogger(path: nil, echo: false))
+                                let point = try t.resume(
+                                    from: path, optimizer: optimizer, stepsPerEpoch: 4, log: try TrainingLogger(path: nil, echo: false))
                                 XCTAssertEqual(want, "accepted", "\(label): accepted here, main.py: \(want)")
                                 for (key, value) in t.model.stateDict() {
                                     XCTAssertEqual(value.scalars, try saved.tensor(key).scalars, "\(label): \(key)")

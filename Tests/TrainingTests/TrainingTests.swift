@@ -6,8 +6,9 @@ import Foundation
 import NeuralNet
 import Tensors
 import Tokenization
-@testable import Training
 import XCTest
+
+@testable import Training
 
 let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures")
@@ -95,8 +96,9 @@ final class TrainingTests: XCTestCase {
     /// the validation split never augments, as the reference.
     func testAugmentIsSeededPerSeedEpochAndIndex() throws {
         let tok = try Tokenizer.bundled()
-        let ds = try LMDBTrainingDataset(path: trainLMDB, split: "train", resolution: 64, contextLength: 24, tokenizer: tok,
-                                         useAugment: true, seed: 123)
+        let ds = try LMDBTrainingDataset(
+            path: trainLMDB, split: "train", resolution: 64, contextLength: 24, tokenizer: tok,
+            useAugment: true, seed: 123)
         XCTAssertNotNil(ds.augmentation)
         let a = try ds.sample(at: 3, epoch: 0), again = try ds.sample(at: 3, epoch: 0)
         XCTAssertEqual(a.image, again.image, "same (seed, epoch, index), same tensor")
@@ -105,14 +107,16 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(a.tokens, try ds.sample(at: 3, epoch: 1).tokens, "captions are not augmented")
         // The padded copy of a pair (index 15 wraps to pair 0) is augmented on its own, as in the reference.
         XCTAssertNotEqual(try ds.sample(at: 15, epoch: 0).image, try ds.sample(at: 0, epoch: 0).image)
-        let reseeded = try LMDBTrainingDataset(path: trainLMDB, split: "train", resolution: 64, contextLength: 24, tokenizer: tok,
-                                               useAugment: true, seed: 124)
+        let reseeded = try LMDBTrainingDataset(
+            path: trainLMDB, split: "train", resolution: 64, contextLength: 24, tokenizer: tok,
+            useAugment: true, seed: 124)
         XCTAssertNotEqual(a.image, try reseeded.sample(at: 3, epoch: 0).image, "the seed changes the augmentations")
         let plain = try LMDBTrainingDataset(path: trainLMDB, split: "train", resolution: 64, contextLength: 24, tokenizer: tok)
         XCTAssertNotEqual(a.image, try plain.sample(at: 3).image)
         XCTAssertEqual(try plain.sample(at: 3, epoch: 0).image, try plain.sample(at: 3, epoch: 5).image, "no augmentation: no epoch effect")
-        let val = try LMDBTrainingDataset(path: validLMDB, split: "val", resolution: 64, contextLength: 24, tokenizer: tok,
-                                          useAugment: true, seed: 123)
+        let val = try LMDBTrainingDataset(
+            path: validLMDB, split: "val", resolution: 64, contextLength: 24, tokenizer: tok,
+            useAugment: true, seed: 123)
         XCTAssertNil(val.augmentation, "the reference augments the train split only")
         // Distinct (epoch, index) pairs get distinct generators.
         var seen = Set<UInt64>()
@@ -150,7 +154,9 @@ final class TrainingTests: XCTestCase {
     // MARK: training
 
     func testLossFallsAndGroupsAndSchedule() throws {
-        let o = options("fall") { $0.maxSteps = 40; $0.batchSize = 5; $0.logs = nil; $0.wd = 0.1; $0.lr = 3e-3 }
+        let o = options("fall") {
+            $0.maxSteps = 40; $0.batchSize = 5; $0.logs = nil; $0.wd = 0.1; $0.lr = 3e-3
+        }
         let (t, s) = try train(o)
         XCTAssertEqual(s.losses.count, 40)
         let first = s.losses.prefix(3).reduce(0, +) / 3, last = s.losses.suffix(5).reduce(0, +) / 5
@@ -161,7 +167,9 @@ final class TrainingTests: XCTestCase {
     }
 
     func testFreezeVisionLeavesVisualUntouched() throws {
-        let o = options("freeze") { $0.maxSteps = 2; $0.freezeVision = true; $0.logs = nil }
+        let o = options("freeze") {
+            $0.maxSteps = 2; $0.freezeVision = true; $0.logs = nil
+        }
         let before = try Trainer(options: o, config: try config(), tokenizer: try Tokenizer.bundled()).model.stateDict()
         let (t, _) = try train(o)
         let after = t.model.stateDict()
@@ -170,7 +178,9 @@ final class TrainingTests: XCTestCase {
     }
 
     func testAccumFreqTrains() throws {
-        let o = options("accum") { $0.maxSteps = 3; $0.accumFreq = 2; $0.logs = nil; $0.reportTrainingBatchAcc = true }
+        let o = options("accum") {
+            $0.maxSteps = 3; $0.accumFreq = 2; $0.logs = nil; $0.reportTrainingBatchAcc = true
+        }
         let (_, s) = try train(o, dropout: 0.1)
         XCTAssertEqual(s.losses.count, 3)
         XCTAssertTrue(s.losses.allSatisfy(\.isFinite))
@@ -179,8 +189,15 @@ final class TrainingTests: XCTestCase {
     /// `--grad-checkpointing` recomputes blocks in the backward pass with the same dropout masks: the weights
     /// after a few steps are those of a run without it (up to the order in which a block input's gradients add up).
     func testGradCheckpointingTrainsTheSameWeights() throws {
-        let plain = try train(options("plain") { $0.maxSteps = 3; $0.logs = nil }, dropout: 0.1).0.model.stateDict()
-        let (t, _) = try train(options("ckpt") { $0.maxSteps = 3; $0.logs = nil; $0.gradCheckpointing = true }, dropout: 0.1)
+        let plain = try train(
+            options("plain") {
+                $0.maxSteps = 3; $0.logs = nil
+            }, dropout: 0.1
+        ).0.model.stateDict()
+        let (t, _) = try train(
+            options("ckpt") {
+                $0.maxSteps = 3; $0.logs = nil; $0.gradCheckpointing = true
+            }, dropout: 0.1)
         XCTAssertTrue((t.model.visual as! VisualTransformer).gradientCheckpointing && t.model.bert.gradientCheckpointing)
         for (key, v) in t.model.stateDict() {
             let expected = plain[key]!.scalars
@@ -206,22 +223,32 @@ final class TrainingTests: XCTestCase {
             XCTAssertTrue(rows.dropFirst().allSatisfy { (1...16).contains($0) }, "\(rows)")
         }
 
-        let o = options("flip") { $0.maxSteps = 5; $0.saveStepFrequency = 1; $0.maskRatio = 0.5 }
+        let o = options("flip") {
+            $0.maxSteps = 5; $0.saveStepFrequency = 1; $0.maskRatio = 0.5
+        }
         let (trainer, summary) = try train(o)
         let straight = trainer.model.stateDict()
         let params = try String(contentsOfFile: try XCTUnwrap(summary.paramsPath), encoding: .utf8)
         XCTAssertTrue(params.contains("mask_ratio: 0.5\n"), params)
-        let resumedOptions = options("flip2") { $0.maxSteps = 5; $0.saveStepFrequency = 1; $0.maskRatio = 0.5 }
+        let resumedOptions = options("flip2") {
+            $0.maxSteps = 5; $0.saveStepFrequency = 1; $0.maskRatio = 0.5
+        }
         _ = try train(resumedOptions, halt: 2)
         let resumed = try train(resumedOptions).0.model.stateDict()
-        let unmasked = try train(options("noflip") { $0.maxSteps = 5; $0.logs = nil }).0.model.stateDict()
+        let unmasked = try train(
+            options("noflip") {
+                $0.maxSteps = 5; $0.logs = nil
+            }
+        ).0.model.stateDict()
         for (key, v) in straight { XCTAssertEqual(resumed[key]!.scalars, v.scalars, "\(key) differs after resume") }
         XCTAssertNotEqual(unmasked["visual.proj"]!.scalars, straight["visual.proj"]!.scalars, "masking changes training")
     }
 
     func testLogAndParamsFormats() throws {
-        let o = options("fmt") { $0.maxSteps = 4; $0.valData = validLMDB; $0.validBatchSize = 4; $0.validStepInterval = 2
-            $0.reportTrainingBatchAcc = true; $0.logInterval = 2 }
+        let o = options("fmt") {
+            $0.maxSteps = 4; $0.valData = validLMDB; $0.validBatchSize = 4; $0.validStepInterval = 2
+            $0.reportTrainingBatchAcc = true; $0.logInterval = 2
+        }
         let (_, s) = try train(o)
         let log = try String(contentsOfFile: try XCTUnwrap(s.logPath), encoding: .utf8)
         let lines = log.split(separator: "\n").map(String.init)
@@ -230,10 +257,16 @@ final class TrainingTests: XCTestCase {
             lines.filter { $0.range(of: prefix + pattern, options: .regularExpression) != nil }.count
         }
         // f"Global Steps: {step + 1}/{args.max_steps} | Train Epoch: {epoch + 1} [{num_samples}/{samples_per_epoch} ({percent_complete:.0f}%)] | Loss: {:.6f} | Image2Text Acc: {:.2f} | Text2Image Acc: {:.2f} | Data Time: {:.3f}s | Batch Time: {:.3f}s | LR: {:5f} | logit_scale: {:.3f} | Global Batch Size: {}"
-        XCTAssertEqual(matches(#"Global Steps: 2/4 \| Train Epoch: 1 \[8/16 \(50%\)\] \| Loss: \d+\.\d{6} \| Image2Text Acc: \d+\.\d\d \| Text2Image Acc: \d+\.\d\d \| Data Time: \d+\.\d{3}s \| Batch Time: \d+\.\d{3}s \| LR: 0\.\d{6} \| logit_scale: \d\.\d{3} \| Global Batch Size: 4$"#), 1, log)
+        XCTAssertEqual(
+            matches(
+                #"Global Steps: 2/4 \| Train Epoch: 1 \[8/16 \(50%\)\] \| Loss: \d+\.\d{6} \| Image2Text Acc: \d+\.\d\d \| Text2Image Acc: \d+\.\d\d \| Data Time: \d+\.\d{3}s \| Batch Time: \d+\.\d{3}s \| LR: 0\.\d{6} \| logit_scale: \d\.\d{3} \| Global Batch Size: 4$"#
+            ), 1, log)
         XCTAssertEqual(matches(#"Global Steps: 4/4 \| Train Epoch: 1 \[16/16 \(100%\)\]"#), 1, log)
         XCTAssertEqual(matches(#"Begin to eval on validation set \(epoch 1 @ 2 steps\)\.\.\.$"#), 1, log)
-        XCTAssertEqual(matches(#"Validation Result \(epoch 1 @ 4 steps\) \| Valid Loss: \d+\.\d{6} \| Image2Text Acc: \d+\.\d\d \| Text2Image Acc: \d+\.\d\d \| logit_scale: \d\.\d{3} \| Valid Batch Size: 4$"#), 1, log)
+        XCTAssertEqual(
+            matches(
+                #"Validation Result \(epoch 1 @ 4 steps\) \| Valid Loss: \d+\.\d{6} \| Image2Text Acc: \d+\.\d\d \| Text2Image Acc: \d+\.\d\d \| logit_scale: \d\.\d{3} \| Valid Batch Size: 4$"#
+            ), 1, log)
         XCTAssertEqual(matches(#"train LMDB file contains 9 images and 15 pairs\.$"#), 1, log)
         XCTAssertEqual(matches(#"Saved checkpoint .*/fmt/checkpoints/epoch1\.pt \(epoch 1 @ 4 steps\) \(writing took [0-9.e-]+ seconds\)$"#), 1, log)
         XCTAssertEqual(matches(#"  lr: 0\.001$"#), 1)
@@ -243,21 +276,30 @@ final class TrainingTests: XCTestCase {
         let params = try String(contentsOfFile: try XCTUnwrap(s.paramsPath), encoding: .utf8)
         let plines = params.split(separator: "\n").map(String.init)
         XCTAssertEqual(plines, plines.sorted(), "sorted by name")
-        for expected in ["accum_freq: 1", "batch_size: 4", "beta1: 0.9", "beta2: 0.98", "eps: 1e-06", "lr: 0.001", "max_epochs: 1",
-                         "max_steps: 4", "name: fmt", "resume: None", "seed: 123", "wd: 0.2", "warmup: 2", "valid_step_interval: 2",
-                         "valid_epoch_interval: None", "vision_model: ViT-B-16", "world_size: 1", "context_length: 52",
-                         "report_training_batch_acc: True", "log_path: \(tmp.path)/fmt/\(URL(fileURLWithPath: s.logPath!).lastPathComponent)"] {
+        for expected in [
+            "accum_freq: 1", "batch_size: 4", "beta1: 0.9", "beta2: 0.98", "eps: 1e-06", "lr: 0.001", "max_epochs: 1",
+            "max_steps: 4", "name: fmt", "resume: None", "seed: 123", "wd: 0.2", "warmup: 2", "valid_step_interval: 2",
+            "valid_epoch_interval: None", "vision_model: ViT-B-16", "world_size: 1", "context_length: 52",
+            "report_training_batch_acc: True", "log_path: \(tmp.path)/fmt/\(URL(fileURLWithPath: s.logPath!).lastPathComponent)",
+        ] {
             XCTAssertTrue(plines.contains(expected), "params file lacks '\(expected)':\n\(params)")
         }
-        XCTAssertTrue(URL(fileURLWithPath: s.paramsPath!).lastPathComponent.range(of: #"^params_\d{4}(-\d\d){5}\.txt$"#, options: .regularExpression) != nil)
+        XCTAssertTrue(
+            URL(fileURLWithPath: s.paramsPath!).lastPathComponent.range(of: #"^params_\d{4}(-\d\d){5}\.txt$"#, options: .regularExpression) != nil)
     }
 
     func testCheckpointCadenceAndNames() throws {
-        let o = options("cadence") { $0.maxSteps = 6; $0.saveStepFrequency = 2 }
+        let o = options("cadence") {
+            $0.maxSteps = 6; $0.saveStepFrequency = 2
+        }
         let (_, s) = try train(o)
         let names = s.checkpoints.map { URL(fileURLWithPath: $0).lastPathComponent }
-        XCTAssertEqual(names, ["epoch_1_2.pt", "epoch_latest.pt", "epoch_1_4.pt", "epoch_latest.pt", "epoch1.pt", "epoch_latest.pt",
-                               "epoch_2_6.pt", "epoch_latest.pt", "epoch2.pt", "epoch_latest.pt"])
+        XCTAssertEqual(
+            names,
+            [
+                "epoch_1_2.pt", "epoch_latest.pt", "epoch_1_4.pt", "epoch_latest.pt", "epoch1.pt", "epoch_latest.pt",
+                "epoch_2_6.pt", "epoch_latest.pt", "epoch2.pt", "epoch_latest.pt",
+            ])
         let latest = try readTrainingCheckpoint(from: URL(fileURLWithPath: s.checkpoints.last!))
         XCTAssertEqual(latest.epoch, 2); XCTAssertEqual(latest.step, 6); XCTAssertEqual(latest.name, "cadence")
         let mid = try readTrainingCheckpoint(from: URL(fileURLWithPath: s.checkpoints[0]))
@@ -279,10 +321,16 @@ final class TrainingTests: XCTestCase {
 
     /// A run killed after step k and resumed from its latest checkpoint ends with the uninterrupted run's weights, bit for bit.
     func testKillAndResumeIsExact() throws {
-        let straight = try train(options("straight") { $0.maxSteps = 7; $0.saveStepFrequency = 1 }, dropout: 0.1).0.model.stateDict()
+        let straight = try train(
+            options("straight") {
+                $0.maxSteps = 7; $0.saveStepFrequency = 1
+            }, dropout: 0.1
+        ).0.model.stateDict()
         for k in [3, 4] {  // inside the first epoch, and exactly at its end
             let name = "killed\(k)"
-            let o = options(name) { $0.maxSteps = 7; $0.saveStepFrequency = 1 }
+            let o = options(name) {
+                $0.maxSteps = 7; $0.saveStepFrequency = 1
+            }
             let (_, halted) = try train(o, dropout: 0.1, halt: k)
             XCTAssertTrue(halted.halted)
             // Resumed automatically from {logs}/{name}/checkpoints/epoch_latest.pt, as the reference does.
@@ -295,8 +343,14 @@ final class TrainingTests: XCTestCase {
 
     /// The same with `--use-augment`: the resumed run replays each sample's augmentation, across an epoch boundary.
     func testKillAndResumeWithAugmentIsExact() throws {
-        let straight = try train(options("aug-straight") { $0.maxSteps = 6; $0.useAugment = true }).0.model.stateDict()
-        let o = options("aug-killed") { $0.maxSteps = 6; $0.saveStepFrequency = 1; $0.useAugment = true }
+        let straight = try train(
+            options("aug-straight") {
+                $0.maxSteps = 6; $0.useAugment = true
+            }
+        ).0.model.stateDict()
+        let o = options("aug-killed") {
+            $0.maxSteps = 6; $0.saveStepFrequency = 1; $0.useAugment = true
+        }
         let (_, halted) = try train(o, halt: 3)
         XCTAssertTrue(halted.halted)
         let (resumed, s) = try train(o)
@@ -309,7 +363,11 @@ final class TrainingTests: XCTestCase {
 
     /// The same with `--accum-freq 2`: a checkpoint inside an epoch resumes at the next group of batches.
     func testKillAndResumeWithAccumFreqIsExact() throws {
-        func make(_ name: String) -> TrainingOptions { options(name) { $0.maxSteps = 4; $0.accumFreq = 2; $0.saveStepFrequency = 1 } }
+        func make(_ name: String) -> TrainingOptions {
+            options(name) {
+                $0.maxSteps = 4; $0.accumFreq = 2; $0.saveStepFrequency = 1
+            }
+        }
         let straight = try train(make("accum-straight"), dropout: 0.1).0.model.stateDict()
         XCTAssertTrue(try train(make("accum-killed"), dropout: 0.1, halt: 1).1.halted)
         let (resumed, s) = try train(make("accum-killed"), dropout: 0.1)
@@ -343,7 +401,12 @@ final class TrainingTests: XCTestCase {
         let ratio = message { _ = try self.train(self.options("r") { $0.maskRatio = 1 }) }
         XCTAssertTrue(ratio.contains("--mask-ratio must be in [0, 1), got 1.0"), ratio)
 
-        let nan = message { _ = try self.train(self.options("nan") { $0.lr = .infinity; $0.warmup = 0; $0.saveStepFrequency = 1 }) }
+        let nan = message {
+            _ = try self.train(
+                self.options("nan") {
+                    $0.lr = .infinity; $0.warmup = 0; $0.saveStepFrequency = 1
+                })
+        }
         XCTAssertTrue(nan.contains("at step 2") && nan.contains("nan/checkpoints/epoch_latest.pt"), nan)
 
         // A checkpoint of vit-tiny resumed into rn-tiny.

@@ -100,8 +100,10 @@ package func channelStatistics(_ x: Tensor) -> (mean: [Float], variance: [Float]
 
 /// Gradient of training-mode batch normalisation w.r.t. `x [n, c, h, w]`, weight and bias, given the batch
 /// statistics the forward used.
-package func batchNormTrainingBackward(_ x: Tensor, weight: Tensor, mean: [Float], variance: [Float], eps: Float,
-                                      gradient g: Tensor) -> (x: Tensor, weight: Tensor, bias: Tensor) {
+package func batchNormTrainingBackward(
+    _ x: Tensor, weight: Tensor, mean: [Float], variance: [Float], eps: Float,
+    gradient g: Tensor
+) -> (x: Tensor, weight: Tensor, bias: Tensor) {
     let (n, c) = (x.shape[0], x.shape[1])
     let plane = x.shape[2] * x.shape[3], m = Float(n * plane)
     let dx = Tensor.uninitialized(x.shape), dw = Tensor(shape: [c]), db = Tensor(shape: [c])
@@ -162,11 +164,13 @@ package struct AttentionDropout: Sendable {
 /// The attention probabilities are recomputed per head rather than kept from the forward: keeping them costs
 /// `batch·heads·lq·lk` floats per layer (hundreds of MB for ViT-B at training batch sizes), recomputing costs
 /// one `q kᵀ` product and a softmax, and the forward kernel stays exactly the inference kernel.
-package func multiHeadAttentionBackward(q: Tensor, qOffset: Int, k: Tensor, kOffset: Int, v: Tensor, vOffset: Int,
-                                       batch: Int, lq: Int, lk: Int, heads: Int, headDim d: Int, keyBias: Tensor?,
-                                       dropout: AttentionDropout? = nil, gradient g: Tensor,
-                                       dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutablePointer<Float>?,
-                                       dv: UnsafeMutablePointer<Float>?) {
+package func multiHeadAttentionBackward(
+    q: Tensor, qOffset: Int, k: Tensor, kOffset: Int, v: Tensor, vOffset: Int,
+    batch: Int, lq: Int, lk: Int, heads: Int, headDim d: Int, keyBias: Tensor?,
+    dropout: AttentionDropout? = nil, gradient g: Tensor,
+    dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutablePointer<Float>?,
+    dv: UnsafeMutablePointer<Float>?
+) {
     let qs = q.lastDim, ks = k.lastDim, vs = v.lastDim, width = heads * d
     let scale = 1 / Float(d).squareRoot()
     parallelFor(batch * heads, cost: 6 * lq * lk * d) { items in
@@ -217,10 +221,11 @@ package func multiHeadAttentionBackward(q: Tensor, qOffset: Int, k: Tensor, kOff
 
 // MARK: - Convolution
 
-
 /// Gradients of `conv2d` (no bias) w.r.t. `x [n, c, h, w]` and `weight [oc, c, kh, kw]`; nil where not wanted.
-package func conv2dBackward(_ x: Tensor, weight: Tensor, stride: Int, padding: Int, gradient g: Tensor,
-                           wantInput: Bool, wantWeight: Bool) -> (x: Tensor?, weight: Tensor?) {
+package func conv2dBackward(
+    _ x: Tensor, weight: Tensor, stride: Int, padding: Int, gradient g: Tensor,
+    wantInput: Bool, wantWeight: Bool
+) -> (x: Tensor?, weight: Tensor?) {
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (oc, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
     let oh = g.shape[2], ow = g.shape[3]
@@ -234,13 +239,15 @@ package func conv2dBackward(_ x: Tensor, weight: Tensor, stride: Int, padding: I
         if let dw {
             // dW += g_img [oc, pixels] @ colsᵀ [pixels, kdim]
             im2col(x, image: img, kh: kh, kw: kw, stride: stride, padding: padding, oh: oh, ow: ow, into: cols)
-            BLAS.gemm(transB: true, m: oc, n: kdim, k: pixels, a: gi, lda: pixels, b: cols, ldb: pixels,
-                      beta: 1, c: dw.mutableData, ldc: kdim)
+            BLAS.gemm(
+                transB: true, m: oc, n: kdim, k: pixels, a: gi, lda: pixels, b: cols, ldb: pixels,
+                beta: 1, c: dw.mutableData, ldc: kdim)
         }
         if let dx {
             // dcols = Wᵀ [kdim, oc] @ g_img [oc, pixels], then scattered back (col2im); channels are independent.
-            BLAS.gemm(transA: true, m: kdim, n: pixels, k: oc, a: weight.data, lda: kdim, b: gi, ldb: pixels,
-                      c: cols, ldc: pixels)
+            BLAS.gemm(
+                transA: true, m: kdim, n: pixels, k: oc, a: weight.data, lda: kdim, b: gi, ldb: pixels,
+                c: cols, ldc: pixels)
             let dst = dx.mutableData + img * c * h * w
             parallelFor(c, cost: kh * kw * pixels) { channels in
                 for ci in channels {

@@ -246,12 +246,15 @@ package func crossEntropy(_ logits: Variable, targets: [Int]) -> Variable {
 /// Multi-head attention on variables, as `multiHeadAttention` on tensors (same buffers, offsets, key bias) →
 /// `[batch, lq, heads·d]`. q, k and v may be the same variable (a packed `[batch, seq, 3·width]` projection); the
 /// key bias is a constant. `dropout` (training) drops attention probabilities; nil or p = 0 is the inference kernel.
-package func multiHeadAttention(q: Variable, qOffset: Int = 0, k: Variable, kOffset: Int = 0, v: Variable, vOffset: Int = 0,
-                               batch: Int, lq: Int, lk: Int, heads: Int, headDim d: Int,
-                               keyBias: Tensor? = nil, dropout: AttentionDropout? = nil) -> Variable {
+package func multiHeadAttention(
+    q: Variable, qOffset: Int = 0, k: Variable, kOffset: Int = 0, v: Variable, vOffset: Int = 0,
+    batch: Int, lq: Int, lk: Int, heads: Int, headDim d: Int,
+    keyBias: Tensor? = nil, dropout: AttentionDropout? = nil
+) -> Variable {
     let dropout = (dropout?.p ?? 0) > 0 ? dropout : nil
-    let out = multiHeadAttention(q: q.value, qOffset: qOffset, k: k.value, kOffset: kOffset, v: v.value, vOffset: vOffset,
-                                 batch: batch, lq: lq, lk: lk, heads: heads, headDim: d, keyBias: keyBias, dropout: dropout)
+    let out = multiHeadAttention(
+        q: q.value, qOffset: qOffset, k: k.value, kOffset: kOffset, v: v.value, vOffset: vOffset,
+        batch: batch, lq: lq, lk: lk, heads: heads, headDim: d, keyBias: keyBias, dropout: dropout)
     return Variable.record(out, inputs: [q, k, v]) { g in
         // One zeroed gradient buffer per distinct input; an input passed twice shares its buffer (each head
         // writes disjoint columns), and its later positions return nil so it is not counted twice.
@@ -263,9 +266,10 @@ package func multiHeadAttention(q: Variable, qOffset: Int = 0, k: Variable, kOff
             buffers[i] = Tensor(shape: inputs[i].shape)
         }
         func dst(_ i: Int) -> UnsafeMutablePointer<Float>? { inputs[i].requiresGrad ? buffers[owner[i]]!.mutableData : nil }
-        multiHeadAttentionBackward(q: q.value, qOffset: qOffset, k: k.value, kOffset: kOffset, v: v.value, vOffset: vOffset,
-                                   batch: batch, lq: lq, lk: lk, heads: heads, headDim: d, keyBias: keyBias,
-                                   dropout: dropout, gradient: g, dq: dst(0), dk: dst(1), dv: dst(2))
+        multiHeadAttentionBackward(
+            q: q.value, qOffset: qOffset, k: k.value, kOffset: kOffset, v: v.value, vOffset: vOffset,
+            batch: batch, lq: lq, lk: lk, heads: heads, headDim: d, keyBias: keyBias,
+            dropout: dropout, gradient: g, dq: dst(0), dk: dst(1), dv: dst(2))
         return buffers
     }
 }
@@ -322,8 +326,9 @@ package func concatenate(_ parts: [Variable], axis: Int) -> Variable {
     let first = parts[0].shape
     precondition(axis >= 0 && axis < first.count, "concatenate: axis \(axis) for \(first)")
     for p in parts {
-        precondition(p.shape.count == first.count && (0..<first.count).allSatisfy { $0 == axis || p.shape[$0] == first[$0] },
-                     "concatenate: \(p.shape) vs \(first) along \(axis)")
+        precondition(
+            p.shape.count == first.count && (0..<first.count).allSatisfy { $0 == axis || p.shape[$0] == first[$0] },
+            "concatenate: \(p.shape) vs \(first) along \(axis)")
     }
     let outer = first.prefix(axis).reduce(1, *)
     // Each part contributes a contiguous block of `inner[i]` floats to every outer index.
@@ -374,8 +379,9 @@ package func patches(_ x: Variable, size p: Int) -> Variable {
 package func conv2d(_ x: Variable, weight: Variable, stride: Int = 1, padding: Int = 0) -> Variable {
     let xv = x.value, wv = weight.value
     return Variable.record(conv2d(xv, weight: wv, stride: stride, padding: padding), inputs: [x, weight]) { g in
-        let r = conv2dBackward(xv, weight: wv, stride: stride, padding: padding, gradient: g,
-                               wantInput: x.requiresGrad, wantWeight: weight.requiresGrad)
+        let r = conv2dBackward(
+            xv, weight: wv, stride: stride, padding: padding, gradient: g,
+            wantInput: x.requiresGrad, wantWeight: weight.requiresGrad)
         return [r.x, r.weight]
     }
 }
@@ -389,12 +395,14 @@ package func avgPool2d(_ x: Variable, kernel k: Int) -> Variable {
 /// Batch normalisation of `x [n, c, h, w]` with the batch's own statistics (training mode), optionally
 /// followed by ReLU; returns the output and the batch mean and biased variance (for the running statistics).
 package func batchNorm2dTraining(_ x: Variable, weight: Variable, bias: Variable, eps: Float)
-    -> (output: Variable, mean: [Float], variance: [Float]) {
+    -> (output: Variable, mean: [Float], variance: [Float])
+{
     let xv = x.value, wv = weight.value
     let (mean, variance) = channelStatistics(xv)
     // The forward is the inference kernel with the batch statistics in place of the running ones.
-    let out = batchNorm2d(xv, weight: wv, bias: bias.value, runningMean: Tensor(shape: [mean.count], scalars: mean),
-                          runningVar: Tensor(shape: [variance.count], scalars: variance), eps: eps)
+    let out = batchNorm2d(
+        xv, weight: wv, bias: bias.value, runningMean: Tensor(shape: [mean.count], scalars: mean),
+        runningVar: Tensor(shape: [variance.count], scalars: variance), eps: eps)
     let y = Variable.record(out, inputs: [x, weight, bias]) { g in
         let r = batchNormTrainingBackward(xv, weight: wv, mean: mean, variance: variance, eps: eps, gradient: g)
         return [r.x, r.weight, r.bias]
@@ -403,8 +411,10 @@ package func batchNorm2dTraining(_ x: Variable, weight: Variable, bias: Variable
 }
 
 /// Batch normalisation of `x [n, c, h, w]` with fixed (running) statistics, as `batchNorm2d` (evaluation mode).
-package func batchNorm2d(_ x: Variable, weight: Variable, bias: Variable, runningMean: Tensor, runningVar: Tensor,
-                        eps: Float) -> Variable {
+package func batchNorm2d(
+    _ x: Variable, weight: Variable, bias: Variable, runningMean: Tensor, runningVar: Tensor,
+    eps: Float
+) -> Variable {
     let xv = x.value, wv = weight.value
     let out = batchNorm2d(xv, weight: wv, bias: bias.value, runningMean: runningMean, runningVar: runningVar, eps: eps)
     return Variable.record(out, inputs: [x, weight, bias]) { g in
@@ -458,8 +468,10 @@ package func spatialTokens(_ x: Variable) -> Variable {
 /// Running statistics `[c]` after one training batch, as PyTorch's BatchNorm: `(1 − momentum)·running +
 /// momentum·batch`, the batch variance made unbiased (× count / (count − 1)) for the running variance.
 /// `count` is the number of values per channel (`n·h·w`).
-package func updateRunningStatistics(mean: Tensor, variance: Tensor, batchMean: [Float], batchVariance: [Float],
-                                    count: Int, momentum: Float) -> (mean: Tensor, variance: Tensor) {
+package func updateRunningStatistics(
+    mean: Tensor, variance: Tensor, batchMean: [Float], batchVariance: [Float],
+    count: Int, momentum: Float
+) -> (mean: Tensor, variance: Tensor) {
     let c = mean.count
     precondition(variance.count == c && batchMean.count == c && batchVariance.count == c, "updateRunningStatistics: sizes")
     let unbias = count > 1 ? Float(count) / Float(count - 1) : 1

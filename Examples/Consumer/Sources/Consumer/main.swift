@@ -19,7 +19,8 @@ guard arguments.isEmpty || arguments.count == 4 else {
     FileHandle.standardError.write(Data("usage: Consumer [CHECKPOINT CONFIG IMAGE TEXT]\n".utf8))
     exit(2)
 }
-let (checkpoint, configFile, image, text) = arguments.isEmpty
+let (checkpoint, configFile, image, text) =
+    arguments.isEmpty
     ? (defaults[0], defaults[1], defaults[2], defaults[3]) : (arguments[0], arguments[1], arguments[2], arguments[3])
 
 do {
