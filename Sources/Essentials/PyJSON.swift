@@ -50,7 +50,7 @@ package indirect enum PyJSON: Equatable, Sendable {
     /// True for values Python's `isinstance(x, int)` accepts (ints and bools).
     package var isPythonInt: Bool {
         switch self {
-        case .int, .bigInt, .bool: return true;
+        case .int, .bigInt, .bool: return true
         default: return false
         }
     }

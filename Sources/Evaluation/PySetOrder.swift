@@ -51,15 +51,19 @@ struct CPythonSet {
         }
     }
 
-    func contains(_ key: PyKey, _ hash: Int64) -> Bool {
+    func contains(_ key: PyKey, _ hash: Int64) -> Bool { slot(of: key, hash) != nil }
+
+    /// The slot holding `key`, found as CPython's `set_lookkey` probes (linear runs, then perturbed jumps); nil when
+    /// the probe reaches a never-used slot.
+    private func slot(of key: PyKey, _ hash: Int64) -> Int? {
         var i = Int(truncatingIfNeeded: UInt64(bitPattern: hash) & UInt64(mask))
         var perturb = UInt64(bitPattern: hash)
         while true {
             var probes = i + Self.linearProbes <= mask ? Self.linearProbes : 0
             var j = i
             while true {
-                if keys[j] == nil && !deleted[j] { return false }
-                if !deleted[j] && hashes[j] == hash && keys[j] == key { return true }
+                if keys[j] == nil && !deleted[j] { return nil }
+                if !deleted[j] && hashes[j] == hash && keys[j] == key { return j }
                 if probes == 0 { break }
                 probes -= 1
                 j += 1
@@ -122,21 +126,10 @@ struct CPythonSet {
     }
 
     mutating func discard(_ key: PyKey, _ hash: Int64) {
-        var i = Int(truncatingIfNeeded: UInt64(bitPattern: hash) & UInt64(mask))
-        var perturb = UInt64(bitPattern: hash)
-        while true {
-            var probes = i + Self.linearProbes <= mask ? Self.linearProbes : 0
-            var j = i
-            while true {
-                if keys[j] == nil && !deleted[j] { return }
-                if !deleted[j] && hashes[j] == hash && keys[j] == key { keys[j] = nil; deleted[j] = true; used -= 1; return }
-                if probes == 0 { break }
-                probes -= 1
-                j += 1
-            }
-            perturb >>= UInt64(Self.perturbShift)
-            i = Int(truncatingIfNeeded: (UInt64(i) &* 5 &+ 1 &+ perturb) & UInt64(mask))
-        }
+        guard let j = slot(of: key, hash) else { return }
+        keys[j] = nil
+        deleted[j] = true
+        used -= 1
     }
 
     /// Elements in iteration (slot) order.

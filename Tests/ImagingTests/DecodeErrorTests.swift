@@ -20,6 +20,14 @@ final class DecodeErrorTests: XCTestCase {
         return url.path
     }
 
+    /// Whether a decode failure is reported as a cut or corrupt file.
+    private func isTruncatedOrCorrupt(_ reason: ImageError.Reason) -> Bool {
+        switch reason {
+        case .truncated, .corrupt: return true
+        default: return false
+        }
+    }
+
     private func expectError(
         _ path: String, file: StaticString = #filePath, line: UInt = #line,
         _ check: (ImageError.Reason) -> Bool, mentions words: [String]
@@ -55,28 +63,14 @@ final class DecodeErrorTests: XCTestCase {
     func testJPEGCutInsideItsHeadersIsAnError() throws {
         let bytes = [UInt8](try Data(contentsOf: fixturesURL.appendingPathComponent("images/rgb.jpg")))
         let path = try write(Array(bytes.prefix(100)), "header-only.jpg")
-        expectError(
-            path,
-            { reason in
-                switch reason {
-                case .truncated, .corrupt: return true;
-                default: return false
-                }
-            }, mentions: [])
+        expectError(path, isTruncatedOrCorrupt, mentions: [])
     }
 
     func testTruncatedPNGAndWebPAreErrors() throws {
         for name in ["rgb.png", "palette.png", "lossy.webp", "lossless.webp"] {
             let bytes = [UInt8](try Data(contentsOf: fixturesURL.appendingPathComponent("images/\(name)")))
             let path = try write(Array(bytes.prefix(bytes.count / 2)), "cut-\(name)")
-            expectError(
-                path,
-                { reason in
-                    switch reason {
-                    case .truncated, .corrupt: return true;
-                    default: return false
-                    }
-                }, mentions: [])
+            expectError(path, isTruncatedOrCorrupt, mentions: [])
         }
     }
 
