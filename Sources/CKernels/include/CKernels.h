@@ -1,6 +1,8 @@
 #ifndef CKERNELS_H
 #define CKERNELS_H
 
+#include <stdint.h>
+
 /// Row-major single-precision GEMM on the calling thread, `c[m, n] = alpha * op(a) @ op(b) + beta * c + bias`,
 /// where `op(a)` is `[m, k]`, `op(b)` is `[k, n]` and `bias` (`[n]`, added to every row) may be NULL; `lda`, `ldb`,
 /// `ldc` are the row strides of the stored matrices.
@@ -17,5 +19,21 @@ void cnclip_sgemm(int transA, int transB, long m, long n, long k, float alpha, c
 /// Makes `cnclip_sgemm` use its portable kernel (1) even where AVX2/FMA exist, or choose by the CPU again (0):
 /// for the test that both give the same bits.
 void cnclip_gemm_use_portable(int on);
+
+/// The kernels of `cnclip_igemm_s8`.
+enum { CNCLIP_IGEMM_PORTABLE = 1, CNCLIP_IGEMM_AVX2 = 2, CNCLIP_IGEMM_VNNI = 3 };
+
+/// Row-major integer GEMM on the calling thread, `c[m, n] = a[m, k] · b[n, k]ᵀ` (int8 inputs, int32 sums, exact, so
+/// every kernel and every split of the rows gives the same integers); `lda`, `ldb`, `ldc` are row strides. `b` holds
+/// one row per output channel, as a linear layer's weight. Sums must fit int32 (|k| < 2^31 / 127²).
+void cnclip_igemm_s8(long m, long n, long k, const int8_t *a, long lda, const int8_t *b, long ldb, int32_t *c, long ldc);
+
+/// The kernel `cnclip_igemm_s8` uses now: the best this CPU has (VNNI, then AVX2, then portable), or the one forced
+/// by `cnclip_igemm_use_kernel`; -1 when the forced one is not available here.
+int cnclip_igemm_kernel(void);
+
+/// Forces a kernel (`CNCLIP_IGEMM_*`), or 0 to choose by the CPU again: for the tests that every kernel gives the
+/// same integers.
+void cnclip_igemm_use_kernel(int kernel);
 
 #endif

@@ -1,0 +1,200 @@
+// The integer GEMM of the int8 path: c[m, n] = a[m, k] · b[n, k]ᵀ with int8 inputs and exact int32 sums. Because
+// integer sums do not round, every kernel (AVX-512 VNNI, AVX2, portable) gives the same integers, whatever the
+// shape, the blocking or how a caller splits the rows.
+//
+// Kernels, chosen at run time:
+// - AVX-512 VNNI on 256-bit registers (`vpdpbusd`: 4 unsigned × signed byte products added into each int32 lane):
+//   activations are offset by 128 to unsigned bytes, and 128 · (the column sums of b) is subtracted at the store;
+// - AVX2 (`vpmaddwd` on bytes widened to int16: 2 products per lane, never saturating);
+// - portable C on the AVX2 layout.
+// Blocking as in gemm.c: k in blocks of KC, b packed NB columns at a time into 16-column panels, a into 6-row panels.
+
+#include "CKernels.h"
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MR 6
+#define NR 16
+#define KC 1024
+#define NB 128
+
+static _Thread_local void *packedA, *packedB;
+static _Thread_local size_t packedABytes, packedBBytes;
+
+static void *reserveBytes(void **buffer, size_t *bytes, size_t needed) {
+    if (*bytes < needed) {
+        free(*buffer);
+        *buffer = aligned_alloc(64, (needed + 63) / 64 * 64);
+        if (!*buffer) abort();
+        *bytes = needed;
+    }
+    return *buffer;
+}
+
+/// The layouts: G k-values per group (2 as int16 for AVX2/portable, 4 as bytes for VNNI).
+typedef enum { LayoutPairs16, LayoutQuads8 } Layout;
+
+/// a[i0 ..< i0+mc][k0 ..< k0+kc] → 6-row panels `[groups][6][G]`; k past kc and rows past mc are padded (zero for
+/// pairs; 128, that is zero, for quads, whose bytes are a + 128).
+static void packA(Layout layout, const int8_t *a, long lda, long mc, long k0, long kc, void *dst) {
+    int g = layout == LayoutPairs16 ? 2 : 4;
+    long groups = (kc + g - 1) / g;
+    int16_t *p16 = dst;
+    uint8_t *p8 = dst;
+    for (long p = 0; p < mc; p += MR) {
+        for (long q = 0; q < groups; q++)
+            for (int r = 0; r < MR; r++)
+                for (int t = 0; t < g; t++) {
+                    long kk = q * g + t, row = p + r;
+                    int v = row < mc && kk < kc ? a[row * lda + k0 + kk] : 0;
+                    if (layout == LayoutPairs16) *p16++ = (int16_t)v;
+                    else *p8++ = (uint8_t)(v + 128);
+                }
+    }
+}
+
+/// b[j0 ..< j0+nc][k0 ..< k0+kc] → 16-column panels `[groups][16][G]`, zero-padded; for quads also each column's
+/// sum over the block (`sums`, 16 per panel).
+static void packB(Layout layout, const int8_t *b, long ldb, long j0, long nc, long k0, long kc, void *dst, int32_t *sums) {
+    int g = layout == LayoutPairs16 ? 2 : 4;
+    long groups = (kc + g - 1) / g;
+    int16_t *p16 = dst;
+    int8_t *p8 = dst;
+    for (long q0 = 0; q0 < nc; q0 += NR) {
+        if (sums) memset(sums + q0, 0, NR * sizeof(int32_t));
+        for (long q = 0; q < groups; q++)
+            for (int x = 0; x < NR; x++)
+                for (int t = 0; t < g; t++) {
+                    long kk = q * g + t, col = q0 + x;
+                    int v = col < nc && kk < kc ? b[(j0 + col) * ldb + k0 + kk] : 0;
+                    if (layout == LayoutPairs16) *p16++ = (int16_t)v;
+                    else { *p8++ = (int8_t)v; sums[q0 + x] += v; }
+                }
+    }
+}
+
+/// One 6 × 16 tile over `groups` pairs: `c` = (first ? 0 : c) + the tile's sums.
+__attribute__((target("avx2")))
+static void kernelAVX2(long groups, const int16_t *ap, const int16_t *bp, int32_t *c, long ldc, int first) {
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const int32_t *a32 = (const int32_t *)ap;
+    for (long q = 0; q < groups; q++) {
+        __m256i b0 = _mm256_load_si256((const __m256i *)bp), b1 = _mm256_load_si256((const __m256i *)(bp + 16)), a;
+#define ROW(r, x0, x1) a = _mm256_set1_epi32(a32[r]); \
+        x0 = _mm256_add_epi32(x0, _mm256_madd_epi16(a, b0)); x1 = _mm256_add_epi32(x1, _mm256_madd_epi16(a, b1));
+        ROW(0, c00, c01) ROW(1, c10, c11) ROW(2, c20, c21) ROW(3, c30, c31) ROW(4, c40, c41) ROW(5, c50, c51)
+#undef ROW
+        a32 += MR; bp += 2 * NR;
+    }
+#define OUT(r, x, v) { int32_t *p = c + (r) * ldc + (x); __m256i t = (v); \
+        if (!first) t = _mm256_add_epi32(t, _mm256_loadu_si256((const __m256i *)p)); \
+        _mm256_storeu_si256((__m256i *)p, t); }
+    OUT(0, 0, c00) OUT(0, 8, c01) OUT(1, 0, c10) OUT(1, 8, c11) OUT(2, 0, c20) OUT(2, 8, c21)
+    OUT(3, 0, c30) OUT(3, 8, c31) OUT(4, 0, c40) OUT(4, 8, c41) OUT(5, 0, c50) OUT(5, 8, c51)
+#undef OUT
+}
+
+/// The same tile over `groups` quads of unsigned a + 128 and signed b, minus 128 · `sums`.
+__attribute__((target("avx2,avx512vl,avx512vnni")))
+static void kernelVNNI(long groups, const uint8_t *ap, const int8_t *bp, int32_t *c, long ldc, int first,
+                       const int32_t *sums) {
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const int32_t *a32 = (const int32_t *)ap;
+    for (long q = 0; q < groups; q++) {
+        __m256i b0 = _mm256_load_si256((const __m256i *)bp), b1 = _mm256_load_si256((const __m256i *)(bp + 32)), a;
+#define ROW(r, x0, x1) a = _mm256_set1_epi32(a32[r]); \
+        x0 = _mm256_dpbusd_epi32(x0, a, b0); x1 = _mm256_dpbusd_epi32(x1, a, b1);
+        ROW(0, c00, c01) ROW(1, c10, c11) ROW(2, c20, c21) ROW(3, c30, c31) ROW(4, c40, c41) ROW(5, c50, c51)
+#undef ROW
+        a32 += MR; bp += 4 * NR;
+    }
+    const __m256i s0 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)sums), 7),
+                  s1 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(sums + 8)), 7);
+#define OUT(r, x, v, s) { int32_t *p = c + (r) * ldc + (x); __m256i t = _mm256_sub_epi32((v), (s)); \
+        if (!first) t = _mm256_add_epi32(t, _mm256_loadu_si256((const __m256i *)p)); \
+        _mm256_storeu_si256((__m256i *)p, t); }
+    OUT(0, 0, c00, s0) OUT(0, 8, c01, s1) OUT(1, 0, c10, s0) OUT(1, 8, c11, s1) OUT(2, 0, c20, s0) OUT(2, 8, c21, s1)
+    OUT(3, 0, c30, s0) OUT(3, 8, c31, s1) OUT(4, 0, c40, s0) OUT(4, 8, c41, s1) OUT(5, 0, c50, s0) OUT(5, 8, c51, s1)
+#undef OUT
+}
+
+/// `kernelAVX2` one lane at a time.
+static void kernelPortable(long groups, const int16_t *ap, const int16_t *bp, int32_t *c, long ldc, int first) {
+    int32_t acc[MR][NR] = {{0}};
+    for (long q = 0; q < groups; q++) {
+        for (int r = 0; r < MR; r++)
+            for (int x = 0; x < NR; x++) acc[r][x] += ap[2 * r] * bp[2 * x] + ap[2 * r + 1] * bp[2 * x + 1];
+        ap += 2 * MR; bp += 2 * NR;
+    }
+    for (int r = 0; r < MR; r++)
+        for (int x = 0; x < NR; x++) c[r * ldc + x] = first ? acc[r][x] : c[r * ldc + x] + acc[r][x];
+}
+
+static int forcedKernel;  // 0: by the CPU
+
+void cnclip_igemm_use_kernel(int kernel) { __atomic_store_n(&forcedKernel, kernel, __ATOMIC_SEQ_CST); }
+
+int cnclip_igemm_kernel(void) {
+    int forced = __atomic_load_n(&forcedKernel, __ATOMIC_SEQ_CST);
+    __builtin_cpu_init();
+    int vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+    int avx2 = __builtin_cpu_supports("avx2");
+    if (forced == CNCLIP_IGEMM_VNNI && vnni) return CNCLIP_IGEMM_VNNI;
+    if (forced == CNCLIP_IGEMM_AVX2 && avx2) return CNCLIP_IGEMM_AVX2;
+    if (forced == CNCLIP_IGEMM_PORTABLE) return CNCLIP_IGEMM_PORTABLE;
+    if (forced != 0) return -1;
+    return vnni ? CNCLIP_IGEMM_VNNI : avx2 ? CNCLIP_IGEMM_AVX2 : CNCLIP_IGEMM_PORTABLE;
+}
+
+void cnclip_igemm_s8(long m, long n, long k, const int8_t *a, long lda, const int8_t *b, long ldb, int32_t *c, long ldc) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        for (long i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(int32_t));
+        return;
+    }
+    int kernel = cnclip_igemm_kernel();
+    if (kernel < 0) abort();  // a forced kernel this CPU lacks: tests check `cnclip_igemm_kernel` first
+    Layout layout = kernel == CNCLIP_IGEMM_VNNI ? LayoutQuads8 : LayoutPairs16;
+    size_t element = layout == LayoutPairs16 ? sizeof(int16_t) : 1;
+    long kcMax = k < KC ? k : KC, kcPadded = (kcMax + 3) / 4 * 4;
+    void *ap = reserveBytes(&packedA, &packedABytes, element * (size_t)kcPadded * (size_t)((m + MR - 1) / MR * MR));
+    void *bp = reserveBytes(&packedB, &packedBBytes, element * (size_t)kcPadded * NB);
+    int32_t sums[NB];
+    for (long k0 = 0; k0 < k; k0 += KC) {
+        long kc = k - k0 < KC ? k - k0 : KC;
+        int g = layout == LayoutPairs16 ? 2 : 4;
+        long groups = (kc + g - 1) / g, panelA = groups * g * MR, panelB = groups * g * NR;
+        int first = k0 == 0;
+        packA(layout, a, lda, m, k0, kc, ap);
+        for (long j0 = 0; j0 < n; j0 += NB) {
+            long nc = n - j0 < NB ? n - j0 : NB;
+            packB(layout, b, ldb, j0, nc, k0, kc, bp, layout == LayoutQuads8 ? sums : NULL);
+            for (long p = 0; p < m; p += MR) {
+                long mr = m - p < MR ? m - p : MR;
+                for (long q = 0; q < nc; q += NR) {
+                    long nr = nc - q < NR ? nc - q : NR;
+                    int32_t tile[MR * NR] __attribute__((aligned(32)));
+                    int full = mr == MR && nr == NR;
+                    int32_t *ct = full ? c + p * ldc + j0 + q : tile;
+                    long ldt = full ? ldc : NR;
+                    if (!full && !first)
+                        for (long r = 0; r < mr; r++) memcpy(tile + r * NR, c + (p + r) * ldc + j0 + q, (size_t)nr * sizeof(int32_t));
+                    if (layout == LayoutQuads8)
+                        kernelVNNI(groups, (const uint8_t *)ap + p / MR * panelA, (const int8_t *)bp + q / NR * panelB, ct, ldt,
+                                   first, sums + q);
+                    else if (kernel == CNCLIP_IGEMM_AVX2)
+                        kernelAVX2(groups, (const int16_t *)ap + p / MR * panelA, (const int16_t *)bp + q / NR * panelB, ct, ldt,
+                                   first);
+                    else
+                        kernelPortable(groups, (const int16_t *)ap + p / MR * panelA, (const int16_t *)bp + q / NR * panelB, ct,
+                                       ldt, first);
+                    if (!full)
+                        for (long r = 0; r < mr; r++) memcpy(c + (p + r) * ldc + j0 + q, tile + r * NR, (size_t)nr * sizeof(int32_t));
+                }
+            }
+        }
+    }
+}
