@@ -1,0 +1,57 @@
+// The int8 path's integer GEMM (Sources/CKernels/igemm.c), each kernel this CPU has, against our fp32 GEMM on the
+// same products, one thread: GOP/s (a multiply-add counts 2) as the best of 5 alternating rounds.
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include "CKernels.h"
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+int main(void) {
+    const struct { long m, n, k; const char *what; } shapes[] = {
+        {788, 2304, 768, "ViT-B-16 batch 8, qkv (one thread's rows)"},
+        {788, 3072, 768, "ViT-B-16 batch 8, mlp up"},
+        {788, 768, 3072, "ViT-B-16 batch 8, mlp down"},
+        {197, 1152, 768, "ViT-B-16 batch 1, qkv (one thread's columns)"},
+        {832, 768, 768, "BERT batch 32 × 52 tokens, one projection"},
+        {22, 1536, 768, "BERT one 20-character query, mlp up"},
+    };
+    const int kernels[] = {CNCLIP_IGEMM_PORTABLE, CNCLIP_IGEMM_AVX2, CNCLIP_IGEMM_VNNI};
+    printf("| product (m × n × k) | what | fp32 GFLOP/s | int8 portable | int8 AVX2 | int8 VNNI | VNNI / fp32 |\n");
+    printf("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        long m = shapes[s].m, n = shapes[s].n, k = shapes[s].k;
+        float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * n * k), *c = malloc(sizeof(float) * m * n);
+        int8_t *qa = malloc(m * k), *qb = malloc(n * k);
+        int32_t *qc = malloc(sizeof(int32_t) * m * n);
+        for (long i = 0; i < m * k; i++) { qa[i] = (int8_t)(rand() % 255 - 127); a[i] = qa[i] / 127.0f; }
+        for (long i = 0; i < n * k; i++) { qb[i] = (int8_t)(rand() % 255 - 127); b[i] = qb[i] / 127.0f; }
+        int reps = (int)(2e9 / (2.0 * m * n * k)) + 1;
+        double best[4] = {1e9, 1e9, 1e9, 1e9};
+        for (int round = 0; round < 5; round++)
+            for (int engine = 0; engine < 4; engine++) {
+                if (engine > 0) {
+                    cnclip_igemm_use_kernel(kernels[engine - 1]);
+                    if (cnclip_igemm_kernel() != kernels[engine - 1]) continue;
+                }
+                double t = now();
+                for (int r = 0; r < reps; r++) {
+                    if (engine == 0) cnclip_sgemm(0, 1, m, n, k, 1, a, k, b, k, 0, NULL, c, n);
+                    else cnclip_igemm_s8(m, n, k, qa, k, qb, k, qc, n);
+                }
+                t = now() - t;
+                if (t < best[engine]) best[engine] = t;
+            }
+        double op = 2.0 * m * n * k * reps;
+        printf("| %ld × %ld × %ld | %s |", m, n, k, shapes[s].what);
+        for (int e = 0; e < 4; e++) printf(best[e] < 1e9 ? " %.1f |" : " — |", op / best[e] / 1e9);
+        printf(" %.2f× |\n", best[0] / best[3]);
+        free(a); free(b); free(c); free(qa); free(qb); free(qc);
+    }
+    return 0;
+}
