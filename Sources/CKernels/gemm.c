@@ -6,6 +6,7 @@
 // packed NB columns at a time into 16-column panels that stay in L2 while every A panel passes over them.
 
 #include "CKernels.h"
+#include "packing.h"
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
@@ -16,19 +17,8 @@
 #define KC 512
 #define NB 96
 
-// Packing buffers live as long as the thread: large fresh allocations would page-fault on every call.
-static _Thread_local float *packedA, *packedB;
-static _Thread_local size_t packedACount, packedBCount;
-
-static float *reserve(float **buffer, size_t *count, size_t needed) {
-    if (*count < needed) {
-        free(*buffer);
-        *buffer = aligned_alloc(64, (needed * sizeof(float) + 63) / 64 * 64);
-        if (!*buffer) abort();
-        *count = needed;
-    }
-    return *buffer;
-}
+static _Thread_local void *packedA, *packedB;
+static _Thread_local size_t packedABytes, packedBBytes;
 
 /// dst[k * dstride + c] = rows[c][k] for c, k < 8 (dst 32-byte aligned).
 __attribute__((target("avx2,fma")))
@@ -168,8 +158,8 @@ void cnclip_sgemm(int transA, int transB, long m, long n, long k, float alpha,
     __builtin_cpu_init();
     int avx = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !__atomic_load_n(&forcePortable, __ATOMIC_SEQ_CST);
     long kcMax = k < KC ? k : KC;
-    float *ap = reserve(&packedA, &packedACount, (size_t)kcMax * (size_t)((m + MR - 1) / MR * MR));
-    float *bp = reserve(&packedB, &packedBCount, (size_t)kcMax * NB);
+    float *ap = cnclip_reserve(&packedA, &packedABytes, sizeof(float) * (size_t)kcMax * (size_t)((m + MR - 1) / MR * MR));
+    float *bp = cnclip_reserve(&packedB, &packedBBytes, sizeof(float) * (size_t)kcMax * NB);
     for (long k0 = 0; k0 < k; k0 += KC) {
         long kc = k - k0 < KC ? k - k0 : KC;
         int first = k0 == 0;

@@ -10,6 +10,7 @@
 // Blocking as in gemm.c: k in blocks of KC, b packed NB columns at a time into 16-column panels, a into 6-row panels.
 
 #include "CKernels.h"
+#include "packing.h"
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,16 +22,6 @@
 
 static _Thread_local void *packedA, *packedB;
 static _Thread_local size_t packedABytes, packedBBytes;
-
-static void *reserveBytes(void **buffer, size_t *bytes, size_t needed) {
-    if (*bytes < needed) {
-        free(*buffer);
-        *buffer = aligned_alloc(64, (needed + 63) / 64 * 64);
-        if (!*buffer) abort();
-        *bytes = needed;
-    }
-    return *buffer;
-}
 
 /// The layouts: G k-values per group (2 as int16 for AVX2/portable, 4 as bytes for VNNI).
 typedef enum { LayoutPairs16, LayoutQuads8 } Layout;
@@ -160,8 +151,8 @@ void cnclip_igemm_s8(long m, long n, long k, const int8_t *a, long lda, const in
     Layout layout = kernel == CNCLIP_IGEMM_VNNI ? LayoutQuads8 : LayoutPairs16;
     size_t element = layout == LayoutPairs16 ? sizeof(int16_t) : 1;
     long kcMax = k < KC ? k : KC, kcPadded = (kcMax + 3) / 4 * 4;
-    void *ap = reserveBytes(&packedA, &packedABytes, element * (size_t)kcPadded * (size_t)((m + MR - 1) / MR * MR));
-    void *bp = reserveBytes(&packedB, &packedBBytes, element * (size_t)kcPadded * NB);
+    void *ap = cnclip_reserve(&packedA, &packedABytes, element * (size_t)kcPadded * (size_t)((m + MR - 1) / MR * MR));
+    void *bp = cnclip_reserve(&packedB, &packedBBytes, element * (size_t)kcPadded * NB);
     int32_t sums[NB];
     for (long k0 = 0; k0 < k; k0 += KC) {
         long kc = k - k0 < KC ? k - k0 : KC;
