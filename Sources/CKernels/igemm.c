@@ -20,8 +20,8 @@
 #define KC 1024
 #define NB 128
 
-static _Thread_local void *packedA, *packedB;
-static _Thread_local size_t packedABytes, packedBBytes;
+static _Thread_local void *packedA;
+static _Thread_local size_t packedABytes;
 
 /// The layouts: G k-values per group (2 as int16 for AVX2/portable, 4 as bytes for VNNI).
 typedef enum { LayoutPairs16, LayoutQuads8 } Layout;
@@ -72,7 +72,7 @@ static void kernelAVX2(long groups, const int16_t *ap, const int16_t *bp, int32_
             c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const int32_t *a32 = (const int32_t *)ap;
     for (long q = 0; q < groups; q++) {
-        __m256i b0 = _mm256_load_si256((const __m256i *)bp), b1 = _mm256_load_si256((const __m256i *)(bp + 16)), a;
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)bp), b1 = _mm256_loadu_si256((const __m256i *)(bp + 16)), a;
 #define ROW(r, x0, x1) a = _mm256_set1_epi32(a32[r]); \
         x0 = _mm256_add_epi32(x0, _mm256_madd_epi16(a, b0)); x1 = _mm256_add_epi32(x1, _mm256_madd_epi16(a, b1));
         ROW(0, c00, c01) ROW(1, c10, c11) ROW(2, c20, c21) ROW(3, c30, c31) ROW(4, c40, c41) ROW(5, c50, c51)
@@ -95,7 +95,7 @@ static void kernelVNNI(long groups, const uint8_t *ap, const int8_t *bp, int32_t
             c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const int32_t *a32 = (const int32_t *)ap;
     for (long q = 0; q < groups; q++) {
-        __m256i b0 = _mm256_load_si256((const __m256i *)bp), b1 = _mm256_load_si256((const __m256i *)(bp + 32)), a;
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)bp), b1 = _mm256_loadu_si256((const __m256i *)(bp + 32)), a;
 #define ROW(r, x0, x1) a = _mm256_set1_epi32(a32[r]); \
         x0 = _mm256_dpbusd_epi32(x0, a, b0); x1 = _mm256_dpbusd_epi32(x1, a, b1);
         ROW(0, c00, c01) ROW(1, c10, c11) ROW(2, c20, c21) ROW(3, c30, c31) ROW(4, c40, c41) ROW(5, c50, c51)
@@ -140,52 +140,100 @@ int cnclip_igemm_kernel(void) {
     return vnni ? CNCLIP_IGEMM_VNNI : avx2 ? CNCLIP_IGEMM_AVX2 : CNCLIP_IGEMM_PORTABLE;
 }
 
-void cnclip_igemm_s8(long m, long n, long k, const int8_t *a, long lda, const int8_t *b, long ldb, int32_t *c, long ldc) {
-    if (m <= 0 || n <= 0) return;
-    if (k <= 0) {
-        for (long i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(int32_t));
-        return;
-    }
-    int kernel = cnclip_igemm_kernel();
-    if (kernel < 0) abort();  // a forced kernel this CPU lacks: tests check `cnclip_igemm_kernel` first
-    Layout layout = kernel == CNCLIP_IGEMM_VNNI ? LayoutQuads8 : LayoutPairs16;
-    size_t element = layout == LayoutPairs16 ? sizeof(int16_t) : 1;
-    long kcMax = k < KC ? k : KC, kcPadded = (kcMax + 3) / 4 * 4;
-    void *ap = cnclip_reserve(&packedA, &packedABytes, element * (size_t)kcPadded * (size_t)((m + MR - 1) / MR * MR));
-    void *bp = cnclip_reserve(&packedB, &packedBBytes, element * (size_t)kcPadded * NB);
-    int32_t sums[NB];
+/// The packed form of b for one kernel: for each k-block, its 16-column panels one after another, then (for quads)
+/// each column's sum in each k-block.
+typedef struct {
+    Layout layout;
+    int g;              // k values per group
+    size_t element;     // bytes per packed value
+    long panels;        // 16-column panels
+} Packing;
+
+static Packing packing(long n, int kernel) {
+    Packing p = {kernel == CNCLIP_IGEMM_VNNI ? LayoutQuads8 : LayoutPairs16, kernel == CNCLIP_IGEMM_VNNI ? 4 : 2,
+                 kernel == CNCLIP_IGEMM_VNNI ? 1 : sizeof(int16_t), (n + NR - 1) / NR};
+    return p;
+}
+
+/// Bytes of the panels of k-blocks before `k0` (every block but the last is KC long).
+static size_t blockOffset(Packing p, long k0) {
+    long groups = KC / p.g;
+    return (size_t)(k0 / KC) * (size_t)groups * (size_t)p.g * NR * p.element * (size_t)p.panels;
+}
+
+size_t cnclip_igemm_packed_size(long n, long k, int kernel) {
+    Packing p = packing(n, kernel);
+    size_t panels = blockOffset(p, (k + KC - 1) / KC * KC);  // as if the last block were full: a little slack
+    size_t sums = p.layout == LayoutQuads8 ? (size_t)((k + KC - 1) / KC) * (size_t)p.panels * NR * sizeof(int32_t) : 0;
+    return panels + sums + 64;
+}
+
+void cnclip_igemm_pack(long n, long k, const int8_t *b, long ldb, int kernel, void *packed) {
+    Packing p = packing(n, kernel);
+    int32_t *sums = (int32_t *)((char *)packed + blockOffset(p, (k + KC - 1) / KC * KC));
     for (long k0 = 0; k0 < k; k0 += KC) {
         long kc = k - k0 < KC ? k - k0 : KC;
-        int g = layout == LayoutPairs16 ? 2 : 4;
-        long groups = (kc + g - 1) / g, panelA = groups * g * MR, panelB = groups * g * NR;
+        packB(p.layout, b, ldb, 0, n, k0, kc, (char *)packed + blockOffset(p, k0),
+              p.layout == LayoutQuads8 ? sums + (k0 / KC) * p.panels * NR : NULL);
+    }
+}
+
+void cnclip_igemm_s8_packed(long m, long j0, long nc, long n, long k, const int8_t *a, long lda, const void *packed, int kernel,
+                            int32_t *c, long ldc) {
+    if (m <= 0 || nc <= 0) return;
+    if (k <= 0) {
+        for (long i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)nc * sizeof(int32_t));
+        return;
+    }
+    Packing p = packing(n, kernel);
+    long kcMax = k < KC ? k : KC, kcPadded = (kcMax + 3) / 4 * 4;
+    void *ap = cnclip_reserve(&packedA, &packedABytes, p.element * (size_t)kcPadded * (size_t)((m + MR - 1) / MR * MR));
+    const int32_t *allSums = (const int32_t *)((const char *)packed + blockOffset(p, (k + KC - 1) / KC * KC));
+    for (long k0 = 0; k0 < k; k0 += KC) {
+        long kc = k - k0 < KC ? k - k0 : KC;
+        long groups = (kc + p.g - 1) / p.g, panelA = groups * p.g * MR, panelB = groups * p.g * NR;
         int first = k0 == 0;
-        packA(layout, a, lda, m, k0, kc, ap);
-        for (long j0 = 0; j0 < n; j0 += NB) {
-            long nc = n - j0 < NB ? n - j0 : NB;
-            packB(layout, b, ldb, j0, nc, k0, kc, bp, layout == LayoutQuads8 ? sums : NULL);
-            for (long p = 0; p < m; p += MR) {
-                long mr = m - p < MR ? m - p : MR;
-                for (long q = 0; q < nc; q += NR) {
-                    long nr = nc - q < NR ? nc - q : NR;
+        const char *block = (const char *)packed + blockOffset(p, k0);
+        const int32_t *sums = allSums + (k0 / KC) * p.panels * NR;
+        packA(p.layout, a, lda, m, k0, kc, ap);
+        // Columns NB at a time, so that their panels stay in L2 while every row panel passes over them.
+        for (long jb = j0; jb < j0 + nc; jb += NB) {
+            long jbEnd = jb + NB < j0 + nc ? jb + NB : j0 + nc;
+            for (long r0 = 0; r0 < m; r0 += MR) {
+                long mr = m - r0 < MR ? m - r0 : MR;
+                for (long q = jb; q < jbEnd; q += NR) {
+                    long nr = jbEnd - q < NR ? jbEnd - q : NR;
                     int32_t tile[MR * NR] __attribute__((aligned(32)));
                     int full = mr == MR && nr == NR;
-                    int32_t *ct = full ? c + p * ldc + j0 + q : tile;
+                    int32_t *ct = full ? c + r0 * ldc + (q - j0) : tile;
                     long ldt = full ? ldc : NR;
                     if (!full && !first)
-                        for (long r = 0; r < mr; r++) memcpy(tile + r * NR, c + (p + r) * ldc + j0 + q, (size_t)nr * sizeof(int32_t));
-                    if (layout == LayoutQuads8)
-                        kernelVNNI(groups, (const uint8_t *)ap + p / MR * panelA, (const int8_t *)bp + q / NR * panelB, ct, ldt,
-                                   first, sums + q);
+                        for (long r = 0; r < mr; r++)
+                            memcpy(tile + r * NR, c + (r0 + r) * ldc + (q - j0), (size_t)nr * sizeof(int32_t));
+                    const void *bt = block + (size_t)(q / NR) * (size_t)panelB * p.element;
+                    if (p.layout == LayoutQuads8)
+                        kernelVNNI(groups, (const uint8_t *)ap + r0 / MR * panelA, bt, ct, ldt, first, sums + q);
                     else if (kernel == CNCLIP_IGEMM_AVX2)
-                        kernelAVX2(groups, (const int16_t *)ap + p / MR * panelA, (const int16_t *)bp + q / NR * panelB, ct, ldt,
-                                   first);
+                        kernelAVX2(groups, (const int16_t *)ap + r0 / MR * panelA, bt, ct, ldt, first);
                     else
-                        kernelPortable(groups, (const int16_t *)ap + p / MR * panelA, (const int16_t *)bp + q / NR * panelB, ct,
-                                       ldt, first);
+                        kernelPortable(groups, (const int16_t *)ap + r0 / MR * panelA, bt, ct, ldt, first);
                     if (!full)
-                        for (long r = 0; r < mr; r++) memcpy(c + (p + r) * ldc + j0 + q, tile + r * NR, (size_t)nr * sizeof(int32_t));
+                        for (long r = 0; r < mr; r++)
+                            memcpy(c + (r0 + r) * ldc + (q - j0), tile + r * NR, (size_t)nr * sizeof(int32_t));
                 }
             }
         }
     }
+}
+
+static _Thread_local void *scratchB;
+static _Thread_local size_t scratchBBytes;
+
+void cnclip_igemm_s8(long m, long n, long k, const int8_t *a, long lda, const int8_t *b, long ldb, int32_t *c, long ldc) {
+    if (m <= 0 || n <= 0) return;
+    int kernel = cnclip_igemm_kernel();
+    if (kernel < 0) abort();  // a forced kernel this CPU lacks: tests check `cnclip_igemm_kernel` first
+    void *packed = cnclip_reserve(&scratchB, &scratchBBytes, cnclip_igemm_packed_size(n, k > 0 ? k : 1, kernel));
+    if (k > 0) cnclip_igemm_pack(n, k, b, ldb, kernel, packed);
+    cnclip_igemm_s8_packed(m, 0, n, n, k, a, lda, packed, kernel, c, ldc);
 }

@@ -19,6 +19,10 @@ package struct Int8Weight: Sendable {
     package let values: [Int8]
     /// `[rows]`: row r's values are `scales[r] · values[r, ...]`.
     package let scales: [Float]
+    /// `values` packed once for `kernel`, the integer GEMM's kernel when the weight was made.
+    let packed: [UInt8]
+    /// The `CNCLIP_IGEMM_*` kernel `packed` is laid out for.
+    let kernel: Int32
 
     /// Quantizes an fp32 weight `[out, in]`.
     package init(quantizing weight: Tensor) {
@@ -31,10 +35,7 @@ package struct Int8Weight: Sendable {
                 quantizeRows(weight.data, rows: rows, columns: columns, into: q.baseAddress!, scales: s.baseAddress!)
             }
         }
-        self.rows = rows
-        self.columns = columns
-        self.values = values
-        self.scales = scales
+        self.init(rows: rows, columns: columns, values: values, scales: scales)
     }
 
     /// A weight read back from its parts (a quantized model file).
@@ -46,6 +47,12 @@ package struct Int8Weight: Sendable {
         self.columns = columns
         self.values = values
         self.scales = scales
+        let kernel = cnclip_igemm_kernel()
+        precondition(kernel > 0, "Int8Weight: the forced integer GEMM kernel is not available on this CPU")
+        var packed = [UInt8](repeating: 0, count: cnclip_igemm_packed_size(rows, max(columns, 1), kernel))
+        if columns > 0 { packed.withUnsafeMutableBytes { cnclip_igemm_pack(rows, columns, values, columns, kernel, $0.baseAddress!) } }
+        self.packed = packed
+        self.kernel = kernel
     }
 
     /// The fp32 weight these values stand for, `[rows, columns]`.
@@ -89,23 +96,23 @@ package func linear(_ x: Tensor, weight: Int8Weight, bias: Tensor?) -> Tensor {
         }
     }
     qx.withUnsafeBufferPointer { a in
-        weight.values.withUnsafeBufferPointer { b in
+        weight.packed.withUnsafeBytes { packed in
             sums.withUnsafeMutableBufferPointer { c in
-                let (a, b, c) = (a.baseAddress!, b.baseAddress!, c.baseAddress!)
+                let (a, b, c, kernel) = (a.baseAddress!, packed.baseAddress!, c.baseAddress!, weight.kernel)
                 let threads = ComputeThreads.count
                 if threads <= 1 || m * n * k < 1 << 21 {
-                    cnclip_igemm_s8(m, n, k, a, k, b, k, c, n)
+                    cnclip_igemm_s8_packed(m, 0, n, n, k, a, k, b, kernel, c, n)
                 } else if m >= 32 * threads {
                     // Rows in whole 6-row panels of the kernel, as the fp32 GEMM splits them.
                     concurrentPerform(iterations: threads) { t in
                         let lo = (m * t / threads) / 6 * 6, hi = t == threads - 1 ? m : (m * (t + 1) / threads) / 6 * 6
-                        if hi > lo { cnclip_igemm_s8(hi - lo, n, k, a + lo * k, k, b, k, c + lo * n, n) }
+                        if hi > lo { cnclip_igemm_s8_packed(hi - lo, 0, n, n, k, a + lo * k, k, b, kernel, c + lo * n, n) }
                     }
                 } else {
                     // Few rows (a short batch of queries): output channels in whole 16-column panels.
                     concurrentPerform(iterations: threads) { t in
                         let lo = (n * t / threads) & ~15, hi = t == threads - 1 ? n : (n * (t + 1) / threads) & ~15
-                        if hi > lo { cnclip_igemm_s8(m, hi - lo, k, a, k, b + lo * k, k, c + lo, n) }
+                        if hi > lo { cnclip_igemm_s8_packed(m, lo, hi - lo, n, k, a, k, b, kernel, c + lo, n) }
                     }
                 }
             }

@@ -1,6 +1,7 @@
 // The int8 linear layer: quantization round trips, the exact integer formula, closeness to fp32, and the engine's
 // invariance (a row's result does not depend on the batch or the thread count).
 
+import CKernels
 import Essentials
 import Foundation
 import TestSupport
@@ -51,6 +52,20 @@ final class Int8LinearTests: XCTestCase {
                 XCTAssertEqual(y.scalars[i * n + j], want, "row \(i) column \(j)")
             }
         }
+    }
+
+    func testEveryKernelGivesTheSameOutput() {
+        var g = SplitMix64(seed: 29)
+        let x = random([13, 300], &g), w = random([70, 300], &g, scale: 0.05), bias = random([70], &g)
+        var outputs: [[Float]] = []
+        for kernel in [CNCLIP_IGEMM_PORTABLE, CNCLIP_IGEMM_AVX2, CNCLIP_IGEMM_VNNI].map(Int32.init) {
+            cnclip_igemm_use_kernel(kernel)
+            defer { cnclip_igemm_use_kernel(0) }
+            guard cnclip_igemm_kernel() == kernel else { continue }
+            outputs.append(linear(x, weight: Int8Weight(quantizing: w), bias: bias).scalars)
+        }
+        XCTAssertGreaterThanOrEqual(outputs.count, 1)
+        for o in outputs.dropFirst() { XCTAssertEqual(o, outputs[0]) }
     }
 
     func testCloseToFP32() {

@@ -97,6 +97,28 @@ final class IntegerGEMMTests: XCTestCase {
         for kernel in kernels { XCTAssertEqual(run(kernel, 3, 4, 0, [0], 1, [0], 1), [Int32](repeating: 0, count: 12)) }
     }
 
+    func testPackedWeightsByColumnBlocks() {
+        // A weight packed once, used whole and by 16-aligned column blocks (how threads split few-row products).
+        var g = SplitMix64(seed: 8)
+        for (m, n, k) in [(5, 130, 2049), (1, 48, 7), (7, 300, 1024)] {
+            let a = random(m * k, &g), b = random(n * k, &g)
+            let want = plain(m, n, k, a, k, b, k)
+            for kernel in kernels {
+                var packed = [UInt8](repeating: 0, count: cnclip_igemm_packed_size(n, k, kernel))
+                packed.withUnsafeMutableBytes { cnclip_igemm_pack(n, k, b, k, kernel, $0.baseAddress!) }
+                var c = [Int32](repeating: -1, count: m * n)
+                for (lo, hi) in [(0, 16), (16, 64), (64, n)] where lo < n {
+                    packed.withUnsafeBytes { p in
+                        c.withUnsafeMutableBufferPointer { cp in
+                            cnclip_igemm_s8_packed(m, lo, min(hi, n) - lo, n, k, a, k, p.baseAddress!, kernel, cp.baseAddress! + lo, n)
+                        }
+                    }
+                }
+                XCTAssertEqual(c, want, "kernel \(kernel), m \(m) n \(n) k \(k)")
+            }
+        }
+    }
+
     func testRowSplitsOverThreadsGiveTheSameIntegers() {
         var g = SplitMix64(seed: 21)
         let (m, n, k) = (37, 70, 300)

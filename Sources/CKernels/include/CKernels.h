@@ -1,6 +1,7 @@
 #ifndef CKERNELS_H
 #define CKERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /// Row-major single-precision GEMM on the calling thread, `c[m, n] = alpha * op(a) @ op(b) + beta * c + bias`,
@@ -27,6 +28,18 @@ enum { CNCLIP_IGEMM_PORTABLE = 1, CNCLIP_IGEMM_AVX2 = 2, CNCLIP_IGEMM_VNNI = 3 }
 /// every kernel and every split of the rows gives the same integers); `lda`, `ldb`, `ldc` are row strides. `b` holds
 /// one row per output channel, as a linear layer's weight. Sums must fit int32 (|k| < 2^31 / 127²).
 void cnclip_igemm_s8(long m, long n, long k, const int8_t *a, long lda, const int8_t *b, long ldb, int32_t *c, long ldc);
+
+/// Bytes that `cnclip_igemm_pack` writes for `b [n, k]` and `kernel`.
+size_t cnclip_igemm_packed_size(long n, long k, int kernel);
+
+/// Packs `b [n, k]` (a weight, once) for `kernel` into `packed` (`cnclip_igemm_packed_size` bytes, any alignment;
+/// 64 bytes is best).
+void cnclip_igemm_pack(long n, long k, const int8_t *b, long ldb, int kernel, void *packed);
+
+/// `cnclip_igemm_s8` on a packed `b [n, k]`, for its columns `j0 ..< j0 + nc` (`j0` a multiple of 16): `c[m, nc]`.
+/// `kernel` is the one the weight was packed for; the integers are the same for every kernel.
+void cnclip_igemm_s8_packed(long m, long j0, long nc, long n, long k, const int8_t *a, long lda, const void *packed, int kernel,
+                            int32_t *c, long ldc);
 
 /// The kernel `cnclip_igemm_s8` uses now: the best this CPU has (VNNI, then AVX2, then portable), or the one forced
 /// by `cnclip_igemm_use_kernel`; -1 when the forced one is not available here.
