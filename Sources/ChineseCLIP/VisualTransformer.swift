@@ -25,6 +25,11 @@ package final class MultiheadAttention: Module {
     package let outProj: Linear
     /// Number of heads.
     package let heads: Int
+    /// The input projection in int8 once `quantize()` has run.
+    package private(set) var int8InProj: Int8Weight?
+
+    /// Moves the input projection to the int8 path, for inference only (`out_proj` is a `Linear` of its own).
+    package func quantize() { int8InProj = Int8Weight(quantizing: inProjWeight.value) }
 
     /// Attention over `width` features split into `heads` heads.
     package init(width: Int, heads: Int) {
@@ -42,7 +47,9 @@ package final class MultiheadAttention: Module {
     /// query only when `firstQueryOnly` (rows are independent, so the result for it is the same).
     package func callAsFunction(_ x: Variable, firstQueryOnly: Bool = false) -> Variable {
         let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
-        let qkv = linear(x, weight: inProjWeight.variable, bias: inProjBias.variable)  // [b, l, 3w]
+        let qkv =
+            int8InProj.map { Variable(linear(x.value, weight: $0, bias: inProjBias.value)) }
+            ?? linear(x, weight: inProjWeight.variable, bias: inProjBias.variable)  // [b, l, 3w]
         let att: Variable
         if firstQueryOnly {
             let q = firstRows(qkv)  // [b, 1, 3w]: its first w columns are the query

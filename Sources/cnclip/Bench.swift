@@ -35,6 +35,10 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("checkpoint"), help: "Load this checkpoint (timed) instead of random weights.") var checkpoint: String?
     @Option(name: .customLong("iters")) var iterations = 5
     @Option(name: .customLong("threads")) var threads = 2
+    @Option(
+        name: .customLong("precision"),
+        help: "fp32, or int8: every linear product of both towers on the int8 path (timed after quantizing).")
+    var precision = "fp32"
     @Flag(name: .customLong("train"), help: "Time training steps instead of encoding.") var train = false
     @Option(name: .customLong("config"), help: "A CLIP config JSON instead of the presets (for --train).") var config: String?
     @Option(name: .customLong("batch"), help: "Training batch size (for --train).") var batch = 32
@@ -54,6 +58,9 @@ struct Bench: ParsableCommand {
                 clip = CLIP(config)
                 clip.initializeRandomly(seed: 0)
             }
+            guard ["fp32", "int8"].contains(precision) else { throw ValidationError("--precision must be fp32 or int8") }
+            if precision == "int8" { clip.quantizeLinearLayers() }
+            result["precision"] = precision
             let model = ChineseCLIPModel(clip: clip, tokenizer: try ChineseCLIPModel.bundledTokenizer())
             if imageBatch > 0 {
                 var rng = SplitMix64(seed: 1)
