@@ -178,6 +178,25 @@ void cnclip_igemm_pack(long n, long k, const int8_t *b, long ldb, int kernel, vo
     }
 }
 
+void cnclip_igemm_unpack(long n, long k, const void *packed, int kernel, int8_t *b, long ldb) {
+    Packing p = packing(n, kernel);
+    for (long k0 = 0; k0 < k; k0 += KC) {
+        long kc = k - k0 < KC ? k - k0 : KC, groups = (kc + p.g - 1) / p.g;
+        const char *block = (const char *)packed + blockOffset(p, k0);
+        for (long q0 = 0; q0 < n; q0 += NR) {
+            const char *panel = block + (size_t)(q0 / NR) * (size_t)groups * (size_t)p.g * NR * p.element;
+            for (long q = 0; q < groups; q++)
+                for (int x = 0; x < NR; x++)
+                    for (int t = 0; t < p.g; t++) {
+                        long kk = q * p.g + t, col = q0 + x, at = (q * NR + x) * p.g + t;
+                        if (col >= n || kk >= kc) continue;
+                        b[col * ldb + k0 + kk] = p.layout == LayoutPairs16 ? (int8_t)((const int16_t *)panel)[at]
+                                                                          : ((const int8_t *)panel)[at];
+                    }
+        }
+    }
+}
+
 void cnclip_igemm_s8_packed(long m, long j0, long nc, long n, long k, const int8_t *a, long lda, const void *packed, int kernel,
                             int32_t *c, long ldc) {
     if (m <= 0 || nc <= 0) return;

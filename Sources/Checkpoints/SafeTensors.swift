@@ -162,6 +162,16 @@ package final class SafeTensorsFile: Sendable {
             file: file.path, key: key)
     }
 
+    /// The `I8` tensor `key`'s values, row-major (a quantized weight); another dtype is an error naming the key.
+    package func int8Values(_ key: String) throws -> [Int8] {
+        guard let info = infos[key] else { throw CheckpointError.missingKey(file: file.path, key: key) }
+        guard info.dtype == .int8 else {
+            throw CheckpointError.typeMismatch(file: file.path, key: key, reason: "holds \(info.dtype.safetensorsName), not I8")
+        }
+        let start = dataStart + info.range.lowerBound
+        return Array(UnsafeRawBufferPointer(rebasing: file.bytes[start..<(dataStart + info.range.upperBound)]).bindMemory(to: Int8.self))
+    }
+
     /// All tensors in data order.
     package func stateDict() throws -> StateDict {
         var sd = StateDict(source: file.path)
@@ -187,18 +197,58 @@ package enum SafeTensors {
         try write(tensors.map { ($0.key, CheckpointTensor($0.value)) }, metadata: metadata, to: url)
     }
 
+    /// A tensor as stored: its dtype, shape and elements.
+    package struct StoredTensor {
+        /// The element type written.
+        package let dtype: CheckpointDType
+        /// Dimensions, outermost first.
+        package let shape: [Int]
+        private let elements: Elements
+
+        private enum Elements {
+            case float(Tensor)
+            case integers([Int64])
+            case int8([Int8])
+        }
+
+        /// Int8 values of `shape` (a quantized weight), stored as `I8`.
+        package init(shape: [Int], int8 values: [Int8]) {
+            precondition(shape.reduce(1, *) == values.count, "shape \(shape) needs \(shape.reduce(1, *)) values, got \(values.count)")
+            (dtype, self.shape, elements) = (.int8, shape, .int8(values))
+        }
+
+        /// A checkpoint tensor as the reference's `save_file` stores it: floating as F32, integer as I64.
+        package init(_ t: CheckpointTensor) {
+            switch t.values {
+            case .float(let x): (dtype, shape, elements) = (.float32, t.shape, .float(x))
+            case .integer(let v): (dtype, shape, elements) = (.int64, t.shape, .integers(v))
+            }
+        }
+
+        /// Bytes in the file.
+        var byteCount: Int { shape.reduce(1, *) * dtype.byteSize }
+
+        /// Hands the little-endian element bytes to `out`.
+        func write(_ out: (UnsafeRawBufferPointer) throws -> Void) throws {
+            switch elements {
+            case .float(let x): try x.withUnsafeBufferPointer { try out(UnsafeRawBufferPointer($0)) }
+            case .integers(let v): try v.map { $0.littleEndian }.withUnsafeBytes { try out($0) }
+            case .int8(let v): try v.withUnsafeBytes { try out($0) }
+            }
+        }
+    }
+
     /// The header bytes (length prefix included) and data order for `tensors`, as the reference writer lays them out.
-    static func layout(_ tensors: [(String, CheckpointTensor)], metadata: [String: String]?, path: String) throws -> (
-        header: [UInt8], order: [(String, CheckpointTensor)]
+    static func layout(_ tensors: [(String, StoredTensor)], metadata: [String: String]?, path: String) throws -> (
+        header: [UInt8], order: [(String, StoredTensor)]
     ) {
         var seen = Set<String>()
         for (k, _) in tensors {
             guard seen.insert(k).inserted else { throw CheckpointError.typeMismatch(file: path, key: k, reason: "appears twice") }
             guard k != "__metadata__" else { throw CheckpointError.typeMismatch(file: path, key: k, reason: "is reserved for metadata") }
         }
-        func stored(_ t: CheckpointTensor) -> CheckpointDType { t.isFloatingPoint ? .float32 : .int64 }
         let order = tensors.sorted { a, b in
-            let (x, y) = (stored(a.1).byteSize, stored(b.1).byteSize)
+            let (x, y) = (a.1.dtype.byteSize, b.1.dtype.byteSize)
             return x != y ? x > y : a.0 < b.0
         }
         var json = "{"
@@ -213,12 +263,11 @@ package enum SafeTensors {
         }
         var offset = 0
         for (k, t) in order {
-            let dt = stored(t)
-            let size = t.count * dt.byteSize
+            let size = t.byteCount
             if !first { json += "," }
             first = false
             json +=
-                "\(PythonJSON.string(k, ensureASCII: false)):{\"dtype\":\"\(dt.safetensorsName)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}"
+                "\(PythonJSON.string(k, ensureASCII: false)):{\"dtype\":\"\(t.dtype.safetensorsName)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}"
             offset += size
         }
         json += "}"
@@ -229,21 +278,17 @@ package enum SafeTensors {
 
     /// Writes `tensors` in the given key set (order is normalised) with optional `metadata`, atomically.
     package static func write(_ tensors: [(String, CheckpointTensor)], metadata: [String: String]? = nil, to url: URL) throws {
-        let path = url.path
-        let (header, order) = try layout(tensors, metadata: metadata, path: path)
-        try writeAtomically(url) { out in
-            try header.withUnsafeBytes { try out($0) }
-            for (_, t) in order {
-                switch t.values {
-                case .float(let x):
-                    try x.withUnsafeBufferPointer { try out(UnsafeRawBufferPointer($0)) }
-                case .integer(let v):
-                    try v.map { $0.littleEndian }.withUnsafeBytes { try out($0) }
-                }
-            }
-        }
+        try write(stored: tensors.map { ($0.0, StoredTensor($0.1)) }, metadata: metadata, to: url)
     }
 
+    /// Writes tensors as stored (any dtype, `I8` included) with optional `metadata`, atomically.
+    package static func write(stored tensors: [(String, StoredTensor)], metadata: [String: String]? = nil, to url: URL) throws {
+        let (header, order) = try layout(tensors, metadata: metadata, path: url.path)
+        try writeAtomically(url) { out in
+            try header.withUnsafeBytes { try out($0) }
+            for (_, t) in order { try t.write(out) }
+        }
+    }
 }
 
 /// Writes `url` through the one safe writer (Essentials' `AtomicOutput`); `body` gets a function appending bytes.

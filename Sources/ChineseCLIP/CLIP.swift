@@ -114,14 +114,3 @@ extension Float {
     /// e raised to this value.
     fileprivate func exp() -> Float { Float(Foundation.exp(Double(self))) }
 }
-
-extension CLIP {
-    /// Moves every linear product of both towers to the int8 path (inference only): the `Linear` layers and ViT's
-    /// attention input projections. Convolutions, norms, embeddings and the final projections stay fp32.
-    package func quantizeLinearLayers() {
-        for (_, module) in namedModules() {
-            if let linear = module as? Linear { linear.quantize() }
-            if let attention = module as? MultiheadAttention { attention.quantize() }
-        }
-    }
-}

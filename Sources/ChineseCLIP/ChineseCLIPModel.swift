@@ -17,6 +17,8 @@ public final class ChineseCLIPModel: @unchecked Sendable {  // sound: its Module
     public var config: CLIPConfig { clip.config }
     /// Input image side (the model's `image_resolution`).
     public var resolution: Int { config.imageResolution }
+    /// How it computes: `.int8` once its linear layers are quantized.
+    public var precision: Precision { clip.isQuantized ? .int8 : .fp32 }
 
     /// Wraps a built model and a tokenizer.
     package init(clip: CLIP, tokenizer: Tokenizer) {
@@ -24,29 +26,58 @@ public final class ChineseCLIPModel: @unchecked Sendable {  // sound: its Module
         self.tokenizer = tokenizer
     }
 
-    /// Loads `checkpoint` (`.pt`, `.safetensors`, or a Hugging Face directory) into a model of `config`.
+    /// Loads `checkpoint` (`.pt`, `.safetensors`, or a Hugging Face directory) into a model of `config`, computing
+    /// in `precision` (`.int8` quantizes the linear layers at load and keeps no fp32 copy of them; nil: as stored). A
+    /// quantized model file (`cnclip quantize`) loads too, when `config` is the one recorded in it.
     /// The vocabulary is the bundled one unless `vocabularyPath` is given.
-    public convenience init(checkpoint: URL, config: CLIPConfig, vocabularyPath: String? = nil) throws {
+    public convenience init(checkpoint: URL, config: CLIPConfig, precision: Precision? = nil, vocabularyPath: String? = nil) throws {
+        if let recorded = try QuantizedModelFile.config(ifQuantized: checkpoint) {
+            guard recorded == config else {
+                throw CLIPError.checkpoint(
+                    path: checkpoint.path,
+                    reason:
+                        "holds a quantized model of another architecture than the one asked for (the file records its own; load it without model flags)"
+                )
+            }
+            try self.init(quantizedModel: checkpoint, precision: precision, vocabularyPath: vocabularyPath)
+            return
+        }
         let clip = try CLIP.load(checkpoint: checkpoint, config: config)
+        if precision == .int8 { clip.quantize() }
         try self.init(clip: clip, tokenizer: Self.tokenizer(vocabularyPath))
     }
 
+    /// Loads a quantized model file (`cnclip quantize` writes it; its architecture is recorded in it). Its weights
+    /// exist only in int8, so `precision` is `.int8` or nil.
+    public convenience init(quantizedModel file: URL, precision: Precision? = nil, vocabularyPath: String? = nil) throws {
+        guard precision != .fp32 else {
+            throw CLIPError.invalidInput(
+                "\(file.path) holds int8 weights, not the fp32 ones precision fp32 needs: load the checkpoint it was quantized from")
+        }
+        try self.init(clip: QuantizedModelFile.load(file), tokenizer: Self.tokenizer(vocabularyPath))
+    }
+
+    /// Whether `url` is a quantized model file (`cnclip quantize`), whose architecture is recorded in it.
+    public static func isQuantizedModel(_ url: URL) throws -> Bool { try QuantizedModelFile.config(ifQuantized: url) != nil }
+
     /// Loads a checkpoint with the `VISION@TEXT` preset pair (the reference's `--vision-model` / `--text-model`).
-    public convenience init(checkpoint: URL, visionModel: String, textModel: String, vocabularyPath: String? = nil) throws {
+    public convenience init(
+        checkpoint: URL, visionModel: String, textModel: String, precision: Precision? = nil, vocabularyPath: String? = nil
+    ) throws {
         try self.init(
-            checkpoint: checkpoint, config: ModelPresets.config(vision: visionModel, text: textModel),
+            checkpoint: checkpoint, config: ModelPresets.config(vision: visionModel, text: textModel), precision: precision,
             vocabularyPath: vocabularyPath)
     }
 
     /// Loads a Hugging Face `ChineseCLIPModel` directory, its config taken from its `config.json`.
-    public convenience init(huggingFaceDirectory dir: URL, vocabularyPath: String? = nil) throws {
+    public convenience init(huggingFaceDirectory dir: URL, precision: Precision? = nil, vocabularyPath: String? = nil) throws {
         let config = try CLIPConfig.huggingFace(contentsOf: dir.appendingPathComponent("config.json"))
-        try self.init(checkpoint: dir, config: config, vocabularyPath: vocabularyPath)
+        try self.init(checkpoint: dir, config: config, precision: precision, vocabularyPath: vocabularyPath)
     }
 
     /// Loads a released model (`ViT-B-16`, …) from the download cache (`cnclip download NAME` puts it there).
     public convenience init(
-        released name: String, cacheDirectory: URL = CheckpointDownloader.defaultCacheDirectory,
+        released name: String, cacheDirectory: URL = CheckpointDownloader.defaultCacheDirectory, precision: Precision? = nil,
         vocabularyPath: String? = nil
     ) throws {
         guard let model = ModelPresets.released(named: name) else {
@@ -56,7 +87,8 @@ public final class ChineseCLIPModel: @unchecked Sendable {  // sound: its Module
         guard FileManager.default.fileExists(atPath: path.path) else {
             throw CLIPError.io(path: path.path, reason: "checkpoint of \(name) not downloaded; run `cnclip download \(name)` first")
         }
-        try self.init(checkpoint: path, config: ModelPresets.config(named: model.structure), vocabularyPath: vocabularyPath)
+        try self.init(
+            checkpoint: path, config: ModelPresets.config(named: model.structure), precision: precision, vocabularyPath: vocabularyPath)
     }
 
     /// The bundled reference vocabulary's tokenizer.

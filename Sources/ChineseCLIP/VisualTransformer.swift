@@ -25,12 +25,6 @@ package final class MultiheadAttention: Module {
     package let outProj: Linear
     /// Number of heads.
     package let heads: Int
-    /// The input projection in int8 once `quantize()` has run.
-    package private(set) var int8InProj: Int8Weight?
-
-    /// Moves the input projection to the int8 path, for inference only (`out_proj` is a `Linear` of its own).
-    package func quantize() { int8InProj = Int8Weight(quantizing: inProjWeight.value) }
-
     /// Attention over `width` features split into `heads` heads.
     package init(width: Int, heads: Int) {
         inProjWeight = Parameter(shape: [3 * width, width])
@@ -48,7 +42,7 @@ package final class MultiheadAttention: Module {
     package func callAsFunction(_ x: Variable, firstQueryOnly: Bool = false) -> Variable {
         let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
         let qkv =
-            int8InProj.map { Variable(linear(x.value, weight: $0, bias: inProjBias.value)) }
+            inProjWeight.int8.map { Variable(linear(x.value, weight: $0, bias: inProjBias.value)) }
             ?? linear(x, weight: inProjWeight.variable, bias: inProjBias.variable)  // [b, l, 3w]
         let att: Variable
         if firstQueryOnly {

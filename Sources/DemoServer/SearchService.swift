@@ -105,7 +105,7 @@ package final class SearchService: Sendable {
         guard contextLength >= 2, contextLength <= model.config.textMaxPositionEmbeddings else {
             throw GalleryError.invalidArgument("context length \(contextLength) is outside 2…\(model.config.textMaxPositionEmbeddings)")
         }
-        try gallery.checkModel(probeFeature: model.encodeTexts([gallery.manifest.probeText], contextLength: gallery.manifest.contextLength).scalars)
+        try gallery.checkModel(model)
         self.model = model
         self.gallery = gallery
         self.limits = limits

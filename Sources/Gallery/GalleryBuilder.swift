@@ -106,7 +106,8 @@ package final class GalleryBuilder {
             let probe = model.encodeTexts([Self.probeText], contextLength: options.contextLength).scalars
             var manifest = GalleryManifest(
                 count: 0, dim: model.config.embedDim, captions: 0, thumbnailSize: options.thumbnailSize,
-                contextLength: options.contextLength, probeText: Self.probeText, probeFeature: probe)
+                contextLength: options.contextLength, probeText: Self.probeText, probeFeature: probe,
+                precision: model.precision.rawValue)
             var summary = try append(directory: tmp, manifest: &manifest, images: images, captions: captions, newApproximate: options.approximate)
             try manifest.write(directory: tmp)
             do { try folder.commit() } catch let e as FileError {
@@ -129,7 +130,7 @@ package final class GalleryBuilder {
         options.contextLength = manifest.contextLength
         options.thumbnailSize = manifest.thumbnailSize
         let probe = model.encodeTexts([manifest.probeText], contextLength: manifest.contextLength).scalars
-        try GalleryIndex.check(probe: probe, against: manifest, directory: directory)
+        try GalleryIndex.check(probe: probe, precision: model.precision.rawValue, against: manifest, directory: directory)
         var summary = try append(directory: directory, manifest: &manifest, images: images, captions: captions, newApproximate: nil)
         try manifest.write(directory: directory)
         summary.approximate = manifest.approximate?.factory
@@ -392,17 +393,33 @@ package final class GalleryBuilder {
 }
 
 extension GalleryIndex {
-    /// Throws unless `probe` matches the manifest's probe feature (the same model built the index).
-    static func check(probe: [Float], against manifest: GalleryManifest, directory: String) throws {
+    /// Throws unless `probe` (computed in `precision`) matches the manifest's probe feature: the same model built the
+    /// index. Within one precision the features agree to the last bits (a different BLAS split may move them); across
+    /// fp32 and int8 they agree to the int8 path's guarantee, a cosine of at least 0.999 (measured ≥ 0.9999). A
+    /// different model moves whole digits either way.
+    static func check(probe: [Float], precision: String, against manifest: GalleryManifest, directory: String) throws {
         guard probe.count == manifest.dim else {
             throw GalleryError.modelMismatch(path: directory, reason: "the model's features have \(probe.count) values, the index's \(manifest.dim)")
         }
-        let diff = zip(probe, manifest.probeFeature).map { abs($0 - $1) }.max() ?? 0
-        // Different BLAS threading may move the last bits; a different model moves whole digits.
-        guard diff <= 1e-4 else {
-            throw GalleryError.modelMismatch(
-                path: directory,
-                reason: "built with another model (probe feature differs by \(diff)); pass the checkpoint and config it was built with")
+        let built = manifest.precision ?? "fp32"
+        if built == precision {
+            let diff = zip(probe, manifest.probeFeature).map { abs($0 - $1) }.max() ?? 0
+            guard diff <= 1e-4 else {
+                throw GalleryError.modelMismatch(
+                    path: directory,
+                    reason: "built with another model (probe feature differs by \(diff)); pass the checkpoint and config it was built with")
+            }
+        } else {
+            let dot = zip(probe, manifest.probeFeature).reduce(Float(0)) { $0 + $1.0 * $1.1 }
+            let norms = (probe.reduce(Float(0)) { $0 + $1 * $1 } * manifest.probeFeature.reduce(Float(0)) { $0 + $1 * $1 }).squareRoot()
+            let cosine = norms > 0 ? dot / norms : 0
+            guard cosine >= 0.999 else {
+                throw GalleryError.modelMismatch(
+                    path: directory,
+                    reason:
+                        "built with another model (its \(built) probe feature and this \(precision) one have cosine \(cosine), below 0.999); pass the checkpoint and config it was built with"
+                )
+            }
         }
     }
 }

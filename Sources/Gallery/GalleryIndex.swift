@@ -13,6 +13,7 @@
 // same canonical dot product, so the scores it shows are the exact ones and ties order the same way.
 
 import Checkpoints
+import ChineseCLIP
 import Datasets
 import Essentials
 import Evaluation
@@ -72,6 +73,8 @@ package struct GalleryManifest: Codable, Sendable, Equatable {
     package var probeText: String
     /// That text's L2-normalised feature under the building model.
     package var probeFeature: [Float]
+    /// The precision the building model computed in (`fp32` or `int8`; absent in indexes written before int8 existed).
+    package var precision: String?
     /// The approximate index, when one was built.
     package var approximate: Approximate?
 
@@ -90,7 +93,7 @@ package struct GalleryManifest: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case format, version, count, dim, captions, approximate
         case thumbnailSize = "thumbnail_size", contextLength = "context_length"
-        case probeText = "probe_text", probeFeature = "probe_feature"
+        case probeText = "probe_text", probeFeature = "probe_feature", precision
     }
 
     /// Reads `DIR/index.json`.
@@ -253,10 +256,11 @@ package final class GalleryIndex: Sendable {
         return try thumbnails.read { txn in try txn.get(String(row)).map { Data($0) } }
     }
 
-    /// Checks that `probeFeature` (the model's feature of ``GalleryManifest/probeText``) is the one the index was
-    /// built with, so a gallery is never searched with features from another model.
-    package func checkModel(probeFeature: [Float]) throws {
-        try Self.check(probe: probeFeature, against: manifest, directory: directory)
+    /// Checks that `model` is the one the index was built with (by its feature of ``GalleryManifest/probeText``), so
+    /// a gallery is never searched with features from another model.
+    package func checkModel(_ model: ChineseCLIPModel) throws {
+        let probe = model.encodeTexts([manifest.probeText], contextLength: manifest.contextLength).scalars
+        try Self.check(probe: probe, precision: model.precision.rawValue, against: manifest, directory: directory)
     }
 
     // MARK: Internals

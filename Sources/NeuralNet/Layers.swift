@@ -19,24 +19,15 @@ package final class Linear: Module {
         if let b = self.bias { register("bias", b) }
     }
 
-    /// The weight in int8 (per output channel) once `quantize()` has run; forwards then use it and record nothing.
-    package private(set) var int8Weight: Int8Weight?
-
-    /// Moves this layer to the int8 path, for inference only.
-    package func quantize() {
-        precondition(!weight.requiresGrad, "Linear.quantize: a trained weight cannot take the int8 path")
-        int8Weight = Int8Weight(quantizing: weight.value)
-    }
-
-    /// `x [..., in]` → `[..., out]`.
+    /// `x [..., in]` → `[..., out]`; on the int8 path once the weight is held in int8 (`Parameter.quantize()`).
     package func callAsFunction(_ x: Tensor) -> Tensor {
-        if let int8Weight { return linear(x, weight: int8Weight, bias: bias?.value) }
+        if let int8Weight = weight.int8 { return linear(x, weight: int8Weight, bias: bias?.value) }
         return linear(x, weight: weight.value, bias: bias?.value)
     }
 
     /// `x [..., in]` → `[..., out]`, recording gradients for whatever requires them (nothing on the int8 path).
     package func callAsFunction(_ x: Variable) -> Variable {
-        if let int8Weight { return Variable(linear(x.value, weight: int8Weight, bias: bias?.value)) }
+        if let int8Weight = weight.int8 { return Variable(linear(x.value, weight: int8Weight, bias: bias?.value)) }
         return linear(x, weight: weight.variable, bias: bias?.variable)
     }
 }

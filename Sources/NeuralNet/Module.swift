@@ -5,18 +5,40 @@ import Tensors
 
 /// A named tensor owned by a module: a learnable parameter or a buffer (BatchNorm running statistics).
 package final class Parameter {
-    /// The current value; its shape never changes after construction.
-    package var value: Tensor
+    /// The current value, shaped `shape`; empty while the parameter is held in int8 (`int8`).
+    package var value: Tensor {
+        didSet { int8 = nil }
+    }
+    /// The shape, fixed at construction (what a checkpoint's tensor must have).
+    package let shape: [Int]
     /// True for buffers: saved and loaded like parameters, never trained.
     package let isBuffer: Bool
+    /// The value in int8, one scale per row, once `quantize()` or `setInt8(_:)` has run (inference only). The fp32
+    /// value is then released, so that a quantized model holds one byte per weight; assigning `value` ends it.
+    package private(set) var int8: Int8Weight?
 
     /// The autograd leaf while the parameter requires a gradient (training); nil in inference.
     package private(set) var node: GradNode?
 
     /// A parameter of `shape`, zero-filled until loaded or initialised.
     package init(shape: [Int], isBuffer: Bool = false) {
-        self.value = Tensor(shape: shape)
+        // Zero pages untouched until used: a checkpoint or int8 weights usually replace them first.
+        self.value = Tensor(shape: shape, storage: TensorStorage(zeroedPagesCount: shape.reduce(1, *)))
+        self.shape = shape
         self.isBuffer = isBuffer
+    }
+
+    /// Quantizes a matrix `[rows, columns]` to int8 per row (`Int8Weight`) and releases the fp32 value.
+    package func quantize() {
+        precondition(!requiresGrad, "Parameter.quantize: a trained parameter cannot take the int8 path")
+        setInt8(Int8Weight(quantizing: value))
+    }
+
+    /// Holds `weight` (shaped as this parameter) instead of an fp32 value: a quantized model file's weight.
+    package func setInt8(_ weight: Int8Weight) {
+        precondition([weight.rows, weight.columns] == shape, "Parameter.setInt8: [\(weight.rows), \(weight.columns)] for \(shape)")
+        value = Tensor(shape: [0])
+        int8 = weight
     }
 
     /// Whether forwards record operations on this parameter so that `backward()` fills `grad` (never for buffers).
@@ -24,7 +46,8 @@ package final class Parameter {
         get { node != nil }
         set {
             precondition(!newValue || !isBuffer, "a buffer cannot require a gradient")
-            if newValue != (node != nil) { node = newValue ? GradNode(leafShape: value.shape) : nil }
+            precondition(!newValue || int8 == nil, "a parameter held in int8 cannot require a gradient")
+            if newValue != (node != nil) { node = newValue ? GradNode(leafShape: shape) : nil }
         }
     }
 
@@ -150,9 +173,9 @@ open class Module {
         for (name, p) in named {
             guard let t = stateDict[name] else { throw StateDictError.missingKey(name) }
             // A 0-d scalar and a 1-element vector are the same value (`logit_scale` is saved as either).
-            let sameShape = t.shape == p.value.shape || (t.count == 1 && p.value.count == 1)
-            guard sameShape else { throw StateDictError.shapeMismatch(key: name, expected: p.value.shape, found: t.shape) }
-            values.append(t.shape == p.value.shape ? t : t.reshaped(p.value.shape))
+            let sameShape = t.shape == p.shape || (t.count == 1 && p.shape.reduce(1, *) == 1)
+            guard sameShape else { throw StateDictError.shapeMismatch(key: name, expected: p.shape, found: t.shape) }
+            values.append(t.shape == p.shape ? t : t.reshaped(p.shape))
         }
         let known = Set(named.map(\.0))
         if let extra = stateDict.keys.sorted().first(where: { !known.contains($0) }) {

@@ -15,8 +15,6 @@ package struct Int8Weight: Sendable {
     package let rows: Int
     /// Input features.
     package let columns: Int
-    /// `[rows, columns]`, each in -127...127.
-    package let values: [Int8]
     /// `[rows]`: row r's values are `scales[r] · values[r, ...]`.
     package let scales: [Float]
     /// `values` packed once for `kernel`, the integer GEMM's kernel when the weight was made.
@@ -45,7 +43,6 @@ package struct Int8Weight: Sendable {
             "Int8Weight: \(values.count) values, \(scales.count) scales for [\(rows), \(columns)]")
         self.rows = rows
         self.columns = columns
-        self.values = values
         self.scales = scales
         let kernel = cnclip_igemm_kernel()
         precondition(kernel > 0, "Int8Weight: the forced integer GEMM kernel is not available on this CPU")
@@ -55,9 +52,22 @@ package struct Int8Weight: Sendable {
         self.kernel = kernel
     }
 
+    /// `[rows, columns]`, each in -127...127, read back from the packed form (which is all that is kept, so that
+    /// a quantized model holds one byte per weight).
+    package var values: [Int8] {
+        var values = [Int8](repeating: 0, count: rows * columns)
+        if !values.isEmpty {
+            packed.withUnsafeBytes { p in
+                values.withUnsafeMutableBufferPointer { cnclip_igemm_unpack(rows, columns, p.baseAddress!, kernel, $0.baseAddress!, columns) }
+            }
+        }
+        return values
+    }
+
     /// The fp32 weight these values stand for, `[rows, columns]`.
     package func dequantized() -> Tensor {
-        Tensor(shape: [rows, columns], scalars: (0..<(rows * columns)).map { scales[$0 / columns] * Float(values[$0]) })
+        let values = values
+        return Tensor(shape: [rows, columns], scalars: (0..<(rows * columns)).map { scales[$0 / columns] * Float(values[$0]) })
     }
 }
 

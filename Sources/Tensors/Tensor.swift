@@ -14,7 +14,10 @@ public final class TensorStorage: @unchecked Sendable {  // sound: buffers are w
     /// Number of elements.
     public let count: Int
     private let owner: AnyObject?
-    private let owned: Bool
+    private let release: Release
+
+    /// How the memory goes back when the storage ends.
+    private enum Release { case pool, unmap, owner }
 
     /// Allocates `count` zeroed elements, 64-byte aligned.
     public init(count: Int) {
@@ -24,7 +27,7 @@ public final class TensorStorage: @unchecked Sendable {  // sound: buffers are w
         self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         self.count = count
         self.owner = nil
-        self.owned = true
+        self.release = .pool
     }
 
     /// Allocates `count` elements without zeroing them; the caller writes every element before reading.
@@ -34,7 +37,7 @@ public final class TensorStorage: @unchecked Sendable {  // sound: buffers are w
         self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         self.count = count
         self.owner = nil
-        self.owned = true
+        self.release = .pool
     }
 
     /// Borrows `count` elements at `pointer`; `owner` (for example a memory map) is retained as long as the storage.
@@ -42,11 +45,39 @@ public final class TensorStorage: @unchecked Sendable {  // sound: buffers are w
         self.pointer = pointer
         self.count = count
         self.owner = owner
-        self.owned = false
+        self.release = .owner
     }
 
+    /// `count` zeroed elements whose pages the kernel provides on first touch, so that memory never written or read
+    /// costs nothing: a model's parameters before its checkpoint replaces them (or its int8 weights do).
+    public init(zeroedPagesCount count: Int) {
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        let raw: UnsafeMutableRawPointer
+        if bytes >= StoragePool.minimumBytes {
+            let mapped = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+            precondition(mapped != MAP_FAILED, "TensorStorage: cannot map \(bytes) bytes")
+            raw = mapped!
+            release = .unmap
+        } else {  // a page or less: not worth a mapping of its own
+            raw = StoragePool.allocate(bytes)
+            raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+            release = .pool
+        }
+        self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.count = count
+        self.owner = nil
+    }
+
+    /// True when the elements live in another object's memory (a checkpoint's memory map).
+    public var isBorrowed: Bool { release == .owner }
+
     deinit {
-        if owned { StoragePool.release(UnsafeMutableRawPointer(pointer), bytes: max(count, 1) * MemoryLayout<Float>.stride) }
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        switch release {
+        case .pool: StoragePool.release(UnsafeMutableRawPointer(pointer), bytes: bytes)
+        case .unmap: munmap(UnsafeMutableRawPointer(pointer), bytes)
+        case .owner: break
+        }
     }
 }
 

@@ -37,8 +37,10 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("threads")) var threads = 2
     @Option(
         name: .customLong("precision"),
-        help: "fp32, or int8: every linear product of both towers on the int8 path (timed after quantizing).")
-    var precision = "fp32"
+        help:
+            "fp32, or int8: the linear layers of both towers on the int8 path (timed after quantizing). Default: fp32, or int8 for a --checkpoint from `cnclip quantize`."
+    )
+    var precision: String?
     @Flag(name: .customLong("train"), help: "Time training steps instead of encoding.") var train = false
     @Option(name: .customLong("config"), help: "A CLIP config JSON instead of the presets (for --train).") var config: String?
     @Option(name: .customLong("batch"), help: "Training batch size (for --train).") var batch = 32
@@ -49,18 +51,31 @@ struct Bench: ParsableCommand {
             ComputeThreads.set(threads)
             let config = try ModelPresets.config(vision: visionModel, text: textModel)
             var result: [String: Any] = ["engine": "swift", "threads": threads, "model": "\(visionModel)@\(textModel)"]
+            let requested = try precision.map { value in
+                guard let p = Precision(argument: value) else { throw ValidationError("--precision must be fp32 or int8") }
+                return p
+            }
             let clip: CLIP
             if let checkpoint {
                 let start = DispatchTime.now().uptimeNanoseconds
-                clip = try CLIP.load(checkpoint: URL(fileURLWithPath: checkpoint), config: config)
+                let url = URL(fileURLWithPath: checkpoint)
+                if try QuantizedModelFile.config(ifQuantized: url) != nil {
+                    guard requested != .fp32 else {
+                        throw ValidationError("\(checkpoint) holds int8 weights: --precision fp32 needs its fp32 checkpoint")
+                    }
+                    clip = try QuantizedModelFile.load(url)
+                } else {
+                    clip = try CLIP.load(checkpoint: url, config: config)
+                    if requested == .int8 { clip.quantize() }
+                }
                 result["load_s"] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             } else {
                 clip = CLIP(config)
                 clip.initializeRandomly(seed: 0)
+                if requested == .int8 { clip.quantize() }
             }
-            guard ["fp32", "int8"].contains(precision) else { throw ValidationError("--precision must be fp32 or int8") }
-            if precision == "int8" { clip.quantizeLinearLayers() }
-            result["precision"] = precision
+            result["precision"] = clip.isQuantized ? "int8" : "fp32"
+            result["model"] = "\(visionModel)@\(textModel)"
             let model = ChineseCLIPModel(clip: clip, tokenizer: try ChineseCLIPModel.bundledTokenizer())
             if imageBatch > 0 {
                 var rng = SplitMix64(seed: 1)

@@ -15,7 +15,7 @@ struct CNCLIP: AsyncParsableCommand {
             checkpoint, then `cnclip similarity --model ViT-B-16 --image cat.jpg --text 猫 --text 狗`.
             """,
         subcommands: [
-            Models.self, Download.self, Encode.self, Similarity.self, Bench.self,
+            Models.self, Download.self, Encode.self, Similarity.self, Bench.self, Quantize.self,
             BuildLMDB.self, MakeDataset.self, SynthDataset.self, ExtractFeatures.self,
             MakeTopKPredictions.self, MakeTopKPredictionsTR.self, TransformIRAnnotationToTR.self,
             Evaluation.self, EvaluationTR.self, ZeroShotEval.self, Train.self, Index.self, Serve.self,

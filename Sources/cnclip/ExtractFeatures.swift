@@ -20,8 +20,9 @@ struct ExtractFeatures: ParsableCommand {
             reference's eval dataset does. Default outputs, derived from --text-data as the reference derives them: \
             texts → TEXT_DATA minus its last 6 characters + ".txt_feat.jsonl"; images → TEXT_DATA with "_texts.jsonl" \
             replaced by "_imgs" + ".img_feat.jsonl".
-            --precision is accepted for compatibility; features are always computed in fp32 (the reference's "amp" and \
-            "fp32" compute in fp32 on its GPU too; "fp16" would differ in the last digits). --debug is accepted and ignored.
+            --precision amp, fp16 and fp32 compute in fp32 (the reference's "amp" and "fp32" compute in fp32 on its GPU \
+            too; "fp16" would differ in the last digits); int8 computes the linear layers in int8. --debug is accepted \
+            and ignored.
             Several processes: `mpirun -np N cnclip extract-features …` shares the batches among the ranks (rank r computes \
             batches r, r+N, …, each batch as a one-process run forms it) and rank 0 writes the files a one-process run \
             with the same --threads writes, byte for byte. Each rank uses --threads compute threads (default: the host's \
@@ -59,9 +60,6 @@ struct ExtractFeatures: ParsableCommand {
     @Option(name: .customLong("context-length"), help: "Tokens per text, [CLS] and [SEP] included.")
     var contextLength = 52
 
-    @Option(name: .customLong("precision"), help: "amp, fp16 or fp32: accepted; computation is fp32.")
-    var precision = "amp"
-
     @Flag(name: .customLong("debug"), help: "Accepted for compatibility; ignored.")
     var debug = false
 
@@ -74,7 +72,6 @@ struct ExtractFeatures: ParsableCommand {
         if !extractImageFeats && !extractTextFeats {
             throw ValidationError("--extract-image-feats and --extract-text-feats cannot both be False!")
         }
-        if !["amp", "fp16", "fp32"].contains(precision) { throw ValidationError("--precision must be amp, fp16 or fp32") }
         if imgBatchSize < 1 || textBatchSize < 1 { throw ValidationError("batch sizes must be positive") }
         if contextLength < 2 { throw ValidationError("--context-length must be at least 2") }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
@@ -115,16 +112,8 @@ struct ExtractFeatures: ParsableCommand {
         let main = communicator.isMain
         ComputeThreads.set(threads ?? ProcessPlacement().computeThreads)
         let shard = try BatchShard(index: communicator.rank, count: communicator.worldSize)
-        var options = model
         // The reference defaults the presets; ModelOptions has no defaults because other commands need none.
-        if options.resume != nil && options.config == nil && options.visionModel == nil && options.model == nil {
-            var isDir: ObjCBool = false
-            if !(FileManager.default.fileExists(atPath: options.resume!, isDirectory: &isDir) && isDir.boolValue) {
-                options.visionModel = "ViT-B-16"
-                options.textModel = "RoBERTa-wwm-ext-base-chinese"
-            }
-        }
-        let clip = try options.load()
+        let clip = try model.load(defaultPresets: ("ViT-B-16", "RoBERTa-wwm-ext-base-chinese"))
         if contextLength > clip.config.textMaxPositionEmbeddings {
             throw CLIPError.invalidInput("--context-length \(contextLength) exceeds the model's \(clip.config.textMaxPositionEmbeddings) positions")
         }

@@ -56,8 +56,7 @@ struct IndexSearch: ParsableCommand {
         let clip = try reported { try model.load() }
         try reported {
             let gallery = try GalleryIndex(directory: index, loadApproximate: approximate)
-            try gallery.checkModel(
-                probeFeature: clip.encodeTexts([gallery.manifest.probeText], contextLength: gallery.manifest.contextLength).scalars)
+            try gallery.checkModel(clip)
             if approximate && gallery.approximate == nil {
                 throw GalleryError.invalidArgument("\(index) has no FAISS index (build it with --approximate)")
             }

@@ -47,15 +47,11 @@ struct ZeroShotEval: ParsableCommand {
     @Option(name: .customLong("num-workers"), help: "Accepted for compatibility; images of a batch are decoded in parallel.")
     var numWorkers = 4
 
-    @Option(name: .customLong("precision"), help: "Accepted for compatibility (amp, fp16, fp32); computation is fp32.")
-    var precision = "amp"
-
     static let referenceVision = "ViT-B-16", referenceText = "RoBERTa-wwm-ext-base-chinese"
 
     func validate() throws {
         if imgBatchSize < 1 { throw ValidationError("--img-batch-size must be at least 1") }
         if contextLength < 2 { throw ValidationError("--context-length must be at least 2") }
-        if !["amp", "fp16", "fp32"].contains(precision) { throw ValidationError("--precision must be amp, fp16 or fp32") }
     }
 
     func run() throws {
@@ -63,13 +59,7 @@ struct ZeroShotEval: ParsableCommand {
     }
 
     /// True when no flag says which model the checkpoint holds, so the reference's default presets apply.
-    private var usesReferenceDefaults: Bool {
-        guard model.visionModel == nil, model.textModel == nil, model.config == nil, model.model == nil,
-            let resume = model.resume
-        else { return false }
-        var isDir: ObjCBool = false
-        return !(FileManager.default.fileExists(atPath: resume, isDirectory: &isDir) && isDir.boolValue)
-    }
+    private var usesReferenceDefaults: Bool { (try? model.needsDefaultPresets()) ?? false }
 
     /// The vision model's name for `model_name`.
     private var visionModelName: String {
@@ -81,12 +71,7 @@ struct ZeroShotEval: ParsableCommand {
     }
 
     private func loadModel() throws -> ChineseCLIPModel {
-        if usesReferenceDefaults, let resume = model.resume {
-            return try ChineseCLIPModel(
-                checkpoint: URL(fileURLWithPath: resume), visionModel: Self.referenceVision,
-                textModel: Self.referenceText, vocabularyPath: model.vocabFile)
-        }
-        return try model.load()
+        try model.load(defaultPresets: (Self.referenceVision, Self.referenceText))
     }
 
     private func evaluate() throws {
@@ -94,7 +79,7 @@ struct ZeroShotEval: ParsableCommand {
         var params: [(String, String)] = [
             ("context_length", String(contextLength)), ("datapath", datapath), ("dataset", dataset),
             ("img_batch_size", String(imgBatchSize)), ("index", index), ("label_file", labelFile),
-            ("num_workers", String(numWorkers)), ("precision", precision), ("resume", model.resume ?? "None"),
+            ("num_workers", String(numWorkers)), ("precision", model.precision ?? "amp"), ("resume", model.resume ?? "None"),
             ("save_dir", saveDir),
             ("text_model", model.textModel ?? (usesReferenceDefaults ? Self.referenceText : "None")),
             ("vision_model", model.visionModel ?? (usesReferenceDefaults ? Self.referenceVision : "None")),
@@ -103,7 +88,9 @@ struct ZeroShotEval: ParsableCommand {
         if let m = model.model { params.append(("model", m)) }
         print("Params:")
         for (name, value) in params.sorted(by: { $0.0 < $1.0 }) { print("  \(name): \(value)") }
-        if precision == "fp16" { printError("note: --precision fp16 is computed in fp32; results may differ slightly from the reference's fp16 run") }
+        if model.precision == "fp16" {
+            printError("note: --precision fp16 is computed in fp32; results may differ slightly from the reference's fp16 run")
+        }
 
         // Everything that can be checked without the model is checked first, so a bad path fails fast.
         print("Preparing zeroshot dataset.")

@@ -156,6 +156,20 @@ final class GalleryTests: XCTestCase {
         grown.withImageFeatures { g in valid.withImageFeatures { v in XCTAssertEqual(Array(g[(24 * 32)...]), Array(v)) } }
     }
 
+    func testInt8QueriesSearchAnFP32Index() throws {
+        let f = try DemoFixture.get()
+        XCTAssertEqual(try GalleryIndex(directory: f.index).manifest.precision, "fp32")
+        let query = "左上角有一个红色的大圆形"
+        let fp32 = try cnclip(["index", "search", "--index", f.index, "--text", query, "--top-k", "5"] + DemoFixture.model)
+        let int8 = try cnclip(["index", "search", "--index", f.index, "--text", query, "--top-k", "5", "--precision", "int8"] + DemoFixture.model)
+        XCTAssertEqual(int8.status, 0, int8.stderr)
+        func rows(_ r: CommandResult) throws -> [Int] {
+            let line = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            return try XCTUnwrap(line["results"] as? [[String: Any]]).map { $0["row"] as! Int }
+        }
+        XCTAssertEqual(try rows(int8).first, try rows(fp32).first, "the int8 query finds the same best image")
+    }
+
     func testAnotherModelIsRefused() throws {
         let f = try DemoFixture.get()
         let other = [
@@ -168,6 +182,10 @@ final class GalleryTests: XCTestCase {
         r = try cnclip(["serve", "--index", f.index, "--port", "0"] + other)
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("built with another model"), r.stderr)
+        // Across precisions the check is the int8 path's cosine, which another model does not reach either.
+        r = try cnclip(["index", "search", "--index", f.index, "--text", "圆形", "--precision", "int8"] + other)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("built with another model") && r.stderr.contains("int8"), r.stderr)
         r = try cnclip(["serve", "--index", path("none"), "--port", "0"] + DemoFixture.model)
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("no index.json"), r.stderr)

@@ -18,10 +18,10 @@ final class Int8LinearTests: XCTestCase {
         var g = SplitMix64(seed: 3)
         let w = random([20, 33], &g, scale: 0.05)
         let zero = Tensor(shape: [2, 33])
-        let q = Int8Weight(quantizing: w)
-        XCTAssertEqual(q.values.count, 20 * 33)
+        let q = Int8Weight(quantizing: w), values = q.values
+        XCTAssertEqual(values.count, 20 * 33)
         for r in 0..<20 {
-            let row = q.values[(r * 33)..<((r + 1) * 33)]
+            let row = values[(r * 33)..<((r + 1) * 33)]
             XCTAssertEqual(row.map { abs(Int($0)) }.max(), 127, "row \(r): its largest value maps to ±127")
             let peak = (0..<33).map { abs(w.scalars[r * 33 + $0]) }.max()!
             XCTAssertEqual(q.scales[r], peak / 127)
@@ -39,7 +39,7 @@ final class Int8LinearTests: XCTestCase {
         var g = SplitMix64(seed: 7)
         let (m, k, n) = (9, 70, 23)
         let x = random([m, k], &g), w = random([n, k], &g, scale: 0.1), bias = random([n], &g)
-        let q = Int8Weight(quantizing: w)
+        let q = Int8Weight(quantizing: w), values = q.values
         let y = linear(x, weight: q, bias: bias)
         XCTAssertEqual(y.shape, [m, n])
         var qx = [Int8](repeating: 0, count: m * k), sx = [Float](repeating: 0, count: m)
@@ -47,9 +47,26 @@ final class Int8LinearTests: XCTestCase {
         for i in 0..<m {
             for j in 0..<n {
                 var sum: Int32 = 0
-                for p in 0..<k { sum += Int32(qx[i * k + p]) * Int32(q.values[j * k + p]) }
+                for p in 0..<k { sum += Int32(qx[i * k + p]) * Int32(values[j * k + p]) }
                 let want = Float(sum) * (sx[i] * q.scales[j]) + bias.scalars[j]
                 XCTAssertEqual(y.scalars[i * n + j], want, "row \(i) column \(j)")
+            }
+        }
+    }
+
+    func testValuesSurviveThePackedFormOfEveryKernel() {
+        // Only the packed form is kept, so the values must come back exactly: k over one 1024-long block, n not a
+        // multiple of the 16-column panel, k not a multiple of the kernels' 2- and 4-value groups.
+        var g = SplitMix64(seed: 41)
+        for (rows, columns) in [(1, 1), (17, 5), (37, 1031), (70, 2050)] {
+            let values = (0..<(rows * columns)).map { _ in Int8(Int(g.next() % 255) - 127) }
+            let scales = (0..<rows).map { Float($0 + 1) / 64 }
+            for kernel in [CNCLIP_IGEMM_PORTABLE, CNCLIP_IGEMM_AVX2, CNCLIP_IGEMM_VNNI].map(Int32.init) {
+                cnclip_igemm_use_kernel(kernel)
+                defer { cnclip_igemm_use_kernel(0) }
+                guard cnclip_igemm_kernel() == kernel else { continue }
+                let w = Int8Weight(rows: rows, columns: columns, values: values, scales: scales)
+                XCTAssertEqual(w.values, values, "[\(rows), \(columns)] through kernel \(kernel)")
             }
         }
     }

@@ -36,6 +36,9 @@ size_t cnclip_igemm_packed_size(long n, long k, int kernel);
 /// 64 bytes is best).
 void cnclip_igemm_pack(long n, long k, const int8_t *b, long ldb, int kernel, void *packed);
 
+/// The weight `b [n, k]` back from its packed form (the inverse of `cnclip_igemm_pack`).
+void cnclip_igemm_unpack(long n, long k, const void *packed, int kernel, int8_t *b, long ldb);
+
 /// `cnclip_igemm_s8` on a packed `b [n, k]`, for its columns `j0 ..< j0 + nc` (`j0` a multiple of 16): `c[m, nc]`.
 /// `kernel` is the one the weight was packed for; the integers are the same for every kernel.
 void cnclip_igemm_s8_packed(long m, long j0, long nc, long n, long k, const int8_t *a, long lda, const void *packed, int kernel,

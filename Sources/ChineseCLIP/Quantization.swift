@@ -1,0 +1,179 @@
+// The int8 path of a whole model and its file.
+//
+// Which weights go to int8: every `Linear` layer (BERT's attention, intermediate and output layers, ViT's attention
+// output projections and MLPs, the ResNet attention pool's projections) and ViT attention's stacked input projection:
+// the products that hold nearly all of a transformer's arithmetic. What stays fp32, and why (BENCHMARKS.md has the
+// figures): the patch embedding and the ResNet convolutions (the convolution engine is fp32, and for RN50 the
+// convolutions are the work, so its image tower keeps its fp32 speed), the attention products (activations on both
+// sides, re-quantizing them per call costs about what it saves), layer norms and embeddings (no products), and the
+// final projections `visual.proj` / `text_projection` (small, and the last rounding before the features).
+//
+// The quantized file is a safetensors file: the int8 weights as `I8` under their checkpoint keys with their
+// per-row scales as `F32 [rows]` under `KEY_scale`, every other tensor as `F32` under its key, and in the metadata
+// the format, its version and the model's config (the reference's keyword arguments as JSON), so that it loads
+// with no model flags.
+
+import Checkpoints
+import Essentials
+import Foundation
+import NeuralNet
+import Tensors
+
+/// How a model computes.
+public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// fp32 throughout: what the reference's `amp`, `fp16` and `fp32` all compute as on the CPU.
+    case fp32
+    /// The linear layers' weights in int8 per output channel, activations quantized per row at each call.
+    case int8
+
+    /// Parses a `--precision` value: `fp32` or `int8`, and the reference's `amp` and `fp16`, which mean fp32 here.
+    public init?(argument: String) {
+        switch argument {
+        case "fp32", "fp16", "amp": self = .fp32
+        case "int8": self = .int8
+        default: return nil
+        }
+    }
+
+    /// The name, as `--precision` spells it.
+    public var description: String { rawValue }
+}
+
+extension CLIP {
+    /// The weights the int8 path holds in int8, by checkpoint key: every `Linear` layer's weight and ViT attention's
+    /// `in_proj_weight` (the rest stays fp32; see this file's header for why).
+    package func int8Parameters() -> [(String, Parameter)] {
+        namedModules().flatMap { name, module -> [(String, Parameter)] in
+            let prefix = name.isEmpty ? "" : name + "."
+            if let linear = module as? Linear { return [(prefix + "weight", linear.weight)] }
+            if let attention = module as? MultiheadAttention { return [(prefix + "in_proj_weight", attention.inProjWeight)] }
+            return []
+        }
+    }
+
+    /// True once the model's weights are held in int8.
+    package var isQuantized: Bool { int8Parameters().contains { $0.1.int8 != nil } }
+
+    /// Moves the model to the int8 path, for inference only: quantizes `int8Parameters()` and lets their fp32 values
+    /// go, then copies what still borrows a checkpoint's memory map so that the map goes too.
+    package func quantize() {
+        for (_, p) in int8Parameters() where p.int8 == nil { p.quantize() }
+        releaseMappings()
+    }
+
+    /// Copies every fp32 value that borrows another object's memory (a checkpoint's map) into its own storage.
+    package func releaseMappings() {
+        for (_, p) in namedParameters() where p.int8 == nil && p.value.storage.isBorrowed { p.value = p.value.copy() }
+    }
+}
+
+/// A model file whose linear layers are stored in int8 (`cnclip quantize` writes it), loadable with no model flags.
+package enum QuantizedModelFile {
+    /// The metadata's `format`.
+    package static let format = "cnclip-int8"
+    /// The layout version this code writes and reads.
+    package static let version = "1"
+    /// The suffix of the key holding a weight's per-row scales.
+    package static let scaleSuffix = "_scale"
+
+    /// The file's config if `url` is a quantized model file (a safetensors file whose metadata says so), else nil.
+    /// A file that claims the format but whose config is unreadable is an error naming it.
+    package static func config(ifQuantized url: URL) throws -> CLIPConfig? {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue,
+            let file = try? SafeTensorsFile(url: url), file.metadata?["format"] == format
+        else { return nil }
+        return try config(of: file)
+    }
+
+    static func config(of file: SafeTensorsFile) throws -> CLIPConfig {
+        let path = file.file.path
+        let meta = file.metadata ?? [:]
+        guard meta["format_version"] == version else {
+            throw CLIPError.checkpoint(
+                path: path, reason: "quantized model layout version \(meta["format_version"] ?? "(none)"); this cnclip reads \(version)")
+        }
+        guard let json = meta["config"] else { throw CLIPError.checkpoint(path: path, reason: "no model config in its metadata") }
+        do { return try JSONDecoder().decode(CLIPConfig.self, from: Data(json.utf8)) } catch {
+            throw CLIPError.badConfig(path: path + " (metadata 'config')", reason: describe(error))
+        }
+    }
+
+    /// Writes `clip`, quantizing the weights that are not yet in int8 (the model is left as it was), atomically.
+    /// `source` (the checkpoint it came from) is recorded in the metadata.
+    package static func write(_ clip: CLIP, source: String, to url: URL) throws {
+        let int8 = Dictionary(uniqueKeysWithValues: clip.int8Parameters().map { ($0.0, $0.1) })
+        var tensors: [(String, SafeTensors.StoredTensor)] = []
+        for (key, p) in clip.namedParameters() {
+            guard int8[key] != nil else {
+                tensors.append((key, SafeTensors.StoredTensor(CheckpointTensor(p.value))))
+                continue
+            }
+            let weight = p.int8 ?? Int8Weight(quantizing: p.value)
+            tensors.append((key, SafeTensors.StoredTensor(shape: p.shape, int8: weight.values)))
+            tensors.append((key + scaleSuffix, SafeTensors.StoredTensor(CheckpointTensor(Tensor(shape: [weight.rows], scalars: weight.scales)))))
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let config = String(decoding: try encoder.encode(clip.config), as: UTF8.self)
+        let metadata = [
+            "format": format, "format_version": version, "config": config, "source": source,
+            "quantization": "int8 weights, symmetric per output row (scale = max|w| / 127); activations per row at run time",
+        ]
+        do { try SafeTensors.write(stored: tensors, metadata: metadata, to: url) } catch let error as FileError {
+            throw CLIPError.io(path: error.path, reason: error.reason)
+        } catch let error as CheckpointError { throw CLIPError.invalidInput(error.description) }
+    }
+
+    /// Loads a quantized model file strictly: every parameter present with its shape and dtype (`I8` with its
+    /// `_scale` for the int8 weights, `F32` for the rest), no key left over. The model holds no fp32 copy of the int8
+    /// weights and nothing of the file's map once it returns.
+    package static func load(_ url: URL) throws -> CLIP {
+        let path = url.path
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile(url: url) } catch let error as CheckpointError {
+            throw CLIPError.invalidInput(error.description)
+        } catch let error as FileError { throw CLIPError.io(path: error.path, reason: error.reason) }
+        guard file.metadata?["format"] == format else {
+            throw CLIPError.checkpoint(path: path, reason: "not a quantized model file (its metadata has no format \"\(format)\")")
+        }
+        let clip = CLIP(try config(of: file))
+        let int8 = Set(clip.int8Parameters().map(\.0))
+        var used = Set<String>()
+        func info(_ key: String, _ dtype: CheckpointDType, _ shape: [Int]) throws {
+            guard let info = file.infos[key] else { throw CLIPError.checkpoint(path: path, reason: "missing key '\(key)'") }
+            guard info.dtype == dtype else {
+                throw CLIPError.checkpoint(path: path, reason: "key '\(key)' holds \(info.dtype.safetensorsName), expected \(dtype.safetensorsName)")
+            }
+            // A 0-d scalar and a 1-element vector are the same value (`logit_scale`), as in `Module.load`.
+            guard info.shape == shape || (info.shape.reduce(1, *) == 1 && shape.reduce(1, *) == 1) else {
+                throw CLIPError.checkpoint(path: path, reason: "key '\(key)' has shape \(info.shape), the model expects \(shape)")
+            }
+            used.insert(key)
+        }
+        var assignments: [() -> Void] = []  // nothing changes until every key has been checked
+        do {
+            for (key, p) in clip.namedParameters() {
+                if int8.contains(key) {
+                    try info(key, .int8, p.shape)
+                    try info(key + scaleSuffix, .float32, [p.shape[0]])
+                    let values = try file.int8Values(key), scales = try file.tensor(key + scaleSuffix).tensor.scalars
+                    guard scales.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                        throw CLIPError.checkpoint(path: path, reason: "key '\(key + scaleSuffix)' holds a scale that is not a positive number")
+                    }
+                    let weight = Int8Weight(rows: p.shape[0], columns: p.shape[1], values: values, scales: scales)
+                    assignments.append { p.setInt8(weight) }
+                } else {
+                    try info(key, .float32, p.shape)
+                    let value = try file.tensor(key).tensor.copy()  // its own memory, so the map can go
+                    assignments.append { p.value = value.shape == p.shape ? value : value.reshaped(p.shape) }
+                }
+            }
+        } catch let error as CheckpointError { throw CLIPError.invalidInput(error.description) }
+        if let extra = file.keys.sorted().first(where: { !used.contains($0) }) {
+            throw CLIPError.checkpoint(path: path, reason: "unexpected key '\(extra)' (the model has no such parameter)")
+        }
+        for assign in assignments { assign() }
+        return clip
+    }
+}
