@@ -9,8 +9,13 @@
 #   the machine's fp32 peak (PEAK_GFLOPS, default 200: two cores × ~100 GFLOP/s FMA).
 # Training: one step of the small synthetic CLIP (scripts/synthetic-clip.json) at batch 32 and 128
 #   (`cnclip bench --train` vs scripts/reference/bench_train_step.py).
+# int8: ViT-B-16@RoBERTa-base encoding by five engines side by side — the reference (PyTorch fp32), ONNX Runtime fp32 and
+#   its dynamic int8 (scripts/reference/bench_ort_encode.py, as ../shared/reference/bench_ort.py measures), ours in
+#   fp32 and with --precision int8 — and peak memory of inference from a checkpoint (the reference's .pt against our
+#   `cnclip quantize` file of it). Our int8 figures also as a fraction of the int8 peak (INT8_PEAK_GOPS, default 1433:
+#   two cores × 2 ports × 16 lanes × 4 byte products × 2 ops × 2.8 GHz of 512-bit VNNI).
 # usage: scripts/bench-vs-reference.sh [ROUNDS]       (default 3 rounds of each configuration)
-#        PARTS="encode train" (default both): which tables to measure; each part rewrites only its own block
+#        PARTS="encode train int8" (default all): which tables to measure; each part rewrites only its own block
 # env:   CNCLIP_REF_VENV  the reference environment (default ~/.cache/cnclip-ref/venv; made by
 #                         ../shared/reference/setup_ref_env.sh when missing)
 #        THREADS          threads for both engines (default 2)
@@ -28,7 +33,7 @@ scripts/install-deps.sh
 swift build -c release --product cnclip >/dev/null
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-parts=${PARTS:-encode train}
+parts=${PARTS:-encode train int8}
 texts=$PWD/scripts/bench-texts
 checkpoint=${TMPDIR:-/tmp}/cnclip-bench-vit-b-16.pt
 configs=()
@@ -45,7 +50,40 @@ if [[ " $parts " == *" encode "* ]]; then
     "ViT-B-16 RoBERTa-wwm-ext-base-chinese|--img-batch 0 --txt-batch 0 --checkpoint $checkpoint"
   )
 fi
+int8_file=${TMPDIR:-/tmp}/cnclip-bench-vit-b-16.int8.safetensors
+int8_configs=()
+if [[ " $parts " == *" int8 "* ]]; then
+  [ -s "$checkpoint" ] || (cd /tmp && "$venv/bin/python" "$OLDPWD/scripts/reference/make_bench_checkpoint.py" ViT-B-16 RoBERTa-wwm-ext-base-chinese "$checkpoint.tmp" && mv "$checkpoint.tmp" "$checkpoint")
+  .build/release/cnclip quantize --resume "$checkpoint" --vision-model ViT-B-16 --text-model RoBERTa-wwm-ext-base-chinese --output "$int8_file"
+  int8_configs=(
+    "--img-batch 8 --txt-batch 32 --texts $texts/full-context-caption.txt"
+    "--img-batch 1 --txt-batch 1 --texts $texts/full-context-caption.txt"
+    "--img-batch 0 --txt-batch 32 --texts $texts/muge-like-queries.txt"
+  )
+fi
 for r in $(seq "$rounds"); do
+  for c in "${int8_configs[@]}"; do
+    echo "round $r: int8 $c" >&2
+    m="ViT-B-16 RoBERTa-wwm-ext-base-chinese"
+    # shellcheck disable=SC2086
+    {
+      (cd /tmp && "$venv/bin/python" "$OLDPWD/scripts/reference/bench_encode.py" $m $c --threads "$threads" 2>/dev/null | tail -n 1 | awk -v p="int8:torch|$c|" '{print p $0}')
+      (cd /tmp && "$venv/bin/python" "$OLDPWD/scripts/reference/bench_ort_encode.py" $m $c --threads "$threads" 2>/dev/null | tail -n 1 | awk -v p="int8:ort|$c|" '{print p $0}')
+      (cd /tmp && "$venv/bin/python" "$OLDPWD/scripts/reference/bench_ort_encode.py" $m $c --int8 --threads "$threads" 2>/dev/null | tail -n 1 | awk -v p="int8:ort8|$c|" '{print p $0}')
+      .build/release/cnclip bench $c --threads "$threads" | awk -v p="int8:swift|$c|" '{print p $0}'
+      .build/release/cnclip bench $c --threads "$threads" --precision int8 | awk -v p="int8:swift8|$c|" '{print p $0}'
+    } >> "$out"
+  done
+  if [[ " $parts " == *" int8 "* ]]; then
+    c="--img-batch 8 --txt-batch 32 --texts $texts/full-context-caption.txt --iters 2"
+    echo "round $r: int8 memory" >&2
+    # shellcheck disable=SC2086
+    (cd /tmp && "$venv/bin/python" "$OLDPWD/scripts/reference/bench_encode.py" ViT-B-16 RoBERTa-wwm-ext-base-chinese $c --checkpoint "$checkpoint" --threads "$threads" 2>/dev/null | tail -n 1 | awk -v p="int8:torch|memory|" '{print p $0}') >> "$out"
+    # shellcheck disable=SC2086
+    .build/release/cnclip bench $c --checkpoint "$int8_file" --threads "$threads" | awk -v p="int8:swift8|memory|" '{print p $0}' >> "$out"
+    # shellcheck disable=SC2086
+    .build/release/cnclip bench $c --checkpoint "$checkpoint" --threads "$threads" | awk -v p="int8:swift|memory|" '{print p $0}' >> "$out"
+  fi
   for spec in "${configs[@]}"; do
     models=${spec%%|*}; c=${spec#*|}
     read -r vision text <<<"$models"
@@ -72,7 +110,7 @@ for line in open(sys.argv[1]):
 def med(cfg, engine, key):
     return statistics.median(r[key] for r in rows[(cfg, engine)])
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
-torch = rows[next(k for k in rows if k[1] == "ref")][0].get("torch", "?")
+torch = rows[next(k for k in rows if k[1] in ("ref", "int8:torch"))][0].get("torch", "?")
 def header(what, command_note):
     return [f"Measured {datetime.date.today()} on {cpu}, {sys.argv[2]} threads each, median of {sys.argv[3]} alternating rounds",
             f"(each round: one warm-up, median of 5 runs). Reference: cn-clip 1.6.0 on PyTorch {torch} ({command_note}).",
@@ -96,7 +134,7 @@ def describe(cfg):
     return words[0], words[1], {"full-context-caption": "a 50-character caption (52 tokens)",
                                 "muge-like-queries": "MUGE-like queries (4–20 characters)"}.get(texts.group(1) if texts else "",
                                 "the reference benchmark's caption (13 characters) padded to 52")
-encode = [c for c in dict.fromkeys(k[0] for k in rows) if not c.startswith("--train")]
+encode = [c for c in dict.fromkeys(k[0] for k in rows if not k[1].startswith("int8:")) if not c.startswith("--train")]
 if encode:
     lines = header("Ours: `cnclip bench`. Random weights; texts padded to 52 tokens (we compute positions up to the batch's longest text, "
                    "the reference all 52). Peak fraction: GFLOP/s of the work each engine does (images: the reference's nominal "
@@ -126,6 +164,42 @@ if encode:
             ref, ours = med(cfg, "ref", "peak_rss_mb"), med(cfg, "swift", "peak_rss_mb")
             lines.append(f"| {vision}@{text} | {shown} | peak RSS, MB | {ref:.0f} | {ours:.0f} | {ours / ref:.2f}× |")
     tables["bench-vs-reference"] = lines
+int8 = [c for c in dict.fromkeys(k[0] for k in rows if k[1].startswith("int8:")) if c != "memory"]
+if int8:
+    int8_peak = float(os.environ.get("INT8_PEAK_GOPS", "1433"))
+    engines = [("int8:torch", "PyTorch fp32"), ("int8:ort", "ONNX Runtime fp32"), ("int8:ort8", "ONNX Runtime int8"),
+               ("int8:swift", "ours fp32"), ("int8:swift8", "ours int8")]
+    ort_version = rows[(int8[0], "int8:ort")][0].get("ort", "?")
+    lines = [f"Measured {datetime.date.today()} on {cpu}, {sys.argv[2]} threads each, median of {sys.argv[3]} alternating rounds "
+             f"(each: one warm-up, median of 5 runs). ViT-B-16@RoBERTa-wwm-ext-base-chinese, random weights. PyTorch {torch}: "
+             f"`scripts/reference/bench_encode.py`; ONNX Runtime {ort_version} fp32 and dynamic int8 (`quantize_dynamic`, per-channel "
+             "QInt8 weights): `scripts/reference/bench_ort_encode.py`; ours: `cnclip bench [--precision int8]`. Texts padded to 52 "
+             "tokens (we compute up to the batch's longest text, the others all 52). Our int8 also as a share of the int8 peak "
+             f"({int8_peak:.0f} GOP/s: 512-bit VNNI on both cores), counting the nominal products of the towers.",
+             "Command: `PARTS=int8 scripts/bench-vs-reference.sh`", "",
+             "| configuration | metric | " + " | ".join(n for _, n in engines) + " | ours int8 ÷ ONNX Runtime int8 | ours int8 ÷ PyTorch |",
+             "| --- | --- |" + " ---: |" * (len(engines) + 2)]
+    for cfg in int8:
+        shown = re.sub(r"--texts \S*/", "--texts ", cfg)
+        _, text, texts_desc = describe("ViT-B-16 RoBERTa-wwm-ext-base-chinese " + cfg)
+        b = re.search(r"--img-batch (\d+) --txt-batch (\d+)", cfg)
+        for key, name in (("img_per_s", f"images/s (batch {b.group(1)})"), ("txt_per_s", f"texts/s (batch {b.group(2)}; {texts_desc})")):
+            if key not in rows[(cfg, "int8:torch")][0]:
+                continue
+            v = {e: med(cfg, e, key) for e, _ in engines}
+            if key == "img_per_s":
+                share = f" ({100 * v['int8:swift8'] * image_gflop('ViT-B-16') / int8_peak:.0f}% of int8 peak)"
+            else:
+                share = f" ({100 * v['int8:swift8'] * text_gflop(text, med(cfg, 'int8:swift8', 'txt_positions')) / int8_peak:.0f}% of int8 peak)"
+            cells = " | ".join(f"{v[e]:.2f}" + (share if e == "int8:swift8" else "") for e, _ in engines)
+            lines.append(f"| {shown} | {name} | {cells} | {v['int8:swift8'] / v['int8:ort8']:.2f}× | {v['int8:swift8'] / v['int8:torch']:.2f}× |")
+    if ("memory", "int8:torch") in rows:
+        ref, ours8, ours = med("memory", "int8:torch", "peak_rss_mb"), med("memory", "int8:swift8", "peak_rss_mb"), med("memory", "int8:swift", "peak_rss_mb")
+        lines.append(f"| inference from a checkpoint (images batch 8, texts batch 32) | peak RSS, MB | {ref:.0f} (750 MB .pt) | — | — | "
+                     f"{ours:.0f} (the .pt) | {ours8:.0f} (`cnclip quantize` file) | — | {ours8 / ref:.2f}× |")
+        ref, ours8, ours = med("memory", "int8:torch", "load_s"), med("memory", "int8:swift8", "load_s"), med("memory", "int8:swift", "load_s")
+        lines.append(f"| the same | load, s | {ref:.2f} | — | — | {ours:.2f} | {ours8:.2f} | — | {ours8 / ref:.2f}× |")
+    tables["bench-int8-vs-reference"] = lines
 train = [c for c in dict.fromkeys(k[0] for k in rows) if c.startswith("--train")]
 if train:
     lines = header("Ours: `cnclip bench --train`. Small synthetic CLIP (`scripts/synthetic-clip.json`), random images, context 32.",

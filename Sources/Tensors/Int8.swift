@@ -76,14 +76,7 @@ package struct Int8Weight: Sendable {
 package func quantizeRows(
     _ x: UnsafePointer<Float>, rows: Int, columns: Int, into q: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>
 ) {
-    for r in 0..<rows {
-        let row = x + r * columns, out = q + r * columns
-        var peak: Float = 0
-        for j in 0..<columns { peak = max(peak, abs(row[j])) }
-        let scale = peak > 0 ? peak / 127 : 1
-        scales[r] = scale
-        for j in 0..<columns { out[j] = Int8(max(-127, min(127, (row[j] / scale).rounded(.toNearestOrEven)))) }
-    }
+    cnclip_quantize_rows(x, rows, columns, columns, q, columns, scales)
 }
 
 /// `x @ weight.T + bias` on the int8 path: `x [..., in]`, `bias [out]` → `[..., out]`, each element
@@ -94,56 +87,45 @@ package func linear(_ x: Tensor, weight: Int8Weight, bias: Tensor?) -> Tensor {
     if let bias { precondition(bias.count == n, "linear: bias \(bias.shape) for \(n) outputs") }
     let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [n])
     guard m > 0 && n > 0 else { return out }
-    var qx = [Int8](repeating: 0, count: m * k), sx = [Float](repeating: 1, count: m)
-    var sums = [Int32](repeating: 0, count: m * n)
-    qx.withUnsafeMutableBufferPointer { q in
-        sx.withUnsafeMutableBufferPointer { s in
-            parallelFor(m, cost: 4 * k) { rows in
-                quantizeRows(
-                    x.data + rows.lowerBound * k, rows: rows.count, columns: k, into: q.baseAddress! + rows.lowerBound * k,
-                    scales: s.baseAddress! + rows.lowerBound)
+    // Scratch from the tensor pool: a forward pass asks for the same sizes layer after layer, and fresh pages cost
+    // faults. Every element is written before it is read (the GEMM's first k-block stores, the others add).
+    let quantized = TensorStorage(uninitializedCount: (m * k + 3) / 4), products = TensorStorage(uninitializedCount: m * n)
+    let rowScales = TensorStorage(uninitializedCount: m)
+    let q = UnsafeMutableRawPointer(quantized.pointer).bindMemory(to: Int8.self, capacity: max(m * k, 1))
+    let c = UnsafeMutableRawPointer(products.pointer).bindMemory(to: Int32.self, capacity: m * n)
+    let sx = rowScales.pointer, y = out.mutableData, biasData = bias?.data
+    let kernel = weight.kernel
+    weight.packed.withUnsafeBytes { packed in
+        let b = packed.baseAddress!
+        weight.scales.withUnsafeBufferPointer { channelScales in
+            let cs = channelScales.baseAddress!
+            /// Rows `lo ..< hi`, every column: quantized, multiplied and dequantized by one thread.
+            func rows(_ lo: Int, _ hi: Int) {
+                cnclip_quantize_rows(x.data + lo * k, hi - lo, k, k, q + lo * k, k, sx + lo)
+                cnclip_igemm_s8_packed(hi - lo, 0, n, n, k, q + lo * k, k, b, kernel, c + lo * n, n)
+                cnclip_dequantize_rows(c + lo * n, hi - lo, n, n, sx + lo, cs, biasData, y + lo * n, n)
             }
-        }
-    }
-    qx.withUnsafeBufferPointer { a in
-        weight.packed.withUnsafeBytes { packed in
-            sums.withUnsafeMutableBufferPointer { c in
-                let (a, b, c, kernel) = (a.baseAddress!, packed.baseAddress!, c.baseAddress!, weight.kernel)
-                let threads = ComputeThreads.count
-                if threads <= 1 || m * n * k < 1 << 21 {
-                    cnclip_igemm_s8_packed(m, 0, n, n, k, a, k, b, kernel, c, n)
-                } else if m >= 32 * threads {
-                    // Rows in whole 6-row panels of the kernel, as the fp32 GEMM splits them.
-                    concurrentPerform(iterations: threads) { t in
-                        let lo = (m * t / threads) / 6 * 6, hi = t == threads - 1 ? m : (m * (t + 1) / threads) / 6 * 6
-                        if hi > lo { cnclip_igemm_s8_packed(hi - lo, 0, n, n, k, a + lo * k, k, b, kernel, c + lo * n, n) }
-                    }
-                } else {
-                    // Few rows (a short batch of queries): output channels in whole 16-column panels.
-                    concurrentPerform(iterations: threads) { t in
-                        let lo = (n * t / threads) & ~15, hi = t == threads - 1 ? n : (n * (t + 1) / threads) & ~15
-                        if hi > lo { cnclip_igemm_s8_packed(m, lo, hi - lo, n, k, a, k, b, kernel, c + lo, n) }
-                    }
+            let threads = ComputeThreads.count
+            if threads <= 1 || m * n * k < 1 << 21 {
+                rows(0, m)
+            } else if m >= 32 * threads {
+                // Rows in whole 6-row panels of the kernel, as the fp32 GEMM splits them.
+                concurrentPerform(iterations: threads) { t in
+                    let lo = (m * t / threads) / 6 * 6, hi = t == threads - 1 ? m : (m * (t + 1) / threads) / 6 * 6
+                    if hi > lo { rows(lo, hi) }
+                }
+            } else {
+                // Few rows (a short batch of queries): output channels in whole 16-column panels.
+                cnclip_quantize_rows(x.data, m, k, k, q, k, sx)
+                concurrentPerform(iterations: threads) { t in
+                    let lo = (n * t / threads) & ~15, hi = t == threads - 1 ? n : (n * (t + 1) / threads) & ~15
+                    guard hi > lo else { return }
+                    cnclip_igemm_s8_packed(m, lo, hi - lo, n, k, q, k, b, kernel, c + lo, n)
+                    cnclip_dequantize_rows(c + lo, m, hi - lo, n, sx, cs + lo, biasData.map { $0 + lo }, y + lo, n)
                 }
             }
         }
     }
-    let y = out.mutableData, biasData = bias?.data
-    sums.withUnsafeBufferPointer { c in
-        sx.withUnsafeBufferPointer { rowScales in
-            weight.scales.withUnsafeBufferPointer { channelScales in
-                parallelFor(m, cost: n) { rows in
-                    for i in rows {
-                        let rowScale = rowScales[i], sum = c.baseAddress! + i * n, row = y + i * n
-                        if let biasData {
-                            for j in 0..<n { row[j] = Float(sum[j]) * (rowScale * channelScales[j]) + biasData[j] }
-                        } else {
-                            for j in 0..<n { row[j] = Float(sum[j]) * (rowScale * channelScales[j]) }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    withExtendedLifetime((quantized, products, rowScales)) {}
     return out
 }

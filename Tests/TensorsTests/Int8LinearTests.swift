@@ -61,7 +61,7 @@ final class Int8LinearTests: XCTestCase {
         for (rows, columns) in [(1, 1), (17, 5), (37, 1031), (70, 2050)] {
             let values = (0..<(rows * columns)).map { _ in Int8(Int(g.next() % 255) - 127) }
             let scales = (0..<rows).map { Float($0 + 1) / 64 }
-            for kernel in [CNCLIP_IGEMM_PORTABLE, CNCLIP_IGEMM_AVX2, CNCLIP_IGEMM_VNNI].map(Int32.init) {
+            for kernel in [CNCLIP_IGEMM_PORTABLE, CNCLIP_IGEMM_AVX2, CNCLIP_IGEMM_VNNI, CNCLIP_IGEMM_VNNI512].map(Int32.init) {
                 cnclip_igemm_use_kernel(kernel)
                 defer { cnclip_igemm_use_kernel(0) }
                 guard cnclip_igemm_kernel() == kernel else { continue }
@@ -75,7 +75,7 @@ final class Int8LinearTests: XCTestCase {
         var g = SplitMix64(seed: 29)
         let x = random([13, 300], &g), w = random([70, 300], &g, scale: 0.05), bias = random([70], &g)
         var outputs: [[Float]] = []
-        for kernel in [CNCLIP_IGEMM_PORTABLE, CNCLIP_IGEMM_AVX2, CNCLIP_IGEMM_VNNI].map(Int32.init) {
+        for kernel in [CNCLIP_IGEMM_PORTABLE, CNCLIP_IGEMM_AVX2, CNCLIP_IGEMM_VNNI, CNCLIP_IGEMM_VNNI512].map(Int32.init) {
             cnclip_igemm_use_kernel(kernel)
             defer { cnclip_igemm_use_kernel(0) }
             guard cnclip_igemm_kernel() == kernel else { continue }

@@ -15,7 +15,7 @@ final class IntegerGEMMTests: XCTestCase {
 
     /// The kernels this CPU can run (portable always).
     private var kernels: [Int32] {
-        [Int32(CNCLIP_IGEMM_PORTABLE), Int32(CNCLIP_IGEMM_AVX2), Int32(CNCLIP_IGEMM_VNNI)].filter { kernel in
+        [Int32(CNCLIP_IGEMM_PORTABLE), Int32(CNCLIP_IGEMM_AVX2), Int32(CNCLIP_IGEMM_VNNI), Int32(CNCLIP_IGEMM_VNNI512)].filter { kernel in
             cnclip_igemm_use_kernel(kernel)
             defer { cnclip_igemm_use_kernel(0) }
             return cnclip_igemm_kernel() == kernel
@@ -55,7 +55,7 @@ final class IntegerGEMMTests: XCTestCase {
     func testEveryKernelGivesThePlainLoopsIntegers() {
         let kernels = self.kernels
         XCTAssertTrue(kernels.contains(Int32(CNCLIP_IGEMM_PORTABLE)))
-        print("integer GEMM kernels on this CPU: \(kernels) (1 portable, 2 AVX2, 3 VNNI); default \(cnclip_igemm_kernel())")
+        print("integer GEMM kernels on this CPU: \(kernels) (1 portable, 2 AVX2, 3 VNNI 256-bit, 4 VNNI 512-bit); default \(cnclip_igemm_kernel())")
         var g = SplitMix64(seed: 13)
         // Edge tiles in both directions, k not a multiple of 2 or 4, several k-blocks (1024) and column blocks (128).
         let shapes = [

@@ -22,7 +22,7 @@ void cnclip_sgemm(int transA, int transB, long m, long n, long k, float alpha, c
 void cnclip_gemm_use_portable(int on);
 
 /// The kernels of `cnclip_igemm_s8`.
-enum { CNCLIP_IGEMM_PORTABLE = 1, CNCLIP_IGEMM_AVX2 = 2, CNCLIP_IGEMM_VNNI = 3 };
+enum { CNCLIP_IGEMM_PORTABLE = 1, CNCLIP_IGEMM_AVX2 = 2, CNCLIP_IGEMM_VNNI = 3, CNCLIP_IGEMM_VNNI512 = 4 };
 
 /// Row-major integer GEMM on the calling thread, `c[m, n] = a[m, k] · b[n, k]ᵀ` (int8 inputs, int32 sums, exact, so
 /// every kernel and every split of the rows gives the same integers); `lda`, `ldb`, `ldc` are row strides. `b` holds
@@ -43,6 +43,15 @@ void cnclip_igemm_unpack(long n, long k, const void *packed, int kernel, int8_t 
 /// `kernel` is the one the weight was packed for; the integers are the same for every kernel.
 void cnclip_igemm_s8_packed(long m, long j0, long nc, long n, long k, const int8_t *a, long lda, const void *packed, int kernel,
                             int32_t *c, long ldc);
+
+/// Quantizes each row of `x [rows, cols]` on its own: `scales[i] = max |x[i, ...]| / 127` (1 for an all-zero row),
+/// `q[i, j] = x[i, j] / scales[i]` rounded half to even, in -127...127. Vector and scalar forms give the same bytes.
+void cnclip_quantize_rows(const float *x, long rows, long cols, long ldx, int8_t *q, long ldq, float *scales);
+
+/// `y[i, j] = (float)c[i, j] · (rowScales[i] · colScales[j]) (+ bias[j] when bias is not NULL)`, without fused
+/// multiply-adds, so that vector and scalar forms give the same bits.
+void cnclip_dequantize_rows(const int32_t *c, long rows, long cols, long ldc, const float *rowScales, const float *colScales,
+                            const float *bias, float *y, long ldy);
 
 /// The kernel `cnclip_igemm_s8` uses now: the best this CPU has (VNNI, then AVX2, then portable), or the one forced
 /// by `cnclip_igemm_use_kernel`; -1 when the forced one is not available here.
