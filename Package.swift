@@ -51,7 +51,7 @@ let package = Package(
             dependencies: ["Essentials", "Distributed", "Datasets", "ChineseCLIP", "NeuralNet", "Tensors", "Checkpoints", "Imaging", "Tokenization"]),
         .target(name: "FeatureExtraction", dependencies: ["Essentials", "Datasets", "ChineseCLIP", "Imaging", "Tensors", "Tokenization"]),
         .target(
-            name: "Evaluation", dependencies: ["Essentials", "ChineseCLIP", "Imaging", "NeuralNet", "Tensors", "Tokenization"],
+            name: "Evaluation", dependencies: ["CKernels", "Essentials", "ChineseCLIP", "Imaging", "NeuralNet", "Tensors", "Tokenization"],
             resources: [.copy("Resources/zeroshot_templates.json")]),
         .target(
             name: "Gallery",
@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(
             name: "TrainingTests",
             dependencies: ["Training", "Distributed", "ChineseCLIP", "Checkpoints", "NeuralNet", "Tensors", "Tokenization", "TestSupport"]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Essentials", "ChineseCLIP", "Tensors"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "CKernels", "Essentials", "ChineseCLIP", "Tensors"]),
         .testTarget(
             name: "DemoServerTests", dependencies: ["cnclip", "DemoServer", "Gallery", "Evaluation", "ChineseCLIP", "Imaging", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["cnclip", "Checkpoints", "ChineseCLIP", "Imaging", "Tokenization", "TestSupport"]),

@@ -1,12 +1,22 @@
 // Feature files as `extract_features.py` writes them: one JSON object per line, `{"image_id": ID, "feature":
 // [floats]}` (or `text_id`). The reference reads them with `json.loads` (text → double) and then
 // `np.array(..., dtype=np.float32)` / `torch.tensor(..., dtype=torch.float)` (double → float, round to nearest
-// even). Our number parser is hand-written for speed (parsing dominates a top-k run) and gives that same float:
-// see `parseFeatureFloat`.
+// even). Parsing dominates a top-k run, so the reader maps the file (or streams it when it cannot be mapped, e.g. a
+// pipe), finds lines with `memchr`, and parses the lines of a block on all compute threads straight into the
+// block's matrix. The numbers of a `"feature"` array go through a C loop (`CKernels/feature_numbers.c`) that gives
+// the reference's float for every decimal; only a malformed array takes the Swift loop, which names the fault.
 
+import CKernels
 import Essentials
 import Foundation
+import Synchronization
 import Tensors
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// Errors reading or writing feature, annotation and prediction files; each names the file and line.
 package enum RetrievalError: UserFacingError, Equatable {
@@ -52,17 +62,32 @@ package final class FeatureFileReader {
     package private(set) var dim: Int?
     /// Bytes consumed so far (for progress).
     package private(set) var bytesRead: Int64 = 0
-    /// The file's size in bytes.
+    /// The file's size in bytes (0 for a pipe).
     package let fileSize: Int64
 
     private let handle: FileHandle
-    private var buffer: [UInt8] = []
-    private var bufferStart = 0
+    /// A regular file is mapped whole: no copy, and the parsing threads fault its pages in side by side.
+    private var mapping: UnsafeMutableRawPointer?
+    private var mappingSize = 0
+    /// Otherwise bytes are read into `buffer` in chunks of `chunkBytes`, keeping the unparsed tail.
+    private var buffer: UnsafeMutablePointer<UInt8>?
+    private var bufferCapacity = 0
+    private var bufferCount = 0
+    private let chunkBytes: Int
+    /// Start of the unconsumed bytes in the current window (the mapping or the buffer).
+    private var position = 0
+    /// Mapped bytes below this offset have been given back to the kernel.
+    private var released = 0
     private var eof = false
     private var lineNumber = 0
 
     /// Opens `path`; rows must carry `idKey` and `"feature"`; `dim`, when given, is the length every feature must have.
-    package init(path: String, idKey: String, dim: Int? = nil) throws {
+    package convenience init(path: String, idKey: String, dim: Int? = nil) throws {
+        try self.init(path: path, idKey: idKey, dim: dim, streamChunkBytes: nil)
+    }
+
+    /// As `init(path:idKey:dim:)`; with `streamChunkBytes` the file is read in chunks of that size instead of mapped.
+    init(path: String, idKey: String, dim: Int?, streamChunkBytes: Int?) throws {
         self.path = path
         self.idKey = idKey
         self.dim = dim
@@ -70,49 +95,100 @@ package final class FeatureFileReader {
             throw FileError(path: path, reason: FileManager.default.fileExists(atPath: path) ? "cannot be opened" : "no such file")
         }
         handle = h
-        let attrs = try? FileManager.default.attributesOfItem(atPath: path)
-        fileSize = (attrs?[.size] as? NSNumber)?.int64Value ?? 0
+        chunkBytes = max(1, streamChunkBytes ?? 8 << 20)
+        var st = stat()
+        let isRegular = fstat(h.fileDescriptor, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+        fileSize = isRegular ? Int64(st.st_size) : 0
+        if isRegular && streamChunkBytes == nil {
+            if st.st_size == 0 {
+                eof = true
+            } else if let m = mmap(nil, Int(st.st_size), PROT_READ, MAP_PRIVATE, h.fileDescriptor, 0), m != MAP_FAILED {
+                mapping = m
+                mappingSize = Int(st.st_size)
+                eof = true
+            }
+        }
     }
 
-    deinit { try? handle.close() }
+    deinit {
+        if let mapping { munmap(mapping, mappingSize) }
+        buffer?.deallocate()
+        try? handle.close()
+    }
+
+    /// The bytes read so far and not yet dropped: the whole mapping, or the buffer.
+    private var window: UnsafePointer<UInt8>? {
+        if let mapping { return UnsafePointer(mapping.assumingMemoryBound(to: UInt8.self)) }
+        return buffer.map { UnsafePointer($0) }
+    }
+    private var windowCount: Int { mapping != nil ? mappingSize : bufferCount }
+
+    /// Moves the unconsumed bytes to the buffer's start and reads one more chunk; sets `eof` at the end.
+    private func readMore() throws {
+        if position > 0 {
+            if let buffer { memmove(buffer, buffer + position, bufferCount - position) }
+            bufferCount -= position
+            position = 0
+        }
+        if bufferCapacity - bufferCount < chunkBytes {
+            let capacity = max(2 * bufferCapacity, bufferCount + chunkBytes)
+            let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+            if let buffer {
+                grown.update(from: buffer, count: bufferCount)
+                buffer.deallocate()
+            }
+            buffer = grown
+            bufferCapacity = capacity
+        }
+        while true {
+            let n = read(handle.fileDescriptor, buffer! + bufferCount, chunkBytes)
+            if n > 0 { bufferCount += n; return }
+            if n == 0 { eof = true; return }
+            if errno != EINTR { throw FileError(path: path, reason: "read failed: \(String(cString: strerror(errno)))") }
+        }
+    }
 
     /// Reads the next block of at most `maxRows` rows, or nil at the end of the file.
     package func nextBlock(maxRows: Int) throws -> FeatureBlock? {
         precondition(maxRows > 0)
-        // Gather complete lines (byte ranges within `buffer`).
+        // Complete lines as (start, end) offsets from the block's first byte; a refill moves that byte, not the offsets.
         var ranges: [(Int, Int)] = []
         ranges.reserveCapacity(min(maxRows, 1 << 16))
-        var scan = bufferStart
+        var scan = position
         while ranges.count < maxRows {
-            if let nl = buffer[scan...].firstIndex(of: 0x0A) {
-                ranges.append((scan, nl))
-                scan = nl + 1
+            if let w = window, scan < windowCount, let nl = memchr(w + scan, 0x0A, windowCount - scan) {
+                let end = UnsafeRawPointer(nl) - UnsafeRawPointer(w)
+                ranges.append((scan - position, end - position))
+                scan = end + 1
                 continue
             }
             if eof {
-                if scan < buffer.count { ranges.append((scan, buffer.count)); scan = buffer.count }
+                if scan < windowCount { ranges.append((scan - position, windowCount - position)); scan = windowCount }
                 break
             }
-            // Compact and read more: keep the partial line.
-            let keepFrom = ranges.first?.0 ?? scan
-            if keepFrom > 0 {
-                buffer.removeSubrange(0..<keepFrom)
-                ranges = ranges.map { ($0.0 - keepFrom, $0.1 - keepFrom) }
-                scan -= keepFrom
-                bufferStart = 0
-            }
-            let chunk: Data
-            do { chunk = try handle.read(upToCount: 8 << 20) ?? Data() } catch {
-                throw FileError(path: path, reason: "read failed: \(error.localizedDescription)")
-            }
-            if chunk.isEmpty { eof = true } else { buffer.append(contentsOf: chunk) }
+            let before = position
+            try readMore()
+            scan -= before - position
         }
         if ranges.isEmpty { return nil }
-        bytesRead += Int64(scan - (ranges.first?.0 ?? scan))
-        bufferStart = scan
         let firstLine = lineNumber + 1
         lineNumber += ranges.count
-        return try parse(ranges: ranges, firstLine: firstLine)
+        let block = try parse(window! + position, ranges: ranges, firstLine: firstLine)
+        bytesRead += Int64(scan - position)
+        position = scan
+        releaseParsedPages()
+        return block
+    }
+
+    /// Gives the kernel back the mapped pages already parsed, so a large file does not stay resident as a whole.
+    private func releaseParsedPages() {
+        guard let mapping else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let upTo = position / page * page
+        if upTo > released {
+            _ = madvise(mapping + released, upTo - released, MADV_DONTNEED)
+            released = upTo
+        }
     }
 
     /// Reads every remaining row.
@@ -125,49 +201,56 @@ package final class FeatureFileReader {
         return all
     }
 
-    private func parse(ranges: [(Int, Int)], firstLine: Int) throws -> FeatureBlock {
+    private func parse(_ base: UnsafePointer<UInt8>, ranges: [(Int, Int)], firstLine: Int) throws -> FeatureBlock {
         let n = ranges.count
-        return try buffer.withUnsafeBufferPointer { buf -> FeatureBlock in
-            let base = buf.baseAddress!
-            if dim == nil {
-                // The first row fixes the width (as np.array would reject a ragged list).
-                var probe = [Float]()
-                let r = ranges[0]
-                _ = try parseLine(base + r.0, r.1 - r.0, line: firstLine, into: &probe, expected: nil)
-                dim = probe.count
-            }
-            let d = dim!
-            var ids = [String](repeating: "", count: n)
-            var values = [Float](repeating: 0, count: n * d)
-            var errors = [RetrievalError?](repeating: nil, count: n)
-            ids.withUnsafeMutableBufferPointer { idp in
-                values.withUnsafeMutableBufferPointer { vp in
-                    errors.withUnsafeMutableBufferPointer { ep in
-                        let idp = idp, vp = vp, ep = ep
-                        parallelFor(n, cost: d * 8) { rows in
-                            var scratch = [Float]()
-                            scratch.reserveCapacity(d)
-                            for row in rows {
-                                let r = ranges[row]
+        if dim == nil {
+            // The first row fixes the width (as np.array would reject a ragged list). A value takes at least two bytes
+            // with its separator, which bounds the count.
+            let r = ranges[0]
+            let probe = UnsafeMutablePointer<Float>.allocate(capacity: (r.1 - r.0) / 2 + 1)
+            defer { probe.deallocate() }
+            dim = try parseLine(base + r.0, r.1 - r.0, line: firstLine, into: probe, capacity: (r.1 - r.0) / 2 + 1, expected: nil).values
+        }
+        let d = dim!
+        var ids = [String](repeating: "", count: n)
+        // Every row is written in full before the block is returned (an error discards it).
+        var values = [Float](unsafeUninitializedCapacity: n * d) { _, count in count = n * d }
+        var errors = [RetrievalError?](repeating: nil, count: n)
+        ids.withUnsafeMutableBufferPointer { idp in
+            values.withUnsafeMutableBufferPointer { vp in
+                errors.withUnsafeMutableBufferPointer { ep in
+                    let idp = idp, vp = vp, ep = ep
+                    // Threads take rows a few at a time rather than a fixed half each: on a shared machine one
+                    // thread may be descheduled, and the others then parse its rows.
+                    let threads = n * d < 1 << 16 ? 1 : min(ComputeThreads.count, n)
+                    let grain = max(1, min(64, n / (threads * 16)))
+                    let nextRow = Atomic(0)
+                    concurrentPerform(iterations: threads) { _ in
+                        while case let first = nextRow.add(grain, ordering: .relaxed).oldValue, first < n {
+                            for row in first..<min(first + grain, n) {
+                                let r = ranges[row], line = firstLine + row
                                 do {
-                                    scratch.removeAll(keepingCapacity: true)
-                                    idp[row] = try self.parseLine(base + r.0, r.1 - r.0, line: firstLine + row, into: &scratch, expected: d)
-                                    for k in 0..<d { vp[row * d + k] = scratch[k] }
+                                    idp[row] = try self.parseLine(
+                                        base + r.0, r.1 - r.0, line: line, into: vp.baseAddress! + row * d, capacity: d, expected: d
+                                    ).id
                                 } catch let e as RetrievalError { ep[row] = e } catch {
-                                    ep[row] = .malformedLine(path: self.path, line: firstLine + row, reason: "\(error)")
+                                    ep[row] = .malformedLine(path: self.path, line: line, reason: "\(error)")
                                 }
                             }
                         }
                     }
                 }
             }
-            if let e = errors.first(where: { $0 != nil }) { throw e! }
-            return FeatureBlock(ids: ids, values: values, dim: d, lines: Array(firstLine..<(firstLine + n)))
         }
+        if let e = errors.first(where: { $0 != nil }) { throw e! }
+        return FeatureBlock(ids: ids, values: values, dim: d, lines: Array(firstLine..<(firstLine + n)))
     }
 
-    /// Parses one line `{"<idKey>": ID, "feature": [...]}`; returns the rendered id and appends the floats to `out`.
-    private func parseLine(_ p: UnsafePointer<UInt8>, _ count: Int, line: Int, into out: inout [Float], expected: Int?) throws -> String {
+    /// Parses one line `{"<idKey>": ID, "feature": [...]}`: the id (as `json.dumps` renders it) and the number of
+    /// values, of which the first `capacity` are stored at `out`; with `expected`, a different number is an error.
+    private func parseLine(
+        _ p: UnsafePointer<UInt8>, _ count: Int, line: Int, into out: UnsafeMutablePointer<Float>, capacity: Int, expected: Int?
+    ) throws -> (id: String, values: Int) {
         var parser = PyJSONParser(p: p, end: count)
         func bad(_ reason: String) -> RetrievalError { .malformedLine(path: path, line: line, reason: reason) }
         // Python strips the line first; JSON whitespace covers what a feature file holds (`\r` of CRLF included).
@@ -175,7 +258,7 @@ package final class FeatureFileReader {
         guard parser.i < count, p[parser.i] == UInt8(ascii: "{") else { throw bad("not a JSON object") }
         parser.i += 1
         var id: PyJSON?
-        var sawFeature = false
+        var values: Int?
         do {
             parser.skipSpace()
             if parser.i < count, p[parser.i] == UInt8(ascii: "}") {
@@ -192,9 +275,8 @@ package final class FeatureFileReader {
                     parser.i += 1
                     parser.skipSpace()
                     if key == "feature" {
-                        out.removeAll(keepingCapacity: true)  // a repeated key: the last one wins, as in Python
-                        try parseFloatArray(&parser, into: &out, line: line)
-                        sawFeature = true
+                        // A repeated key: the last one wins, as in Python.
+                        values = try parseFloatArray(&parser, into: out, capacity: capacity, line: line)
                     } else if key == idKey {
                         id = try parser.value()
                     } else {
@@ -213,106 +295,80 @@ package final class FeatureFileReader {
             throw bad("invalid JSON: \(e.reason) at column \(e.offset + 1)")
         }
         guard let id else { throw bad("no \"\(idKey)\" key") }
-        guard sawFeature else { throw bad("no \"feature\" key (id \(pythonStr(id)))") }
-        if let expected, out.count != expected {
-            throw RetrievalError.dimensionMismatch(path: path, line: line, id: pythonStr(id), expected: expected, found: out.count)
+        guard let values else { throw bad("no \"feature\" key (id \(pythonStr(id)))") }
+        if let expected, values != expected {
+            throw RetrievalError.dimensionMismatch(path: path, line: line, id: pythonStr(id), expected: expected, found: values)
         }
         if id.pythonKey == nil { throw bad("id \(pythonRepr(id)) is not hashable") }
-        return pythonDumps(id)
+        return (pythonDumps(id), values)
     }
 
-    private func parseFloatArray(_ parser: inout PyJSONParser, into out: inout [Float], line: Int) throws {
-        let p = parser.p, end = parser.end
-        guard parser.i < end, p[parser.i] == UInt8(ascii: "[") else {
+    /// Parses `[number, ...]` at the parser's position; stores the first `capacity` values at `out` and returns how
+    /// many there are.
+    private func parseFloatArray(
+        _ parser: inout PyJSONParser, into out: UnsafeMutablePointer<Float>, capacity: Int, line: Int
+    ) throws -> Int {
+        guard parser.i < parser.end, parser.p[parser.i] == UInt8(ascii: "[") else {
             throw RetrievalError.malformedLine(path: path, line: line, reason: "\"feature\" is not a list of numbers")
         }
-        parser.i += 1
-        parser.skipSpace()
-        if parser.i < end, p[parser.i] == UInt8(ascii: "]") { parser.i += 1; return }
-        while true {
-            parser.skipSpace()
-            guard let (f, next) = parseFeatureFloat(p, from: parser.i, end: end) else {
-                throw RetrievalError.malformedLine(path: path, line: line, reason: "\"feature\" holds a non-number at column \(parser.i + 1)")
-            }
-            out.append(f)
+        do {
+            let (count, next) = try parseFeatureArray(parser.p, from: parser.i, end: parser.end, into: out, capacity: capacity)
             parser.i = next
-            parser.skipSpace()
-            guard parser.i < end else { throw parser.fail("Expecting ',' delimiter") }
-            if p[parser.i] == UInt8(ascii: ",") { parser.i += 1; continue }
-            if p[parser.i] == UInt8(ascii: "]") { parser.i += 1; return }
+            return count
+        } catch .nonNumber(let offset) {
+            throw RetrievalError.malformedLine(path: path, line: line, reason: "\"feature\" holds a non-number at column \(offset + 1)")
+        } catch .expectingDelimiter(let offset) {
+            parser.i = offset
             throw parser.fail("Expecting ',' delimiter")
         }
     }
 }
 
-/// Exact powers of ten as doubles (10^0 … 10^22 are exactly representable).
-private let exactPowersOfTen: [Double] = (0...22).map { k in (0..<k).reduce(1.0) { v, _ in v * 10 } }
+/// What is wrong with a feature array, for the reader's message.
+enum FeatureArrayFault: Error, Equatable {
+    /// No number starts at this byte offset (after whitespace).
+    case nonNumber(offset: Int)
+    /// Neither `,` nor `]` at this byte offset (after whitespace), or the line ends there.
+    case expectingDelimiter(offset: Int)
+}
 
-/// Parses one JSON number (or `NaN`/`Infinity`/`-Infinity`) at `p[from...]` to the float32 Python + NumPy give:
-/// `float32(float(text))`. Returns the value and the index after it, or nil when no number starts there.
-///
-/// Fast path: up to 19 significant digits into an integer `w`, then `w × 10^e` in double. With `w < 2^53` and
-/// `|e| ≤ 22` that double is exactly rounded (one rounding of exact operands). Otherwise it is within ~2 ulp of
-/// the true value, and rounding it to float is still exact unless it lies within a few ulps of a midpoint between
-/// two floats; those rare cases (and long or far-exponent numbers) go to `strtod`.
-@inline(__always)
-package func parseFeatureFloat(_ p: UnsafePointer<UInt8>, from start: Int, end: Int) -> (Float, Int)? {
-    var i = start
-    guard i < end else { return nil }
-    var neg = false
-    if p[i] == UInt8(ascii: "-") { neg = true; i += 1; guard i < end else { return nil } }
-    if p[i] == UInt8(ascii: "N") || p[i] == UInt8(ascii: "I") {
-        let word: [UInt8] = p[i] == UInt8(ascii: "N") ? Array("NaN".utf8) : Array("Infinity".utf8)
-        if neg && word.count == 3 { return nil }
-        guard end - i >= word.count, (0..<word.count).allSatisfy({ p[i + $0] == word[$0] }) else { return nil }
-        return (word.count == 3 ? .nan : (neg ? -.infinity : .infinity), i + word.count)
+/// Parses the JSON array of numbers whose `[` is at `p[start]` (whitespace allowed around numbers and commas),
+/// reading no byte at or past `end`: stores the first `capacity` values at `out`, returns how many the array holds
+/// and the index after its `]`.
+func parseFeatureArray(
+    _ p: UnsafePointer<UInt8>, from start: Int, end: Int, into out: UnsafeMutablePointer<Float>, capacity: Int
+) throws(FeatureArrayFault) -> (count: Int, next: Int) {
+    // The C loop takes every well-formed array (one pass per number of the file); for anything else the loop
+    // below, which accepts the same grammar, finds the fault.
+    let powers = PowersOfFive.shared
+    var next = 0
+    let count = cnclip_parse_feature_array(p, start, end, out, capacity, powers.significands, powers.exponents, &next)
+    if count >= 0 { return (count, next) }
+    return try parseFeatureArrayCarefully(p, from: start, end: end, into: out, capacity: capacity)
+}
+
+/// `parseFeatureArray` one byte at a time in Swift: the grammar the C loop must agree with, and the fault's place.
+func parseFeatureArrayCarefully(
+    _ p: UnsafePointer<UInt8>, from start: Int, end: Int, into out: UnsafeMutablePointer<Float>, capacity: Int
+) throws(FeatureArrayFault) -> (count: Int, next: Int) {
+    precondition(start < end && p[start] == UInt8(ascii: "["))
+    func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0D }
+    var i = start + 1
+    while i < end, isSpace(p[i]) { i += 1 }
+    if i < end, p[i] == UInt8(ascii: "]") { return (0, i + 1) }
+    var n = 0
+    while true {
+        while i < end, isSpace(p[i]) { i += 1 }
+        guard let (f, next) = parseFeatureFloat(p, from: i, end: end) else { throw .nonNumber(offset: i) }
+        if n < capacity { out[n] = f }
+        n += 1
+        i = next
+        while i < end, isSpace(p[i]) { i += 1 }
+        guard i < end else { throw .expectingDelimiter(offset: i) }
+        if p[i] == UInt8(ascii: ",") { i += 1; continue }
+        if p[i] == UInt8(ascii: "]") { return (n, i + 1) }
+        throw .expectingDelimiter(offset: i)
     }
-    guard p[i] >= 0x30, p[i] <= 0x39 else { return nil }
-    var w: UInt64 = 0, digits = 0, exp10 = 0, truncated = false
-    if p[i] == 0x30 {
-        i += 1
-    } else {
-        while i < end, p[i] >= 0x30, p[i] <= 0x39 {
-            if digits < 19 { w = w &* 10 &+ UInt64(p[i] - 0x30); digits += 1 } else { exp10 += 1; if p[i] != 0x30 { truncated = true } }
-            i += 1
-        }
-    }
-    if i + 1 < end, p[i] == UInt8(ascii: "."), p[i + 1] >= 0x30, p[i + 1] <= 0x39 {
-        i += 1
-        while i < end, p[i] >= 0x30, p[i] <= 0x39 {
-            if digits < 19 {
-                if w == 0 && p[i] == 0x30 { exp10 -= 1 } else { w = w &* 10 &+ UInt64(p[i] - 0x30); digits += 1; exp10 -= 1 }
-            } else if p[i] != 0x30 {
-                truncated = true
-            }
-            i += 1
-        }
-    }
-    if i < end, p[i] == UInt8(ascii: "e") || p[i] == UInt8(ascii: "E") {
-        var j = i + 1, eneg = false, e = 0
-        if j < end, p[j] == UInt8(ascii: "+") || p[j] == UInt8(ascii: "-") { eneg = p[j] == UInt8(ascii: "-"); j += 1 }
-        if j < end, p[j] >= 0x30, p[j] <= 0x39 {
-            while j < end, p[j] >= 0x30, p[j] <= 0x39 { if e < 100_000 { e = e * 10 + Int(p[j] - 0x30) }; j += 1 }
-            exp10 += eneg ? -e : e
-            i = j
-        }
-    }
-    if w == 0 && !truncated { return (neg ? -0.0 : 0.0, i) }
-    if !truncated && exp10 >= -22 && exp10 <= 22 {
-        let dw = Double(w)
-        let d = exp10 >= 0 ? dw * exactPowersOfTen[exp10] : dw / exactPowersOfTen[-exp10]
-        if w < (1 << 53) { let f = Float(d); return (neg ? -f : f, i) }
-        // d carries at most two roundings (of w, then of the product): safe unless near a float midpoint.
-        let f = Float(d)
-        if f.isFinite && f != 0 {
-            let fd = Double(f)
-            let lo = (fd + Double(f.nextDown)) * 0.5, hi = (fd + Double(f.nextUp)) * 0.5
-            let tol = 8 * d.ulp
-            if d - lo > tol && hi - d > tol { return (neg ? -f : f, i) }
-        }
-    }
-    let f = Float(strtodBytes(p + start, i - start))
-    return (f, i)
 }
 
 /// Writes feature JSONL as the reference does (`json.dumps({"image_id": id, "feature": tensor.tolist()})` per line).

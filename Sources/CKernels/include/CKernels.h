@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "feature_numbers.h"
+
 /// Row-major single-precision GEMM on the calling thread, `c[m, n] = alpha * op(a) @ op(b) + beta * c + bias`,
 /// where `op(a)` is `[m, k]`, `op(b)` is `[k, n]` and `bias` (`[n]`, added to every row) may be NULL; `lda`, `ldb`,
 /// `ldc` are the row strides of the stored matrices.
