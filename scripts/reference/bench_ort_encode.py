@@ -28,28 +28,13 @@ if not a.run:
         import torch
         from cn_clip.clip.utils import create_model
         import cn_clip.clip as clip
-        from onnxruntime.quantization import quantize_dynamic, QuantType
+        import onnx_towers  # beside this script
         os.makedirs(d, exist_ok=True)
         torch.manual_seed(0)
         m = create_model(f"{a.vision}@{a.text}").float().eval()
-        class Img(torch.nn.Module):
-            def __init__(s, m): super().__init__(); s.m = m
-            def forward(s, x): return s.m.encode_image(x)
-        class Txt(torch.nn.Module):
-            def __init__(s, m): super().__init__(); s.m = m
-            def forward(s, t): return s.m.encode_text(t)
         res = m.visual.input_resolution
-        tok = clip.tokenize(["一只可爱的小猫在草地上玩耍"] * 2, context_length=a.ctx)
-        torch.onnx.export(Img(m), (torch.randn(2, 3, res, res),), f"{d}/img.onnx", input_names=["image"], output_names=["f"],
-                          dynamic_axes={"image": {0: "b"}}, opset_version=17, dynamo=False)
-        torch.onnx.export(Txt(m), (tok,), f"{d}/txt.onnx", input_names=["text"], output_names=["f"],
-                          dynamic_axes={"text": {0: "b"}}, opset_version=17, dynamo=False)
-        for n in ("img", "txt"):
-            try:
-                quantize_dynamic(f"{d}/{n}.onnx", f"{d}/{n}8.onnx", weight_type=QuantType.QInt8, per_channel=True)
-            except ValueError:  # RN50's convolutions: see int8_accuracy.py
-                quantize_dynamic(f"{d}/{n}.onnx", f"{d}/{n}8.onnx", weight_type=QuantType.QInt8, per_channel=True,
-                                 op_types_to_quantize=["MatMul", "Gemm"])
+        onnx_towers.export(m, torch.randn(2, 3, res, res), clip.tokenize(["一只可爱的小猫在草地上玩耍"] * 2, context_length=a.ctx), d)
+        onnx_towers.quantize(d)
         with open(f"{d}/resolution", "w") as f: f.write(str(res))
     # Time in a fresh process, so that its peak memory is ONNX Runtime's alone.
     sys.exit(subprocess.call([sys.executable] + sys.argv + ["--run"]))

@@ -12,10 +12,10 @@ import argparse, glob, json, os, subprocess, tempfile
 import numpy as np
 import torch
 import onnxruntime as ort
-from onnxruntime.quantization import quantize_dynamic, QuantType
 from PIL import Image
 import cn_clip.clip as clip
 from cn_clip.clip.utils import create_model, image_transform
+import onnx_towers  # beside this script
 
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 p = argparse.ArgumentParser()
@@ -46,26 +46,8 @@ tok = clip.tokenize(texts, context_length=52)
 with torch.inference_mode():
     ref_i = m.encode_image(pix).numpy(); ref_t = m.encode_text(tok).numpy()
 
-class Img(torch.nn.Module):
-    def __init__(s, m): super().__init__(); s.m = m
-    def forward(s, x): return s.m.encode_image(x)
-class Txt(torch.nn.Module):
-    def __init__(s, m): super().__init__(); s.m = m
-    def forward(s, t): return s.m.encode_text(t)
-torch.onnx.export(Img(m), (pix[:2],), f"{d}/img.onnx", input_names=["image"], output_names=["f"], dynamic_axes={"image": {0: "b"}}, opset_version=17, dynamo=False)
-torch.onnx.export(Txt(m), (tok[:2],), f"{d}/txt.onnx", input_names=["text"], output_names=["f"], dynamic_axes={"text": {0: "b"}}, opset_version=17, dynamo=False)
-m.eval()  # torch.onnx.export leaves BERT in training mode
-ort_ops = {}
-for name in ("img", "txt"):
-    try:
-        quantize_dynamic(f"{d}/{name}.onnx", f"{d}/{name}8.onnx", weight_type=QuantType.QInt8, per_channel=True)
-        ort_ops[name] = "default"
-    except ValueError as e:
-        # RN50's exported convolutions take their weights from computed nodes, which quantize_dynamic refuses to
-        # quantize ("Expected ... to be an initializer"): ONNX Runtime then quantizes the matrix products only.
-        quantize_dynamic(f"{d}/{name}.onnx", f"{d}/{name}8.onnx", weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul", "Gemm"])
-        ort_ops[name] = f"MatMul/Gemm only ({e})"
+onnx_towers.export(m, pix[:2], tok[:2], d)
+ort_ops = onnx_towers.quantize(d)
 so = ort.SessionOptions(); so.intra_op_num_threads = a.threads; so.inter_op_num_threads = 1
 ort_i = ort.InferenceSession(f"{d}/img8.onnx", so, providers=["CPUExecutionProvider"]).run(None, {"image": pix.numpy()})[0]
 ort_t = ort.InferenceSession(f"{d}/txt8.onnx", so, providers=["CPUExecutionProvider"]).run(None, {"text": tok.numpy()})[0]
