@@ -7,7 +7,8 @@
 #   (scripts/bench-texts/); ViT-L-14 images at batch 4; loading a 750 MB ViT-B-16 training checkpoint
 #   (made once by scripts/reference/make_bench_checkpoint.py in $TMPDIR). Each figure also as a fraction of
 #   the machine's fp32 peak (PEAK_GFLOPS, default 200: two cores × ~100 GFLOP/s FMA).
-# Training: one step of the small synthetic CLIP (scripts/synthetic-clip.json) at batch 32 and 128
+# Training: one step of the small synthetic CLIP (scripts/synthetic-clip.json) at batch 32 and 128, and of
+#   ViT-B-16@RoBERTa-base (scripts/vit-b-16-roberta-base.json) at batch 8, context 52 (finetuning the real model)
 #   (`cnclip bench --train` vs scripts/reference/bench_train_step.py).
 # int8: ViT-B-16@RoBERTa-base encoding by five engines side by side — the reference (PyTorch fp32), ONNX Runtime fp32 and
 #   its dynamic int8 (scripts/reference/bench_ort_encode.py, as ../shared/reference/bench_ort.py measures), ours in
@@ -100,6 +101,11 @@ for r in $(seq "$rounds"); do
     (cd /tmp && "$venv/bin/python" "$OLDPWD/scripts/reference/bench_train_step.py" "$OLDPWD/scripts/synthetic-clip.json" --batch "$b" --ctx 32 --threads "$threads" 2>/dev/null | tail -n 1 | sed "s/^/ref|$c|/") >> "$out"
     .build/release/cnclip bench --train --config scripts/synthetic-clip.json --batch "$b" --ctx 32 --threads "$threads" | sed "s/^/swift|$c|/" >> "$out"
   done
+  # Finetuning the real model: ViT-B-16@RoBERTa-base (the two presets merged), batch 8, the full 52-token context.
+  c="--train --config vit-b-16-roberta-base.json --batch 8 --ctx 52"
+  echo "round $r: $c" >&2
+  (cd /tmp && "$venv/bin/python" "$OLDPWD/scripts/reference/bench_train_step.py" "$OLDPWD/scripts/vit-b-16-roberta-base.json" --batch 8 --ctx 52 --iters 3 --threads "$threads" 2>/dev/null | tail -n 1 | sed "s/^/ref|$c|/") >> "$out"
+  .build/release/cnclip bench --train --config scripts/vit-b-16-roberta-base.json --batch 8 --ctx 52 --iters 3 --threads "$threads" | sed "s/^/swift|$c|/" >> "$out"
 done
 python3 - "$out" "$threads" "$rounds" <<'PY'
 import json, os, statistics, sys, datetime, platform, subprocess, re
@@ -202,7 +208,9 @@ if int8:
     tables["bench-int8-vs-reference"] = lines
 train = [c for c in dict.fromkeys(k[0] for k in rows) if c.startswith("--train")]
 if train:
-    lines = header("Ours: `cnclip bench --train`. Small synthetic CLIP (`scripts/synthetic-clip.json`), random images, context 32.",
+    lines = header("Ours: `cnclip bench --train`. Small synthetic CLIP (`scripts/synthetic-clip.json`), random images, context 32; "
+                   "and finetuning ViT-B-16@RoBERTa-base (`scripts/vit-b-16-roberta-base.json`: the two presets merged) at batch 8, "
+                   "context 52, median of 3 steps.",
                    "`scripts/reference/bench_train_step.py`")
     for cfg in train:
         for key, name in (("samples_per_s", "samples/s"), ("peak_rss_mb", "peak RSS, MB")):

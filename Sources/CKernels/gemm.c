@@ -1,9 +1,10 @@
-// A BLIS-style SGEMM whose rounding does not depend on the shape of the call (see CKernels.h). An AVX2/FMA
-// micro-kernel (6 rows × 16 columns of C in registers) with a portable fallback that performs the same IEEE
-// operations in the same order, so results are identical on machines without AVX2.
+// A BLIS-style SGEMM whose rounding does not depend on the shape of the call (see CKernels.h). Three micro-kernels
+// perform the same IEEE operations on every element in the same order, so they give identical bits and the choice
+// is only a matter of speed: AVX-512 (12 rows × 32 columns of C in registers), AVX2/FMA (6 × 16), and a portable
+// fallback (6 × 16, one lane at a time) for machines without either.
 //
-// Blocking: for each k-block (KC), all of op(a) is packed into 6-row panels (streamed from L3), and op(b) is
-// packed NB columns at a time into 16-column panels that stay in L2 while every A panel passes over them.
+// Blocking: for each k-block (KC), all of op(a) is packed into row panels (streamed from L3), and op(b) is packed a
+// block of columns at a time into column panels that stay in L2 while every A panel passes over them.
 
 #include "CKernels.h"
 #include "packing.h"
@@ -12,10 +13,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MR 6
-#define NR 16
 #define KC 512
-#define NB 96
+#define MR_MAX 12
+#define NR_MAX 32
+
+/// A micro-kernel's tile (rows × columns of C) and how many columns of op(b) one packed block holds.
+typedef struct { long mr, nr, nb; } Tile;
+
+static Tile tileOf(int kernel) {
+    if (kernel == CNCLIP_SGEMM_AVX512) return (Tile){12, 32, 192};
+    return (Tile){6, 16, 96};
+}
 
 static _Thread_local void *packedA, *packedB;
 static _Thread_local size_t packedABytes, packedBBytes;
@@ -43,59 +51,94 @@ static inline void transpose8(const float *const rows[8], float *dst, long dstri
     _mm256_store_ps(dst + 7 * dstride, _mm256_permute2f128_ps(s3, s7, 0x31));
 }
 
-/// op(a)[i0 ..< i0+mc][k0 ..< k0+kc] → 6-row panels `[kc][6]`, zero rows past mc.
-static void packA(int transA, int avx, const float *a, long lda, long i0, long mc, long k0, long kc, float *ap) {
-    for (long p = 0; p < mc; p += MR) {
-        long mr = mc - p < MR ? mc - p : MR;
+/// op(a)[i0 ..< i0+mc][k0 ..< k0+kc] → `mr`-row panels `[kc][mr]`, zero rows past mc.
+static void packA(int transA, int avx, const float *a, long lda, long i0, long mc, long k0, long kc, long mr, float *ap) {
+    for (long p = 0; p < mc; p += mr) {
+        long rows = mc - p < mr ? mc - p : mr;
         long k = 0;
-        if (!transA && avx && mr == MR) {
-            // Eight values of k at a time: the six rows (the last repeated to fill eight) transposed in registers.
+        if (!transA && avx && rows == mr) {
+            // Eight values of k at a time, eight rows at a time (the last row repeated to fill eight), transposed in
+            // registers.
             float block[64] __attribute__((aligned(32)));
-            for (; k + 8 <= kc; k += 8) {
-                const float *src = a + (i0 + p) * lda + k0 + k;
-                const float *rows[8] = {src, src + lda, src + 2 * lda, src + 3 * lda, src + 4 * lda, src + 5 * lda,
-                                        src + 5 * lda, src + 5 * lda};
-                transpose8(rows, block, 8);
-                for (int j = 0; j < 8; j++) memcpy(ap + (k + j) * MR, block + j * 8, MR * sizeof(float));
-            }
+            for (; k + 8 <= kc; k += 8)
+                for (long g = 0; g < mr; g += 8) {
+                    const float *rowPointers[8];
+                    for (long r = 0; r < 8; r++) {
+                        long row = g + r < mr ? g + r : mr - 1;
+                        rowPointers[r] = a + (i0 + p + row) * lda + k0 + k;
+                    }
+                    transpose8(rowPointers, block, 8);
+                    size_t bytes = (size_t)(mr - g < 8 ? mr - g : 8) * sizeof(float);
+                    for (int j = 0; j < 8; j++) memcpy(ap + (k + j) * mr + g, block + j * 8, bytes);
+                }
         }
-        if (transA && mr == MR)  // the six values of each k are contiguous
-            for (; k < kc; k++) memcpy(ap + k * MR, a + (k0 + k) * lda + i0 + p, MR * sizeof(float));
+        if (transA && rows == mr)  // the values of each k are contiguous
+            for (; k < kc; k++) memcpy(ap + k * mr, a + (k0 + k) * lda + i0 + p, (size_t)mr * sizeof(float));
         for (; k < kc; k++) {
-            float *dst = ap + k * MR;
-            if (transA) { const float *src = a + (k0 + k) * lda + i0 + p; for (long r = 0; r < mr; r++) dst[r] = src[r]; }
-            else for (long r = 0; r < mr; r++) dst[r] = a[(i0 + p + r) * lda + k0 + k];
-            for (long r = mr; r < MR; r++) dst[r] = 0;
+            float *dst = ap + k * mr;
+            if (transA) { const float *src = a + (k0 + k) * lda + i0 + p; for (long r = 0; r < rows; r++) dst[r] = src[r]; }
+            else for (long r = 0; r < rows; r++) dst[r] = a[(i0 + p + r) * lda + k0 + k];
+            for (long r = rows; r < mr; r++) dst[r] = 0;
         }
-        ap += kc * MR;
+        ap += kc * mr;
     }
 }
 
-/// op(b)[k0 ..< k0+kc][j0 ..< j0+nc] → 16-column panels `[kc][16]`, zero columns past nc.
-static void packB(int transB, int avx, const float *b, long ldb, long k0, long kc, long j0, long nc, float *bp) {
-    for (long q = 0; q < nc; q += NR) {
-        long nr = nc - q < NR ? nc - q : NR;
+/// op(b)[k0 ..< k0+kc][j0 ..< j0+nc] → `nr`-column panels `[kc][nr]`, zero columns past nc.
+static void packB(int transB, int avx, const float *b, long ldb, long k0, long kc, long j0, long nc, long nr, float *bp) {
+    for (long q = 0; q < nc; q += nr) {
+        long cols = nc - q < nr ? nc - q : nr;
         long k = 0;
-        if (transB && avx && nr == NR)
-            for (; k + 8 <= kc; k += 8) {
-                const float *src = b + (j0 + q) * ldb + k0 + k;
-                const float *low[8], *high[8];
-                for (int c = 0; c < 8; c++) { low[c] = src + c * ldb; high[c] = src + (c + 8) * ldb; }
-                transpose8(low, bp + k * NR, NR);
-                transpose8(high, bp + k * NR + 8, NR);
-            }
+        if (transB && avx && cols == nr)
+            for (; k + 8 <= kc; k += 8)
+                for (long g = 0; g < nr; g += 8) {
+                    const float *src = b + (j0 + q + g) * ldb + k0 + k;
+                    const float *rowPointers[8];
+                    for (int c = 0; c < 8; c++) rowPointers[c] = src + c * ldb;
+                    transpose8(rowPointers, bp + k * nr + g, nr);
+                }
         for (; k < kc; k++) {
-            float *dst = bp + k * NR;
-            if (transB) for (long c = 0; c < nr; c++) dst[c] = b[(j0 + q + c) * ldb + k0 + k];
-            else memcpy(dst, b + (k0 + k) * ldb + j0 + q, (size_t)nr * sizeof(float));
-            for (long c = nr; c < NR; c++) dst[c] = 0;
+            float *dst = bp + k * nr;
+            if (transB) for (long c = 0; c < cols; c++) dst[c] = b[(j0 + q + c) * ldb + k0 + k];
+            else memcpy(dst, b + (k0 + k) * ldb + j0 + q, (size_t)cols * sizeof(float));
+            for (long c = cols; c < nr; c++) dst[c] = 0;
         }
-        bp += kc * NR;
+        bp += kc * nr;
     }
 }
 
-/// One 6 × 16 tile: sums over the k-block, then `c = alpha*sum + beta*c + bias` (first block; `bias` the tile's 16
+/// One 12 × 32 tile: sums over the k-block, then `c = alpha*sum + beta*c + bias` (first block; `bias` the tile's 32
 /// column values or NULL) or `c += alpha*sum`.
+__attribute__((target("avx512f")))
+static void kernelAVX512(long kc, const float *ap, const float *bp, float *c, long ldc, int first, float alpha, float beta,
+                         const float *bias) {
+    // Named accumulators, not an array: clang keeps an array of vectors in memory.
+#define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define DECLARE(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
+#define STEP(r) { __m512 a = _mm512_set1_ps(ap[r]); c##r##0 = _mm512_fmadd_ps(a, b0, c##r##0); \
+        c##r##1 = _mm512_fmadd_ps(a, b1, c##r##1); }
+    ROWS(DECLARE)
+    for (long k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+        ROWS(STEP)
+        ap += 12; bp += 32;
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#define OUT(r, x, v) { float *p = c + (r) * ldc + (x); __m512 t = alpha == 1 ? (v) : _mm512_mul_ps(va, (v)); \
+        if (!first) t = _mm512_add_ps(_mm512_loadu_ps(p), t); \
+        else { if (beta != 0) t = _mm512_fmadd_ps(vb, _mm512_loadu_ps(p), t); \
+               if (bias) t = _mm512_add_ps(t, _mm512_loadu_ps(bias + (x))); } \
+        _mm512_storeu_ps(p, t); }
+#define STORE(r) OUT(r, 0, c##r##0) OUT(r, 16, c##r##1)
+    ROWS(STORE)
+#undef STORE
+#undef OUT
+#undef STEP
+#undef DECLARE
+#undef ROWS
+}
+
+/// The same operations on a 6 × 16 tile with 256-bit vectors.
 __attribute__((target("avx2,fma")))
 static void kernelAVX2(long kc, const float *ap, const float *bp, float *c, long ldc, int first, float alpha, float beta,
                        const float *bias) {
@@ -109,7 +152,7 @@ static void kernelAVX2(long kc, const float *ap, const float *bp, float *c, long
         a = _mm256_broadcast_ss(ap + 3); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
         a = _mm256_broadcast_ss(ap + 4); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
         a = _mm256_broadcast_ss(ap + 5); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
-        ap += MR; bp += NR;
+        ap += 6; bp += 16;
     }
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
 #define OUT(r, x, v) { float *p = c + (r) * ldc + (x); __m256 t = alpha == 1 ? (v) : _mm256_mul_ps(va, (v)); \
@@ -122,16 +165,16 @@ static void kernelAVX2(long kc, const float *ap, const float *bp, float *c, long
 #undef OUT
 }
 
-/// The same operations as `kernelAVX2`, one lane at a time.
+/// The same operations on a 6 × 16 tile, one lane at a time.
 static void kernelPortable(long kc, const float *ap, const float *bp, float *c, long ldc, int first, float alpha, float beta,
                            const float *bias) {
-    float acc[MR][NR] = {{0}};
+    float acc[6][16] = {{0}};
     for (long k = 0; k < kc; k++) {
-        for (int r = 0; r < MR; r++) for (int x = 0; x < NR; x++) acc[r][x] = fmaf(ap[r], bp[x], acc[r][x]);
-        ap += MR; bp += NR;
+        for (int r = 0; r < 6; r++) for (int x = 0; x < 16; x++) acc[r][x] = fmaf(ap[r], bp[x], acc[r][x]);
+        ap += 6; bp += 16;
     }
-    for (int r = 0; r < MR; r++)
-        for (int x = 0; x < NR; x++) {
+    for (int r = 0; r < 6; r++)
+        for (int x = 0; x < 16; x++) {
             float *p = c + r * ldc + x;
             float t = alpha == 1 ? acc[r][x] : alpha * acc[r][x];
             if (!first) t = *p + t;
@@ -140,9 +183,34 @@ static void kernelPortable(long kc, const float *ap, const float *bp, float *c, 
         }
 }
 
-static int forcePortable;
+static int forcedKernel;
 
-void cnclip_gemm_use_portable(int on) { __atomic_store_n(&forcePortable, on, __ATOMIC_SEQ_CST); }
+void cnclip_sgemm_use_kernel(int kernel) { __atomic_store_n(&forcedKernel, kernel, __ATOMIC_SEQ_CST); }
+
+static int supported(int kernel) {
+    __builtin_cpu_init();
+    switch (kernel) {
+    case CNCLIP_SGEMM_PORTABLE: return 1;
+    case CNCLIP_SGEMM_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case CNCLIP_SGEMM_AVX512: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2");
+    default: return 0;
+    }
+}
+
+int cnclip_sgemm_kernel(void) {
+    int forced = __atomic_load_n(&forcedKernel, __ATOMIC_SEQ_CST);
+    if (forced) return supported(forced) ? forced : -1;
+    static int best;  // the CPU does not change: decided once (a benign race, every thread computes the same value)
+    if (!best) best = supported(CNCLIP_SGEMM_AVX512) ? CNCLIP_SGEMM_AVX512 : supported(CNCLIP_SGEMM_AVX2) ? CNCLIP_SGEMM_AVX2 : CNCLIP_SGEMM_PORTABLE;
+    return best;
+}
+
+void cnclip_sgemm_tile(long *rows, long *columns) {
+    int kernel = cnclip_sgemm_kernel();
+    Tile tile = tileOf(kernel > 0 ? kernel : CNCLIP_SGEMM_PORTABLE);
+    *rows = tile.mr;
+    *columns = tile.nr;
+}
 
 void cnclip_sgemm(int transA, int transB, long m, long n, long k, float alpha,
                   const float *a, long lda, const float *b, long ldb, float beta, const float *bias, float *c, long ldc) {
@@ -155,39 +223,45 @@ void cnclip_sgemm(int transA, int transB, long m, long n, long k, float alpha,
             }
         return;
     }
-    __builtin_cpu_init();
-    int avx = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !__atomic_load_n(&forcePortable, __ATOMIC_SEQ_CST);
+    int kernel = cnclip_sgemm_kernel();
+    if (kernel < 0) abort();  // a forced kernel this CPU lacks: the caller checks cnclip_sgemm_kernel first
+    int avx = kernel != CNCLIP_SGEMM_PORTABLE;
+    Tile tile = tileOf(kernel);
+    long mr = tile.mr, nr = tile.nr, nb = tile.nb;
     long kcMax = k < KC ? k : KC;
-    float *ap = cnclip_reserve(&packedA, &packedABytes, sizeof(float) * (size_t)kcMax * (size_t)((m + MR - 1) / MR * MR));
-    float *bp = cnclip_reserve(&packedB, &packedBBytes, sizeof(float) * (size_t)kcMax * NB);
+    float *ap = cnclip_reserve(&packedA, &packedABytes, sizeof(float) * (size_t)kcMax * (size_t)((m + mr - 1) / mr * mr));
+    float *bp = cnclip_reserve(&packedB, &packedBBytes, sizeof(float) * (size_t)kcMax * (size_t)nb);
     for (long k0 = 0; k0 < k; k0 += KC) {
         long kc = k - k0 < KC ? k - k0 : KC;
         int first = k0 == 0;
-        packA(transA, avx, a, lda, 0, m, k0, kc, ap);
-        for (long j0 = 0; j0 < n; j0 += NB) {
-            long nc = n - j0 < NB ? n - j0 : NB;
-            packB(transB, avx, b, ldb, k0, kc, j0, nc, bp);
-            for (long p = 0; p < m; p += MR) {
-                long mr = m - p < MR ? m - p : MR;
-                for (long q = 0; q < nc; q += NR) {
-                    long nr = nc - q < NR ? nc - q : NR;
-                    float *ct = c + p * ldc + j0 + q;
+        packA(transA, avx, a, lda, 0, m, k0, kc, mr, ap);
+        for (long j0 = 0; j0 < n; j0 += nb) {
+            long nc = n - j0 < nb ? n - j0 : nb;
+            packB(transB, avx, b, ldb, k0, kc, j0, nc, nr, bp);
+            for (long p = 0; p < m; p += mr) {
+                long rows = m - p < mr ? m - p : mr;
+                for (long q = 0; q < nc; q += nr) {
+                    long cols = nc - q < nr ? nc - q : nr;
+                    float *ct = c + p * ldc + j0 + q, *out = ct;
                     const float *at = ap + p * kc, *bt = bp + q * kc;
                     const float *tileBias = bias ? bias + j0 + q : NULL;
-                    if (mr == MR && nr == NR) {
-                        if (avx) kernelAVX2(kc, at, bt, ct, ldc, first, alpha, beta, tileBias);
-                        else kernelPortable(kc, at, bt, ct, ldc, first, alpha, beta, tileBias);
-                        continue;
-                    }
                     // An edge tile: the same operations on a full tile in a buffer, then the valid part copied out.
-                    float tile[MR * NR] __attribute__((aligned(32))), edgeBias[NR] = {0};
-                    memset(tile, 0, sizeof tile);
-                    if (!first || beta != 0)
-                        for (long r = 0; r < mr; r++) memcpy(tile + r * NR, ct + r * ldc, (size_t)nr * sizeof(float));
-                    if (tileBias) { memcpy(edgeBias, tileBias, (size_t)nr * sizeof(float)); tileBias = edgeBias; }
-                    if (avx) kernelAVX2(kc, at, bt, tile, NR, first, alpha, beta, tileBias);
-                    else kernelPortable(kc, at, bt, tile, NR, first, alpha, beta, tileBias);
-                    for (long r = 0; r < mr; r++) memcpy(ct + r * ldc, tile + r * NR, (size_t)nr * sizeof(float));
+                    float edge[MR_MAX * NR_MAX] __attribute__((aligned(64))), edgeBias[NR_MAX] = {0};
+                    long ldo = ldc;
+                    int isEdge = rows < mr || cols < nr;
+                    if (isEdge) {
+                        out = edge;
+                        ldo = nr;
+                        memset(edge, 0, sizeof edge);
+                        if (!first || beta != 0)
+                            for (long r = 0; r < rows; r++) memcpy(edge + r * nr, ct + r * ldc, (size_t)cols * sizeof(float));
+                        if (tileBias) { memcpy(edgeBias, tileBias, (size_t)cols * sizeof(float)); tileBias = edgeBias; }
+                    }
+                    if (kernel == CNCLIP_SGEMM_AVX512) kernelAVX512(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
+                    else if (kernel == CNCLIP_SGEMM_AVX2) kernelAVX2(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
+                    else kernelPortable(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
+                    if (isEdge)
+                        for (long r = 0; r < rows; r++) memcpy(ct + r * ldc, edge + r * nr, (size_t)cols * sizeof(float));
                 }
             }
         }

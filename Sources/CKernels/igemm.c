@@ -31,11 +31,32 @@ typedef enum { LayoutPairs16, LayoutQuads8 } Layout;
 /// pairs; 128, that is zero, for quads, whose bytes are a + 128).
 static void packA(Layout layout, const int8_t *a, long lda, long mc, long k0, long kc, void *dst) {
     int g = layout == LayoutPairs16 ? 2 : 4;
-    long groups = (kc + g - 1) / g;
+    long groups = (kc + g - 1) / g, whole = kc / g;
     int16_t *p16 = dst;
     uint8_t *p8 = dst;
     for (long p = 0; p < mc; p += MR) {
-        for (long q = 0; q < groups; q++)
+        long q = 0;
+        if (p + MR <= mc) {
+            // Whole groups of a whole panel: word moves (for quads, v + 128 as a byte is v with its top bit flipped).
+            const int8_t *rows[MR];
+            for (int r = 0; r < MR; r++) rows[r] = a + (p + r) * lda + k0;
+            if (layout == LayoutQuads8)
+                for (; q < whole; q++)
+                    for (int r = 0; r < MR; r++) {
+                        uint32_t v;
+                        memcpy(&v, rows[r] + 4 * q, 4);
+                        v ^= 0x80808080u;
+                        memcpy(p8, &v, 4);
+                        p8 += 4;
+                    }
+            else
+                for (; q < whole; q++)
+                    for (int r = 0; r < MR; r++) {
+                        *p16++ = rows[r][2 * q];
+                        *p16++ = rows[r][2 * q + 1];
+                    }
+        }
+        for (; q < groups; q++)
             for (int r = 0; r < MR; r++)
                 for (int t = 0; t < g; t++) {
                     long kk = q * g + t, row = p + r;
@@ -226,21 +247,27 @@ void cnclip_igemm_unpack(long n, long k, const void *packed, int kernel, int8_t 
     }
 }
 
-void cnclip_igemm_s8_packed(long m, long j0, long nc, long n, long k, const int8_t *a, long lda, const void *packed, int kernel,
-                            int32_t *c, long ldc) {
-    if (m <= 0 || nc <= 0) return;
-    if (k <= 0) {
-        for (long i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)nc * sizeof(int32_t));
-        return;
-    }
+/// Dequantizes rows `[rows, cols]` of products (see `cnclip_dequantize_rows`; defined with the other float code below).
+static void dequantize(const int32_t *c, long rows, long cols, long ldc, const float *rowScales, const float *colScales,
+                       const float *bias, float *y, long ldy);
+
+/// Where a dequantizing product writes: `y = c · (rowScales[i] · colScales[j]) + bias[j]` by tiles, as each tile's
+/// integers are complete (NULL for a plain integer product).
+typedef struct { const float *rowScales, *colScales, *bias; float *y; long ldy; } Dequantization;
+
+/// `cnclip_igemm_s8_packed`, or its dequantized form when `dq` is not NULL: then a product of a single k-block never
+/// leaves its tile buffer, and one of several k-blocks is summed in `c` and dequantized tile by tile in the last block.
+static void product(long m, long j0, long nc, long n, long k, const int8_t *a, long lda, const void *packed, int kernel,
+                    int32_t *c, long ldc, const Dequantization *dq) {
     Packing p = packing(n, kernel);
     long kcMax = k < KC ? k : KC, kcPadded = (kcMax + 3) / 4 * 4;
     void *ap = cnclip_reserve(&packedA, &packedABytes, p.element * (size_t)kcPadded * (size_t)((m + MR - 1) / MR * MR));
     const int32_t *allSums = (const int32_t *)((const char *)packed + blockOffset(p, (k + KC - 1) / KC * KC));
+    int single = k <= KC;
     for (long k0 = 0; k0 < k; k0 += KC) {
         long kc = k - k0 < KC ? k - k0 : KC;
         long groups = (kc + p.g - 1) / p.g, panelA = groups * p.g * MR, panelB = groups * p.g * NR;
-        int first = k0 == 0;
+        int first = k0 == 0, last = k0 + KC >= k;
         const char *block = (const char *)packed + blockOffset(p, k0);
         const int32_t *sums = allSums + (k0 / KC) * p.panels * NR;
         packA(p.layout, a, lda, m, k0, kc, ap);
@@ -251,33 +278,63 @@ void cnclip_igemm_s8_packed(long m, long j0, long nc, long n, long k, const int8
                 long mr = m - r0 < MR ? m - r0 : MR;
                 for (long q = jb; q < jbEnd; q += NR) {
                     const void *bt = block + (size_t)(q / NR) * (size_t)panelB * p.element;
-                    if (kernel == CNCLIP_IGEMM_VNNI512 && mr == MR && q + 2 * NR <= jbEnd) {
-                        kernelVNNI512(groups, (const uint8_t *)ap + r0 / MR * panelA, bt, panelB, c + r0 * ldc + (q - j0), ldc, first,
-                                      sums + q);
-                        q += NR;  // two panels done
-                        continue;
-                    }
-                    long nr = jbEnd - q < NR ? jbEnd - q : NR;
-                    int32_t tile[MR * NR] __attribute__((aligned(32)));
-                    int full = mr == MR && nr == NR;
-                    int32_t *ct = full ? c + r0 * ldc + (q - j0) : tile;
-                    long ldt = full ? ldc : NR;
-                    if (!full && !first)
+                    const uint8_t *at8 = (const uint8_t *)ap + r0 / MR * panelA;
+                    int32_t tile[MR * 2 * NR] __attribute__((aligned(64)));
+                    int wide = kernel == CNCLIP_IGEMM_VNNI512 && mr == MR && q + 2 * NR <= jbEnd;
+                    long nr = wide ? 2 * NR : jbEnd - q < NR ? jbEnd - q : NR;
+                    // The kernel writes whole tiles: into c where c holds the sums (several k-blocks, or no
+                    // dequantization) and the tile is whole, else into the buffer.
+                    int inC = (!dq || !single) && mr == MR && nr >= NR;
+                    int32_t *ct = inC ? c + r0 * ldc + (q - j0) : tile;
+                    long ldt = inC ? ldc : 2 * NR;
+                    if (!inC && !first)
                         for (long r = 0; r < mr; r++)
-                            memcpy(tile + r * NR, c + (r0 + r) * ldc + (q - j0), (size_t)nr * sizeof(int32_t));
-                    if (p.layout == LayoutQuads8)
-                        kernelVNNI(groups, (const uint8_t *)ap + r0 / MR * panelA, bt, ct, ldt, first, sums + q);
+                            memcpy(tile + r * ldt, c + (r0 + r) * ldc + (q - j0), (size_t)nr * sizeof(int32_t));
+                    if (wide)
+                        kernelVNNI512(groups, at8, bt, panelB, ct, ldt, first, sums + q);
+                    else if (p.layout == LayoutQuads8)
+                        kernelVNNI(groups, at8, bt, ct, ldt, first, sums + q);
                     else if (kernel == CNCLIP_IGEMM_AVX2)
                         kernelAVX2(groups, (const int16_t *)ap + r0 / MR * panelA, bt, ct, ldt, first);
                     else
                         kernelPortable(groups, (const int16_t *)ap + r0 / MR * panelA, bt, ct, ldt, first);
-                    if (!full)
+                    if (dq && last)
+                        dequantize(ct, mr, nr, ldt, dq->rowScales + r0, dq->colScales + q, dq->bias ? dq->bias + q : NULL,
+                                   dq->y + r0 * dq->ldy + (q - j0), dq->ldy);
+                    else if (!inC)
                         for (long r = 0; r < mr; r++)
-                            memcpy(c + (r0 + r) * ldc + (q - j0), tile + r * NR, (size_t)nr * sizeof(int32_t));
+                            memcpy(c + (r0 + r) * ldc + (q - j0), tile + r * ldt, (size_t)nr * sizeof(int32_t));
+                    if (wide) q += NR;  // two panels done
                 }
             }
         }
     }
+}
+
+void cnclip_igemm_s8_packed(long m, long j0, long nc, long n, long k, const int8_t *a, long lda, const void *packed, int kernel,
+                            int32_t *c, long ldc) {
+    if (m <= 0 || nc <= 0) return;
+    if (k <= 0) {
+        for (long i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)nc * sizeof(int32_t));
+        return;
+    }
+    product(m, j0, nc, n, k, a, lda, packed, kernel, c, ldc, NULL);
+}
+
+void cnclip_igemm_s8_dequantized(long m, long j0, long nc, long n, long k, const int8_t *a, long lda, const void *packed,
+                                 int kernel, const float *rowScales, const float *colScales, const float *bias, float *y, long ldy,
+                                 int32_t *scratch, long ldScratch) {
+    if (m <= 0 || nc <= 0) return;
+    Dequantization dq = {rowScales, colScales, bias, y, ldy};
+    if (k <= 0) {
+        int32_t zeros[2 * NR] = {0};
+        for (long i = 0; i < m; i++)
+            for (long q = j0; q < j0 + nc; q += 2 * NR)
+                dequantize(zeros, 1, j0 + nc - q < 2 * NR ? j0 + nc - q : 2 * NR, 0, rowScales + i, colScales + q,
+                           bias ? bias + q : NULL, y + i * ldy + (q - j0), ldy);
+        return;
+    }
+    product(m, j0, nc, n, k, a, lda, packed, kernel, scratch, ldScratch, &dq);
 }
 
 static _Thread_local void *scratchB;
@@ -362,8 +419,8 @@ static void dequantizeRowAVX2(const int32_t *c, long n, float rowScale, const fl
     }
 }
 
-void cnclip_dequantize_rows(const int32_t *c, long rows, long cols, long ldc, const float *rowScales, const float *colScales,
-                            const float *bias, float *y, long ldy) {
+static void dequantize(const int32_t *c, long rows, long cols, long ldc, const float *rowScales, const float *colScales,
+                       const float *bias, float *y, long ldy) {
     int vectors = useVectors();
     for (long i = 0; i < rows; i++) {
         if (vectors) { dequantizeRowAVX2(c + i * ldc, cols, rowScales[i], colScales, bias, y + i * ldy); continue; }
@@ -372,4 +429,9 @@ void cnclip_dequantize_rows(const int32_t *c, long rows, long cols, long ldc, co
             y[i * ldy + j] = bias ? v + bias[j] : v;
         }
     }
+}
+
+void cnclip_dequantize_rows(const int32_t *c, long rows, long cols, long ldc, const float *rowScales, const float *colScales,
+                            const float *bias, float *y, long ldy) {
+    dequantize(c, rows, cols, ldc, rowScales, colScales, bias, y, ldy);
 }

@@ -42,18 +42,22 @@ package enum BLAS {
         // Each thread packs all of the operand it does not split: split the longer side of C, so that the
         // duplicated packing is of the smaller operand (a batch-1 ViT's 197 rows against 2304 weight columns
         // would otherwise transpose the whole weight on every thread).
+        var tileRows = 0, tileColumns = 0
+        cnclip_sgemm_tile(&tileRows, &tileColumns)
         if m >= 32 * threads && (m >= n || n < 16 * threads) {
-            // Split the rows of C (and of op(a)) in whole 6-row panels of the kernel.
+            // Split the rows of C (and of op(a)) in whole row panels of the kernel.
             concurrentPerform(iterations: threads) { t in
-                let lo = (m * t / threads) / 6 * 6, hi = t == threads - 1 ? m : (m * (t + 1) / threads) / 6 * 6
+                let lo = (m * t / threads) / tileRows * tileRows
+                let hi = t == threads - 1 ? m : (m * (t + 1) / threads) / tileRows * tileRows
                 guard hi > lo else { return }
                 let ap = transA ? a + lo : a + lo * lda
                 sgemm(transA, transB, hi - lo, n, k, alpha, ap, lda, b, ldb, beta, c + lo * ldc, ldc, bias: bias)
             }
         } else {
-            // Split the columns of C (and of op(b)) in whole 16-column panels of the kernel.
+            // Split the columns of C (and of op(b)) in whole column panels of the kernel.
             concurrentPerform(iterations: threads) { t in
-                let lo = (n * t / threads) & ~15, hi = t == threads - 1 ? n : (n * (t + 1) / threads) & ~15
+                let lo = (n * t / threads) / tileColumns * tileColumns
+                let hi = t == threads - 1 ? n : (n * (t + 1) / threads) / tileColumns * tileColumns
                 guard hi > lo else { return }
                 let bp = transB ? b + lo * ldb : b + lo
                 sgemm(transA, transB, m, hi - lo, k, alpha, a, lda, bp, ldb, beta, c + lo, ldc, bias: bias.map { $0 + lo })

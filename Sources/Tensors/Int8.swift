@@ -88,40 +88,43 @@ package func linear(_ x: Tensor, weight: Int8Weight, bias: Tensor?) -> Tensor {
     let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [n])
     guard m > 0 && n > 0 else { return out }
     // Scratch from the tensor pool: a forward pass asks for the same sizes layer after layer, and fresh pages cost
-    // faults. Every element is written before it is read (the GEMM's first k-block stores, the others add).
-    let quantized = TensorStorage(uninitializedCount: (m * k + 3) / 4), products = TensorStorage(uninitializedCount: m * n)
+    // faults. Every element is written before it is read. The integer sums need a buffer of their own only when the
+    // depth spans several of the kernel's k-blocks; otherwise each tile is dequantized straight from the kernel.
+    let quantized = TensorStorage(uninitializedCount: (m * k + 3) / 4)
+    let products = k > Int(CNCLIP_IGEMM_BLOCK_DEPTH) ? TensorStorage(uninitializedCount: m * n) : nil
     let rowScales = TensorStorage(uninitializedCount: m)
     let q = UnsafeMutableRawPointer(quantized.pointer).bindMemory(to: Int8.self, capacity: max(m * k, 1))
-    let c = UnsafeMutableRawPointer(products.pointer).bindMemory(to: Int32.self, capacity: m * n)
+    let c = products.map { UnsafeMutableRawPointer($0.pointer).bindMemory(to: Int32.self, capacity: m * n) }
     let sx = rowScales.pointer, y = out.mutableData, biasData = bias?.data
     let kernel = weight.kernel
     weight.packed.withUnsafeBytes { packed in
         let b = packed.baseAddress!
         weight.scales.withUnsafeBufferPointer { channelScales in
             let cs = channelScales.baseAddress!
-            /// Rows `lo ..< hi`, every column: quantized, multiplied and dequantized by one thread.
-            func rows(_ lo: Int, _ hi: Int) {
-                cnclip_quantize_rows(x.data + lo * k, hi - lo, k, k, q + lo * k, k, sx + lo)
-                cnclip_igemm_s8_packed(hi - lo, 0, n, n, k, q + lo * k, k, b, kernel, c + lo * n, n)
-                cnclip_dequantize_rows(c + lo * n, hi - lo, n, n, sx + lo, cs, biasData, y + lo * n, n)
+            /// Output columns `lo ..< hi` of rows `rowLo ..< rowHi` (already quantized).
+            func product(rows rowLo: Int, _ rowHi: Int, columns lo: Int, _ hi: Int) {
+                cnclip_igemm_s8_dequantized(
+                    rowHi - rowLo, lo, hi - lo, n, k, q + rowLo * k, k, b, kernel, sx + rowLo, cs, biasData,
+                    y + rowLo * n + lo, n, c.map { $0 + rowLo * n + lo }, n)
             }
             let threads = ComputeThreads.count
             if threads <= 1 || m * n * k < 1 << 21 {
-                rows(0, m)
+                cnclip_quantize_rows(x.data, m, k, k, q, k, sx)
+                product(rows: 0, m, columns: 0, n)
             } else if m >= 32 * threads {
-                // Rows in whole 6-row panels of the kernel, as the fp32 GEMM splits them.
+                // Rows in whole 6-row panels of the kernel, each thread quantizing and multiplying its own.
                 concurrentPerform(iterations: threads) { t in
                     let lo = (m * t / threads) / 6 * 6, hi = t == threads - 1 ? m : (m * (t + 1) / threads) / 6 * 6
-                    if hi > lo { rows(lo, hi) }
+                    guard hi > lo else { return }
+                    cnclip_quantize_rows(x.data + lo * k, hi - lo, k, k, q + lo * k, k, sx + lo)
+                    product(rows: lo, hi, columns: 0, n)
                 }
             } else {
                 // Few rows (a short batch of queries): output channels in whole 16-column panels.
                 cnclip_quantize_rows(x.data, m, k, k, q, k, sx)
                 concurrentPerform(iterations: threads) { t in
                     let lo = (n * t / threads) & ~15, hi = t == threads - 1 ? n : (n * (t + 1) / threads) & ~15
-                    guard hi > lo else { return }
-                    cnclip_igemm_s8_packed(m, lo, hi - lo, n, k, q, k, b, kernel, c + lo, n)
-                    cnclip_dequantize_rows(c + lo, m, hi - lo, n, sx, cs + lo, biasData.map { $0 + lo }, y + lo, n)
+                    if hi > lo { product(rows: 0, m, columns: lo, hi) }
                 }
             }
         }

@@ -117,13 +117,22 @@ final class GEMMTests: XCTestCase {
         XCTAssertEqual(product(trimmedA, Array(b[0..<(used * n)]), transA: false, transB: false, m: m, n: n, k: used), padded)
     }
 
-    func testPortableKernelGivesTheSameBits() {
-        let (m, n, k) = (37, 70, 600)
-        let a = random(m * k, seed: 8), b = random(k * n, seed: 9), c0 = random(m * n, seed: 10)
-        let fast = product(a, b, transA: false, transB: true, m: m, n: n, k: k, alpha: 0.25, beta: 1.5, c: c0)
-        cnclip_gemm_use_portable(1)
-        defer { cnclip_gemm_use_portable(0) }
-        XCTAssertEqual(product(a, b, transA: false, transB: true, m: m, n: n, k: k, alpha: 0.25, beta: 1.5, c: c0), fast)
+    func testEveryKernelGivesTheSameBits() {
+        // Edge tiles of every kernel (6 × 16 and 12 × 32), two k-blocks, alpha, beta and a bias.
+        for (m, n, k) in [(37, 70, 600), (13, 33, 1030), (25, 97, 64)] {
+            for (ta, tb) in [(false, true), (false, false), (true, false)] {
+                let a = random(m * k, seed: 8), b = random(k * n, seed: 9), c0 = random(m * n, seed: 10), bias = random(n, seed: 11)
+                let best = product(a, b, transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.25, beta: 1.5, c: c0, bias: bias)
+                for kernel in [CNCLIP_SGEMM_PORTABLE, CNCLIP_SGEMM_AVX2, CNCLIP_SGEMM_AVX512] {
+                    cnclip_sgemm_use_kernel(Int32(kernel))
+                    defer { cnclip_sgemm_use_kernel(0) }
+                    guard cnclip_sgemm_kernel() > 0 else { continue }  // not on this CPU
+                    XCTAssertEqual(
+                        product(a, b, transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.25, beta: 1.5, c: c0, bias: bias), best,
+                        "kernel \(kernel), m \(m) n \(n) k \(k) transA \(ta) transB \(tb)")
+                }
+            }
+        }
     }
 }
 

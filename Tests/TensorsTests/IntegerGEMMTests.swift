@@ -119,6 +119,43 @@ final class IntegerGEMMTests: XCTestCase {
         }
     }
 
+    func testDequantizedProductEqualsProductThenDequantization() {
+        // The tile-by-tile dequantization (one k-block straight from the kernel's tile, several through the scratch)
+        // gives the bits of the integer product followed by cnclip_dequantize_rows, for column blocks too.
+        var g = SplitMix64(seed: 34)
+        for (m, n, k) in [(13, 100, 768), (6, 64, 1024), (7, 70, 1025), (25, 130, 3072), (1, 48, 5)] {
+            let a = random(m * k, &g), b = random(n * k, &g)
+            let rowScales = (0..<m).map { _ in Float.random(in: 0.001...0.1, using: &g) }
+            let colScales = (0..<n).map { _ in Float.random(in: 0.001...0.1, using: &g) }
+            let bias = (0..<n).map { _ in Float.random(in: -1...1, using: &g) }
+            for kernel in kernels {
+                var packed = [UInt8](repeating: 0, count: cnclip_igemm_packed_size(n, k, kernel))
+                packed.withUnsafeMutableBytes { cnclip_igemm_pack(n, k, b, k, kernel, $0.baseAddress!) }
+                cnclip_igemm_use_kernel(kernel)
+                defer { cnclip_igemm_use_kernel(0) }
+                var want = [Float](repeating: 0, count: m * n)
+                let sums = plain(m, n, k, a, k, b, k)
+                cnclip_dequantize_rows(sums, m, n, n, rowScales, colScales, bias, &want, n)
+                for withBias in [true, false] {
+                    if !withBias { cnclip_dequantize_rows(sums, m, n, n, rowScales, colScales, nil, &want, n) }
+                    var y = [Float](repeating: .nan, count: m * n), scratch = [Int32](repeating: -1, count: m * n)
+                    for (lo, hi) in [(0, 32), (32, 48), (48, n)] where lo < n {
+                        packed.withUnsafeBytes { p in
+                            y.withUnsafeMutableBufferPointer { yp in
+                                scratch.withUnsafeMutableBufferPointer { sp in
+                                    cnclip_igemm_s8_dequantized(
+                                        m, lo, min(hi, n) - lo, n, k, a, k, p.baseAddress!, kernel, rowScales, colScales,
+                                        withBias ? bias : nil, yp.baseAddress! + lo, n, sp.baseAddress! + lo, n)
+                                }
+                            }
+                        }
+                    }
+                    XCTAssertEqual(y.map(\.bitPattern), want.map(\.bitPattern), "kernel \(kernel), m \(m) n \(n) k \(k), bias \(withBias)")
+                }
+            }
+        }
+    }
+
     func testRowSplitsOverThreadsGiveTheSameIntegers() {
         var g = SplitMix64(seed: 21)
         let (m, n, k) = (37, 70, 300)

@@ -19,9 +19,19 @@
 void cnclip_sgemm(int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
                   const float *b, long ldb, float beta, const float *bias, float *c, long ldc);
 
-/// Makes `cnclip_sgemm` use its portable kernel (1) even where AVX2/FMA exist, or choose by the CPU again (0):
-/// for the test that both give the same bits.
-void cnclip_gemm_use_portable(int on);
+/// The micro-kernels of `cnclip_sgemm`; every one gives the same bits.
+enum { CNCLIP_SGEMM_PORTABLE = 1, CNCLIP_SGEMM_AVX2 = 2, CNCLIP_SGEMM_AVX512 = 3 };
+
+/// The kernel `cnclip_sgemm` uses now: the best this CPU has (AVX-512, then AVX2/FMA, then portable), or the one
+/// forced by `cnclip_sgemm_use_kernel`; -1 when the forced one is not available here.
+int cnclip_sgemm_kernel(void);
+
+/// Forces a kernel (`CNCLIP_SGEMM_*`), or 0 to choose by the CPU again: for the tests that every kernel gives the
+/// same bits and for benchmarks.
+void cnclip_sgemm_use_kernel(int kernel);
+
+/// The current kernel's tile, rows × columns of C: callers that split a product over threads cut at these multiples.
+void cnclip_sgemm_tile(long *rows, long *columns);
 
 /// The kernels of `cnclip_igemm_s8`.
 enum { CNCLIP_IGEMM_PORTABLE = 1, CNCLIP_IGEMM_AVX2 = 2, CNCLIP_IGEMM_VNNI = 3, CNCLIP_IGEMM_VNNI512 = 4 };
@@ -45,6 +55,17 @@ void cnclip_igemm_unpack(long n, long k, const void *packed, int kernel, int8_t 
 /// `kernel` is the one the weight was packed for; the integers are the same for every kernel.
 void cnclip_igemm_s8_packed(long m, long j0, long nc, long n, long k, const int8_t *a, long lda, const void *packed, int kernel,
                             int32_t *c, long ldc);
+
+/// `cnclip_igemm_s8_packed` dequantized as `cnclip_dequantize_rows` does, tile by tile while each tile is in cache:
+/// `y[m, nc] = c · (rowScales[i] · colScales[j0 + j]) + bias[j0 + j]` (`bias` may be NULL; `colScales` and `bias` are
+/// indexed by output channel, `y` from column j0). `scratch [m, nc]` (row stride `ldScratch`) holds the integer sums
+/// when `k` spans several of the kernel's k-blocks (k > 1024); it may be NULL otherwise.
+void cnclip_igemm_s8_dequantized(long m, long j0, long nc, long n, long k, const int8_t *a, long lda, const void *packed,
+                                 int kernel, const float *rowScales, const float *colScales, const float *bias, float *y, long ldy,
+                                 int32_t *scratch, long ldScratch);
+
+/// The depth beyond which `cnclip_igemm_s8_dequantized` needs its scratch.
+#define CNCLIP_IGEMM_BLOCK_DEPTH 1024
 
 /// Quantizes each row of `x [rows, cols]` on its own: `scales[i] = max |x[i, ...]| / 127` (1 for an all-zero row),
 /// `q[i, j] = x[i, j] / scales[i]` rounded half to even, in -127...127. Vector and scalar forms give the same bytes.
