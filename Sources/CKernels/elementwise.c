@@ -16,8 +16,9 @@
 #define AVX512 __attribute__((target("avx512f,avx512dq,fma")))
 #define AVX2 __attribute__((target("avx2,fma")))
 
-// e^x = 2^n · e^r with n = round(x / ln2) and r = x - n·ln2 (ln2 in two parts: n·LN2_HI is exact). The clamp keeps
-// n within [-150, 128], where 2^n is two normal powers of two: e^-104 already rounds to 0 and e^89 to inf.
+// e^x = 2^n · e^r with n = round(x / ln2) and r = x - n·ln2 (ln2 in two parts, each step one fused multiply-add, so
+// r carries no rounding from the product). The clamp keeps n within [-150, 128], where 2^n is two normal powers of
+// two: e^-104 already rounds to 0 and e^89 to inf.
 #define EXP_LO -104.0f
 #define EXP_HI 89.0f
 #define LOG2E 1.44269504f

@@ -12,11 +12,12 @@
 /// The paths the kernels can take.
 enum { CNCLIP_ELEMENTWISE_PORTABLE = 1, CNCLIP_ELEMENTWISE_AVX2 = 2, CNCLIP_ELEMENTWISE_AVX512 = 3 };
 
-/// `y[i] = e^x[i]` for `n` floats (`y` may equal `x`): within 1e-6 relative of the exact value for normal results,
-/// through the subnormals to 0 below and to +inf above, as `expf`.
+/// `y[i] = e^x[i]` for `n` floats (`y` may equal `x`): within 1e-7 relative of the exact value for normal results
+/// (9.1e-8 measured over [-103, 88.7] in steps of 1/512), through the subnormals to 0 below and to +inf above, as `expf`.
 void cnclip_exp(const float *x, float *y, long n);
 
-/// `y[i] = erf(x[i])` for `n` floats (`y` may equal `x`), within 1.1e-7 of the exact value.
+/// `y[i] = erf(x[i])` for `n` floats (`y` may equal `x`), within 1e-7 of the exact value (9.5e-8 measured over
+/// [-6, 6] in steps of 1/4096; glibc's scalar `erff` is within 6e-8).
 void cnclip_erf(const float *x, float *y, long n);
 
 /// Exact GELU, `y = x * 0.5 * (1 + erf(x / sqrt(2)))` in that order (BERT's `gelu`), for `n` floats (`y` may equal `x`).
