@@ -33,7 +33,8 @@ let package = Package(
                 .linkedLibrary("blas"), .linkedLibrary("stdc++"),
             ]),
 
-        // Our GEMM (C with an AVX2/FMA kernel chosen at run time; no build flags, so the package stays usable as a dependency).
+        // Our GEMMs and elementwise kernels (C with vector kernels chosen at run time; no build flags, so the package stays
+        // usable as a dependency).
         .target(name: "CKernels"),
         // What every target shares: the safe output writer, Python's JSON text, the seeded generator, Base64.
         .target(name: "Essentials"),

@@ -1,6 +1,7 @@
 // Multi-head scaled dot-product attention that reads each head straight out of the projection outputs
 // (BLAS row strides), so no permuted copies of q, k and v are made.
 
+import CKernels
 import Foundation
 
 /// Multi-head attention, `softmax(q kᵀ / sqrt(d) + bias) v` per head.
@@ -34,10 +35,7 @@ package func multiHeadAttention(
             let kp = k.data + b * lk * ks + kOffset + h * d
             let vp = v.data + b * lk * vs + vOffset + h * d
             BLAS.sgemm(false, true, lq, lk, d, scale, qp, qs, kp, ks, 0, scores, lk)
-            if let keyBias {
-                let kb = keyBias.data + b * lk
-                for i in 0..<lq { for j in 0..<lk { scores[i * lk + j] += kb[j] } }
-            }
+            if let keyBias { cnclip_add_rows(scores, keyBias.data + b * lk, scores, lq, lk) }
             softmaxRowsInPlace(scores, rows: lq, cols: lk)
             dropout?.apply(to: scores, count: lq * lk, item: item)
             BLAS.sgemm(false, false, lq, d, lk, 1, scores, lk, vp, vs, 0, out.mutableData + b * lq * width + h * d, width)

@@ -1,6 +1,7 @@
 // Forward kernels for the primitives the models use. Each allocates its output; none mutates its inputs.
 // Backward rules (training) attach to these same primitives.
 
+import CKernels
 import Foundation
 
 // MARK: - Shape helpers
@@ -74,16 +75,7 @@ package func add(_ a: Tensor, _ b: Tensor) -> Tensor {
     let out = Tensor.uninitialized(a.shape)
     let n = b.count, x = a.data, y = b.data, d = out.mutableData
     parallelFor(a.count / n, cost: n) { rows in
-        for r in rows {
-            let xr = x + r * n, dr = d + r * n
-            var j = 0
-            while j + 8 <= n {
-                let v = UnsafeRawPointer(xr + j).loadUnaligned(as: SIMD8<Float>.self) + UnsafeRawPointer(y + j).loadUnaligned(as: SIMD8<Float>.self)
-                UnsafeMutableRawPointer(dr + j).storeBytes(of: v, as: SIMD8<Float>.self)
-                j += 8
-            }
-            while j < n { dr[j] = xr[j] + y[j]; j += 1 }
-        }
+        cnclip_add_rows(x + rows.lowerBound * n, y, d + rows.lowerBound * n, rows.count, n)
     }
     return out
 }
@@ -94,13 +86,11 @@ package func scaled(_ x: Tensor, by s: Float) -> Tensor { map(x) { $0 * s } }
 /// ReLU: `max(x, 0)`.
 package func relu(_ x: Tensor) -> Tensor { map(x) { $0 > 0 ? $0 : 0 } }
 
-/// Exact GELU, `x * 0.5 * (1 + erf(x / sqrt(2)))` in that order, as BERT's `gelu` (erf vectorised, see `erf`).
+/// Exact GELU, `x * 0.5 * (1 + erf(x / sqrt(2)))` in that order, as BERT's `gelu` (CKernels' vector erf).
 package func gelu(_ x: Tensor) -> Tensor {
     let out = Tensor.uninitialized(x.shape)
     let s = x.data, d = out.mutableData
-    parallelFor(x.count, cost: 16) { r in
-        mapVectorized(s + r.lowerBound, d + r.lowerBound, count: r.count) { v in v * 0.5 * (1 + erf(v / 1.4142135623730951)) }
-    }
+    parallelFor(x.count, cost: 16) { r in cnclip_gelu(s + r.lowerBound, d + r.lowerBound, r.count) }
     return out
 }
 
@@ -108,9 +98,7 @@ package func gelu(_ x: Tensor) -> Tensor {
 package func quickGelu(_ x: Tensor) -> Tensor {
     let out = Tensor.uninitialized(x.shape)
     let s = x.data, d = out.mutableData
-    parallelFor(x.count, cost: 16) { r in
-        mapVectorized(s + r.lowerBound, d + r.lowerBound, count: r.count) { v in v / (1 + exp(-1.702 * v)) }
-    }
+    parallelFor(x.count, cost: 16) { r in cnclip_quick_gelu(s + r.lowerBound, d + r.lowerBound, r.count) }
     return out
 }
 
@@ -122,38 +110,17 @@ package func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) ->
     precondition(weight.count == n && bias.count == n, "layerNorm: \(x.shape) with weight \(weight.shape)")
     let out = Tensor.uninitialized(x.shape)
     let s = x.data, d = out.mutableData, w = weight.data, b = bias.data
+    // Two passes per row (mean, then centred squares), as PyTorch does, for the same rounding behaviour.
     parallelFor(x.rowCount, cost: 4 * n) { rows in
-        for r in rows {
-            let xi = s + r * n, yo = d + r * n
-            let mean = sum(xi, count: n) / Float(n)
-            // Two passes (mean, then centred squares), as PyTorch does, for the same rounding behaviour.
-            let variance = sumOfSquares(xi, count: n, minus: mean) / Float(n)
-            let inv = 1 / (variance + eps).squareRoot()
-            var j = 0
-            while j + 8 <= n {
-                let v = (UnsafeRawPointer(xi + j).loadUnaligned(as: SIMD8<Float>.self) - mean) * inv
-                let y =
-                    v * UnsafeRawPointer(w + j).loadUnaligned(as: SIMD8<Float>.self) + UnsafeRawPointer(b + j).loadUnaligned(as: SIMD8<Float>.self)
-                UnsafeMutableRawPointer(yo + j).storeBytes(of: y, as: SIMD8<Float>.self)
-                j += 8
-            }
-            while j < n { yo[j] = (xi[j] - mean) * inv * w[j] + b[j]; j += 1 }
-        }
+        cnclip_layer_norm_rows(s + rows.lowerBound * n, rows.count, n, w, b, eps, d + rows.lowerBound * n)
     }
     return out
 }
 
 /// Each row divided by its L2 norm: `x [..., n]`.
 package func l2Normalized(_ x: Tensor) -> Tensor {
-    let n = x.lastDim
     let out = Tensor.uninitialized(x.shape)
-    let s = x.data, d = out.mutableData
-    for r in 0..<x.rowCount {
-        var ss: Float = 0
-        for j in 0..<n { ss += s[r * n + j] * s[r * n + j] }
-        let norm = ss.squareRoot()
-        for j in 0..<n { d[r * n + j] = s[r * n + j] / norm }
-    }
+    cnclip_l2_normalize_rows(x.data, x.rowCount, x.lastDim, out.mutableData)
     return out
 }
 
@@ -164,23 +131,25 @@ package func softmax(_ x: Tensor) -> Tensor {
     return out
 }
 
-/// Softmax of each row of a `[rows, cols]` buffer, in place.
-@inlinable
+/// Softmax of each row of a `[rows, cols]` buffer, in place; a row's bits do not change when keys masked to
+/// probability 0 are appended (CKernels' fixed summation order).
 package func softmaxRowsInPlace(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
-    for r in 0..<rows {
-        let row = p + r * cols
-        let m = maximum(row, count: cols)
-        mapVectorized(row, row, count: cols) { v in exp(v - m) }
-        let inv = 1 / sum(row, count: cols)
-        var j = 0
-        while j + 8 <= cols {
-            let v = UnsafeRawPointer(row + j).loadUnaligned(as: SIMD8<Float>.self) * inv
-            UnsafeMutableRawPointer(row + j).storeBytes(of: v, as: SIMD8<Float>.self)
-            j += 8
-        }
-        while j < cols { row[j] *= inv; j += 1 }
-    }
+    cnclip_softmax_rows(p, rows, cols)
 }
+
+// MARK: - Reductions
+
+/// Sum of `count` floats in CKernels' fixed order (element j in partial sum j % 16), so appending zeros never
+/// changes it and forward and backward kernels recompute the same statistics.
+package func sum(_ p: UnsafePointer<Float>, count: Int) -> Float { cnclip_sum(p, count) }
+
+/// Sum of `(p[i] - shift)²` over `count` floats, in the order of `sum`.
+package func sumOfSquares(_ p: UnsafePointer<Float>, count: Int, minus shift: Float) -> Float {
+    cnclip_sum_of_squares(p, count, shift)
+}
+
+/// Largest of `count` floats (-infinity for none).
+package func maximum(_ p: UnsafePointer<Float>, count: Int) -> Float { cnclip_max(p, count) }
 
 // MARK: - Lookup and concatenation
 

@@ -135,21 +135,3 @@ final class GEMMTests: XCTestCase {
         }
     }
 }
-
-/// The vectorised erf behind BERT's GELU, against the float64 function.
-final class VectorErfTests: XCTestCase {
-    func testErfIsWithinItsStatedError() {
-        var worst = 0.0, at: Float = 0
-        var x: Float = -6
-        while x <= 6 {
-            let got = Double(erf(SIMD8<Float>(repeating: x))[0])
-            let d = abs(got - Foundation.erf(Double(x)))
-            if d > worst { worst = d; at = x }
-            x += 1.0 / 4096
-        }
-        XCTAssertLessThanOrEqual(worst, 1.1e-7, "largest error at x = \(at)")
-        XCTAssertEqual(erf(SIMD8<Float>(repeating: 0))[0], 0)
-        XCTAssertEqual(erf(SIMD8<Float>(repeating: .infinity))[0], 1)
-        XCTAssertEqual(erf(SIMD8<Float>(repeating: -.infinity))[0], -1)
-    }
-}

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "elementwise.h"
 #include "feature_numbers.h"
 
 /// Row-major single-precision GEMM on the calling thread, `c[m, n] = alpha * op(a) @ op(b) + beta * c + bias`,
