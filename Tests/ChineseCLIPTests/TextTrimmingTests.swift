@@ -25,8 +25,8 @@ final class TextTrimmingTests: XCTestCase {
         let m = try model()
         let ids = m.tokenize(texts, contextLength: 52)
         XCTAssertEqual(CLIP.usedLength(ids, batch: texts.count), 19)  // the longest: 17 characters + [CLS] + [SEP]
-        let trimmed = m.clip.textFeatures(ids, batch: texts.count).value.scalars
-        let full = m.clip.textFeatures(ids, batch: texts.count, trimPadding: false).value.scalars
+        let trimmed = m.clip.textFeatures(ids, batch: texts.count, layout: .trimmed).value.scalars
+        let full = m.clip.textFeatures(ids, batch: texts.count, layout: .padded).value.scalars
         XCTAssertEqual(trimmed, full)
     }
 
