@@ -4,9 +4,10 @@ import XCTest
 
 @testable import ChineseCLIP
 
-/// Text features are computed only up to the batch's longest text; padding is masked, and every kernel rounds a
-/// row the same whatever the other rows, so the features are the bits of the full context — and a text's
-/// features do not depend on the batch it is encoded in or on the thread count.
+/// Text features computed only up to the batch's longest text (the trimmed layout) are the bits of the full
+/// context: padding is masked, and every kernel rounds a row the same whatever the other rows. And a text's
+/// features (the default, packed layout; `PackedTextTests`) do not depend on the batch it is encoded in or on the
+/// thread count.
 final class TextTrimmingTests: XCTestCase {
     /// A random model wide enough that products are split across threads (`--threads`).
     private func model() throws -> ChineseCLIPModel {
