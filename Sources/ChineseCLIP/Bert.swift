@@ -37,6 +37,17 @@ package final class BertEmbeddings: Module {
         let x = add(add(words.reshaped([batch, seq, w]), pos), type0)
         return dropout(layerNorm(x))
     }
+
+    /// Packed `ids` (`[texts.totalRows]`, each text's tokens in order) → `[texts.totalRows, hidden]`: each row the
+    /// bits of its position in the padded call (the same sums, position ids counted from each text's start).
+    package func callAsFunction(_ ids: [Int32], texts: RaggedBatch) -> Variable {
+        precondition(ids.count == texts.totalRows, "BertEmbeddings: \(ids.count) ids for \(texts.totalRows) packed rows")
+        let w = wordEmbeddings.weight.value.lastDim
+        let words: Variable = wordEmbeddings(ids)
+        let pos: Variable = positionEmbeddings(texts.positions.map { Int32($0) })
+        let type0 = tokenTypeEmbeddings.weight.variable.rows(0..<1).reshaped([w])
+        return dropout(layerNorm(add(add(words, pos), type0)))
+    }
 }
 
 /// One encoder layer: self-attention with output LayerNorm, then the GELU feed-forward with output LayerNorm.
@@ -93,6 +104,24 @@ package final class BertLayer: Module {
         let a = attentionNorm(add(attentionDropout(attentionOutput(ctx)), firstTokenOnly ? firstRows(x) : x))
         return outputNorm(add(outputDropout(output(gelu(intermediate(a)))), a))
     }
+
+    /// Packed texts: `x [texts.totalRows, hidden]`, `keyBias [texts.totalRows]` → `[texts.totalRows, hidden]`, each
+    /// text attending over its own rows alone; with `firstTokenOnly`, `[texts.count, hidden]` for each text's
+    /// `[CLS]`. Every step but attention is per row, and attention per text, so each row is the bits of the padded
+    /// call's row (whose padded keys were masked to exact zeros).
+    package func callAsFunction(_ x: Variable, texts: RaggedBatch, keyBias: Tensor, firstTokenOnly: Bool = false) -> Variable {
+        let w = x.shape[1]
+        let queries = firstTokenOnly ? RaggedBatch(singleRows: texts.count) : texts
+        // The [CLS] rows, as `gatherRows` picks them from a batch of one packed sequence.
+        let residual =
+            firstTokenOnly
+            ? gatherRows(x.reshaped([1, texts.totalRows, w]), indices: texts.firstRows, keep: texts.count).reshaped([texts.count, w]) : x
+        let ctx = multiHeadAttention(
+            q: query(residual), queries: queries, k: key(x), v: value(x), keys: texts, heads: heads, headDim: w / heads,
+            keyBias: keyBias)
+        let a = attentionNorm(add(attentionDropout(attentionOutput(ctx)), residual))
+        return outputNorm(add(outputDropout(output(gelu(intermediate(a)))), a))
+    }
 }
 
 /// BERT without the pooler: embeddings and encoder layers.
@@ -127,5 +156,23 @@ package final class BertModel: Module {
             }
         }
         return clsOnly && layers.items.isEmpty ? firstRows(x) : x
+    }
+
+    /// Packed token ids (`[texts.totalRows]`, each text's tokens in order, no padding after a text needed) with
+    /// attention on ids ≠ `padId` within each text → last hidden states `[texts.totalRows, hidden]`, or
+    /// `[texts.count, hidden]` (each text's `[CLS]`) with `clsOnly`, skipping the last layer's other rows.
+    /// Each text costs its own length rather than the batch's longest, and its rows are the bits of the padded
+    /// call's. Inference only: training keeps the padded layout, where the reference draws its dropout masks.
+    package func callAsFunction(packed ids: [Int32], texts: RaggedBatch, padId: Int32 = 0, clsOnly: Bool = false) -> Variable {
+        precondition(!isTraining, "BertModel: packed texts are for inference; training takes the padded batch")
+        precondition(texts.lengths.allSatisfy { $0 > 0 }, "BertModel: an empty text (a text keeps at least its first position)")
+        let bias = Tensor(shape: [ids.count], scalars: ids.map { $0 == padId ? -10000 : 0 })
+        var x = embeddings(ids, texts: texts)
+        for (i, layer) in layers.items.enumerated() {
+            x = layer(x, texts: texts, keyBias: bias, firstTokenOnly: clsOnly && i == layers.items.count - 1)
+        }
+        guard clsOnly && layers.items.isEmpty else { return x }
+        return gatherRows(x.reshaped([1, texts.totalRows, x.shape[1]]), indices: texts.firstRows, keep: texts.count)
+            .reshaped([texts.count, x.shape[1]])
     }
 }

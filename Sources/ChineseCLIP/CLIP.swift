@@ -54,34 +54,57 @@ package final class CLIP: Module {
     /// `encode_text` on variables: token ids `[batch, context]` (flat, 0 = padding) → `[batch, embed]`; the
     /// `[CLS]` output of BERT (its last layer computed for that row alone) @ `text_projection`.
     ///
-    /// Outside training, positions after the batch's longest text are not computed (`trimPadding`): they are
-    /// masked keys, and every kernel rounds a row the same whatever the other rows, so the features are the
-    /// same bits as over the whole context (tested) at a fraction of the work for short queries. In training
-    /// the full context is kept so that dropout draws stay where they were.
-    package func textFeatures(_ ids: [Int32], batch: Int, trimPadding: Bool = true) -> Variable {
+    /// Outside training, padding is not computed (`layout`, `.packed` by default): each text's tokens up to its
+    /// last non-padding id are packed with the other texts' into one matrix, and each text attends over its own
+    /// tokens alone. Padded keys are masked to exact zeros and every kernel rounds a row the same whatever the
+    /// other rows, so the features are the same bits as over the whole context (tested) at the cost of the real
+    /// tokens only. In training the full context is kept so that dropout draws stay where they were.
+    package func textFeatures(_ ids: [Int32], batch: Int, layout: TextLayout = .packed) -> Variable {
         guard batch > 0 else { return Variable(Tensor(shape: [0, config.embedDim])) }
         let context = ids.count / batch
-        var ids = ids, seq = context
-        if trimPadding && !isTraining {
-            seq = Self.usedLength(ids, batch: batch)
-            if seq < context { ids = (0..<batch).flatMap { ids[($0 * context)..<($0 * context + seq)] } }
+        let cls: Variable  // [batch, hidden]
+        switch isTraining ? .padded : layout {
+        case .packed:
+            let lengths = Self.textLengths(ids, batch: batch)
+            var packed: [Int32] = []
+            packed.reserveCapacity(lengths.reduce(0, +))
+            for (b, n) in lengths.enumerated() { packed += ids[(b * context)..<(b * context + n)] }
+            cls = bert(packed: packed, texts: RaggedBatch(lengths: lengths), clsOnly: true)
+        case .trimmed:
+            let seq = Self.usedLength(ids, batch: batch)
+            let trimmed = seq < context ? (0..<batch).flatMap { ids[($0 * context)..<($0 * context + seq)] } : ids
+            cls = bert(trimmed, batch: batch, seq: seq, clsOnly: true).reshaped([batch, config.textHiddenSize])
+        case .padded:
+            cls = bert(ids, batch: batch, seq: context, clsOnly: true).reshaped([batch, config.textHiddenSize])
         }
-        let cls = bert(ids, batch: batch, seq: seq, clsOnly: true)  // [batch, 1, hidden]
-        return matmul(cls.reshaped([batch, cls.shape[2]]), textProjection.variable)
+        return matmul(cls, textProjection.variable)
+    }
+
+    /// How `textFeatures` lays out a batch of padded texts outside training (all give the same bits; training
+    /// always takes `.padded`).
+    package enum TextLayout: Sendable, CaseIterable {
+        /// Every text over the whole context (the reference's computation).
+        case padded
+        /// Every text up to the batch's longest text.
+        case trimmed
+        /// Each text over its own tokens, the texts' rows packed into one matrix.
+        case packed
+    }
+
+    /// Each text's length in a padded batch `[batch, context]` (flat): one past its last non-padding id (at
+    /// least 1, so that an all-padding text still has its first position).
+    package static func textLengths(_ ids: [Int32], batch: Int) -> [Int] {
+        let context = ids.count / batch
+        return (0..<batch).map { b in
+            var end = context
+            while end > 1 && ids[b * context + end - 1] == 0 { end -= 1 }
+            return end
+        }
     }
 
     /// The longest text's length in a padded batch `[batch, context]` (flat): one past its last non-padding id
     /// (at least 1).
-    package static func usedLength(_ ids: [Int32], batch: Int) -> Int {
-        let context = ids.count / batch
-        var used = 1
-        for b in 0..<batch {
-            var end = context
-            while end > used && ids[b * context + end - 1] == 0 { end -= 1 }
-            used = max(used, end)
-        }
-        return used
-    }
+    package static func usedLength(_ ids: [Int32], batch: Int) -> Int { textLengths(ids, batch: batch).max() ?? 1 }
 
     /// The reference's `forward(image, text)`: L2-normalised image features `[batch, embed]`, L2-normalised text
     /// features `[batch, embed]` (token ids flat `[batch, context]`), and `logit_scale.exp()` `[]`.

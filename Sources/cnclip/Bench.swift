@@ -17,9 +17,10 @@ struct Bench: ParsableCommand {
         discussion: """
             Prints one JSON line: images/s, texts/s, peak memory. Same protocol as the reference's bench_torch.py: one \
             warm-up run, then the median of --iters. Texts are the reference benchmark's caption unless --texts names \
-            a file (one text per line, cycled to fill the batch); txt_positions is how many positions each text's \
-            encoding computed (padding after the batch's longest text is skipped; the median over the timed runs, \
-            run i taking the texts from line i × --txt-batch on). --img-batch 0 or --txt-batch 0 \
+            a file (one text per line, cycled to fill the batch); txt_positions is how many positions a text's \
+            encoding computes on average: its real tokens, one past its last non-padding id, since each text is \
+            computed at its own length and padding is skipped (the mean over the texts of the timed runs, run i \
+            taking the texts from line i × --txt-batch on). --img-batch 0 or --txt-batch 0 \
             skips that tower. --checkpoint loads real weights instead of random ones and reports load_s. With \
             --train: training steps instead (forward in training mode, the contrastive loss, backward, AdamW with \
             the reference's parameter groups) on --batch random images and synthetic-style captions, as \
@@ -94,8 +95,8 @@ struct Bench: ParsableCommand {
                     model.tokenize((0..<textBatch).map { lines[(i * textBatch + $0) % lines.count] }, contextLength: contextLength)
                 }
                 result["txt_per_s"] = Double(textBatch) / median { i in _ = clip.encodeText(runs[i], batch: textBatch) }
-                let positions = runs.map { CLIP.usedLength($0, batch: textBatch) }.sorted()
-                result["txt_positions"] = positions[positions.count / 2]
+                let lengths = runs.flatMap { CLIP.textLengths($0, batch: textBatch) }
+                result["txt_positions"] = Double(lengths.reduce(0, +)) / Double(lengths.count)
             }
             var usage = rusage()
             getrusage(RUSAGE_SELF.rawValue, &usage)

@@ -4,9 +4,10 @@ import XCTest
 
 @testable import ChineseCLIP
 
-/// Text features are computed only up to the batch's longest text; padding is masked, and every kernel rounds a
-/// row the same whatever the other rows, so the features are the bits of the full context — and a text's
-/// features do not depend on the batch it is encoded in or on the thread count.
+/// Text features computed only up to the batch's longest text (the trimmed layout) are the bits of the full
+/// context: padding is masked, and every kernel rounds a row the same whatever the other rows. And a text's
+/// features (the default, packed layout; `PackedTextTests`) do not depend on the batch it is encoded in or on the
+/// thread count.
 final class TextTrimmingTests: XCTestCase {
     /// A random model wide enough that products are split across threads (`--threads`).
     private func model() throws -> ChineseCLIPModel {
@@ -25,8 +26,8 @@ final class TextTrimmingTests: XCTestCase {
         let m = try model()
         let ids = m.tokenize(texts, contextLength: 52)
         XCTAssertEqual(CLIP.usedLength(ids, batch: texts.count), 19)  // the longest: 17 characters + [CLS] + [SEP]
-        let trimmed = m.clip.textFeatures(ids, batch: texts.count).value.scalars
-        let full = m.clip.textFeatures(ids, batch: texts.count, trimPadding: false).value.scalars
+        let trimmed = m.clip.textFeatures(ids, batch: texts.count, layout: .trimmed).value.scalars
+        let full = m.clip.textFeatures(ids, batch: texts.count, layout: .padded).value.scalars
         XCTAssertEqual(trimmed, full)
     }
 
