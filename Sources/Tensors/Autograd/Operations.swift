@@ -2,6 +2,7 @@
 // input requires a gradient, records one backward rule. Composite operations (a transformer block, the loss)
 // are built from these and get their gradients from them.
 
+import CKernels
 import Foundation
 
 // MARK: - Matrix products
@@ -118,6 +119,9 @@ package func relu(_ x: Variable) -> Variable {
     }
 }
 
+/// Elements per block of the activations' backward passes (their temporaries stay in L1).
+private let geluBlock = 1024
+
 /// Exact GELU (erf), as BERT's `gelu`.
 package func gelu(_ x: Variable) -> Variable {
     let xv = x.value
@@ -125,12 +129,25 @@ package func gelu(_ x: Variable) -> Variable {
         let d = Tensor.uninitialized(g.shape)
         let s = xv.data, gp = g.data, dp = d.mutableData
         parallelFor(g.count, cost: 32) { r in
-            for i in r {
-                let v = s[i]
-                // d/dx x·Φ(x) = Φ(x) + x·φ(x)
-                let cdf = 0.5 * (1 + erff(v * 0.70710678118654752))
-                let pdf = Foundation.exp(-0.5 * v * v) * 0.3989422804014327
-                dp[i] = gp[i] * (cdf + v * pdf)
+            // d/dx x·Φ(x) = Φ(x) + x·φ(x), with erf and exp by the vector kernels, a block at a time.
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * geluBlock) { buffer in
+                let cdf = buffer.baseAddress!, pdf = cdf + geluBlock
+                var lo = r.lowerBound
+                while lo < r.upperBound {
+                    let n = min(geluBlock, r.upperBound - lo)
+                    for j in 0..<n {
+                        let v = s[lo + j]
+                        cdf[j] = v * 0.70710678118654752
+                        pdf[j] = -0.5 * v * v
+                    }
+                    cnclip_erf(cdf, cdf, n)
+                    cnclip_exp(pdf, pdf, n)
+                    for j in 0..<n {
+                        let v = s[lo + j]
+                        dp[lo + j] = gp[lo + j] * (0.5 * (1 + cdf[j]) + v * (pdf[j] * 0.3989422804014327))
+                    }
+                    lo += n
+                }
             }
         }
         return [d]
@@ -144,10 +161,20 @@ package func quickGelu(_ x: Variable) -> Variable {
         let d = Tensor.uninitialized(g.shape)
         let s = xv.data, gp = g.data, dp = d.mutableData
         parallelFor(g.count, cost: 32) { r in
-            for i in r {
-                let v = s[i]
-                let sig = 1 / (1 + Foundation.exp(-1.702 * v))
-                dp[i] = gp[i] * (sig + v * 1.702 * sig * (1 - sig))
+            // The sigmoid's exponential by the vector kernel, a block at a time.
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: geluBlock) { buffer in
+                let e = buffer.baseAddress!
+                var lo = r.lowerBound
+                while lo < r.upperBound {
+                    let n = min(geluBlock, r.upperBound - lo)
+                    for j in 0..<n { e[j] = -1.702 * s[lo + j] }
+                    cnclip_exp(e, e, n)
+                    for j in 0..<n {
+                        let v = s[lo + j], sig = 1 / (1 + e[j])
+                        dp[lo + j] = gp[lo + j] * (sig + v * 1.702 * sig * (1 - sig))
+                    }
+                    lo += n
+                }
             }
         }
         return [d]
