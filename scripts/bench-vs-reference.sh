@@ -142,7 +142,7 @@ def describe(cfg):
                                 "the reference benchmark's caption (13 characters) padded to 52")
 encode = [c for c in dict.fromkeys(k[0] for k in rows if not k[1].startswith("int8:")) if not c.startswith("--train")]
 if encode:
-    lines = header("Ours: `cnclip bench`. Random weights; texts padded to 52 tokens (we compute positions up to the batch's longest text, "
+    lines = header("Ours: `cnclip bench`. Random weights; texts padded to 52 tokens (we compute each text at its own length, "
                    "the reference all 52). Peak fraction: GFLOP/s of the work each engine does (images: the reference's nominal "
                    f"FLOPs for both; texts: at the positions each computes) over {peak:.0f} GFLOP/s.",
                    "`scripts/reference/bench_encode.py`, measuring as `bench_torch.py`")
@@ -180,7 +180,7 @@ if int8:
              f"(each: one warm-up, median of 5 runs). ViT-B-16@RoBERTa-wwm-ext-base-chinese, random weights. PyTorch {torch}: "
              f"`scripts/reference/bench_encode.py`; ONNX Runtime {ort_version} fp32 and dynamic int8 (`quantize_dynamic`, per-channel "
              "QInt8 weights): `scripts/reference/bench_ort_encode.py`; ours: `cnclip bench [--precision int8]`. Texts padded to 52 "
-             "tokens (we compute up to the batch's longest text, the others all 52). Our int8 also as a share of the int8 peak "
+             "tokens (we compute each text at its own length, the others all 52). Our int8 also as a share of the int8 peak "
              f"({int8_peak:.0f} GOP/s: 512-bit VNNI on both cores), counting the nominal products of the towers.",
              "Command: `PARTS=int8 scripts/bench-vs-reference.sh`", "",
              "| configuration | metric | " + " | ".join(n for _, n in engines) + " | ours int8 ÷ ONNX Runtime int8 | ours int8 ÷ PyTorch |",

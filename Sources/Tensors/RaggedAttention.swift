@@ -186,15 +186,7 @@ package func multiHeadAttention(
         q: q.value, qOffset: qOffset, queries: queries, k: k.value, kOffset: kOffset, v: v.value, vOffset: vOffset,
         keys: keys, heads: heads, headDim: d, keyBias: keyBias)
     return Variable.record(out, inputs: [q, k, v]) { g in
-        // As the padded op: one zeroed buffer per distinct input, shared by an input passed twice.
-        let inputs = [q, k, v]
-        var buffers: [Tensor?] = [nil, nil, nil]
-        var owner: [Int] = [0, 1, 2]
-        for i in 0..<3 where inputs[i].requiresGrad {
-            if let j = (0..<i).first(where: { inputs[$0].node === inputs[i].node }) { owner[i] = j; continue }
-            buffers[i] = Tensor(shape: inputs[i].shape)
-        }
-        func dst(_ i: Int) -> UnsafeMutablePointer<Float>? { inputs[i].requiresGrad ? buffers[owner[i]]!.mutableData : nil }
+        let (buffers, dst) = attentionGradientBuffers(q, k, v)
         multiHeadAttentionBackward(
             q: q.value, qOffset: qOffset, queries: queries, k: k.value, kOffset: kOffset, v: v.value, vOffset: vOffset,
             keys: keys, heads: heads, headDim: d, keyBias: keyBias, gradient: g, dq: dst(0), dk: dst(1), dv: dst(2))

@@ -283,22 +283,28 @@ package func multiHeadAttention(
         q: q.value, qOffset: qOffset, k: k.value, kOffset: kOffset, v: v.value, vOffset: vOffset,
         batch: batch, lq: lq, lk: lk, heads: heads, headDim: d, keyBias: keyBias, dropout: dropout)
     return Variable.record(out, inputs: [q, k, v]) { g in
-        // One zeroed gradient buffer per distinct input; an input passed twice shares its buffer (each head
-        // writes disjoint columns), and its later positions return nil so it is not counted twice.
-        let inputs = [q, k, v]
-        var buffers: [Tensor?] = [nil, nil, nil]
-        var owner: [Int] = [0, 1, 2]
-        for i in 0..<3 where inputs[i].requiresGrad {
-            if let j = (0..<i).first(where: { inputs[$0].node === inputs[i].node }) { owner[i] = j; continue }
-            buffers[i] = Tensor(shape: inputs[i].shape)
-        }
-        func dst(_ i: Int) -> UnsafeMutablePointer<Float>? { inputs[i].requiresGrad ? buffers[owner[i]]!.mutableData : nil }
+        let (buffers, dst) = attentionGradientBuffers(q, k, v)
         multiHeadAttentionBackward(
             q: q.value, qOffset: qOffset, k: k.value, kOffset: kOffset, v: v.value, vOffset: vOffset,
             batch: batch, lq: lq, lk: lk, heads: heads, headDim: d, keyBias: keyBias,
             dropout: dropout, gradient: g, dq: dst(0), dk: dst(1), dv: dst(2))
         return buffers
     }
+}
+
+/// Gradient buffers for attention's inputs `q`, `k`, `v`: one zeroed tensor per distinct input that requires a
+/// gradient — an input passed twice shares its buffer (each head writes disjoint columns) and its later positions
+/// get nil so it is not counted twice — and where input `i`'s gradient goes (nil: not wanted).
+func attentionGradientBuffers(_ q: Variable, _ k: Variable, _ v: Variable) -> ([Tensor?], (Int) -> UnsafeMutablePointer<Float>?) {
+    let inputs = [q, k, v]
+    var buffers: [Tensor?] = [nil, nil, nil]
+    var owner: [Int] = [0, 1, 2]
+    for i in 0..<3 where inputs[i].requiresGrad {
+        if let j = (0..<i).first(where: { inputs[$0].node === inputs[i].node }) { owner[i] = j; continue }
+        buffers[i] = Tensor(shape: inputs[i].shape)
+    }
+    let shared = buffers
+    return (buffers, { i in inputs[i].requiresGrad ? shared[owner[i]]!.mutableData : nil })
 }
 
 // MARK: - Lookup, views and concatenation
