@@ -39,7 +39,7 @@ let package = Package(
         // What every target shares: the safe output writer, Python's JSON text, the seeded generator, Base64.
         .target(name: "Essentials"),
         .target(name: "Tensors", dependencies: ["CKernels", "Essentials"]),
-        .target(name: "NeuralNet", dependencies: ["Tensors", "Essentials"]),
+        .target(name: "NeuralNet", dependencies: ["CKernels", "Tensors", "Essentials"]),
         // Checkpoints pickles NeuralNet's optimizer state dict; NeuralNet knows nothing of files.
         .target(name: "Checkpoints", dependencies: ["Tensors", "NeuralNet", "Essentials"]),
         .target(name: "Tokenization", dependencies: ["Essentials"], resources: [.copy("Resources/vocab.txt")]),

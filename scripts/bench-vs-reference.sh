@@ -6,15 +6,16 @@
 #   reference benchmark's 13-character caption padded to 52, and MUGE-like queries of 4–20 characters
 #   (scripts/bench-texts/); ViT-L-14 images at batch 4; loading a 750 MB ViT-B-16 training checkpoint
 #   (made once by scripts/reference/make_bench_checkpoint.py in $TMPDIR). Each figure also as a fraction of
-#   the machine's fp32 peak (PEAK_GFLOPS, default 200: two cores × ~100 GFLOP/s FMA).
+#   the machine's fp32 peak (PEAK_GFLOPS; by default measured: scripts/bench-peak.sh's best FMA rate of one core
+#   × THREADS).
 # Training: one step of the small synthetic CLIP (scripts/synthetic-clip.json) at batch 32 and 128, and of
 #   ViT-B-16@RoBERTa-base (scripts/vit-b-16-roberta-base.json) at batch 8, context 52 (finetuning the real model)
 #   (`cnclip bench --train` vs scripts/reference/bench_train_step.py).
 # int8: ViT-B-16@RoBERTa-base encoding by five engines side by side — the reference (PyTorch fp32), ONNX Runtime fp32 and
 #   its dynamic int8 (scripts/reference/bench_ort_encode.py, as ../shared/reference/bench_ort.py measures), ours in
 #   fp32 and with --precision int8 — and peak memory of inference from a checkpoint (the reference's .pt against our
-#   `cnclip quantize` file of it). Our int8 figures also as a fraction of the int8 peak (INT8_PEAK_GOPS, default 1433:
-#   two cores × 2 ports × 16 lanes × 4 byte products × 2 ops × 2.8 GHz of 512-bit VNNI).
+#   `cnclip quantize` file of it). Our int8 figures also as a fraction of the int8 peak (INT8_PEAK_GOPS; by default
+#   measured: scripts/bench-peak.sh's vpdpbusd rate of one core — the instruction our int8 kernel runs — × THREADS).
 # usage: scripts/bench-vs-reference.sh [ROUNDS]       (default 3 rounds of each configuration)
 #        PARTS="encode train int8" (default all): which tables to measure; each part rewrites only its own block
 # env:   CNCLIP_REF_VENV  the reference environment (default ~/.cache/cnclip-ref/venv; made by
@@ -34,6 +35,13 @@ scripts/install-deps.sh
 swift build -c release --product cnclip >/dev/null
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
+if [ -z "${PEAK_GFLOPS:-}" ] || [ -z "${INT8_PEAK_GOPS:-}" ]; then
+  peaks=$(scripts/bench-peak.sh)
+  echo "peaks of one core: $peaks" >&2
+  read -r fma_peak int8_peak < <(python3 -c 'import json, sys; p = json.loads(sys.argv[1]); t = int(sys.argv[2])
+print(round(max(p["fma512_gflops"], p["fma256_gflops"]) * t), round(max(p["vnni512_gops"], p["vnni256_gops"]) * t))' "$peaks" "$threads")
+  export PEAK_GFLOPS=${PEAK_GFLOPS:-$fma_peak} INT8_PEAK_GOPS=${INT8_PEAK_GOPS:-$int8_peak}
+fi
 parts=${PARTS:-encode train int8}
 texts=$PWD/scripts/bench-texts
 checkpoint=${TMPDIR:-/tmp}/cnclip-bench-vit-b-16.pt
@@ -123,7 +131,7 @@ def header(what, command_note):
             what, "Command: `scripts/bench-vs-reference.sh`", "",
             "| configuration | metric | reference | ours | ratio |", "| --- | --- | ---: | ---: | ---: |"]
 tables = {}
-peak = float(os.environ.get("PEAK_GFLOPS", "200"))
+peak = float(os.environ["PEAK_GFLOPS"])
 # Nominal forward FLOPs (2 per multiply-add) of the towers, as the reference computes them.
 vision_shapes = {"ViT-B-16": (12, 768, 16, 224), "ViT-L-14": (24, 1024, 14, 224)}  # layers, width, patch, resolution
 text_shapes = {"RoBERTa-wwm-ext-base-chinese": (12, 768, 3072), "RoBERTa-wwm-ext-large-chinese": (24, 1024, 4096)}
@@ -144,7 +152,8 @@ encode = [c for c in dict.fromkeys(k[0] for k in rows if not k[1].startswith("in
 if encode:
     lines = header("Ours: `cnclip bench`. Random weights; texts padded to 52 tokens (we compute each text at its own length, "
                    "the reference all 52). Peak fraction: GFLOP/s of the work each engine does (images: the reference's nominal "
-                   f"FLOPs for both; texts: at the positions each computes) over {peak:.0f} GFLOP/s.",
+                   f"FLOPs for both; texts: at the positions each computes) over {peak:.0f} GFLOP/s (the FMA rate of one core, measured by "
+                   "`scripts/bench-peak.sh`, × the threads).",
                    "`scripts/reference/bench_encode.py`, measuring as `bench_torch.py`")
     lines[-2:] = ["| model | configuration | metric | reference | ours | ratio |", "| --- | --- | --- | ---: | ---: | ---: |"]
     def pct(x): return f" ({100 * x / peak:.0f}% of peak)"
@@ -172,7 +181,7 @@ if encode:
     tables["bench-vs-reference"] = lines
 int8 = [c for c in dict.fromkeys(k[0] for k in rows if k[1].startswith("int8:")) if c != "memory"]
 if int8:
-    int8_peak = float(os.environ.get("INT8_PEAK_GOPS", "1433"))
+    int8_peak = float(os.environ["INT8_PEAK_GOPS"])
     engines = [("int8:torch", "PyTorch fp32"), ("int8:ort", "ONNX Runtime fp32"), ("int8:ort8", "ONNX Runtime int8"),
                ("int8:swift", "ours fp32"), ("int8:swift8", "ours int8")]
     ort_version = rows[(int8[0], "int8:ort")][0].get("ort", "?")
@@ -181,7 +190,7 @@ if int8:
              f"`scripts/reference/bench_encode.py`; ONNX Runtime {ort_version} fp32 and dynamic int8 (`quantize_dynamic`, per-channel "
              "QInt8 weights): `scripts/reference/bench_ort_encode.py`; ours: `cnclip bench [--precision int8]`. Texts padded to 52 "
              "tokens (we compute each text at its own length, the others all 52). Our int8 also as a share of the int8 peak "
-             f"({int8_peak:.0f} GOP/s: 512-bit VNNI on both cores), counting the nominal products of the towers.",
+             f"({int8_peak:.0f} GOP/s: the vpdpbusd rate of one core, measured by `scripts/bench-peak.sh`, × the threads), counting the nominal products of the towers.",
              "Command: `PARTS=int8 scripts/bench-vs-reference.sh`", "",
              "| configuration | metric | " + " | ".join(n for _, n in engines) + " | ours int8 ÷ ONNX Runtime int8 | ours int8 ÷ PyTorch |",
              "| --- | --- |" + " ---: |" * (len(engines) + 2)]

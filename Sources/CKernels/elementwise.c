@@ -554,3 +554,76 @@ void cnclip_l2_normalize_rows(const float *x, long rows, long n, float *y) {
         for (long j = 0; j < n; j++) yi[j] = xi[j] / norm;
     }
 }
+
+// MARK: - AdamW
+
+// One element's update in the order and operations of PyTorch's single-tensor AdamW (elementwise.h), on the
+// constants each path defines as decayK, oneMinusBeta1K, beta2K, oneMinusBeta2K, biasCorrection2SqrtK, epsK and
+// negStepSizeK, so that the three paths cannot drift apart.
+#define ADAMW_STEP(W, G, M, V, MUL, ADD, SUB, DIV, SQRT)                                                         \
+    do {                                                                                                        \
+        if (decayWeights) W = MUL(W, decayK);                                                                   \
+        M = ADD(M, MUL(oneMinusBeta1K, SUB(G, M)));                                                             \
+        V = ADD(MUL(V, beta2K), MUL(oneMinusBeta2K, MUL(G, G)));                                                \
+        W = ADD(W, MUL(negStepSizeK, DIV(M, ADD(DIV(SQRT(V), biasCorrection2SqrtK), epsK))));                   \
+    } while (0)
+
+#define ADAMW_PARAMETERS                                                                                        \
+    float *w, const float *g, float *m, float *v, long n, float decay, int decayWeights, float oneMinusBeta1,   \
+        float beta2, float oneMinusBeta2, float biasCorrection2Sqrt, float eps, float stepSize
+#define ADAMW_ARGUMENTS w, g, m, v, n, decay, decayWeights, oneMinusBeta1, beta2, oneMinusBeta2, biasCorrection2Sqrt, eps, stepSize
+#define ADAMW_CONSTANTS(SET)                                                                                    \
+    const __typeof__(SET(0)) decayK = SET(decay), oneMinusBeta1K = SET(oneMinusBeta1), beta2K = SET(beta2),    \
+                             oneMinusBeta2K = SET(oneMinusBeta2), biasCorrection2SqrtK = SET(biasCorrection2Sqrt), \
+                             epsK = SET(eps), negStepSizeK = SET(-stepSize)
+
+AVX512 static void adamwAVX512(ADAMW_PARAMETERS) {
+    ADAMW_CONSTANTS(_mm512_set1_ps);
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : tailMask16(n - i);
+        __m512 W = _mm512_maskz_loadu_ps(k, w + i), G = _mm512_maskz_loadu_ps(k, g + i);
+        __m512 M = _mm512_maskz_loadu_ps(k, m + i), V = _mm512_maskz_loadu_ps(k, v + i);
+        ADAMW_STEP(W, G, M, V, _mm512_mul_ps, _mm512_add_ps, _mm512_sub_ps, _mm512_div_ps, _mm512_sqrt_ps);
+        _mm512_mask_storeu_ps(w + i, k, W);
+        _mm512_mask_storeu_ps(m + i, k, M);
+        _mm512_mask_storeu_ps(v + i, k, V);
+    }
+}
+
+AVX2 static void adamwAVX2(ADAMW_PARAMETERS) {
+    ADAMW_CONSTANTS(_mm256_set1_ps);
+    for (long i = 0; i < n; i += 8) {
+        __m256i k = tailMask8(n - i < 8 ? n - i : 8);
+        __m256 W = _mm256_maskload_ps(w + i, k), G = _mm256_maskload_ps(g + i, k);
+        __m256 M = _mm256_maskload_ps(m + i, k), V = _mm256_maskload_ps(v + i, k);
+        ADAMW_STEP(W, G, M, V, _mm256_mul_ps, _mm256_add_ps, _mm256_sub_ps, _mm256_div_ps, _mm256_sqrt_ps);
+        _mm256_maskstore_ps(w + i, k, W);
+        _mm256_maskstore_ps(m + i, k, M);
+        _mm256_maskstore_ps(v + i, k, V);
+    }
+}
+
+static inline float set1(float a) { return a; }
+static inline float mul1(float a, float b) { return a * b; }
+static inline float add1(float a, float b) { return a + b; }
+static inline float sub1(float a, float b) { return a - b; }
+static inline float div1(float a, float b) { return a / b; }
+
+static void adamwPortable(ADAMW_PARAMETERS) {
+    ADAMW_CONSTANTS(set1);
+    for (long i = 0; i < n; i++) {
+        float W = w[i], G = g[i], M = m[i], V = v[i];
+        ADAMW_STEP(W, G, M, V, mul1, add1, sub1, div1, sqrtf);
+        w[i] = W;
+        m[i] = M;
+        v[i] = V;
+    }
+}
+
+void cnclip_adamw(ADAMW_PARAMETERS) {
+    switch (cnclip_elementwise_path()) {
+    case CNCLIP_ELEMENTWISE_AVX512: adamwAVX512(ADAMW_ARGUMENTS); break;
+    case CNCLIP_ELEMENTWISE_AVX2: adamwAVX2(ADAMW_ARGUMENTS); break;
+    default: adamwPortable(ADAMW_ARGUMENTS);
+    }
+}

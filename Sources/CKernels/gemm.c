@@ -51,16 +51,24 @@ static inline void transpose8(const float *const rows[8], float *dst, long dstri
     _mm256_store_ps(dst + 7 * dstride, _mm256_permute2f128_ps(s3, s7, 0x31));
 }
 
+// A copy of a constant number of bytes that the compiler must inline: with plain memcpy, clang folds the cases
+// of `copyFloats` back into one call of the library's memcpy with a variable size (5% of a training step).
+#if defined(__has_builtin) && __has_builtin(__builtin_memcpy_inline)
+#define COPY_CONSTANT(dst, src, bytes) __builtin_memcpy_inline(dst, src, bytes)
+#else
+#define COPY_CONSTANT(dst, src, bytes) memcpy(dst, src, bytes)
+#endif
+
 /// Copies `count` floats, with the panel widths spelled as constants so that the copy compiles to vector moves
 /// instead of a call to memcpy per row of a panel.
 static inline void copyFloats(float *dst, const float *src, long count) {
     switch (count) {
-    case 4: memcpy(dst, src, 4 * sizeof(float)); break;
-    case 6: memcpy(dst, src, 6 * sizeof(float)); break;
-    case 8: memcpy(dst, src, 8 * sizeof(float)); break;
-    case 12: memcpy(dst, src, 12 * sizeof(float)); break;
-    case 16: memcpy(dst, src, 16 * sizeof(float)); break;
-    case 32: memcpy(dst, src, 32 * sizeof(float)); break;
+    case 4: COPY_CONSTANT(dst, src, 4 * sizeof(float)); break;
+    case 6: COPY_CONSTANT(dst, src, 6 * sizeof(float)); break;
+    case 8: COPY_CONSTANT(dst, src, 8 * sizeof(float)); break;
+    case 12: COPY_CONSTANT(dst, src, 12 * sizeof(float)); break;
+    case 16: COPY_CONSTANT(dst, src, 16 * sizeof(float)); break;
+    case 32: COPY_CONSTANT(dst, src, 32 * sizeof(float)); break;
     default: memcpy(dst, src, (size_t)count * sizeof(float));
     }
 }

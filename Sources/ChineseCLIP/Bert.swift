@@ -102,7 +102,7 @@ package final class BertLayer: Module {
             q: q, k: key(x), v: value(x), batch: b, lq: q.shape[1], lk: l,
             heads: heads, headDim: w / heads, keyBias: keyBias, dropout: probsDropout)
         let a = attentionNorm(add(attentionDropout(attentionOutput(ctx)), firstTokenOnly ? firstRows(x) : x))
-        return outputNorm(add(outputDropout(output(gelu(intermediate(a)))), a))
+        return outputNorm(add(outputDropout(output(intermediate(a), after: .gelu)), a))
     }
 
     /// Packed texts: `x [texts.totalRows, hidden]`, `keyBias [texts.totalRows]` → `[texts.totalRows, hidden]`, each
@@ -120,7 +120,7 @@ package final class BertLayer: Module {
             q: query(residual), queries: queries, k: key(x), v: value(x), keys: texts, heads: heads, headDim: w / heads,
             keyBias: keyBias)
         let a = attentionNorm(add(attentionDropout(attentionOutput(ctx)), residual))
-        return outputNorm(add(outputDropout(output(gelu(intermediate(a)))), a))
+        return outputNorm(add(outputDropout(output(intermediate(a), after: .gelu)), a))
     }
 }
 

@@ -92,7 +92,7 @@ package final class ResidualAttentionBlock: Module {
     /// class token alone (what the last block of an encoder needs).
     package func callAsFunction(_ x: Variable, firstTokenOnly: Bool = false) -> Variable {
         let h = add(firstTokenOnly ? firstRows(x) : x, attn(ln1(x), firstQueryOnly: firstTokenOnly))
-        return add(h, cProj(quickGelu(cFc(ln2(h)))))
+        return add(h, cProj(cFc(ln2(h)), after: .quickGelu))
     }
 }
 

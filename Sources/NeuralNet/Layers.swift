@@ -30,6 +30,13 @@ package final class Linear: Module {
         if let int8Weight = weight.int8 { return Variable(linear(x.value, weight: int8Weight, bias: bias?.value)) }
         return linear(x, weight: weight.variable, bias: bias?.variable)
     }
+
+    /// `activation(x)` for `x [..., in]` → `[..., out]`; in training the activation's output is recomputed in the
+    /// backward pass instead of kept (`linear(_:activation:weight:bias:)`), with the same values and gradients.
+    package func callAsFunction(_ x: Variable, after activation: Activation) -> Variable {
+        if let int8Weight = weight.int8 { return Variable(linear(activation(x.value), weight: int8Weight, bias: bias?.value)) }
+        return linear(x, activation: activation, weight: weight.variable, bias: bias?.variable)
+    }
 }
 
 /// `nn.LayerNorm` over the last dimension: `weight [n]`, `bias [n]`.

@@ -2,6 +2,7 @@
 // step: decoupled weight decay first, then the moment updates, then the bias-corrected step. Scalars
 // (bias corrections, step size) are computed in Double as Python does and applied in fp32.
 
+import CKernels
 import Foundation
 import Tensors
 
@@ -56,24 +57,24 @@ package final class AdamW {
                 let shape = p.value.shape
                 var s = state[key] ?? StateDict.ParameterState(step: 0, expAvg: Tensor(shape: shape), expAvgSq: Tensor(shape: shape))
                 s.step += 1
-                // The parameter gets a fresh tensor: its old value may be a memory-mapped checkpoint or shared.
-                let param = p.value.copy()
-                let n = param.count
-                let w = param.mutableData, g = grad.data, m = s.expAvg.mutableData, v = s.expAvgSq.mutableData
-                let decay = Float(1 - lr * wd)
+                // In place when the parameter alone holds its value; otherwise a fresh tensor, for its value may be
+                // a memory-mapped checkpoint or shared with the caller.
+                if !p.value.isUniquelyOwned() { p.value = p.value.copy() }
+                let w = p.value.mutableData, g = grad.data, m = s.expAvg.mutableData, v = s.expAvgSq.mutableData
+                let decay = Float(1 - lr * wd), decayWeights: Int32 = wd != 0 ? 1 : 0
                 let oneMinusBeta1 = Float(1 - beta1), b2 = Float(beta2), oneMinusBeta2 = Float(1 - beta2)
                 let biasCorrection1 = 1 - pow(beta1, Double(s.step))
                 let biasCorrection2Sqrt = (1 - pow(beta2, Double(s.step))).squareRoot()
                 let stepSize = Float(lr / biasCorrection1)
                 let bc2 = Float(biasCorrection2Sqrt), e = Float(eps)
-                for i in 0..<n {
-                    if wd != 0 { w[i] *= decay }  // param.mul_(1 - lr * wd)
-                    m[i] += oneMinusBeta1 * (g[i] - m[i])  // exp_avg.lerp_(grad, 1 - beta1)
-                    v[i] = v[i] * b2 + oneMinusBeta2 * (g[i] * g[i])  // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
-                    let denom = v[i].squareRoot() / bc2 + e  // exp_avg_sq.sqrt() / sqrt(bc2) + eps
-                    w[i] += -stepSize * (m[i] / denom)  // param.addcdiv_(exp_avg, denom, -step_size)
+                // Per element, in PyTorch's order: param.mul_(1 - lr * wd); exp_avg.lerp_(grad, 1 - beta1);
+                // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2); denom = exp_avg_sq.sqrt() / sqrt(bc2) + eps;
+                // param.addcdiv_(exp_avg, denom, -step_size) (`cnclip_adamw`).
+                parallelFor(p.value.count, cost: 16) { r in
+                    let i = r.lowerBound
+                    cnclip_adamw(
+                        w + i, g + i, m + i, v + i, r.count, decay, decayWeights, oneMinusBeta1, b2, oneMinusBeta2, bc2, e, stepSize)
                 }
-                p.value = param
                 state[key] = s
             }
         }

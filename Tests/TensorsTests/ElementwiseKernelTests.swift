@@ -1,6 +1,6 @@
 // CKernels' elementwise kernels (elementwise.c): every path this CPU has (AVX-512, AVX2/FMA, portable) gives the
 // portable path's bits on every size, tails included; a softmax row ignores keys masked to probability 0 and a layer
-// norm row ignores the other rows, bit for bit; erf keeps its stated error on every path.
+// norm row ignores the other rows, bit for bit; erf keeps its stated error on every path; AdamW's update is PyTorch's.
 
 import CKernels
 import Essentials
@@ -76,6 +76,39 @@ final class ElementwiseKernelTests: XCTestCase {
                 let got = on(path) { outputs(n, seed: UInt64(n)) }
                 for (kernel, bits) in expected.sorted(by: { $0.key < $1.key }) {
                     XCTAssertEqual(got[kernel], bits, "\(kernel), n = \(n), path \(path)")
+                }
+            }
+        }
+    }
+
+    /// AdamW's kernel on every path is PyTorch's single-tensor update operation for operation: the bits of the plain
+    /// loop below (the one the optimiser ran before the kernel, checked against PyTorch's steps by the training tests).
+    func testAdamWIsTheReferenceUpdate() {
+        var g = SplitMix64(seed: 8)
+        for n in sizes {
+            let grad = random(n, -3...3, &g)
+            let w0 = random(n, -2...2, &g), m0 = random(n, -1...1, &g), v0 = random(n, 0...4, &g)
+            let (oneMinusBeta1, beta2, oneMinusBeta2): (Float, Float, Float) = (0.1, 0.98, 0.02)
+            let (decay, bc2, eps, stepSize): (Float, Float, Float, Float) = (0.99998, 0.14, 1e-6, 0.0017)
+            for decayWeights in [false, true] {
+                var (w, m, v) = (w0, m0, v0)
+                for i in 0..<n {
+                    if decayWeights { w[i] *= decay }
+                    m[i] += oneMinusBeta1 * (grad[i] - m[i])
+                    v[i] = v[i] * beta2 + oneMinusBeta2 * (grad[i] * grad[i])
+                    let denom = v[i].squareRoot() / bc2 + eps
+                    w[i] += -stepSize * (m[i] / denom)
+                }
+                for path in paths {
+                    var (pw, pm, pv) = (w0, m0, v0)
+                    on(path) {
+                        cnclip_adamw(
+                            &pw, grad, &pm, &pv, n, decay, decayWeights ? 1 : 0, oneMinusBeta1, beta2, oneMinusBeta2, bc2, eps, stepSize)
+                    }
+                    let what = "n = \(n), decay \(decayWeights), path \(path)"
+                    XCTAssertEqual(pw.map(\.bitPattern), w.map(\.bitPattern), "weights, \(what)")
+                    XCTAssertEqual(pm.map(\.bitPattern), m.map(\.bitPattern), "first moments, \(what)")
+                    XCTAssertEqual(pv.map(\.bitPattern), v.map(\.bitPattern), "second moments, \(what)")
                 }
             }
         }

@@ -104,6 +104,33 @@ final class GradientParityTests: XCTestCase {
     func testLinearWithoutBias() { check("linear_no_bias", ["x", "weight"]) { linear($0[0], weight: $0[1], bias: nil) } }
     /// Big enough that the backward products are split across threads (rows of dx, columns of dW).
     func testLinearSplit() { check("linear_big", ["x", "weight", "bias"], fd: false, threads: true) { linear($0[0], weight: $0[1], bias: $0[2]) } }
+    /// The MLP's second layer after its activation, which recomputes the activation in the backward pass instead of
+    /// keeping it: the bits of `linear(gelu(x), …)` (whose primitives are checked above) in the output and in every
+    /// gradient, on the small case and on the big one whose products are split across threads.
+    func testLinearAfterActivationIsTheComposition() {
+        for c in ["linear", "linear_big"] {
+            let inputs = ["x", "weight", "bias"].map { GradGolden.tensor("\(c).in.\($0)") }
+            let g = GradGolden.tensor("\(c).g")
+            for activation in [Activation.gelu, .quickGelu] {
+                for t in [1, 2] {
+                    withComputeThreads(t) {
+                        let fused = inputs.map { Variable.leaf($0) }, plain = inputs.map { Variable.leaf($0) }
+                        let y = linear(fused[0], activation: activation, weight: fused[1], bias: fused[2])
+                        let a = activation == .gelu ? gelu(plain[0]) : quickGelu(plain[0])
+                        let expected = linear(a, weight: plain[1], bias: plain[2])
+                        XCTAssertEqual(y.value.scalars, expected.value.scalars, "\(c) \(activation) forward")
+                        y.backward(seed: g.reshaped(y.shape))
+                        expected.backward(seed: g.reshaped(y.shape))
+                        for i in 0..<3 {
+                            XCTAssertNotNil(fused[i].grad)
+                            XCTAssertEqual(fused[i].grad?.scalars, plain[i].grad?.scalars, "\(c) \(activation) gradient \(i), \(t) threads")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     func testMatmul() { check("matmul", ["a", "b"]) { matmul($0[0], $0[1]) } }
     func testMatmulTransposed() { check("matmul_transposed", ["a", "b"]) { matmulTransposed($0[0], $0[1]) } }
 
@@ -276,6 +303,22 @@ final class GradientParityTests: XCTestCase {
         XCTAssertEqual(x.grad?.scalars, [5, 5, 7])
         x.node?.zeroGrad()
         XCTAssertNil(x.grad)
+    }
+
+    /// A graph is back-propagated once, and what its rules saved is freed as the pass goes (PyTorch's default,
+    /// `retain_graph=False`): a finished step holds its gradients, not its activations as well.
+    func testBackwardFreesWhatTheRulesSaved() {
+        let x = Variable.leaf(Tensor(shape: [4], repeating: 2))
+        weak var saved: TensorStorage?
+        let y: Variable = {
+            let h = exp(x)  // its rule keeps its output
+            saved = h.value.storage
+            return scaled(h, by: 3)
+        }()
+        XCTAssertNotNil(saved, "the forward pass keeps what the backward pass needs")
+        y.backward(seed: Tensor(shape: [4], repeating: 1))
+        XCTAssertNil(saved, "exp's output is still held after the backward pass")
+        XCTAssertEqual(x.grad?.scalars, [Float](repeating: 3 * Foundation.exp(2), count: 4))
     }
 
     /// Dropout: identity when p = 0 or not training; otherwise the gradient follows the same mask.

@@ -48,6 +48,12 @@ void cnclip_layer_norm_rows(const float *x, long rows, long n, const float *w, c
 /// Each row of `x [rows, n]` divided by its L2 norm, `sqrt(sum(x²))`, into `y` (`y` may equal `x`).
 void cnclip_l2_normalize_rows(const float *x, long rows, long n, float *y);
 
+/// One AdamW step over `n` parameters in place, each element as PyTorch's single-tensor AdamW updates it, in this
+/// order and with nothing fused: `w *= decay` (only when `decayWeights`), `m += oneMinusBeta1 * (g - m)`,
+/// `v = v * beta2 + oneMinusBeta2 * (g * g)`, `w += -stepSize * (m / (sqrt(v) / biasCorrection2Sqrt + eps))`.
+void cnclip_adamw(float *w, const float *g, float *m, float *v, long n, float decay, int decayWeights, float oneMinusBeta1,
+                  float beta2, float oneMinusBeta2, float biasCorrection2Sqrt, float eps, float stepSize);
+
 /// The path the kernels take now: the best this CPU has (AVX-512, then AVX2 with FMA, then portable), or the one
 /// forced by `cnclip_elementwise_use_path`.
 int cnclip_elementwise_path(void);

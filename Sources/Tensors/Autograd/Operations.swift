@@ -9,29 +9,76 @@ import Foundation
 
 /// `x @ weight.T + bias`: `x [..., in]`, `weight [out, in]`, `bias [out]` → `[..., out]`.
 package func linear(_ x: Variable, weight: Variable, bias: Variable?) -> Variable {
-    let out = linear(x.value, weight: weight.value, bias: bias?.value)
     let xv = x.value, wv = weight.value
-    return Variable.record(out, inputs: [x, weight] + (bias.map { [$0] } ?? [])) { g in
-        let m = xv.rowCount, k = xv.lastDim, n = wv.shape[0]
-        var dx: Tensor?, dw: Tensor?
-        if x.requiresGrad {
-            // dx [m, k] = g [m, n] @ W [n, k]
-            let t = Tensor.uninitialized(xv.shape)
-            BLAS.gemm(m: m, n: k, k: n, a: g.data, lda: n, b: wv.data, ldb: k, c: t.mutableData, ldc: k)
-            dx = t
-        }
-        if weight.requiresGrad {
-            // dW [n, k] = gᵀ [n, m] @ x [m, k]
-            let t = Tensor.uninitialized(wv.shape)
-            BLAS.gemm(transA: true, m: n, n: k, k: m, a: g.data, lda: n, b: xv.data, ldb: k, c: t.mutableData, ldc: k)
-            dw = t
-        }
-        var grads: [Tensor?] = [dx, dw]
-        if let bias { grads.append(bias.requiresGrad ? sumRows(g, width: n) : nil) }
-        return grads
+    return Variable.record(linear(xv, weight: wv, bias: bias?.value), inputs: [x, weight] + (bias.map { [$0] } ?? [])) { g in
+        linearBackward(g, inputShape: xv.shape, weight: wv, wantX: x.requiresGrad, wantWeight: weight.requiresGrad, bias: bias) { xv }
     }
 }
 
+/// The gradients of `linear` for the output's gradient `g [..., out]`: dx (shaped `inputShape`) and dW, each only
+/// when wanted, then dbias when there is a bias. `input` gives the layer's input; it is called only for dW.
+private func linearBackward(
+    _ g: Tensor, inputShape: [Int], weight wv: Tensor, wantX: Bool, wantWeight: Bool, bias: Variable?, input: () -> Tensor
+) -> [Tensor?] {
+    let m = g.rowCount, n = wv.shape[0], k = wv.shape[1]
+    var dx: Tensor?, dw: Tensor?
+    if wantX {
+        // dx [m, k] = g [m, n] @ W [n, k]
+        let t = Tensor.uninitialized(inputShape)
+        BLAS.gemm(m: m, n: k, k: n, a: g.data, lda: n, b: wv.data, ldb: k, c: t.mutableData, ldc: k)
+        dx = t
+    }
+    if wantWeight {
+        // dW [n, k] = gᵀ [n, m] @ x [m, k]
+        let xv = input()
+        let t = Tensor.uninitialized(wv.shape)
+        BLAS.gemm(transA: true, m: n, n: k, k: m, a: g.data, lda: n, b: xv.data, ldb: k, c: t.mutableData, ldc: k)
+        dw = t
+    }
+    var grads: [Tensor?] = [dx, dw]
+    if let bias { grads.append(bias.requiresGrad ? sumRows(g, width: n) : nil) }
+    return grads
+}
+
+/// An elementwise activation that a following `linear` can recompute in its backward pass instead of keeping.
+package enum Activation: Sendable {
+    /// Exact GELU (BERT's).
+    case gelu
+    /// QuickGELU (CLIP's vision transformer).
+    case quickGelu
+
+    /// The activation of every element of `x`.
+    package func callAsFunction(_ x: Tensor) -> Tensor {
+        switch self {
+        case .gelu: Tensors.gelu(x)
+        case .quickGelu: Tensors.quickGelu(x)
+        }
+    }
+
+    /// The gradient with respect to `x` given the gradient `g` of the activation's output (same shape).
+    func backward(_ x: Tensor, gradient g: Tensor) -> Tensor {
+        switch self {
+        case .gelu: geluBackward(x, gradient: g)
+        case .quickGelu: quickGeluBackward(x, gradient: g)
+        }
+    }
+}
+
+/// `activation(x) @ weight.T + bias`, the MLP's second layer, keeping only `x [..., in]`: the activation's output,
+/// which the weight's gradient needs, is recomputed in the backward pass rather than held through the forward
+/// pass (a `[rows, 4·width]` tensor per transformer block, a quarter of a block's saved activations). Values and
+/// gradients are the bits of `linear(gelu(x), …)`: the same kernels on the same operands.
+package func linear(_ x: Variable, activation: Activation, weight: Variable, bias: Variable?) -> Variable {
+    let xv = x.value, wv = weight.value
+    let out = linear(activation(xv), weight: wv, bias: bias?.value)
+    return Variable.record(out, inputs: [x, weight] + (bias.map { [$0] } ?? [])) { g in
+        var grads = linearBackward(
+            g, inputShape: xv.shape, weight: wv, wantX: x.requiresGrad, wantWeight: weight.requiresGrad, bias: bias
+        ) { activation(xv) }
+        grads[0] = grads[0].map { activation.backward(xv, gradient: $0) }
+        return grads
+    }
+}
 /// `a @ b`: `a [..., m, k]` (leading dimensions flattened into rows), `b [k, n]` → `[..., n]`.
 package func matmul(_ a: Variable, _ b: Variable) -> Variable {
     let av = a.value, bv = b.value
@@ -125,60 +172,66 @@ private let geluBlock = 1024
 /// Exact GELU (erf), as BERT's `gelu`.
 package func gelu(_ x: Variable) -> Variable {
     let xv = x.value
-    return Variable.record(gelu(xv), inputs: [x]) { g in
-        let d = Tensor.uninitialized(g.shape)
-        let s = xv.data, gp = g.data, dp = d.mutableData
-        parallelFor(g.count, cost: 32) { r in
-            // d/dx x·Φ(x) = Φ(x) + x·φ(x), with erf and exp by the vector kernels, a block at a time.
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * geluBlock) { buffer in
-                let cdf = buffer.baseAddress!, pdf = cdf + geluBlock
-                var lo = r.lowerBound
-                while lo < r.upperBound {
-                    let n = min(geluBlock, r.upperBound - lo)
-                    for j in 0..<n {
-                        let v = s[lo + j]
-                        cdf[j] = v * 0.70710678118654752
-                        pdf[j] = -0.5 * v * v
-                    }
-                    cnclip_erf(cdf, cdf, n)
-                    cnclip_exp(pdf, pdf, n)
-                    for j in 0..<n {
-                        let v = s[lo + j]
-                        dp[lo + j] = gp[lo + j] * (0.5 * (1 + cdf[j]) + v * (pdf[j] * 0.3989422804014327))
-                    }
-                    lo += n
+    return Variable.record(gelu(xv), inputs: [x]) { g in [geluBackward(xv, gradient: g)] }
+}
+
+/// GELU's input gradient: `g · (Φ(x) + x·φ(x))` for input `x` and output gradient `g` (same shape).
+func geluBackward(_ xv: Tensor, gradient g: Tensor) -> Tensor {
+    let d = Tensor.uninitialized(g.shape)
+    let s = xv.data, gp = g.data, dp = d.mutableData
+    parallelFor(g.count, cost: 32) { r in
+        // d/dx x·Φ(x) = Φ(x) + x·φ(x), with erf and exp by the vector kernels, a block at a time.
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * geluBlock) { buffer in
+            let cdf = buffer.baseAddress!, pdf = cdf + geluBlock
+            var lo = r.lowerBound
+            while lo < r.upperBound {
+                let n = min(geluBlock, r.upperBound - lo)
+                for j in 0..<n {
+                    let v = s[lo + j]
+                    cdf[j] = v * 0.70710678118654752
+                    pdf[j] = -0.5 * v * v
                 }
+                cnclip_erf(cdf, cdf, n)
+                cnclip_exp(pdf, pdf, n)
+                for j in 0..<n {
+                    let v = s[lo + j]
+                    dp[lo + j] = gp[lo + j] * (0.5 * (1 + cdf[j]) + v * (pdf[j] * 0.3989422804014327))
+                }
+                lo += n
             }
         }
-        return [d]
     }
+    return d
 }
 
 /// QuickGELU, `x * sigmoid(1.702 * x)`.
 package func quickGelu(_ x: Variable) -> Variable {
     let xv = x.value
-    return Variable.record(quickGelu(xv), inputs: [x]) { g in
-        let d = Tensor.uninitialized(g.shape)
-        let s = xv.data, gp = g.data, dp = d.mutableData
-        parallelFor(g.count, cost: 32) { r in
-            // The sigmoid's exponential by the vector kernel, a block at a time.
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: geluBlock) { buffer in
-                let e = buffer.baseAddress!
-                var lo = r.lowerBound
-                while lo < r.upperBound {
-                    let n = min(geluBlock, r.upperBound - lo)
-                    for j in 0..<n { e[j] = -1.702 * s[lo + j] }
-                    cnclip_exp(e, e, n)
-                    for j in 0..<n {
-                        let v = s[lo + j], sig = 1 / (1 + e[j])
-                        dp[lo + j] = gp[lo + j] * (sig + v * 1.702 * sig * (1 - sig))
-                    }
-                    lo += n
+    return Variable.record(quickGelu(xv), inputs: [x]) { g in [quickGeluBackward(xv, gradient: g)] }
+}
+
+/// QuickGELU's input gradient: `g · (σ + 1.702·x·σ·(1 − σ))`, σ = sigmoid(1.702·x), for input `x` and output gradient `g`.
+func quickGeluBackward(_ xv: Tensor, gradient g: Tensor) -> Tensor {
+    let d = Tensor.uninitialized(g.shape)
+    let s = xv.data, gp = g.data, dp = d.mutableData
+    parallelFor(g.count, cost: 32) { r in
+        // The sigmoid's exponential by the vector kernel, a block at a time.
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: geluBlock) { buffer in
+            let e = buffer.baseAddress!
+            var lo = r.lowerBound
+            while lo < r.upperBound {
+                let n = min(geluBlock, r.upperBound - lo)
+                for j in 0..<n { e[j] = -1.702 * s[lo + j] }
+                cnclip_exp(e, e, n)
+                for j in 0..<n {
+                    let v = s[lo + j], sig = 1 / (1 + e[j])
+                    dp[lo + j] = gp[lo + j] * (sig + v * 1.702 * sig * (1 - sig))
                 }
+                lo += n
             }
         }
-        return [d]
     }
+    return d
 }
 
 /// Inverted dropout: zeroes each element with probability `p` and scales the rest by `1/(1-p)`, drawing

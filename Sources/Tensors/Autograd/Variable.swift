@@ -10,10 +10,15 @@ import Foundation
 
 /// A node of the autograd graph: a leaf that accumulates a gradient, or the record of one operation.
 package final class GradNode {
-    /// The nodes of the inputs that require a gradient (nil for constant inputs), in the operation's input order.
-    let parents: [GradNode?]
-    /// Maps the gradient of the output to one gradient per input (nil where not needed); nil for leaves.
-    let backwardRule: ((Tensor) -> [Tensor?])?
+    /// The nodes of the inputs that require a gradient (nil for constant inputs), in the operation's input order;
+    /// emptied once the backward pass has used them.
+    private(set) var parents: [GradNode?]
+    /// Maps the gradient of the output to one gradient per input (nil where not needed); nil for leaves, and
+    /// dropped once run so that the values it saved are freed as the backward pass goes (PyTorch's default,
+    /// `retain_graph=False`): the activations then never coexist with all the gradients.
+    private(set) var backwardRule: ((Tensor) -> [Tensor?])?
+    /// True for leaves (nodes not produced by an operation).
+    package let isLeaf: Bool
     /// Shape of the value this node stands for; a gradient always has it.
     let shape: [Int]
     /// The accumulated gradient: kept on leaves after `backward()`, dropped from intermediate nodes once used.
@@ -24,16 +29,27 @@ package final class GradNode {
         self.parents = []
         self.backwardRule = nil
         self.shape = shape
+        self.isLeaf = true
     }
 
     init(shape: [Int], parents: [GradNode?], rule: @escaping (Tensor) -> [Tensor?]) {
         self.shape = shape
         self.parents = parents
         self.backwardRule = rule
+        self.isLeaf = false
     }
 
-    /// True for leaves (nodes not produced by an operation).
-    package var isLeaf: Bool { backwardRule == nil }
+    /// Runs the rule on the accumulated gradient and passes the results to the parents, then forgets the
+    /// gradient, the rule and the parents: a graph is back-propagated once.
+    fileprivate func propagate() {
+        guard let rule = backwardRule, let g = grad else { return }
+        grad = nil
+        backwardRule = nil
+        let grads = rule(g)
+        precondition(grads.count == parents.count, "backward rule returned \(grads.count) gradients for \(parents.count) inputs")
+        for (p, pg) in zip(parents, grads) { if let p, let pg { p.accumulate(pg) } }
+        parents = []
+    }
 
     /// Forgets the accumulated gradient.
     package func zeroGrad() { grad = nil }
@@ -121,15 +137,7 @@ package struct Variable: CustomStringConvertible {
             for p in n.parents { if let p, !visited.contains(ObjectIdentifier(p)) { stack.append((p, false)) } }
         }
         root.accumulate(seed)
-        for n in order.reversed() {
-            guard let rule = n.backwardRule else { continue }
-            guard let g = n.grad else { continue }
-            // An intermediate gradient is needed only by this rule: free it now.
-            n.grad = nil
-            let grads = rule(g)
-            precondition(grads.count == n.parents.count, "backward rule returned \(grads.count) gradients for \(n.parents.count) inputs")
-            for (p, pg) in zip(n.parents, grads) { if let p, let pg { p.accumulate(pg) } }
-        }
+        for n in order.reversed() { n.propagate() }
     }
 }
 
