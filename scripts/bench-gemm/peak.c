@@ -15,67 +15,35 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-#define CHAINS(OP) OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7) OP(8) OP(9) OP(10) OP(11)
-// The empty asm keeps every accumulator live in a register, so the compiler can neither fold nor drop the chains.
-#define KEEP(c) \
-    __asm__ volatile("" : "+" c(a0), "+" c(a1), "+" c(a2), "+" c(a3), "+" c(a4), "+" c(a5), "+" c(a6), "+" c(a7), \
-                     "+" c(a8), "+" c(a9), "+" c(a10), "+" c(a11))
-
-__attribute__((target("avx512f"))) static double fma512(long n) {
-    __m512 a0 = _mm512_set1_ps(1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0,
-           a10 = a0, a11 = a0;
-    const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
-    double t = now();
-    for (long i = 0; i < n; i++) {
-#define F(r) a##r = _mm512_fmadd_ps(a##r, x, y);
-        CHAINS(F)
-        KEEP("v");
+// One benchmark: 12 chains of `op` on `vector`s, each instruction worth `work` operations. The empty asm keeps every
+// accumulator live in a register, so the compiler can neither fold nor drop the chains.
+#define PEAK(name, isa, vector, set1, seed, x, y, op, constraint, work)                                         \
+    __attribute__((target(isa))) static double name(long n) {                                                  \
+        vector a0 = set1(seed), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0,    \
+               a10 = a0, a11 = a0;                                                                              \
+        const vector b = set1(x), c = set1(y);                                                                  \
+        double t = now();                                                                                       \
+        for (long i = 0; i < n; i++) {                                                                          \
+            a0 = op(a0, b, c); a1 = op(a1, b, c); a2 = op(a2, b, c); a3 = op(a3, b, c);                         \
+            a4 = op(a4, b, c); a5 = op(a5, b, c); a6 = op(a6, b, c); a7 = op(a7, b, c);                         \
+            a8 = op(a8, b, c); a9 = op(a9, b, c); a10 = op(a10, b, c); a11 = op(a11, b, c);                     \
+            __asm__ volatile("" : "+" constraint(a0), "+" constraint(a1), "+" constraint(a2), "+" constraint(a3), \
+                             "+" constraint(a4), "+" constraint(a5), "+" constraint(a6), "+" constraint(a7),     \
+                             "+" constraint(a8), "+" constraint(a9), "+" constraint(a10), "+" constraint(a11));  \
+        }                                                                                                       \
+        return n * 12.0 * (work) / (now() - t) / 1e9;                                                           \
     }
-    t = now() - t;
-    return n * 12.0 * 16 * 2 / t / 1e9;
-}
 
-__attribute__((target("avx2,fma"))) static double fma256(long n) {
-    __m256 a0 = _mm256_set1_ps(1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0,
-           a10 = a0, a11 = a0;
-    const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
-    double t = now();
-    for (long i = 0; i < n; i++) {
-#define G(r) a##r = _mm256_fmadd_ps(a##r, x, y);
-        CHAINS(G)
-        KEEP("x");
-    }
-    t = now() - t;
-    return n * 12.0 * 8 * 2 / t / 1e9;
-}
+// a·x + y, and the dot products of a's bytes with x's added to a (the accumulator comes first in both).
+#define FMA512(a, x, y) _mm512_fmadd_ps(a, x, y)
+#define FMA256(a, x, y) _mm256_fmadd_ps(a, x, y)
+#define DOT512(a, x, y) _mm512_dpbusd_epi32(a, x, y)
+#define DOT256(a, x, y) _mm256_dpbusd_epi32(a, x, y)
 
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) static double vnni512(long n) {
-    __m512i a0 = _mm512_set1_epi32(1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0,
-            a10 = a0, a11 = a0;
-    const __m512i x = _mm512_set1_epi32(0x01010101), y = _mm512_set1_epi32(0x01010101);
-    double t = now();
-    for (long i = 0; i < n; i++) {
-#define V(r) a##r = _mm512_dpbusd_epi32(a##r, x, y);
-        CHAINS(V)
-        KEEP("v");
-    }
-    t = now() - t;
-    return n * 12.0 * 16 * 4 * 2 / t / 1e9;
-}
-
-__attribute__((target("avx2,avx512vl,avx512vnni"))) static double vnni256(long n) {
-    __m256i a0 = _mm256_set1_epi32(1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0,
-            a10 = a0, a11 = a0;
-    const __m256i x = _mm256_set1_epi32(0x01010101), y = _mm256_set1_epi32(0x01010101);
-    double t = now();
-    for (long i = 0; i < n; i++) {
-#define W(r) a##r = _mm256_dpbusd_epi32(a##r, x, y);
-        CHAINS(W)
-        KEEP("v");
-    }
-    t = now() - t;
-    return n * 12.0 * 8 * 4 * 2 / t / 1e9;
-}
+PEAK(fma512, "avx512f", __m512, _mm512_set1_ps, 1.0f, 0.999999f, 1e-7f, FMA512, "v", 16 * 2)
+PEAK(fma256, "avx2,fma", __m256, _mm256_set1_ps, 1.0f, 0.999999f, 1e-7f, FMA256, "x", 8 * 2)
+PEAK(vnni512, "avx512f,avx512bw,avx512vnni", __m512i, _mm512_set1_epi32, 1, 0x01010101, 0x01010101, DOT512, "v", 16 * 4 * 2)
+PEAK(vnni256, "avx2,avx512vl,avx512vnni", __m256i, _mm256_set1_epi32, 1, 0x01010101, 0x01010101, DOT256, "v", 8 * 4 * 2)
 
 static double best(double (*f)(long), long n) {
     double b = 0;
