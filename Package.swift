@@ -68,8 +68,8 @@ let package = Package(
         .executableTarget(
             name: "cnclip",
             dependencies: [
-                "ChineseCLIP", "Datasets", "Distributed", "Essentials", "FeatureExtraction", "Evaluation", "Gallery", "DemoServer", "NeuralNet",
-                "Tensors", "Training", "Tokenization",
+                "ChineseCLIP", "Datasets", "Distributed", "Essentials", "FeatureExtraction", "Evaluation", "Gallery", "DemoServer", "Imaging",
+                "NeuralNet", "Tensors", "Training", "Tokenization",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -96,3 +96,32 @@ let package = Package(
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17
 )
+
+// libFuzzer harnesses (Fuzz/<Name>/), only when CNCLIP_FUZZ=1: scripts/fuzz.sh builds them into .build-fuzz with
+// `-sanitize=fuzzer,address`. Without the variable the package is exactly the one above.
+if Context.environment["CNCLIP_FUZZ"] == "1" {
+    let harnesses: [(String, [Target.Dependency])] = [
+        ("FuzzPickle", ["Checkpoints", "NeuralNet", "Tensors"]),
+        ("FuzzTorchSave", ["Checkpoints", "NeuralNet"]),
+        ("FuzzSafeTensors", ["Checkpoints"]),
+        ("FuzzHFConfig", ["ChineseCLIP", "Tensors", "Tokenization"]),
+        ("FuzzJSON", ["Essentials", "Datasets", "Evaluation"]),
+        ("FuzzTSV", ["Datasets", "Essentials", "Imaging"]),
+        ("FuzzLMDBRecords", ["Datasets", "Checkpoints", "Essentials"]),
+        ("FuzzTokenizer", ["Tokenization"]),
+        ("FuzzImage", ["Imaging"]),
+        (
+            "FuzzServer",
+            [
+                "DemoServer", "ChineseCLIP", "Gallery", "Imaging", "Essentials",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+    ]
+    // libFuzzer's driver entry point (the harnesses' top-level code calls it; SwiftPM's own `main` runs first).
+    package.targets.append(.systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"))
+    for (name, dependencies) in harnesses {
+        package.targets.append(.executableTarget(name: name, dependencies: dependencies + ["CLibFuzzer"], path: "Fuzz/\(name)"))
+    }
+}

@@ -236,15 +236,30 @@ enum TensorBuild {
             throw CheckpointError.badTensor(file: file, key: key, reason: "negative size \(shape), stride \(stride) or offset \(offset)")
         }
         let storageCount = bytes.count / dtype.byteSize
-        let n = shape.reduce(1, *)
-        if n > 0 {
-            let last = offset + zip(shape, stride).reduce(0) { $0 + ($1.0 - 1) * $1.1 }
-            guard last < storageCount else {
-                throw CheckpointError.badTensor(
-                    file: file, key: key,
-                    reason:
-                        "size \(shape), stride \(stride), offset \(offset) reach element \(last) of a storage of \(storageCount) \(dtype) elements")
-            }
+        // Sizes come from the file: every product is checked, and nothing is allocated before the view is known to
+        // lie inside its storage.
+        var n = 1
+        var last = offset
+        var overflow = false
+        for (size, step) in zip(shape, stride) {
+            let (count, o1) = n.multipliedReportingOverflow(by: size)
+            let (reach, o2) = max(size - 1, 0).multipliedReportingOverflow(by: step)
+            let (end, o3) = last.addingReportingOverflow(reach)
+            n = count
+            last = end
+            overflow = overflow || o1 || o2 || o3
+        }
+        if overflow || (n > 0 && last >= storageCount) {
+            throw CheckpointError.badTensor(
+                file: file, key: key,
+                reason: "size \(shape), stride \(stride), offset \(offset) reach past a storage of \(storageCount) \(dtype) elements")
+        }
+        // Overlapping strides (an expanded view) would be gathered into a copy larger than the storage: a small file
+        // could then ask for any amount of memory. State dicts never hold such views.
+        guard n <= storageCount else {
+            throw CheckpointError.badTensor(
+                file: file, key: key,
+                reason: "size \(shape) with stride \(stride) views \(n) elements of a storage of \(storageCount): overlapping views are not read")
         }
         let contiguous = isContiguous(shape: shape, stride: stride)
         if n == 0 {

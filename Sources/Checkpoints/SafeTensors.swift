@@ -109,11 +109,12 @@ package final class SafeTensorsFile: Sendable {
             let (count, overflow) = shape.reduce((1, false)) { acc, d in
                 let (p, o) = acc.0.multipliedReportingOverflow(by: d); return (p, acc.1 || o)
             }
-            guard !overflow, count * dtype.byteSize == offs[1] - offs[0] else {
+            let (byteCount, bytesOverflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
+            guard !overflow, !bytesOverflow, byteCount == offs[1] - offs[0] else {
                 throw CheckpointError.badTensor(
                     file: path, key: key,
                     reason:
-                        "shape \(shape) of \(dt) needs \(overflow ? "too many" : String(count * dtype.byteSize)) bytes, data_offsets \(offs) give \(offs[1] - offs[0])"
+                        "shape \(shape) of \(dt) needs \(overflow || bytesOverflow ? "too many" : String(byteCount)) bytes, data_offsets \(offs) give \(offs[1] - offs[0])"
                 )
             }
             infos[key] = Info(dtype: dtype, shape: shape, range: offs[0]..<offs[1])

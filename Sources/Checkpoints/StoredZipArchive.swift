@@ -93,6 +93,11 @@ package final class StoredZipArchive: Sendable {
                 file: path, reason: "central directory at \(cdOffset) (\(cdSize) bytes) runs past the end (\(size) bytes)")
         }
 
+        // Every central-directory entry takes at least 46 bytes: a larger count is a lie, and must not size an allocation.
+        guard entryCount <= cdSize / 46 else {
+            throw CheckpointError.badZip(
+                file: path, offset: cdOffset, reason: "the end record claims \(entryCount) entries for a \(cdSize)-byte central directory")
+        }
         var list: [ZipEntry] = []
         list.reserveCapacity(entryCount)
         var index: [String: Int] = [:]

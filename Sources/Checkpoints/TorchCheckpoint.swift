@@ -56,11 +56,13 @@ package struct TorchCheckpoint: Sendable {
                 throw CheckpointError.missingEntry(file: path, entry: entryName)
             }
             let bytes = try archive.data(of: entry)
-            guard bytes.count >= storage.count * storage.dtype.byteSize else {
+            // The pickle's element count is checked against the entry before anything is sized from it.
+            let (byteCount, overflow) = storage.count.multipliedReportingOverflow(by: storage.dtype.byteSize)
+            guard storage.count >= 0, !overflow, bytes.count >= byteCount else {
                 throw CheckpointError.truncated(
                     file: path, reason: "entry '\(entryName)' has \(bytes.count) bytes, the pickle says \(storage.count) \(storage.dtype) elements")
             }
-            let used = UnsafeRawBufferPointer(rebasing: bytes[0..<(storage.count * storage.dtype.byteSize)])
+            let used = UnsafeRawBufferPointer(rebasing: bytes[0..<byteCount])
             let makeShared: () -> TensorStorage = {
                 if let s = shared[storage.key] { return s }
                 let s = TensorStorage(

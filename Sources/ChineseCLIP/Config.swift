@@ -109,6 +109,61 @@ public struct CLIPConfig: Codable, Sendable, Equatable {
                     codingPath: c.codingPath,
                     debugDescription: "a ViT config needs vision_patch_size"))
         }
+        if let problem = sizeProblem { throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath, debugDescription: problem)) }
+    }
+
+    /// Why a model cannot be built from these sizes (a size below 1, a width that does not split into its heads), or
+    /// nil. Checked whenever a config is read, so a bad or hostile file is an error, not a crash.
+    package var sizeProblem: String? {
+        let positive: [(String, Int)] = [
+            ("embed_dim", embedDim), ("image_resolution", imageResolution), ("vision_width", visionWidth),
+            ("vision_head_width", visionHeadWidth), ("vocab_size", vocabSize), ("text_hidden_size", textHiddenSize),
+            ("text_intermediate_size", textIntermediateSize), ("text_max_position_embeddings", textMaxPositionEmbeddings),
+            ("text_num_attention_heads", textNumAttentionHeads), ("text_num_hidden_layers", textNumHiddenLayers),
+            ("text_type_vocab_size", textTypeVocabSize),
+        ]
+        if let (key, value) = positive.first(where: { $0.1 < 1 }) { return "\(key) is \(value); it must be at least 1" }
+        if textHiddenSize % textNumAttentionHeads != 0 {
+            return "text_hidden_size \(textHiddenSize) is not divisible by text_num_attention_heads \(textNumAttentionHeads)"
+        }
+        switch visionLayers {
+        case .transformer(let layers):
+            if layers < 1 { return "vision_layers is \(layers); it must be at least 1" }
+            let patch = visionPatchSize ?? 0
+            if patch < 1 || patch > imageResolution { return "vision_patch_size \(patch) must be between 1 and image_resolution \(imageResolution)" }
+            let heads = visionWidth / visionHeadWidth
+            if heads < 1 || visionWidth % heads != 0 {
+                return "vision_width \(visionWidth) does not split into heads of vision_head_width \(visionHeadWidth)"
+            }
+        case .resnet(let stages):
+            if stages.contains(where: { $0 < 1 }) { return "vision_layers \(stages) must be four counts of at least 1" }
+            if imageResolution % 32 != 0 { return "image_resolution \(imageResolution) of a ResNet must be a multiple of 32" }
+            let heads = visionWidth * 32 / visionHeadWidth
+            if heads < 1 || (visionWidth * 32) % heads != 0 {
+                return "vision_width × 32 = \(visionWidth * 32) does not split into heads of vision_head_width \(visionHeadWidth)"
+            }
+        }
+        let limit = 1 << 20  // no real size is near it; larger ones would only overflow the products below
+        let sizes = [embedDim, imageResolution, visionWidth, visionHeadWidth, vocabSize, textHiddenSize, textIntermediateSize]
+        if sizes.contains(where: { $0 > limit }) { return "a size above \(limit)" }
+        // ViT-H-14@RoBERTa-large, the largest released model, has about a billion.
+        if parameterLowerBound > 2e10 { return "the sizes describe more than 20 billion parameters" }
+        return nil
+    }
+
+    /// A lower bound of the parameter count: the large matrices of both towers (in Double: nothing overflows).
+    package var parameterLowerBound: Double {
+        let h = Double(textHiddenSize), w = Double(visionWidth)
+        var count = Double(vocabSize + textMaxPositionEmbeddings + textTypeVocabSize) * h
+        count += Double(textNumHiddenLayers) * (4 * h * h + 2 * h * Double(textIntermediateSize))
+        switch visionLayers {
+        case .transformer(let layers):
+            let patch = Double(visionPatchSize ?? 1)
+            count += Double(layers) * 12 * w * w + 3 * patch * patch * w
+        case .resnet:
+            count += 4 * (32 * w) * (32 * w)  // the attention pool's four projections
+        }
+        return count + Double(embedDim) * (h + w)
     }
 
     /// Reads a JSON file of keyword arguments (like the fixtures' `NAME.json`).

@@ -11,6 +11,7 @@ extension CLIP {
     /// Builds the model of `config` and fills it from `checkpoint` (a `.pt`/`.bin`, a `.safetensors`, or a
     /// Hugging Face `ChineseCLIPModel` directory). Strict: a missing, extra or mis-shaped key is an error naming it.
     package static func load(checkpoint: URL, config: CLIPConfig) throws -> CLIP {
+        try config.checkFits(checkpoint, bytesPerParameter: 2)
         let model = CLIP(config)
         try model.loadWeights(from: checkpoint)
         return model
@@ -51,6 +52,29 @@ extension CLIP {
 }
 
 extension CLIPConfig {
+    /// Refuses, before the model is built, a config of more than 1 GiB of fp32 parameters that cannot be in
+    /// `checkpoint` (a file, or a folder's files) at `bytesPerParameter` or more each: strict loading would fail
+    /// anyway, and a hostile config must not size allocations a small file cannot fill. (Below 1 GiB the model is
+    /// built and strict loading names the first key that does not fit, the more useful error for a wrong preset.)
+    package func checkFits(_ checkpoint: URL, bytesPerParameter: Double) throws {
+        if let problem = sizeProblem { throw CLIPError.badConfig(path: checkpoint.path, reason: problem) }
+        let fm = FileManager.default
+        var isFolder: ObjCBool = false
+        guard fm.fileExists(atPath: checkpoint.path, isDirectory: &isFolder) else { return }  // the loader names it
+        let files =
+            isFolder.boolValue
+            ? ((try? fm.contentsOfDirectory(atPath: checkpoint.path)) ?? []).map { checkpoint.appendingPathComponent($0).path } : [checkpoint.path]
+        let bytes = files.reduce(0.0) { $0 + Double(((try? fm.attributesOfItem(atPath: $1))?[.size] as? Int) ?? 0) }
+        let needed = parameterLowerBound * bytesPerParameter
+        if needed > bytes && parameterLowerBound * 4 > Double(1 << 30) {
+            throw CLIPError.checkpoint(
+                path: checkpoint.path,
+                reason:
+                    "the model config needs at least \(Int(parameterLowerBound)) parameters (\(Int(needed)) bytes), more than the checkpoint's \(Int(bytes)) bytes hold"
+            )
+        }
+    }
+
     /// The config of a Hugging Face `ChineseCLIPModel` (`config.json`: `projection_dim`, `text_config`, `vision_config`).
     /// Only ViT vision towers exist in that layout.
     package static func huggingFace(contentsOf url: URL) throws -> CLIPConfig {
@@ -76,7 +100,7 @@ extension CLIPConfig {
             throw CLIPError.badConfig(path: url.path, reason: describe(error))
         }
         let t = hf.text_config, v = hf.vision_config
-        return CLIPConfig(
+        let config = CLIPConfig(
             embedDim: hf.projection_dim, imageResolution: v.image_size, visionLayers: .transformer(v.num_hidden_layers),
             visionWidth: v.hidden_size, visionPatchSize: v.patch_size,
             visionHeadWidth: v.hidden_size / max(v.num_attention_heads, 1), vocabSize: t.vocab_size ?? 21128,
@@ -85,5 +109,7 @@ extension CLIPConfig {
             textInitializerRange: t.initializer_range ?? 0.02, textIntermediateSize: t.intermediate_size,
             textMaxPositionEmbeddings: t.max_position_embeddings ?? 512, textNumAttentionHeads: t.num_attention_heads,
             textNumHiddenLayers: t.num_hidden_layers, textTypeVocabSize: t.type_vocab_size ?? 2)
+        if let problem = config.sizeProblem { throw CLIPError.badConfig(path: url.path, reason: problem) }
+        return config
     }
 }

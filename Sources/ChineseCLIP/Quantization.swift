@@ -137,7 +137,9 @@ package enum QuantizedModelFile {
         guard file.metadata?["format"] == format else {
             throw CLIPError.checkpoint(path: path, reason: "not a quantized model file (its metadata has no format \"\(format)\")")
         }
-        let clip = CLIP(try config(of: file))
+        let recorded = try config(of: file)
+        try recorded.checkFits(url, bytesPerParameter: 1)
+        let clip = CLIP(recorded)
         let int8 = Set(clip.int8Parameters().map(\.0))
         var used = Set<String>()
         func info(_ key: String, _ dtype: CheckpointDType, _ shape: [Int]) throws {

@@ -198,8 +198,7 @@ package struct DatasetMaker {
         do { try fm.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true) } catch {
             throw FileError(path: outputDirectory, reason: "cannot create: \(error.localizedDescription)")
         }
-        let tmp = (outputDirectory as NSString).appendingPathComponent(".make-dataset-\(getpid())-\(UUID().uuidString.prefix(8)).tmp")
-        try? fm.createDirectory(atPath: tmp, withIntermediateDirectories: false)
+        let tmp = try AtomicOutput.workingFolder(in: outputDirectory, purpose: "make-dataset")
         temporaryDirectoryChanged?(tmp)
         defer { try? fm.removeItem(atPath: tmp); temporaryDirectoryChanged?(nil) }
         var made: [MadeSplit] = []

@@ -107,7 +107,7 @@ package final class LMDBDatasetBuilder {
         } catch {
             throw FileError(path: lmdbDirectory, reason: "cannot create: \(error.localizedDescription)")
         }
-        let tmp = (lmdbDirectory as NSString).appendingPathComponent(".build-lmdb-\(getpid())-\(UUID().uuidString.prefix(8)).tmp")
+        let tmp = try AtomicOutput.workingFolder(in: lmdbDirectory, purpose: "build-lmdb")
         temporaryDirectory = tmp
         defer {
             try? fm.removeItem(atPath: tmp)

@@ -156,10 +156,7 @@ package enum SyntheticDataset {
         do { try fm.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
             throw FileError(path: directory, reason: "cannot create: \(error.localizedDescription)")
         }
-        let tmp = (directory as NSString).appendingPathComponent(".synth-dataset-\(getpid())-\(UUID().uuidString.prefix(8)).tmp")
-        do { try fm.createDirectory(atPath: tmp, withIntermediateDirectories: false) } catch {
-            throw FileError(path: directory, reason: "cannot create a temporary directory in it: \(error.localizedDescription)")
-        }
+        let tmp = try AtomicOutput.workingFolder(in: directory, purpose: "synth-dataset")
         temporaryDirectoryChanged?(tmp)
         defer { try? fm.removeItem(atPath: tmp); temporaryDirectoryChanged?(nil) }
 

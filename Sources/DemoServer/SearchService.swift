@@ -217,11 +217,12 @@ package final class SearchService: Sendable {
             throw ServiceError(415, "not_an_image", "the upload is not a JPEG, PNG or WebP image")
         }
         let image: Image
-        do { image = try Image(data: data, name: "upload") } catch {
+        do { image = try Image(data: data, name: "upload", maxPixels: limits.maxImagePixels) } catch {
+            // Refused from the header, before any pixel memory is taken.
+            if let error = error as? ImageError, case .tooManyPixels(let width, let height, let limit) = error.reason {
+                throw ServiceError(413, "image_too_large", "the image has \(width)×\(height) pixels; the limit is \(limit)")
+            }
             throw ServiceError(400, "bad_image", "the image cannot be decoded: \(error)")
-        }
-        guard image.width * image.height <= limits.maxImagePixels else {
-            throw ServiceError(413, "image_too_large", "the image has \(image.width)×\(image.height) pixels; the limit is \(limits.maxImagePixels)")
         }
         return image.preprocess(resolution: model.resolution)
     }

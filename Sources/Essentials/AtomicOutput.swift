@@ -5,7 +5,8 @@
 // Files: on Linux an unnamed file (O_TMPFILE) that gets a name only at commit, so a process killed at any moment
 // leaves nothing behind; elsewhere (or where the file system lacks O_TMPFILE) a hidden named sibling.
 // Folders: built under a hidden sibling name; an existing target is swapped with it in one step
-// (`renameat2(RENAME_EXCHANGE)` on Linux) and only then removed.
+// (`renameat2(RENAME_EXCHANGE)` on Linux) and only then removed. A hidden sibling that a killed process left behind
+// is removed by the next writer of the same target.
 
 import Foundation
 
@@ -46,6 +47,22 @@ func temporarySibling(of path: String) -> String {
     return (parentFolder(path) as NSString).appendingPathComponent(".\(name).\(getpid())-\(UUID().uuidString.prefix(8)).tmp")
 }
 
+/// Removes the temporaries that killed processes left beside `path` (`.NAME.PID-RANDOM.tmp` whose PID is no longer
+/// running): a `kill -9` cannot clean up after itself, so the next writer of the same target does. A temporary of a
+/// live process, or of a PID now reused, is left alone.
+func removeStaleTemporaries(of path: String) {
+    let folder = parentFolder(path)
+    let prefix = "." + (path as NSString).lastPathComponent + "."
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+    for name in names where name.hasPrefix(prefix) && name.hasSuffix(".tmp") {
+        let middle = name.dropFirst(prefix.count).dropLast(".tmp".count)
+        guard let dash = middle.firstIndex(of: "-"), let pid = pid_t(middle[..<dash]), pid > 0, pid != getpid() else { continue }
+        if kill(pid, 0) != 0 && errno == ESRCH {
+            try? FileManager.default.removeItem(atPath: (folder as NSString).appendingPathComponent(name))
+        }
+    }
+}
+
 /// A file written beside its target and moved over it only by ``commit()``; ``discard()`` (or deinit) leaves no trace.
 package final class AtomicOutputFile {
     /// The final path.
@@ -70,6 +87,7 @@ package final class AtomicOutputFile {
             }
             if unnamed >= 0 { close(unnamed) }
         #endif
+        removeStaleTemporaries(of: path)
         guard let f = fopen(temporaryPath, "wbx") else {
             throw FileError(path: path, reason: "cannot create a file beside it: \(systemError())")
         }
@@ -155,9 +173,22 @@ package enum AtomicOutput {
         try write(path: path) { try $0.write(bytes) }
     }
 
+    /// Creates the empty hidden folder `folder/.PURPOSE.PID-RANDOM.tmp` in which a command builds several outputs
+    /// before moving them into `folder`, after removing the ones that killed runs left there.
+    package static func workingFolder(in folder: String, purpose: String) throws -> String {
+        let marker = (folder as NSString).appendingPathComponent(purpose)
+        removeStaleTemporaries(of: marker)
+        let path = temporarySibling(of: marker)
+        guard mkdir(path, 0o755) == 0 else {
+            throw FileError(path: folder, reason: "cannot create a temporary folder in it: \(systemError())")
+        }
+        return path
+    }
+
     /// For a library that writes only by file name (FAISS): `body` writes the named temporary it is given, which is
     /// then flushed and renamed over `path`; a throw or a failure removes it.
     package static func writeNamed(path: String, _ body: (String) throws -> Void) throws {
+        removeStaleTemporaries(of: path)
         let tmp = temporarySibling(of: path)
         do {
             try body(tmp)
@@ -198,6 +229,7 @@ package final class AtomicOutputFolder {
     /// Creates the empty temporary folder beside `path` (whose parent must exist).
     package init(path: String) throws {
         self.path = path
+        removeStaleTemporaries(of: path)
         temporaryPath = temporarySibling(of: path)
         guard mkdir(temporaryPath, 0o755) == 0 else {
             throw FileError(path: path, reason: "cannot create a folder beside it: \(systemError())")

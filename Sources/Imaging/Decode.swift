@@ -17,6 +17,30 @@ import CPNG
 import CTurboJPEG
 import CWebP
 import Foundation
+import Synchronization
+
+/// The process-wide pixel limit behind ``Image/maxPixels``.
+private let pixelLimit = Atomic<Int>(Image.defaultMaxPixels)
+
+extension Image {
+    /// Pillow's refusal threshold: `Image.open` raises `DecompressionBombError` above twice `Image.MAX_IMAGE_PIXELS`
+    /// (89,478,485), so by default we decode exactly the images the reference decodes.
+    public static let defaultMaxPixels = 2 * 89_478_485
+
+    /// The most pixels a decoded image may have, checked against the file's header before pixel memory is taken;
+    /// 0 means no limit (Pillow's `MAX_IMAGE_PIXELS = None`). Process-wide, like Pillow's setting.
+    public static var maxPixels: Int {
+        get { pixelLimit.load(ordering: .relaxed) }
+        set { pixelLimit.store(max(0, newValue), ordering: .relaxed) }
+    }
+
+    /// Throws `tooManyPixels` when a header's `width × height` exceeds `limit` (0: no limit).
+    static func checkPixelCount(width: Int, height: Int, limit: Int, name: String) throws {
+        guard limit > 0 else { return }
+        let (count, overflow) = width.multipliedReportingOverflow(by: height)
+        if overflow || count > limit { throw ImageError(file: name, reason: .tooManyPixels(width: width, height: height, limit: limit)) }
+    }
+}
 
 /// Image container formats recognised by their leading bytes.
 package enum ImageFormat: String, Sendable {
@@ -75,8 +99,9 @@ extension Image {
         try self.init(contentsOfFile: url.path)
     }
 
-    /// Decodes encoded image bytes; `name` labels errors (a file path or an id).
-    package init(data: Data, name: String = "<memory>") throws {
+    /// Decodes encoded image bytes; `name` labels errors (a file path or an id). An image whose header declares more
+    /// than `maxPixels` pixels is refused before it is decoded.
+    package init(data: Data, name: String = "<memory>", maxPixels: Int = Image.maxPixels) throws {
         self = try data.withUnsafeBytes { raw -> Image in
             let (format, unsupported) = ImageFormat.sniff(raw)
             guard let format else {
@@ -84,9 +109,9 @@ extension Image {
                 throw ImageError(file: name, reason: .notAnImage)
             }
             switch format {
-            case .jpeg: return try decodeJPEG(raw, name: name)
-            case .png: return try decodePNG(raw, name: name)
-            case .webp: return try decodeWebP(raw, name: name)
+            case .jpeg: return try decodeJPEG(raw, name: name, maxPixels: maxPixels)
+            case .png: return try decodePNG(raw, name: name, maxPixels: maxPixels)
+            case .webp: return try decodeWebP(raw, name: name, maxPixels: maxPixels)
             }
         }
     }
@@ -99,7 +124,7 @@ extension Image {
 
 // MARK: - JPEG
 
-private func decodeJPEG(_ raw: UnsafeRawBufferPointer, name: String) throws -> Image {
+private func decodeJPEG(_ raw: UnsafeRawBufferPointer, name: String, maxPixels: Int) throws -> Image {
     guard let handle = tjInitDecompress() else {
         throw ImageError(file: name, reason: .corrupt("cannot create a TurboJPEG decompressor"))
     }
@@ -122,6 +147,7 @@ private func decodeJPEG(_ raw: UnsafeRawBufferPointer, name: String) throws -> I
     default: mode = .rgb; pf = TJPF_RGB
     }
     let width = Int(w), height = Int(h)
+    try Image.checkPixelCount(width: width, height: height, limit: maxPixels, name: name)
     var pixels = [UInt8](repeating: 0, count: width * height * mode.channels)
     let rc = pixels.withUnsafeMutableBufferPointer { out in
         tjDecompress2(handle, src, len, out.baseAddress, w, 0, h, pf.rawValue, 0)
@@ -204,15 +230,15 @@ private func pngMessage(_ image: inout png_image) -> String {
     }
 }
 
-private func decodePNG(_ raw: UnsafeRawBufferPointer, name: String) throws -> Image {
+private func decodePNG(_ raw: UnsafeRawBufferPointer, name: String, maxPixels: Int) throws -> Image {
     let header = try scanPNG(raw, name: name)
     if let stripped = header.stripped {
-        return try stripped.withUnsafeBytes { try decodePNGStream($0, header: header, name: name) }
+        return try stripped.withUnsafeBytes { try decodePNGStream($0, header: header, name: name, maxPixels: maxPixels) }
     }
-    return try decodePNGStream(raw, header: header, name: name)
+    return try decodePNGStream(raw, header: header, name: name, maxPixels: maxPixels)
 }
 
-private func decodePNGStream(_ raw: UnsafeRawBufferPointer, header: PNGHeader, name: String) throws -> Image {
+private func decodePNGStream(_ raw: UnsafeRawBufferPointer, header: PNGHeader, name: String, maxPixels: Int) throws -> Image {
     var image = png_image()
     image.version = UInt32(PNG_IMAGE_VERSION)
     defer { png_image_free(&image) }
@@ -221,6 +247,7 @@ private func decodePNGStream(_ raw: UnsafeRawBufferPointer, header: PNGHeader, n
         throw ImageError(file: name, reason: msg.contains("truncated") || msg.contains("EOF") ? .truncated(msg) : .corrupt(msg))
     }
     let width = Int(image.width), height = Int(image.height)
+    try Image.checkPixelCount(width: width, height: height, limit: maxPixels, name: name)
     let hasAlphaInFile = image.format & UInt32(PNG_FORMAT_FLAG_ALPHA) != 0
     let sixteen = header.bitDepth == 16
 
@@ -309,7 +336,7 @@ private func decodePNGStream(_ raw: UnsafeRawBufferPointer, header: PNGHeader, n
 
 // MARK: - WebP
 
-private func decodeWebP(_ raw: UnsafeRawBufferPointer, name: String) throws -> Image {
+private func decodeWebP(_ raw: UnsafeRawBufferPointer, name: String, maxPixels: Int) throws -> Image {
     let src = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
     var features = WebPBitstreamFeatures()
     let status = WebPGetFeatures(src, raw.count, &features)
@@ -320,6 +347,7 @@ private func decodeWebP(_ raw: UnsafeRawBufferPointer, name: String) throws -> I
         throw ImageError(file: name, reason: .unsupportedFormat("animated WebP"))
     }
     let width = Int(features.width), height = Int(features.height)
+    try Image.checkPixelCount(width: width, height: height, limit: maxPixels, name: name)
     let mode: Image.Mode = features.has_alpha != 0 ? .rgba : .rgb
     var pixels = [UInt8](repeating: 0, count: width * height * mode.channels)
     let stride = width * mode.channels

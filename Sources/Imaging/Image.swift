@@ -84,6 +84,9 @@ public struct ImageError: UserFacingError, Sendable, Equatable {
         case corrupt(String)
         /// Encoding failed.
         case encodingFailed(String)
+        /// The header declares more pixels than ``Image/maxPixels`` (a decompression-bomb guard, checked before any
+        /// pixel memory is taken).
+        case tooManyPixels(width: Int, height: Int, limit: Int)
     }
 
     /// The file path, or the label given for in-memory data.
@@ -107,6 +110,9 @@ public struct ImageError: UserFacingError, Sendable, Equatable {
         case .truncated(let why): return "\(file): truncated image data: \(why)"
         case .corrupt(let why): return "\(file): corrupt image data: \(why)"
         case .encodingFailed(let why): return "\(file): cannot encode image: \(why)"
+        case .tooManyPixels(let width, let height, let limit):
+            return
+                "\(file): \(width)×\(height) = \(width * height) pixels exceeds the limit of \(limit) (a guard against decompression bombs, as Pillow's; raise it with --max-image-pixels)"
         }
     }
 }

@@ -36,7 +36,10 @@ struct BuildLMDB: ParsableCommand {
     )
     var sync = false
 
+    @OptionGroup var imageLimit: ImageLimitOptions
+
     func run() throws {
+        imageLimit.apply()
         let splitList = LMDBDatasetBuilder.parseSplits(splits)
         let builder = LMDBDatasetBuilder(dataDirectory: dataDir, lmdbDirectory: lmdbDir)
         builder.checkImages = checkImages

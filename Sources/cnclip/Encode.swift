@@ -34,7 +34,10 @@ struct Encode: ParsableCommand {
         if contextLength < 2 { throw ValidationError("--context-length must be at least 2") }
     }
 
+    @OptionGroup var imageLimit: ImageLimitOptions
+
     func run() throws {
+        imageLimit.apply()
         try reported {
             let clip = try model.load()
             if contextLength > clip.config.textMaxPositionEmbeddings {

@@ -85,7 +85,10 @@ struct ExtractFeatures: ParsableCommand {
         textData.replacingOccurrences(of: "_texts.jsonl", with: "_imgs") + ".img_feat.jsonl"
     }
 
+    @OptionGroup var imageLimit: ImageLimitOptions
+
     func run() throws {
+        imageLimit.apply()
         let communicator: Communicator
         do { communicator = try makeCommunicator() } catch {
             printError("error: cannot join the MPI job: \(error)")

@@ -24,7 +24,10 @@ struct IndexAdd: ParsableCommand {
         if source.batchSize < 1 { throw ValidationError("--img-batch-size must be positive") }
     }
 
+    @OptionGroup var imageLimit: ImageLimitOptions
+
     func run() throws {
+        imageLimit.apply()
         let clip = try reported { try model.load() }
         var options = GalleryBuildOptions()
         options.batchSize = source.batchSize

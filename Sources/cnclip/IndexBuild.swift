@@ -43,7 +43,10 @@ struct IndexBuild: ParsableCommand {
         if nprobe < 1 || trainingSample < 1 { throw ValidationError("--nprobe and --training-sample must be positive") }
     }
 
+    @OptionGroup var imageLimit: ImageLimitOptions
+
     func run() throws {
+        imageLimit.apply()
         let clip = try reported { try model.load() }
         if contextLength > clip.config.textMaxPositionEmbeddings {
             printError("error: --context-length \(contextLength) exceeds the model's \(clip.config.textMaxPositionEmbeddings) positions")

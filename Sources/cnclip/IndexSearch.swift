@@ -52,7 +52,10 @@ struct IndexSearch: ParsableCommand {
         if textBatchSize < 1 { throw ValidationError("--text-batch-size must be positive") }
     }
 
+    @OptionGroup var imageLimit: ImageLimitOptions
+
     func run() throws {
+        imageLimit.apply()
         let clip = try reported { try model.load() }
         try reported {
             let gallery = try GalleryIndex(directory: index, loadApproximate: approximate)

@@ -52,7 +52,10 @@ struct MakeDataset: ParsableCommand {
         if !(1...100).contains(jpegQuality) { throw ValidationError("--jpeg-quality must be in 1...100") }
     }
 
+    @OptionGroup var imageLimit: ImageLimitOptions
+
     func run() throws {
+        imageLimit.apply()
         try reported {
             var maker = DatasetMaker(imagesDirectory: images, captionsFile: captions, outputDirectory: output)
             maker.splits = try DatasetMaker.parseRatios(splitRatio)

@@ -27,7 +27,10 @@ struct Similarity: ParsableCommand {
         if images.isEmpty || texts.isEmpty { throw ValidationError("give at least one --image and one --text") }
     }
 
+    @OptionGroup var imageLimit: ImageLimitOptions
+
     func run() throws {
+        imageLimit.apply()
         try reported {
             let clip = try model.load()
             let img = try clip.encodeImageFiles(images)

@@ -104,7 +104,10 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("threads"), help: "Compute threads (default: all cores).")
     var threads: Int?
 
+    @OptionGroup var imageLimit: ImageLimitOptions
+
     func run() throws {
+        imageLimit.apply()
         var o = TrainingOptions(trainData: trainData)
         o.valData = valData
         o.numWorkers = numWorkers

@@ -54,7 +54,10 @@ struct ZeroShotEval: ParsableCommand {
         if contextLength < 2 { throw ValidationError("--context-length must be at least 2") }
     }
 
+    @OptionGroup var imageLimit: ImageLimitOptions
+
     func run() throws {
+        imageLimit.apply()
         try reported { try evaluate() }
     }
 

@@ -139,6 +139,11 @@ final class CLITests: XCTestCase {
             ),
             (["encode"] + vitArgs + ["--vocab-file", dir.appendingPathComponent("vocab.txt").path, "--text", "x"], ["vocab.txt"]),
             (["download", "ViT-Q-1"], ["ViT-Q-1", "RN50"]),
+            // rgb.jpg has 320 × 240 pixels: one pixel over the limit the flag sets (Pillow's DecompressionBombError).
+            (
+                ["encode"] + vitArgs + ["--max-image-pixels", "76799", "--image", image("rgb.jpg")],
+                ["rgb.jpg", "76800 pixels", "--max-image-pixels"]
+            ),
         ]
         for (args, mentions) in cases {
             let r = try cnclip(args)
@@ -177,6 +182,12 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(text.split(separator: "\n").contains("use_augment: True"), text)
         let help = try cnclip(["train", "--help"])
         XCTAssertTrue(help.stdout.contains("--use-augment") && !help.stdout.contains("not implemented"), help.stdout)
+    }
+
+    func testMaxImagePixelsIsAnExactLimit() throws {
+        let r = try cnclip(["encode"] + vitArgs + ["--max-image-pixels", "76800", "--image", image("rgb.jpg")])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try features(r.stdout).count, 1)
     }
 
     func testHelpExplainsFlags() throws {

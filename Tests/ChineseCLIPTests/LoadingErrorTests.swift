@@ -112,3 +112,52 @@ final class LoadingErrorTests: XCTestCase {
         }
     }
 }
+
+/// Configs whose sizes cannot build a model, or would size allocations no checkpoint fills, are refused before the
+/// model is built (the reference raises on most of them in `CLIP.__init__`; a hostile file must not crash us).
+final class ConfigSizeTests: XCTestCase {
+    private func edited(_ edit: (inout [String: Any]) -> Void) throws -> URL {
+        let data = try Data(contentsOf: fixtures.appendingPathComponent("models/vit-tiny.json"))
+        var json = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        edit(&json)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("cnclip-config-\(UUID().uuidString).json")
+        try JSONSerialization.data(withJSONObject: json).write(to: url)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url
+    }
+
+    private func assertRefused(_ edit: (inout [String: Any]) -> Void, mentions words: [String], line: UInt = #line) throws {
+        let url = try edited(edit)
+        XCTAssertThrowsError(try CLIPConfig.load(contentsOf: url), line: line) { error in
+            let message = "\(error)"
+            for word in [url.path] + words { XCTAssertTrue(message.contains(word), "'\(message)' should mention '\(word)'", line: line) }
+        }
+    }
+
+    func testSizesThatBuildNoModelAreRefused() throws {
+        try assertRefused({ $0["text_num_attention_heads"] = 0 }, mentions: ["text_num_attention_heads is 0"])
+        try assertRefused({ $0["text_num_attention_heads"] = 5 }, mentions: ["not divisible by text_num_attention_heads 5"])
+        try assertRefused({ $0["vision_width"] = -64 }, mentions: ["vision_width is -64"])
+        try assertRefused({ $0["vision_patch_size"] = 0 }, mentions: ["vision_patch_size 0"])
+        try assertRefused({ $0["vision_head_width"] = 128 }, mentions: ["vision_width 64 does not split"])
+        try assertRefused({ $0["vocab_size"] = 1 << 40 }, mentions: ["a size above"])
+        try assertRefused(
+            {
+                $0["text_num_hidden_layers"] = 1 << 30; $0["text_hidden_size"] = 4096
+            }, mentions: ["20 billion"])
+        XCTAssertNil(try CLIPConfig.load(contentsOf: try edited { _ in }).sizeProblem)
+    }
+
+    /// A valid config far larger than the checkpoint: refused from the file's size, not after allocating the model.
+    func testAConfigLargerThanItsCheckpointIsRefusedBeforeBuilding() throws {
+        let config = try CLIPConfig.load(
+            contentsOf: try edited {
+                $0["vision_width"] = 4096; $0["vision_layers"] = 32
+            })
+        let checkpoint = fixtures.appendingPathComponent("models/vit-tiny.pt")
+        XCTAssertThrowsError(try CLIP.load(checkpoint: checkpoint, config: config)) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains(checkpoint.path) && message.contains("more than the checkpoint's"), message)
+        }
+    }
+}

@@ -275,6 +275,18 @@ final class APITests: XCTestCase {
         try assertStillServing()
     }
 
+    /// A JPEG whose frame header declares 50,000 × 50,000 pixels (7.5 GB decoded) is refused from its header: 413.
+    func testDecompressionBombsGet413() throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/images/rgb.jpg")
+        var bomb = [UInt8](try Data(contentsOf: fixture))
+        let sof = try XCTUnwrap((0..<(bomb.count - 1)).first { bomb[$0] == 0xFF && bomb[$0 + 1] == 0xC0 })
+        bomb.replaceSubrange((sof + 5)..<(sof + 9), with: [0xC3, 0x50, 0xC3, 0x50])  // height, width: 50,000 each
+        assertError(try post("/api/search/image", body: Data(bomb)), 413, "image_too_large")
+        assertError(try post("/api/classify", json: ["image": Data(bomb).base64EncodedString(), "labels": ["a"]]), 413, "image_too_large")
+        try assertStillServing()
+    }
+
     func testPathTraversalOnThumbnailsIsRefused() throws {
         for path in [
             "/thumbnails/../../etc/passwd", "/thumbnails/..%2F..%2Fetc%2Fpasswd", "/thumbnails/%2e%2e/index.json",

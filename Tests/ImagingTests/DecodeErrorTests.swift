@@ -169,3 +169,98 @@ final class EncodeTests: XCTestCase {
         }
     }
 }
+
+/// Decompression bombs: a header that declares more pixels than ``Image/maxPixels`` is refused before any pixel memory
+/// is taken (Pillow's `DecompressionBombError`, raised by `Image.open` above twice `MAX_IMAGE_PIXELS`).
+final class PixelLimitTests: XCTestCase {
+    private func fixture(_ name: String) throws -> [UInt8] {
+        [UInt8](try Data(contentsOf: fixturesURL.appendingPathComponent("images/\(name)")))
+    }
+
+    private func crc32(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in bytes {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 != 0 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+        }
+        return ~crc
+    }
+
+    /// rgb.jpg with its frame header (SOF0) declaring 50,000 × 50,000 pixels.
+    private func jpegBomb() throws -> [UInt8] {
+        var bytes = try fixture("rgb.jpg")
+        let sof = try XCTUnwrap((0..<(bytes.count - 1)).first { bytes[$0] == 0xFF && bytes[$0 + 1] == 0xC0 })
+        for (offset, value) in [(5, 50_000), (7, 50_000)] {  // height, then width, big-endian after length and precision
+            bytes[sof + offset] = UInt8(value >> 8)
+            bytes[sof + offset + 1] = UInt8(value & 0xFF)
+        }
+        return bytes
+    }
+
+    /// rgb.png with its IHDR declaring 50,000 × 50,000 pixels (CRC mended, so libpng accepts the header).
+    private func pngBomb() throws -> [UInt8] {
+        var bytes = try fixture("rgb.png")
+        for field in [16, 20] {  // width, height after the signature, the chunk length and "IHDR"
+            for i in 0..<4 { bytes[field + i] = UInt8((50_000 >> (8 * (3 - i))) & 0xFF) }
+        }
+        let crc = crc32(bytes[12..<29])
+        for i in 0..<4 { bytes[29 + i] = UInt8((crc >> (8 * (3 - i))) & 0xFF) }
+        return bytes
+    }
+
+    /// lossless.webp with its VP8L header declaring the format's largest size, 16,384 × 16,384.
+    private func webpBomb() throws -> [UInt8] {
+        var bytes = try fixture("lossless.webp")
+        // After "VP8L", its size and the 0x2F signature: 14 bits width − 1, 14 bits height − 1, alpha, version.
+        let bits = UInt32(bytes[21]) | UInt32(bytes[22]) << 8 | UInt32(bytes[23]) << 16 | UInt32(bytes[24]) << 24
+        let patched = (bits & ~UInt32(0x0FFF_FFFF)) | 0x0FFF_FFFF
+        for i in 0..<4 { bytes[21 + i] = UInt8((patched >> (8 * i)) & 0xFF) }
+        return bytes
+    }
+
+    private func peakResidentBytes() -> Int {
+        var usage = rusage()
+        #if os(Linux)
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            return usage.ru_maxrss * 1024  // KiB on Linux
+        #else
+            getrusage(RUSAGE_SELF, &usage)
+            return usage.ru_maxrss  // bytes on Darwin
+        #endif
+    }
+
+    func testTheDefaultIsPillowsRefusalThreshold() {
+        XCTAssertEqual(Image.defaultMaxPixels, 178_956_970)  // 2 × PIL.Image.MAX_IMAGE_PIXELS (89,478,485)
+        XCTAssertEqual(Image.maxPixels, Image.defaultMaxPixels)
+    }
+
+    func testBombsAreRefusedFromTheirHeaders() throws {
+        let before = peakResidentBytes()
+        for (name, bytes, side) in [("bomb.jpg", try jpegBomb(), 50_000), ("bomb.png", try pngBomb(), 50_000), ("bomb.webp", try webpBomb(), 16_384)]
+        {
+            XCTAssertThrowsError(try Image(data: Data(bytes), name: name)) { error in
+                guard let error = error as? ImageError else { return XCTFail("\(name): \(error)") }
+                XCTAssertEqual(error.reason, .tooManyPixels(width: side, height: side, limit: Image.defaultMaxPixels), name)
+                XCTAssertTrue(error.description.contains(name) && error.description.contains("--max-image-pixels"), error.description)
+            }
+        }
+        // The smallest of these would take 0.8 GB of pixels had it been allocated.
+        XCTAssertLessThan(peakResidentBytes() - before, 64 << 20, "refusing the bombs took memory")
+    }
+
+    func testTheLimitIsExactAndZeroLiftsIt() throws {
+        let bytes = Data(try fixture("rgb.jpg"))
+        let image = try Image(data: bytes)
+        let pixels = image.width * image.height
+        XCTAssertEqual(try Image(data: bytes, maxPixels: pixels), image)
+        XCTAssertEqual(try Image(data: bytes, maxPixels: 0), image)
+        XCTAssertThrowsError(try Image(data: bytes, name: "rgb.jpg", maxPixels: pixels - 1)) { error in
+            XCTAssertEqual((error as? ImageError)?.reason, .tooManyPixels(width: image.width, height: image.height, limit: pixels - 1))
+        }
+        for name in ["rgb.png", "lossy.webp"] {
+            let other = Data(try fixture(name))
+            let decoded = try Image(data: other)
+            XCTAssertThrowsError(try Image(data: other, maxPixels: decoded.width * decoded.height - 1), name)
+        }
+    }
+}
