@@ -110,14 +110,7 @@ if Context.environment["CNCLIP_FUZZ"] == "1" {
         ("FuzzLMDBRecords", ["Datasets", "Checkpoints", "Essentials"]),
         ("FuzzTokenizer", ["Tokenization"]),
         ("FuzzImage", ["Imaging"]),
-        (
-            "FuzzServer",
-            [
-                "DemoServer", "ChineseCLIP", "Gallery", "Imaging", "Essentials",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
-            ]
-        ),
+        ("FuzzServer", ["DemoServer", "ChineseCLIP", "Gallery", "TestSupport"]),
     ]
     // libFuzzer's driver entry point (the harnesses' top-level code calls it; SwiftPM's own `main` runs first).
     package.targets.append(.systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"))

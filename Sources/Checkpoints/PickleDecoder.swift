@@ -42,6 +42,7 @@ package struct PickleDecoder {
     /// Decodes one pickle from `bytes` (trailing bytes after STOP are ignored, as in `pickle.loads`).
     package func decode(_ bytes: UnsafeRawBufferPointer) throws -> PickleValue {
         let vm = PickleVM(bytes: bytes, source: source, resolver: tensorResolver)
+        defer { vm.releaseContainers() }
         return try vm.run()
     }
 
@@ -105,6 +106,30 @@ private final class PickleVM {
     var stack: [Item] = []
     var marks: [Int] = []
     var memo: [Int: Item] = [:]
+    /// Every container made, so that ``releaseContainers()`` can break the cycles a pickle may build (a list that
+    /// holds itself): the boxes are classes, and such a cycle would otherwise never be freed.
+    private var lists: [ListBox] = []
+    private var dicts: [DictBox] = []
+
+    func newList() -> ListBox {
+        let box = ListBox()
+        lists.append(box)
+        return box
+    }
+
+    func newDict() -> DictBox {
+        let box = DictBox()
+        dicts.append(box)
+        return box
+    }
+
+    /// Empties every container once decoding is over (the result has been copied out of them into values).
+    func releaseContainers() {
+        for box in lists { box.items = [] }
+        for box in dicts { box.entries = []; box.index = [:] }
+        lists = []
+        dicts = []
+    }
 
     init(bytes: UnsafeRawBufferPointer, source: String, resolver: PickleDecoder.TensorResolver?) {
         self.bytes = bytes
@@ -256,7 +281,7 @@ private final class PickleVM {
         guard case .tuple(let args) = argsItem else { throw fail("REDUCE arguments for '\(module).\(name)' are not a tuple") }
         switch (module, name) {
         case ("collections", "OrderedDict"):
-            let box = DictBox()
+            let box = newDict()
             box.ordered = true
             if let first = args.first {
                 let pairs: [Item]
@@ -273,7 +298,7 @@ private final class PickleVM {
             }
             return .dict(box)
         case ("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"):
-            let box = ListBox()
+            let box = newList()
             if let first = args.first {
                 switch first {
                 case .list(let l): box.items = l.items
@@ -427,10 +452,10 @@ private final class PickleVM {
             case 0x43: push(.bytes(Array(try take(try u8()))))  // SHORT_BINBYTES
             case 0x8e, 0x96: push(.bytes(Array(try take(try u64()))))  // BINBYTES8, BYTEARRAY8
 
-            case 0x5d: stack.append(.list(ListBox()))  // EMPTY_LIST
-            case 0x8f: stack.append(.list(ListBox()))  // EMPTY_SET
+            case 0x5d: stack.append(.list(newList()))  // EMPTY_LIST
+            case 0x8f: stack.append(.list(newList()))  // EMPTY_SET
             case 0x6c:  // LIST
-                let box = ListBox(); box.items = try popMark(); stack.append(.list(box))
+                let box = newList(); box.items = try popMark(); stack.append(.list(box))
             case 0x61:  // APPEND
                 let v = try pop()
                 guard case .list(let box) = try top() else { throw fail("APPEND to something that is not a list") }
@@ -440,7 +465,7 @@ private final class PickleVM {
                 guard case .list(let box) = try top() else { throw fail("APPENDS to something that is not a list or set") }
                 box.items.append(contentsOf: items)
             case 0x91:  // FROZENSET
-                let box = ListBox(); box.items = try popMark(); stack.append(.list(box))
+                let box = newList(); box.items = try popMark(); stack.append(.list(box))
 
             case 0x29: stack.append(.tuple([]))  // EMPTY_TUPLE
             case 0x74: stack.append(.tuple(try popMark()))  // TUPLE
@@ -448,11 +473,11 @@ private final class PickleVM {
             case 0x86: let b = try pop(); let a = try pop(); stack.append(.tuple([a, b]))  // TUPLE2
             case 0x87: let c = try pop(); let b = try pop(); let a = try pop(); stack.append(.tuple([a, b, c]))  // TUPLE3
 
-            case 0x7d: stack.append(.dict(DictBox()))  // EMPTY_DICT
+            case 0x7d: stack.append(.dict(newDict()))  // EMPTY_DICT
             case 0x64:  // DICT
                 let items = try popMark()
                 guard items.count % 2 == 0 else { throw fail("DICT with an odd number of items") }
-                let box = DictBox()
+                let box = newDict()
                 for i in stride(from: 0, to: items.count, by: 2) { try setItem(box, items[i], items[i + 1]) }
                 stack.append(.dict(box))
             case 0x73:  // SETITEM
@@ -541,7 +566,7 @@ private final class PickleVM {
         guard case .global(let module, let name) = cls else { throw fail("NEWOBJ on something that is not a class") }
         switch (module, name) {
         case ("collections", "OrderedDict"):
-            let box = DictBox()
+            let box = newDict()
             box.ordered = true
             return .dict(box)
         case ("builtins", "set"), ("builtins", "frozenset"): return try call(cls, args)

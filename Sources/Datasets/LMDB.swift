@@ -118,7 +118,17 @@ package final class LMDBEnvironment: @unchecked Sendable {  // sound: LMDB lets 
 
     static func check(_ rc: Int32, _ path: String, _ operation: String) throws {
         guard rc != 0 else { return }
-        throw DatasetError.lmdb(path: path, operation: operation, code: rc, message: String(cString: mdb_strerror(rc)))
+        var message = String(cString: mdb_strerror(rc))
+        // LMDB reports a short write as EIO: on a full file system, say so.
+        if rc == EIO || rc == ENOSPC, isFull(path) { message = "No space left on device (\(message))" }
+        throw DatasetError.lmdb(path: path, operation: operation, code: rc, message: message)
+    }
+
+    /// True when the file system holding `path` has less than 1 MiB free.
+    private static func isFull(_ path: String) -> Bool {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return false }
+        return UInt64(info.f_bavail) * UInt64(info.f_frsize) < 1 << 20
     }
 }
 

@@ -26,6 +26,11 @@ package struct DemoServerConfiguration: Sendable {
     package var defaultCaptions = 5
     /// The template the page suggests for zero-shot classification.
     package var defaultTemplate = "一张{}的图片。"
+    /// Seconds a connection may sit without a request (keep-alive between requests, or a client that stops sending
+    /// its request head) before it is closed; nil keeps idle connections open.
+    package var idleTimeout: Double? = 30
+    /// Seconds a request body may take to arrive (a client trickling bytes holds a connection no longer); 408 after.
+    package var bodyTimeout: Double = 30
 
     /// The defaults.
     package init() {}
@@ -54,8 +59,10 @@ package enum DemoServer {
         router.get("/thumbnails/**") { _, context in try api.thumbnail(context.parameters.getCatchAll().joined(separator: "/")) }
         var log = logger ?? Logger(label: "cnclip.serve")
         if logger == nil { log.logLevel = .warning }
+        let idle = configuration.idleTimeout.map { TimeAmount.nanoseconds(Int64($0 * 1e9)) }
         return Application(
             router: router,
+            server: .http1(configuration: .init(idleTimeout: idle)),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "cnclip"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? configuration.port) },
             logger: log)
@@ -227,8 +234,22 @@ struct DemoAPI: Sendable {
         if let declared = request.headers[.contentLength].flatMap(Int.init), declared > limit {
             throw ServiceError(413, "too_large", "the body has \(declared) bytes; the limit is \(limit)")
         }
+        let seconds = configuration.bodyTimeout
         do {
-            var buffer = try await request.body.collect(upTo: limit)
+            // The body is read in a child task that a deadline cancels: a slow client holds its connection for at most
+            // `bodyTimeout` seconds (the idle timeout alone restarts with every byte that arrives).
+            var buffer = try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+                group.addTask { try await request.body.collect(upTo: limit) }
+                group.addTask {
+                    try await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let buffer = first else {
+                    throw ServiceError(408, "request_timeout", "the body did not arrive within \(seconds) seconds")
+                }
+                return buffer
+            }
             return Data(buffer.readBytes(length: buffer.readableBytes) ?? [])
         } catch is NIOTooManyBytesError {
             throw ServiceError(413, "too_large", "the body is larger than the limit of \(limit) bytes")

@@ -75,6 +75,8 @@ package final class AtomicOutputFile {
     /// Opens the temporary file beside `path` (whose folder must exist).
     package init(path: String) throws {
         self.path = path
+        // An unnamed file gets its name for the moment between commit's link and rename: a kill there leaves it.
+        removeStaleTemporaries(of: path)
         temporaryPath = temporarySibling(of: path)
         #if os(Linux)
             // O_TMPFILE is a macro Swift cannot import: __O_TMPFILE | O_DIRECTORY, 020200000 on Linux's common ABIs.
@@ -87,7 +89,6 @@ package final class AtomicOutputFile {
             }
             if unnamed >= 0 { close(unnamed) }
         #endif
-        removeStaleTemporaries(of: path)
         guard let f = fopen(temporaryPath, "wbx") else {
             throw FileError(path: path, reason: "cannot create a file beside it: \(systemError())")
         }

@@ -33,6 +33,47 @@ package struct RawHTTPError: Error, CustomStringConvertible {
     package var description: String
 }
 
+/// A loopback connection that sends what it is told when it is told, for tests of idle and slow clients.
+package final class RawConnection: @unchecked Sendable {  // sound: one thread may send while another reads
+    private let fd: Int32
+
+    /// Connects to `127.0.0.1:port`.
+    package init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw RawHTTPError(description: "socket: \(errno)") }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else {
+            close(fd)
+            throw RawHTTPError(description: "connect to port \(port): errno \(errno)")
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Sends `text`; false once the server has closed the connection.
+    @discardableResult package func send(_ text: String) -> Bool { sendAll(fd, Data(text.utf8)) }
+
+    /// Reads until the server closes the connection or `timeout` seconds pass: what arrived, and whether it closed.
+    package func readUntilClosed(timeout: TimeInterval) -> (data: Data, closed: Bool) {
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var data = Data()
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n == 0 { return (data, true) }
+            if n < 0 { return (data, errno == ECONNRESET) }
+            data.append(contentsOf: chunk[0..<n])
+        }
+    }
+}
+
 /// Sends one request to `127.0.0.1:port` on a new connection and reads the response.
 ///
 /// `head` lines are sent as given after the request line; `Host` and `Connection: close` are added, and

@@ -182,6 +182,7 @@ package final class Trainer {
                 logPath: outputs.writes ? outputs.logPath : nil, paramsPath: outputs.paramsPath,
                 halted: false),
             lastCheckpoint: resumedFrom)
+        try completeInterruptedEpochSave(start, resumedFrom: resumedFrom, plan: plan, optimizer: optimizer, outputs: outputs, progress: progress)
         for epoch in start.epoch..<max(plan.maxEpochs, start.epoch) {
             let firstStep = epoch == start.epoch ? start.stepInEpoch : 0
             guard
@@ -398,11 +399,40 @@ package final class Trainer {
             try validate(plan, epoch: epoch, steps: steps, outputs: outputs, progress: progress)
         }
         if outputs.writes && trained > 0 {
-            if epoch + 1 == plan.maxEpochs || (o.saveEpochFrequency > 0 && (epoch + 1) % o.saveEpochFrequency == 0) {
+            if epochCheckpointIsDue(epoch + 1, plan: plan) {
                 try save(epoch: epoch + 1, step: steps, file: "epoch\(epoch + 1).pt", optimizer: optimizer, outputs: outputs, progress: progress)
             }
             try save(epoch: epoch + 1, step: steps, file: "epoch_latest.pt", optimizer: optimizer, outputs: outputs, progress: progress)
         }
+    }
+
+    /// Whether epoch `number` (from 1) ends with its own `epoch{number}.pt`: the last epoch, and every
+    /// `--save-epoch-frequency`-th.
+    func epochCheckpointIsDue(_ number: Int, plan: Plan) -> Bool {
+        number == plan.maxEpochs || (options.saveEpochFrequency > 0 && number % options.saveEpochFrequency == 0)
+    }
+
+    /// A run killed while saving the checkpoints of an epoch's last step can leave `epoch_latest.pt` at that step
+    /// without `epoch{N}.pt` (the step's own pair is written first); resuming from it would never write it, since the
+    /// epoch is over. Written here from the same state, so its bytes are those the uninterrupted run wrote.
+    func completeInterruptedEpochSave(_ start: ResumePoint, resumedFrom: String?, plan: Plan, optimizer: AdamW, outputs: Outputs, progress: Progress)
+        throws
+    {
+        let latest = TrainingLogFormat.join(outputs.checkpointDir, "epoch_latest.pt")
+        guard outputs.writes, resumedFrom == latest else { return }
+        // The epoch (from 1) that ends where the run resumes: a whole one, or the last, cut by max_steps.
+        let number: Int
+        if start.stepInEpoch == 0 && start.epoch >= 1 && start.steps == start.epoch * plan.stepsPerEpoch {
+            number = start.epoch
+        } else if start.stepInEpoch > 0 && start.steps == plan.maxSteps {
+            number = start.epoch + 1
+        } else {
+            return
+        }
+        let file = "epoch\(number).pt"
+        guard epochCheckpointIsDue(number, plan: plan), !FileManager.default.fileExists(atPath: TrainingLogFormat.join(outputs.checkpointDir, file))
+        else { return }
+        try save(epoch: number, step: start.steps, file: file, optimizer: optimizer, outputs: outputs, progress: progress)
     }
 
     /// Writes checkpoint `file` as main.py's `torch.save` dict and logs it as the reference does.

@@ -10,7 +10,8 @@ struct Serve: AsyncParsableCommand {
         discussion: """
             Example: cnclip serve --index demo/index --resume demo/logs/synthetic/checkpoints/epoch_latest.pt \\
                        --config demo/synthetic-clip.json      then open http://127.0.0.1:8080/
-            The model is loaded once; concurrent requests are encoded in batches. Stop with Ctrl-C.
+            The model is loaded once; concurrent requests are encoded in batches. Stop with Ctrl-C or SIGTERM: requests
+            in flight are answered first.
             API: GET /api/info, GET|POST /api/search/text, POST /api/search/image, POST /api/classify,
             GET /thumbnails/ROW (see the README).
             """)
@@ -35,6 +36,14 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("context-length"), help: "Tokens per query text (default: the gallery's).")
     var contextLength: Int?
 
+    @Option(
+        name: .customLong("idle-timeout"),
+        help: "Seconds a connection may wait without a request (keep-alive, or a request head not finished) before it is closed; 0 keeps them open.")
+    var idleTimeout = 30.0
+
+    @Option(name: .customLong("body-timeout"), help: "Seconds a request body may take to arrive; slower uploads get 408.")
+    var bodyTimeout = 30.0
+
     @Flag(name: .customLong("exact"), help: "Search exactly even when the gallery has a FAISS index.")
     var exact = false
 
@@ -42,6 +51,8 @@ struct Serve: AsyncParsableCommand {
         if port < 0 || port > 65535 { throw ValidationError("--port must be within 0…65535") }
         if maxUploadBytes < 1024 { throw ValidationError("--max-upload-bytes must be at least 1024") }
         if maxBatch < 1 { throw ValidationError("--max-batch must be positive") }
+        if !(idleTimeout >= 0) { throw ValidationError("--idle-timeout must be 0 (none) or a number of seconds") }
+        if !(bodyTimeout > 0) { throw ValidationError("--body-timeout must be a positive number of seconds") }
     }
 
     func run() async throws {
@@ -56,6 +67,8 @@ struct Serve: AsyncParsableCommand {
         configuration.host = host
         configuration.port = port
         configuration.maxBodyBytes = maxUploadBytes
+        configuration.idleTimeout = idleTimeout > 0 ? idleTimeout : nil
+        configuration.bodyTimeout = bodyTimeout
         let host = self.host
         let images = service.gallery.count, captions = service.gallery.captions.count
         let app = DemoServer.application(service: service, configuration: configuration) { bound in

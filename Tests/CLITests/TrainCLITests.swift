@@ -87,4 +87,33 @@ final class TrainCLITests: XCTestCase {
         XCTAssertGreaterThan(after.groups[2], after.strict[2], "any image of the caption counts as a hit")
         XCTAssertGreaterThan(after.strict[0], before.strict[0], "R@1 should rise")
     }
+
+    /// A run killed while writing the checkpoints of an epoch's last step may leave `epoch_latest.pt` at that step
+    /// (the step's pair is written first) and no `epoch{N}.pt`. Resuming writes the missing file, byte for byte the
+    /// uninterrupted run's, and goes on to the same final checkpoints. (Found by scripts/torture.sh.)
+    func testResumeAfterAKillInAnEpochSaveWritesTheEpochCheckpoint() throws {
+        let data = scratch.appendingPathComponent("data"), logs = scratch.appendingPathComponent("logs")
+        let configPath = scratch.appendingPathComponent("clip.json").path
+        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+        _ = try cnclip(["synth-dataset", "--output", data.path, "--train", "200", "--valid", "0", "--test", "0", "--resolution", "32", "--seed", "5"])
+        _ = try cnclip(["build-lmdb", "--data_dir", data.path, "--splits", "train"])
+        let train = [
+            "train", "--train-data", data.appendingPathComponent("lmdb/train").path, "--config", configPath, "--context-length", "32",
+            "--batch-size", "20", "--lr", "2e-3", "--wd", "0.001", "--seed", "3", "--max-steps", "20", "--warmup", "5",
+            "--save-step-frequency", "5", "--threads", "1", "--logs", logs.path, "--name", "run",
+        ]
+        _ = try cnclip(train)
+        let folder = logs.appendingPathComponent("run/checkpoints")
+        func bytes(_ name: String) throws -> Data { try Data(contentsOf: folder.appendingPathComponent(name)) }
+        let finished = try ["epoch1.pt", "epoch2.pt", "epoch_2_20.pt", "epoch_latest.pt"].map { ($0, try bytes($0)) }
+        // The state of a kill inside epoch1.pt's save: step 10's pair written, nothing after it.
+        let fm = FileManager.default
+        for name in ["epoch1.pt", "epoch2.pt", "epoch_2_15.pt", "epoch_2_20.pt", "epoch_latest.pt"] {
+            try fm.removeItem(at: folder.appendingPathComponent(name))
+        }
+        try fm.copyItem(at: folder.appendingPathComponent("epoch_1_10.pt"), to: folder.appendingPathComponent("epoch_latest.pt"))
+        let resumed = try cnclip(train)
+        XCTAssertTrue(resumed.stderr.contains("@ 10 steps"), resumed.stderr)
+        for (name, expected) in finished { XCTAssertEqual(try bytes(name), expected, "\(name) differs from the uninterrupted run's") }
+    }
 }

@@ -117,4 +117,17 @@ final class HostileInputTests: XCTestCase {
             XCTAssertTrue(e?.description.contains("\(module).\(name)") ?? false)
         }
     }
+
+    /// A pickle can build a list that holds itself (EMPTY_LIST, DUP, APPEND): refused, and its containers freed — each
+    /// decode here holds 16 MB, so twenty leaked decodes would add 320 MB. (Found by Fuzz/FuzzPickle.)
+    func testSelfContainingContainersAreFreed() throws {
+        let payload = 16 << 20
+        var pkl: [UInt8] = [0x80, 0x04, 0x5d, 0x32, 0x61]  // EMPTY_LIST, DUP, APPEND: the list holds itself
+        pkl += [0x42] + le(payload, 4) + [UInt8](repeating: 7, count: payload) + [0x61, 0x2e]  // BINBYTES, APPEND, STOP
+        let before = peakResidentBytes()
+        for _ in 0..<20 {
+            XCTAssertThrowsError(try PickleDecoder().decode(pkl)) { XCTAssertTrue("\($0)".contains("contains itself"), "\($0)") }
+        }
+        XCTAssertLessThan(peakResidentBytes() - before, 64 << 20, "decoding leaks its containers")
+    }
 }

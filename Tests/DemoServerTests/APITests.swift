@@ -17,6 +17,11 @@ final class APITests: XCTestCase {
     static let maxBody = 256 * 1024
 
     static let shared: Result<Server, Error> = Result {
+        try start { $0.maxBodyBytes = maxBody }
+    }
+
+    /// A server on a free loopback port over the fixture's gallery, with `configure`'s changes to the defaults.
+    static func start(_ configure: (inout DemoServerConfiguration) -> Void) throws -> Server {
         let f = try DemoFixture.get()
         let model = try ChineseCLIPModel(
             checkpoint: DemoFixture.fixtures.appendingPathComponent("models/vit-tiny.pt"),
@@ -24,7 +29,7 @@ final class APITests: XCTestCase {
         let service = try SearchService(model: model, gallery: GalleryIndex(directory: f.index))
         var configuration = DemoServerConfiguration()
         configuration.port = 0
-        configuration.maxBodyBytes = maxBody
+        configure(&configuration)
         let ready = DispatchSemaphore(value: 0)
         let port = Atomic(0)
         let app = DemoServer.application(service: service, configuration: configuration) { p in
@@ -339,5 +344,54 @@ final class APITests: XCTestCase {
                 if !tie { XCTAssertEqual(h.row, w.row, "request \(i) rank \(p + 1)") }
             }
         }
+    }
+}
+
+/// Connections that hold the server without using it: idle keep-alive sockets, a request head that never ends, a body
+/// that trickles in. Each is closed (or answered 408) after its timeout, and other clients are served meanwhile.
+final class ServerTimeoutTests: XCTestCase {
+    static let shared: Result<APITests.Server, Error> = Result {
+        try APITests.start {
+            $0.idleTimeout = 1.5
+            $0.bodyTimeout = 1.5
+        }
+    }
+
+    func testIdleAndUnfinishedConnectionsAreClosedWhileOthersAreServed() throws {
+        let port = try Self.shared.get().port
+        let idle = try (0..<50).map { _ in try RawConnection(port: port) }
+        let unfinished = try RawConnection(port: port)
+        unfinished.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  // and nothing more
+        let kept = try RawConnection(port: port)
+        kept.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  // answered, then idle on keep-alive
+        // With 52 connections held open, a new client is answered.
+        XCTAssertEqual(try rawHTTP(port: port, method: "GET", path: "/healthz").status, 200)
+        for connection in idle + [unfinished] {
+            let (data, closed) = connection.readUntilClosed(timeout: 30)
+            XCTAssertTrue(closed, "a connection that sent nothing (or half a head) is still open after 30 s")
+            XCTAssertTrue(data.isEmpty, String(decoding: data, as: UTF8.self))
+        }
+        let (answer, closed) = kept.readUntilClosed(timeout: 30)
+        XCTAssertTrue(closed, "a keep-alive connection left idle is still open after 30 s")
+        XCTAssertTrue(String(decoding: answer, as: UTF8.self).hasPrefix("HTTP/1.1 200"), String(decoding: answer, as: UTF8.self))
+    }
+
+    func testATricklingBodyGets408() throws {
+        let port = try Self.shared.get().port
+        let slow = try RawConnection(port: port)
+        slow.send("POST /api/search/text HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        // One byte every 0.2 s keeps resetting the idle timer, but not the body's deadline.
+        let sender = Thread {
+            for _ in 0..<60 {
+                Thread.sleep(forTimeInterval: 0.2)
+                if !slow.send(" ") { return }
+            }
+        }
+        sender.start()
+        let (data, _) = slow.readUntilClosed(timeout: 30)
+        let text = String(decoding: data, as: UTF8.self)
+        XCTAssertTrue(text.hasPrefix("HTTP/1.1 408"), text)
+        XCTAssertTrue(text.contains("request_timeout"), text)
+        XCTAssertEqual(try rawHTTP(port: port, method: "GET", path: "/healthz").status, 200)
     }
 }

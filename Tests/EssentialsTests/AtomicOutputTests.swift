@@ -39,6 +39,28 @@ final class AtomicOutputTests: XCTestCase {
         XCTAssertEqual(try leftovers(), [])
     }
 
+    /// `kill -9` leaves the hidden temporary of a folder being built, or of a file between its naming and its rename;
+    /// the next writer of the same target removes those whose process is gone, and leaves a live process's alone.
+    func testTemporariesOfKilledWritersAreRemovedByTheNextWriter() throws {
+        let exited = Process()
+        exited.executableURL = URL(fileURLWithPath: "/bin/true")
+        try exited.run()
+        exited.waitUntilExit()
+        let dead = exited.processIdentifier, alive = getppid()
+        let fm = FileManager.default
+        try Data("half".utf8).write(to: URL(fileURLWithPath: path(".out.txt.\(dead)-0D15F343.tmp")))
+        try Data("busy".utf8).write(to: URL(fileURLWithPath: path(".out.txt.\(alive)-0D15F343.tmp")))
+        for folder in [".gallery.\(dead)-24712EDE.tmp", ".build-lmdb.\(dead)-24712EDE.tmp"] {
+            try fm.createDirectory(atPath: path(folder + "/inner"), withIntermediateDirectories: true)
+        }
+        try AtomicOutput.write("new\n", to: path("out.txt"))
+        let gallery = try AtomicOutputFolder(path: path("gallery"))
+        try gallery.commit()
+        let working = try AtomicOutput.workingFolder(in: dir.path, purpose: "build-lmdb")
+        try fm.removeItem(atPath: working)
+        XCTAssertEqual(try leftovers(), [".out.txt.\(alive)-0D15F343.tmp"])
+    }
+
     func testUnwritableFolderIsAnErrorNamingTheTarget() throws {
         let target = path("missing/out.txt")
         XCTAssertThrowsError(try AtomicOutput.write("x", to: target)) { error in
