@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Tensors", "Checkpoints", "TestSupport"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Essentials", "NeuralNet", "Tensors", "TestSupport"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Essentials"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Essentials", "TestSupport"]),
         .testTarget(name: "ChineseCLIPTests", dependencies: ["ChineseCLIP", "Checkpoints", "Imaging", "NeuralNet", "Tensors", "TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Essentials", "Checkpoints", "Imaging", "NeuralNet"]),
         .testTarget(name: "FeatureExtractionTests", dependencies: ["FeatureExtraction"]),

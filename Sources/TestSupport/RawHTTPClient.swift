@@ -38,21 +38,7 @@ package final class RawConnection: @unchecked Sendable {  // sound: one thread m
     private let fd: Int32
 
     /// Connects to `127.0.0.1:port`.
-    package init(port: Int) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw RawHTTPError(description: "socket: \(errno)") }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else {
-            close(fd)
-            throw RawHTTPError(description: "connect to port \(port): errno \(errno)")
-        }
-    }
+    package init(port: Int) throws { fd = try connectLoopback(port: port) }
 
     deinit { close(fd) }
 
@@ -82,19 +68,10 @@ package func rawHTTP(
     port: Int, method: String, path: String, headers: [String: String] = [:], body: Data? = nil,
     chunked: Bool = false, declaredLength: Int? = nil, timeout: TimeInterval = 60
 ) throws -> HTTPReply {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw RawHTTPError(description: "socket: \(errno)") }
+    let fd = try connectLoopback(port: port)
     defer { close(fd) }
     var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    let connected = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else { throw RawHTTPError(description: "connect to port \(port): errno \(errno)") }
 
     var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
     for (k, v) in headers { head += "\(k): \(v)\r\n" }
@@ -120,11 +97,31 @@ package func rawHTTP(
     return try readResponse(fd)
 }
 
+/// A socket connected to `127.0.0.1:port`.
+private func connectLoopback(port: Int) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw RawHTTPError(description: "socket: \(errno)") }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    let connected = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else {
+        let saved = errno
+        close(fd)
+        throw RawHTTPError(description: "connect to port \(port): errno \(saved)")
+    }
+    return fd
+}
+
 private func sendAll(_ fd: Int32, _ data: Data) -> Bool {
     data.withUnsafeBytes { raw in
         var off = 0
         while off < raw.count {
             let n = send(fd, raw.baseAddress! + off, raw.count - off, Int32(MSG_NOSIGNAL))
+            if n < 0 && errno == EINTR { continue }
             if n <= 0 { return false }
             off += n
         }
@@ -136,7 +133,8 @@ private func readResponse(_ fd: Int32) throws -> HTTPReply {
     var buffer = Data()
     var chunk = [UInt8](repeating: 0, count: 65536)
     func more() throws -> Bool {
-        let n = recv(fd, &chunk, chunk.count, 0)
+        var n = recv(fd, &chunk, chunk.count, 0)
+        while n < 0 && errno == EINTR { n = recv(fd, &chunk, chunk.count, 0) }  // a signal (libFuzzer's timer) is no failure
         if n < 0 { throw RawHTTPError(description: "recv: errno \(errno)") }
         if n == 0 { return false }
         buffer.append(contentsOf: chunk[0..<n])

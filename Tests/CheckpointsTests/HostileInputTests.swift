@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 @testable import Checkpoints
@@ -6,17 +7,6 @@ import XCTest
 /// Files written to attack the reader: every size they declare is checked before memory is taken, no global outside
 /// the checkpoint allow list is ever resolved, and each is refused with an error naming the file and what is wrong.
 final class HostileInputTests: XCTestCase {
-    private func peakResidentBytes() -> Int {
-        var usage = rusage()
-        #if os(Linux)
-            getrusage(RUSAGE_SELF.rawValue, &usage)
-            return usage.ru_maxrss * 1024  // KiB on Linux
-        #else
-            getrusage(RUSAGE_SELF, &usage)
-            return usage.ru_maxrss  // bytes on Darwin
-        #endif
-    }
-
     private func le(_ value: Int, _ bytes: Int) -> [UInt8] { (0..<bytes).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
 
     /// LONG1 with 8 bytes: any Int in a pickle.

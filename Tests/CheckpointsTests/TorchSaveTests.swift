@@ -315,16 +315,7 @@ extension TorchSaveTests {
         var sd = PickleDict()
         sd.isOrderedDict = true
         sd[.string("big")] = .tensor(CheckpointTensor(t))
-        func peakMB() -> Int {
-            var u = rusage()
-            #if os(Linux)
-                getrusage(RUSAGE_SELF.rawValue, &u)
-                return u.ru_maxrss / 1024  // KiB on Linux
-            #else
-                getrusage(RUSAGE_SELF, &u)
-                return u.ru_maxrss / (1 << 20)  // bytes on Darwin
-            #endif
-        }
+        func peakMB() -> Int { peakResidentBytes() >> 20 }
         let before = peakMB()
         let url = try temporaryDirectory(self).appendingPathComponent("big.pt")
         let start = Date()

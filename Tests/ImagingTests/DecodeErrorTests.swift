@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import TestSupport
 import XCTest
 
 final class DecodeErrorTests: XCTestCase {
@@ -216,17 +217,6 @@ final class PixelLimitTests: XCTestCase {
         let patched = (bits & ~UInt32(0x0FFF_FFFF)) | 0x0FFF_FFFF
         for i in 0..<4 { bytes[21 + i] = UInt8((patched >> (8 * i)) & 0xFF) }
         return bytes
-    }
-
-    private func peakResidentBytes() -> Int {
-        var usage = rusage()
-        #if os(Linux)
-            getrusage(RUSAGE_SELF.rawValue, &usage)
-            return usage.ru_maxrss * 1024  // KiB on Linux
-        #else
-            getrusage(RUSAGE_SELF, &usage)
-            return usage.ru_maxrss  // bytes on Darwin
-        #endif
     }
 
     func testTheDefaultIsPillowsRefusalThreshold() {

@@ -2,15 +2,16 @@
 -- "METHOD<TAB>PATH<TAB>CONTENT-TYPE<TAB>BODY-FILE", "-" for none) and counts the answers, per thread, as
 --   good manifests: failed = any status >= 400; bad manifests: failed = a 2xx/3xx (a bad request accepted);
 --   and in both, 5xx apart. done() prints "SOAK <requests> <failed> <5xx>".
--- usage: wrk ... -s requests.lua URL -- MANIFEST good|bad
+-- usage: wrk ... -s requests.lua URL -- MANIFEST good|bad [PAUSE_MS]   (PAUSE_MS between requests: thins a stream)
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 
-local requests, expect = {}, "good"
+local requests, expect, pause = {}, "good", 0
 failed, server_errors, answered = 0, 0, 0
 
 function init(args)
   expect = args[2] or "good"
+  pause = tonumber(args[3] or "0")
   for line in io.lines(args[1]) do
     local method, path, ctype, file = line:match("^([^\t]+)\t([^\t]+)\t([^\t]*)\t([^\t]+)$")
     local body = nil
@@ -20,6 +21,8 @@ function init(args)
     table.insert(requests, wrk.format(method, path, headers, body))
   end
 end
+
+function delay() return pause end
 
 local i = 0
 function request()
