@@ -114,7 +114,9 @@ if Context.environment["CNCLIP_FUZZ"] == "1" {
     ]
     // libFuzzer's driver entry point (the harnesses' top-level code calls it; SwiftPM's own `main` runs first).
     package.targets.append(.systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"))
+    package.targets.append(.target(name: "FuzzSupport", path: "Fuzz/FuzzSupport"))
     for (name, dependencies) in harnesses {
-        package.targets.append(.executableTarget(name: name, dependencies: dependencies + ["CLibFuzzer"], path: "Fuzz/\(name)"))
+        package.targets.append(
+            .executableTarget(name: name, dependencies: dependencies + ["CLibFuzzer", "FuzzSupport"], path: "Fuzz/\(name)"))
     }
 }

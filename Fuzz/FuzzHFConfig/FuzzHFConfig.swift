@@ -8,17 +8,12 @@
 import CLibFuzzer
 import ChineseCLIP
 import Foundation
+import FuzzSupport
 import Tensors
 import Tokenization
 
-let scratch: String = {
-    let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-    let dir = "\(base)/cnclip-fuzz-config-\(getpid())"
-    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}()
+let scratch = scratchFolder("config")
 let path = "\(scratch)/config.json"
-let cleanup: Void = { atexit { try? FileManager.default.removeItem(atPath: path) } }()
 let tokenizer: Tokenizer = try! Tokenizer.bundled()
 
 /// Sizes no larger than the tiny fixture model's (Tests/Fixtures/models/vit-tiny.json, rn-tiny.json), so a build and a
@@ -35,7 +30,6 @@ func small(_ c: CLIPConfig) -> Bool {
 }
 
 func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    _ = cleanup
     guard size >= 1 else { return 0 }
     guard FileManager.default.createFile(atPath: path, contents: Data(bytes: data + 1, count: size - 1)) else { fatalError("cannot write \(path)") }
     let url = URL(fileURLWithPath: path)

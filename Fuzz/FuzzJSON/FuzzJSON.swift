@@ -14,18 +14,10 @@ import Datasets
 import Essentials
 import Evaluation
 import Foundation
+import FuzzSupport
 
 /// Where the harness writes the inputs of the readers that take a path (tmpfs when there is one).
-let scratch: String = {
-    let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-    let dir = "\(base)/cnclip-fuzz-json-\(getpid())"
-    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    atexit {
-        try? FileManager.default.removeItem(
-            atPath: "\(FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory())/cnclip-fuzz-json-\(getpid())")
-    }
-    return dir
-}()
+let scratch = scratchFolder("json")
 
 /// Writes `bytes` to `name` in the scratch folder and returns its path.
 func file(_ name: String, _ bytes: UnsafeBufferPointer<UInt8>) -> String {

@@ -12,15 +12,10 @@ import Checkpoints
 import Datasets
 import Essentials
 import Foundation
+import FuzzSupport
 import Imaging
 
-let scratch: String = {
-    let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-    let dir = "\(base)/cnclip-fuzz-lmdb-\(getpid())"
-    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}()
-let cleanup: Void = { atexit { try? FileManager.default.removeItem(atPath: scratch) } }()
+let scratch = scratchFolder("lmdb")
 
 /// The input's records.
 func records(_ b: UnsafeBufferPointer<UInt8>) -> [([UInt8], [UInt8])] {
@@ -38,7 +33,6 @@ func records(_ b: UnsafeBufferPointer<UInt8>) -> [([UInt8], [UInt8])] {
 }
 
 func fuzzLMDB(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    _ = cleanup
     guard size >= 1 else { return 0 }
     let dir = "\(scratch)/env"
     try? FileManager.default.removeItem(atPath: dir)

@@ -7,15 +7,10 @@
 import CLibFuzzer
 import Checkpoints
 import Foundation
+import FuzzSupport
 
-let scratch: String = {
-    let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-    let dir = "\(base)/cnclip-fuzz-safetensors-\(getpid())"
-    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}()
+let scratch = scratchFolder("safetensors")
 let path = "\(scratch)/model.safetensors"
-let cleanup: Void = { atexit { try? FileManager.default.removeItem(atPath: path) } }()
 
 func touch(_ t: CheckpointTensor) -> Double {
     switch t.values {
@@ -25,7 +20,6 @@ func touch(_ t: CheckpointTensor) -> Double {
 }
 
 func fuzzSafeTensors(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    _ = cleanup
     guard FileManager.default.createFile(atPath: path, contents: Data(bytes: data, count: size)) else { fatalError("cannot write \(path)") }
     let url = URL(fileURLWithPath: path)
     var sink = 0.0

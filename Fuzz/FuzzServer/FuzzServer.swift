@@ -18,27 +18,21 @@ import ChineseCLIP
 import DemoServer
 import Dispatch
 import Foundation
+import FuzzSupport
 import Gallery
 import Synchronization
 import TestSupport
 
 let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Tests/Fixtures")
-let scratch: String = {
-    let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-    let dir = "\(base)/cnclip-fuzz-server-\(getpid())"
-    try? FileManager.default.removeItem(atPath: dir)
-    try! FileManager.default.createDirectory(atPath: dir + "/images", withIntermediateDirectories: true)
-    return dir
-}()
-let cleanup: Void = { atexit { try? FileManager.default.removeItem(atPath: scratch) } }()
+let scratch = scratchFolder("server")
 
 /// Everything the harness serves, made once.
 let app = {
-    _ = cleanup
     let model = try! ChineseCLIPModel(
         checkpoint: fixtures.appendingPathComponent("models/vit-tiny.pt"),
         config: CLIPConfig.load(contentsOf: fixtures.appendingPathComponent("models/vit-tiny.json")))
+    try! FileManager.default.createDirectory(atPath: "\(scratch)/images", withIntermediateDirectories: true)
     for name in ["tiny.png", "gray.png", "palette.png", "lossy.webp", "gray.jpg", "progressive.jpg"] {
         try! FileManager.default.copyItem(atPath: fixtures.appendingPathComponent("images/\(name)").path, toPath: "\(scratch)/images/\(name)")
     }

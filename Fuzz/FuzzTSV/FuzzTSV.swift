@@ -9,19 +9,13 @@ import CLibFuzzer
 import Datasets
 import Essentials
 import Foundation
+import FuzzSupport
 import Imaging
 
-let scratch: String = {
-    let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-    let dir = "\(base)/cnclip-fuzz-tsv-\(getpid())"
-    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}()
+let scratch = scratchFolder("tsv")
 let path = "\(scratch)/imgs.tsv"
-let cleanup: Void = { atexit { try? FileManager.default.removeItem(atPath: path) } }()
 
 func fuzzTSV(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    _ = cleanup
     guard FileManager.default.createFile(atPath: path, contents: Data(bytes: data, count: size)) else { fatalError("cannot write \(path)") }
     // Lines as the plain reader sees them, with a chunk size that makes lines straddle reads.
     var small = LineReader(path: path)

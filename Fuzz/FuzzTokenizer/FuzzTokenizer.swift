@@ -8,17 +8,12 @@
 
 import CLibFuzzer
 import Foundation
+import FuzzSupport
 import Tokenization
 
 let tokenizer: Tokenizer = try! Tokenizer.bundled()
-let scratch: String = {
-    let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-    let dir = "\(base)/cnclip-fuzz-tokenizer-\(getpid())"
-    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}()
+let scratch = scratchFolder("tokenizer")
 let vocabPath = "\(scratch)/vocab.txt"
-let cleanup: Void = { atexit { try? FileManager.default.removeItem(atPath: vocabPath) } }()
 
 func check(_ t: Tokenizer, _ text: String, context: Int) {
     let row = t.encode(text, contextLength: context)
@@ -31,7 +26,6 @@ func check(_ t: Tokenizer, _ text: String, context: Int) {
 }
 
 func fuzzTokenizer(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    _ = cleanup
     guard size >= 1 else { return 0 }
     let body = UnsafeBufferPointer(start: data + 1, count: size - 1)
     if data[0] % 4 == 3 {

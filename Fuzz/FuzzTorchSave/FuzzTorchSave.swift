@@ -8,16 +8,11 @@
 import CLibFuzzer
 import Checkpoints
 import Foundation
+import FuzzSupport
 import NeuralNet
 
-let scratch: String = {
-    let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-    let dir = "\(base)/cnclip-fuzz-torch-\(getpid())"
-    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}()
+let scratch = scratchFolder("torch")
 let path = "\(scratch)/checkpoint.pt"
-let cleanup: Void = { atexit { try? FileManager.default.removeItem(atPath: path) } }()
 
 /// Reads every element of `t` (sums, so the reads are not optimised away).
 func touch(_ t: CheckpointTensor) -> Double {
@@ -28,7 +23,6 @@ func touch(_ t: CheckpointTensor) -> Double {
 }
 
 func fuzzTorchSave(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    _ = cleanup
     guard FileManager.default.createFile(atPath: path, contents: Data(bytes: data, count: size)) else { fatalError("cannot write \(path)") }
     let url = URL(fileURLWithPath: path)
     var sink = 0.0

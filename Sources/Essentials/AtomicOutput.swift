@@ -47,20 +47,40 @@ func temporarySibling(of path: String) -> String {
     return (parentFolder(path) as NSString).appendingPathComponent(".\(name).\(getpid())-\(UUID().uuidString.prefix(8)).tmp")
 }
 
-/// Removes the temporaries that killed processes left beside `path` (`.NAME.PID-RANDOM.tmp` whose PID is no longer
-/// running): a `kill -9` cannot clean up after itself, so the next writer of the same target does. A temporary of a
-/// live process, or of a PID now reused, is left alone.
+/// Removes the temporaries that killed processes left in the folder of `path` (`.NAME.PID-RANDOM.tmp` whose PID is no
+/// longer running): a `kill -9` cannot clean up after itself, so the next writer in the same folder does — whatever
+/// target the temporary was for, since a rerun may write under another name (a timestamped `params_….txt`). A
+/// temporary of a live process, or of a PID now reused, is left alone.
 func removeStaleTemporaries(of path: String) {
-    let folder = parentFolder(path)
-    let prefix = "." + (path as NSString).lastPathComponent + "."
-    guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
-    for name in names where name.hasPrefix(prefix) && name.hasSuffix(".tmp") {
-        let middle = name.dropFirst(prefix.count).dropLast(".tmp".count)
-        guard let dash = middle.firstIndex(of: "-"), let pid = pid_t(middle[..<dash]), pid > 0, pid != getpid() else { continue }
-        if kill(pid, 0) != 0 && errno == ESRCH {
-            try? FileManager.default.removeItem(atPath: (folder as NSString).appendingPathComponent(name))
+    AtomicOutput.removeStaleTemporaries(inFolder: parentFolder(path))
+}
+
+extension AtomicOutput {
+    /// Removes the temporaries of killed processes in `folder` (see `removeStaleTemporaries(of:)`): for a command that
+    /// may have nothing left to write when rerun (a resumed training that had finished).
+    package static func removeStaleTemporaries(inFolder folder: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+        for name in names where name.hasPrefix(".") && name.hasSuffix(".tmp") {
+            // `.NAME.` then `PID-XXXXXXXX` (eight hex digits) then `.tmp`.
+            let middle = name.dropLast(".tmp".count)
+            guard let dot = middle.lastIndex(of: "."), dot > middle.startIndex else { continue }
+            let tag = middle[middle.index(after: dot)...]
+            guard let dash = tag.firstIndex(of: "-"), tag.distance(from: dash, to: tag.endIndex) == 9,
+                tag[tag.index(after: dash)...].allSatisfy(\.isHexDigit), let pid = pid_t(tag[..<dash]), pid > 0, pid != getpid()
+            else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                try? FileManager.default.removeItem(atPath: (folder as NSString).appendingPathComponent(name))
+            }
         }
     }
+}
+
+/// Opens `path` for appending, creating it if absent. (Not `FileManager.createFile`, which writes even an empty file
+/// through a temporary and a rename, and a kill between the two leaves the temporary behind.)
+package func openForAppending(_ path: String) throws -> FileHandle {
+    let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw FileError(path: path, reason: "cannot open for appending: \(systemError())") }
+    return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
 }
 
 /// A file written beside its target and moved over it only by ``commit()``; ``discard()`` (or deinit) leaves no trace.
@@ -178,7 +198,7 @@ package enum AtomicOutput {
     /// before moving them into `folder`, after removing the ones that killed runs left there.
     package static func workingFolder(in folder: String, purpose: String) throws -> String {
         let marker = (folder as NSString).appendingPathComponent(purpose)
-        removeStaleTemporaries(of: marker)
+        removeStaleTemporaries(inFolder: folder)
         let path = temporarySibling(of: marker)
         guard mkdir(path, 0o755) == 0 else {
             throw FileError(path: folder, reason: "cannot create a temporary folder in it: \(systemError())")
@@ -189,7 +209,7 @@ package enum AtomicOutput {
     /// For a library that writes only by file name (FAISS): `body` writes the named temporary it is given, which is
     /// then flushed and renamed over `path`; a throw or a failure removes it.
     package static func writeNamed(path: String, _ body: (String) throws -> Void) throws {
-        removeStaleTemporaries(of: path)
+        removeStaleTemporaries(inFolder: parentFolder(path))
         let tmp = temporarySibling(of: path)
         do {
             try body(tmp)

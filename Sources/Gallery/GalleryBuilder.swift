@@ -152,8 +152,8 @@ package final class GalleryBuilder {
             let ids = try Self.truncate(lines: path(dir, GalleryFiles.imageIDs), to: manifest.count)
             try Self.truncate(file: path(dir, GalleryFiles.imageFeatures), to: manifest.count * dim * 4)
             let known = Set(ids)
-            let idsOut = try Self.appending(path(dir, GalleryFiles.imageIDs))
-            let featuresOut = try Self.appending(path(dir, GalleryFiles.imageFeatures))
+            let idsOut = try openForAppending(path(dir, GalleryFiles.imageIDs))
+            let featuresOut = try openForAppending(path(dir, GalleryFiles.imageFeatures))
             defer { try? idsOut.close(); try? featuresOut.close() }
             let thumbs = try LMDBEnvironment(creatingAt: path(dir, GalleryFiles.thumbnails), mapSize: 64 << 20)
             let writer = LMDBBatchWriter(thumbs)
@@ -183,8 +183,8 @@ package final class GalleryBuilder {
                     }
                     return pythonDumps(id)
                 })
-            let linesOut = try Self.appending(path(dir, GalleryFiles.captions))
-            let featuresOut = try Self.appending(path(dir, GalleryFiles.captionFeatures))
+            let linesOut = try openForAppending(path(dir, GalleryFiles.captions))
+            let featuresOut = try openForAppending(path(dir, GalleryFiles.captionFeatures))
             defer { try? linesOut.close(); try? featuresOut.close() }
             // The texts, in file order, as the feature extractor will see them.
             var texts: [(id: String, text: String)] = []
@@ -353,13 +353,6 @@ package final class GalleryBuilder {
     static func bytes(_ floats: [Float]) -> Data {
         // Little-endian on every platform this runs on (x86-64, arm64).
         floats.withUnsafeBytes { Data($0) }
-    }
-
-    static func appending(_ path: String) throws -> FileHandle {
-        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-        guard let h = FileHandle(forWritingAtPath: path) else { throw FileError(path: path, reason: "cannot open for writing") }
-        do { try h.seekToEnd() } catch { throw FileError(path: path, reason: "cannot seek: \(error.localizedDescription)") }
-        return h
     }
 
     /// Cuts `path` to `bytes` (an interrupted add may have left more).

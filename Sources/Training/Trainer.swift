@@ -275,6 +275,9 @@ package final class Trainer {
             do { try FileManager.default.createDirectory(atPath: checkpointDir, withIntermediateDirectories: true) } catch {
                 throw FileError(path: checkpointDir, reason: "cannot create the checkpoint directory: \(error.localizedDescription)")
             }
+            // A killed run's temporaries go now: a resumed run that had finished writes nothing that would clean them.
+            AtomicOutput.removeStaleTemporaries(inFolder: checkpointDir)
+            AtomicOutput.removeStaleTemporaries(inFolder: TrainingLogFormat.join(logsDir, o.name))
         }
         let log = try TrainingLogger(path: writes ? logPath : nil, echo: echoLog && parallel.rank == 0)
         if o.gradCheckpointing { log.info("Grad-checkpointing activated.") }

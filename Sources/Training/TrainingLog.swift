@@ -23,14 +23,7 @@ package final class TrainingLogger {
         formatter.timeZone = .current
         formatter.dateFormat = "yyyy-MM-dd,HH:mm:ss"
         if let path {
-            if !FileManager.default.fileExists(atPath: path) {
-                guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                    throw FileError(path: path, reason: "cannot create the log file")
-                }
-            }
-            guard let h = FileHandle(forWritingAtPath: path) else { throw FileError(path: path, reason: "cannot open the log file") }
-            h.seekToEndOfFile()
-            handle = h
+            handle = try openForAppending(path)
         } else {
             handle = nil
         }

@@ -58,6 +58,9 @@ final class AtomicOutputTests: XCTestCase {
         try gallery.commit()
         let working = try AtomicOutput.workingFolder(in: dir.path, purpose: "build-lmdb")
         try fm.removeItem(atPath: working)
+        // A temporary for another name in the same folder (a rerun may write a new timestamped file) goes too.
+        try Data("half".utf8).write(to: URL(fileURLWithPath: path(".params_2026-12-07-10-57-53.txt.\(dead)-6F63EEE2.tmp")))
+        try AtomicOutput.write("other\n", to: path("params_2026-12-07-11-00-00.txt"))
         XCTAssertEqual(try leftovers(), [".out.txt.\(alive)-0D15F343.tmp"])
     }
 
