@@ -69,9 +69,12 @@ for n in "${names[@]}"; do
     corpus="$scratch/corpus/$n" out="$scratch/artifacts/$n"
     mkdir -p "$corpus" "$out"
     start=$(date +%s)
-    # New units go to the scratch corpus (first directory); the committed seeds are read, never written.
+    # New units go to the scratch corpus (first directory); the committed seeds and every earlier finding
+    # (Fuzz/regressions/<Harness>, replayed first) are read, never written.
+    regressions=()
+    [ -d "Fuzz/regressions/$t" ] && regressions=("Fuzz/regressions/$t")
     ".build-fuzz/release/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        -artifact_prefix="$out/" ${FUZZ_FLAGS:-} "$corpus" "Fuzz/corpus/$n" >"$scratch/$n.log" 2>&1
+        -artifact_prefix="$out/" ${FUZZ_FLAGS:-} "$corpus" "Fuzz/corpus/$n" "${regressions[@]}" >"$scratch/$n.log" 2>&1
     rc=$?
     elapsed=$(( $(date +%s) - start ))
     execs=$(grep -h '^stat::number_of_executed_units' "$scratch/$n.log" | awk '{s += $2} END {print s + 0}')
@@ -95,5 +98,17 @@ echo "logs and corpora: $scratch"
 if [ $found = 1 ]; then
     echo "FOUND:"
     printf '  %s\n' "${artifacts[@]}"
+    # What a CI log needs to reproduce a finding without the machine: each report and each input in base64.
+    for n in "${names[@]}"; do
+        out="$scratch/artifacts/$n"
+        [ -n "$(find "$out" -type f 2>/dev/null)" ] || continue
+        echo
+        echo "--- ${target[$n]}: the end of its log"
+        grep -v -E '^(#[0-9]+|INFO:|MS:|stat::|Done )' "$scratch/$n.log" | tail -60
+        for a in "$out"/*; do
+            echo "--- $(basename "$a") ($(stat -c %s "$a") bytes), base64 (reproduce: base64 -d > input; .build-fuzz/release/${target[$n]} input)"
+            base64 -w 100 "$a" | head -80
+        done
+    done
     exit 1
 fi

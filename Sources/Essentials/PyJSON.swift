@@ -104,11 +104,15 @@ package struct PyJSONSyntaxError: Error, CustomStringConvertible {
     package var offset: Int
     /// What went wrong.
     package var reason: String
+    /// True when the document nests deeper than Python can decode (its `RecursionError`, a message with no position).
+    package var isRecursionLimit = false
     /// A one-line message.
     package var description: String { "\(reason) at byte \(offset)" }
 
-    /// Python's `JSONDecodeError` text for this error in `json.loads(line)` (positions in characters, as Python counts).
+    /// Python's `JSONDecodeError` text for this error in `json.loads(line)` (positions in characters, as Python counts),
+    /// or its `RecursionError` text.
     package func pythonMessage(in line: String) -> String {
+        if isRecursionLimit { return reason }
         let pos = String(decoding: Array(line.utf8).prefix(offset), as: UTF8.self).unicodeScalars.count
         return "\(reason): line 1 column \(pos + 1) (char \(pos))"
     }
@@ -122,6 +126,13 @@ package struct PyJSONParser {
     package let end: Int
     /// The next byte to read.
     package var i = 0
+    /// Arrays and objects open around the current byte.
+    private var depth = 0
+
+    /// The deepest nesting of arrays and objects accepted. Python's decoder recurses once per level and raises
+    /// `RecursionError` at its recursion limit (1000, less the frames of its caller: 994 at a script's top level on
+    /// CPython 3.11); a limit keeps a hostile line from overflowing our stack, in the parser or in what walks its value.
+    package static let maxDepth = 990
 
     /// Parses the whole of `bytes` as one JSON document (surrounding JSON whitespace allowed).
     package static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws -> PyJSON {
@@ -165,6 +176,8 @@ package struct PyJSONParser {
         switch p[i] {
         case UInt8(ascii: "{"): return try object()
         case UInt8(ascii: "["):
+            try enter("array")
+            defer { depth -= 1 }
             i += 1
             skipSpace()
             var items: [PyJSON] = []
@@ -198,7 +211,19 @@ package struct PyJSONParser {
         throw fail("Expecting value")
     }
 
+    /// Counts one more level of nesting; past `maxDepth`, Python's `RecursionError` for a JSON `kind`.
+    private mutating func enter(_ kind: String) throws {
+        guard depth < Self.maxDepth else {
+            var e = fail("maximum recursion depth exceeded while decoding a JSON \(kind) from a unicode string")
+            e.isRecursionLimit = true
+            throw e
+        }
+        depth += 1
+    }
+
     mutating func object() throws -> PyJSON {
+        try enter("object")
+        defer { depth -= 1 }
         i += 1
         skipSpace()
         var pairs: [(key: String, value: PyJSON)] = []

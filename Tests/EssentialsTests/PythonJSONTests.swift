@@ -66,4 +66,32 @@ final class PyJSONParserTests: XCTestCase {
             }
         }
     }
+
+    /// Deep nesting is Python's `RecursionError` (CPython 3.11 decodes 994 levels at a script's top level, fewer below
+    /// it), never a stack overflow: the fuzzer's first finding was 4,000 `[` overflowing the stack.
+    func testNestingBeyondPythonsRecursionLimitIsAnErrorNotACrash() throws {
+        let n = PyJSONParser.maxDepth
+        var value = try PyJSONParser.parse(String(repeating: "[", count: n) + String(repeating: "]", count: n))
+        var levels = 0
+        while case .array(let items) = value {
+            levels += 1
+            guard let first = items.first else { break }
+            value = first
+        }
+        XCTAssertEqual(levels, n)
+        XCTAssertNotNil(try? PyJSONParser.parse(String(repeating: "{\"a\": ", count: n) + "1" + String(repeating: "}", count: n)))
+        let cases = [
+            (String(repeating: "[", count: n + 1) + String(repeating: "]", count: n + 1), "array"),
+            (String(repeating: "{\"a\": ", count: n + 1) + "1" + String(repeating: "}", count: n + 1), "object"),
+            (String(repeating: "[", count: 200_000), "array"),
+            ("[" + String(repeating: "{\"k\": [", count: 100_000), "array"),
+        ]
+        for (text, kind) in cases {
+            XCTAssertThrowsError(try PyJSONParser.parse(text)) { error in
+                XCTAssertEqual(
+                    (error as? PyJSONSyntaxError)?.pythonMessage(in: text),
+                    "maximum recursion depth exceeded while decoding a JSON \(kind) from a unicode string")
+            }
+        }
+    }
 }
