@@ -41,9 +41,11 @@ struct CPythonSet {
             return h
         case .big(let s):
             let neg = s.hasPrefix("-")
-            // r < 2^61, so r * 10 + 9 < 2^64: no overflow in UInt64.
+            // r < 2^61, so r * 8 < 2^64 and r * 8 % m + r * 2 + 9 < 2^63: 10 r + digit mod m without overflow.
+            // (r * 10 itself can pass 2^64: the fuzzer's 20-digit id did.)
+            let m = UInt64(modulus)
             var r: UInt64 = 0
-            for c in s.utf8 where c >= 0x30 && c <= 0x39 { r = (r * 10 + UInt64(c - 0x30)) % UInt64(modulus) }
+            for c in s.utf8 where c >= 0x30 && c <= 0x39 { r = (r * 8 % m + r * 2 + UInt64(c - 0x30)) % m }
             var h = neg ? -Int64(r) : Int64(r)
             if h == -1 { h = -2 }
             return h

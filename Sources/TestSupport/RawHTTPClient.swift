@@ -108,10 +108,18 @@ private func connectLoopback(port: Int) throws -> Int32 {
     let connected = withUnsafePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard connected == 0 else {
-        let saved = errno
+    var failure = connected == 0 ? 0 : errno
+    if failure == EINTR {
+        // A signal (libFuzzer's timer) interrupted the call, not the connection: it completes on its own; wait for it.
+        var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        while poll(&p, 1, 10_000) < 0 && errno == EINTR {}
+        var code: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        failure = p.revents == 0 ? ETIMEDOUT : getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &size) == 0 ? code : errno
+    }
+    guard failure == 0 else {
         close(fd)
-        throw RawHTTPError(description: "connect to port \(port): errno \(saved)")
+        throw RawHTTPError(description: "connect to port \(port): errno \(failure)")
     }
     return fd
 }

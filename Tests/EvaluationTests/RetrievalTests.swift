@@ -269,4 +269,32 @@ final class RetrievalTests: XCTestCase {
         // Python's str.replace replaces every occurrence.
         XCTAssertEqual(AnnotationTransform.outputPath(forInput: "/d/a.jsonl.bak/x.jsonl"), "/d/a.bak/x.tr.jsonl")
     }
+
+    /// Ids past 64 bits: Python's `hash()` is the value modulo 2^61 − 1 (values from CPython 3.11.7), and the
+    /// missing-id message lists them in the order of the reference's `", ".join(str(i) for i in ref_ids - pred_ids)`
+    /// as CPython 3.11.7 prints it. A 20-digit id once overflowed our hash (a fuzzing finding).
+    func testIdsBeyond64BitsHashAndOrderAsPython() throws {
+        let ids = [
+            "99999999999999999999", "3", "12345678901234567890123456789", "18446744073709551616", "2305843009213693951",
+            "2305843009213693952", "9223372036854775808", "7", "4611686018427387904123", "100000000000000000000000000000000000000",
+        ]
+        let pythonHashes: [Int64] = [
+            848_750_603_811_160_106, 3, 486_047_579_052_333_735, 8, 0, 1, 4, 7, 2123, 244_469_275_760_665_571,
+        ]
+        let keys = try ids.map { try XCTUnwrap(PyJSONParser.parse($0).pythonKey) }
+        XCTAssertEqual(keys.map(CPythonSet.hash), pythonHashes)
+        XCTAssertEqual(CPythonSet.hash(try XCTUnwrap(PyJSONParser.parse("-99999999999999999999").pythonKey)), -848_750_603_811_160_106)
+
+        let gt = path("gt.jsonl"), pred = path("pred.jsonl")
+        try ids.map { "{\"text_id\": \($0), \"image_ids\": [1]}\n" }.joined().write(toFile: gt, atomically: true, encoding: .utf8)
+        try ["3", "99999999999999999999"].map { "{\"text_id\": \($0), \"image_ids\": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}\n" }.joined()
+            .write(toFile: pred, atomically: true, encoding: .utf8)
+        XCTAssertEqual(
+            RecallEvaluation.evaluate(groundTruth: gt, predictions: pred, direction: .textToImage),
+            .failure(
+                .string(
+                    "The following text_ids have no prediction in your submission, please check again: 2305843009213693951, "
+                        + "2305843009213693952, 100000000000000000000000000000000000000, 9223372036854775808, "
+                        + "12345678901234567890123456789, 18446744073709551616, 7, 4611686018427387904123")))
+    }
 }
