@@ -6,7 +6,11 @@
 #   extract-features over the two hosts writes the one-process bytes;
 #   train, 2 hosts × batch 10 (--gather-with-grad), takes the steps of 1 process × batch 20: losses within 1e-5
 #   relative, and the trained model's text features within 1e-4;
-#   with `tc netem` adding 50 ms delay and 1% loss on the link, both jobs finish with the same bytes as without.
+#   with `tc netem` adding 50 ms delay and 1% loss on the link, both jobs finish with the same bytes as without;
+#   a cut link (host 2's end down) and a killed rank (SIGKILL on host 2), each once epoch 1's checkpoint is saved in a
+#   3-epoch training run: the job ends with an error within a bounded time — with Open MPI's daemon keepalive at 3 s,
+#   and with its default (then every rank ends itself after --comm-timeout; mpirun waits for the lost daemon) — and
+#   a resume from epoch_latest.pt ends on the uninterrupted run's checkpoints, byte for byte.
 # Needs root (ip netns, tc), iproute2 and Open MPI (scripts/install-deps.sh). The namespaces are removed on exit.
 # usage: scripts/two-hosts.sh            env: CNCLIP the binary (default .build/release/cnclip)
 set -euo pipefail
@@ -18,7 +22,14 @@ FIX=$PWD/Tests/Fixtures
 command -v mpirun >/dev/null || { echo "two-hosts: mpirun is needed (scripts/install-deps.sh)" >&2; exit 2; }
 work=$(mktemp -d)
 ns1=cnclip-h1 ns2=cnclip-h2
+in_hosts() {  # PIDs of the processes in both namespaces named $1 (mpirun, orted, cnclip)
+  for ns in $ns1 $ns2; do
+    for p in $(ip netns pids $ns 2>/dev/null); do [ "$(cat /proc/$p/comm 2>/dev/null)" = "$1" ] && echo $p; done
+  done
+  true
+}
 cleanup() {
+  for name in mpirun orted cnclip; do in_hosts $name | xargs -r kill -9 2>/dev/null || true; done
   ip netns del $ns1 2>/dev/null || true
   ip netns del $ns2 2>/dev/null || true
   rm -rf "$work"
@@ -112,6 +123,62 @@ else
   log "tc netem is not available here ($(head -1 "$work/tc.err")): the bad-network checks are skipped"
 fi
 
+# A cut link and a killed rank. Open MPI's daemons notice a lost peer by TCP keepalive (default: after 300 s idle,
+# then 9 probes 20 s apart); the ranks themselves wait in collectives, which never time out, until --comm-timeout.
+keepalive=(--mca oob_tcp_keepalive_time 3 --mca oob_tcp_keepalive_intvl 1 --mca oob_tcp_keepalive_probes 3)
+long=(train --train-data "$work/data/lmdb/train" --val-data "$work/data/lmdb/valid" --config "$work/clip.json"
+  --context-length 32 --lr 1e-3 --warmup 2 --log-interval 5 --seed 3 --valid-batch-size 10 --max-epochs 3
+  --batch-size 10 --gather-with-grad --name r --comm-timeout 5)
+log "3 epochs over the two hosts, uninterrupted"
+"${mpi[@]}" "${keepalive[@]}" "$bin" "${long[@]}" --logs "$work/full" >/dev/null 2>"$work/full.log"
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+seconds() { awk -v m="$1" 'BEGIN { printf "%.1f", m / 1000 }'; }
+interrupt() {  # label, cut|kill, then mpirun's extra flags: the run, interrupted once epoch1.pt exists, then resumed
+  local label=$1 how=$2 pid t0 now ranks="" ended="" status=""
+  shift 2
+  "${mpi[@]}" "$@" "$bin" "${long[@]}" --logs "$work/$label" </dev/null >/dev/null 2>"$work/$label.log" &
+  pid=$!
+  until [ -e "$work/$label/r/checkpoints/epoch1.pt" ]; do
+    kill -0 $pid 2>/dev/null || { log "$label: the run ended before epoch 1's checkpoint"; break; }
+    sleep 0.02
+  done
+  if [ "$how" = cut ]; then ip -n $ns2 link set cnclip-v2 down; else
+    for p in $(ip netns pids $ns2); do [ "$(cat /proc/$p/comm 2>/dev/null)" = cnclip ] && kill -9 "$p"; done
+  fi
+  t0=$(ms)
+  while now=$(ms); [ $((now - t0)) -lt 60000 ]; do
+    [ -z "$ranks" ] && [ -z "$(in_hosts cnclip)" ] && ranks=$((now - t0))
+    if [ -z "$ended" ] && ! kill -0 $pid 2>/dev/null; then ended=$((now - t0)); status=0; wait $pid || status=$?; fi
+    [ -n "$ranks" ] && [ -n "$ended" ] && break
+    # With the default keepalive mpirun waits minutes for the lost daemon: 5 s past the ranks' end is enough to see.
+    [ -n "$ranks" ] && [ $((now - t0)) -gt $((ranks + 5000)) ] && break
+    sleep 0.1
+  done
+  log "$label: every rank gone after $( [ -n "$ranks" ] && seconds $ranks || echo '(still running)') s," \
+    "mpirun after $( [ -n "$ended" ] && seconds $ended || echo '(still waiting)') s (exit ${status:-none})"
+  for name in mpirun orted cnclip; do in_hosts $name | xargs -r kill -9 2>/dev/null || true; done
+  { wait $pid; } 2>/dev/null || true  # (no "Killed" note from the shell)
+  ip -n $ns2 link set cnclip-v2 up
+  until ip -n $ns1 link show cnclip-v1 | grep -q LOWER_UP; do sleep 0.1; done
+  # For the checks: NAME_ranks and NAME_mpirun in ms (999999: never), NAME_status (none: still running).
+  printf -v "${label//-/_}_ranks" %s "${ranks:-999999}"
+  printf -v "${label//-/_}_mpirun" %s "${ended:-999999}"
+  printf -v "${label//-/_}_status" %s "${status:-none}"
+  "${mpi[@]}" "${keepalive[@]}" "$bin" "${long[@]}" --logs "$work/$label" --resume "$work/$label/r/checkpoints/epoch_latest.pt" \
+    >/dev/null 2>"$work/$label.resume.log" || log "$label: the resumed run failed: $(tail -1 "$work/$label.resume.log")"
+}
+log "cut link, Open MPI's keepalive at 3 s"
+interrupt cut cut "${keepalive[@]}"
+log "cut link, Open MPI's default keepalive"
+interrupt cut-default cut
+log "killed rank on host 2"
+interrupt kill kill "${keepalive[@]}"
+failed_within() { [ "$1" != 0 ] && [ "$1" != none ] && [ "$2" -le "$3" ]; }  # exit status, ms, limit in ms
+same_end() {  # the resumed run's checkpoints are the uninterrupted run's
+  cmp -s "$work/full/r/checkpoints/epoch_latest.pt" "$work/$1/r/checkpoints/epoch_latest.pt" &&
+    cmp -s "$work/full/r/checkpoints/epoch3.pt" "$work/$1/r/checkpoints/epoch3.pt"
+}
+
 echo "| check (2026-12-07 run: see RELIABILITY.md) | result |"
 echo "| --- | --- |"
 check "extract-features, 2 hosts: the one-process bytes" cmp -s "$work/one.img" "$work/two.img"
@@ -130,6 +197,17 @@ check "50 ms + 1% loss: the same checkpoint, byte for byte" \
 else
   echo "| 50 ms + 1% loss | skipped: this kernel has no netem qdisc |"
 fi
+check "cut link, keepalive 3 s: mpirun exits non-zero within 30 s ($(seconds $cut_mpirun) s, exit $cut_status)" \
+  failed_within "$cut_status" "$cut_mpirun" 30000
+check "cut link, default keepalive: every rank ends within --comm-timeout 5 s + 5 s ($(seconds $cut_default_ranks) s)" \
+  test "$cut_default_ranks" -le 10000
+check "cut link, default keepalive: rank 0 names the wait and the flag" \
+  grep -q "has waited .* for the other ranks (--comm-timeout 5)" "$work/cut-default.log"
+check "killed rank: mpirun exits non-zero within 15 s ($(seconds $kill_mpirun) s, exit $kill_status)" \
+  failed_within "$kill_status" "$kill_mpirun" 15000
+for label in cut cut-default kill; do
+  check "$label: the resumed run ends on the uninterrupted run's checkpoints, byte for byte" same_end $label
+done
 [ $failures = 0 ] || { echo "two-hosts: $failures check(s) failed; logs in $work were removed" >&2; exit 1; }
 echo "two-hosts: all checks passed"
 }

@@ -4,6 +4,7 @@
 
 import CMPI
 import Foundation
+import Synchronization
 
 /// A failed collective operation.
 package struct CommunicationError: Error, CustomStringConvertible {
@@ -62,19 +63,81 @@ package final class SingleProcessCommunicator: Communicator {
     package func finish() {}
 }
 
+/// How long one collective may wait for the other ranks before this rank ends itself: torch.distributed's default
+/// process-group timeout, 30 minutes, which the reference's `init_process_group` keeps.
+package let defaultCommunicationTimeout: Double = 1800
+
+/// Ends this process when an MPI call has waited longer than its limit, so that a dead rank or a cut network ends
+/// the job instead of leaving every other rank blocked forever (MPI's own calls never time out).
+final class CollectiveWatchdog: Sendable {
+    /// The call under way: its name and when it began (monotonic nanoseconds).
+    private let current = Mutex<(what: String, since: UInt64)?>(nil)
+    private let limit: Double
+    private let rank: Int
+    private let worldSize: Int
+
+    /// Starts a watchdog thread checking every collective against `limit` seconds.
+    init(limit: Double, rank: Int, worldSize: Int) {
+        self.limit = limit
+        self.rank = rank
+        self.worldSize = worldSize
+        let period = min(1, max(0.05, limit / 10))
+        let thread = Thread { [self] in
+            while true {
+                Thread.sleep(forTimeInterval: period)
+                check()
+            }
+        }
+        thread.name = "cnclip collective watchdog"
+        thread.start()
+    }
+
+    /// Runs the MPI call `body`, named `what` in the message if it outlasts the limit.
+    func watch<T>(_ what: String, _ body: () throws -> T) rethrows -> T {
+        current.withLock { $0 = (what, DispatchTime.now().uptimeNanoseconds) }
+        defer { current.withLock { $0 = nil } }
+        return try body()
+    }
+
+    private func check() {
+        guard let (what, since) = current.withLock({ $0 }) else { return }
+        let waited = Double(DispatchTime.now().uptimeNanoseconds &- since) / 1e9
+        guard waited > limit else { return }
+        // MPI is busy on the main thread and may never return, so nothing here calls it: the message, then _exit.
+        // mpirun ends the job when a rank exits non-zero; the ranks on the far side of a cut link time out alike.
+        // Outputs are written through temporaries, so nothing half-written is left; the next run removes them.
+        let message =
+            "error: rank \(rank) of \(worldSize): \(what) has waited \(Int(waited.rounded())) s for the other ranks "
+            + "(--comm-timeout \(limit.formatted())): a rank has died or the network between the hosts is down. "
+            + "Ending this rank, and with it the job; a training run resumes exactly from its last checkpoint "
+            + "(--resume …/checkpoints/epoch_latest.pt).\n"
+        message.utf8CString.withUnsafeBufferPointer { _ = write(2, $0.baseAddress, $0.count - 1) }
+        _exit(1)
+    }
+}
+
+extension Double {
+    /// The shortest text for a number of seconds: `10` rather than `10.0`.
+    fileprivate func formatted() -> String { self == rounded() && abs(self) < 1e15 ? String(Int(self)) : String(self) }
+}
+
 /// The ranks of an `mpirun` job (MPI_COMM_WORLD).
 package final class MPICommunicator: Communicator, Sendable {
     package let rank: Int
     package let worldSize: Int
+    private let watchdog: CollectiveWatchdog?
 
-    /// Joins the job `mpirun` started (MPI_Init_thread, funneled: only the calling thread talks to MPI).
-    package init() throws {
+    /// Joins the job `mpirun` started (MPI_Init_thread, funneled: only the calling thread talks to MPI). A call that
+    /// waits more than `timeout` seconds for the other ranks ends this process with an error (none: wait forever).
+    package init(timeout: Double? = defaultCommunicationTimeout) throws {
         if cnclip_mpi_initialized() == 0 {
             let rc = cnclip_mpi_init()
             guard rc == MPI_SUCCESS else { throw CommunicationError(description: "MPI_Init failed: \(Self.text(rc))") }
         }
-        rank = Int(cnclip_mpi_rank())
-        worldSize = Int(cnclip_mpi_size())
+        let rank = Int(cnclip_mpi_rank()), worldSize = Int(cnclip_mpi_size())
+        self.rank = rank
+        self.worldSize = worldSize
+        watchdog = timeout.flatMap { $0 > 0 && worldSize > 1 ? CollectiveWatchdog(limit: $0, rank: rank, worldSize: worldSize) : nil }
     }
 
     /// Whether this process was started by `mpirun`/`mpiexec` (Open MPI's or PMIx's environment variables).
@@ -87,6 +150,12 @@ package final class MPICommunicator: Communicator, Sendable {
         var buffer = [CChar](repeating: 0, count: 512)
         cnclip_mpi_error_string(code, &buffer, Int32(buffer.count))
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Runs the MPI call `body` under the watchdog and turns its failure into an error naming `what`.
+    func call(_ what: String, _ body: () -> Int32) throws {
+        let rc = watchdog.map { $0.watch(what, body) } ?? body()
+        try check(rc, what)
     }
 
     func check(_ rc: Int32, _ what: String) throws {
@@ -102,27 +171,31 @@ package final class MPICommunicator: Communicator, Sendable {
 
     package func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
-        try check(cnclip_mpi_allreduce_sum_float(base, try Self.count(buffer.count, "all-reduce")), "MPI_Allreduce")
+        let n = try Self.count(buffer.count, "all-reduce")
+        try call("MPI_Allreduce") { cnclip_mpi_allreduce_sum_float(base, n) }
     }
 
     package func allReduceSum(_ values: [Double]) throws -> [Double] {
         var v = values
         guard !v.isEmpty else { return v }
-        try check(cnclip_mpi_allreduce_sum_double(&v, try Self.count(v.count, "all-reduce")), "MPI_Allreduce")
+        let n = try Self.count(v.count, "all-reduce")
+        try call("MPI_Allreduce") { cnclip_mpi_allreduce_sum_double(&v, n) }
         return v
     }
 
     package func allGather(_ local: [Float]) throws -> [Float] {
         var out = [Float](repeating: 0, count: local.count * worldSize)
         guard !local.isEmpty else { return out }
-        try check(cnclip_mpi_allgather_float(local, try Self.count(local.count, "all-gather"), &out), "MPI_Allgather")
+        let n = try Self.count(local.count, "all-gather")
+        try call("MPI_Allgather") { cnclip_mpi_allgather_float(local, n, &out) }
         return out
     }
 
     package func allGather(_ local: [Int32]) throws -> [Int32] {
         var out = [Int32](repeating: 0, count: local.count * worldSize)
         guard !local.isEmpty else { return out }
-        try check(cnclip_mpi_allgather_int(local, try Self.count(local.count, "all-gather"), &out), "MPI_Allgather")
+        let n = try Self.count(local.count, "all-gather")
+        try call("MPI_Allgather") { cnclip_mpi_allgather_int(local, n, &out) }
         return out
     }
 
@@ -133,30 +206,32 @@ package final class MPICommunicator: Communicator, Sendable {
         for c in counts { displacements.append(try Self.count(total, "gather")); total += c }
         var receive = [UInt8](repeating: 0, count: rank == root ? max(total, 1) : 1)
         let counts32 = counts.map { Int32($0) }
-        try check(cnclip_mpi_gatherv_bytes(bytes, Int32(bytes.count), &receive, counts32, displacements, Int32(root)), "MPI_Gatherv")
+        try call("MPI_Gatherv") { cnclip_mpi_gatherv_bytes(bytes, Int32(bytes.count), &receive, counts32, displacements, Int32(root)) }
         guard rank == root else { return nil }
         return counts.indices.map { Array(receive[Int(displacements[$0])..<Int(displacements[$0]) + counts[$0]]) }
     }
 
     package func broadcast(_ bytes: [UInt8], root: Int) throws -> [UInt8] {
         var count = [Int32(rank == root ? try Self.count(bytes.count, "broadcast") : 0)]
-        try count.withUnsafeMutableBytes { try check(cnclip_mpi_bcast_bytes($0.baseAddress, 4, Int32(root)), "MPI_Bcast") }
+        try count.withUnsafeMutableBytes { p in try call("MPI_Bcast") { cnclip_mpi_bcast_bytes(p.baseAddress, 4, Int32(root)) } }
         var buffer = rank == root ? bytes : [UInt8](repeating: 0, count: Int(count[0]))
-        if count[0] > 0 { try check(cnclip_mpi_bcast_bytes(&buffer, count[0], Int32(root)), "MPI_Bcast") }
+        if count[0] > 0 { try call("MPI_Bcast") { cnclip_mpi_bcast_bytes(&buffer, count[0], Int32(root)) } }
         return buffer
     }
 
-    package func barrier() throws { try check(cnclip_mpi_barrier(), "MPI_Barrier") }
+    package func barrier() throws { try call("MPI_Barrier") { cnclip_mpi_barrier() } }
 
     package func abort(code: Int32) -> Never {
-        cnclip_mpi_abort(code)
+        // MPI_Abort reaches the other hosts through mpirun; over a cut link it may wait as long as a collective.
+        if let watchdog { watchdog.watch("MPI_Abort") { cnclip_mpi_abort(code) } } else { cnclip_mpi_abort(code) }
         exit(code)
     }
 
-    package func finish() { _ = cnclip_mpi_finalize() }
+    package func finish() { _ = watchdog.map { $0.watch("MPI_Finalize", cnclip_mpi_finalize) } ?? cnclip_mpi_finalize() }
 }
 
-/// The communicator of this process: MPI's world when started by `mpirun`, else a world of one.
-package func makeCommunicator() throws -> Communicator {
-    MPICommunicator.isLaunchedByMPI ? try MPICommunicator() : SingleProcessCommunicator()
+/// The communicator of this process: MPI's world when started by `mpirun` (each call waiting at most `timeout`
+/// seconds for the other ranks; nil: forever), else a world of one.
+package func makeCommunicator(timeout: Double? = defaultCommunicationTimeout) throws -> Communicator {
+    MPICommunicator.isLaunchedByMPI ? try MPICommunicator(timeout: timeout) : SingleProcessCommunicator()
 }

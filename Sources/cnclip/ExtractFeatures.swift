@@ -86,11 +86,12 @@ struct ExtractFeatures: ParsableCommand {
     }
 
     @OptionGroup var imageLimit: ImageLimitOptions
+    @OptionGroup var communication: CommunicationOptions
 
     func run() throws {
         imageLimit.apply()
         let communicator: Communicator
-        do { communicator = try makeCommunicator() } catch {
+        do { communicator = try communication.communicator() } catch {
             printError("error: cannot join the MPI job: \(error)")
             throw ExitCode.failure
         }

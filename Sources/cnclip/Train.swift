@@ -105,6 +105,7 @@ struct Train: ParsableCommand {
     var threads: Int?
 
     @OptionGroup var imageLimit: ImageLimitOptions
+    @OptionGroup var communication: CommunicationOptions
 
     func run() throws {
         imageLimit.apply()
@@ -153,7 +154,7 @@ struct Train: ParsableCommand {
             return try ModelPresets.config(vision: visionModel, text: textModel)
         }
         let communicator: Communicator
-        do { communicator = try makeCommunicator() } catch {
+        do { communicator = try communication.communicator() } catch {
             printError("error: \(error)")
             throw ExitCode.failure
         }

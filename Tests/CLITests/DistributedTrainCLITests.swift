@@ -198,4 +198,50 @@ final class DistributedTrainCLITests: XCTestCase {
         XCTAssertEqual(single.status, 0, single.stderr)
         XCTAssertEqual(losses(single.stderr).count, 2, single.stderr)
     }
+
+    /// A rank that stops answering (SIGSTOP: a hung host, a cut link) does not hold the job forever: the other rank's
+    /// collective gives up after --comm-timeout with a message naming the call, the wait and the flag, and mpirun
+    /// ends the job. (MPI's collectives never time out by themselves; torch.distributed's default is 30 minutes.)
+    func testAStoppedRankEndsTheJobAfterTheCommunicationTimeout() throws {
+        let mpirun = try self.mpirun
+        let common = try prepare(train: 400)
+        let name = "stopped-\(UUID().uuidString.prefix(8))"
+        let errors = scratch.appendingPathComponent("stderr.txt")
+        FileManager.default.createFile(atPath: errors.path, contents: nil)
+        let p = Process()
+        p.executableURL = mpirun
+        p.arguments =
+            ["-np", "2", builtCNCLIP.path] + common + [
+                "--batch-size", "10", "--max-steps", "100000", "--name", name, "--valid-epoch-interval", "None",
+                "--comm-timeout", "2",
+            ]
+        p.environment = ProcessInfo.processInfo.environment.merging(mpiEnvironment) { $1 }
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = try FileHandle(forWritingTo: errors)
+        try p.run()
+        // Training has begun once a step is logged.
+        func stepped() -> Bool { ((try? String(contentsOf: errors, encoding: .utf8)) ?? "").contains("Global Steps: ") }
+        var waited = 0.0
+        while !stepped() && p.isRunning && waited < 120 { Thread.sleep(forTimeInterval: 0.1); waited += 0.1 }
+        XCTAssertTrue(stepped(), "no training step after 120 s")
+        let ranks = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(Int32.init).filter { pid in
+            guard let cmd = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { return false }
+            return cmd.contains(name) && cmd.hasPrefix(builtCNCLIP.path)
+        }
+        XCTAssertEqual(ranks.count, 2, "expected two ranks of \(name)")
+        kill(try XCTUnwrap(ranks.last), SIGSTOP)
+        let stopped = Date()
+        while p.isRunning && Date().timeIntervalSince(stopped) < 60 { Thread.sleep(forTimeInterval: 0.1) }
+        if p.isRunning {
+            for pid in ranks { kill(pid, SIGKILL) }
+            p.terminate()
+            XCTFail("the job still runs 60 s after a rank stopped, with --comm-timeout 2")
+            return
+        }
+        XCTAssertNotEqual(p.terminationStatus, 0, "a timed-out collective must fail the job")
+        let text = try String(contentsOf: errors, encoding: .utf8)
+        let line = try XCTUnwrap(text.split(separator: "\n").first { $0.contains("has waited") }, text)
+        XCTAssertTrue(line.hasPrefix("error: rank ") && line.contains(" of 2: MPI_"), String(line))
+        XCTAssertTrue(line.contains("for the other ranks (--comm-timeout 2)") && line.contains("--resume"), String(line))
+    }
 }
