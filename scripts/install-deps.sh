@@ -2,11 +2,11 @@
 # Installs the system C libraries the package links against, and the tools its tests drive (Debian/Ubuntu):
 # FAISS for the approximate gallery index, headless Chromium for the demo page's browser tests, wrk for the load test,
 # mdb_dump (lmdb-utils) and strace for scripts/torture.sh (reading LMDB folders back; killing a command at a rename),
-# iproute2 for scripts/two-hosts.sh (network namespaces).
+# iproute2 and iptables for scripts/two-hosts.sh (network namespaces; a slow, lossy link where tc netem is missing).
 # usage: scripts/install-deps.sh
 set -euo pipefail
 packages=(libopenblas-dev liblmdb-dev lmdb-utils libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libwebp-dev pkg-config
-          libopenmpi-dev openmpi-bin libfaiss-dev g++ chromium fonts-noto-cjk wrk strace iproute2)
+          libopenmpi-dev openmpi-bin libfaiss-dev g++ chromium fonts-noto-cjk wrk strace iproute2 iptables)
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "install-deps: this script knows apt (Debian/Ubuntu) only." >&2
   echo "Install these libraries with your system's package manager: OpenBLAS, LMDB, libjpeg-turbo (TurboJPEG API), libpng, libwebp, Open MPI, FAISS; and Chromium, a CJK font and wrk for the tests." >&2
