@@ -133,9 +133,8 @@ seconds() { awk -v m="$1" 'BEGIN { printf "%.1f", m / 1000 }'; }
 interrupt() {  # label, cut|kill, then mpirun's extra flags: the run, interrupted once epoch1.pt exists, then resumed
   local label=$1 how=$2 pid t0 now ranks="" ended="" status=""
   shift 2
-  # In a subshell that outlives it (no exec): mpirun killed at the end is then not a job killed by a signal, which
-  # bash would report.
-  ("${mpi[@]}" "$@" "$bin" "${long[@]}" --logs "$work/$label" </dev/null >/dev/null 2>"$work/$label.log"; exit $?) &
+  # In a subshell that outlives it (no exec) and keeps quiet: mpirun killed at the end is not reported as "Killed".
+  ("${mpi[@]}" "$@" "$bin" "${long[@]}" --logs "$work/$label" </dev/null >/dev/null 2>"$work/$label.log"; exit $?) 2>/dev/null &
   pid=$!
   until [ -e "$work/$label/r/checkpoints/epoch1.pt" ]; do
     kill -0 $pid 2>/dev/null || { log "$label: the run ended before epoch 1's checkpoint"; break; }
@@ -185,7 +184,7 @@ if [ $bad_link = 1 ]; then
       set -- $host
       ip netns exec $1 iptables -A OUTPUT -o $2 -m statistic --mode random --probability 0.01 -j DROP
       ip netns exec $1 iptables -A OUTPUT -o $2 -j NFQUEUE --queue-num 0
-      (ip netns exec $1 python3 scripts/two-hosts/badlink.py 0 50 >"$work/badlink-$1.out" 2>&1; exit $?) &
+      (ip netns exec $1 python3 scripts/two-hosts/badlink.py 0 50 >"$work/badlink-$1.out" 2>&1; exit $?) 2>/dev/null &
       until grep -q ready "$work/badlink-$1.out" 2>/dev/null; do kill -0 $! || { cat "$work/badlink-$1.out"; exit 1; }; sleep 0.05; done
     done
     bad_link_by="iptables + NFQUEUE"
