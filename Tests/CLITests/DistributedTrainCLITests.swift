@@ -55,6 +55,16 @@ final class DistributedTrainCLITests: XCTestCase {
         ]
     }
 
+    /// The PIDs of the run's two ranks: cnclip processes (not mpirun) whose command line names the run.
+    func ranks(of name: String, file: StaticString = #filePath, line: UInt = #line) throws -> [Int32] {
+        let ranks = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(Int32.init).filter { pid in
+            guard let cmd = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { return false }
+            return cmd.contains(name) && cmd.hasPrefix(builtCNCLIP.path)
+        }
+        XCTAssertEqual(ranks.count, 2, "expected two ranks of \(name)", file: file, line: line)
+        return ranks
+    }
+
     func losses(_ log: String) -> [Double] {
         log.split(separator: "\n").filter { $0.contains("Global Steps: ") }
             .map { Double($0.components(separatedBy: "| Loss: ")[1].prefix { $0 != " " })! }
@@ -157,12 +167,7 @@ final class DistributedTrainCLITests: XCTestCase {
         var waited = 0.0
         while savedLine() == nil && waited < 120 { Thread.sleep(forTimeInterval: 0.2); waited += 0.2 }
         XCTAssertNotNil(savedLine(), "no checkpoint after 120 s")
-        // One rank: a cnclip process (not mpirun) whose command line names this run.
-        let ranks = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(Int32.init).filter { pid in
-            guard let cmd = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { return false }
-            return cmd.contains(name) && cmd.hasPrefix(builtCNCLIP.path)
-        }
-        XCTAssertEqual(ranks.count, 2, "expected two ranks of \(name)")
+        let ranks = try self.ranks(of: name)
         kill(try XCTUnwrap(ranks.first), SIGKILL)
         waited = 0
         while p.isRunning && waited < 60 { Thread.sleep(forTimeInterval: 0.2); waited += 0.2 }
@@ -224,11 +229,7 @@ final class DistributedTrainCLITests: XCTestCase {
         var waited = 0.0
         while !stepped() && p.isRunning && waited < 120 { Thread.sleep(forTimeInterval: 0.1); waited += 0.1 }
         XCTAssertTrue(stepped(), "no training step after 120 s")
-        let ranks = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(Int32.init).filter { pid in
-            guard let cmd = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { return false }
-            return cmd.contains(name) && cmd.hasPrefix(builtCNCLIP.path)
-        }
-        XCTAssertEqual(ranks.count, 2, "expected two ranks of \(name)")
+        let ranks = try self.ranks(of: name)
         kill(try XCTUnwrap(ranks.last), SIGSTOP)
         let stopped = Date()
         while p.isRunning && Date().timeIntervalSince(stopped) < 60 { Thread.sleep(forTimeInterval: 0.1) }
