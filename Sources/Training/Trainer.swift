@@ -155,6 +155,8 @@ package final class Trainer {
         let checkpointDir: String
         let paramsPath: String?
         let log: TrainingLogger
+        /// The run's TensorBoard curves (`{logs}/{name}/tensorboard/`), rank 0 only.
+        let board: TensorBoardWriter?
     }
 
     /// What changes while a run goes on: its summary and the newest checkpoint written (named when the loss diverges).
@@ -301,7 +303,9 @@ package final class Trainer {
                 "Note: mask_ratio > 0 (FLIP strategy) is currently only implemented for VisualTransformer. "
                     + "It will not function for ResNet backbone.")
         }
-        return Outputs(writes: writes, logPath: logPath, checkpointDir: checkpointDir, paramsPath: paramsPath, log: log)
+        let board = writes ? try TensorBoardWriter(folder: TrainingLogFormat.join(logsDir, o.name, "tensorboard")) : nil
+        return Outputs(
+            writes: writes, logPath: logPath, checkpointDir: checkpointDir, paramsPath: paramsPath, log: log, board: board)
     }
 
     /// `--resume`, or else an existing `epoch_latest.pt` (as the reference); rank 0 decides for every rank.
@@ -356,6 +360,13 @@ package final class Trainer {
             trained += 1
             progress.summary.losses.append(loss)
             progress.summary.steps = stepsBefore + trained
+            // Every step, accuracies in percent as the log line prints them (they are computed at every step).
+            try outputs.board?.scalars(
+                [
+                    ("train/loss", loss), ("train/image_to_text_acc", Float(acc.i2t * 100)),
+                    ("train/text_to_image_acc", Float(acc.t2i * 100)), ("train/lr", Float(lr)),
+                    ("train/logit_scale", model.logitScale.value.data[0]),
+                ], step: step + 1)
             if (step + 1) % o.logInterval == 0 {
                 let batchSize = o.batchSize * o.accumFreq * world
                 outputs.log.info(
@@ -463,6 +474,11 @@ package final class Trainer {
                 epoch: epoch + 1, steps: steps, loss: r.loss, i2t: r.imageToTextAccuracy,
                 t2i: r.textToImageAccuracy, logitScale: model.logitScale.value.data[0],
                 batchSize: options.validBatchSize))
+        try outputs.board?.scalars(
+            [
+                ("val/loss", r.loss), ("val/image_to_text_acc", r.imageToTextAccuracy * 100),
+                ("val/text_to_image_acc", r.textToImageAccuracy * 100),
+            ], step: steps)
     }
 
     /// One optimiser step over `batches` (`--accum-freq` of them): the loss of the last backward and the

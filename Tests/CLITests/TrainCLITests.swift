@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 import TestSupport
 import XCTest
@@ -78,6 +79,24 @@ final class TrainCLITests: XCTestCase {
         XCTAssertEqual(losses.count, 20, run.stderr)
         XCTAssertLessThan(losses.suffix(3).reduce(0, +) / 3, 0.7 * losses[0], "the loss should fall from ln(100) (chance): \(losses)")
         XCTAssertEqual(run.stderr.components(separatedBy: "Validation Result (epoch ").count - 1, 10, run.stderr)
+        // The curves for TensorBoard: the version event, 5 scalars a step, 3 per validation, every record's CRCs right.
+        let board = logs.appendingPathComponent("synthetic/tensorboard")
+        let files = try FileManager.default.contentsOfDirectory(atPath: board.path)
+        XCTAssertEqual(files.count, 1, "\(files)")
+        let events = [UInt8](try Data(contentsOf: board.appendingPathComponent(try XCTUnwrap(files.first))))
+        var at = 0, records = 0
+        func le<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T {
+            events[offset..<(offset + MemoryLayout<T>.size)].reversed().reduce(0) { $0 << 8 | T($1) }
+        }
+        while at + 12 <= events.count {
+            let length = Int(le(at, UInt64.self))
+            XCTAssertEqual(le(at + 8, UInt32.self), CRC32C.masked(events[at..<(at + 8)]), "length CRC of record \(records)")
+            XCTAssertEqual(le(at + 12 + length, UInt32.self), CRC32C.masked(events[(at + 12)..<(at + 12 + length)]), "data CRC of record \(records)")
+            at += 16 + length
+            records += 1
+        }
+        XCTAssertEqual(at, events.count)
+        XCTAssertEqual(records, 1 + 5 * 200 + 3 * 10)
 
         let before = try recall(logs.appendingPathComponent("early/checkpoints/epoch_latest.pt").path, data: data, configPath: configPath)
         let after = try recall(logs.appendingPathComponent("synthetic/checkpoints/epoch_latest.pt").path, data: data, configPath: configPath)

@@ -18,7 +18,7 @@ Output: first line "absent=N old=N new=N leftovers=N logical=N"; then "LEFT: pat
 (`.NAME....tmp`) found and "FAIL: reason" for every failed check. Exit status 1 if anything failed.
 Leftovers are failures only with --final (a kill -9 cannot clean up; the next run must).
 """
-import argparse, hashlib, io, json, os, shutil, subprocess, sys, tempfile, zipfile
+import argparse, hashlib, io, json, os, shutil, struct, subprocess, sys, tempfile, zipfile
 
 fails, lefts = [], []
 STRICT_LEFTOVERS = False
@@ -132,6 +132,40 @@ def checkpoint_digest(path):
     return h.hexdigest()
 
 
+def crc32c_masked(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def check_event_files(folder):
+    """TensorBoard event files are appended a step at a time: every record whole and its CRCs right, except that a
+    killed run may leave its last record torn (TensorBoard's reader stops there)."""
+    for n in os.listdir(folder):
+        full = os.path.join(folder, n)
+        if not n.startswith("events.out.tfevents."):
+            fail(f"unexpected file in the TensorBoard folder: {full}")
+            continue
+        data, at = open(full, "rb").read(), 0
+        while at + 12 <= len(data):
+            head = data[at:at + 8]
+            (length,) = struct.unpack("<Q", head)
+            if struct.unpack("<I", data[at + 8:at + 12])[0] != crc32c_masked(head):
+                fail(f"{full}: record at byte {at}: bad length checksum")
+                break
+            if at + 12 + length + 4 > len(data):
+                break  # the torn last record of a killed run
+            body = data[at + 12:at + 12 + length]
+            if struct.unpack("<I", data[at + 12 + length:at + 16 + length])[0] != crc32c_masked(body):
+                fail(f"{full}: record at byte {at}: bad data checksum")
+                break
+            at += 16 + length
+
+
 def check_train(a):
     ckdir, gold_ck = os.path.join(a.out, "checkpoints"), os.path.join(a.gold, "checkpoints")
     gold = {n: sha(os.path.join(gold_ck, n)) for n in os.listdir(gold_ck)}
@@ -145,6 +179,8 @@ def check_train(a):
                 lefts.append(full)
             elif n == "checkpoints" and os.path.isdir(full):
                 pass
+            elif n == "tensorboard" and os.path.isdir(full):
+                check_event_files(full)
             elif not ((n.startswith("out_") and n.endswith(".log")) or (n.startswith("params_") and n.endswith(".txt"))):
                 fail(f"unexpected file in the run folder: {full}")
     if os.path.isdir(ckdir):
