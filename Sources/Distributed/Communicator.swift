@@ -108,7 +108,7 @@ final class CollectiveWatchdog: Sendable {
         // Outputs are written through temporaries, so nothing half-written is left; the next run removes them.
         let message =
             "error: rank \(rank) of \(worldSize): \(what) has waited \(Int(waited.rounded())) s for the other ranks "
-            + "(--comm-timeout \(limit.formatted())): a rank has died or the network between the hosts is down. "
+            + "(--comm-timeout \(limit.secondsText)): a rank has died or the network between the hosts is down. "
             + "Ending this rank, and with it the job; a training run resumes exactly from its last checkpoint "
             + "(--resume …/checkpoints/epoch_latest.pt).\n"
         message.utf8CString.withUnsafeBufferPointer { _ = write(2, $0.baseAddress, $0.count - 1) }
@@ -117,8 +117,8 @@ final class CollectiveWatchdog: Sendable {
 }
 
 extension Double {
-    /// The shortest text for a number of seconds: `10` rather than `10.0`.
-    fileprivate func formatted() -> String { self == rounded() && abs(self) < 1e15 ? String(Int(self)) : String(self) }
+    /// A number of seconds as the flag was written: `10` rather than `10.0` (not Foundation's `formatted()`).
+    fileprivate var secondsText: String { self == rounded() && abs(self) < 1e15 ? String(Int(self)) : String(self) }
 }
 
 /// The ranks of an `mpirun` job (MPI_COMM_WORLD).
