@@ -36,6 +36,7 @@ $cnclip train --train-data "$data/lmdb/train" --val-data "$data/lmdb/valid" --co
   --max-steps "$steps" --log-interval 50 --seed 7 --logs "$out/logs" --name synthetic 2>&1 | grep --line-buffered -v '^.* INFO | Rank 0 |   '
 train_seconds=$(( $(date +%s) - train_start ))
 ckpt=$out/logs/synthetic/checkpoints/epoch_latest.pt
+$cnclip plot-curves "$out/logs/synthetic" --output "$out/curves.svg"
 
 echo "== features, retrieval and evaluation on the test split =="
 $cnclip extract-features --extract-image-feats --extract-text-feats --image-data "$data/lmdb/test/imgs" \
@@ -58,3 +59,4 @@ row "text -> image (its own image)" "$out/text_to_image.json"
 row "text -> image (any image of its caption)" "$out/text_to_image_groups.json"
 row "image -> text" "$out/image_to_text.json"
 echo "checkpoint: $ckpt   config: $out/synthetic-clip.json"
+echo "curves: $out/curves.svg"

@@ -86,18 +86,7 @@ package enum QuantizedModelFile {
         return try config(of: file)
     }
 
-    static func config(of file: SafeTensorsFile) throws -> CLIPConfig {
-        let path = file.file.path
-        let meta = file.metadata ?? [:]
-        guard meta["format_version"] == version else {
-            throw CLIPError.checkpoint(
-                path: path, reason: "quantized model layout version \(meta["format_version"] ?? "(none)"); this cnclip reads \(version)")
-        }
-        guard let json = meta["config"] else { throw CLIPError.checkpoint(path: path, reason: "no model config in its metadata") }
-        do { return try JSONDecoder().decode(CLIPConfig.self, from: Data(json.utf8)) } catch {
-            throw CLIPError.badConfig(path: path + " (metadata 'config')", reason: describe(error))
-        }
-    }
+    static func config(of file: SafeTensorsFile) throws -> CLIPConfig { try recordedConfig(of: file, version: version) }
 
     /// Writes `clip`, quantizing the weights that are not yet in int8 (the model is left as it was), atomically.
     /// `source` (the checkpoint it came from) is recorded in the metadata.
@@ -113,16 +102,12 @@ package enum QuantizedModelFile {
             tensors.append((key, SafeTensors.StoredTensor(shape: p.shape, int8: weight.values)))
             tensors.append((key + scaleSuffix, SafeTensors.StoredTensor(CheckpointTensor(Tensor(shape: [weight.rows], scalars: weight.scales)))))
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let config = String(decoding: try encoder.encode(clip.config), as: UTF8.self)
+        let config = try clip.config.canonicalJSON()
         let metadata = [
             "format": format, "format_version": version, "config": config, "source": source,
             "quantization": "int8 weights, symmetric per output row (scale = max|w| / 127); activations per row at run time",
         ]
-        do { try SafeTensors.write(stored: tensors, metadata: metadata, to: url) } catch let error as FileError {
-            throw CLIPError.io(path: error.path, reason: error.reason)
-        } catch let error as CheckpointError { throw CLIPError.invalidInput(error.description) }
+        try withFileErrors { try SafeTensors.write(stored: tensors, metadata: metadata, to: url) }
     }
 
     /// Loads a quantized model file strictly: every parameter present with its shape and dtype (`I8` with its

@@ -47,6 +47,20 @@ package struct ProtobufWriter {
         bytes += payload
     }
 
+    /// The key and length of a length-delimited field whose `length` payload bytes the caller writes after these
+    /// bytes (a large payload streamed to a file instead of copied into the message).
+    package mutating func lengthDelimitedHeader(_ number: Int, length: Int) {
+        key(number, 2)
+        varint(UInt64(length))
+    }
+
+    /// A packed repeated `int64` field.
+    package mutating func field(_ number: Int, packed values: [Int64]) {
+        var payload = ProtobufWriter()
+        for v in values { payload.varint(UInt64(bitPattern: v)) }
+        field(number, bytes: payload.bytes)
+    }
+
     /// A `string` field (UTF-8).
     package mutating func field(_ number: Int, string value: String) { field(number, bytes: Array(value.utf8)) }
 

@@ -6,10 +6,14 @@
 
 /// CLIP's per-channel normalisation constants (OpenAI CLIP values, used by Chinese-CLIP).
 package enum CLIPNormalization {
+    /// Channel means (R, G, B) as the reference's source writes them (Python floats), for files that state them.
+    package static let meanAsWritten: [Double] = [0.48145466, 0.4578275, 0.40821073]
+    /// Channel standard deviations (R, G, B) as the reference's source writes them.
+    package static let stdAsWritten: [Double] = [0.26862954, 0.26130258, 0.27577711]
     /// Channel means (R, G, B).
-    package static let mean: [Float] = [0.48145466, 0.4578275, 0.40821073].map { Float($0 as Double) }
+    package static let mean: [Float] = meanAsWritten.map { Float($0) }
     /// Channel standard deviations (R, G, B).
-    package static let std: [Float] = [0.26862954, 0.26130258, 0.27577711].map { Float($0 as Double) }
+    package static let std: [Float] = stdAsWritten.map { Float($0) }
 }
 
 extension Image {

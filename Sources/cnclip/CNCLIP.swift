@@ -14,13 +14,17 @@ struct CNCLIP: AsyncParsableCommand {
             Start with `cnclip models` to see the model names, `cnclip download ViT-B-16` to fetch a released
             checkpoint, then `cnclip similarity --model ViT-B-16 --image cat.jpg --text 猫 --text 狗`.
             """,
+        version: cnclipVersion,
         subcommands: [
-            Models.self, Download.self, Encode.self, Similarity.self, Bench.self, Quantize.self,
+            Models.self, Download.self, Encode.self, Similarity.self, Bench.self, Quantize.self, Convert.self, Export.self,
             BuildLMDB.self, MakeDataset.self, SynthDataset.self, ExtractFeatures.self,
             MakeTopKPredictions.self, MakeTopKPredictionsTR.self, TransformIRAnnotationToTR.self,
-            Evaluation.self, EvaluationTR.self, ZeroShotEval.self, Train.self, Index.self, Serve.self,
+            Evaluation.self, EvaluationTR.self, ZeroShotEval.self, Train.self, PlotCurves.self, Index.self, Serve.self,
         ])
 }
+
+/// This tool's version, written into the files it produces for other tools (ONNX's producer_version).
+let cnclipVersion = "0.1.0"
 
 /// Writes `message` to standard error.
 func printError(_ message: String) {

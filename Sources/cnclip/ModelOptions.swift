@@ -55,13 +55,19 @@ struct ModelOptions: ParsableArguments {
         return try ChineseCLIPModel.isQuantizedModel(URL(fileURLWithPath: resume))
     }
 
+    /// The architecture recorded in --resume when it names a model file from `cnclip convert --to safetensors`.
+    func recordedConfig() throws -> CLIPConfig? {
+        guard let resume else { return nil }
+        return try RecordedModelFile.config(ifRecorded: URL(fileURLWithPath: resume))
+    }
+
     /// True when --resume is a lone checkpoint file that says nothing of its architecture (no model flags, not a
-    /// Hugging Face directory, not a quantized model file): where the reference's scripts assume their default presets.
+    /// Hugging Face directory, not a model file that records it): where the reference's scripts assume their default presets.
     func needsDefaultPresets() throws -> Bool {
         guard let resume, config == nil, visionModel == nil, model == nil else { return false }
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: resume, isDirectory: &isDir) && isDir.boolValue { return false }
-        return try !resumesQuantizedModel()
+        return try !resumesQuantizedModel() && recordedConfig() == nil
     }
 
     /// Loads the model the flags describe; `defaultPresets` (vision, text) name the architecture of a lone checkpoint
@@ -87,6 +93,8 @@ struct ModelOptions: ParsableArguments {
             config = try ModelPresets.config(named: name)
         } else if try resumesQuantizedModel() {
             return try ChineseCLIPModel(quantizedModel: url, precision: precision, vocabularyPath: vocabFile)
+        } else if let recorded = try recordedConfig() {
+            config = recorded
         } else {
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: resume, isDirectory: &isDir), isDir.boolValue else {
