@@ -33,7 +33,8 @@ package struct TrainingCheckpoint: Sendable {
         self.optimizer = optimizer
     }
 
-    /// Writes the checkpoint as the reference's `torch.save` call does, atomically; keys get the `module.` prefix.
+    /// Writes the checkpoint as the reference's `torch.save` call does, atomically; keys get the `module.` prefix. An
+    /// `optimizer` of `.none` is left out.
     ///
     /// BatchNorm `num_batches_tracked` counters are stored as int64, as torch keeps them; every other tensor
     /// as float32. The archive's top folder is the file name without extension, as `torch.save` names it.
@@ -49,13 +50,14 @@ package struct TrainingCheckpoint: Sendable {
             }
             sd[.string("module." + key)] = .tensor(value)
         }
-        let root = PickleDict([
+        var root = PickleDict([
             (.string("epoch"), .int(epoch)),
             (.string("step"), .int(step)),
             (.string("name"), .string(name)),
             (.string("state_dict"), .dict(sd)),
-            (.string("optimizer"), optimizer),
         ])
+        // A model-only checkpoint (`cnclip convert --to pt`) has no optimizer entry, like the released ones.
+        if case .none = optimizer {} else { root[.string("optimizer")] = optimizer }
         let base = url.deletingPathExtension().lastPathComponent
         try TorchSave.write(.dict(root), to: url, archiveName: base.isEmpty || base.contains("/") ? "archive" : base)
     }

@@ -41,6 +41,7 @@ import io
 import json
 import logging
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -407,7 +408,7 @@ def check_transformers(m, ctx, ours_tool):
         logger.removeHandler(handler)
     model.eval()
     problems = [f"{k}: {sorted(map(str, v))[:6]}" for k, v in info.items() if v]
-    problems += [f"logged: {l}" for l in log.getvalue().splitlines() if l.strip()]
+    problems += [f"logged: {l}" for l in re.sub(r"\x1b\[[0-9;]*m", "", log.getvalue()).splitlines() if l.strip()]
     problems += [f"{w.category.__name__}: {w.message}" for w in caught]
     if model.dtype != torch.float32:
         problems.append(f"loaded in {model.dtype}")
