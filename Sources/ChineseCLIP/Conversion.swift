@@ -32,6 +32,28 @@ extension CLIP {
     package func exportedWeights() -> [(String, Tensor)] {
         namedParameters().map { key, p in (key, p.int8?.dequantized().reshaped(p.shape) ?? p.value) }
     }
+
+    /// The reference model's whole state dict: `exportedWeights()` plus, after each BatchNorm's `running_var`, the
+    /// `num_batches_tracked` counter torch keeps (int64) — from `counters` (the source checkpoint's) or 0, what a
+    /// fresh torch model holds — so that a ResNet's file round-trips key for key.
+    package func exportedStateDict(counters: [String: Int64] = [:]) -> [(String, CheckpointTensor)] {
+        exportedWeights().flatMap { key, value -> [(String, CheckpointTensor)] in
+            guard key.hasSuffix(".running_var") else { return [(key, CheckpointTensor(value))] }
+            let counter = String(key.dropLast("running_var".count)) + "num_batches_tracked"
+            return [(key, CheckpointTensor(value)), (counter, CheckpointTensor(shape: [], integers: [counters[counter] ?? 0]))]
+        }
+    }
+}
+
+/// The BatchNorm `num_batches_tracked` counters a checkpoint holds, by key without `module.` (none for a file that
+/// does not hold them, which loading then treats as torch does: as 0).
+package func batchNormCounters(in url: URL) -> [String: Int64] {
+    guard let raw = try? loadRawStateDict(url) else { return [:] }
+    var counters: [String: Int64] = [:]
+    for (key, t) in raw where key.hasSuffix("num_batches_tracked") {
+        if let value = t.integers?.first, t.count == 1 { counters[key.hasPrefix("module.") ? String(key.dropFirst(7)) : key] = value }
+    }
+    return counters
 }
 
 /// A safetensors model file that records its architecture (`cnclip convert --to safetensors`), loadable with
@@ -52,10 +74,11 @@ package enum RecordedModelFile {
         return try recordedConfig(of: file, version: version)
     }
 
-    /// Writes `clip`'s weights and config to `url` atomically; `source` (what it was read from) goes in the metadata.
-    package static func write(_ clip: CLIP, source: String, to url: URL) throws {
+    /// Writes `clip`'s state dict (BatchNorm counters from `counters`) and config to `url` atomically; `source` (what
+    /// it was read from) goes in the metadata.
+    package static func write(_ clip: CLIP, counters: [String: Int64] = [:], source: String, to url: URL) throws {
         let metadata = ["format": format, "format_version": version, "config": try clip.config.canonicalJSON(), "source": source]
-        try withFileErrors { try SafeTensors.write(clip.exportedWeights().map { ($0.0, CheckpointTensor($0.1)) }, metadata: metadata, to: url) }
+        try withFileErrors { try SafeTensors.write(clip.exportedStateDict(counters: counters), metadata: metadata, to: url) }
     }
 }
 
@@ -92,12 +115,11 @@ extension CLIPConfig {
 
 /// A cn-clip training checkpoint of a model, as `main.py` saves one minus the optimizer.
 package enum TorchModelFile {
-    /// Writes `clip` as `torch.save({"epoch", "step", "name", "state_dict"})` with `module.` keys, atomically: what
-    /// cn-clip's `create_model` and `main.py --resume` load.
-    package static func write(_ clip: CLIP, epoch: Int, step: Int, name: String, to url: URL) throws {
-        try withFileErrors {
-            try TrainingCheckpoint(epoch: epoch, step: step, name: name, stateDict: clip.exportedWeights()).write(to: url)
-        }
+    /// Writes `clip` as `torch.save({"epoch", "step", "name", "state_dict"})` with `module.` keys (BatchNorm counters
+    /// from `counters`), atomically: what cn-clip's `create_model` and `main.py --resume` load.
+    package static func write(_ clip: CLIP, counters: [String: Int64] = [:], epoch: Int, step: Int, name: String, to url: URL) throws {
+        let stateDict = clip.exportedStateDict(counters: counters).map { ($0.0, $0.1.tensor) }  // counters stay int64 on write
+        try withFileErrors { try TrainingCheckpoint(epoch: epoch, step: step, name: name, stateDict: stateDict).write(to: url) }
     }
 }
 
@@ -144,6 +166,8 @@ package enum HuggingFaceDirectory {
     }
 
     /// `ChineseCLIPConfig` with its text and vision sub-configs (field names of transformers' configuration classes).
+    /// Fields left at transformers' defaults are left out: JSONSerialization writes a whole float such as 1.0 as `1`,
+    /// which transformers 5's typed configs refuse for float fields (`initializer_factor`).
     static func configJSON(_ c: CLIPConfig) throws -> String {
         let visionHeads = c.visionWidth / c.visionHeadWidth
         let text: [String: Any] = [
@@ -152,7 +176,7 @@ package enum HuggingFaceDirectory {
             "intermediate_size": c.textIntermediateSize, "hidden_act": c.textHiddenAct,
             "hidden_dropout_prob": c.textHiddenDropoutProb, "attention_probs_dropout_prob": c.textAttentionProbsDropoutProb,
             "max_position_embeddings": c.textMaxPositionEmbeddings, "type_vocab_size": c.textTypeVocabSize,
-            "initializer_range": c.textInitializerRange, "initializer_factor": 1.0,
+            "initializer_range": c.textInitializerRange,
             "layer_norm_eps": 1e-12,  // cn-clip's BertLayerNorm
             "pad_token_id": 0,
         ]
@@ -163,11 +187,11 @@ package enum HuggingFaceDirectory {
             "projection_dim": c.embedDim, "num_hidden_layers": layers, "num_attention_heads": visionHeads, "num_channels": 3,
             "image_size": c.imageResolution, "patch_size": c.visionPatchSize ?? 0,
             "hidden_act": "quick_gelu",  // cn-clip's ViT blocks use QuickGELU
-            "layer_norm_eps": 1e-5, "attention_dropout": 0.0, "initializer_range": 0.02, "initializer_factor": 1.0,
+            "layer_norm_eps": 1e-5, "initializer_range": 0.02,
         ]
         let top: [String: Any] = [
             "architectures": ["ChineseCLIPModel"], "model_type": "chinese_clip", "projection_dim": c.embedDim,
-            "logit_scale_init_value": 2.6592, "initializer_factor": 1.0, "text_config": text, "vision_config": vision,
+            "logit_scale_init_value": 2.6592, "text_config": text, "vision_config": vision,
             "dtype": "float32",
         ]
         return try json(top)
@@ -178,7 +202,7 @@ package enum HuggingFaceDirectory {
         [
             "tokenizer_class": "BertTokenizer", "do_lower_case": true, "tokenize_chinese_chars": true, "do_basic_tokenize": true,
             "model_max_length": c.textMaxPositionEmbeddings, "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
-            "cls_token": "[CLS]", "mask_token": "[MASK]", "processor_class": "ChineseCLIPProcessor",
+            "cls_token": "[CLS]", "mask_token": "[MASK]", "processor_class": "ChineseCLIPProcessor", "padding_side": "right",
         ]
     }
 

@@ -56,17 +56,19 @@ struct Convert: ParsableCommand {
             }
             let url = URL(fileURLWithPath: output)
             let source = model.resume ?? model.model ?? ""
+            let counters = model.resume.map { batchNormCounters(in: URL(fileURLWithPath: $0)) } ?? [:]
             switch format {
             case .hf:
                 try target.writeFolder { folder in
                     try HuggingFaceDirectory.write(loaded.clip, vocabulary: URL(fileURLWithPath: loaded.tokenizer.vocabularyPath), into: folder)
                 }
             case .pt:
-                try TorchModelFile.write(loaded.clip, epoch: 0, step: 0, name: url.deletingPathExtension().lastPathComponent, to: url)
+                try TorchModelFile.write(
+                    loaded.clip, counters: counters, epoch: 0, step: 0, name: url.deletingPathExtension().lastPathComponent, to: url)
             case .safetensors:
-                try RecordedModelFile.write(loaded.clip, source: source, to: url)
+                try RecordedModelFile.write(loaded.clip, counters: counters, source: source, to: url)
             }
-            let count = loaded.clip.namedParameters().count
+            let count = loaded.clip.exportedStateDict().count
             printError("wrote \(output) (\(format), \(count) tensors, \(String(format: "%.1f", Double(outputBytes(output)) / 1e6)) MB)")
         }
     }

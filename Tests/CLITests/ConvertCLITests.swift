@@ -129,6 +129,10 @@ final class ConvertCLITests: XCTestCase {
             let original = try tensors(models.appendingPathComponent("\(name).pt"))
             assertIdentical(original, try tensors(file), "\(name) pt → safetensors")
             assertIdentical(original, try tensors(back), "\(name) pt → safetensors → pt")
+            // Key for key, as the reference's file holds them: a ResNet's BatchNorm counters (int64) too.
+            let raw = try loadRawStateDict(models.appendingPathComponent("\(name).pt")), rawBack = try loadRawStateDict(back)
+            XCTAssertEqual(raw.keys, rawBack.keys, "\(name): the reference's keys in its order")
+            for (key, t) in raw { XCTAssertTrue(rawBack[key].map { $0 == t && $0.dtype == t.dtype } ?? false, "\(name): \(key)") }
             let metadata = try XCTUnwrap((try SafeTensorsFile(url: file)).metadata)
             XCTAssertEqual(metadata["format"], "cnclip")
             let recorded = try JSONSerialization.jsonObject(with: Data(try XCTUnwrap(metadata["config"]).utf8)) as? [String: Any]

@@ -37,6 +37,7 @@ usage (reference environment: ../shared/reference/setup_ref_env.sh):
 import argparse
 import ast
 import gc
+import importlib.metadata
 import io
 import json
 import logging
@@ -262,13 +263,11 @@ def state_dict_rows(model, client, case, reference, got):
 class Ours:
     def __init__(self, exe):
         self.exe = exe
-        self.peak_child_mb = 0.0
 
     def run(self, args, what):
         progress(f"cnclip {args[0]} {what}")
         t = time.time()
         r = subprocess.run([self.exe] + args, capture_output=True, text=True)
-        self.peak_child_mb = max(self.peak_child_mb, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
         if r.returncode != 0:
             tail = [l.strip() for l in (r.stderr.strip() or r.stdout.strip()).splitlines()[-3:]]
             raise RuntimeError(f"cnclip {args[0]} exited {r.returncode}: " + " / ".join(tail))
@@ -281,7 +280,7 @@ class Ours:
         for t in texts:
             args += ["--text", t]
         out, _ = self.run(args, f"{len(images)} images, {len(texts)} texts at {ctx} ({os.path.basename(resume)})")
-        lines = [json.loads(l) for l in out.splitlines() if l.strip()]
+        lines = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
         want = [("image", p) for p in images] + [("text", t) for t in texts]
         if len(lines) != len(want):
             raise ValueError(f"encode printed {len(lines)} lines for {len(want)} inputs")
@@ -412,9 +411,9 @@ def check_transformers(m, ctx, ours_tool):
     problems += [f"{w.category.__name__}: {w.message}" for w in caught]
     if model.dtype != torch.float32:
         problems.append(f"loaded in {model.dtype}")
-    row(m["name"], "transformers", "from_pretrained: keys, warnings", not problems, detail=[p[:300] for p in problems])
-    row(m["name"], "transformers", "processor classes", True,
-        detail=f"{type(processor.tokenizer).__name__}, {type(processor.image_processor).__name__}")
+    classes = f"{type(model).__name__}, {type(processor.tokenizer).__name__}, {type(processor.image_processor).__name__}"
+    row(m["name"], "transformers", "from_pretrained: keys, warnings", not problems,
+        detail=[p[:300] for p in problems] or classes)
 
     for name, label, texts, c in ctx["sets"]:
         ref = clip.tokenize(texts, context_length=c).numpy()
@@ -594,23 +593,8 @@ def check_model(m, ours_tool, work, seed):
     del ctx
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cnclip", required=True, help="the cnclip executable")
-    ap.add_argument("--work", help="working directory (default: a temporary one)")
-    ap.add_argument("--keep", action="store_true", help="keep what was written")
-    ap.add_argument("--full", action="store_true", help="also ViT-B-16@RoBERTa-wwm-ext-base-chinese with random weights")
-    ap.add_argument("--seed", type=int, default=20240611)
-    a = ap.parse_args()
-    exe = os.path.abspath(a.cnclip)
-    if not os.access(exe, os.X_OK):
-        sys.exit(f"no executable at {exe}")
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    if a.work:
-        os.makedirs(a.work, exist_ok=True)
-        work = tempfile.mkdtemp(prefix="check_interop-", dir=os.path.abspath(a.work))
-    else:
-        work = tempfile.mkdtemp(prefix="check_interop-")
+def run_all(a, exe, work):
+    """Every model's checks; returns the number of failed rows."""
     start = time.time()
     ours_tool = Ours(exe)
 
@@ -631,7 +615,7 @@ def main():
                        "flags": ["--vision-model", vision, "--text-model", text]})
 
     print(f"cnclip interop: {exe}")
-    print(f"torch {torch.__version__}, cn_clip {getattr(__import__('cn_clip'), '__version__', '?')}, "
+    print(f"torch {torch.__version__}, cn-clip {_version('cn_clip')}, "
           f"transformers {_version('transformers')}, onnxruntime {_version('onnxruntime')}, onnx {_version('onnx')}, "
           f"safetensors {_version('safetensors')}")
     print()
@@ -649,19 +633,42 @@ def main():
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print()
     print(f"interop: {len(ROWS) - len(failed)} of {len(ROWS)} checks passed, {len(failed)} failed "
-          f"({', '.join(m['name'] for m in models)}; {time.time() - start:.0f} s; peak RSS {peak:.0f} MiB here, "
-          f"{ours_tool.peak_child_mb:.0f} MiB in cnclip)")
-    if a.keep:
-        print(f"kept {work}")
+          f"({', '.join(m['name'] for m in models)}; {time.time() - start:.0f} s; peak RSS of this script "
+          f"{peak:.0f} MiB)")
+    return len(failed)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cnclip", required=True, help="the cnclip executable")
+    ap.add_argument("--work", help="working directory (default: a temporary one)")
+    ap.add_argument("--keep", action="store_true", help="keep what was written")
+    ap.add_argument("--full", action="store_true", help="also ViT-B-16@RoBERTa-wwm-ext-base-chinese with random weights")
+    ap.add_argument("--seed", type=int, default=20240611)
+    a = ap.parse_args()
+    exe = os.path.abspath(a.cnclip)
+    if not os.access(exe, os.X_OK):
+        sys.exit(f"no executable at {exe}")
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if a.work:
+        os.makedirs(a.work, exist_ok=True)
+        work = tempfile.mkdtemp(prefix="check_interop-", dir=os.path.abspath(a.work))
     else:
-        shutil.rmtree(work, ignore_errors=True)
+        work = tempfile.mkdtemp(prefix="check_interop-")
+    try:
+        failed = run_all(a, exe, work)
+    finally:
+        if a.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     sys.exit(1 if failed else 0)
 
 
-def _version(module):
+def _version(package):
     try:
-        return __import__(module).__version__
-    except ImportError:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
         return "not installed"
 
 
