@@ -35,10 +35,14 @@ func syncFile(_ path: String) -> Bool {
     return ok
 }
 
-/// The folder holding `path` ("." for a bare name).
-func parentFolder(_ path: String) -> String {
-    let dir = (path as NSString).deletingLastPathComponent
-    return dir.isEmpty ? "." : dir
+/// The folder holding `path` ("." for a bare name). Not `NSString.deletingLastPathComponent`: swift-corelibs-foundation
+/// traps on a one-character relative path ("a"), which is a file name a user may give.
+package func parentFolder(_ path: String) -> String {
+    var trimmed = Substring(path)
+    while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+    guard let slash = trimmed.lastIndex(of: "/") else { return "." }
+    let dir = trimmed[..<slash]
+    return dir.isEmpty ? "/" : String(dir)
 }
 
 /// A hidden name beside `path` for its temporary version: `.NAME.PID-RANDOM.tmp`.

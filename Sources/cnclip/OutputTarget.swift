@@ -31,7 +31,7 @@ struct OutputTarget {
                     path: path, reason: isFolder ? "exists and is not empty; pass --force to replace it" : "exists; pass --force to replace it")
             }
         }
-        let parent = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+        let parent = parentFolder(path)
         guard fm.fileExists(atPath: parent, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw FileError(path: path, reason: "its folder \(parent) does not exist")
         }

@@ -20,6 +20,13 @@ final class AtomicOutputTests: XCTestCase {
     func read(_ name: String) -> String? { try? String(contentsOfFile: path(name), encoding: .utf8) }
     func leftovers() throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix(".") } }
 
+    /// A one-character file name in the working folder ("a") is a name users give; Foundation's
+    /// `NSString.deletingLastPathComponent` traps on it, so the writer finds the folder itself.
+    func testTheFolderOfEveryKindOfPath() {
+        let cases = [("a", "."), ("ab", "."), ("/a", "/"), ("x/y/z", "x/y"), ("x/y/", "x"), ("/", "/"), ("./a", ".")]
+        for (path, folder) in cases { XCTAssertEqual(parentFolder(path), folder, path) }
+    }
+
     func testCommitReplacesAndDiscardKeepsTheOldFile() throws {
         try AtomicOutput.write("old\n", to: path("out.txt"))
         let file = try AtomicOutputFile(path: path("out.txt"))

@@ -98,19 +98,21 @@ package final class ONNXGraph {
         outputs.append((name, type, shape))
     }
 
-    /// A weight initializer named `name` holding `tensor` in the compute type.
-    package func weight(_ name: String, _ tensor: Tensor) -> String {
-        let payload: Payload = computeType == .float16 ? .halves(tensor.withUnsafeBufferPointer { $0.map(floatToHalfBits) }) : .floats(tensor)
-        initializers.append(Initializer(name: name, type: computeType, shape: tensor.shape, payload: payload))
+    /// A weight initializer named `name` holding `tensor` in `type` (default: the compute type).
+    package func weight(_ name: String, _ tensor: Tensor, type: ElementType? = nil) -> String {
+        let type = type ?? computeType
+        let payload: Payload = type == .float16 ? .halves(tensor.withUnsafeBufferPointer { $0.map(floatToHalfBits) }) : .floats(tensor)
+        initializers.append(Initializer(name: name, type: type, shape: tensor.shape, payload: payload))
         return name
     }
 
-    /// A scalar constant in the compute type (shared between uses of the same value).
-    package func scalar(_ value: Float) -> String {
-        let key = "f\(value.bitPattern)"
+    /// A scalar constant in `type` (default: the compute type), shared between uses of the same value.
+    package func scalar(_ value: Float, type: ElementType? = nil) -> String {
+        let type = type ?? computeType
+        let key = "f\(type.rawValue):\(value.bitPattern)"
         if let existing = constants[key] { return existing }
-        let name = "const/\(value)"
-        constants[key] = weight(name, Tensor(shape: [], scalars: [value]))
+        let name = type == computeType ? "const/\(value)" : "const/\(value):\(type)"
+        constants[key] = weight(name, Tensor(shape: [], scalars: [value]), type: type)
         return name
     }
 
