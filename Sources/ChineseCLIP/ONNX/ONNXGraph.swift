@@ -3,7 +3,8 @@
 //
 // Weights stream straight from the model's tensors into the file: a message's length is known before its bytes are
 // written, so no copy of a 600 MB graph is made in memory. Past `externalDataThreshold` the weights go to a
-// `NAME.data` file beside the model (ONNX's external data), since a protobuf message cannot exceed 2 GB.
+// `NAME.data` file beside the model (ONNX's external data), since a protobuf message cannot exceed 2 GB; small
+// tensors stay inline (onnxruntime's shape inference reads shape constants only from the model itself).
 
 import Essentials
 import Foundation
@@ -154,16 +155,18 @@ package final class ONNXGraph {
     package func write(
         to url: URL, opset: Int, producerVersion: String, metadata: [(String, String)], externalDataThreshold: Int = 1_800_000_000
     ) throws {
-        let external = weightBytes > externalDataThreshold
+        let useExternalData = weightBytes > externalDataThreshold
+        // Which initializers move out: weights of 1 KiB or more (onnx's own `size_threshold` default), never shapes.
+        let external = initializers.map { useExternalData && $0.type != .int64 && $0.payload.byteCount >= 1024 }
         let dataName = url.lastPathComponent + ".data"
-        if external {
+        if useExternalData {
             try AtomicOutput.write(path: url.appendingPathExtension("data").path) { file in
-                for i in initializers { try i.payload.write(file) }
+                for (i, out) in zip(initializers, external) where out { try i.payload.write(file) }
             }
         }
         var offset = 0
         var tensorHeaders: [ProtobufWriter] = []  // each initializer's TensorProto without its raw bytes
-        for i in initializers {
+        for (i, external) in zip(initializers, external) {
             var t = ProtobufWriter()
             t.field(1, packed: i.shape.map(Int64.init))
             t.field(2, varint: i.type.rawValue)
@@ -182,7 +185,7 @@ package final class ONNXGraph {
             }
             tensorHeaders.append(t)
         }
-        func tensorLength(_ k: Int) -> Int { tensorHeaders[k].bytes.count + (external ? 0 : initializers[k].payload.byteCount) }
+        func tensorLength(_ k: Int) -> Int { tensorHeaders[k].bytes.count + (external[k] ? 0 : initializers[k].payload.byteCount) }
 
         var head = ProtobufWriter()  // graph fields before the initializers
         for n in nodes { head.field(1, message: encode(n)) }
@@ -221,7 +224,7 @@ package final class ONNXGraph {
             for k in initializers.indices {
                 try file.write(initializerFieldHeaders[k].bytes)
                 try file.write(tensorHeaders[k].bytes)
-                if !external { try initializers[k].payload.write(file) }
+                if !external[k] { try initializers[k].payload.write(file) }
             }
             try file.write(tail.bytes)
             try file.write(after.bytes)
