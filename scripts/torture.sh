@@ -20,7 +20,8 @@
 # usage: scripts/torture.sh [--kills N] [--commands a,b,c] [--quick] [--no-full-disk] [--keep-scratch]
 #   --quick: the CI version (3 kills per command); default: 100 kills per command.
 #   Commands: synth-dataset make-dataset build-lmdb extract-features extract-features-mpi make-topk-predictions
-#   make-topk-predictions-tr evaluation evaluation-tr zeroshot-eval train index-build index-add quantize
+#   make-topk-predictions-tr evaluation evaluation-tr zeroshot-eval train index-build index-add quantize convert
+#   export-onnx
 # Needs python3 (standard library), mpirun for extract-features-mpi, root for the full-disk section (tmpfs),
 # mdb_dump (lmdb-utils) for LMDB contents (optional). CNCLIP=path/to/cnclip picks the binary.
 set -euo pipefail
@@ -33,7 +34,8 @@ FIX=$repo/Tests/Fixtures
 killer=$here/torture/killer.py
 checker=$here/torture/check.py
 all_commands=(synth-dataset make-dataset build-lmdb extract-features extract-features-mpi make-topk-predictions
-  make-topk-predictions-tr evaluation evaluation-tr zeroshot-eval train index-build index-add quantize)
+  make-topk-predictions-tr evaluation evaluation-tr zeroshot-eval train index-build index-add quantize convert
+  export-onnx)
 
 kills=""
 commands=""
@@ -187,6 +189,18 @@ command_line() {
         CMD=("$CNCLIP" quantize "${model[@]}" --output out/model.int8.safetensors)
       fi
       UNITS=model.int8.safetensors ;;
+    convert)
+      # A Hugging Face directory replaced with --force: the earlier one (other weights: the fp16 file) or the new one.
+      local weights=$FIX/models/vit-tiny.pt; [ "$v" = A ] && weights=$FIX/models/vit-tiny.fp16.pt
+      CMD=("$CNCLIP" convert --resume "$weights" --config "$FIX/models/vit-tiny.json" --to hf --output out/hf --force)
+      UNITS=hf ;;
+    export-onnx)
+      if [ "$v" = A ]; then
+        CMD=("$CNCLIP" export onnx --resume "$FIX/models/rn-tiny.pt" --config "$FIX/models/rn-tiny.json" --output out/onnx --force)
+      else
+        CMD=("$CNCLIP" export onnx "${model[@]}" --output out/onnx --force)
+      fi
+      UNITS=onnx ;;
     index-build)
       # index build refuses an existing gallery, so the earlier output is a sibling gallery it must not touch.
       local target=gallery; [ "$v" = A ] && target=gallery-old

@@ -306,6 +306,39 @@ def check_gallery(a):
     report(a.final)
 
 
+def protobuf_fields(data, path):
+    """Walks a protobuf message's top-level fields to its last byte (a torn ONNX file ends inside one)."""
+    at, count = 0, 0
+
+    def varint():
+        nonlocal at
+        value, shift = 0, 0
+        while True:
+            if at >= len(data):
+                fail(f"{path}: truncated varint at byte {at}")
+            b = data[at]
+            at += 1
+            value |= (b & 0x7F) << shift
+            if b < 0x80:
+                return value
+            shift += 7
+
+    while at < len(data):
+        key = varint()
+        wire = key & 7
+        if wire == 0:
+            varint()
+        elif wire in (1, 5):
+            at += 8 if wire == 1 else 4
+        elif wire == 2:
+            at += varint()
+        else:
+            fail(f"{path}: wire type {wire} at byte {at}")
+        count += 1
+    if at != len(data) or count == 0:
+        fail(f"{path}: a field runs past the end of the file")
+
+
 def validate(a):
     """Reads back every file of a golden output by its format, so byte equality with it means a valid output."""
     n = 0
@@ -340,6 +373,8 @@ def validate(a):
                         end = max(v["data_offsets"][1] for k, v in header.items() if k != "__metadata__")
                         if os.path.getsize(full) != 8 + size + end:
                             fail(f"{full}: size does not match its header")
+                elif f.endswith(".onnx"):
+                    protobuf_fields(open(full, "rb").read(), full)
                 elif f.endswith(".f32"):
                     if os.path.getsize(full) % 4:
                         fail(f"{full}: not a whole number of floats")
