@@ -307,7 +307,8 @@ def check_gallery(a):
 
 
 def protobuf_fields(data, path):
-    """Walks a protobuf message's top-level fields to its last byte (a torn ONNX file ends inside one)."""
+    """Walks a protobuf message's top-level fields to its last byte (a torn ONNX file ends inside one); raises on a
+    malformed field, which `validate` reports as unreadable."""
     at, count = 0, 0
 
     def varint():
@@ -315,7 +316,7 @@ def protobuf_fields(data, path):
         value, shift = 0, 0
         while True:
             if at >= len(data):
-                fail(f"{path}: truncated varint at byte {at}")
+                raise ValueError(f"truncated varint at byte {at}")
             b = data[at]
             at += 1
             value |= (b & 0x7F) << shift
@@ -331,9 +332,10 @@ def protobuf_fields(data, path):
         elif wire in (1, 5):
             at += 8 if wire == 1 else 4
         elif wire == 2:
-            at += varint()
+            length = varint()  # not `at += varint()`: that adds to the value `at` had before the varint was read
+            at += length
         else:
-            fail(f"{path}: wire type {wire} at byte {at}")
+            raise ValueError(f"wire type {wire} at byte {at}")
         count += 1
     if at != len(data) or count == 0:
         fail(f"{path}: a field runs past the end of the file")
