@@ -67,11 +67,7 @@ package enum RecordedModelFile {
     /// The config recorded in `url` if it is such a file (a safetensors file whose metadata says so), else nil; a file
     /// that claims the format with an unreadable config is an error naming it.
     package static func config(ifRecorded url: URL) throws -> CLIPConfig? {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue,
-            let file = try? SafeTensorsFile(url: url), file.metadata?["format"] == format
-        else { return nil }
-        return try recordedConfig(of: file, version: version)
+        try recordedConfig(at: url, format: format, version: version)
     }
 
     /// Writes `clip`'s state dict (BatchNorm counters from `counters`) and config to `url` atomically; `source` (what
@@ -80,6 +76,16 @@ package enum RecordedModelFile {
         let metadata = ["format": format, "format_version": version, "config": try clip.config.canonicalJSON(), "source": source]
         try withFileErrors { try SafeTensors.write(clip.exportedStateDict(counters: counters), metadata: metadata, to: url) }
     }
+}
+
+/// The config recorded in `url` if it is a safetensors file whose metadata's `format` is `format`, else nil; such a
+/// file with another layout version or an unreadable config is an error naming it.
+func recordedConfig(at url: URL, format: String, version: String) throws -> CLIPConfig? {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue,
+        let file = try? SafeTensorsFile(url: url), file.metadata?["format"] == format
+    else { return nil }
+    return try recordedConfig(of: file, version: version)
 }
 
 /// The config a cnclip safetensors file records in its metadata (`format_version` and `config`), strictly.

@@ -79,11 +79,7 @@ package enum QuantizedModelFile {
     /// The file's config if `url` is a quantized model file (a safetensors file whose metadata says so), else nil.
     /// A file that claims the format but whose config is unreadable is an error naming it.
     package static func config(ifQuantized url: URL) throws -> CLIPConfig? {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue,
-            let file = try? SafeTensorsFile(url: url), file.metadata?["format"] == format
-        else { return nil }
-        return try config(of: file)
+        try recordedConfig(at: url, format: format, version: version)
     }
 
     static func config(of file: SafeTensorsFile) throws -> CLIPConfig { try recordedConfig(of: file, version: version) }

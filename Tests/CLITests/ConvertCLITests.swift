@@ -5,27 +5,7 @@ import XCTest
 
 /// `cnclip convert` end to end: round trips give identical tensors, the Hugging Face directory holds what transformers
 /// reads (its weights equal the fixture the reference wrote under Hugging Face names), and bad requests fail cleanly.
-final class ConvertCLITests: XCTestCase {
-    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures")
-    var models: URL { Self.fixtures.appendingPathComponent("models") }
-    /// The vocabulary the tokenizer ships (cn-clip's `vocab.txt`).
-    static let bundledVocabulary = fixtures.deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Sources/Tokenization/Resources/vocab.txt")
-
-    func cnclip(_ args: [String]) throws -> CommandResult { try runCNCLIP(args) }
-
-    func tempDir() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("convert-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        return dir
-    }
-
-    func modelArgs(_ name: String) -> [String] {
-        ["--resume", models.appendingPathComponent("\(name).pt").path, "--config", models.appendingPathComponent("\(name).json").path]
-    }
-
+final class ConvertCLITests: ModelFileTestCase {
     /// Runs `cnclip convert` and requires success.
     func convert(_ args: [String], to format: String, _ output: URL) throws {
         let r = try cnclip(["convert"] + args + ["--to", format, "--output", output.path])

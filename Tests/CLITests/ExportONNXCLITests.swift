@@ -6,27 +6,7 @@ import XCTest
 /// `cnclip export onnx` end to end: the files parse as ONNX models (read here with a wire-format reader, field numbers
 /// from onnx.proto3), carry dynamic batch and sequence axes, form valid graphs whose weights are the checkpoint's, and
 /// bad requests fail cleanly. (Their numbers are checked with onnxruntime by scripts/reference/check_interop.py.)
-final class ExportONNXCLITests: XCTestCase {
-    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures")
-    var models: URL { Self.fixtures.appendingPathComponent("models") }
-    /// The vocabulary the tokenizer ships (cn-clip's `vocab.txt`).
-    static let bundledVocabulary = fixtures.deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Sources/Tokenization/Resources/vocab.txt")
-
-    func cnclip(_ args: [String]) throws -> CommandResult { try runCNCLIP(args) }
-
-    func tempDir() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("export-onnx-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        return dir
-    }
-
-    func modelArgs(_ name: String) -> [String] {
-        ["--resume", models.appendingPathComponent("\(name).pt").path, "--config", models.appendingPathComponent("\(name).json").path]
-    }
-
+final class ExportONNXCLITests: ModelFileTestCase {
     func export(_ name: String, _ extra: [String] = [], into dir: URL) throws -> URL {
         let out = dir.appendingPathComponent(name + extra.joined())
         let r = try cnclip(["export", "onnx"] + modelArgs(name) + extra + ["--output", out.path])
