@@ -49,14 +49,14 @@ struct Convert: ParsableCommand {
         try reported {
             let format = ModelFormat(rawValue: to)!
             let target = OutputTarget(path: output, isFolder: format == .hf, force: force)
-            try target.checkWritable(readingFrom: model.resume)
+            try target.checkWritable(readingFrom: model.checkpointPath)
             let loaded = try model.load()
             if format == .hf, let reason = HuggingFaceDirectory.unsupportedReason(loaded.config) {
                 throw CLIPError.invalidInput("cannot write --to hf: \(reason); use --to pt or --to safetensors, or `cnclip export onnx`")
             }
             let url = URL(fileURLWithPath: output)
-            let source = model.resume ?? model.model ?? ""
-            let counters = model.resume.map { batchNormCounters(in: URL(fileURLWithPath: $0)) } ?? [:]
+            let source = model.checkpointPath ?? ""
+            let counters = model.checkpointPath.map { batchNormCounters(in: URL(fileURLWithPath: $0)) } ?? [:]
             switch format {
             case .hf:
                 try target.writeFolder { folder in

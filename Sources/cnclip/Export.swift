@@ -58,7 +58,7 @@ struct ExportONNX: ParsableCommand {
     func run() throws {
         try reported {
             let target = OutputTarget(path: output, isFolder: true, force: force)
-            try target.checkWritable(readingFrom: model.resume)
+            try target.checkWritable(readingFrom: model.checkpointPath)
             let loaded = try model.load()
             if contextLength > loaded.config.textMaxPositionEmbeddings {
                 throw CLIPError.invalidInput(
@@ -67,7 +67,7 @@ struct ExportONNX: ParsableCommand {
             try target.writeFolder { folder in
                 try ONNXExport.write(
                     loaded.clip, vocabulary: URL(fileURLWithPath: loaded.tokenizer.vocabularyPath), contextLength: contextLength,
-                    opset: opset, half: fp16, source: model.resume ?? model.model ?? "", producerVersion: cnclipVersion, into: folder)
+                    opset: opset, half: fp16, source: model.checkpointPath ?? "", producerVersion: cnclipVersion, into: folder)
             }
             printError("wrote \(output) (opset \(opset), \(fp16 ? "fp16" : "fp32"), \(String(format: "%.1f", Double(outputBytes(output)) / 1e6)) MB)")
         }

@@ -46,6 +46,14 @@ struct ModelOptions: ParsableArguments {
         }
     }
 
+    /// The file or folder the weights come from: --resume, or the cached checkpoint of the released --model.
+    var checkpointPath: String? {
+        if let resume { return resume }
+        guard let name = model, let released = ModelPresets.released(named: name) else { return nil }
+        let cache = downloadRoot.map { URL(fileURLWithPath: $0) } ?? CheckpointDownloader.defaultCacheDirectory
+        return CheckpointDownloader(cacheDirectory: cache).cachedPath(for: released).path
+    }
+
     /// The precision asked for; nil: as the checkpoint is stored.
     var computePrecision: Precision? { precision.flatMap(Precision.init(argument:)) }
 
