@@ -2,7 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 
-/// What the tests of the commands that write models (`convert`, `export onnx`) share: the fixture models, the bundled
+/// What the tests of the commands that write models (`quantize`, `convert`, `export onnx`) share: the fixture models, the bundled
 /// vocabulary, a scratch folder per test and the built binary.
 class ModelFileTestCase: XCTestCase {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

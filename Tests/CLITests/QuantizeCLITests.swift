@@ -4,22 +4,9 @@ import XCTest
 
 /// `cnclip quantize` and `--precision int8` end to end: the file loads with no model flags and gives the int8 features
 /// of the checkpoint, zero-shot accuracy is unchanged, and bad requests fail cleanly.
-final class QuantizeCLITests: XCTestCase {
-    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures")
-    var models: URL { Self.fixtures.appendingPathComponent("models") }
-
-    func cnclip(_ args: [String]) throws -> CommandResult { try runCNCLIP(args) }
-
-    func tempDir() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("quantize-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        return dir
-    }
-
+final class QuantizeCLITests: ModelFileTestCase {
     var vitArgs: [String] {
-        ["--resume", models.appendingPathComponent("vit-tiny.pt").path, "--config", models.appendingPathComponent("vit-tiny.json").path]
+        modelArgs("vit-tiny")
     }
 
     func testQuantizedFileLoadsWithoutModelFlagsAndGivesTheInt8Features() throws {
