@@ -103,6 +103,15 @@ func recordedConfig(of file: SafeTensorsFile, version: String) throws -> CLIPCon
     }
 }
 
+/// Copies the tokenizer's vocabulary file to `folder/vocab.txt` (atomically), the name every BERT tokenizer looks for.
+func copyVocabulary(_ vocabulary: URL, into folder: URL) throws {
+    let words: Data
+    do { words = try Data(contentsOf: vocabulary) } catch {
+        throw FileError(path: vocabulary.path, reason: "cannot read the vocabulary: \(error.localizedDescription)")
+    }
+    try AtomicOutput.write(Array(words), to: folder.appendingPathComponent("vocab.txt").path)
+}
+
 /// Runs `body`, turning the checkpoint writers' errors into `CLIPError`s (their messages already name the file).
 func withFileErrors<T>(_ body: () throws -> T) throws -> T {
     do { return try body() } catch let error as FileError {
@@ -132,11 +141,6 @@ package enum TorchModelFile {
 /// A Hugging Face `ChineseCLIPModel` directory: the files `transformers.ChineseCLIPModel.from_pretrained` and
 /// `ChineseCLIPProcessor.from_pretrained` read.
 package enum HuggingFaceDirectory {
-    /// The files written, in the order they are written.
-    package static let fileNames = [
-        "config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "preprocessor_config.json",
-    ]
-
     /// Why `config` has no Hugging Face layout, or nil.
     package static func unsupportedReason(_ config: CLIPConfig) -> String? {
         if case .resnet = config.visionLayers {
@@ -155,11 +159,7 @@ package enum HuggingFaceDirectory {
             try AtomicOutput.write(try configJSON(clip.config), to: file("config.json").path)
             // transformers checks this key before it trusts a safetensors file's tensors as PyTorch ones.
             try SafeTensors.write(tensors, metadata: ["format": "pt"], to: file("model.safetensors"))
-            let words: [UInt8]
-            do { words = Array(try Data(contentsOf: vocabulary)) } catch {
-                throw FileError(path: vocabulary.path, reason: "cannot read the vocabulary: \(error.localizedDescription)")
-            }
-            try AtomicOutput.write(words, to: file("vocab.txt").path)
+            try copyVocabulary(vocabulary, into: folder)
             try AtomicOutput.write(try json(tokenizerConfig(clip.config)), to: file("tokenizer_config.json").path)
             try AtomicOutput.write(try json(specialTokens), to: file("special_tokens_map.json").path)
             try AtomicOutput.write(try json(preprocessorConfig(clip.config)), to: file("preprocessor_config.json").path)

@@ -21,8 +21,6 @@ package enum ONNXExport {
     package static let opsets = 13...21
     /// The default opset: the first with LayerNormalization.
     package static let defaultOpset = 17
-    /// The file names written.
-    package static let fileNames = ["vision.onnx", "text.onnx", "preprocessing.json", "vocab.txt"]
 
     /// The vision graph: `image` `[batch, 3, R, R]` float32 → `unnorm_image_features` `[batch, embed]`.
     package static func visionGraph(_ clip: CLIP, opset: Int, half: Bool) -> ONNXGraph {
@@ -67,11 +65,7 @@ package enum ONNXExport {
             try AtomicOutput.write(
                 try preprocessingJSON(clip, contextLength: contextLength, opset: opset, precision: precision),
                 to: folder.appendingPathComponent("preprocessing.json").path)
-            let words: Data
-            do { words = try Data(contentsOf: vocabulary) } catch {
-                throw FileError(path: vocabulary.path, reason: "cannot read the vocabulary: \(error.localizedDescription)")
-            }
-            try AtomicOutput.write(Array(words), to: folder.appendingPathComponent("vocab.txt").path)
+            try copyVocabulary(vocabulary, into: folder)
         }
     }
 

@@ -127,21 +127,12 @@ package final class ONNXGraph {
         return name
     }
 
-    /// Appends a node `op(inputs)` named under `scope` and returns its outputs' names.
-    @discardableResult
-    package func nodes(
-        _ op: String, _ inputs: [String], scope: String, attributes: [(String, Attribute)] = [], outputCount: Int = 1
-    ) -> [String] {
-        counter += 1
-        let base = "\(scope)/\(op)_\(counter)"
-        let outs = outputCount == 1 ? [base] : (0..<outputCount).map { "\(base):\($0)" }
-        nodes.append(Node(op: op, inputs: inputs, outputs: outs, name: base, attributes: attributes))
-        return outs
-    }
-
-    /// Appends a one-output node and returns its output's name.
+    /// Appends a node `op(inputs)` named under `scope` and returns its output's name.
     package func node(_ op: String, _ inputs: [String], scope: String, attributes: [(String, Attribute)] = []) -> String {
-        nodes(op, inputs, scope: scope, attributes: attributes)[0]
+        counter += 1
+        let name = "\(scope)/\(op)_\(counter)"
+        nodes.append(Node(op: op, inputs: inputs, outputs: [name], name: name, attributes: attributes))
+        return name
     }
 
     /// Total weight bytes.
