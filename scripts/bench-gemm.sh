@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(mktemp)
 trap 'rm -f "$bin"' EXIT
-cc -O2 -ISources/CKernels/include Sources/CKernels/gemm.c scripts/bench-gemm/bench_gemm.c -o "$bin" $(pkg-config --cflags --libs openblas) -lm
+"${CC:-$(command -v clang || echo cc)}" -O2 -ISources/CKernels/include Sources/CKernels/gemm.c scripts/bench-gemm/bench_gemm.c -o "$bin" $(pkg-config --cflags --libs openblas) -lm
 "$bin"
