@@ -25,7 +25,8 @@ struct ExportONNX: ParsableCommand {
             Input and output names are those of cn-clip's deploy/pytorch_to_onnx.py; unlike its export, the batch \
             and the text length are not fixed, and the text model takes the attention mask. Features are \
             unnormalised: L2-normalise them before cosine similarity. With --fp16 the weights and the arithmetic are \
-            half precision and the inputs and outputs stay float32 (as cn-clip's fp16 export). ViT and RN50 models.
+            half precision (layer norms in float32) and the inputs and outputs stay float32 (as cn-clip's fp16 \
+            export). Weights past 1.8 GB (ViT-H-14) go to vision.onnx.data beside the model. ViT and RN50 models.
             Example: cnclip export onnx --resume epoch_latest.pt --vision-model ViT-B-16 \\
               --text-model RoBERTa-wwm-ext-base-chinese --output onnx-vit-b-16
             """)
