@@ -1,3 +1,4 @@
+import ChineseCLIP
 import Essentials
 import Foundation
 
@@ -44,7 +45,23 @@ struct OutputTarget {
     /// a throw leaves the previous output (or nothing) as it was.
     func writeFolder(_ fill: (URL) throws -> Void) throws {
         let folder = try AtomicOutputFolder(path: path)
-        try fill(URL(fileURLWithPath: folder.temporaryPath))
+        do { try fill(URL(fileURLWithPath: folder.temporaryPath)) } catch { throw locatedInOutput(error, builtIn: folder.temporaryPath) }
         try folder.commit()
+    }
+
+    /// `error` naming the file of the output it is about (`out/hf/model.safetensors`) instead of its twin in the hidden
+    /// folder the output was being built in, a name the user never gave.
+    private func locatedInOutput(_ error: Error, builtIn temporary: String) -> Error {
+        // The writers name it as given or, through a file URL, made absolute.
+        let names = [temporary, URL(fileURLWithPath: temporary).path]
+        func located(_ p: String) -> String {
+            guard let name = names.first(where: { p.hasPrefix($0 + "/") }) else { return p }
+            return path + p.dropFirst(name.count)
+        }
+        switch error {
+        case let e as FileError: return FileError(path: located(e.path), reason: e.reason)
+        case CLIPError.io(let p, let reason): return CLIPError.io(path: located(p), reason: reason)
+        default: return error
+        }
     }
 }
