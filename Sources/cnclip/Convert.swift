@@ -56,7 +56,11 @@ struct Convert: ParsableCommand {
             }
             let url = URL(fileURLWithPath: output)
             let source = model.checkpointPath ?? ""
-            let counters = model.checkpointPath.map { batchNormCounters(in: URL(fileURLWithPath: $0)) } ?? [:]
+            // Only a ResNet has BatchNorm counters; reading them reads the checkpoint a second time.
+            var counters: [String: Int64] = [:]
+            if case .resnet = loaded.config.visionLayers, let path = model.checkpointPath {
+                counters = batchNormCounters(in: URL(fileURLWithPath: path))
+            }
             switch format {
             case .hf:
                 try target.writeFolder { folder in
