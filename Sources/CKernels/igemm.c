@@ -16,6 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+// The dequantization, in the fused store of the 512-bit kernel as in the functions at the end, is a product then a
+// sum, never a fused multiply-add: every path gives the same bits.
+#pragma clang fp contract(off)
+
 #define MR 6
 #define NR 16
 #define KC 1024
@@ -23,6 +27,62 @@
 
 static _Thread_local void *packedA;
 static _Thread_local size_t packedABytes;
+
+enum { HasAVX2 = 1, HasAVX512 = 2, HasVNNI = 4, HasVNNI512 = 8, FeaturesRead = 16 };
+
+/// The CPU's features, read once (a benign race: every thread computes the same value). Asking the CPU on every tile
+/// cost about as much as dequantizing it.
+static int cpuFeatures(void) {
+    static int cached;
+    int f = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (f) return f;
+    __builtin_cpu_init();
+    f = FeaturesRead;
+    if (__builtin_cpu_supports("avx2")) f |= HasAVX2;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) f |= HasAVX512;
+    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl")) f |= HasVNNI;
+    if ((f & HasVNNI) && (f & HasAVX512)) f |= HasVNNI512;
+    __atomic_store_n(&cached, f, __ATOMIC_RELAXED);
+    return f;
+}
+
+/// Groups `0 ..< whole / 16 · 16` of a whole 6-row panel in the quads layout, sixteen at a time: each row's 64 bytes
+/// offset to unsigned, then interleaved `[group][row][4]` by dword permutes. Returns the groups done.
+__attribute__((target("avx512f")))
+static long packQuadsAVX512(const int8_t *const rows[MR], long whole, uint8_t *dst) {
+    // Output dword d of the 16 groups is row d % 6's dword d / 6: six output vectors, each drawn from row pairs
+    // (0, 1), (2, 3), (4, 5) by one index vector and blended by row.
+    __m512i index[MR];
+    __mmask16 rows23[MR], rows45[MR];
+    const __m512i one = _mm512_set1_epi32(1);
+    for (int o = 0; o < MR; o++) {
+        __m512i d = _mm512_add_epi32(_mm512_set1_epi32(16 * o), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+        __m512i g = _mm512_srli_epi32(_mm512_mullo_epi32(d, _mm512_set1_epi32(43)), 8);  // d / 6 for d < 96
+        __m512i r = _mm512_sub_epi32(d, _mm512_mullo_epi32(g, _mm512_set1_epi32(6)));
+        index[o] = _mm512_add_epi32(g, _mm512_slli_epi32(_mm512_and_si512(r, one), 4));
+        __m512i pair = _mm512_srli_epi32(r, 1);
+        rows23[o] = _mm512_cmpeq_epi32_mask(pair, one);
+        rows45[o] = _mm512_cmpeq_epi32_mask(pair, _mm512_set1_epi32(2));
+    }
+    const __m512i flip = _mm512_set1_epi32((int)0x80808080u);
+    long q = 0;
+    for (; q + 16 <= whole; q += 16) {
+        __m512i r0 = _mm512_xor_si512(_mm512_loadu_si512(rows[0] + 4 * q), flip),
+                r1 = _mm512_xor_si512(_mm512_loadu_si512(rows[1] + 4 * q), flip),
+                r2 = _mm512_xor_si512(_mm512_loadu_si512(rows[2] + 4 * q), flip),
+                r3 = _mm512_xor_si512(_mm512_loadu_si512(rows[3] + 4 * q), flip),
+                r4 = _mm512_xor_si512(_mm512_loadu_si512(rows[4] + 4 * q), flip),
+                r5 = _mm512_xor_si512(_mm512_loadu_si512(rows[5] + 4 * q), flip);
+        for (int o = 0; o < MR; o++) {
+            __m512i v = _mm512_permutex2var_epi32(r0, index[o], r1);
+            v = _mm512_mask_blend_epi32(rows23[o], v, _mm512_permutex2var_epi32(r2, index[o], r3));
+            v = _mm512_mask_blend_epi32(rows45[o], v, _mm512_permutex2var_epi32(r4, index[o], r5));
+            _mm512_storeu_si512(dst + 64 * o, v);
+        }
+        dst += 64 * MR;
+    }
+    return q;
+}
 
 /// The layouts: G k-values per group (2 as int16 for AVX2/portable, 4 as bytes for VNNI).
 typedef enum { LayoutPairs16, LayoutQuads8 } Layout;
@@ -40,6 +100,10 @@ static void packA(Layout layout, const int8_t *a, long lda, long mc, long k0, lo
             // Whole groups of a whole panel: word moves (for quads, v + 128 as a byte is v with its top bit flipped).
             const int8_t *rows[MR];
             for (int r = 0; r < MR; r++) rows[r] = a + (p + r) * lda + k0;
+            if (layout == LayoutQuads8 && (cpuFeatures() & HasAVX512)) {
+                q = packQuadsAVX512(rows, whole, p8);
+                p8 += q * 4 * MR;
+            }
             if (layout == LayoutQuads8)
                 for (; q < whole; q++)
                     for (int r = 0; r < MR; r++) {
@@ -134,11 +198,17 @@ static void kernelVNNI(long groups, const uint8_t *ap, const int8_t *bp, int32_t
 #undef OUT
 }
 
+/// Where a dequantizing product writes: `y = c · (rowScales[i] · colScales[j]) + bias[j]` by tiles, as each tile's
+/// integers are complete (NULL for a plain integer product).
+typedef struct { const float *rowScales, *colScales, *bias; float *y; long ldy; } Dequantization;
+
 /// `kernelVNNI` on 512-bit registers over two adjacent 16-column panels (`bp`, then `bp + panelBytes`): a 6 × 32 tile
 /// of full rows and columns. Where the CPU runs 512-bit dot products on two ports, this doubles the products per cycle.
+/// With `dq` (a whole product in one k-block) the tile is dequantized from the registers into `dq`'s rows `r0 ...`
+/// and columns `q ...` of the product's columns from `j0` (`c` unused), with the operations of `cnclip_dequantize_rows`.
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 static void kernelVNNI512(long groups, const uint8_t *ap, const int8_t *bp, long panelBytes, int32_t *c, long ldc, int first,
-                          const int32_t *sums) {
+                          const int32_t *sums, const Dequantization *dq, long r0, long q, long j0) {
     __m512i c00 = _mm512_setzero_si512(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
             c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const int32_t *a32 = (const int32_t *)ap;
@@ -152,6 +222,21 @@ static void kernelVNNI512(long groups, const uint8_t *ap, const int8_t *bp, long
         a32 += MR; bp += 4 * NR; bq += 4 * NR;
     }
     const __m512i s0 = _mm512_slli_epi32(_mm512_loadu_si512(sums), 7), s1 = _mm512_slli_epi32(_mm512_loadu_si512(sums + 16), 7);
+    if (dq) {
+        const float *rs = dq->rowScales + r0, *bias = dq->bias ? dq->bias + q : NULL;
+        const __m512 cs0 = _mm512_loadu_ps(dq->colScales + q), cs1 = _mm512_loadu_ps(dq->colScales + q + 16);
+        const __m512 b0 = bias ? _mm512_loadu_ps(bias) : cs0, b1 = bias ? _mm512_loadu_ps(bias + 16) : cs1;
+        float *y = dq->y + r0 * dq->ldy + (q - j0);
+#define DQ(r, x, v, s, cs, b) { __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32((v), (s))), \
+        _mm512_mul_ps(_mm512_set1_ps(rs[r]), (cs))); \
+        if (bias) t = _mm512_add_ps(t, (b)); \
+        _mm512_storeu_ps(y + (r) * dq->ldy + (x), t); }
+        DQ(0, 0, c00, s0, cs0, b0) DQ(0, 16, c01, s1, cs1, b1) DQ(1, 0, c10, s0, cs0, b0) DQ(1, 16, c11, s1, cs1, b1)
+        DQ(2, 0, c20, s0, cs0, b0) DQ(2, 16, c21, s1, cs1, b1) DQ(3, 0, c30, s0, cs0, b0) DQ(3, 16, c31, s1, cs1, b1)
+        DQ(4, 0, c40, s0, cs0, b0) DQ(4, 16, c41, s1, cs1, b1) DQ(5, 0, c50, s0, cs0, b0) DQ(5, 16, c51, s1, cs1, b1)
+#undef DQ
+        return;
+    }
 #define OUT(r, x, v, s) { int32_t *p = c + (r) * ldc + (x); __m512i t = _mm512_sub_epi32((v), (s)); \
         if (!first) t = _mm512_add_epi32(t, _mm512_loadu_si512(p)); \
         _mm512_storeu_si512(p, t); }
@@ -177,11 +262,8 @@ static int forcedKernel;  // 0: by the CPU
 void cnclip_igemm_use_kernel(int kernel) { __atomic_store_n(&forcedKernel, kernel, __ATOMIC_SEQ_CST); }
 
 int cnclip_igemm_kernel(void) {
-    int forced = __atomic_load_n(&forcedKernel, __ATOMIC_SEQ_CST);
-    __builtin_cpu_init();
-    int vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
-    int vnni512 = vnni && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-    int avx2 = __builtin_cpu_supports("avx2");
+    int forced = __atomic_load_n(&forcedKernel, __ATOMIC_SEQ_CST), f = cpuFeatures();
+    int vnni = f & HasVNNI, vnni512 = f & HasVNNI512, avx2 = f & HasAVX2;
     if (forced == CNCLIP_IGEMM_VNNI512 && vnni512) return CNCLIP_IGEMM_VNNI512;
     if (forced == CNCLIP_IGEMM_VNNI && vnni) return CNCLIP_IGEMM_VNNI;
     if (forced == CNCLIP_IGEMM_AVX2 && avx2) return CNCLIP_IGEMM_AVX2;
@@ -247,23 +329,25 @@ void cnclip_igemm_unpack(long n, long k, const void *packed, int kernel, int8_t 
     }
 }
 
-/// Dequantizes rows `[rows, cols]` of products (see `cnclip_dequantize_rows`; defined with the other float code below).
-static void dequantize(const int32_t *c, long rows, long cols, long ldc, const float *rowScales, const float *colScales,
-                       const float *bias, float *y, long ldy);
+/// Dequantizes rows `[rows, cols]` of products (see `cnclip_dequantize_rows`; defined with the other float code below)
+/// with vectors of `width` (`vectorWidth()`).
+static void dequantize(int width, const int32_t *c, long rows, long cols, long ldc, const float *rowScales,
+                       const float *colScales, const float *bias, float *y, long ldy);
 
-/// Where a dequantizing product writes: `y = c · (rowScales[i] · colScales[j]) + bias[j]` by tiles, as each tile's
-/// integers are complete (NULL for a plain integer product).
-typedef struct { const float *rowScales, *colScales, *bias; float *y; long ldy; } Dequantization;
+/// The vectors quantization and dequantization use: 0 none, 1 AVX2, 2 AVX-512 (the same bits). A forced kernel
+/// picks the width it would run beside, so that the tests reach each form.
+static int vectorWidth(void);
 
 /// `cnclip_igemm_s8_packed`, or its dequantized form when `dq` is not NULL: then a product of a single k-block never
-/// leaves its tile buffer, and one of several k-blocks is summed in `c` and dequantized tile by tile in the last block.
+/// leaves the registers (whole 6 × 32 tiles of the 512-bit kernel) or its tile buffer, and one of several k-blocks is
+/// summed in `c` and dequantized tile by tile in the last block.
 static void product(long m, long j0, long nc, long n, long k, const int8_t *a, long lda, const void *packed, int kernel,
                     int32_t *c, long ldc, const Dequantization *dq) {
     Packing p = packing(n, kernel);
     long kcMax = k < KC ? k : KC, kcPadded = (kcMax + 3) / 4 * 4;
     void *ap = cnclip_reserve(&packedA, &packedABytes, p.element * (size_t)kcPadded * (size_t)((m + MR - 1) / MR * MR));
     const int32_t *allSums = (const int32_t *)((const char *)packed + blockOffset(p, (k + KC - 1) / KC * KC));
-    int single = k <= KC;
+    int single = k <= KC, width = dq ? vectorWidth() : 0;
     for (long k0 = 0; k0 < k; k0 += KC) {
         long kc = k - k0 < KC ? k - k0 : KC;
         long groups = (kc + p.g - 1) / p.g, panelA = groups * p.g * MR, panelB = groups * p.g * NR;
@@ -281,6 +365,11 @@ static void product(long m, long j0, long nc, long n, long k, const int8_t *a, l
                     const uint8_t *at8 = (const uint8_t *)ap + r0 / MR * panelA;
                     int32_t tile[MR * 2 * NR] __attribute__((aligned(64)));
                     int wide = kernel == CNCLIP_IGEMM_VNNI512 && mr == MR && q + 2 * NR <= jbEnd;
+                    if (wide && dq && single) {  // dequantized from the registers
+                        kernelVNNI512(groups, at8, bt, panelB, NULL, 0, 1, sums + q, dq, r0, q, j0);
+                        q += NR;
+                        continue;
+                    }
                     long nr = wide ? 2 * NR : jbEnd - q < NR ? jbEnd - q : NR;
                     // The kernel writes whole tiles: into c where c holds the sums (several k-blocks, or no
                     // dequantization) and the tile is whole, else into the buffer.
@@ -291,7 +380,7 @@ static void product(long m, long j0, long nc, long n, long k, const int8_t *a, l
                         for (long r = 0; r < mr; r++)
                             memcpy(tile + r * ldt, c + (r0 + r) * ldc + (q - j0), (size_t)nr * sizeof(int32_t));
                     if (wide)
-                        kernelVNNI512(groups, at8, bt, panelB, ct, ldt, first, sums + q);
+                        kernelVNNI512(groups, at8, bt, panelB, ct, ldt, first, sums + q, NULL, 0, 0, 0);
                     else if (p.layout == LayoutQuads8)
                         kernelVNNI(groups, at8, bt, ct, ldt, first, sums + q);
                     else if (kernel == CNCLIP_IGEMM_AVX2)
@@ -299,7 +388,7 @@ static void product(long m, long j0, long nc, long n, long k, const int8_t *a, l
                     else
                         kernelPortable(groups, (const int16_t *)ap + r0 / MR * panelA, bt, ct, ldt, first);
                     if (dq && last)
-                        dequantize(ct, mr, nr, ldt, dq->rowScales + r0, dq->colScales + q, dq->bias ? dq->bias + q : NULL,
+                        dequantize(width, ct, mr, nr, ldt, dq->rowScales + r0, dq->colScales + q, dq->bias ? dq->bias + q : NULL,
                                    dq->y + r0 * dq->ldy + (q - j0), dq->ldy);
                     else if (!inC)
                         for (long r = 0; r < mr; r++)
@@ -330,7 +419,7 @@ void cnclip_igemm_s8_dequantized(long m, long j0, long nc, long n, long k, const
         int32_t zeros[2 * NR] = {0};
         for (long i = 0; i < m; i++)
             for (long q = j0; q < j0 + nc; q += 2 * NR)
-                dequantize(zeros, 1, j0 + nc - q < 2 * NR ? j0 + nc - q : 2 * NR, 0, rowScales + i, colScales + q,
+                dequantize(vectorWidth(), zeros, 1, j0 + nc - q < 2 * NR ? j0 + nc - q : 2 * NR, 0, rowScales + i, colScales + q,
                            bias ? bias + q : NULL, y + i * ldy + (q - j0), ldy);
         return;
     }
@@ -351,12 +440,14 @@ void cnclip_igemm_s8(long m, long n, long k, const int8_t *a, long lda, const in
 
 // Quantizing activations and dequantizing products: the int8 path's elementwise work around the integer GEMM. The
 // vector and scalar forms give the same bits: IEEE division, rounding half to even (the default rounding mode, as
-// `rint` and `cvtps2dq` use), and no fused multiply-add in the dequantization (`(float)c · (rowScale · colScale) + bias`).
-#pragma clang fp contract(off)
+// `rint` and `cvtps2dq` use), and no fused multiply-add in the dequantization (`(float)c · (rowScale · colScale) + bias`;
+// the pragma at the top of the file).
 
-static int useVectors(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && cnclip_igemm_kernel() != CNCLIP_IGEMM_PORTABLE;
+static int vectorWidth(void) {
+    int f = cpuFeatures(), forced = __atomic_load_n(&forcedKernel, __ATOMIC_SEQ_CST);
+    if (forced == CNCLIP_IGEMM_PORTABLE || !(f & HasAVX2)) return 0;
+    if (forced == CNCLIP_IGEMM_AVX2 || forced == CNCLIP_IGEMM_VNNI || !(f & HasAVX512)) return 1;
+    return 2;
 }
 
 static float quantizeScale(float peak) { return peak > 0 ? peak / 127.0f : 1.0f; }
@@ -390,11 +481,30 @@ static void quantizeRowAVX2(const float *x, long n, int8_t *q, float *scale) {
     for (; j < n; j++) q[j] = quantizeOne(x[j], s);
 }
 
+/// `quantizeRowAVX2` with 512-bit vectors, the tail under a mask.
+__attribute__((target("avx512f")))
+static void quantizeRowAVX512(const float *x, long n, int8_t *q, float *scale) {
+    __m512 peak16 = _mm512_setzero_ps();
+    long j = 0;
+    for (; j + 16 <= n; j += 16) peak16 = _mm512_max_ps(peak16, _mm512_abs_ps(_mm512_loadu_ps(x + j)));
+    if (j < n) peak16 = _mm512_max_ps(peak16, _mm512_abs_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (n - j)) - 1), x + j)));
+    float s = quantizeScale(_mm512_reduce_max_ps(peak16));
+    *scale = s;
+    const __m512 s16 = _mm512_set1_ps(s);
+    const __m512i hi = _mm512_set1_epi32(127), lo = _mm512_set1_epi32(-127);
+    for (j = 0; j < n; j += 16) {
+        __mmask16 m = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        __m512i v = _mm512_cvtps_epi32(_mm512_div_ps(_mm512_maskz_loadu_ps(m, x + j), s16));
+        _mm512_mask_cvtsepi32_storeu_epi8(q + j, m, _mm512_max_epi32(lo, _mm512_min_epi32(hi, v)));
+    }
+}
+
 void cnclip_quantize_rows(const float *x, long rows, long cols, long ldx, int8_t *q, long ldq, float *scales) {
-    int vectors = useVectors();
+    int width = vectorWidth();
     for (long i = 0; i < rows; i++) {
         const float *row = x + i * ldx;
-        if (vectors) { quantizeRowAVX2(row, cols, q + i * ldq, scales + i); continue; }
+        if (width == 2) { quantizeRowAVX512(row, cols, q + i * ldq, scales + i); continue; }
+        if (width == 1) { quantizeRowAVX2(row, cols, q + i * ldq, scales + i); continue; }
         float peak = 0;
         for (long j = 0; j < cols; j++) { float a = fabsf(row[j]); peak = a > peak ? a : peak; }
         float s = quantizeScale(peak);
@@ -419,11 +529,27 @@ static void dequantizeRowAVX2(const int32_t *c, long n, float rowScale, const fl
     }
 }
 
-static void dequantize(const int32_t *c, long rows, long cols, long ldc, const float *rowScales, const float *colScales,
-                       const float *bias, float *y, long ldy) {
-    int vectors = useVectors();
+/// `dequantizeRowAVX2` with 512-bit vectors, the tail under a mask.
+__attribute__((target("avx512f")))
+static void dequantizeRowAVX512(const int32_t *c, long n, float rowScale, const float *colScales, const float *bias, float *y) {
+    const __m512 r16 = _mm512_set1_ps(rowScale);
+    for (long j = 0; j < n; j += 16) {
+        __mmask16 m = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, c + j)),
+                                 _mm512_mul_ps(r16, _mm512_maskz_loadu_ps(m, colScales + j)));
+        if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias + j));
+        _mm512_mask_storeu_ps(y + j, m, v);
+    }
+}
+
+static void dequantize(int width, const int32_t *c, long rows, long cols, long ldc, const float *rowScales,
+                       const float *colScales, const float *bias, float *y, long ldy) {
     for (long i = 0; i < rows; i++) {
-        if (vectors) { dequantizeRowAVX2(c + i * ldc, cols, rowScales[i], colScales, bias, y + i * ldy); continue; }
+        if (width == 2) {
+            dequantizeRowAVX512(c + i * ldc, cols, rowScales[i], colScales, bias, y + i * ldy);
+            continue;
+        }
+        if (width == 1) { dequantizeRowAVX2(c + i * ldc, cols, rowScales[i], colScales, bias, y + i * ldy); continue; }
         for (long j = 0; j < cols; j++) {
             float v = (float)c[i * ldc + j] * (rowScales[i] * colScales[j]);
             y[i * ldy + j] = bias ? v + bias[j] : v;
@@ -433,5 +559,5 @@ static void dequantize(const int32_t *c, long rows, long cols, long ldc, const f
 
 void cnclip_dequantize_rows(const int32_t *c, long rows, long cols, long ldc, const float *rowScales, const float *colScales,
                             const float *bias, float *y, long ldy) {
-    dequantize(c, rows, cols, ldc, rowScales, colScales, bias, y, ldy);
+    dequantize(vectorWidth(), c, rows, cols, ldc, rowScales, colScales, bias, y, ldy);
 }
