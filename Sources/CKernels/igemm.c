@@ -204,11 +204,12 @@ typedef struct { const float *rowScales, *colScales, *bias; float *y; long ldy; 
 
 /// `kernelVNNI` on 512-bit registers over two adjacent 16-column panels (`bp`, then `bp + panelBytes`): a 6 × 32 tile
 /// of full rows and columns. Where the CPU runs 512-bit dot products on two ports, this doubles the products per cycle.
-/// With `dq` (a whole product in one k-block) the tile is dequantized from the registers into `dq`'s rows `r0 ...`
-/// and columns `q ...` of the product's columns from `j0` (`c` unused), with the operations of `cnclip_dequantize_rows`.
+/// With `dq` (a whole product in one k-block) the tile's first `rows` rows are dequantized from the registers into
+/// `dq`'s rows `r0 ...` and columns `q ...` of the product's columns from `j0` (`c` unused), with the operations of
+/// `cnclip_dequantize_rows`; the panel's padding rows (a short last panel) are computed and dropped.
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 static void kernelVNNI512(long groups, const uint8_t *ap, const int8_t *bp, long panelBytes, int32_t *c, long ldc, int first,
-                          const int32_t *sums, const Dequantization *dq, long r0, long q, long j0) {
+                          const int32_t *sums, const Dequantization *dq, long rows, long r0, long q, long j0) {
     __m512i c00 = _mm512_setzero_si512(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
             c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const int32_t *a32 = (const int32_t *)ap;
@@ -227,7 +228,7 @@ static void kernelVNNI512(long groups, const uint8_t *ap, const int8_t *bp, long
         const __m512 cs0 = _mm512_loadu_ps(dq->colScales + q), cs1 = _mm512_loadu_ps(dq->colScales + q + 16);
         const __m512 b0 = bias ? _mm512_loadu_ps(bias) : cs0, b1 = bias ? _mm512_loadu_ps(bias + 16) : cs1;
         float *y = dq->y + r0 * dq->ldy + (q - j0);
-#define DQ(r, x, v, s, cs, b) { __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32((v), (s))), \
+#define DQ(r, x, v, s, cs, b) if ((r) < rows) { __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32((v), (s))), \
         _mm512_mul_ps(_mm512_set1_ps(rs[r]), (cs))); \
         if (bias) t = _mm512_add_ps(t, (b)); \
         _mm512_storeu_ps(y + (r) * dq->ldy + (x), t); }
@@ -364,9 +365,11 @@ static void product(long m, long j0, long nc, long n, long k, const int8_t *a, l
                     const void *bt = block + (size_t)(q / NR) * (size_t)panelB * p.element;
                     const uint8_t *at8 = (const uint8_t *)ap + r0 / MR * panelA;
                     int32_t tile[MR * 2 * NR] __attribute__((aligned(64)));
-                    int wide = kernel == CNCLIP_IGEMM_VNNI512 && mr == MR && q + 2 * NR <= jbEnd;
+                    // The 512-bit kernel on a short last panel too (its rows are padded): the 256-bit one there cost
+                    // a tenth of a 52-token text's time.
+                    int wide = kernel == CNCLIP_IGEMM_VNNI512 && q + 2 * NR <= jbEnd;
                     if (wide && dq && single) {  // dequantized from the registers
-                        kernelVNNI512(groups, at8, bt, panelB, NULL, 0, 1, sums + q, dq, r0, q, j0);
+                        kernelVNNI512(groups, at8, bt, panelB, NULL, 0, 1, sums + q, dq, mr, r0, q, j0);
                         q += NR;
                         continue;
                     }
@@ -380,7 +383,7 @@ static void product(long m, long j0, long nc, long n, long k, const int8_t *a, l
                         for (long r = 0; r < mr; r++)
                             memcpy(tile + r * ldt, c + (r0 + r) * ldc + (q - j0), (size_t)nr * sizeof(int32_t));
                     if (wide)
-                        kernelVNNI512(groups, at8, bt, panelB, ct, ldt, first, sums + q, NULL, 0, 0, 0);
+                        kernelVNNI512(groups, at8, bt, panelB, ct, ldt, first, sums + q, NULL, 0, 0, 0, 0);
                     else if (p.layout == LayoutQuads8)
                         kernelVNNI(groups, at8, bt, ct, ldt, first, sums + q);
                     else if (kernel == CNCLIP_IGEMM_AVX2)
