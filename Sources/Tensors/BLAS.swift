@@ -46,7 +46,7 @@ package enum BLAS {
         cnclip_sgemm_tile(&tileRows, &tileColumns)
         if m >= 32 * threads && (m >= n || n < 16 * threads) {
             // Split the rows of C (and of op(a)) in whole row panels of the kernel.
-            concurrentPerform(iterations: threads) { t in
+            computePerform(iterations: threads) { t in
                 let lo = (m * t / threads) / tileRows * tileRows
                 let hi = t == threads - 1 ? m : (m * (t + 1) / threads) / tileRows * tileRows
                 guard hi > lo else { return }
@@ -55,7 +55,7 @@ package enum BLAS {
             }
         } else {
             // Split the columns of C (and of op(b)) in whole column panels of the kernel.
-            concurrentPerform(iterations: threads) { t in
+            computePerform(iterations: threads) { t in
                 let lo = (n * t / threads) / tileColumns * tileColumns
                 let hi = t == threads - 1 ? n : (n * (t + 1) / threads) / tileColumns * tileColumns
                 guard hi > lo else { return }

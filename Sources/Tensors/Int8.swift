@@ -113,7 +113,7 @@ package func linear(_ x: Tensor, weight: Int8Weight, bias: Tensor?) -> Tensor {
                 product(rows: 0, m, columns: 0, n)
             } else if m >= 32 * threads {
                 // Rows in whole 6-row panels of the kernel, each thread quantizing and multiplying its own.
-                concurrentPerform(iterations: threads) { t in
+                computePerform(iterations: threads) { t in
                     let lo = (m * t / threads) / 6 * 6, hi = t == threads - 1 ? m : (m * (t + 1) / threads) / 6 * 6
                     guard hi > lo else { return }
                     cnclip_quantize_rows(x.data + lo * k, hi - lo, k, k, q + lo * k, k, sx + lo)
@@ -122,7 +122,7 @@ package func linear(_ x: Tensor, weight: Int8Weight, bias: Tensor?) -> Tensor {
             } else {
                 // Few rows (a short batch of queries): output channels in whole 16-column panels.
                 cnclip_quantize_rows(x.data, m, k, k, q, k, sx)
-                concurrentPerform(iterations: threads) { t in
+                computePerform(iterations: threads) { t in
                     let lo = (n * t / threads) & ~15, hi = t == threads - 1 ? n : (n * (t + 1) / threads) & ~15
                     if hi > lo { product(rows: 0, m, columns: lo, hi) }
                 }

@@ -170,7 +170,7 @@ func parallelFor(weights: [Int], _ body: (Range<Int>) -> Void) {
         while chunk < target { chunk += 1; starts[chunk] = i }
         before += w
     }
-    concurrentPerform(iterations: chunks) { c in
+    computePerform(iterations: chunks) { c in
         if starts[c] < starts[c + 1] { body(starts[c]..<starts[c + 1]) }
     }
 }

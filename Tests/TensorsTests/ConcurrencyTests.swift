@@ -51,4 +51,34 @@ final class ConcurrencyTests: XCTestCase {
             }
         }
     }
+
+    /// The compute threads' pool (`computePerform`): every index runs exactly once, over many consecutive jobs (each
+    /// tagged, so that a worker late for one job cannot take an index of the next), with jobs larger than the pool,
+    /// calls from inside an iteration (refused by the busy pool, run on Dispatch's threads) and several callers at once.
+    func testComputePerformRunsEveryIndexOnce() {
+        func check(_ iterations: Int, _ label: String) {
+            let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: iterations)
+            defer { counts.deallocate() }
+            counts.initialize(repeating: 0)
+            let base = UnsafeMutablePointer<Int>(counts.baseAddress!)
+            computePerform(iterations: iterations) { base[$0] += 1 }
+            XCTAssertEqual(Array(counts), [Int](repeating: 1, count: iterations), label)
+        }
+        for iterations in [0, 1, 2, 3, 7, 64, 1000] { check(iterations, "\(iterations) iterations") }
+        for job in 0..<20_000 { check(2 + job % 3, "job \(job)") }
+        // A job whose iterations start jobs of their own.
+        let outer = 4, inner = 5
+        let cells = UnsafeMutableBufferPointer<Int>.allocate(capacity: outer * inner)
+        defer { cells.deallocate() }
+        cells.initialize(repeating: 0)
+        let cellBase = cells.baseAddress!
+        computePerform(iterations: outer) { i in computePerform(iterations: inner) { j in cellBase[i * inner + j] += 1 } }
+        XCTAssertEqual(Array(cells), [Int](repeating: 1, count: outer * inner), "nested jobs")
+        // Four callers at once: one holds the pool, the others run on Dispatch's threads, all complete.
+        let total = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            for _ in 0..<2_000 { computePerform(iterations: 3) { _ in total.add(1, ordering: .relaxed) } }
+        }
+        XCTAssertEqual(total.load(ordering: .relaxed), 4 * 2_000 * 3, "concurrent callers")
+    }
 }

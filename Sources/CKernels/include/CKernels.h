@@ -34,6 +34,12 @@ void cnclip_sgemm_use_kernel(int kernel);
 /// The current kernel's tile, rows × columns of C: callers that split a product over threads cut at these multiples.
 void cnclip_sgemm_tile(long *rows, long *columns);
 
+/// Runs `fn(context, i)` for every `i` in `0 ..< iterations` on the kernels' compute threads (one fewer than the
+/// processors, spinning briefly between jobs) and the calling thread, and returns 1 when all have run; returns 0 at
+/// once, running nothing, when the threads are taken by another job (another caller, or a call from inside an
+/// iteration), there are none, or `iterations` is below 2.
+int cnclip_parallel(long iterations, void (*fn)(void *context, long index), void *context);
+
 /// The kernels of `cnclip_igemm_s8`.
 enum { CNCLIP_IGEMM_PORTABLE = 1, CNCLIP_IGEMM_AVX2 = 2, CNCLIP_IGEMM_VNNI = 3, CNCLIP_IGEMM_VNNI512 = 4 };
 
