@@ -35,7 +35,7 @@ func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let url = URL(fileURLWithPath: path)
     let parsed = data[0] % 2 == 0 ? try? CLIPConfig.huggingFace(contentsOf: url) : try? CLIPConfig.load(contentsOf: url)
     guard let config = parsed, small(config) else { return 0 }
-    let model = ChineseCLIPModel(clip: CLIP(config), tokenizer: tokenizer)
+    guard let model = try? ChineseCLIPModel(clip: CLIP(config), tokenizer: tokenizer) else { return 0 }  // e.g. a vocab_size below the vocabulary's
     let r = config.imageResolution
     let image = model.encodeImages(preprocessed: Tensor(shape: [1, 3, r, r], scalars: [Float](repeating: 0.5, count: 3 * r * r)))
     precondition(image.shape == [1, config.embedDim])

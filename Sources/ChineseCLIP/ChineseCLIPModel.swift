@@ -20,8 +20,9 @@ public final class ChineseCLIPModel: @unchecked Sendable {  // sound: its Module
     /// How it computes: `.int8` once its linear layers are quantized.
     public var precision: Precision { clip.isQuantized ? .int8 : .fp32 }
 
-    /// Wraps a built model and a tokenizer.
-    package init(clip: CLIP, tokenizer: Tokenizer) {
+    /// Wraps a built model and a tokenizer whose ids its token embedding covers (`CLIPConfig.check(vocabulary:)`).
+    package init(clip: CLIP, tokenizer: Tokenizer) throws {
+        try clip.config.check(vocabulary: tokenizer)
         self.clip = clip
         self.tokenizer = tokenizer
     }

@@ -2,6 +2,7 @@
 // presets, and the released checkpoints (`cn_clip/clip/utils.py`'s `_MODELS` / `_MODEL_INFO`).
 
 import Foundation
+import Tokenization
 
 /// The vision tower's depth: a layer count for a ViT, four stage depths for a ModifiedResNet.
 public enum VisionLayers: Codable, Sendable, Equatable {
@@ -292,5 +293,17 @@ extension CLIPConfig {
         self.textIntermediateSize = textIntermediateSize; self.textMaxPositionEmbeddings = textMaxPositionEmbeddings
         self.textNumAttentionHeads = textNumAttentionHeads; self.textNumHiddenLayers = textNumHiddenLayers
         self.textTypeVocabSize = textTypeVocabSize
+    }
+}
+
+extension CLIPConfig {
+    /// Refuses a vocabulary with more tokens than the model's token embedding has rows (`vocab_size`). The reference
+    /// fails on the first such id mid-run (an IndexError in `nn.Embedding`); this refuses the pair before any work.
+    package func check(vocabulary tokenizer: Tokenizer) throws {
+        guard tokenizer.vocabularySize <= vocabSize else {
+            throw CLIPError.invalidInput(
+                "the vocabulary \(tokenizer.vocabularyPath) has \(tokenizer.vocabularySize) tokens but the model's vocab_size is "
+                    + "\(vocabSize): ids from \(vocabSize) on would have no embedding row")
+        }
     }
 }

@@ -176,6 +176,8 @@ package final class Trainer {
         let (optimizer, schedule) = makeOptimizer(maxSteps: plan.maxSteps)
         let outputs = try prepareOutputs(plan)
         let (start, resumedFrom) = try resumeIfAsked(optimizer: optimizer, stepsPerEpoch: plan.stepsPerEpoch, log: outputs.log)
+        // Before the first batch reaches the token embedding (the reference fails there, mid-epoch).
+        try model.config.check(vocabulary: tokenizer)
         // DistributedDataParallel starts every rank from rank 0's parameters and buffers.
         try parallel.broadcastFromMain(model.namedParameters().map(\.1))
         let progress = Progress(

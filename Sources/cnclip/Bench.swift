@@ -77,7 +77,7 @@ struct Bench: ParsableCommand {
             }
             result["precision"] = clip.isQuantized ? "int8" : "fp32"
             result["model"] = "\(visionModel)@\(textModel)"
-            let model = ChineseCLIPModel(clip: clip, tokenizer: try ChineseCLIPModel.bundledTokenizer())
+            let model = try ChineseCLIPModel(clip: clip, tokenizer: ChineseCLIPModel.bundledTokenizer())
             if imageBatch > 0 {
                 var rng = SplitMix64(seed: 1)
                 let r = config.imageResolution
@@ -118,7 +118,7 @@ struct Bench: ParsableCommand {
             clip.train()
             clip.requireGradients()
             let optimizer = AdamW(groups: AdamW.referenceGroups(clip, weightDecay: 0.2, learningRate: 1e-4), betas: (0.9, 0.98), eps: 1e-6)
-            let model = ChineseCLIPModel(clip: clip, tokenizer: try ChineseCLIPModel.bundledTokenizer())
+            let model = try ChineseCLIPModel(clip: clip, tokenizer: ChineseCLIPModel.bundledTokenizer())
             var rng = SplitMix64(seed: 1)
             let r = config.imageResolution
             let images = Tensor.randomNormal([batch, 3, r, r], using: &rng)

@@ -89,4 +89,15 @@ final class FinetuneCLITests: XCTestCase {
         let checkpoints = scratch.appendingPathComponent("logs/empty/checkpoints").path
         XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: checkpoints)) ?? [], [])
     }
+
+    /// Training a model whose vocab_size (64) is below the vocabulary's 21128 tokens: a clear error before the first
+    /// batch, not a trap in the token embedding (the reference fails there with an IndexError).
+    func testAVocabSizeBelowTheVocabularyIsAClearError() throws {
+        let r = try runCNCLIP([
+            "train", "--train-data", path("dataset/lmdb/train"), "--config", path("resume/rn-forms.json"),
+            "--batch-size", "4", "--max-steps", "1", "--logs", scratch.appendingPathComponent("logs").path, "--name", "vocab",
+        ])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("21128 tokens") && r.stderr.contains("vocab_size is 64"), r.stderr)
+    }
 }

@@ -160,4 +160,18 @@ final class ConfigSizeTests: XCTestCase {
             XCTAssertTrue(message.contains(checkpoint.path) && message.contains("more than the checkpoint's"), message)
         }
     }
+
+    /// A vocabulary with more tokens than the model's vocab_size (found by FuzzHFConfig: a Hugging Face config with
+    /// `"vocab_size": 21`): refused when model and tokenizer meet, naming both numbers, instead of a trap at the
+    /// first id beyond the embedding (the reference's IndexError mid-run).
+    func testAVocabularyLargerThanTheModelsIsRefused() throws {
+        var config = try CLIPConfig.load(contentsOf: fixtures.appendingPathComponent("models/vit-tiny.json"))
+        config.vocabSize = 21
+        XCTAssertThrowsError(try ChineseCLIPModel(clip: CLIP(config), tokenizer: ChineseCLIPModel.bundledTokenizer())) {
+            let message = "\($0)"
+            XCTAssertTrue(message.contains("vocab.txt") && message.contains("21128 tokens") && message.contains("vocab_size is 21"), message)
+        }
+        config.vocabSize = 21128
+        XCTAssertNoThrow(try ChineseCLIPModel(clip: CLIP(config), tokenizer: ChineseCLIPModel.bundledTokenizer()))
+    }
 }

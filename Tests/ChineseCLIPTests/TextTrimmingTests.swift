@@ -17,7 +17,7 @@ final class TextTrimmingTests: XCTestCase {
         config.textNumAttentionHeads = 2
         let clip = CLIP(config)
         clip.initializeRandomly(seed: 11)
-        return ChineseCLIPModel(clip: clip, tokenizer: try ChineseCLIPModel.bundledTokenizer())
+        return try ChineseCLIPModel(clip: clip, tokenizer: ChineseCLIPModel.bundledTokenizer())
     }
 
     private let texts = ["皮卡丘", "一只可爱的小猫在草地上玩耍", "iPhone 15 Pro Max 手机壳", "北京", "春天的西湖边，游人如织，柳树发芽了"]
