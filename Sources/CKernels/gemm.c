@@ -227,24 +227,60 @@ int cnclip_sgemm_kernel(void) {
     return best;
 }
 
-void cnclip_sgemm_tile(long *rows, long *columns) {
-    int kernel = cnclip_sgemm_kernel();
+void cnclip_sgemm_kernel_tile(int kernel, long *rows, long *columns) {
     Tile tile = tileOf(kernel > 0 ? kernel : CNCLIP_SGEMM_PORTABLE);
     *rows = tile.mr;
     *columns = tile.nr;
 }
 
+void cnclip_sgemm_tile(long *rows, long *columns) { cnclip_sgemm_kernel_tile(cnclip_sgemm_kernel(), rows, columns); }
+
+/// The row panels `ap` (all m rows for one k-block) against the column panels `bp` (nc columns, consecutive
+/// `[kc][nr]` panels): `c[m, nc]`, edge tiles through a full tile in a buffer.
+static void multiplyPanels(int kernel, Tile tile, long m, long nc, long kc, const float *ap, const float *bp, int first,
+                           float alpha, float beta, const float *bias, float *c, long ldc) {
+    long mr = tile.mr, nr = tile.nr;
+    for (long p = 0; p < m; p += mr) {
+        long rows = m - p < mr ? m - p : mr;
+        for (long q = 0; q < nc; q += nr) {
+            long cols = nc - q < nr ? nc - q : nr;
+            float *ct = c + p * ldc + q, *out = ct;
+            const float *at = ap + p * kc, *bt = bp + q * kc;
+            const float *tileBias = bias ? bias + q : NULL;
+            // An edge tile: the same operations on a full tile in a buffer, then the valid part copied out.
+            float edge[MR_MAX * NR_MAX] __attribute__((aligned(64))), edgeBias[NR_MAX] = {0};
+            long ldo = ldc;
+            int isEdge = rows < mr || cols < nr;
+            if (isEdge) {
+                out = edge;
+                ldo = nr;
+                memset(edge, 0, sizeof edge);
+                if (!first || beta != 0)
+                    for (long r = 0; r < rows; r++) memcpy(edge + r * nr, ct + r * ldc, (size_t)cols * sizeof(float));
+                if (tileBias) { memcpy(edgeBias, tileBias, (size_t)cols * sizeof(float)); tileBias = edgeBias; }
+            }
+            if (kernel == CNCLIP_SGEMM_AVX512) kernelAVX512(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
+            else if (kernel == CNCLIP_SGEMM_AVX2) kernelAVX2(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
+            else kernelPortable(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
+            if (isEdge)
+                for (long r = 0; r < rows; r++) memcpy(ct + r * ldc, edge + r * nr, (size_t)cols * sizeof(float));
+        }
+    }
+}
+
+/// c = beta * c + bias for a product without terms (k = 0; beta == 0 ignores whatever c held).
+static void noProducts(long m, long n, float beta, const float *bias, float *c, long ldc) {
+    for (long i = 0; i < m; i++)
+        for (long j = 0; j < n; j++) {
+            float t = beta == 0 ? 0 : beta * c[i * ldc + j];
+            c[i * ldc + j] = bias ? t + bias[j] : t;
+        }
+}
+
 void cnclip_sgemm(int transA, int transB, long m, long n, long k, float alpha,
                   const float *a, long lda, const float *b, long ldb, float beta, const float *bias, float *c, long ldc) {
     if (m <= 0 || n <= 0) return;
-    if (k <= 0) {  // no products: c = beta * c + bias (beta == 0 ignores whatever c held)
-        for (long i = 0; i < m; i++)
-            for (long j = 0; j < n; j++) {
-                float t = beta == 0 ? 0 : beta * c[i * ldc + j];
-                c[i * ldc + j] = bias ? t + bias[j] : t;
-            }
-        return;
-    }
+    if (k <= 0) { noProducts(m, n, beta, bias, c, ldc); return; }
     int kernel = cnclip_sgemm_kernel();
     if (kernel < 0) abort();  // a forced kernel this CPU lacks: the caller checks cnclip_sgemm_kernel first
     int avx = kernel != CNCLIP_SGEMM_PORTABLE;
@@ -255,37 +291,63 @@ void cnclip_sgemm(int transA, int transB, long m, long n, long k, float alpha,
     float *bp = cnclip_reserve(&packedB, &packedBBytes, sizeof(float) * (size_t)kcMax * (size_t)nb);
     for (long k0 = 0; k0 < k; k0 += KC) {
         long kc = k - k0 < KC ? k - k0 : KC;
-        int first = k0 == 0;
         packA(transA, avx, a, lda, 0, m, k0, kc, mr, ap);
         for (long j0 = 0; j0 < n; j0 += nb) {
             long nc = n - j0 < nb ? n - j0 : nb;
             packB(transB, avx, b, ldb, k0, kc, j0, nc, nr, bp);
-            for (long p = 0; p < m; p += mr) {
-                long rows = m - p < mr ? m - p : mr;
-                for (long q = 0; q < nc; q += nr) {
-                    long cols = nc - q < nr ? nc - q : nr;
-                    float *ct = c + p * ldc + j0 + q, *out = ct;
-                    const float *at = ap + p * kc, *bt = bp + q * kc;
-                    const float *tileBias = bias ? bias + j0 + q : NULL;
-                    // An edge tile: the same operations on a full tile in a buffer, then the valid part copied out.
-                    float edge[MR_MAX * NR_MAX] __attribute__((aligned(64))), edgeBias[NR_MAX] = {0};
-                    long ldo = ldc;
-                    int isEdge = rows < mr || cols < nr;
-                    if (isEdge) {
-                        out = edge;
-                        ldo = nr;
-                        memset(edge, 0, sizeof edge);
-                        if (!first || beta != 0)
-                            for (long r = 0; r < rows; r++) memcpy(edge + r * nr, ct + r * ldc, (size_t)cols * sizeof(float));
-                        if (tileBias) { memcpy(edgeBias, tileBias, (size_t)cols * sizeof(float)); tileBias = edgeBias; }
-                    }
-                    if (kernel == CNCLIP_SGEMM_AVX512) kernelAVX512(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
-                    else if (kernel == CNCLIP_SGEMM_AVX2) kernelAVX2(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
-                    else kernelPortable(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
-                    if (isEdge)
-                        for (long r = 0; r < rows; r++) memcpy(ct + r * ldc, edge + r * nr, (size_t)cols * sizeof(float));
-                }
-            }
+            multiplyPanels(kernel, tile, m, nc, kc, ap, bp, k0 == 0, alpha, beta, bias ? bias + j0 : NULL, c + j0, ldc);
+        }
+    }
+}
+
+// A weight packed once. For each k-block (k0 = 0, 512, …), the panels of all n columns, each `[kc][nr]` with zero
+// columns past n: the panels `cnclip_sgemm` would pack on every call, so a product on them is the same operations.
+
+/// Columns of the packed form: n rounded up to the kernel's panel width.
+static long paddedColumns(long n, int kernel) {
+    long nr = tileOf(kernel).nr;
+    return (n + nr - 1) / nr * nr;
+}
+
+size_t cnclip_sgemm_packed_count(long n, long k, int kernel) { return (size_t)paddedColumns(n, kernel) * (size_t)k; }
+
+void cnclip_sgemm_pack(long n, long k, const float *w, long ldw, int kernel, float *packed) {
+    long np = paddedColumns(n, kernel), nr = tileOf(kernel).nr;
+    int avx = kernel != CNCLIP_SGEMM_PORTABLE;
+    for (long k0 = 0; k0 < k; k0 += KC) {
+        long kc = k - k0 < KC ? k - k0 : KC;
+        packB(1, avx, w, ldw, k0, kc, 0, n, nr, packed + k0 * np);
+    }
+}
+
+void cnclip_sgemm_unpack(long n, long k, const float *packed, int kernel, float *w, long ldw) {
+    long np = paddedColumns(n, kernel), nr = tileOf(kernel).nr;
+    for (long k0 = 0; k0 < k; k0 += KC) {
+        long kc = k - k0 < KC ? k - k0 : KC;
+        for (long j = 0; j < n; j++) {
+            const float *panel = packed + k0 * np + j / nr * kc * nr + j % nr;
+            for (long kk = 0; kk < kc; kk++) w[j * ldw + k0 + kk] = panel[kk * nr];
+        }
+    }
+}
+
+void cnclip_sgemm_packed(long m, long j0, long nc, long n, long k, const float *a, long lda, const float *packed, int kernel,
+                         const float *bias, float *c, long ldc) {
+    if (m <= 0 || nc <= 0) return;
+    if (k <= 0) { noProducts(m, nc, 0, bias ? bias + j0 : NULL, c, ldc); return; }
+    Tile tile = tileOf(kernel);
+    long mr = tile.mr, nb = tile.nb, np = paddedColumns(n, kernel);
+    int avx = kernel != CNCLIP_SGEMM_PORTABLE;
+    long kcMax = k < KC ? k : KC;
+    float *ap = cnclip_reserve(&packedA, &packedABytes, sizeof(float) * (size_t)kcMax * (size_t)((m + mr - 1) / mr * mr));
+    for (long k0 = 0; k0 < k; k0 += KC) {
+        long kc = k - k0 < KC ? k - k0 : KC;
+        packA(0, avx, a, lda, 0, m, k0, kc, mr, ap);
+        // Blocks of nb columns, as cnclip_sgemm's, so that a block's panels stay in L2 while every row panel passes.
+        for (long q0 = 0; q0 < nc; q0 += nb) {
+            long cols = nc - q0 < nb ? nc - q0 : nb;
+            const float *bp = packed + k0 * np + (j0 + q0) * kc;
+            multiplyPanels(kernel, tile, m, cols, kc, ap, bp, k0 == 0, 1, 0, bias ? bias + j0 + q0 : NULL, c + q0, ldc);
         }
     }
 }

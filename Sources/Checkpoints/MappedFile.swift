@@ -52,6 +52,16 @@ package final class MappedFile: @unchecked Sendable {  // sound: the mapping is 
         return pointer >= base && pointer + byteCount <= base + bytes.count
     }
 
+    /// Lets the kernel drop the pages lying wholly inside `pointer ..< pointer + byteCount` from this process's memory
+    /// (a weight copied elsewhere and no longer read here): read again, they would come back from the file.
+    package func releasePages(_ pointer: UnsafeRawPointer, byteCount: Int) {
+        guard contains(pointer, byteCount: byteCount) else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: pointer) + page - 1) / page * page, end = (Int(bitPattern: pointer) + byteCount) / page * page
+        guard end > start else { return }
+        madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED)
+    }
+
     deinit {
         if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
     }

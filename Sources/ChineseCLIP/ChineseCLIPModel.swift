@@ -28,7 +28,8 @@ public final class ChineseCLIPModel: @unchecked Sendable {  // sound: its Module
     }
 
     /// Loads `checkpoint` (`.pt`, `.safetensors`, or a Hugging Face directory) into a model of `config`, computing
-    /// in `precision` (`.int8` quantizes the linear layers at load and keeps no fp32 copy of them; nil: as stored). A
+    /// in `precision` (`.int8` quantizes the linear layers at load and keeps no fp32 copy of them; fp32, or nil: as
+    /// stored, the linear weights packed once for the GEMM kernel, the same values in the order its products read). A
     /// quantized model file (`cnclip quantize`) loads too, when `config` is the one recorded in it.
     /// The vocabulary is the bundled one unless `vocabularyPath` is given.
     public convenience init(checkpoint: URL, config: CLIPConfig, precision: Precision? = nil, vocabularyPath: String? = nil) throws {
@@ -44,7 +45,7 @@ public final class ChineseCLIPModel: @unchecked Sendable {  // sound: its Module
             return
         }
         let clip = try CLIP.load(checkpoint: checkpoint, config: config)
-        if precision == .int8 { clip.quantize() }
+        if precision == .int8 { clip.quantize() } else { clip.pack() }
         try self.init(clip: clip, tokenizer: Self.tokenizer(vocabularyPath))
     }
 

@@ -30,7 +30,7 @@ public enum ModelFormat: String, Sendable, CaseIterable, CustomStringConvertible
 extension CLIP {
     /// The weights in the reference's state-dict order under its key names, fp32, int8 weights dequantized.
     package func exportedWeights() -> [(String, Tensor)] {
-        namedParameters().map { key, p in (key, p.int8?.dequantized().reshaped(p.shape) ?? p.value) }
+        namedParameters().map { key, p in (key, p.fp32Value) }
     }
 
     /// The reference model's whole state dict: `exportedWeights()` plus, after each BatchNorm's `running_var`, the

@@ -1,4 +1,5 @@
-// The int8 path of a whole model and its file.
+// The inference forms of a whole model's linear weights (int8, or fp32 packed for the GEMM kernel) and the int8
+// model file.
 //
 // Which weights go to int8: every `Linear` layer (BERT's attention, intermediate and output layers, ViT's attention
 // output projections and MLPs, the ResNet attention pool's projections) and ViT attention's stacked input projection:
@@ -40,9 +41,10 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
 }
 
 extension CLIP {
-    /// The weights the int8 path holds in int8, by checkpoint key: every `Linear` layer's weight and ViT attention's
-    /// `in_proj_weight` (the rest stays fp32; see this file's header for why).
-    package func int8Parameters() -> [(String, Parameter)] {
+    /// The weights of the models' linear products, by checkpoint key: every `Linear` layer's weight and ViT attention's
+    /// `in_proj_weight`. The int8 path holds them in int8 (the rest stays fp32; see this file's header for why), fp32
+    /// inference holds them packed.
+    package func linearWeights() -> [(String, Parameter)] {
         namedModules().flatMap { name, module -> [(String, Parameter)] in
             let prefix = name.isEmpty ? "" : name + "."
             if let linear = module as? Linear { return [(prefix + "weight", linear.weight)] }
@@ -52,18 +54,33 @@ extension CLIP {
     }
 
     /// True once the model's weights are held in int8.
-    package var isQuantized: Bool { int8Parameters().contains { $0.1.int8 != nil } }
+    package var isQuantized: Bool { linearWeights().contains { $0.1.int8 != nil } }
 
-    /// Moves the model to the int8 path, for inference only: quantizes `int8Parameters()` and lets their fp32 values
+    /// Moves the model to the int8 path, for inference only: quantizes `linearWeights()` and lets their fp32 values
     /// go, then copies what still borrows a checkpoint's memory map so that the map goes too.
     package func quantize() {
-        for (_, p) in int8Parameters() where p.int8 == nil { p.quantize() }
+        for (_, p) in linearWeights() where p.int8 == nil { p.quantize() }
+        releaseMappings()
+    }
+
+    /// Moves the model to fp32 inference with its linear weights packed for the GEMM kernel (`PackedWeight`): the same
+    /// numbers in the layout the products read, so features keep their bits, and no weight is transposed per call.
+    /// Each weight's pages of a checkpoint's memory map are released as soon as it is packed (so the peak memory is
+    /// about one copy of the weights, not two), then what still borrows the map is copied so that the map goes too.
+    package func pack() {
+        for (_, p) in linearWeights() where !p.isHeldForInference {
+            let source = p.value
+            p.pack()
+            if let map = source.storage.owner as? MappedFile {
+                map.releasePages(UnsafeRawPointer(source.data), byteCount: source.count * MemoryLayout<Float>.stride)
+            }
+        }
         releaseMappings()
     }
 
     /// Copies every fp32 value that borrows another object's memory (a checkpoint's map) into its own storage.
     package func releaseMappings() {
-        for (_, p) in namedParameters() where p.int8 == nil && p.value.storage.isBorrowed { p.value = p.value.copy() }
+        for (_, p) in namedParameters() where !p.isHeldForInference && p.value.storage.isBorrowed { p.value = p.value.copy() }
     }
 }
 
@@ -87,14 +104,14 @@ package enum QuantizedModelFile {
     /// Writes `clip`, quantizing the weights that are not yet in int8 (the model is left as it was), atomically.
     /// `source` (the checkpoint it came from) is recorded in the metadata.
     package static func write(_ clip: CLIP, source: String, to url: URL) throws {
-        let int8 = Dictionary(uniqueKeysWithValues: clip.int8Parameters().map { ($0.0, $0.1) })
+        let int8 = Dictionary(uniqueKeysWithValues: clip.linearWeights().map { ($0.0, $0.1) })
         var tensors: [(String, SafeTensors.StoredTensor)] = []
         for (key, p) in clip.namedParameters() {
             guard int8[key] != nil else {
                 tensors.append((key, SafeTensors.StoredTensor(CheckpointTensor(p.value))))
                 continue
             }
-            let weight = p.int8 ?? Int8Weight(quantizing: p.value)
+            let weight = p.int8 ?? Int8Weight(quantizing: p.fp32Value)
             tensors.append((key, SafeTensors.StoredTensor(shape: p.shape, int8: weight.values)))
             tensors.append((key + scaleSuffix, SafeTensors.StoredTensor(CheckpointTensor(Tensor(shape: [weight.rows], scalars: weight.scales)))))
         }
@@ -121,7 +138,7 @@ package enum QuantizedModelFile {
         let recorded = try config(of: file)
         try recorded.checkFits(url, bytesPerParameter: 1)
         let clip = CLIP(recorded)
-        let int8 = Set(clip.int8Parameters().map(\.0))
+        let int8 = Set(clip.linearWeights().map(\.0))
         var used = Set<String>()
         func info(_ key: String, _ dtype: CheckpointDType, _ shape: [Int]) throws {
             guard let info = file.infos[key] else { throw CLIPError.checkpoint(path: path, reason: "missing key '\(key)'") }

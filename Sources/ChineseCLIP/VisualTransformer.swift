@@ -42,7 +42,7 @@ package final class MultiheadAttention: Module {
     package func callAsFunction(_ x: Variable, firstQueryOnly: Bool = false) -> Variable {
         let (b, l, w) = (x.shape[0], x.shape[1], x.shape[2])
         let qkv =
-            inProjWeight.int8.map { Variable(linear(x.value, weight: $0, bias: inProjBias.value)) }
+            inProjWeight.heldLinear(x.value, bias: inProjBias.value).map { Variable($0) }
             ?? linear(x, weight: inProjWeight.variable, bias: inProjBias.variable)  // [b, l, 3w]
         let att: Variable
         if firstQueryOnly {

@@ -49,8 +49,9 @@ package struct ElevaterSubmission: Sendable {
     package static func parameterCounts(_ clip: CLIP) -> (total: Int, visual: Int) {
         var total = 0, visual = 0
         for (name, p) in clip.namedParameters() where !p.isBuffer {
-            total += p.value.count
-            if name.hasPrefix("visual.") { visual += p.value.count }
+            let count = p.shape.reduce(1, *)  // the value itself is released once the weight is held in int8 or packed
+            total += count
+            if name.hasPrefix("visual.") { visual += count }
         }
         return (total, visual)
     }

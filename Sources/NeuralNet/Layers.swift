@@ -19,22 +19,23 @@ package final class Linear: Module {
         if let b = self.bias { register("bias", b) }
     }
 
-    /// `x [..., in]` → `[..., out]`; on the int8 path once the weight is held in int8 (`Parameter.quantize()`).
+    /// `x [..., in]` → `[..., out]`; on the int8 path once the weight is held in int8 (`Parameter.quantize()`), on the
+    /// packed weight once it is packed (`Parameter.pack()`).
     package func callAsFunction(_ x: Tensor) -> Tensor {
-        if let int8Weight = weight.int8 { return linear(x, weight: int8Weight, bias: bias?.value) }
-        return linear(x, weight: weight.value, bias: bias?.value)
+        weight.heldLinear(x, bias: bias?.value) ?? linear(x, weight: weight.value, bias: bias?.value)
     }
 
-    /// `x [..., in]` → `[..., out]`, recording gradients for whatever requires them (nothing on the int8 path).
+    /// `x [..., in]` → `[..., out]`, recording gradients for whatever requires them (nothing once the weight is held
+    /// in int8 or packed: inference).
     package func callAsFunction(_ x: Variable) -> Variable {
-        if let int8Weight = weight.int8 { return Variable(linear(x.value, weight: int8Weight, bias: bias?.value)) }
+        if let y = weight.heldLinear(x.value, bias: bias?.value) { return Variable(y) }
         return linear(x, weight: weight.variable, bias: bias?.variable)
     }
 
     /// `activation(x)` for `x [..., in]` → `[..., out]`; in training the activation's output is recomputed in the
     /// backward pass instead of kept (`linear(_:activation:weight:bias:)`), with the same values and gradients.
     package func callAsFunction(_ x: Variable, after activation: Activation) -> Variable {
-        if let int8Weight = weight.int8 { return Variable(linear(activation(x.value), weight: int8Weight, bias: bias?.value)) }
+        if weight.isHeldForInference { return Variable(weight.heldLinear(activation(x.value), bias: bias?.value)!) }
         return linear(x, activation: activation, weight: weight.variable, bias: bias?.variable)
     }
 }

@@ -5,9 +5,12 @@ import Tensors
 
 /// A named tensor owned by a module: a learnable parameter or a buffer (BatchNorm running statistics).
 package final class Parameter {
-    /// The current value, shaped `shape`; empty while the parameter is held in int8 (`int8`).
+    /// The current value, shaped `shape`; empty while the parameter is held in int8 (`int8`) or packed (`packed`).
     package var value: Tensor {
-        didSet { int8 = nil }
+        didSet {
+            int8 = nil
+            packed = nil
+        }
     }
     /// The shape, fixed at construction (what a checkpoint's tensor must have).
     package let shape: [Int]
@@ -16,6 +19,9 @@ package final class Parameter {
     /// The value in int8, one scale per row, once `quantize()` or `setInt8(_:)` has run (inference only). The fp32
     /// value is then released, so that a quantized model holds one byte per weight; assigning `value` ends it.
     package private(set) var int8: Int8Weight?
+    /// The value packed for the GEMM kernel once `pack()` has run (fp32 inference only): the same numbers, laid out
+    /// as the products read them. The unpacked value is then released; assigning `value` ends it.
+    package private(set) var packed: PackedWeight?
 
     /// The autograd leaf while the parameter requires a gradient (training); nil in inference.
     package private(set) var node: GradNode?
@@ -31,7 +37,7 @@ package final class Parameter {
     /// Quantizes a matrix `[rows, columns]` to int8 per row (`Int8Weight`) and releases the fp32 value.
     package func quantize() {
         precondition(!requiresGrad, "Parameter.quantize: a trained parameter cannot take the int8 path")
-        setInt8(Int8Weight(quantizing: value))
+        setInt8(Int8Weight(quantizing: fp32Value))
     }
 
     /// Holds `weight` (shaped as this parameter) instead of an fp32 value: a quantized model file's weight.
@@ -41,12 +47,38 @@ package final class Parameter {
         int8 = weight
     }
 
+    /// Packs a matrix `[rows, columns]` for the GEMM kernel (`PackedWeight`) and releases the unpacked value.
+    package func pack() {
+        precondition(!requiresGrad && int8 == nil, "Parameter.pack: only an fp32 parameter out of training can be packed")
+        let weight = PackedWeight(packing: value)
+        value = Tensor(shape: [0])
+        packed = weight
+    }
+
+    /// Whether an inference model holds this weight in int8 or packed, its plain value released.
+    package var isHeldForInference: Bool { int8 != nil || packed != nil }
+
+    /// The value in fp32 whatever form it is held in: as stored, read back from its packed form, or dequantized.
+    package var fp32Value: Tensor {
+        if let packed { return packed.unpacked() }
+        if let int8 { return int8.dequantized().reshaped(shape) }
+        return value
+    }
+
+    /// `x @ value.T + bias` (`x [..., in]` → `[..., out]`) on the form an inference model holds this weight in
+    /// (int8 or packed); nil while it is held as a plain value.
+    package func heldLinear(_ x: Tensor, bias: Tensor?) -> Tensor? {
+        if let packed { return linear(x, weight: packed, bias: bias) }
+        if let int8 { return linear(x, weight: int8, bias: bias) }
+        return nil
+    }
+
     /// Whether forwards record operations on this parameter so that `backward()` fills `grad` (never for buffers).
     package var requiresGrad: Bool {
         get { node != nil }
         set {
             precondition(!newValue || !isBuffer, "a buffer cannot require a gradient")
-            precondition(!newValue || int8 == nil, "a parameter held in int8 cannot require a gradient")
+            precondition(!newValue || (int8 == nil && packed == nil), "a parameter held in int8 or packed cannot require a gradient")
             if newValue != (node != nil) { node = newValue ? GradNode(leafShape: shape) : nil }
         }
     }
@@ -186,7 +218,7 @@ open class Module {
 
     /// The current values by dotted name.
     package func stateDict() -> [String: Tensor] {
-        Dictionary(uniqueKeysWithValues: namedParameters().map { ($0.0, $0.1.value) })
+        Dictionary(uniqueKeysWithValues: namedParameters().map { ($0.0, $0.1.fp32Value) })
     }
 }
 

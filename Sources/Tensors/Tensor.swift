@@ -13,7 +13,8 @@ public final class TensorStorage: @unchecked Sendable {  // sound: buffers are w
     public let pointer: UnsafeMutablePointer<Float>
     /// Number of elements.
     public let count: Int
-    private let owner: AnyObject?
+    /// The object whose memory a borrowing storage lives in (a checkpoint's memory map); nil for the library's own.
+    public let owner: AnyObject?
     private let release: Release
 
     /// How the memory goes back when the storage ends.

@@ -42,7 +42,7 @@ struct Quantize: ParsableCommand {
             let inputBytes = model.resume.flatMap { try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int }
             let ratio = inputBytes.map { $0 > 0 ? String(format: " (%.2f× the checkpoint)", Double(bytes) / Double($0)) : "" } ?? ""
             printError(
-                "wrote \(output): \(loaded.clip.int8Parameters().count) int8 weights, \(String(format: "%.1f", Double(bytes) / 1e6)) MB\(ratio)")
+                "wrote \(output): \(loaded.clip.linearWeights().count) int8 weights, \(String(format: "%.1f", Double(bytes) / 1e6)) MB\(ratio)")
         }
     }
 }

@@ -29,7 +29,7 @@ final class Int8ModelTests: XCTestCase {
             let int8 = try ChineseCLIPModel(checkpoint: checkpoint, config: config, precision: .int8)
             XCTAssertEqual(int8.precision, .int8)
             XCTAssertEqual(fp32.precision, .fp32)
-            for (key, p) in int8.clip.int8Parameters() {
+            for (key, p) in int8.clip.linearWeights() {
                 XCTAssertNotNil(p.int8, key)
                 XCTAssertEqual(p.value.count, 0, "\(key): the fp32 copy is let go")
             }
@@ -72,8 +72,8 @@ final class Int8ModelTests: XCTestCase {
                 XCTAssertEqual(try model.encodeImageFiles(images).scalars, try int8.encodeImageFiles(images).scalars, "\(name) images")
                 XCTAssertEqual(model.encodeTexts(texts).scalars, int8.encodeTexts(texts).scalars, "\(name) texts")
             }
-            let before = Dictionary(uniqueKeysWithValues: int8.clip.int8Parameters().map { ($0.0, $0.1.int8!) })
-            for (key, p) in loaded.clip.int8Parameters() {
+            let before = Dictionary(uniqueKeysWithValues: int8.clip.linearWeights().map { ($0.0, $0.1.int8!) })
+            for (key, p) in loaded.clip.linearWeights() {
                 XCTAssertEqual(p.int8?.values, before[key]?.values, key)
                 XCTAssertEqual(p.int8?.scales, before[key]?.scales, key)
             }

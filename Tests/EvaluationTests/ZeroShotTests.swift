@@ -203,6 +203,17 @@ final class ZeroShotTests: XCTestCase {
 
     // MARK: End to end with vit-tiny
 
+    /// The reference counts `numel()` of every parameter; the int8 path holds its linear weights without an fp32
+    /// value, and its counts must not change (they did: int8 submissions reported the weights' released values).
+    func testTheInt8ModelReportsTheSameParameterCounts() throws {
+        let models = Self.fixtures.appendingPathComponent("models")
+        let config = try CLIPConfig.load(contentsOf: models.appendingPathComponent("vit-tiny.json"))
+        let int8 = try ChineseCLIPModel(checkpoint: models.appendingPathComponent("vit-tiny.pt"), config: config, precision: .int8)
+        let submission = ElevaterSubmission(model: int8, visionModelName: "ViT-B-32", datasetName: "food-101", predictions: Tensor(shape: [0, 3]))
+        XCTAssertEqual(submission.numParams, 863297)
+        XCTAssertEqual(submission.numVisualParams, 152576)
+    }
+
     func loadTiny() throws -> ChineseCLIPModel {
         let models = Self.fixtures.appendingPathComponent("models")
         let config = try CLIPConfig.load(contentsOf: models.appendingPathComponent("vit-tiny.json"))

@@ -34,6 +34,27 @@ void cnclip_sgemm_use_kernel(int kernel);
 /// The current kernel's tile, rows × columns of C: callers that split a product over threads cut at these multiples.
 void cnclip_sgemm_tile(long *rows, long *columns);
 
+/// The tile of `kernel` (`CNCLIP_SGEMM_*`), rows × columns of C.
+void cnclip_sgemm_kernel_tile(int kernel, long *rows, long *columns);
+
+/// Floats that `cnclip_sgemm_pack` writes for a weight `w [n, k]` and `kernel`.
+size_t cnclip_sgemm_packed_count(long n, long k, int kernel);
+
+/// Packs a linear layer's weight `w [n, k]` (one row per output channel) once for `kernel` (one this CPU has) into
+/// `packed` (`cnclip_sgemm_packed_count` floats, 64-byte aligned): the panels of `op(b) = wᵀ` that `cnclip_sgemm`
+/// would otherwise build on every call.
+void cnclip_sgemm_pack(long n, long k, const float *w, long ldw, int kernel, float *packed);
+
+/// The weight `w [n, k]` back from its packed form (the inverse of `cnclip_sgemm_pack`, exact).
+void cnclip_sgemm_unpack(long n, long k, const float *packed, int kernel, float *w, long ldw);
+
+/// `c[m, nc] = a[m, k] @ w[j0 ..< j0 + nc]ᵀ + bias[j0 ..< j0 + nc]` on a packed `w [n, k]` (`j0` a multiple of the
+/// kernel's tile columns, `bias` indexed by output channel and may be NULL), on the calling thread: the same
+/// operations as `cnclip_sgemm(0, 1, ...)` with alpha 1 and beta 0, so the same bits. `kernel` is the one the weight
+/// was packed for.
+void cnclip_sgemm_packed(long m, long j0, long nc, long n, long k, const float *a, long lda, const float *packed, int kernel,
+                         const float *bias, float *c, long ldc);
+
 /// Runs `fn(context, i)` for every `i` in `0 ..< iterations` on the kernels' compute threads (one fewer than the
 /// processors, spinning briefly between jobs) and the calling thread, and returns 1 when all have run; returns 0 at
 /// once, running nothing, when the threads are taken by another job (another caller, or a call from inside an

@@ -94,7 +94,7 @@ package enum ONNXExport {
     }
 
     /// The value of a parameter as our forward computes with it (an int8 weight dequantized).
-    static func value(_ p: Parameter) -> Tensor { p.int8?.dequantized().reshaped(p.shape) ?? p.value }
+    static func value(_ p: Parameter) -> Tensor { p.fp32Value }
 }
 
 /// The ops of the export, in the graph's compute type.

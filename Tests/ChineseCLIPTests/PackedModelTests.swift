@@ -1,0 +1,40 @@
+// fp32 inference on packed linear weights (`CLIP.pack()`, what `ChineseCLIPModel` does at load): the same features to
+// the bit as the model computing on the weights as stored, no fp32 weight lost for the commands that write them back
+// (convert, export, quantize), and nothing of the checkpoint's map kept.
+
+import Checkpoints
+import Foundation
+import NeuralNet
+import Tensors
+import XCTest
+
+@testable import ChineseCLIP
+
+final class PackedModelTests: XCTestCase {
+    func testPackedWeightsGiveTheSameFeaturesBitForBit() throws {
+        let images = ["rgb.jpg", "rgba.png", "gray.png"].map { fixtures.appendingPathComponent("images/\($0)").path }
+        let texts = ["皮卡丘", "一只可爱的小猫在草地上玩耍", "iPhone 15 Pro Max 手机壳"]
+        for name in ["vit-tiny", "rn-tiny"] {
+            let config = try CLIPConfig.load(contentsOf: fixtures.appendingPathComponent("models/\(name).json"))
+            let checkpoint = fixtures.appendingPathComponent("models/\(name).pt")
+            let stored = try ChineseCLIPModel(clip: CLIP.load(checkpoint: checkpoint, config: config), tokenizer: .bundled())
+            let packed = try ChineseCLIPModel(checkpoint: checkpoint, config: config)
+            XCTAssertEqual(packed.precision, .fp32)
+            for (key, p) in packed.clip.linearWeights() {
+                XCTAssertNotNil(p.packed, key)
+                XCTAssertEqual(p.value.count, 0, "\(key): the unpacked copy is let go")
+            }
+            for (key, p) in packed.clip.namedParameters() {
+                XCTAssertFalse(p.value.storage.isBorrowed, "\(key): nothing of the checkpoint's map is kept")
+            }
+            XCTAssertEqual(try packed.encodeImageFiles(images).scalars, try stored.encodeImageFiles(images).scalars, name)
+            XCTAssertEqual(packed.encodeTexts(texts).scalars, stored.encodeTexts(texts).scalars, name)
+            // What convert and export write: every tensor as stored.
+            let written = Dictionary(uniqueKeysWithValues: packed.clip.exportedStateDict().map { ($0.0, $0.1.tensor) })
+            for (key, value) in stored.clip.exportedStateDict() {
+                XCTAssertEqual(written[key]?.shape, value.tensor.shape, key)
+                XCTAssertEqual(written[key]?.scalars, value.tensor.scalars, key)
+            }
+        }
+    }
+}
