@@ -130,20 +130,25 @@ static void packB(int transB, int avx, const float *b, long ldb, long k0, long k
 }
 
 /// One 12 × 32 tile: sums over the k-block, then `c = alpha*sum + beta*c + bias` (first block; `bias` the tile's 32
-/// column values or NULL) or `c += alpha*sum`.
-__attribute__((target("avx512f")))
-static void kernelAVX512(long kc, const float *ap, const float *bp, float *c, long ldc, int first, float alpha, float beta,
-                         const float *bias) {
+/// column values or NULL) or `c += alpha*sum`. A is a packed panel `[kc][12]` (`lda` 0), or with `inPlace` the 12
+/// rows of op(a) themselves (`a` row 0's first value of the k-block, rows `lda` apart): read where they lie, they
+/// need no packing (3–6% of a product), and the sums are the same operations.
+__attribute__((target("avx512f"), always_inline))
+static inline void kernelAVX512Body(long kc, const float *a, long lda, int inPlace, const float *bp, float *c, long ldc,
+                                    int first, float alpha, float beta, const float *bias) {
+    // Four row bases, each with offsets 0, lda and 2·lda: x86 addressing reaches those without more registers.
+    const float *r0 = a, *r3 = a + 3 * lda, *r6 = a + 6 * lda, *r9 = a + 9 * lda;
+#define AT(r) (inPlace ? ((r) < 3 ? r0 : (r) < 6 ? r3 : (r) < 9 ? r6 : r9)[k + (r) % 3 * lda] : a[k * 12 + (r)])
     // Named accumulators, not an array: clang keeps an array of vectors in memory.
 #define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define DECLARE(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
-#define STEP(r) { __m512 a = _mm512_set1_ps(ap[r]); c##r##0 = _mm512_fmadd_ps(a, b0, c##r##0); \
-        c##r##1 = _mm512_fmadd_ps(a, b1, c##r##1); }
+#define STEP(r) { __m512 av = _mm512_set1_ps(AT(r)); c##r##0 = _mm512_fmadd_ps(av, b0, c##r##0); \
+        c##r##1 = _mm512_fmadd_ps(av, b1, c##r##1); }
     ROWS(DECLARE)
     for (long k = 0; k < kc; k++) {
         __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
         ROWS(STEP)
-        ap += 12; bp += 32;
+        bp += 32;
     }
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #define OUT(r, x, v) { float *p = c + (r) * ldc + (x); __m512 t = alpha == 1 ? (v) : _mm512_mul_ps(va, (v)); \
@@ -158,6 +163,21 @@ static void kernelAVX512(long kc, const float *ap, const float *bp, float *c, lo
 #undef STEP
 #undef DECLARE
 #undef ROWS
+#undef AT
+}
+
+/// The 12 × 32 tile on a packed A panel `[kc][12]`.
+__attribute__((target("avx512f")))
+static void kernelAVX512(long kc, const float *ap, const float *bp, float *c, long ldc, int first, float alpha, float beta,
+                         const float *bias) {
+    kernelAVX512Body(kc, ap, 0, 0, bp, c, ldc, first, alpha, beta, bias);
+}
+
+/// The 12 × 32 tile on 12 rows of op(a) in place, `lda` apart.
+__attribute__((target("avx512f")))
+static void kernelAVX512InPlace(long kc, const float *a, long lda, const float *bp, float *c, long ldc, int first, float alpha,
+                                float beta, const float *bias) {
+    kernelAVX512Body(kc, a, lda, 1, bp, c, ldc, first, alpha, beta, bias);
 }
 
 /// The same operations on a 6 × 16 tile with 256-bit vectors.
@@ -235,17 +255,22 @@ void cnclip_sgemm_kernel_tile(int kernel, long *rows, long *columns) {
 
 void cnclip_sgemm_tile(long *rows, long *columns) { cnclip_sgemm_kernel_tile(cnclip_sgemm_kernel(), rows, columns); }
 
-/// The row panels `ap` (all m rows for one k-block) against the column panels `bp` (nc columns, consecutive
-/// `[kc][nr]` panels): `c[m, nc]`, edge tiles through a full tile in a buffer.
-static void multiplyPanels(int kernel, Tile tile, long m, long nc, long kc, const float *ap, const float *bp, int first,
+/// Where a product's A comes from for one k-block: packed row panels `[kc][mr]` (`panels`), or, for the AVX-512
+/// kernel on op(a) = a, the rows in place (`rows`, row 0's first value of the k-block, `lda` apart) for every whole
+/// row panel, the last partial one packed at `panels`.
+typedef struct { const float *panels, *rows; long lda; } ASource;
+
+/// A (all m rows for one k-block) against the column panels `bp` (nc columns, consecutive `[kc][nr]` panels):
+/// `c[m, nc]`, edge tiles through a full tile in a buffer.
+static void multiplyPanels(int kernel, Tile tile, long m, long nc, long kc, ASource a, const float *bp, int first,
                            float alpha, float beta, const float *bias, float *c, long ldc) {
-    long mr = tile.mr, nr = tile.nr;
+    long mr = tile.mr, nr = tile.nr, inPlace = a.rows ? m / mr * mr : 0;
     for (long p = 0; p < m; p += mr) {
         long rows = m - p < mr ? m - p : mr;
         for (long q = 0; q < nc; q += nr) {
             long cols = nc - q < nr ? nc - q : nr;
             float *ct = c + p * ldc + q, *out = ct;
-            const float *at = ap + p * kc, *bt = bp + q * kc;
+            const float *at = a.panels + (p - inPlace) * kc, *bt = bp + q * kc;
             const float *tileBias = bias ? bias + q : NULL;
             // An edge tile: the same operations on a full tile in a buffer, then the valid part copied out.
             float edge[MR_MAX * NR_MAX] __attribute__((aligned(64))), edgeBias[NR_MAX] = {0};
@@ -259,13 +284,27 @@ static void multiplyPanels(int kernel, Tile tile, long m, long nc, long kc, cons
                     for (long r = 0; r < rows; r++) memcpy(edge + r * nr, ct + r * ldc, (size_t)cols * sizeof(float));
                 if (tileBias) { memcpy(edgeBias, tileBias, (size_t)cols * sizeof(float)); tileBias = edgeBias; }
             }
-            if (kernel == CNCLIP_SGEMM_AVX512) kernelAVX512(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
+            if (p < inPlace) kernelAVX512InPlace(kc, a.rows + p * a.lda, a.lda, bt, out, ldo, first, alpha, beta, tileBias);
+            else if (kernel == CNCLIP_SGEMM_AVX512) kernelAVX512(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
             else if (kernel == CNCLIP_SGEMM_AVX2) kernelAVX2(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
             else kernelPortable(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
             if (isEdge)
                 for (long r = 0; r < rows; r++) memcpy(ct + r * ldc, edge + r * nr, (size_t)cols * sizeof(float));
         }
     }
+}
+
+/// Prepares A for one k-block (`a` at op(a)'s row 0, `k0`): in place for the AVX-512 kernel when op(a) = a, with only
+/// the rows past the last whole row panel packed into `ap`; otherwise every row packed.
+static ASource sourceOfA(int kernel, int transA, const float *a, long lda, long m, long k0, long kc, long mr, float *ap) {
+    int avx = kernel != CNCLIP_SGEMM_PORTABLE;
+    if (kernel == CNCLIP_SGEMM_AVX512 && !transA) {
+        long whole = m / mr * mr;
+        if (whole < m) packA(0, avx, a, lda, whole, m - whole, k0, kc, mr, ap);
+        return (ASource){ap, a + k0, lda};
+    }
+    packA(transA, avx, a, lda, 0, m, k0, kc, mr, ap);
+    return (ASource){ap, NULL, 0};
 }
 
 /// c = beta * c + bias for a product without terms (k = 0; beta == 0 ignores whatever c held).
@@ -291,11 +330,11 @@ void cnclip_sgemm(int transA, int transB, long m, long n, long k, float alpha,
     float *bp = cnclip_reserve(&packedB, &packedBBytes, sizeof(float) * (size_t)kcMax * (size_t)nb);
     for (long k0 = 0; k0 < k; k0 += KC) {
         long kc = k - k0 < KC ? k - k0 : KC;
-        packA(transA, avx, a, lda, 0, m, k0, kc, mr, ap);
+        ASource as = sourceOfA(kernel, transA, a, lda, m, k0, kc, mr, ap);
         for (long j0 = 0; j0 < n; j0 += nb) {
             long nc = n - j0 < nb ? n - j0 : nb;
             packB(transB, avx, b, ldb, k0, kc, j0, nc, nr, bp);
-            multiplyPanels(kernel, tile, m, nc, kc, ap, bp, k0 == 0, alpha, beta, bias ? bias + j0 : NULL, c + j0, ldc);
+            multiplyPanels(kernel, tile, m, nc, kc, as, bp, k0 == 0, alpha, beta, bias ? bias + j0 : NULL, c + j0, ldc);
         }
     }
 }
@@ -337,17 +376,16 @@ void cnclip_sgemm_packed(long m, long j0, long nc, long n, long k, const float *
     if (k <= 0) { noProducts(m, nc, 0, bias ? bias + j0 : NULL, c, ldc); return; }
     Tile tile = tileOf(kernel);
     long mr = tile.mr, nb = tile.nb, np = paddedColumns(n, kernel);
-    int avx = kernel != CNCLIP_SGEMM_PORTABLE;
     long kcMax = k < KC ? k : KC;
     float *ap = cnclip_reserve(&packedA, &packedABytes, sizeof(float) * (size_t)kcMax * (size_t)((m + mr - 1) / mr * mr));
     for (long k0 = 0; k0 < k; k0 += KC) {
         long kc = k - k0 < KC ? k - k0 : KC;
-        packA(0, avx, a, lda, 0, m, k0, kc, mr, ap);
+        ASource as = sourceOfA(kernel, 0, a, lda, m, k0, kc, mr, ap);
         // Blocks of nb columns, as cnclip_sgemm's, so that a block's panels stay in L2 while every row panel passes.
         for (long q0 = 0; q0 < nc; q0 += nb) {
             long cols = nc - q0 < nb ? nc - q0 : nb;
             const float *bp = packed + k0 * np + (j0 + q0) * kc;
-            multiplyPanels(kernel, tile, m, cols, kc, ap, bp, k0 == 0, 1, 0, bias ? bias + j0 + q0 : NULL, c + q0, ldc);
+            multiplyPanels(kernel, tile, m, cols, kc, as, bp, k0 == 0, 1, 0, bias ? bias + j0 + q0 : NULL, c + q0, ldc);
         }
     }
 }
