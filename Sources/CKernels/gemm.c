@@ -129,20 +129,21 @@ static void packB(int transB, int avx, const float *b, long ldb, long k0, long k
     }
 }
 
-/// One 12 × 32 tile: sums over the k-block, then `c = alpha*sum + beta*c + bias` (first block; `bias` the tile's 32
-/// column values or NULL) or `c += alpha*sum`. A is a packed panel `[kc][12]` (`lda` 0), or with `inPlace` the 12
-/// rows of op(a) themselves (`a` row 0's first value of the k-block, rows `lda` apart): read where they lie, they
-/// need no packing (3–6% of a product), and the sums are the same operations.
+/// One tile of `R` (≤ 12) rows × 32 columns: sums over the k-block, then `c = alpha*sum + beta*c + bias` (first block;
+/// `bias` the tile's 32 column values or NULL) or `c += alpha*sum`. A is a packed panel `[kc][12]`, or with `inPlace`
+/// the rows of op(a) themselves (`a` row 0's first value of the k-block, rows `lda` apart): read where they lie, they
+/// need no packing (3–6% of a product). Every element's operations are the same whatever R, so a short last row
+/// panel (a 14-token query is 12 + 2 rows) computes only its rows and gives the same bits.
 __attribute__((target("avx512f"), always_inline))
-static inline void kernelAVX512Body(long kc, const float *a, long lda, int inPlace, const float *bp, float *c, long ldc,
-                                    int first, float alpha, float beta, const float *bias) {
+static inline void kernelAVX512Body(const int R, long kc, const float *a, long lda, const int inPlace, const float *bp, float *c,
+                                    long ldc, int first, float alpha, float beta, const float *bias) {
     // Four row bases, each with offsets 0, lda and 2·lda: x86 addressing reaches those without more registers.
-    const float *r0 = a, *r3 = a + 3 * lda, *r6 = a + 6 * lda, *r9 = a + 9 * lda;
+    const float *r0 = a, *r3 = R > 3 ? a + 3 * lda : a, *r6 = R > 6 ? a + 6 * lda : a, *r9 = R > 9 ? a + 9 * lda : a;
 #define AT(r) (inPlace ? ((r) < 3 ? r0 : (r) < 6 ? r3 : (r) < 9 ? r6 : r9)[k + (r) % 3 * lda] : a[k * 12 + (r)])
     // Named accumulators, not an array: clang keeps an array of vectors in memory.
 #define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define DECLARE(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
-#define STEP(r) { __m512 av = _mm512_set1_ps(AT(r)); c##r##0 = _mm512_fmadd_ps(av, b0, c##r##0); \
+#define STEP(r) if ((r) < R) { __m512 av = _mm512_set1_ps(AT(r)); c##r##0 = _mm512_fmadd_ps(av, b0, c##r##0); \
         c##r##1 = _mm512_fmadd_ps(av, b1, c##r##1); }
     ROWS(DECLARE)
     for (long k = 0; k < kc; k++) {
@@ -156,7 +157,7 @@ static inline void kernelAVX512Body(long kc, const float *a, long lda, int inPla
         else { if (beta != 0) t = _mm512_fmadd_ps(vb, _mm512_loadu_ps(p), t); \
                if (bias) t = _mm512_add_ps(t, _mm512_loadu_ps(bias + (x))); } \
         _mm512_storeu_ps(p, t); }
-#define STORE(r) OUT(r, 0, c##r##0) OUT(r, 16, c##r##1)
+#define STORE(r) if ((r) < R) { OUT(r, 0, c##r##0) OUT(r, 16, c##r##1) }
     ROWS(STORE)
 #undef STORE
 #undef OUT
@@ -170,14 +171,19 @@ static inline void kernelAVX512Body(long kc, const float *a, long lda, int inPla
 __attribute__((target("avx512f")))
 static void kernelAVX512(long kc, const float *ap, const float *bp, float *c, long ldc, int first, float alpha, float beta,
                          const float *bias) {
-    kernelAVX512Body(kc, ap, 0, 0, bp, c, ldc, first, alpha, beta, bias);
+    kernelAVX512Body(12, kc, ap, 0, 0, bp, c, ldc, first, alpha, beta, bias);
 }
 
-/// The 12 × 32 tile on 12 rows of op(a) in place, `lda` apart.
+/// A tile of `rows` (1...12) rows of op(a) in place, `lda` apart, × 32 columns.
 __attribute__((target("avx512f")))
-static void kernelAVX512InPlace(long kc, const float *a, long lda, const float *bp, float *c, long ldc, int first, float alpha,
-                                float beta, const float *bias) {
-    kernelAVX512Body(kc, a, lda, 1, bp, c, ldc, first, alpha, beta, bias);
+static void kernelAVX512InPlace(long rows, long kc, const float *a, long lda, const float *bp, float *c, long ldc, int first,
+                                float alpha, float beta, const float *bias) {
+    switch (rows) {
+#define CASE(R) case R: kernelAVX512Body(R, kc, a, lda, 1, bp, c, ldc, first, alpha, beta, bias); break;
+    CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9) CASE(10) CASE(11) CASE(12)
+#undef CASE
+    default: abort();
+    }
 }
 
 /// The same operations on a 6 × 16 tile with 256-bit vectors.
@@ -256,26 +262,25 @@ void cnclip_sgemm_kernel_tile(int kernel, long *rows, long *columns) {
 void cnclip_sgemm_tile(long *rows, long *columns) { cnclip_sgemm_kernel_tile(cnclip_sgemm_kernel(), rows, columns); }
 
 /// Where a product's A comes from for one k-block: packed row panels `[kc][mr]` (`panels`), or, for the AVX-512
-/// kernel on op(a) = a, the rows in place (`rows`, row 0's first value of the k-block, `lda` apart) for every whole
-/// row panel, the last partial one packed at `panels`.
+/// kernel on op(a) = a, the rows in place (`rows`, row 0's first value of the k-block, `lda` apart).
 typedef struct { const float *panels, *rows; long lda; } ASource;
 
 /// A (all m rows for one k-block) against the column panels `bp` (nc columns, consecutive `[kc][nr]` panels):
-/// `c[m, nc]`, edge tiles through a full tile in a buffer.
+/// `c[m, nc]`. A tile past the last column, or past the last row of packed A, is computed whole in a buffer and its
+/// valid part copied out.
 static void multiplyPanels(int kernel, Tile tile, long m, long nc, long kc, ASource a, const float *bp, int first,
                            float alpha, float beta, const float *bias, float *c, long ldc) {
-    long mr = tile.mr, nr = tile.nr, inPlace = a.rows ? m / mr * mr : 0;
+    long mr = tile.mr, nr = tile.nr;
     for (long p = 0; p < m; p += mr) {
         long rows = m - p < mr ? m - p : mr;
         for (long q = 0; q < nc; q += nr) {
             long cols = nc - q < nr ? nc - q : nr;
             float *ct = c + p * ldc + q, *out = ct;
-            const float *at = a.panels + (p - inPlace) * kc, *bt = bp + q * kc;
+            const float *bt = bp + q * kc;
             const float *tileBias = bias ? bias + q : NULL;
-            // An edge tile: the same operations on a full tile in a buffer, then the valid part copied out.
             float edge[MR_MAX * NR_MAX] __attribute__((aligned(64))), edgeBias[NR_MAX] = {0};
             long ldo = ldc;
-            int isEdge = rows < mr || cols < nr;
+            int isEdge = cols < nr || (rows < mr && !a.rows);
             if (isEdge) {
                 out = edge;
                 ldo = nr;
@@ -284,26 +289,25 @@ static void multiplyPanels(int kernel, Tile tile, long m, long nc, long kc, ASou
                     for (long r = 0; r < rows; r++) memcpy(edge + r * nr, ct + r * ldc, (size_t)cols * sizeof(float));
                 if (tileBias) { memcpy(edgeBias, tileBias, (size_t)cols * sizeof(float)); tileBias = edgeBias; }
             }
-            if (p < inPlace) kernelAVX512InPlace(kc, a.rows + p * a.lda, a.lda, bt, out, ldo, first, alpha, beta, tileBias);
-            else if (kernel == CNCLIP_SGEMM_AVX512) kernelAVX512(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
-            else if (kernel == CNCLIP_SGEMM_AVX2) kernelAVX2(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
-            else kernelPortable(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
+            if (a.rows) {
+                kernelAVX512InPlace(rows, kc, a.rows + p * a.lda, a.lda, bt, out, ldo, first, alpha, beta, tileBias);
+            } else {
+                const float *at = a.panels + p * kc;
+                if (kernel == CNCLIP_SGEMM_AVX512) kernelAVX512(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
+                else if (kernel == CNCLIP_SGEMM_AVX2) kernelAVX2(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
+                else kernelPortable(kc, at, bt, out, ldo, first, alpha, beta, tileBias);
+            }
             if (isEdge)
                 for (long r = 0; r < rows; r++) memcpy(ct + r * ldc, edge + r * nr, (size_t)cols * sizeof(float));
         }
     }
 }
 
-/// Prepares A for one k-block (`a` at op(a)'s row 0, `k0`): in place for the AVX-512 kernel when op(a) = a, with only
-/// the rows past the last whole row panel packed into `ap`; otherwise every row packed.
+/// A for one k-block (`a` at op(a)'s row 0, `k0`): in place for the AVX-512 kernel when op(a) = a, otherwise packed
+/// into `ap`.
 static ASource sourceOfA(int kernel, int transA, const float *a, long lda, long m, long k0, long kc, long mr, float *ap) {
-    int avx = kernel != CNCLIP_SGEMM_PORTABLE;
-    if (kernel == CNCLIP_SGEMM_AVX512 && !transA) {
-        long whole = m / mr * mr;
-        if (whole < m) packA(0, avx, a, lda, whole, m - whole, k0, kc, mr, ap);
-        return (ASource){ap, a + k0, lda};
-    }
-    packA(transA, avx, a, lda, 0, m, k0, kc, mr, ap);
+    if (kernel == CNCLIP_SGEMM_AVX512 && !transA) return (ASource){NULL, a + k0, lda};
+    packA(transA, kernel != CNCLIP_SGEMM_PORTABLE, a, lda, 0, m, k0, kc, mr, ap);
     return (ASource){ap, NULL, 0};
 }
 

@@ -136,21 +136,24 @@ final class GEMMTests: XCTestCase {
     }
 
     func testRowsReadInPlaceGiveTheBitsOfPackedRows() {
-        // The AVX-512 kernel reads the whole row panels of op(a) = a where they lie, at any row stride (attention's
-        // queries inside qkv), and packs only a last partial panel; op(a) = aᵀ is always packed. Both must agree.
-        let (m, n, k, lda) = (29, 40, 600, 1000)
-        let wide = random(m * lda, seed: 12), b = random(n * k, seed: 13), bias = random(n, seed: 14)
-        let transposed = (0..<k).flatMap { p in (0..<m).map { i in wide[i * lda + 7 + p] } }  // [k, m]
-        for kernel in [CNCLIP_SGEMM_PORTABLE, CNCLIP_SGEMM_AVX2, CNCLIP_SGEMM_AVX512] {
-            cnclip_sgemm_use_kernel(Int32(kernel))
-            defer { cnclip_sgemm_use_kernel(0) }
-            guard cnclip_sgemm_kernel() > 0 else { continue }
-            var inPlace = [Float](repeating: .nan, count: m * n), packed = inPlace
-            wide.withUnsafeBufferPointer { a in
-                cnclip_sgemm(0, 1, m, n, k, 1, a.baseAddress! + 7, lda, b, k, 0, bias, &inPlace, n)
+        // The AVX-512 kernel reads the rows of op(a) = a where they lie, at any row stride (attention's queries inside
+        // qkv), a last short row panel with a kernel of its height (every height 1...12 below); op(a) = aᵀ is always
+        // packed into whole panels. Both must agree.
+        let (n, k, lda) = (40, 600, 1000)
+        let wide = random(25 * lda, seed: 12), b = random(n * k, seed: 13), bias = random(n, seed: 14)
+        for m in 1...25 {
+            let transposed = (0..<k).flatMap { p in (0..<m).map { i in wide[i * lda + 7 + p] } }  // [k, m]
+            for kernel in [CNCLIP_SGEMM_PORTABLE, CNCLIP_SGEMM_AVX2, CNCLIP_SGEMM_AVX512] {
+                cnclip_sgemm_use_kernel(Int32(kernel))
+                defer { cnclip_sgemm_use_kernel(0) }
+                guard cnclip_sgemm_kernel() > 0 else { continue }
+                var inPlace = [Float](repeating: .nan, count: m * n), packed = inPlace
+                wide.withUnsafeBufferPointer { a in
+                    cnclip_sgemm(0, 1, m, n, k, 1, a.baseAddress! + 7, lda, b, k, 0, bias, &inPlace, n)
+                }
+                cnclip_sgemm(1, 1, m, n, k, 1, transposed, m, b, k, 0, bias, &packed, n)
+                XCTAssertEqual(inPlace.map(\.bitPattern), packed.map(\.bitPattern), "kernel \(kernel), \(m) rows")
             }
-            cnclip_sgemm(1, 1, m, n, k, 1, transposed, m, b, k, 0, bias, &packed, n)
-            XCTAssertEqual(inPlace.map(\.bitPattern), packed.map(\.bitPattern), "kernel \(kernel)")
         }
     }
 
