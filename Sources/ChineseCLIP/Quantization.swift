@@ -78,6 +78,12 @@ extension CLIP {
         releaseMappings()
     }
 
+    /// Holds the packed linear weights as plain values again, one weight at a time (so that memory never holds both
+    /// forms of all of them): for the commands that write every weight out as stored (convert, export).
+    package func unpack() {
+        for (_, p) in linearWeights() { p.unpack() }
+    }
+
     /// Copies every fp32 value that borrows another object's memory (a checkpoint's map) into its own storage.
     package func releaseMappings() {
         for (_, p) in namedParameters() where !p.isHeldForInference && p.value.storage.isBorrowed { p.value = p.value.copy() }

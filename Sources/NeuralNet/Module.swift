@@ -55,6 +55,11 @@ package final class Parameter {
         packed = weight
     }
 
+    /// Holds the value as a plain fp32 tensor again, read back from its packed form (nothing happens otherwise).
+    package func unpack() {
+        if let packed { value = packed.unpacked() }
+    }
+
     /// Whether an inference model holds this weight in int8 or packed, its plain value released.
     package var isHeldForInference: Bool { int8 != nil || packed != nil }
 

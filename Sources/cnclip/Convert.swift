@@ -51,6 +51,7 @@ struct Convert: ParsableCommand {
             let target = OutputTarget(path: output, isFolder: format == .hf, force: force)
             try target.checkWritable(readingFrom: model.checkpointPath)
             let loaded = try model.load()
+            loaded.clip.unpack()  // the weights are written as stored: hold one form of them at a time
             if format == .hf, let reason = HuggingFaceDirectory.unsupportedReason(loaded.config) {
                 throw CLIPError.invalidInput("cannot write --to hf: \(reason); use --to pt or --to safetensors, or `cnclip export onnx`")
             }

@@ -61,6 +61,7 @@ struct ExportONNX: ParsableCommand {
             let target = OutputTarget(path: output, isFolder: true, force: force)
             try target.checkWritable(readingFrom: model.checkpointPath)
             let loaded = try model.load()
+            loaded.clip.unpack()  // the weights are written as stored: hold one form of them at a time
             if contextLength > loaded.config.textMaxPositionEmbeddings {
                 throw CLIPError.invalidInput(
                     "--context-length \(contextLength) is longer than the model's \(loaded.config.textMaxPositionEmbeddings) positions")

@@ -1,6 +1,6 @@
 // fp32 inference on packed linear weights (`CLIP.pack()`, what `ChineseCLIPModel` does at load): the same features to
 // the bit as the model computing on the weights as stored, no fp32 weight lost for the commands that write them back
-// (convert, export, quantize), and nothing of the checkpoint's map kept.
+// (convert, export, quantize) or when unpacked again, and nothing of the checkpoint's map kept.
 
 import Checkpoints
 import Foundation
@@ -35,6 +35,15 @@ final class PackedModelTests: XCTestCase {
                 XCTAssertEqual(written[key]?.shape, value.tensor.shape, key)
                 XCTAssertEqual(written[key]?.scalars, value.tensor.scalars, key)
             }
+            // What convert and export hold while writing: the plain values back, weight by weight.
+            packed.clip.unpack()
+            let storedValues = Dictionary(uniqueKeysWithValues: stored.clip.linearWeights().map { ($0.0, $0.1.value) })
+            for (key, p) in packed.clip.linearWeights() {
+                XCTAssertNil(p.packed, key)
+                XCTAssertEqual(p.value.shape, p.shape, key)
+                XCTAssertEqual(p.value.scalars, storedValues[key]?.scalars, key)
+            }
+            XCTAssertEqual(packed.encodeTexts(texts).scalars, stored.encodeTexts(texts).scalars, "\(name) unpacked")
         }
     }
 }
