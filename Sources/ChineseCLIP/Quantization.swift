@@ -61,6 +61,7 @@ extension CLIP {
     package func quantize() {
         for (_, p) in linearWeights() where p.int8 == nil { p.quantize() }
         releaseMappings()
+        TensorStorage.releaseKeptBuffers()  // the released fp32 weights' buffers would crowd the activations' out
     }
 
     /// Moves the model to fp32 inference with its linear weights packed for the GEMM kernel (`PackedWeight`): the same
@@ -76,6 +77,7 @@ extension CLIP {
             }
         }
         releaseMappings()
+        TensorStorage.releaseKeptBuffers()  // the released weights' buffers would crowd the activations' out
     }
 
     /// Holds the packed linear weights as plain values again, one weight at a time (so that memory never holds both

@@ -69,6 +69,12 @@ public final class TensorStorage: @unchecked Sendable {  // sound: buffers are w
         self.owner = nil
     }
 
+    /// Frees the buffers the library keeps for reuse. A model that lets its fp32 weights go (packing or quantizing
+    /// them after a random initialisation) would otherwise fill the pool with buffers of the weights' sizes, which
+    /// the forward passes never ask for, and leave no room for theirs: int8 inference then faulted in 52,000 fresh
+    /// pages per batch.
+    public static func releaseKeptBuffers() { StoragePool.drain() }
+
     /// True when the elements live in another object's memory (a checkpoint's memory map).
     public var isBorrowed: Bool { release == .owner }
 
@@ -107,6 +113,19 @@ enum StoragePool {
             return UnsafeMutableRawPointer(bitPattern: address)!
         }
         return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+    }
+
+    /// Bytes of the buffers kept now.
+    static var keptBytes: Int { cache.withLock { $0.bytes } }
+
+    /// Frees every kept buffer.
+    static func drain() {
+        let addresses = cache.withLock { cache -> [UInt] in
+            let all = cache.free.values.flatMap { $0 }
+            cache = ([:], 0)
+            return all
+        }
+        for address in addresses { UnsafeMutableRawPointer(bitPattern: address)!.deallocate() }
     }
 
     static func release(_ p: UnsafeMutableRawPointer, bytes: Int) {

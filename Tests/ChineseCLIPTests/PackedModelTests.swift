@@ -9,8 +9,21 @@ import Tensors
 import XCTest
 
 @testable import ChineseCLIP
+@testable import Tensors
 
 final class PackedModelTests: XCTestCase {
+    func testWeightsLetGoAreNotKeptForReuse() throws {
+        // After a random initialisation the fp32 weights live in the buffer pool's memory; packed or quantized, their
+        // buffers must not stay kept (the forward passes never ask for their sizes, and the pool's room is bounded).
+        let config = try CLIPConfig.load(contentsOf: fixtures.appendingPathComponent("models/vit-tiny.json"))
+        for int8 in [false, true] {
+            let clip = CLIP(config)
+            clip.initializeRandomly(seed: 1)
+            if int8 { clip.quantize() } else { clip.pack() }
+            XCTAssertEqual(StoragePool.keptBytes, 0, int8 ? "quantized" : "packed")
+        }
+    }
+
     func testPackedWeightsGiveTheSameFeaturesBitForBit() throws {
         let images = ["rgb.jpg", "rgba.png", "gray.png"].map { fixtures.appendingPathComponent("images/\($0)").path }
         let texts = ["皮卡丘", "一只可爱的小猫在草地上玩耍", "iPhone 15 Pro Max 手机壳"]
