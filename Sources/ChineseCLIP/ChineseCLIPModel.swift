@@ -45,7 +45,7 @@ public final class ChineseCLIPModel: @unchecked Sendable {  // sound: its Module
             return
         }
         let clip = try CLIP.load(checkpoint: checkpoint, config: config)
-        if precision == .int8 { clip.quantize() } else { clip.pack() }
+        clip.prepareForInference(precision)
         try self.init(clip: clip, tokenizer: Self.tokenizer(vocabularyPath))
     }
 

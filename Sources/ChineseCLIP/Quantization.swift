@@ -80,6 +80,12 @@ extension CLIP {
         TensorStorage.releaseKeptBuffers()  // the released weights' buffers would crowd the activations' out
     }
 
+    /// Moves the model to the inference form of `precision`: int8 (`quantize()`), or fp32 with packed weights (`pack()`)
+    /// for fp32 and nil (as stored).
+    package func prepareForInference(_ precision: Precision?) {
+        if precision == .int8 { quantize() } else { pack() }
+    }
+
     /// Holds the packed linear weights as plain values again, one weight at a time (so that memory never holds both
     /// forms of all of them): for the commands that write every weight out as stored (convert, export).
     package func unpack() {

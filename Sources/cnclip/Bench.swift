@@ -67,13 +67,13 @@ struct Bench: ParsableCommand {
                     clip = try QuantizedModelFile.load(url)
                 } else {
                     clip = try CLIP.load(checkpoint: url, config: config)
-                    if requested == .int8 { clip.quantize() } else { clip.pack() }
+                    clip.prepareForInference(requested)
                 }
                 result["load_s"] = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             } else {
                 clip = CLIP(config)
                 clip.initializeRandomly(seed: 0)
-                if requested == .int8 { clip.quantize() } else { clip.pack() }
+                clip.prepareForInference(requested)
             }
             result["precision"] = clip.isQuantized ? "int8" : "fp32"
             result["model"] = "\(visionModel)@\(textModel)"
