@@ -32,35 +32,41 @@ package enum BLAS {
         b: UnsafePointer<Float>, ldb: Int,
         beta: Float = 0, bias: UnsafePointer<Float>? = nil, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        if m == 0 || n == 0 { return }
-        let threads = ComputeThreads.count
-        // Small products stay on the calling thread (attention heads are split at a higher level).
-        if threads <= 1 || m * n * max(k, 1) < 1 << 21 {
-            sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias: bias)
-            return
-        }
-        // Each thread packs all of the operand it does not split: split the longer side of C, so that the
-        // duplicated packing is of the smaller operand (a batch-1 ViT's 197 rows against 2304 weight columns
-        // would otherwise transpose the whole weight on every thread).
         var tileRows = 0, tileColumns = 0
         cnclip_sgemm_tile(&tileRows, &tileColumns)
-        if m >= 32 * threads && (m >= n || n < 16 * threads) {
-            // Split the rows of C (and of op(a)) in whole row panels of the kernel.
+        forEachPart(m: m, n: n, k: k, tileRows: tileRows, tileColumns: tileColumns) { rows, columns in
+            let ap = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
+            let bp = transB ? b + columns.lowerBound * ldb : b + columns.lowerBound
+            sgemm(
+                transA, transB, rows.count, columns.count, k, alpha, ap, lda, bp, ldb, beta,
+                c + rows.lowerBound * ldc + columns.lowerBound, ldc, bias: bias.map { $0 + columns.lowerBound })
+        }
+    }
+
+    /// Runs `part(rows, columns)` over the pieces of a product's output `[m, n]` (depth `k`) split across
+    /// `ComputeThreads.count` threads, each piece whole tiles of the kernel (`tileRows` × `tileColumns`): small
+    /// products stay in one piece on the calling thread (attention heads are split at a higher level); otherwise the
+    /// longer side of C is split. Each thread packs all of the operand it does not split, so the duplicated packing is
+    /// then of the smaller operand (a batch-1 ViT's 197 rows against 2304 weight columns would otherwise transpose the
+    /// whole weight on every thread).
+    package static func forEachPart(
+        m: Int, n: Int, k: Int, tileRows: Int, tileColumns: Int, _ part: (_ rows: Range<Int>, _ columns: Range<Int>) -> Void
+    ) {
+        if m == 0 || n == 0 { return }
+        let threads = ComputeThreads.count
+        if threads <= 1 || m * n * max(k, 1) < 1 << 21 {
+            part(0..<m, 0..<n)
+        } else if m >= 32 * threads && (m >= n || n < 16 * threads) {
             computePerform(iterations: threads) { t in
                 let lo = (m * t / threads) / tileRows * tileRows
                 let hi = t == threads - 1 ? m : (m * (t + 1) / threads) / tileRows * tileRows
-                guard hi > lo else { return }
-                let ap = transA ? a + lo : a + lo * lda
-                sgemm(transA, transB, hi - lo, n, k, alpha, ap, lda, b, ldb, beta, c + lo * ldc, ldc, bias: bias)
+                if hi > lo { part(lo..<hi, 0..<n) }
             }
         } else {
-            // Split the columns of C (and of op(b)) in whole column panels of the kernel.
             computePerform(iterations: threads) { t in
                 let lo = (n * t / threads) / tileColumns * tileColumns
                 let hi = t == threads - 1 ? n : (n * (t + 1) / threads) / tileColumns * tileColumns
-                guard hi > lo else { return }
-                let bp = transB ? b + lo * ldb : b + lo
-                sgemm(transA, transB, m, hi - lo, k, alpha, a, lda, bp, ldb, beta, c + lo, ldc, bias: bias.map { $0 + lo })
+                if hi > lo { part(0..<m, lo..<hi) }
             }
         }
     }

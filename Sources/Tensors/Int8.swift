@@ -82,10 +82,8 @@ package func quantizeRows(
 /// `x @ weight.T + bias` on the int8 path: `x [..., in]`, `bias [out]` → `[..., out]`, each element
 /// `Float(sum) · (rowScale · channelScale) + bias`.
 package func linear(_ x: Tensor, weight: Int8Weight, bias: Tensor?) -> Tensor {
-    precondition(weight.columns == x.lastDim, "linear: x \(x.shape) vs int8 weight [\(weight.rows), \(weight.columns)]")
+    let out = linearOutput(x, rows: weight.rows, columns: weight.columns, bias: bias, weight: "int8 weight")
     let m = x.rowCount, k = x.lastDim, n = weight.rows
-    if let bias { precondition(bias.count == n, "linear: bias \(bias.shape) for \(n) outputs") }
-    let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [n])
     guard m > 0 && n > 0 else { return out }
     // Scratch from the tensor pool: a forward pass asks for the same sizes layer after layer, and fresh pages cost
     // faults. Every element is written before it is read. The integer sums need a buffer of their own only when the

@@ -17,15 +17,22 @@ extension Tensor {
 
 /// `x @ weight.T + bias`: `x [..., in]`, `weight [out, in]`, `bias [out]` → `[..., out]` (PyTorch's `nn.Linear`).
 package func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
-    precondition(weight.rank == 2 && weight.shape[1] == x.lastDim, "linear: x \(x.shape) vs weight \(weight.shape)")
+    precondition(weight.rank == 2, "linear: weight \(weight.shape) is not a matrix")
+    let out = linearOutput(x, rows: weight.shape[0], columns: weight.shape[1], bias: bias, weight: "weight")
     let m = x.rowCount, k = x.lastDim, n = weight.shape[0]
-    let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [n])
-    if let bias { precondition(bias.count == n, "linear: bias \(bias.shape) for \(n) outputs") }
     // The bias joins in the product's store (bias + sum, rounded once, as addmm's beta·bias + sum).
     BLAS.gemm(
         transB: true, m: m, n: n, k: k, a: x.data, lda: k, b: weight.data, ldb: k,
         bias: bias?.data, c: out.mutableData, ldc: n)
     return out
+}
+
+/// The uninitialised output `[..., rows]` of `x [..., columns]` through a linear layer whose weight (`what`, for the
+/// message) is `[rows, columns]`, once `x`'s and `bias`'s shapes are checked against it.
+func linearOutput(_ x: Tensor, rows: Int, columns: Int, bias: Tensor?, weight what: String) -> Tensor {
+    precondition(columns == x.lastDim, "linear: x \(x.shape) vs \(what) [\(rows), \(columns)]")
+    if let bias { precondition(bias.count == rows, "linear: bias \(bias.shape) for \(rows) outputs") }
+    return Tensor.uninitialized(Array(x.shape.dropLast()) + [rows])
 }
 
 /// `a @ b`: `a [..., m, k]` (leading dimensions flattened into rows), `b [k, n]` → `[..., n]`.

@@ -4,7 +4,6 @@
 // performs the same operations as `BLAS.gemm` on the original, so every feature keeps its bits.
 
 import CKernels
-import Essentials
 
 /// A linear layer's fp32 weight `[out, in]` held packed for the GEMM kernel (inference only).
 package struct PackedWeight: Sendable {
@@ -40,38 +39,15 @@ package struct PackedWeight: Sendable {
 /// `x @ weight.T + bias` on a packed weight: `x [..., in]`, `bias [out]` → `[..., out]`, the same bits as
 /// `linear(_:weight:bias:)` on the unpacked weight.
 package func linear(_ x: Tensor, weight: PackedWeight, bias: Tensor?) -> Tensor {
-    precondition(weight.columns == x.lastDim, "linear: x \(x.shape) vs packed weight [\(weight.rows), \(weight.columns)]")
-    let m = x.rowCount, k = x.lastDim, n = weight.rows
-    if let bias { precondition(bias.count == n, "linear: bias \(bias.shape) for \(n) outputs") }
-    let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [n])
-    guard m > 0 && n > 0 else { return out }
-    let a = x.data, packed = UnsafePointer(weight.storage.pointer), y = out.mutableData, kernel = weight.kernel
-    let biasData = bias?.data
-    /// Output columns `lo ..< hi` of rows `rowLo ..< rowHi`.
-    func product(rows rowLo: Int, _ rowHi: Int, columns lo: Int, _ hi: Int) {
-        cnclip_sgemm_packed(rowHi - rowLo, lo, hi - lo, n, k, a + rowLo * k, k, packed, kernel, biasData, y + rowLo * n + lo, n)
-    }
-    let threads = ComputeThreads.count
-    if threads <= 1 || m * n * max(k, 1) < 1 << 21 {
-        withExtendedLifetime(weight.storage) { product(rows: 0, m, columns: 0, n) }
-        return out
-    }
+    let out = linearOutput(x, rows: weight.rows, columns: weight.columns, bias: bias, weight: "packed weight")
+    let m = x.rowCount, k = x.lastDim, n = weight.rows, kernel = weight.kernel
+    let a = x.data, packed = UnsafePointer(weight.storage.pointer), y = out.mutableData, biasData = bias?.data
     var tileRows = 0, tileColumns = 0
     cnclip_sgemm_kernel_tile(kernel, &tileRows, &tileColumns)  // the tile of the kernel the weight was packed for
-    // As `BLAS.gemm`: split the longer side of the output, in whole tiles; a thread that takes rows walks every
-    // panel of the weight, one that takes columns packs every row of x.
-    if m >= 32 * threads && (m >= n || n < 16 * threads) {
-        computePerform(iterations: threads) { t in
-            let lo = (m * t / threads) / tileRows * tileRows
-            let hi = t == threads - 1 ? m : (m * (t + 1) / threads) / tileRows * tileRows
-            if hi > lo { product(rows: lo, hi, columns: 0, n) }
-        }
-    } else {
-        computePerform(iterations: threads) { t in
-            let lo = (n * t / threads) / tileColumns * tileColumns
-            let hi = t == threads - 1 ? n : (n * (t + 1) / threads) / tileColumns * tileColumns
-            if hi > lo { product(rows: 0, m, columns: lo, hi) }
-        }
+    BLAS.forEachPart(m: m, n: n, k: k, tileRows: tileRows, tileColumns: tileColumns) { rows, columns in
+        cnclip_sgemm_packed(
+            rows.count, columns.lowerBound, columns.count, n, k, a + rows.lowerBound * k, k, packed, kernel, biasData,
+            y + rows.lowerBound * n + columns.lowerBound, n)
     }
     withExtendedLifetime(weight.storage) {}
     return out
