@@ -33,13 +33,7 @@ final class PackedModelTests: XCTestCase {
             let stored = try ChineseCLIPModel(clip: CLIP.load(checkpoint: checkpoint, config: config), tokenizer: .bundled())
             let packed = try ChineseCLIPModel(checkpoint: checkpoint, config: config)
             XCTAssertEqual(packed.precision, .fp32)
-            for (key, p) in packed.clip.linearWeights() {
-                XCTAssertNotNil(p.packed, key)
-                XCTAssertEqual(p.value.count, 0, "\(key): the unpacked copy is let go")
-            }
-            for (key, p) in packed.clip.namedParameters() {
-                XCTAssertFalse(p.value.storage.isBorrowed, "\(key): nothing of the checkpoint's map is kept")
-            }
+            assertHeldForInference(packed) { $0.packed }
             XCTAssertEqual(try packed.encodeImageFiles(images).scalars, try stored.encodeImageFiles(images).scalars, name)
             XCTAssertEqual(packed.encodeTexts(texts).scalars, stored.encodeTexts(texts).scalars, name)
             // What convert and export write: every tensor as stored.
