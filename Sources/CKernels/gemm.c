@@ -3,8 +3,10 @@
 // is only a matter of speed: AVX-512 (12 rows × 32 columns of C in registers), AVX2/FMA (6 × 16), and a portable
 // fallback (6 × 16, one lane at a time) for machines without either.
 //
-// Blocking: for each k-block (KC), all of op(a) is packed into row panels (streamed from L3), and op(b) is packed a
-// block of columns at a time into column panels that stay in L2 while every A panel passes over them.
+// Blocking: for each k-block (KC), op(a) is read in row panels — in place by the AVX-512 kernel when op(a) = a, packed
+// otherwise (streamed from L3) — and op(b) is packed a block of columns at a time into column panels that stay in L2
+// while every A panel passes over them. A weight packed once at load (`cnclip_sgemm_pack`) holds those column panels
+// already.
 
 #include "CKernels.h"
 #include "packing.h"
@@ -304,9 +306,10 @@ static void multiplyPanels(int kernel, Tile tile, long m, long nc, long kc, ASou
 }
 
 /// A for one k-block (`a` at op(a)'s row 0, `k0`): in place for the AVX-512 kernel when op(a) = a, otherwise packed
-/// into `ap`.
-static ASource sourceOfA(int kernel, int transA, const float *a, long lda, long m, long k0, long kc, long mr, float *ap) {
+/// into the thread's buffer (reserved only then).
+static ASource sourceOfA(int kernel, int transA, const float *a, long lda, long m, long k0, long kc, long mr) {
     if (kernel == CNCLIP_SGEMM_AVX512 && !transA) return (ASource){NULL, a + k0, lda};
+    float *ap = cnclip_reserve(&packedA, &packedABytes, sizeof(float) * (size_t)kc * (size_t)((m + mr - 1) / mr * mr));
     packA(transA, kernel != CNCLIP_SGEMM_PORTABLE, a, lda, 0, m, k0, kc, mr, ap);
     return (ASource){ap, NULL, 0};
 }
@@ -330,11 +333,10 @@ void cnclip_sgemm(int transA, int transB, long m, long n, long k, float alpha,
     Tile tile = tileOf(kernel);
     long mr = tile.mr, nr = tile.nr, nb = tile.nb;
     long kcMax = k < KC ? k : KC;
-    float *ap = cnclip_reserve(&packedA, &packedABytes, sizeof(float) * (size_t)kcMax * (size_t)((m + mr - 1) / mr * mr));
     float *bp = cnclip_reserve(&packedB, &packedBBytes, sizeof(float) * (size_t)kcMax * (size_t)nb);
     for (long k0 = 0; k0 < k; k0 += KC) {
         long kc = k - k0 < KC ? k - k0 : KC;
-        ASource as = sourceOfA(kernel, transA, a, lda, m, k0, kc, mr, ap);
+        ASource as = sourceOfA(kernel, transA, a, lda, m, k0, kc, mr);
         for (long j0 = 0; j0 < n; j0 += nb) {
             long nc = n - j0 < nb ? n - j0 : nb;
             packB(transB, avx, b, ldb, k0, kc, j0, nc, nr, bp);
@@ -380,11 +382,9 @@ void cnclip_sgemm_packed(long m, long j0, long nc, long n, long k, const float *
     if (k <= 0) { noProducts(m, nc, 0, bias ? bias + j0 : NULL, c, ldc); return; }
     Tile tile = tileOf(kernel);
     long mr = tile.mr, nb = tile.nb, np = paddedColumns(n, kernel);
-    long kcMax = k < KC ? k : KC;
-    float *ap = cnclip_reserve(&packedA, &packedABytes, sizeof(float) * (size_t)kcMax * (size_t)((m + mr - 1) / mr * mr));
     for (long k0 = 0; k0 < k; k0 += KC) {
         long kc = k - k0 < KC ? k - k0 : KC;
-        ASource as = sourceOfA(kernel, 0, a, lda, m, k0, kc, mr, ap);
+        ASource as = sourceOfA(kernel, 0, a, lda, m, k0, kc, mr);
         // Blocks of nb columns, as cnclip_sgemm's, so that a block's panels stay in L2 while every row panel passes.
         for (long q0 = 0; q0 < nc; q0 += nb) {
             long cols = nc - q0 < nb ? nc - q0 : nb;

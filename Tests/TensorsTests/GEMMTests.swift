@@ -170,11 +170,12 @@ final class GEMMTests: XCTestCase {
             let rc = pthread_create(
                 &thread, nil,
                 { _ in
-                    // [1024, 256] @ [256, 16]: 1 MB of packed `a` on this thread.
+                    // aᵀ [1024, 256] @ [256, 16]: 1 MB of packed `a` on this thread (op(a) = aᵀ is packed by every
+                    // kernel; the AVX-512 kernel reads op(a) = a in place, with no buffer to leak).
                     let m = 1024, n = 16, k = 256
-                    let a = [Float](repeating: 1, count: m * k), b = [Float](repeating: 1, count: k * n)
+                    let a = [Float](repeating: 1, count: k * m), b = [Float](repeating: 1, count: k * n)
                     var c = [Float](repeating: 0, count: m * n)
-                    BLAS.sgemm(false, false, m, n, k, 1, a, k, b, n, 0, &c, n)
+                    BLAS.sgemm(true, false, m, n, k, 1, a, m, b, n, 0, &c, n)
                     precondition(c[0] == Float(k))
                     return nil
                 }, nil)
